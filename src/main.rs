@@ -1,1 +1,252 @@
-fn main() {}
+//! Command line: parses flags, sets up logging, and hands over to the library.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand, ValueEnum};
+
+use alertmanager_wechat::config::Config;
+use alertmanager_wechat::delivery::RetryPolicy;
+use alertmanager_wechat::{Service, cli};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "alertmanager-wechat",
+    version,
+    about = "Prometheus Alertmanager and Grafana alerts to WeChat"
+)]
+struct Args {
+    /// Configuration file; without one, a built-in default prints every alert to stdout.
+    #[arg(long = "config.file", global = true)]
+    config_file: Option<PathBuf>,
+    /// Address to listen on, `:9097` for every interface.
+    #[arg(long = "web.listen-address", default_value = ":9097")]
+    listen_address: String,
+    #[arg(long = "log.level", default_value = "info", global = true)]
+    log_level: String,
+    #[arg(
+        long = "log.format",
+        value_enum,
+        default_value = "logfmt",
+        global = true
+    )]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Copy, Clone, Debug, ValueEnum)]
+enum LogFormat {
+    Logfmt,
+    Json,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Validates configuration files; lists every error.
+    CheckConfig {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Prints the exact upstream requests a payload would become, secrets masked.
+    Render {
+        /// An Alertmanager or Grafana webhook body.
+        #[arg(long)]
+        payload: PathBuf,
+        /// Send straight to this receiver instead of routing.
+        #[arg(long)]
+        receiver: Option<String>,
+        /// The time to render durations against (RFC 3339); default now.
+        #[arg(long)]
+        now: Option<String>,
+        /// Print JSON instead of the readable form.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Pushes a one-line test message through every integration of a receiver.
+    SendTest {
+        #[arg(long)]
+        receiver: String,
+    },
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    init_logging(&args);
+    match run(args) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn init_logging(args: &Args) {
+    use tracing_subscriber::prelude::*;
+    let filter = tracing_subscriber::EnvFilter::try_new(&args.log_level)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let registry = tracing_subscriber::registry().with(filter);
+    // Logs go to stderr: stdout carries the console integration's messages.
+    match args.log_format {
+        LogFormat::Json => registry
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .json()
+                    .with_writer(std::io::stderr),
+            )
+            .init(),
+        LogFormat::Logfmt => registry
+            .with(
+                tracing_logfmt::builder()
+                    .layer()
+                    .with_writer(std::io::stderr),
+            )
+            .init(),
+    }
+}
+
+fn run(args: Args) -> anyhow::Result<ExitCode> {
+    match args.command {
+        Some(Command::CheckConfig { files }) => {
+            let (out, ok) = cli::check_config(&files);
+            print!("{out}");
+            Ok(if ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
+        }
+        Some(Command::Render {
+            payload,
+            receiver,
+            now,
+            json,
+        }) => {
+            let path = args.config_file.context("render needs --config.file")?;
+            let rt = cli::load(&path).map_err(|e| anyhow::anyhow!("{e}"))?;
+            let body = std::fs::read(&payload)
+                .with_context(|| format!("reading {}", payload.display()))?;
+            let now = match now {
+                Some(s) => chrono::DateTime::parse_from_rfc3339(&s)
+                    .with_context(|| format!("--now {s:?} is not RFC 3339"))?
+                    .to_utc(),
+                None => chrono::Utc::now(),
+            };
+            let rendered = cli::render(&rt, &body, receiver.as_deref(), now)
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&rendered)?);
+            } else {
+                print!("{}", cli::format_rendered(&rendered));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Some(Command::SendTest { receiver }) => {
+            let path = args.config_file.context("send-test needs --config.file")?;
+            let rt = cli::load(&path).map_err(|e| anyhow::anyhow!("{e}"))?;
+            let tokio = tokio::runtime::Runtime::new()?;
+            let (out, ok) = tokio.block_on(cli::send_test(&rt, &receiver));
+            print!("{out}");
+            Ok(if ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
+        }
+        None => serve(args.config_file, &args.listen_address),
+    }
+}
+
+fn parse_listen(addr: &str) -> anyhow::Result<SocketAddr> {
+    let full = if addr.starts_with(':') {
+        format!("0.0.0.0{addr}")
+    } else {
+        addr.to_string()
+    };
+    full.parse()
+        .with_context(|| format!("--web.listen-address {addr:?} is not host:port"))
+}
+
+fn serve(config_file: Option<PathBuf>, listen: &str) -> anyhow::Result<ExitCode> {
+    let config = match &config_file {
+        Some(p) => Config::load(p),
+        None => Config::builtin(),
+    };
+    let config = match config {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{e}");
+            return Ok(ExitCode::from(1));
+        }
+    };
+    let addr = parse_listen(listen)?;
+    let tokio = tokio::runtime::Runtime::new()?;
+    tokio.block_on(async move {
+        let open = config.auth.is_open();
+        let service = match Service::start(config, config_file.clone(), RetryPolicy::default()) {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("{e}");
+                return Ok(ExitCode::from(1));
+            }
+        };
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("cannot listen on {addr}"))?;
+        let local = listener.local_addr()?;
+        tracing::info!(
+            address = %local,
+            config = %config_file.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| "<built-in>".into()),
+            version = env!("CARGO_PKG_VERSION"),
+            "listening"
+        );
+        if open {
+            tracing::warn!("webhook endpoints are open: set auth.bearer_token_file or basic_auth to protect them");
+        }
+        let app = service.app.clone();
+        tokio::spawn(reload_on_sighup(app));
+        service.run(listener, shutdown_signal(), Duration::from_secs(10)).await?;
+        tracing::info!("stopped");
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {},
+            _ = term.recv() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+    tracing::info!("shutting down");
+}
+
+async fn reload_on_sighup(app: std::sync::Arc<alertmanager_wechat::server::App>) {
+    #[cfg(unix)]
+    {
+        let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        else {
+            return;
+        };
+        while hup.recv().await.is_some() {
+            let app = app.clone();
+            let _ = tokio::task::spawn_blocking(move || app.reload()).await;
+        }
+    }
+}

@@ -1,0 +1,158 @@
+//! The commands SREs run before deploying: `check-config`, `render` and `send-test`.
+//!
+//! They return what to print and an exit status; `main.rs` only parses arguments and prints.
+
+use std::path::Path;
+
+use chrono::{DateTime, Utc};
+
+use crate::channels::{Outbound, Progress};
+use crate::config::{Config, ConfigErrors};
+use crate::runtime::Runtime;
+use crate::webhook::Notification;
+
+/// Loads a configuration and builds everything from it, as the server would at start-up.
+pub fn load(path: &Path) -> Result<Runtime, ConfigErrors> {
+    Config::load(path).and_then(Runtime::build)
+}
+
+/// `check-config FILE...`: every error of every file, or an OK line per file.
+pub fn check_config(files: &[std::path::PathBuf]) -> (String, bool) {
+    let mut out = String::new();
+    let mut ok = true;
+    for f in files {
+        match load(f) {
+            Ok(rt) => {
+                let integrations: usize = rt.receivers.values().map(Vec::len).sum();
+                out.push_str(&format!(
+                    "{}: OK ({} receivers, {} integrations)\n",
+                    f.display(),
+                    rt.receivers.len(),
+                    integrations
+                ));
+            }
+            Err(e) => {
+                ok = false;
+                out.push_str(&format!("{e}\n"));
+            }
+        }
+    }
+    (out, ok)
+}
+
+/// One integration's requests for `render`.
+#[derive(Debug, serde::Serialize)]
+pub struct Rendered {
+    pub receiver: String,
+    pub integration: String,
+    pub requests: Vec<Outbound>,
+}
+
+/// `render`: the exact requests each routed receiver integration would send, secrets masked.
+pub fn render(
+    rt: &Runtime,
+    payload: &[u8],
+    receiver: Option<&str>,
+    now: DateTime<Utc>,
+) -> Result<Vec<Rendered>, String> {
+    let n = Notification::parse(payload).map_err(|e| e.to_string())?;
+    let routed = rt
+        .route(n, receiver)
+        .ok_or_else(|| format!("unknown receiver {:?}", receiver.unwrap_or("")))?;
+    let env = rt.env(now);
+    let mut out = Vec::new();
+    for r in routed {
+        for i in rt.receivers.get(&r.receiver).into_iter().flatten() {
+            let Some(n) = i.filter(&r.notification) else {
+                continue;
+            };
+            let mut requests = i.prepare(&env, &n).map_err(|e| e.to_string())?;
+            for req in &mut requests {
+                rt.scrubber.scrub_json(&mut req.body);
+                req.url = rt.scrubber.scrub(&req.url);
+            }
+            out.push(Rendered {
+                receiver: r.receiver.clone(),
+                integration: format!("{}[{}]", i.name(), i.index),
+                requests,
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// Human-readable `render` output: a header per integration, then each request.
+pub fn format_rendered(list: &[Rendered]) -> String {
+    let mut out = String::new();
+    for r in list {
+        out.push_str(&format!("# receiver {} · {}\n", r.receiver, r.integration));
+        for req in &r.requests {
+            out.push_str(&format!("{} {}\n", req.method, req.url));
+            match &req.body {
+                serde_json::Value::String(s) => out.push_str(s),
+                body => out.push_str(&serde_json::to_string_pretty(body).unwrap_or_default()),
+            }
+            out.push_str("\n\n");
+        }
+    }
+    out
+}
+
+/// A one-alert notification for `send-test`.
+pub fn test_notification(receiver: &str, now: DateTime<Utc>) -> Notification {
+    let mut n = crate::runtime::sample_notification();
+    n.alerts.truncate(1);
+    let a = &mut n.alerts[0];
+    a.labels.clear();
+    a.labels
+        .insert("alertname".into(), "AlertmanagerWechatTest".into());
+    a.labels.insert("severity".into(), "info".into());
+    a.annotations.clear();
+    a.annotations.insert(
+        "summary".into(),
+        "Test message from alertmanager-wechat: this receiver works.".into(),
+    );
+    a.starts_at = now.fixed_offset();
+    a.fingerprint = "0000000000000000".into();
+    a.generator_url = String::new();
+    n.receiver = receiver.to_string();
+    n.group_key = format!("{{}}:{{alertname=\"AlertmanagerWechatTest\",receiver={receiver:?}}}");
+    n.group_labels = a.labels.clone();
+    n.common_labels = a.labels.clone();
+    n.common_annotations = a.annotations.clone();
+    n.external_url = String::new();
+    n
+}
+
+/// `send-test`: sends the test notification through every integration of a receiver, now.
+pub async fn send_test(rt: &Runtime, receiver: &str) -> (String, bool) {
+    let Some(list) = rt.receivers.get(receiver) else {
+        return (format!("unknown receiver {receiver:?}\n"), false);
+    };
+    let now = Utc::now();
+    let n = test_notification(receiver, now);
+    let env = rt.env(now);
+    let mut out = String::new();
+    let mut ok = true;
+    for i in list {
+        let mut progress = Progress::new();
+        match i.send(&env, &n, &mut progress).await {
+            Ok(()) => out.push_str(&format!("{}[{}]: sent\n", i.name(), i.index)),
+            Err(e) => {
+                ok = false;
+                let hint = if e.is_retryable() {
+                    "temporary"
+                } else {
+                    "permanent"
+                };
+                out.push_str(&format!(
+                    "{}[{}]: failed ({hint}): {}\n",
+                    i.name(),
+                    i.index,
+                    rt.scrubber.scrub(&e.to_string())
+                ));
+            }
+        }
+    }
+    (out, ok)
+}

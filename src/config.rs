@@ -1,0 +1,751 @@
+//! The YAML configuration: types, loading, `${VAR}` expansion, `*_file` secrets and validation.
+//!
+//! Loading is strict: unknown keys are errors, and every error names the file, the path in the
+//! YAML (`receivers[0].wxpusher_configs[0].uids`) and what is wrong, so that `check-config`
+//! can list them all. This module only describes and checks; building the running pieces
+//! (templates, routes, integrations) from a valid config is [`crate::runtime`]'s job.
+
+use std::collections::HashSet;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::route::RouteConfig;
+use crate::secret::Secret;
+
+/// The built-in configuration used when no `--config.file` is given: every alert to the console.
+pub const DEFAULT_CONFIG: &str = r#"# Built-in default: print every notification, rendered, to standard output.
+storage:
+  path: ./data
+route:
+  receiver: console
+receivers:
+  - name: console
+    console_configs: [ {} ]
+"#;
+
+/// One problem in a configuration file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// The file it came from (`<built-in>` for the default).
+    pub file: String,
+    /// Where in the YAML, as `a.b[0].c`; empty for the document itself.
+    pub path: String,
+    /// What is wrong, in words.
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.path.is_empty() {
+            write!(f, "{}: {}", self.file, self.message)
+        } else {
+            write!(f, "{}: {}: {}", self.file, self.path, self.message)
+        }
+    }
+}
+
+/// Every problem found in one configuration.
+#[derive(Debug, Clone, thiserror::Error)]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
+
+/// The whole file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Defaults shared by every receiver.
+    #[serde(default)]
+    pub global: Global,
+    /// Who may post to `/webhook*`.
+    #[serde(default)]
+    pub auth: AuthConfig,
+    /// The HTTP server's own limits.
+    #[serde(default)]
+    pub web: WebConfig,
+    /// Where queue and state live.
+    #[serde(default)]
+    pub storage: StorageConfig,
+    /// Globs of `*.hbs` files; each file's name without `.hbs` is a template name.
+    #[serde(default)]
+    pub templates: Vec<String>,
+    /// Duplicate suppression and resolved grouping.
+    #[serde(default)]
+    pub dedupe: DedupeConfig,
+    /// The route tree; its root names the default receiver.
+    pub route: RouteConfig,
+    /// Every receiver a route can name.
+    pub receivers: Vec<ReceiverConfig>,
+    /// The file this was read from, for messages and relative paths.
+    #[serde(skip)]
+    pub source: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Global {
+    /// Zone for times shown in messages.
+    #[serde(default = "default_timezone")]
+    pub timezone: chrono_tz::Tz,
+    /// Language of the shipped templates.
+    #[serde(default)]
+    pub locale: Locale,
+    /// Notification preview length, in user-visible characters.
+    #[serde(default = "default_summary_max_chars")]
+    pub summary_max_chars: usize,
+    #[serde(default = "default_wxpusher_api_url")]
+    pub wxpusher_api_url: String,
+    #[serde(default = "default_wechat_api_url")]
+    pub wechat_api_url: String,
+    /// Timeout of one upstream HTTP request.
+    #[serde(default = "default_http_timeout", with = "humantime_serde")]
+    pub http_timeout: Duration,
+}
+
+impl Default for Global {
+    fn default() -> Self {
+        Global {
+            timezone: default_timezone(),
+            locale: Locale::default(),
+            summary_max_chars: default_summary_max_chars(),
+            wxpusher_api_url: default_wxpusher_api_url(),
+            wechat_api_url: default_wechat_api_url(),
+            http_timeout: default_http_timeout(),
+        }
+    }
+}
+
+fn default_timezone() -> chrono_tz::Tz {
+    chrono_tz::Asia::Shanghai
+}
+fn default_summary_max_chars() -> usize {
+    20
+}
+fn default_wxpusher_api_url() -> String {
+    "https://wxpusher.zjiecode.com".into()
+}
+fn default_wechat_api_url() -> String {
+    "https://api.weixin.qq.com".into()
+}
+fn default_http_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+
+/// Language of the default templates and of derived words (`status_text`, durations).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+pub enum Locale {
+    #[default]
+    #[serde(rename = "zh-CN")]
+    ZhCn,
+    #[serde(rename = "en")]
+    En,
+}
+
+impl Locale {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Locale::ZhCn => "zh-CN",
+            Locale::En => "en",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthConfig {
+    pub bearer_token: Option<Secret>,
+    pub bearer_token_file: Option<PathBuf>,
+    pub basic_auth: Option<BasicAuth>,
+    pub grafana_hmac_secret: Option<Secret>,
+    pub grafana_hmac_secret_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BasicAuth {
+    pub username: String,
+    pub password: Option<Secret>,
+    pub password_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebConfig {
+    /// Largest webhook body accepted; larger ones get 413 while being read.
+    #[serde(default = "default_max_body_bytes")]
+    pub max_body_bytes: usize,
+    /// Open connections at once; more wait in the kernel's backlog.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+    /// A client that has not sent its request headers by then is dropped (slowloris).
+    #[serde(default = "default_header_read_timeout", with = "humantime_serde")]
+    pub header_read_timeout: Duration,
+}
+
+impl Default for WebConfig {
+    fn default() -> Self {
+        WebConfig {
+            max_body_bytes: default_max_body_bytes(),
+            max_connections: default_max_connections(),
+            header_read_timeout: default_header_read_timeout(),
+        }
+    }
+}
+
+fn default_max_body_bytes() -> usize {
+    4 * 1024 * 1024
+}
+fn default_max_connections() -> usize {
+    1024
+}
+fn default_header_read_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StorageConfig {
+    /// Directory of the embedded store.
+    #[serde(default = "default_storage_path")]
+    pub path: PathBuf,
+    /// How many notifications may wait for delivery before the webhook answers 503.
+    #[serde(default = "default_queue_capacity")]
+    pub queue_capacity: usize,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        StorageConfig {
+            path: default_storage_path(),
+            queue_capacity: default_queue_capacity(),
+        }
+    }
+}
+
+fn default_storage_path() -> PathBuf {
+    PathBuf::from("./data")
+}
+fn default_queue_capacity() -> usize {
+    10_000
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DedupeConfig {
+    #[serde(default = "default_dedupe_window", with = "humantime_serde")]
+    pub window: Duration,
+    #[serde(default = "default_resolved_group_wait", with = "humantime_serde")]
+    pub resolved_group_wait: Duration,
+}
+
+impl Default for DedupeConfig {
+    fn default() -> Self {
+        DedupeConfig {
+            window: default_dedupe_window(),
+            resolved_group_wait: default_resolved_group_wait(),
+        }
+    }
+}
+
+fn default_dedupe_window() -> Duration {
+    Duration::from_secs(300)
+}
+fn default_resolved_group_wait() -> Duration {
+    Duration::from_secs(30)
+}
+
+/// A named set of integrations; routes point at receivers by name.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReceiverConfig {
+    pub name: String,
+    #[serde(default)]
+    pub wxpusher_configs: Vec<WxPusherConfig>,
+    #[serde(default)]
+    pub console_configs: Vec<ConsoleConfig>,
+}
+
+impl ReceiverConfig {
+    pub fn integration_count(&self) -> usize {
+        self.wxpusher_configs.len() + self.console_configs.len()
+    }
+}
+
+fn default_true() -> bool {
+    true
+}
+
+/// WxPusher's message body types.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ContentType {
+    Text,
+    Html,
+    #[default]
+    Markdown,
+}
+
+impl ContentType {
+    /// The number WxPusher's `contentType` field takes.
+    pub fn code(self) -> u8 {
+        match self {
+            ContentType::Text => 1,
+            ContentType::Html => 2,
+            ContentType::Markdown => 3,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WxPusherConfig {
+    /// `AT_…`; exactly one of this and `app_token_file`.
+    pub app_token: Option<Secret>,
+    pub app_token_file: Option<PathBuf>,
+    #[serde(default)]
+    pub uids: Vec<String>,
+    #[serde(default)]
+    pub topic_ids: Vec<i64>,
+    #[serde(default)]
+    pub content_type: ContentType,
+    /// Preview template; cut to `global.summary_max_chars` after rendering.
+    pub summary: Option<String>,
+    /// Body template; the default depends on `content_type`.
+    pub content: Option<String>,
+    /// Tap-through link template.
+    pub url: Option<String>,
+    #[serde(default = "default_true")]
+    pub send_resolved: bool,
+    /// Overrides `global.wxpusher_api_url`.
+    pub api_url: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConsoleConfig {
+    /// Template of what is printed; defaults to the WxPusher markdown.
+    pub text: Option<String>,
+    #[serde(default = "default_true")]
+    pub send_resolved: bool,
+}
+
+impl Config {
+    /// Reads, expands, parses and validates a file.
+    pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
+        let name = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            ConfigErrors(vec![ConfigError {
+                file: name.clone(),
+                path: String::new(),
+                message: format!("cannot read: {e}"),
+            }])
+        })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        Config::parse(&text, &name, base)
+    }
+
+    /// The configuration used when no file is given.
+    pub fn builtin() -> Result<Config, ConfigErrors> {
+        Config::parse(DEFAULT_CONFIG, "<built-in>", Path::new("."))
+    }
+
+    /// Parses text as if read from `file`; relative `*_file` paths and template globs are
+    /// resolved against `base`.
+    pub fn parse(text: &str, file: &str, base: &Path) -> Result<Config, ConfigErrors> {
+        let err = |path: String, message: String| {
+            ConfigErrors(vec![ConfigError {
+                file: file.to_string(),
+                path,
+                message,
+            }])
+        };
+        let expanded = expand_env(text).map_err(|m| err(String::new(), m))?;
+        let de = yaml_serde::Deserializer::from_str(&expanded);
+        let mut config: Config = serde_path_to_error::deserialize(de).map_err(|e| {
+            let path = e.path().to_string();
+            let path = if path == "." { String::new() } else { path };
+            err(
+                path.clone(),
+                strip_path_prefix(&e.into_inner().to_string(), &path),
+            )
+        })?;
+        config.source = file.to_string();
+        let mut errors = Vec::new();
+        config.resolve(base, &mut |path, message| {
+            errors.push(ConfigError {
+                file: file.to_string(),
+                path,
+                message,
+            })
+        });
+        if errors.is_empty() {
+            Ok(config)
+        } else {
+            Err(ConfigErrors(errors))
+        }
+    }
+
+    /// Reads `*_file` secrets, resolves relative paths and checks what serde cannot.
+    fn resolve(&mut self, base: &Path, report: &mut dyn FnMut(String, String)) {
+        let g = &self.global;
+        if g.summary_max_chars == 0 || g.summary_max_chars > 100 {
+            report(
+                "global.summary_max_chars".into(),
+                "must be between 1 and 100 (WxPusher's summary limit)".into(),
+            );
+        }
+        for (key, url) in [
+            ("global.wxpusher_api_url", &g.wxpusher_api_url),
+            ("global.wechat_api_url", &g.wechat_api_url),
+        ] {
+            if let Err(m) = check_http_url(url) {
+                report(key.into(), m);
+            }
+        }
+        if self.web.max_body_bytes < 1024 {
+            report("web.max_body_bytes".into(), "must be at least 1024".into());
+        }
+        if self.web.max_connections == 0 {
+            report("web.max_connections".into(), "must be at least 1".into());
+        }
+        if self.storage.queue_capacity == 0 {
+            report("storage.queue_capacity".into(), "must be at least 1".into());
+        }
+        self.templates = self
+            .templates
+            .iter()
+            .map(|t| base.join(t).to_string_lossy().into_owned())
+            .collect();
+
+        let auth = &mut self.auth;
+        resolve_secret(
+            base,
+            "auth",
+            "bearer_token",
+            &mut auth.bearer_token,
+            &auth.bearer_token_file,
+            false,
+            report,
+        );
+        if let Some(basic) = &mut auth.basic_auth {
+            resolve_secret(
+                base,
+                "auth.basic_auth",
+                "password",
+                &mut basic.password,
+                &basic.password_file,
+                true,
+                report,
+            );
+            if auth.bearer_token.is_some() {
+                report(
+                    "auth".into(),
+                    "bearer_token and basic_auth are mutually exclusive".into(),
+                );
+            }
+        }
+        resolve_secret(
+            base,
+            "auth",
+            "grafana_hmac_secret",
+            &mut auth.grafana_hmac_secret,
+            &auth.grafana_hmac_secret_file,
+            false,
+            report,
+        );
+
+        let mut names = HashSet::new();
+        for (i, r) in self.receivers.iter_mut().enumerate() {
+            let at = format!("receivers[{i}]");
+            if r.name.is_empty() {
+                report(format!("{at}.name"), "must not be empty".into());
+            } else if !names.insert(r.name.clone()) {
+                report(
+                    format!("{at}.name"),
+                    format!("duplicate receiver name {:?}", r.name),
+                );
+            }
+            for (j, w) in r.wxpusher_configs.iter_mut().enumerate() {
+                let at = format!("{at}.wxpusher_configs[{j}]");
+                resolve_secret(
+                    base,
+                    &at,
+                    "app_token",
+                    &mut w.app_token,
+                    &w.app_token_file,
+                    true,
+                    report,
+                );
+                if w.uids.is_empty() && w.topic_ids.is_empty() {
+                    report(
+                        at.clone(),
+                        "needs at least one of uids and topic_ids".into(),
+                    );
+                }
+                for (k, uid) in w.uids.iter().enumerate() {
+                    if uid.trim().is_empty() {
+                        report(format!("{at}.uids[{k}]"), "must not be empty".into());
+                    }
+                }
+                if let Some(url) = &w.api_url
+                    && let Err(m) = check_http_url(url)
+                {
+                    report(format!("{at}.api_url"), m);
+                }
+            }
+        }
+        if self.receivers.is_empty() {
+            report(
+                "receivers".into(),
+                "at least one receiver is required".into(),
+            );
+        }
+        self.route.validate("route", &names, true, report);
+    }
+
+    pub fn receiver(&self, name: &str) -> Option<&ReceiverConfig> {
+        self.receivers.iter().find(|r| r.name == name)
+    }
+
+    /// Every secret in the configuration, for scrubbing text.
+    pub fn secrets(&self) -> Vec<Secret> {
+        let mut out = Vec::new();
+        let a = &self.auth;
+        out.extend(a.bearer_token.clone());
+        out.extend(a.grafana_hmac_secret.clone());
+        if let Some(b) = &a.basic_auth {
+            out.extend(b.password.clone());
+        }
+        for r in &self.receivers {
+            for w in &r.wxpusher_configs {
+                out.extend(w.app_token.clone());
+            }
+        }
+        out
+    }
+}
+
+/// Fills `value` from `file` when given; checks that exactly one (or, if optional, at most one)
+/// of the two is set.
+fn resolve_secret(
+    base: &Path,
+    at: &str,
+    key: &str,
+    value: &mut Option<Secret>,
+    file: &Option<PathBuf>,
+    required: bool,
+    report: &mut dyn FnMut(String, String),
+) {
+    match (value.as_ref(), file) {
+        (Some(_), Some(_)) => report(
+            at.to_string(),
+            format!("{key} and {key}_file are mutually exclusive"),
+        ),
+        (None, Some(f)) => {
+            let p = base.join(f);
+            match std::fs::read_to_string(&p) {
+                Ok(s) => {
+                    let s = s.trim_end_matches(['\n', '\r']).to_string();
+                    if s.is_empty() {
+                        report(
+                            format!("{at}.{key}_file"),
+                            format!("{} is empty", p.display()),
+                        );
+                    } else {
+                        *value = Some(Secret::new(s));
+                    }
+                }
+                Err(e) => report(
+                    format!("{at}.{key}_file"),
+                    format!("cannot read {}: {e}", p.display()),
+                ),
+            }
+        }
+        (Some(v), None) if v.expose().len() < 4 => report(
+            format!("{at}.{key}"),
+            "is too short to be a real secret (at least 4 characters)".into(),
+        ),
+        (None, None) if required => report(
+            at.to_string(),
+            format!("one of {key} and {key}_file is required"),
+        ),
+        _ => {}
+    }
+}
+
+/// The YAML parser prefixes its messages with the (parent) path; the error already names it.
+fn strip_path_prefix(message: &str, path: &str) -> String {
+    if let Some((head, rest)) = message.split_once(": ")
+        && !head.contains(' ')
+        && path.starts_with(head)
+    {
+        return rest.to_string();
+    }
+    message.to_string()
+}
+
+fn check_http_url(url: &str) -> Result<(), String> {
+    if url.starts_with("http://") || url.starts_with("https://") {
+        Ok(())
+    } else {
+        Err(format!("{url:?} is not an http(s) URL"))
+    }
+}
+
+/// Replaces `${VAR}` with the environment variable's value; `$$` is a literal `$`.
+pub fn expand_env(text: &str) -> Result<String, String> {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(i) = rest.find('$') {
+        out.push_str(&rest[..i]);
+        let after = &rest[i + 1..];
+        if let Some(stripped) = after.strip_prefix('$') {
+            out.push('$');
+            rest = stripped;
+        } else if let Some(body) = after.strip_prefix('{') {
+            let Some(end) = body.find('}') else {
+                return Err("unterminated ${ in the file".into());
+            };
+            let name = &body[..end];
+            if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+                return Err(format!(
+                    "${{{name}}} is not a valid environment variable reference"
+                ));
+            }
+            let line = text[..text.len() - rest.len() + i].matches('\n').count() + 1;
+            match std::env::var(name) {
+                Ok(v) => out.push_str(&v),
+                Err(_) => {
+                    return Err(format!(
+                        "line {line}: environment variable {name} is not set"
+                    ));
+                }
+            }
+            rest = &body[end + 1..];
+        } else {
+            out.push('$');
+            rest = after;
+        }
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, ConfigErrors> {
+        Config::parse(text, "test.yml", Path::new("."))
+    }
+
+    fn first_error(text: &str) -> String {
+        match parse(text) {
+            Ok(_) => panic!("expected an error"),
+            Err(e) => e.0[0].to_string(),
+        }
+    }
+
+    #[test]
+    fn builtin_default_is_valid() {
+        let c = Config::builtin().unwrap();
+        assert_eq!(c.route.receiver.as_deref(), Some("console"));
+        assert_eq!(c.global.summary_max_chars, 20);
+        assert_eq!(c.web.max_body_bytes, 4 * 1024 * 1024);
+    }
+
+    #[test]
+    fn unknown_key_names_file_path_and_line() {
+        let e = first_error(
+            "route: {receiver: a}\nreceivers:\n  - name: a\n    console_configs:\n      - colour: red\n",
+        );
+        assert!(
+            e.starts_with(
+                "test.yml: receivers[0].console_configs[0].colour: unknown field `colour`"
+            ),
+            "{e}"
+        );
+        assert!(e.contains("line 5"), "{e}");
+    }
+
+    #[test]
+    fn bad_matcher_names_its_path() {
+        let e = first_error(
+            "route:\n  receiver: a\n  routes:\n    - matchers: ['severity=~\"(\"']\n      receiver: a\nreceivers: [{name: a}]\n",
+        );
+        assert!(
+            e.starts_with("test.yml: route.routes[0].matchers[0]: "),
+            "{e}"
+        );
+        assert!(e.contains("invalid regex"), "{e}");
+    }
+
+    #[test]
+    fn unknown_receiver_and_missing_token_are_all_listed() {
+        let err = parse(
+            "route: {receiver: nope}\nreceivers:\n  - name: a\n    wxpusher_configs: [{uids: [UID_1]}]\n",
+        )
+        .unwrap_err();
+        let all: Vec<String> = err.0.iter().map(|e| e.to_string()).collect();
+        assert!(all.contains(&"test.yml: receivers[0].wxpusher_configs[0]: one of app_token and app_token_file is required".to_string()), "{all:?}");
+        assert!(
+            all.contains(&"test.yml: route.receiver: unknown receiver \"nope\"".to_string()),
+            "{all:?}"
+        );
+    }
+
+    #[test]
+    fn secret_file_is_read_and_trimmed() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("tok"), "AT_fromfile\n").unwrap();
+        let c = Config::parse(
+            "route: {receiver: a}\nreceivers:\n  - name: a\n    wxpusher_configs: [{app_token_file: tok, uids: [U]}]\n",
+            "x.yml",
+            dir.path(),
+        )
+        .unwrap();
+        let tok = c.receivers[0].wxpusher_configs[0]
+            .app_token
+            .as_ref()
+            .unwrap();
+        assert_eq!(tok.expose(), "AT_fromfile");
+    }
+
+    #[test]
+    fn env_expansion() {
+        // SAFETY: tests in this module do not read this variable concurrently.
+        unsafe { std::env::set_var("AMW_TEST_TZ", "UTC") };
+        assert_eq!(expand_env("a ${AMW_TEST_TZ} $$5").unwrap(), "a UTC $5");
+        assert!(
+            expand_env("x: ${AMW_SURELY_UNSET_VAR}")
+                .unwrap_err()
+                .contains("AMW_SURELY_UNSET_VAR is not set")
+        );
+        assert!(expand_env("x: ${bad-name}").is_err());
+    }
+
+    #[test]
+    fn durations_and_locale_are_human() {
+        let c = parse("global: {locale: en}\ndedupe: {window: 2m, resolved_group_wait: 10s}\nroute: {receiver: a}\nreceivers: [{name: a}]\n").unwrap();
+        assert_eq!(c.global.locale, Locale::En);
+        assert_eq!(c.dedupe.window, Duration::from_secs(120));
+        let e = first_error("global: {locale: fr}\nroute: {receiver: a}\nreceivers: [{name: a}]\n");
+        assert!(
+            e.starts_with("test.yml: global.locale: unknown variant `fr`"),
+            "{e}"
+        );
+    }
+}

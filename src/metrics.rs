@@ -1,0 +1,178 @@
+//! The Prometheus metrics registry and every metric family the service exports.
+//!
+//! Names are prefixed `alertmanager_wechat_`. Label values come from fixed sets (the config's
+//! receiver names, integration types, [`crate::delivery::Reason`]); never from raw error text
+//! or alert labels, whose cardinality nobody controls.
+
+use std::sync::atomic::AtomicU64;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct WebhookLabels {
+    /// `alertmanager`, `grafana` or `unknown` (unparseable).
+    pub source: &'static str,
+    /// The HTTP status answered.
+    pub status: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StatusLabels {
+    pub status: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct NotificationLabels {
+    pub receiver: String,
+    pub integration: &'static str,
+    /// `success`, `failed` (gave up or permanent) or `dropped`.
+    pub result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct IntegrationLabels {
+    pub integration: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct FailureLabels {
+    pub integration: &'static str,
+    pub reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabels {
+    pub reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct BuildLabels {
+    pub version: &'static str,
+    pub revision: &'static str,
+}
+
+/// Every metric, registered once at start-up and shared by reference.
+pub struct Metrics {
+    registry: Registry,
+    pub webhooks_received: Family<WebhookLabels, Counter>,
+    pub alerts_received: Family<StatusLabels, Counter>,
+    pub notifications: Family<NotificationLabels, Counter>,
+    pub notification_latency: Family<IntegrationLabels, Histogram>,
+    pub deliveries_failed: Family<FailureLabels, Counter>,
+    pub deliveries_retried: Family<IntegrationLabels, Counter>,
+    pub queue_depth: Family<IntegrationLabels, Gauge>,
+    pub dedupe_suppressed: Family<ReasonLabels, Counter>,
+    pub config_last_reload_successful: Gauge,
+    pub config_last_reload_success_timestamp_seconds: Gauge<f64, AtomicU64>,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Metrics")
+    }
+}
+
+fn latency_histogram() -> Histogram {
+    Histogram::new([0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0])
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let mut registry = Registry::with_prefix("alertmanager_wechat");
+        let m = Metrics {
+            webhooks_received: Family::default(),
+            alerts_received: Family::default(),
+            notifications: Family::default(),
+            notification_latency: Family::new_with_constructor(latency_histogram),
+            deliveries_failed: Family::default(),
+            deliveries_retried: Family::default(),
+            queue_depth: Family::default(),
+            dedupe_suppressed: Family::default(),
+            config_last_reload_successful: Gauge::default(),
+            config_last_reload_success_timestamp_seconds: Gauge::default(),
+            registry: Registry::default(),
+        };
+        registry.register(
+            "webhooks_received",
+            "Webhook requests received, by sender and answered status",
+            m.webhooks_received.clone(),
+        );
+        registry.register(
+            "alerts_received",
+            "Alerts received in accepted webhooks, by alert status",
+            m.alerts_received.clone(),
+        );
+        registry.register(
+            "notifications",
+            "Notifications finished per receiver integration, by result",
+            m.notifications.clone(),
+        );
+        registry.register(
+            "notification_latency_seconds",
+            "Time from acceptance to successful delivery",
+            m.notification_latency.clone(),
+        );
+        registry.register(
+            "deliveries_failed",
+            "Failed delivery attempts, by reason",
+            m.deliveries_failed.clone(),
+        );
+        registry.register(
+            "deliveries_retried",
+            "Delivery attempts scheduled again after a retryable failure",
+            m.deliveries_retried.clone(),
+        );
+        registry.register(
+            "queue_depth",
+            "Notifications waiting for delivery",
+            m.queue_depth.clone(),
+        );
+        registry.register(
+            "dedupe_suppressed",
+            "Notifications not sent because they repeat one already sent",
+            m.dedupe_suppressed.clone(),
+        );
+        registry.register(
+            "config_last_reload_successful",
+            "Whether the last configuration load succeeded",
+            m.config_last_reload_successful.clone(),
+        );
+        registry.register(
+            "config_last_reload_success_timestamp_seconds",
+            "Time of the last successful configuration load",
+            m.config_last_reload_success_timestamp_seconds.clone(),
+        );
+        let build_info: Family<BuildLabels, Gauge> = Family::default();
+        build_info
+            .get_or_create(&BuildLabels {
+                version: env!("CARGO_PKG_VERSION"),
+                revision: option_env!("AMW_GIT_REVISION").unwrap_or("unknown"),
+            })
+            .set(1);
+        registry.register("build_info", "Version of this build", build_info);
+        Metrics { registry, ..m }
+    }
+
+    /// The text exposition format.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        // Writing to a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+
+    pub fn registry_mut(&mut self) -> &mut Registry {
+        &mut self.registry
+    }
+}

@@ -1,0 +1,304 @@
+//! A validated configuration turned into the running pieces: compiled templates, the route
+//! tree, each receiver's integrations and the upstream HTTP client.
+//!
+//! A [`Runtime`] is immutable; reloading builds a new one and swaps it in whole, so a request
+//! or a delivery always sees one consistent configuration.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use chrono::{DateTime, Utc};
+
+use crate::channels::{Env, Integration, Kind, console::Console, wxpusher::WxPusher};
+use crate::config::{Config, ConfigError, ConfigErrors, ContentType};
+use crate::secret::Scrubber;
+use crate::template::Templates;
+use crate::webhook::Notification;
+
+/// The configuration in force, swapped whole on reload.
+pub type Shared = Arc<ArcSwap<Runtime>>;
+
+#[derive(Debug)]
+pub struct Runtime {
+    pub config: Config,
+    pub templates: Templates,
+    /// Receiver name → its integrations, in config order.
+    pub receivers: BTreeMap<String, Vec<Integration>>,
+    pub scrubber: Scrubber,
+    pub client: reqwest::Client,
+}
+
+/// A notification's alerts for one receiver.
+#[derive(Debug, Clone)]
+pub struct Routed {
+    pub receiver: String,
+    pub notification: Notification,
+}
+
+/// Installs the TLS crypto provider once per process; later calls are no-ops.
+pub fn install_tls_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+impl Runtime {
+    pub fn build(config: Config) -> Result<Runtime, ConfigErrors> {
+        let file = config.source.clone();
+        let mut errors = Vec::new();
+        let mut report = |path: String, message: String| {
+            errors.push(ConfigError {
+                file: file.clone(),
+                path,
+                message,
+            })
+        };
+        let g = &config.global;
+        let mut templates = Templates::new(g.timezone, g.locale);
+        for e in templates.add_files(&config.templates) {
+            report("templates".into(), e.to_string());
+        }
+        // Inline templates are compiled under their YAML path, so errors point there.
+        let mut inline = |path: String, src: &Option<String>, default: &str| -> String {
+            match src {
+                None => default.to_string(),
+                Some(src) => {
+                    if let Err(e) = templates.add(&path, src) {
+                        report(path.clone(), e.message);
+                    }
+                    path
+                }
+            }
+        };
+        let mut receivers = BTreeMap::new();
+        for (i, r) in config.receivers.iter().enumerate() {
+            let mut list = Vec::new();
+            for (j, w) in r.wxpusher_configs.iter().enumerate() {
+                let at = format!("receivers[{i}].wxpusher_configs[{j}]");
+                let default_content = match w.content_type {
+                    ContentType::Markdown => "wxpusher.content",
+                    ContentType::Html => "wxpusher.html",
+                    ContentType::Text => "wxpusher.text",
+                };
+                let kind = Kind::WxPusher(WxPusher {
+                    api_url: w
+                        .api_url
+                        .clone()
+                        .unwrap_or_else(|| g.wxpusher_api_url.clone()),
+                    app_token: w.app_token.clone().unwrap_or_default(),
+                    uids: w.uids.clone(),
+                    topic_ids: w.topic_ids.clone(),
+                    content_type: w.content_type,
+                    summary: inline(format!("{at}.summary"), &w.summary, "wxpusher.summary"),
+                    content: inline(format!("{at}.content"), &w.content, default_content),
+                    url: inline(format!("{at}.url"), &w.url, "wxpusher.url"),
+                    summary_max: g.summary_max_chars,
+                });
+                list.push((w.send_resolved, kind));
+            }
+            for (j, c) in r.console_configs.iter().enumerate() {
+                let at = format!("receivers[{i}].console_configs[{j}]");
+                let kind = Kind::Console(Console {
+                    summary: "wxpusher.summary".into(),
+                    text: inline(format!("{at}.text"), &c.text, "console.text"),
+                    summary_max: g.summary_max_chars,
+                });
+                list.push((c.send_resolved, kind));
+            }
+            let integrations = list
+                .into_iter()
+                .enumerate()
+                .map(|(index, (send_resolved, kind))| Integration {
+                    receiver: r.name.clone(),
+                    index,
+                    send_resolved,
+                    kind,
+                })
+                .collect();
+            receivers.insert(r.name.clone(), integrations);
+        }
+        // The link template defaults to the sender's external URL.
+        if !templates.has("wxpusher.url")
+            && let Err(e) = templates.add("wxpusher.url", "{{externalURL}}")
+        {
+            report("templates".into(), e.to_string());
+        }
+        install_tls_provider();
+        let client = match reqwest::Client::builder()
+            .timeout(g.http_timeout)
+            .connect_timeout(g.http_timeout.min(std::time::Duration::from_secs(5)))
+            .user_agent(concat!("alertmanager-wechat/", env!("CARGO_PKG_VERSION")))
+            .build()
+        {
+            Ok(c) => c,
+            Err(e) => {
+                report(String::new(), format!("cannot build the HTTP client: {e}"));
+                reqwest::Client::new()
+            }
+        };
+        let mut secrets = config.secrets();
+        for list in receivers.values() {
+            for i in list {
+                secrets.extend(Integration::secrets(i));
+            }
+        }
+        let runtime = Runtime {
+            scrubber: Scrubber::new(secrets),
+            config,
+            templates,
+            receivers,
+            client,
+        };
+        // Every template must render the sample without error before this config may run.
+        let sample = sample_notification();
+        let env = runtime.env(Utc::now());
+        for (name, list) in &runtime.receivers {
+            for i in list {
+                if let Err(e) = i.prepare(&env, &sample) {
+                    report(
+                        format!("receivers[{name}]"),
+                        format!(
+                            "{} integration does not render a sample notification: {e}",
+                            i.name()
+                        ),
+                    );
+                }
+            }
+        }
+        if errors.is_empty() {
+            Ok(runtime)
+        } else {
+            Err(ConfigErrors(errors))
+        }
+    }
+
+    pub fn env(&self, now: DateTime<Utc>) -> Env<'_> {
+        Env {
+            templates: &self.templates,
+            now,
+            client: &self.client,
+            scrubber: &self.scrubber,
+        }
+    }
+
+    pub fn integration(&self, receiver: &str, index: usize) -> Option<&Integration> {
+        self.receivers.get(receiver).and_then(|l| l.get(index))
+    }
+
+    /// Splits a notification by receiver: to the named one, or through the route tree, each
+    /// receiver getting only the alerts routed to it. `None` if the named receiver is unknown.
+    pub fn route(&self, n: Notification, receiver: Option<&str>) -> Option<Vec<Routed>> {
+        if let Some(r) = receiver {
+            if !self.receivers.contains_key(r) {
+                return None;
+            }
+            return Some(vec![Routed {
+                receiver: r.to_string(),
+                notification: n,
+            }]);
+        }
+        let mut by_receiver: Vec<(String, Vec<usize>)> = Vec::new();
+        for (i, alert) in n.alerts.iter().enumerate() {
+            for r in self.config.route.receivers_for(&alert.labels) {
+                match by_receiver.iter_mut().find(|(name, _)| *name == r) {
+                    Some((_, idx)) => idx.push(i),
+                    None => by_receiver.push((r, vec![i])),
+                }
+            }
+        }
+        Some(
+            by_receiver
+                .into_iter()
+                .map(|(receiver, idx)| {
+                    let notification = if idx.len() == n.alerts.len() {
+                        n.clone()
+                    } else {
+                        n.subset(idx.iter().map(|&i| n.alerts[i].clone()).collect())
+                    };
+                    Routed {
+                        receiver,
+                        notification,
+                    }
+                })
+                .collect(),
+        )
+    }
+}
+
+/// A firing and a resolved alert, to check that templates render.
+pub fn sample_notification() -> Notification {
+    const SAMPLE: &str = r#"{"receiver":"sample","status":"firing","version":"4",
+      "groupKey":"{}:{alertname=\"Sample\"}","externalURL":"http://alertmanager:9093","truncatedAlerts":0,
+      "groupLabels":{"alertname":"Sample"},"commonLabels":{"alertname":"Sample"},"commonAnnotations":{},
+      "alerts":[
+        {"status":"firing","labels":{"alertname":"Sample","severity":"critical","instance":"node-1"},
+         "annotations":{"summary":"Sample alert","description":"A sample alert to check templates"},
+         "startsAt":"2026-01-01T00:00:00Z","endsAt":"0001-01-01T00:00:00Z",
+         "generatorURL":"http://prometheus:9090/graph","fingerprint":"0123456789abcdef"},
+        {"status":"resolved","labels":{"alertname":"Sample","severity":"warning","instance":"node-2"},
+         "annotations":{"summary":"Sample resolved"},
+         "startsAt":"2026-01-01T00:00:00Z","endsAt":"2026-01-01T00:12:00Z",
+         "generatorURL":"http://prometheus:9090/graph","fingerprint":"fedcba9876543210"}]}"#;
+    // A constant that is tested to parse; an empty fallback keeps this infallible.
+    Notification::parse(SAMPLE.as_bytes()).unwrap_or_else(|_| Notification {
+        source: crate::webhook::Source::Alertmanager,
+        version: "4".into(),
+        receiver: String::new(),
+        status: crate::webhook::Status::Firing,
+        alerts: vec![],
+        group_labels: Default::default(),
+        common_labels: Default::default(),
+        common_annotations: Default::default(),
+        external_url: String::new(),
+        group_key: String::new(),
+        truncated_alerts: 0,
+        alertmanager: Default::default(),
+        grafana: Default::default(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sample_parses() {
+        assert_eq!(sample_notification().alerts.len(), 2);
+    }
+
+    #[test]
+    fn bad_inline_template_is_a_config_error_at_its_path() {
+        let c = Config::parse(
+            "route: {receiver: a}\nreceivers:\n  - name: a\n    console_configs: [{text: '{{#if x}}'}]\n",
+            "t.yml",
+            std::path::Path::new("."),
+        )
+        .unwrap();
+        let e = Runtime::build(c).unwrap_err();
+        assert!(
+            e.0[0]
+                .to_string()
+                .starts_with("t.yml: receivers[0].console_configs[0].text: "),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn routing_splits_alerts_by_receiver() {
+        let c = Config::parse(
+            "route:\n  receiver: a\n  routes:\n    - matchers: ['severity=\"critical\"']\n      receiver: b\n      continue: true\nreceivers: [{name: a, console_configs: [{}]}, {name: b, console_configs: [{}]}]\n",
+            "t.yml",
+            std::path::Path::new("."),
+        )
+        .unwrap();
+        let rt = Runtime::build(c).unwrap();
+        let routed = rt.route(sample_notification(), None).unwrap();
+        let names: Vec<(&str, usize)> = routed
+            .iter()
+            .map(|r| (r.receiver.as_str(), r.notification.alerts.len()))
+            .collect();
+        // The critical alert goes to b (and, as in Alertmanager, not also to the root's a);
+        // the warning only to a.
+        assert_eq!(names, [("b", 1), ("a", 1)]);
+        assert!(rt.route(sample_notification(), Some("zzz")).is_none());
+    }
+}

@@ -1,0 +1,117 @@
+//! Secrets (app tokens, app secrets, bearer tokens) and how they are kept out of sight.
+//!
+//! A [`Secret`] prints as `<secret>` through `Debug` and `Display`; the only way to the value is
+//! [`Secret::expose`], so every place that sends one upstream is easy to find. [`Scrubber`]
+//! removes known secret values from text that came back from elsewhere (error bodies, URLs)
+//! before it reaches a log line, an error message or the `render` output.
+
+use std::fmt;
+
+use serde::{Deserialize, Deserializer};
+
+/// A credential that must never be printed.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(value.into())
+    }
+
+    /// The raw value, for the one place that puts it on the wire.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<secret>")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<secret>")
+    }
+}
+
+impl<'de> Deserialize<'de> for Secret {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d).map(Secret)
+    }
+}
+
+/// Replaces every occurrence of a set of secret values in text.
+#[derive(Clone, Debug, Default)]
+pub struct Scrubber {
+    secrets: Vec<Secret>,
+}
+
+/// What a masked secret looks like in output.
+pub const MASK: &str = "<secret>";
+
+impl Scrubber {
+    pub fn new(secrets: impl IntoIterator<Item = Secret>) -> Self {
+        // Secrets shorter than 4 characters would mask ordinary words; config validation refuses them.
+        let mut secrets: Vec<Secret> = secrets.into_iter().filter(|s| s.0.len() >= 4).collect();
+        // Longest first, so a secret that contains another is masked whole.
+        secrets.sort_by_key(|s| std::cmp::Reverse(s.0.len()));
+        secrets.dedup();
+        Scrubber { secrets }
+    }
+
+    pub fn scrub(&self, text: &str) -> String {
+        let mut out = text.to_string();
+        for s in &self.secrets {
+            if out.contains(s.expose()) {
+                out = out.replace(s.expose(), MASK);
+            }
+        }
+        out
+    }
+
+    /// Masks every string in a JSON value that contains a secret.
+    pub fn scrub_json(&self, value: &mut serde_json::Value) {
+        match value {
+            serde_json::Value::String(s) => {
+                let scrubbed = self.scrub(s);
+                if scrubbed != *s {
+                    *s = scrubbed;
+                }
+            }
+            serde_json::Value::Array(items) => items.iter_mut().for_each(|v| self.scrub_json(v)),
+            serde_json::Value::Object(map) => map.values_mut().for_each(|v| self.scrub_json(v)),
+            _ => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_and_display_hide_the_value() {
+        let s = Secret::new("AT_supersecret");
+        assert_eq!(format!("{s:?} {s}"), "<secret> <secret>");
+    }
+
+    #[test]
+    fn scrubber_masks_in_text_and_json() {
+        let sc = Scrubber::new([Secret::new("AT_abcdef"), Secret::new("xy")]);
+        assert_eq!(sc.scrub("token AT_abcdef bad"), "token <secret> bad");
+        // Too short to scrub safely: left alone.
+        assert_eq!(sc.scrub("xy"), "xy");
+        let mut v = serde_json::json!({"appToken": "AT_abcdef", "list": ["q=AT_abcdef"]});
+        sc.scrub_json(&mut v);
+        assert_eq!(
+            v,
+            serde_json::json!({"appToken": "<secret>", "list": ["q=<secret>"]})
+        );
+    }
+}

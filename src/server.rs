@@ -1,0 +1,338 @@
+//! The HTTP server: the accept loop, the endpoints and graceful shutdown.
+//!
+//! The webhook handler only validates, routes and enqueues; it never waits on an upstream.
+//! Its answers follow what Alertmanager and Grafana do with them: 2xx done, 4xx given up
+//! (the payload or the request is wrong and will stay wrong), 5xx retried.
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use chrono::Utc;
+use http_body_util::{BodyExt, LengthLimitError, Limited};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::service::TowerToHyperService;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tracing::{Instrument, debug, info, warn};
+
+use crate::auth;
+use crate::config::{Config, ConfigErrors};
+use crate::delivery::{Job, Queue};
+use crate::metrics::{IntegrationLabels, Metrics, StatusLabels, WebhookLabels};
+use crate::runtime::{Runtime, Shared};
+use crate::webhook::{Notification, Source};
+
+/// Everything the endpoints share.
+pub struct App {
+    pub runtime: Shared,
+    pub queue: Queue,
+    pub metrics: Arc<Metrics>,
+    /// Where the configuration came from; `None` for the built-in default.
+    pub config_path: Option<PathBuf>,
+    /// Set when shutting down: readiness fails so load balancers stop sending.
+    pub draining: AtomicBool,
+}
+
+impl App {
+    /// Re-reads the configuration file and swaps it in if it is valid; the running one stays
+    /// otherwise.
+    pub fn reload(&self) -> Result<(), ConfigErrors> {
+        let result = match &self.config_path {
+            None => Config::builtin(),
+            Some(p) => Config::load(p),
+        }
+        .and_then(Runtime::build);
+        match result {
+            Ok(rt) => {
+                self.runtime.store(Arc::new(rt));
+                self.metrics.config_last_reload_successful.set(1);
+                self.metrics
+                    .config_last_reload_success_timestamp_seconds
+                    .set(Utc::now().timestamp_millis() as f64 / 1000.0);
+                info!("configuration reloaded");
+                Ok(())
+            }
+            Err(e) => {
+                self.metrics.config_last_reload_successful.set(0);
+                for err in &e.0 {
+                    warn!(error = %err, "configuration reload failed, keeping the running configuration");
+                }
+                Err(e)
+            }
+        }
+    }
+}
+
+pub fn router(app: Arc<App>) -> Router {
+    Router::new()
+        .route("/webhook", post(webhook_default))
+        .route("/webhook/{receiver}", post(webhook_named))
+        .route("/-/healthy", get(|| async { "OK\n" }))
+        .route("/-/ready", get(ready))
+        .route("/-/reload", post(reload))
+        .route("/metrics", get(metrics))
+        .with_state(app)
+}
+
+/// Serves until `shutdown` completes, then stops accepting and gives open connections up to
+/// `grace` to finish.
+pub async fn run(
+    listener: TcpListener,
+    app: Arc<App>,
+    shutdown: impl Future<Output = ()>,
+    grace: Duration,
+) -> std::io::Result<()> {
+    let web = app.runtime.load().config.web.clone();
+    let service = TowerToHyperService::new(router(app.clone()));
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(web.header_read_timeout);
+    let connections = Arc::new(Semaphore::new(web.max_connections));
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    tokio::pin!(shutdown);
+    loop {
+        let permit = tokio::select! {
+            p = connections.clone().acquire_owned() => match p {
+                Ok(p) => p,
+                Err(_) => break,
+            },
+            () = &mut shutdown => break,
+        };
+        let (stream, peer) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(s) => s,
+                Err(e) => {
+                    // Out of file descriptors and the like: back off instead of spinning.
+                    warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service.clone());
+        let conn = graceful.watch(conn.into_owned());
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                debug!(%peer, error = %e, "connection ended with an error");
+            }
+            drop(permit);
+        });
+    }
+    app.draining.store(true, Ordering::SeqCst);
+    drop(listener);
+    if tokio::time::timeout(grace, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        warn!("connections still open after the shutdown grace period, closing them");
+    }
+    Ok(())
+}
+
+async fn ready(State(app): State<Arc<App>>) -> Response {
+    if app.draining.load(Ordering::SeqCst) {
+        (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n").into_response()
+    } else if !app.queue.is_open() {
+        (StatusCode::SERVICE_UNAVAILABLE, "delivery stopped\n").into_response()
+    } else {
+        (StatusCode::OK, "OK\n").into_response()
+    }
+}
+
+async fn reload(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
+    let rt = app.runtime.load_full();
+    if let Err(r) = auth::check_management(&rt.config.auth, &headers) {
+        return r;
+    }
+    let app2 = app.clone();
+    match tokio::task::spawn_blocking(move || app2.reload()).await {
+        Ok(Ok(())) => (StatusCode::OK, "configuration reloaded\n").into_response(),
+        Ok(Err(e)) => (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")).into_response(),
+        Err(_) => (StatusCode::INTERNAL_SERVER_ERROR, "reload task failed\n").into_response(),
+    }
+}
+
+async fn metrics(State(app): State<Arc<App>>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        app.metrics.encode(),
+    )
+        .into_response()
+}
+
+async fn webhook_default(State(app): State<Arc<App>>, headers: HeaderMap, body: Body) -> Response {
+    handle(app, None, headers, body).await
+}
+
+async fn webhook_named(
+    State(app): State<Arc<App>>,
+    Path(receiver): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    handle(app, Some(receiver), headers, body).await
+}
+
+async fn handle(
+    app: Arc<App>,
+    receiver: Option<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let span = tracing::info_span!("webhook", receiver = receiver.as_deref().unwrap_or(""));
+    async move {
+        let (source, status, message) = accept(&app, receiver.as_deref(), &headers, body).await;
+        app.metrics
+            .webhooks_received
+            .get_or_create(&WebhookLabels {
+                source: source.map(Source::as_str).unwrap_or("unknown"),
+                status: status_label(status),
+            })
+            .inc();
+        if status.is_success() {
+            debug!(status = status.as_u16(), "webhook accepted");
+        } else {
+            info!(status = status.as_u16(), reason = %message.trim_end(), "webhook refused");
+        }
+        (status, message).into_response()
+    }
+    .instrument(span)
+    .await
+}
+
+fn status_label(s: StatusCode) -> &'static str {
+    match s.as_u16() {
+        200 => "200",
+        400 => "400",
+        401 => "401",
+        404 => "404",
+        413 => "413",
+        415 => "415",
+        503 => "503",
+        _ => "500",
+    }
+}
+
+async fn accept(
+    app: &App,
+    receiver: Option<&str>,
+    headers: &HeaderMap,
+    body: Body,
+) -> (Option<Source>, StatusCode, String) {
+    let rt = app.runtime.load_full();
+    if app.draining.load(Ordering::SeqCst) {
+        return (
+            None,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "shutting down, retry later\n".into(),
+        );
+    }
+    let limit = rt.config.web.max_body_bytes;
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return (
+            None,
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("body larger than {limit} bytes\n"),
+        );
+    }
+    // The limit is enforced while reading: a lying or absent Content-Length does not help.
+    let bytes = match Limited::new(body, limit).collect().await {
+        Ok(c) => c.to_bytes(),
+        Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => {
+            return (
+                None,
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("body larger than {limit} bytes\n"),
+            );
+        }
+        Err(e) => {
+            return (
+                None,
+                StatusCode::BAD_REQUEST,
+                format!("cannot read body: {e}\n"),
+            );
+        }
+    };
+    if let Err(r) = auth::check_webhook(&rt.config.auth, headers, &bytes) {
+        return (None, StatusCode::UNAUTHORIZED, r.to_string());
+    }
+    let n = match Notification::parse(&bytes) {
+        Ok(n) => n,
+        Err(e) => return (None, StatusCode::BAD_REQUEST, format!("{e}\n")),
+    };
+    let source = Some(n.source);
+    let alerts: Vec<&'static str> = n.alerts.iter().map(|a| a.status.as_str()).collect();
+    let Some(routed) = rt.route(n, receiver) else {
+        return (
+            source,
+            StatusCode::NOT_FOUND,
+            format!("unknown receiver {:?}\n", receiver.unwrap_or("")),
+        );
+    };
+    let now = Utc::now();
+    let mut jobs = Vec::new();
+    for r in routed {
+        for integration in rt.receivers.get(&r.receiver).into_iter().flatten() {
+            let Some(notification) = integration.filter(&r.notification) else {
+                continue;
+            };
+            jobs.push(Job {
+                id: app.queue.next_id(),
+                receiver: r.receiver.clone(),
+                integration: integration.index,
+                kind: integration.name(),
+                notification,
+                attempt: 0,
+                progress: Default::default(),
+                accepted_at: now,
+            });
+        }
+    }
+    let kinds: Vec<&'static str> = jobs.iter().map(|j| j.kind).collect();
+    let count = jobs.len();
+    if app.queue.try_enqueue(jobs).is_err() {
+        return (
+            source,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "delivery queue full, retry later\n".into(),
+        );
+    }
+    for kind in kinds {
+        app.metrics
+            .queue_depth
+            .get_or_create(&IntegrationLabels { integration: kind })
+            .inc();
+    }
+    for status in alerts {
+        app.metrics
+            .alerts_received
+            .get_or_create(&StatusLabels { status })
+            .inc();
+    }
+    (
+        source,
+        StatusCode::OK,
+        format!("accepted {count} deliveries\n"),
+    )
+}

@@ -1,0 +1,605 @@
+//! Handlebars rendering: the shipped templates, users' overrides, the context and the helpers.
+//!
+//! Templates are compiled once when the configuration loads (a template that does not compile
+//! is a configuration error) and rendered per delivery. The context keeps the payload's own
+//! names (`commonLabels`, `alerts`, `externalURL`, …) and adds derived values (`firing`,
+//! `resolved`, `status_text`, per-alert `duration`). Output is not HTML-escaped: messages are
+//! markdown or plain text.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use chrono::{DateTime, FixedOffset, Utc};
+use chrono_tz::Tz;
+use handlebars::{
+    Context, Handlebars, Helper, HelperDef, RenderContext, RenderErrorReason, ScopedJson,
+};
+use serde_json::{Map, Value, json};
+
+use crate::config::Locale;
+use crate::text;
+use crate::webhook::{Alert, Notification, Status};
+
+/// The shipped templates: (locale, name, source). Names are what `{{> name}}` and the config's
+/// template fields refer to; a user file with the same name replaces one.
+const DEFAULTS: &[(&str, &str, &str)] = &[
+    (
+        "zh-CN",
+        "wxpusher.summary",
+        include_str!("../templates/zh-CN/wxpusher.summary.hbs"),
+    ),
+    (
+        "zh-CN",
+        "wxpusher.content",
+        include_str!("../templates/zh-CN/wxpusher.content.hbs"),
+    ),
+    (
+        "zh-CN",
+        "wxpusher.html",
+        include_str!("../templates/zh-CN/wxpusher.html.hbs"),
+    ),
+    (
+        "zh-CN",
+        "wxpusher.text",
+        include_str!("../templates/zh-CN/wxpusher.text.hbs"),
+    ),
+    (
+        "zh-CN",
+        "console.text",
+        include_str!("../templates/zh-CN/console.text.hbs"),
+    ),
+    (
+        "en",
+        "wxpusher.summary",
+        include_str!("../templates/en/wxpusher.summary.hbs"),
+    ),
+    (
+        "en",
+        "wxpusher.content",
+        include_str!("../templates/en/wxpusher.content.hbs"),
+    ),
+    (
+        "en",
+        "wxpusher.html",
+        include_str!("../templates/en/wxpusher.html.hbs"),
+    ),
+    (
+        "en",
+        "wxpusher.text",
+        include_str!("../templates/en/wxpusher.text.hbs"),
+    ),
+    (
+        "en",
+        "console.text",
+        include_str!("../templates/en/console.text.hbs"),
+    ),
+];
+
+/// A template failed to compile or render.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("template {name}: {message}")]
+pub struct TemplateError {
+    pub name: String,
+    pub message: String,
+}
+
+/// The compiled templates of one configuration.
+#[derive(Debug)]
+pub struct Templates {
+    hb: Handlebars<'static>,
+    tz: Tz,
+    locale: Locale,
+}
+
+impl Templates {
+    /// The shipped templates for `locale`, with every helper registered.
+    pub fn new(tz: Tz, locale: Locale) -> Templates {
+        let mut hb = Handlebars::new();
+        hb.register_escape_fn(handlebars::no_escape);
+        hb.set_prevent_indent(true);
+        register_helpers(&mut hb, tz, locale);
+        let mut t = Templates { hb, tz, locale };
+        for (loc, name, src) in DEFAULTS {
+            if *loc == locale.as_str() {
+                // The shipped templates are compiled in a unit test; a failure here is a bug.
+                if let Err(e) = t.add(name, src) {
+                    tracing::error!(error = %e, "shipped template does not compile");
+                }
+            }
+        }
+        t
+    }
+
+    /// Compiles a template under a name, replacing any of that name.
+    pub fn add(&mut self, name: &str, src: &str) -> Result<(), TemplateError> {
+        self.hb
+            .register_template_string(name, src)
+            .map_err(|e| TemplateError {
+                name: name.to_string(),
+                message: e.to_string().replace('\n', " "),
+            })
+    }
+
+    /// Adds every `*.hbs` file the globs match; the file name without `.hbs` is the name.
+    pub fn add_files(&mut self, globs: &[String]) -> Vec<TemplateError> {
+        let mut errors = Vec::new();
+        for pattern in globs {
+            let paths = match glob::glob(pattern) {
+                Ok(p) => p,
+                Err(e) => {
+                    errors.push(TemplateError {
+                        name: pattern.clone(),
+                        message: format!("bad glob: {e}"),
+                    });
+                    continue;
+                }
+            };
+            for entry in paths {
+                let path = match entry {
+                    Ok(p) => p,
+                    Err(e) => {
+                        errors.push(TemplateError {
+                            name: pattern.clone(),
+                            message: e.to_string(),
+                        });
+                        continue;
+                    }
+                };
+                let Some(name) = template_name(&path) else {
+                    continue;
+                };
+                match std::fs::read_to_string(&path) {
+                    Ok(src) => {
+                        if let Err(mut e) = self.add(&name, &src) {
+                            e.name = path.display().to_string();
+                            errors.push(e);
+                        }
+                    }
+                    Err(e) => errors.push(TemplateError {
+                        name: path.display().to_string(),
+                        message: format!("cannot read: {e}"),
+                    }),
+                }
+            }
+        }
+        errors
+    }
+
+    pub fn has(&self, name: &str) -> bool {
+        self.hb.has_template(name)
+    }
+
+    pub fn render(&self, name: &str, ctx: &Value) -> Result<String, TemplateError> {
+        self.hb.render(name, ctx).map_err(|e| TemplateError {
+            name: name.to_string(),
+            message: e.to_string().replace('\n', " "),
+        })
+    }
+
+    pub fn locale(&self) -> Locale {
+        self.locale
+    }
+
+    pub fn timezone(&self) -> Tz {
+        self.tz
+    }
+
+    /// The template context for a notification: the payload's names plus derived values.
+    pub fn context(&self, n: &Notification, now: DateTime<Utc>) -> Value {
+        let mut root = match serde_json::to_value(n) {
+            Ok(Value::Object(m)) => m,
+            _ => Map::new(),
+        };
+        let alerts: Vec<Value> = n.alerts.iter().map(|a| self.alert_value(a, now)).collect();
+        let pick = |s: Status| -> Vec<Value> {
+            n.alerts
+                .iter()
+                .zip(&alerts)
+                .filter(|(a, _)| a.status == s)
+                .map(|(_, v)| v.clone())
+                .collect()
+        };
+        root.insert("firing".into(), Value::Array(pick(Status::Firing)));
+        root.insert("resolved".into(), Value::Array(pick(Status::Resolved)));
+        root.insert("alerts".into(), Value::Array(alerts));
+        root.insert(
+            "status_text".into(),
+            json!(status_text(self.locale, n.status)),
+        );
+        root.insert("now".into(), json!(now.to_rfc3339()));
+        root.insert("locale".into(), json!(self.locale.as_str()));
+        let mut names: Vec<&str> = Vec::new();
+        for a in &n.alerts {
+            if !names.contains(&a.name()) && !a.name().is_empty() {
+                names.push(a.name());
+            }
+        }
+        root.insert("alertnames".into(), json!(names.join(", ")));
+        Value::Object(root)
+    }
+
+    fn alert_value(&self, a: &Alert, now: DateTime<Utc>) -> Value {
+        let mut v = match serde_json::to_value(a) {
+            Ok(Value::Object(m)) => m,
+            _ => Map::new(),
+        };
+        let end = a.ended().map(|e| e.with_timezone(&Utc)).unwrap_or(now);
+        let secs = (end - a.starts_at.with_timezone(&Utc)).num_seconds().max(0);
+        v.insert("duration".into(), json!(humanize(secs, self.locale)));
+        v.insert("durationSeconds".into(), json!(secs));
+        v.insert(
+            "status_text".into(),
+            json!(status_text(self.locale, a.status)),
+        );
+        Value::Object(v)
+    }
+}
+
+fn template_name(path: &Path) -> Option<String> {
+    let file = path.file_name()?.to_str()?;
+    file.strip_suffix(".hbs").map(str::to_string)
+}
+
+/// The localized word for a status.
+pub fn status_text(locale: Locale, s: Status) -> &'static str {
+    match (locale, s) {
+        (Locale::ZhCn, Status::Firing) => "告警",
+        (Locale::ZhCn, Status::Resolved) => "已恢复",
+        (Locale::En, Status::Firing) => "FIRING",
+        (Locale::En, Status::Resolved) => "RESOLVED",
+    }
+}
+
+/// A duration in its two largest units: `1小时5分钟` / `1h5m`.
+pub fn humanize(secs: i64, locale: Locale) -> String {
+    let units: [(i64, &str, &str); 4] = [
+        (86_400, "天", "d"),
+        (3_600, "小时", "h"),
+        (60, "分钟", "m"),
+        (1, "秒", "s"),
+    ];
+    let mut rest = secs.max(0);
+    let mut parts = Vec::new();
+    for (size, zh, en) in units {
+        if rest >= size || (size == 1 && parts.is_empty()) {
+            let n = rest / size;
+            rest %= size;
+            parts.push(match locale {
+                Locale::ZhCn => format!("{n}{zh}"),
+                Locale::En => format!("{n}{en}"),
+            });
+        } else if !parts.is_empty() {
+            // Keep the two units adjacent: "1h" then "0m" would be noise, so stop.
+            break;
+        }
+        if parts.len() == 2 {
+            break;
+        }
+    }
+    parts.concat()
+}
+
+/// A helper computed from its parameters' values, usable as a subexpression.
+struct ValueHelper<F>(&'static str, F);
+
+impl<F> HelperDef for ValueHelper<F>
+where
+    F: Fn(&[&Value], &Map<String, Value>) -> Result<Value, String> + Send + Sync,
+{
+    fn call_inner<'reg: 'rc, 'rc>(
+        &self,
+        h: &Helper<'rc>,
+        _: &'reg Handlebars<'reg>,
+        _: &'rc Context,
+        _: &mut RenderContext<'reg, 'rc>,
+    ) -> Result<ScopedJson<'rc>, handlebars::RenderError> {
+        let params: Vec<&Value> = h.params().iter().map(|p| p.value()).collect();
+        let hash: Map<String, Value> = h
+            .hash()
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.value().clone()))
+            .collect();
+        (self.1)(&params, &hash)
+            .map(ScopedJson::Derived)
+            .map_err(|m| RenderErrorReason::Other(format!("{}: {m}", self.0)).into())
+    }
+}
+
+fn register<F>(hb: &mut Handlebars<'static>, name: &'static str, f: F)
+where
+    F: Fn(&[&Value], &Map<String, Value>) -> Result<Value, String> + Send + Sync + 'static,
+{
+    hb.register_helper(name, Box::new(ValueHelper(name, f)));
+}
+
+fn as_text(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Null => String::new(),
+        // 1.0 from a JSON float reads better as 1.
+        Value::Number(n)
+            if n.as_f64()
+                .is_some_and(|f| f.fract() == 0.0 && f.abs() < 1e15) =>
+        {
+            format!("{}", n.as_f64().unwrap_or_default() as i64)
+        }
+        other => other.to_string(),
+    }
+}
+
+fn parse_time(v: &Value) -> Option<DateTime<FixedOffset>> {
+    match v {
+        Value::String(s) => DateTime::parse_from_rfc3339(s).ok(),
+        Value::Number(n) => n
+            .as_i64()
+            .and_then(|s| DateTime::from_timestamp(s, 0))
+            .map(|d| d.fixed_offset()),
+        _ => None,
+    }
+}
+
+fn register_helpers(hb: &mut Handlebars<'static>, tz: Tz, locale: Locale) {
+    // {{date startsAt}} / {{date startsAt "%H:%M"}}: a time in the configured zone; empty for
+    // Go's zero time and for anything that is not a time.
+    register(hb, "date", move |p, _| {
+        let Some(t) = p.first().and_then(|v| parse_time(v)) else {
+            return Ok(json!(""));
+        };
+        if t.timestamp() <= DateTime::<Utc>::MIN_UTC.timestamp() || chrono::Datelike::year(&t) <= 1
+        {
+            return Ok(json!(""));
+        }
+        let fmt = p
+            .get(1)
+            .and_then(|v| v.as_str())
+            .unwrap_or("%Y-%m-%d %H:%M:%S");
+        let mut out = String::new();
+        use std::fmt::Write;
+        write!(out, "{}", t.with_timezone(&tz).format(fmt))
+            .map_err(|_| format!("bad format {fmt:?}"))?;
+        Ok(json!(out))
+    });
+    // {{humanize 754}} or {{humanize startsAt endsAt}}: "12分钟34秒" / "12m34s". (Each alert's
+    // own `duration` is already humanized in the context.)
+    register(hb, "humanize", move |p, _| {
+        let secs = match (p.first(), p.get(1)) {
+            (Some(a), Some(b)) => match (parse_time(a), parse_time(b)) {
+                (Some(a), Some(b)) => (b - a).num_seconds(),
+                _ => return Err("expects two RFC 3339 times".into()),
+            },
+            (Some(Value::Number(n)), None) => n.as_f64().unwrap_or(0.0) as i64,
+            _ => return Err("expects seconds or two times".into()),
+        };
+        Ok(json!(humanize(secs, locale)))
+    });
+    // {{truncate text 20}}: at most 20 visible characters, ellipsis included.
+    register(hb, "truncate", |p, _| {
+        let s = p.first().map(|v| as_text(v)).unwrap_or_default();
+        let n = p
+            .get(1)
+            .and_then(|v| v.as_u64())
+            .ok_or("expects a length")?;
+        Ok(json!(text::truncate(&s, n as usize)))
+    });
+    // {{oneline text}}: whitespace folded to single spaces.
+    register(hb, "oneline", |p, _| {
+        Ok(json!(text::one_line(
+            &p.first().map(|v| as_text(v)).unwrap_or_default()
+        )))
+    });
+    // {{join list ", "}}: array items or map values, joined.
+    register(hb, "join", |p, _| {
+        let sep = p.get(1).and_then(|v| v.as_str()).unwrap_or(", ");
+        let items: Vec<String> = match p.first() {
+            Some(Value::Array(a)) => a.iter().map(as_text).collect(),
+            Some(Value::Object(m)) => m.values().map(as_text).collect(),
+            Some(other) => vec![as_text(other)],
+            None => vec![],
+        };
+        Ok(json!(items.join(sep)))
+    });
+    // {{pairs labels}}: `k=v k=v`, sorted by key (labels are sorted maps already).
+    register(hb, "pairs", |p, h| {
+        let sep = h.get("sep").and_then(|v| v.as_str()).unwrap_or(", ");
+        let Some(Value::Object(m)) = p.first() else {
+            return Ok(json!(""));
+        };
+        let items: Vec<String> = m
+            .iter()
+            .map(|(k, v)| format!("{k}={}", as_text(v)))
+            .collect();
+        Ok(json!(items.join(sep)))
+    });
+    register(hb, "upper", |p, _| {
+        Ok(json!(
+            p.first()
+                .map(|v| as_text(v))
+                .unwrap_or_default()
+                .to_uppercase()
+        ))
+    });
+    register(hb, "lower", |p, _| {
+        Ok(json!(
+            p.first()
+                .map(|v| as_text(v))
+                .unwrap_or_default()
+                .to_lowercase()
+        ))
+    });
+    register(hb, "title", |p, _| {
+        let s = p.first().map(|v| as_text(v)).unwrap_or_default();
+        let mut c = s.chars();
+        Ok(json!(match c.next() {
+            Some(f) => f.to_uppercase().collect::<String>() + c.as_str(),
+            None => String::new(),
+        }))
+    });
+    register(hb, "trim", |p, _| {
+        Ok(json!(
+            p.first().map(|v| as_text(v)).unwrap_or_default().trim()
+        ))
+    });
+    // {{replace text "from" "to"}}
+    register(hb, "replace", |p, _| {
+        let s = p.first().map(|v| as_text(v)).unwrap_or_default();
+        let from = p
+            .get(1)
+            .map(|v| as_text(v))
+            .ok_or("expects text, from, to")?;
+        let to = p.get(2).map(|v| as_text(v)).unwrap_or_default();
+        if from.is_empty() {
+            return Ok(json!(s));
+        }
+        Ok(json!(s.replace(&from, &to)))
+    });
+    // {{default value "fallback"}}: the fallback when value is missing, null or "".
+    register(hb, "default", |p, _| {
+        Ok(match p.first() {
+            Some(Value::Null) | None => p.get(1).map(|v| (*v).clone()).unwrap_or(Value::Null),
+            Some(Value::String(s)) if s.is_empty() => {
+                p.get(1).map(|v| (*v).clone()).unwrap_or(Value::Null)
+            }
+            Some(v) => (*v).clone(),
+        })
+    });
+    // {{#each (exclude labels "alertname" "severity")}}: a label map without those keys.
+    register(hb, "exclude", |p, _| {
+        let Some(Value::Object(m)) = p.first() else {
+            return Ok(json!({}));
+        };
+        let drop: Vec<&str> = p[1..].iter().filter_map(|v| v.as_str()).collect();
+        let out: BTreeMap<&String, &Value> = m
+            .iter()
+            .filter(|(k, _)| !drop.contains(&k.as_str()))
+            .collect();
+        Ok(json!(out))
+    });
+    // {{#each (only labels "instance" "job")}}: a label map with just those keys.
+    register(hb, "only", |p, _| {
+        let Some(Value::Object(m)) = p.first() else {
+            return Ok(json!({}));
+        };
+        let keep: Vec<&str> = p[1..].iter().filter_map(|v| v.as_str()).collect();
+        let out: BTreeMap<&String, &Value> = m
+            .iter()
+            .filter(|(k, _)| keep.contains(&k.as_str()))
+            .collect();
+        Ok(json!(out))
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(locale: Locale) -> Templates {
+        Templates::new(chrono_tz::Asia::Shanghai, locale)
+    }
+
+    fn render(tpl: &Templates, src: &str, ctx: Value) -> String {
+        let mut tpl_owned = Templates::new(tpl.tz, tpl.locale);
+        tpl_owned.add("t", src).unwrap();
+        tpl_owned.render("t", &ctx).unwrap()
+    }
+
+    #[test]
+    fn shipped_templates_compile_in_both_locales() {
+        for loc in [Locale::ZhCn, Locale::En] {
+            let tpl = t(loc);
+            for (l, name, src) in DEFAULTS {
+                if *l == loc.as_str() {
+                    let mut fresh = Templates::new(tpl.tz, loc);
+                    fresh.add(name, src).unwrap();
+                    assert!(tpl.has(name), "{name}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn humanized_durations() {
+        assert_eq!(humanize(0, Locale::En), "0s");
+        assert_eq!(humanize(45, Locale::ZhCn), "45秒");
+        assert_eq!(humanize(720, Locale::ZhCn), "12分钟");
+        assert_eq!(humanize(720, Locale::En), "12m");
+        assert_eq!(humanize(3_900, Locale::En), "1h5m");
+        assert_eq!(humanize(3_605, Locale::En), "1h");
+        assert_eq!(
+            humanize(2 * 86_400 + 3 * 3_600 + 59, Locale::ZhCn),
+            "2天3小时"
+        );
+    }
+
+    #[test]
+    fn helpers() {
+        let tpl = t(Locale::En);
+        let ctx = json!({
+            "t": "2026-01-01T00:00:00Z", "zero": "0001-01-01T00:00:00Z",
+            "labels": {"alertname": "X", "instance": "n1", "severity": "critical"},
+            "list": ["a", "b"], "long": "告警告警告警告警告警告警"
+        });
+        assert_eq!(
+            render(&tpl, "{{date t}}", ctx.clone()),
+            "2026-01-01 08:00:00"
+        );
+        assert_eq!(
+            render(&tpl, "{{date t \"%H:%M\"}}|{{date zero}}", ctx.clone()),
+            "08:00|"
+        );
+        assert_eq!(render(&tpl, "{{humanize 754}}", ctx.clone()), "12m34s");
+        assert_eq!(
+            render(&tpl, "{{humanize t \"2026-01-01T01:00:00Z\"}}", ctx.clone()),
+            "1h"
+        );
+        assert_eq!(
+            render(&tpl, "{{truncate long 5}}", ctx.clone()),
+            "告警告警…"
+        );
+        assert_eq!(render(&tpl, "{{join list \"+\"}}", ctx.clone()), "a+b");
+        assert_eq!(
+            render(
+                &tpl,
+                "{{pairs (exclude labels \"alertname\")}}",
+                ctx.clone()
+            ),
+            "instance=n1, severity=critical"
+        );
+        assert_eq!(
+            render(
+                &tpl,
+                "{{#each (only labels \"instance\")}}{{@key}}:{{this}}{{/each}}",
+                ctx.clone()
+            ),
+            "instance:n1"
+        );
+        assert_eq!(
+            render(
+                &tpl,
+                "{{upper labels.severity}} {{title labels.instance}}",
+                ctx.clone()
+            ),
+            "CRITICAL N1"
+        );
+        assert_eq!(
+            render(&tpl, "{{default labels.missing \"none\"}}", ctx.clone()),
+            "none"
+        );
+        assert_eq!(
+            render(&tpl, "{{replace \"a-b\" \"-\" \"_\"}}", ctx.clone()),
+            "a_b"
+        );
+        assert_eq!(
+            render(&tpl, "<b>{{labels.alertname}}&</b>", ctx),
+            "<b>X&</b>"
+        );
+    }
+
+    #[test]
+    fn zh_locale_durations_in_templates() {
+        let tpl = t(Locale::ZhCn);
+        assert_eq!(
+            render(&tpl, "持续 {{humanize 720}}", json!({})),
+            "持续 12分钟"
+        );
+    }
+}

@@ -1,0 +1,288 @@
+//! Incoming webhook payloads and the one normalized [`Notification`] they become.
+//!
+//! Alertmanager (`version: "4"`) and Grafana (`version: "1"`) send the same shape with
+//! different extras; both parse into [`Notification`], which keeps the payload's own field
+//! names when serialized so that templates and the durable queue see what Alertmanager users
+//! know. This module parses and validates; it does not route or render.
+
+mod alertmanager;
+mod grafana;
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, FixedOffset, Utc};
+use serde::{Deserialize, Serialize};
+
+pub use alertmanager::AlertmanagerExtras;
+pub use grafana::{GrafanaAlertExtras, GrafanaExtras};
+
+/// Labels or annotations.
+pub type LabelSet = BTreeMap<String, String>;
+
+/// Which client sent a payload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Source {
+    Alertmanager,
+    Grafana,
+}
+
+impl Source {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Source::Alertmanager => "alertmanager",
+            Source::Grafana => "grafana",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Firing,
+    Resolved,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Firing => "firing",
+            Status::Resolved => "resolved",
+        }
+    }
+}
+
+/// One alert, as both clients send it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Alert {
+    pub status: Status,
+    pub labels: LabelSet,
+    #[serde(default)]
+    pub annotations: LabelSet,
+    pub starts_at: DateTime<FixedOffset>,
+    /// `0001-01-01T00:00:00Z` while firing.
+    #[serde(default = "zero_time")]
+    pub ends_at: DateTime<FixedOffset>,
+    #[serde(default, rename = "generatorURL")]
+    pub generator_url: String,
+    #[serde(default)]
+    pub fingerprint: String,
+    /// Grafana only.
+    #[serde(flatten)]
+    pub grafana: GrafanaAlertExtras,
+}
+
+/// Go's zero time, which both clients send for "not ended".
+pub fn zero_time() -> DateTime<FixedOffset> {
+    DateTime::<Utc>::MIN_UTC.fixed_offset()
+}
+
+impl Alert {
+    /// When it ended, if it has.
+    pub fn ended(&self) -> Option<DateTime<FixedOffset>> {
+        use chrono::Datelike;
+        (self.ends_at.year() > 1).then_some(self.ends_at)
+    }
+
+    pub fn name(&self) -> &str {
+        self.labels
+            .get("alertname")
+            .map(String::as_str)
+            .unwrap_or("")
+    }
+}
+
+/// A group of alerts as delivered by one webhook call, whatever sent it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Notification {
+    /// Not in the payload: which client sent it.
+    #[serde(default = "default_source")]
+    pub source: Source,
+    #[serde(default)]
+    pub version: String,
+    /// The sending receiver's name (Alertmanager escapes it with QuoteMeta).
+    #[serde(default)]
+    pub receiver: String,
+    pub status: Status,
+    pub alerts: Vec<Alert>,
+    #[serde(default)]
+    pub group_labels: LabelSet,
+    #[serde(default)]
+    pub common_labels: LabelSet,
+    #[serde(default)]
+    pub common_annotations: LabelSet,
+    #[serde(default, rename = "externalURL")]
+    pub external_url: String,
+    #[serde(default)]
+    pub group_key: String,
+    #[serde(default)]
+    pub truncated_alerts: u64,
+    #[serde(flatten)]
+    pub alertmanager: AlertmanagerExtras,
+    #[serde(flatten)]
+    pub grafana: GrafanaExtras,
+}
+
+fn default_source() -> Source {
+    Source::Alertmanager
+}
+
+/// Why a payload was refused; the text becomes the 400 body.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PayloadError {
+    #[error("malformed JSON: {0}")]
+    Json(String),
+    #[error("payload has no alerts")]
+    NoAlerts,
+    #[error("too many alerts: {0} (limit {MAX_ALERTS})")]
+    TooManyAlerts(usize),
+}
+
+/// More alerts than this in one payload is refused: Alertmanager's `max_alerts` exists for it.
+pub const MAX_ALERTS: usize = 10_000;
+
+impl Notification {
+    /// Parses an Alertmanager or Grafana webhook body.
+    pub fn parse(body: &[u8]) -> Result<Notification, PayloadError> {
+        let mut n: Notification =
+            serde_json::from_slice(body).map_err(|e| PayloadError::Json(one_line(&e)))?;
+        if n.alerts.is_empty() {
+            return Err(PayloadError::NoAlerts);
+        }
+        if n.alerts.len() > MAX_ALERTS {
+            return Err(PayloadError::TooManyAlerts(n.alerts.len()));
+        }
+        n.source = if n.version == "1" || n.grafana.is_present() {
+            Source::Grafana
+        } else {
+            Source::Alertmanager
+        };
+        Ok(n)
+    }
+
+    pub fn firing(&self) -> impl Iterator<Item = &Alert> {
+        self.alerts.iter().filter(|a| a.status == Status::Firing)
+    }
+
+    pub fn resolved(&self) -> impl Iterator<Item = &Alert> {
+        self.alerts.iter().filter(|a| a.status == Status::Resolved)
+    }
+
+    /// A copy holding only some of the alerts, with status and common labels recomputed.
+    pub fn subset(&self, alerts: Vec<Alert>) -> Notification {
+        let mut n = self.clone();
+        n.status = if alerts.iter().any(|a| a.status == Status::Firing) {
+            Status::Firing
+        } else {
+            Status::Resolved
+        };
+        if alerts.len() != self.alerts.len() {
+            n.common_labels = common(alerts.iter().map(|a| &a.labels));
+            n.common_annotations = common(alerts.iter().map(|a| &a.annotations));
+        }
+        n.alerts = alerts;
+        n
+    }
+}
+
+/// The pairs every set shares.
+fn common<'a>(mut sets: impl Iterator<Item = &'a LabelSet>) -> LabelSet {
+    let Some(first) = sets.next() else {
+        return LabelSet::new();
+    };
+    let mut out = first.clone();
+    for s in sets {
+        out.retain(|k, v| s.get(k) == Some(v));
+    }
+    out
+}
+
+fn one_line(e: &serde_json::Error) -> String {
+    e.to_string().replace('\n', " ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const AM: &str = r#"{"receiver":"wechat","status":"firing",
+ "alerts":[{"status":"firing","labels":{"alertname":"HighCPU","instance":"n1"},"annotations":{"summary":"..."},
+   "startsAt":"2026-01-01T00:00:00.123456789Z","endsAt":"0001-01-01T00:00:00Z",
+   "generatorURL":"http://prom:9090/graph?g0.expr=...","fingerprint":"c6eadffa33fcdf37"}],
+ "groupLabels":{"alertname":"HighCPU"},"commonLabels":{"alertname":"HighCPU"},"commonAnnotations":{},
+ "externalURL":"http://am:9093","version":"4","groupKey":"{}:{alertname=\"HighCPU\"}","truncatedAlerts":0,
+ "notification_reason":"first notification","routeLabels":{"team":"a"},"someFutureField":1}"#;
+
+    #[test]
+    fn parses_alertmanager_v4_with_optional_fields() {
+        let n = Notification::parse(AM.as_bytes()).unwrap();
+        assert_eq!(n.source, Source::Alertmanager);
+        assert_eq!(n.alerts[0].name(), "HighCPU");
+        assert_eq!(n.alerts[0].ended(), None);
+        assert_eq!(
+            n.alertmanager.notification_reason.as_deref(),
+            Some("first notification")
+        );
+        assert_eq!(n.alertmanager.route_labels.as_ref().unwrap()["team"], "a");
+        assert_eq!(n.group_key, "{}:{alertname=\"HighCPU\"}");
+        assert_eq!(n.alerts[0].starts_at.timestamp_subsec_nanos(), 123_456_789);
+    }
+
+    #[test]
+    fn round_trips_through_its_own_serialization() {
+        let n = Notification::parse(AM.as_bytes()).unwrap();
+        let again = Notification::parse(&serde_json::to_vec(&n).unwrap()).unwrap();
+        assert_eq!(n, again);
+        let v = serde_json::to_value(&n).unwrap();
+        assert_eq!(v["alerts"][0]["endsAt"], "0001-01-01T00:00:00Z");
+        assert_eq!(v["externalURL"], "http://am:9093");
+    }
+
+    #[test]
+    fn refuses_malformed_and_incomplete_payloads_with_reasons() {
+        let e = Notification::parse(b"{not json").unwrap_err().to_string();
+        assert!(
+            e.starts_with("malformed JSON: key must be a string at line 1"),
+            "{e}"
+        );
+        let e = Notification::parse(br#"{"status":"firing"}"#)
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            e,
+            "malformed JSON: missing field `alerts` at line 1 column 19"
+        );
+        let e = Notification::parse(br#"{"status":"burning","alerts":[]}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("unknown variant `burning`"), "{e}");
+        assert_eq!(
+            Notification::parse(br#"{"status":"firing","alerts":[]}"#).unwrap_err(),
+            PayloadError::NoAlerts
+        );
+        let e = Notification::parse(
+            br#"{"status":"firing","alerts":[{"status":"firing","labels":{}}]}"#,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("missing field `startsAt`"), "{e}");
+        let e = Notification::parse(b"{\"status\":\"firing\xff\"}")
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("malformed JSON: invalid unicode"), "{e}");
+    }
+
+    #[test]
+    fn subset_recomputes_status_and_common_labels() {
+        let mut n = Notification::parse(AM.as_bytes()).unwrap();
+        let mut b = n.alerts[0].clone();
+        b.status = Status::Resolved;
+        b.labels.insert("instance".into(), "n2".into());
+        n.alerts.push(b.clone());
+        let s = n.subset(vec![b]);
+        assert_eq!(s.status, Status::Resolved);
+        assert_eq!(s.common_labels["instance"], "n2");
+    }
+}
