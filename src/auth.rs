@@ -106,9 +106,15 @@ pub fn check_webhook(
 }
 
 /// Management endpoints take the same Authorization as webhooks.
-pub fn check_management(auth: &AuthConfig, headers: &HeaderMap) -> Result<(), Response> {
+pub fn check_management(auth: &AuthConfig, headers: &HeaderMap) -> Result<(), Unauthorized> {
     match check_authorization(auth, headers) {
-        Some(false) => Err((StatusCode::UNAUTHORIZED, "unauthorized\n").into_response()),
+        Some(false) => Err(Unauthorized),
         _ => Ok(()),
+    }
+}
+
+impl IntoResponse for Unauthorized {
+    fn into_response(self) -> Response {
+        (StatusCode::UNAUTHORIZED, "unauthorized\n").into_response()
     }
 }

@@ -605,8 +605,36 @@ fn check_http_url(url: &str) -> Result<(), String> {
     }
 }
 
-/// Replaces `${VAR}` with the environment variable's value; `$$` is a literal `$`.
+/// Replaces `${VAR}` with the environment variable's value; `$$` is a literal `$`. YAML
+/// comments are left as they are, so documentation in them can mention `${VAR}`.
 pub fn expand_env(text: &str) -> Result<String, String> {
+    let mut out = String::with_capacity(text.len());
+    for (n, line) in text.split_inclusive('\n').enumerate() {
+        let (code, comment) = line.split_at(comment_start(line));
+        out.push_str(&expand_line(code, n + 1)?);
+        out.push_str(comment);
+    }
+    Ok(out)
+}
+
+/// Byte offset of a line's `#` comment (outside quotes, at the start or after a blank), or
+/// the line's length.
+fn comment_start(line: &str) -> usize {
+    let (mut single, mut double) = (false, false);
+    let mut prev = ' ';
+    for (i, c) in line.char_indices() {
+        match c {
+            '\'' if !double => single = !single,
+            '"' if !single && prev != '\\' => double = !double,
+            '#' if !single && !double && (prev == ' ' || prev == '\t' || i == 0) => return i,
+            _ => {}
+        }
+        prev = c;
+    }
+    line.len()
+}
+
+fn expand_line(text: &str, line: usize) -> Result<String, String> {
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
     while let Some(i) = rest.find('$') {
@@ -617,15 +645,14 @@ pub fn expand_env(text: &str) -> Result<String, String> {
             rest = stripped;
         } else if let Some(body) = after.strip_prefix('{') {
             let Some(end) = body.find('}') else {
-                return Err("unterminated ${ in the file".into());
+                return Err(format!("line {line}: unterminated ${{"));
             };
             let name = &body[..end];
             if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
                 return Err(format!(
-                    "${{{name}}} is not a valid environment variable reference"
+                    "line {line}: ${{{name}}} is not a valid environment variable reference"
                 ));
             }
-            let line = text[..text.len() - rest.len() + i].matches('\n').count() + 1;
             match std::env::var(name) {
                 Ok(v) => out.push_str(&v),
                 Err(_) => {
@@ -735,6 +762,11 @@ mod tests {
                 .contains("AMW_SURELY_UNSET_VAR is not set")
         );
         assert!(expand_env("x: ${bad-name}").is_err());
+        assert_eq!(
+            expand_env("a: 1 # see ${NOT_SET_ANYWHERE}\n").unwrap(),
+            "a: 1 # see ${NOT_SET_ANYWHERE}\n"
+        );
+        assert_eq!(expand_env("a: '#${AMW_TEST_TZ}'").unwrap(), "a: '#UTC'");
     }
 
     #[test]

@@ -156,7 +156,7 @@ async fn ready(State(app): State<Arc<App>>) -> Response {
 async fn reload(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
     let rt = app.runtime.load_full();
     if let Err(r) = auth::check_management(&rt.config.auth, &headers) {
-        return r;
+        return r.into_response();
     }
     let app2 = app.clone();
     match tokio::task::spawn_blocking(move || app2.reload()).await {

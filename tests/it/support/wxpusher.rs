@@ -1,0 +1,153 @@
+//! A mock WxPusher `POST /api/send/message` that follows the API's contract: HTTP 200 with a
+//! business `code`, a `data` entry per uid and per topic. Tests script the replies.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::{Json, Router};
+use serde_json::{Value, json};
+use tokio::sync::watch;
+
+/// What the mock answers to one request.
+#[derive(Debug, Clone)]
+pub enum Reply {
+    /// `code: 1000` for the call and every recipient.
+    Success,
+    /// A call-level business error, HTTP 200.
+    Code(i64, &'static str),
+    /// Only these uids fail (code 1001 in their entry); the rest succeed.
+    FailUids(Vec<String>),
+    /// A bare HTTP status with a text body.
+    Http(u16),
+    /// Waits, then succeeds.
+    Slow(Duration),
+}
+
+#[derive(Debug, Clone)]
+pub struct Recorded {
+    pub body: Value,
+    pub headers: HeaderMap,
+    pub at: Instant,
+}
+
+#[derive(Default)]
+struct Inner {
+    requests: Vec<Recorded>,
+    script: VecDeque<Reply>,
+    default: Option<Reply>,
+}
+
+#[derive(Clone)]
+pub struct MockWxPusher {
+    pub url: String,
+    inner: Arc<Mutex<Inner>>,
+    count: watch::Receiver<usize>,
+    notify: Arc<watch::Sender<usize>>,
+}
+
+impl MockWxPusher {
+    pub async fn start() -> MockWxPusher {
+        let (tx, rx) = watch::channel(0usize);
+        let inner = Arc::new(Mutex::new(Inner::default()));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let mock = MockWxPusher {
+            url,
+            inner,
+            count: rx,
+            notify: Arc::new(tx),
+        };
+        let app = Router::new()
+            .route("/api/send/message", post(send))
+            .with_state(mock.clone());
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        mock
+    }
+
+    /// Replies to the next requests, in order; after them, the default (success).
+    pub fn script(&self, replies: impl IntoIterator<Item = Reply>) {
+        self.inner.lock().unwrap().script.extend(replies);
+    }
+
+    pub fn set_default(&self, reply: Reply) {
+        self.inner.lock().unwrap().default = Some(reply);
+    }
+
+    pub fn requests(&self) -> Vec<Recorded> {
+        self.inner.lock().unwrap().requests.clone()
+    }
+
+    /// Waits until at least `n` requests arrived (or panics after `timeout`).
+    pub async fn wait_for(&self, n: usize, timeout: Duration) -> Vec<Recorded> {
+        let mut rx = self.count.clone();
+        let ok = tokio::time::timeout(timeout, rx.wait_for(|c| *c >= n)).await;
+        let got = self.requests();
+        assert!(
+            ok.is_ok(),
+            "expected {n} requests to the mock WxPusher, got {}: {:#?}",
+            got.len(),
+            got.iter().map(|r| &r.body).collect::<Vec<_>>()
+        );
+        got
+    }
+}
+
+async fn send(
+    State(mock): State<MockWxPusher>,
+    headers: HeaderMap,
+    Json(body): Json<Value>,
+) -> Response {
+    let reply = {
+        let mut inner = mock.inner.lock().unwrap();
+        inner.requests.push(Recorded {
+            body: body.clone(),
+            headers,
+            at: Instant::now(),
+        });
+        inner
+            .script
+            .pop_front()
+            .or_else(|| inner.default.clone())
+            .unwrap_or(Reply::Success)
+    };
+    let response = match reply {
+        Reply::Success => success(&body, &[]),
+        Reply::FailUids(uids) => success(&body, &uids),
+        Reply::Code(code, msg) => {
+            Json(json!({"code": code, "msg": msg, "data": null, "success": false})).into_response()
+        }
+        Reply::Http(status) => {
+            (StatusCode::from_u16(status).unwrap(), "upstream trouble").into_response()
+        }
+        Reply::Slow(d) => {
+            tokio::time::sleep(d).await;
+            success(&body, &[])
+        }
+    };
+    mock.notify.send_modify(|c| *c += 1);
+    response
+}
+
+fn success(body: &Value, failing: &[String]) -> Response {
+    let mut data = Vec::new();
+    let mut id = 100;
+    for uid in body["uids"].as_array().into_iter().flatten() {
+        id += 1;
+        let failed = failing.iter().any(|f| Some(f.as_str()) == uid.as_str());
+        data.push(json!({"uid": uid, "topicId": null, "messageId": id, "messageContentId": 7, "sendRecordId": id,
+            "code": if failed { 1001 } else { 1000 }, "status": if failed { "用户已取消关注" } else { "创建发送任务成功" }}));
+    }
+    for topic in body["topicIds"].as_array().into_iter().flatten() {
+        id += 1;
+        data.push(json!({"uid": null, "topicId": topic, "messageId": id, "messageContentId": 7, "sendRecordId": id,
+            "code": 1000, "status": "创建发送任务成功"}));
+    }
+    Json(json!({"code": 1000, "msg": "处理成功", "data": data, "success": true})).into_response()
+}
