@@ -282,6 +282,24 @@ impl ReceiverConfig {
     pub fn integration_count(&self) -> usize {
         self.wxpusher_configs.len() + self.console_configs.len()
     }
+
+    /// `(yaml key, fallback_receiver)` of every integration, for validation.
+    fn fallbacks(&self) -> Vec<(String, Option<&String>)> {
+        let mut out = Vec::new();
+        for (j, w) in self.wxpusher_configs.iter().enumerate() {
+            out.push((
+                format!("wxpusher_configs[{j}]"),
+                w.fallback_receiver.as_ref(),
+            ));
+        }
+        for (j, c) in self.console_configs.iter().enumerate() {
+            out.push((
+                format!("console_configs[{j}]"),
+                c.fallback_receiver.as_ref(),
+            ));
+        }
+        out
+    }
 }
 
 fn default_true() -> bool {
@@ -331,6 +349,8 @@ pub struct WxPusherConfig {
     pub send_resolved: bool,
     /// Overrides `global.wxpusher_api_url`.
     pub api_url: Option<String>,
+    /// Receiver that gets the notification when this integration gives up on it.
+    pub fallback_receiver: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -340,6 +360,8 @@ pub struct ConsoleConfig {
     pub text: Option<String>,
     #[serde(default = "default_true")]
     pub send_resolved: bool,
+    /// Receiver that gets the notification when this integration gives up on it.
+    pub fallback_receiver: Option<String>,
 }
 
 impl Config {
@@ -512,6 +534,17 @@ impl Config {
                 "receivers".into(),
                 "at least one receiver is required".into(),
             );
+        }
+        for (i, r) in self.receivers.iter().enumerate() {
+            for (key, fallback) in r.fallbacks() {
+                let Some(f) = fallback else { continue };
+                let at = format!("receivers[{i}].{key}.fallback_receiver");
+                if !names.contains(f) {
+                    report(at, format!("unknown receiver {f:?}"));
+                } else if f == &r.name {
+                    report(at, "a receiver cannot be its own fallback".into());
+                }
+            }
         }
         self.route.validate("route", &names, true, report);
     }
@@ -731,6 +764,19 @@ mod tests {
         assert!(
             all.contains(&"test.yml: route.receiver: unknown receiver \"nope\"".to_string()),
             "{all:?}"
+        );
+    }
+
+    #[test]
+    fn fallback_receiver_must_exist_and_differ() {
+        let err = parse("route: {receiver: a}\nreceivers:\n  - name: a\n    console_configs: [{fallback_receiver: a}, {fallback_receiver: zz}]\n").unwrap_err();
+        let all: Vec<String> = err.0.iter().map(|e| e.to_string()).collect();
+        assert_eq!(
+            all,
+            [
+                "test.yml: receivers[0].console_configs[0].fallback_receiver: a receiver cannot be its own fallback",
+                "test.yml: receivers[0].console_configs[1].fallback_receiver: unknown receiver \"zz\"",
+            ]
         );
     }
 

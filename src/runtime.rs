@@ -93,7 +93,7 @@ impl Runtime {
                     url: inline(format!("{at}.url"), &w.url, "wxpusher.url"),
                     summary_max: g.summary_max_chars,
                 });
-                list.push((w.send_resolved, kind));
+                list.push((w.send_resolved, w.fallback_receiver.clone(), kind));
             }
             for (j, c) in r.console_configs.iter().enumerate() {
                 let at = format!("receivers[{i}].console_configs[{j}]");
@@ -102,17 +102,20 @@ impl Runtime {
                     text: inline(format!("{at}.text"), &c.text, "console.text"),
                     summary_max: g.summary_max_chars,
                 });
-                list.push((c.send_resolved, kind));
+                list.push((c.send_resolved, c.fallback_receiver.clone(), kind));
             }
             let integrations = list
                 .into_iter()
                 .enumerate()
-                .map(|(index, (send_resolved, kind))| Integration {
-                    receiver: r.name.clone(),
-                    index,
-                    send_resolved,
-                    kind,
-                })
+                .map(
+                    |(index, (send_resolved, fallback_receiver, kind))| Integration {
+                        receiver: r.name.clone(),
+                        index,
+                        send_resolved,
+                        fallback_receiver,
+                        kind,
+                    },
+                )
                 .collect();
             receivers.insert(r.name.clone(), integrations);
         }

@@ -49,6 +49,8 @@ pub struct Integration {
     pub index: usize,
     /// Whether resolved alerts are sent at all.
     pub send_resolved: bool,
+    /// Where a notification goes, once, when this integration gives up on it.
+    pub fallback_receiver: Option<String>,
     pub kind: Kind,
 }
 
