@@ -163,7 +163,7 @@ impl Locale {
     }
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AuthConfig {
     pub bearer_token: Option<Secret>,
@@ -171,6 +171,36 @@ pub struct AuthConfig {
     pub basic_auth: Option<BasicAuth>,
     pub grafana_hmac_secret: Option<Secret>,
     pub grafana_hmac_secret_file: Option<PathBuf>,
+    /// Header carrying Grafana's signature (Grafana's `header` setting).
+    #[serde(default = "default_grafana_hmac_header")]
+    pub grafana_hmac_header: String,
+    /// When set (Grafana's `timestampHeader`), the signature covers `"<unix ts>:<body>"` and
+    /// the timestamp must be within `grafana_hmac_max_skew` of now: replays are refused.
+    pub grafana_hmac_timestamp_header: Option<String>,
+    #[serde(default = "default_grafana_hmac_max_skew", with = "humantime_serde")]
+    pub grafana_hmac_max_skew: Duration,
+}
+
+fn default_grafana_hmac_header() -> String {
+    "X-Grafana-Alerting-Signature".into()
+}
+fn default_grafana_hmac_max_skew() -> Duration {
+    Duration::from_secs(300)
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        AuthConfig {
+            bearer_token: None,
+            bearer_token_file: None,
+            basic_auth: None,
+            grafana_hmac_secret: None,
+            grafana_hmac_secret_file: None,
+            grafana_hmac_header: default_grafana_hmac_header(),
+            grafana_hmac_timestamp_header: None,
+            grafana_hmac_max_skew: default_grafana_hmac_max_skew(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -87,8 +87,16 @@ fn main() -> ExitCode {
 
 fn init_logging(args: &Args) {
     use tracing_subscriber::prelude::*;
-    let filter = tracing_subscriber::EnvFilter::try_new(&args.log_level)
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // The level applies to this program; libraries only speak up at warn and above, so that
+    // debug logs stay readable (and do not dump whole template contexts). A full EnvFilter
+    // directive (containing `=`) is taken as given.
+    let directive = if args.log_level.contains('=') {
+        args.log_level.clone()
+    } else {
+        format!("warn,alertmanager_wechat={}", args.log_level)
+    };
+    let filter = tracing_subscriber::EnvFilter::try_new(&directive)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,alertmanager_wechat=info"));
     let registry = tracing_subscriber::registry().with(filter);
     // Logs go to stderr: stdout carries the console integration's messages.
     match args.log_format {

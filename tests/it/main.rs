@@ -3,5 +3,6 @@
 mod support;
 
 mod ingest;
+mod ops;
 mod render;
 mod wxpusher;

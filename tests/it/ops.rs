@@ -1,0 +1,259 @@
+//! Operations and security: reload, secrets that never leak, hostile input.
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+
+use crate::support::wxpusher::{MockWxPusher, Reply};
+use crate::support::{TestServer, example, metric};
+
+fn config(mock: &MockWxPusher, extra: &str) -> String {
+    format!(
+        r#"
+global: {{ wxpusher_api_url: "{}" }}
+{extra}
+route: {{ receiver: oncall }}
+receivers:
+  - name: oncall
+    wxpusher_configs: [{{ app_token: AT_test_token, uids: [UID_a] }}]
+"#,
+        mock.url
+    )
+}
+
+#[tokio::test]
+async fn reload_keeps_the_running_config_on_error_and_swaps_on_success() {
+    let mock = MockWxPusher::start().await;
+    let srv = TestServer::start(&config(&mock, "")).await;
+    let path = srv.dir.path().join("config.yml");
+    std::fs::write(
+        &path,
+        "route: {receiver: nobody}\nreceivers: [{name: a, colour: red}]\n",
+    )
+    .unwrap();
+    let (code, body) = srv.post("/-/reload", "").await;
+    assert_eq!(code, 500);
+    assert!(
+        body.contains("receivers[0].colour: unknown field `colour`"),
+        "{body}"
+    );
+    let (_, m) = srv.get("/metrics").await;
+    assert_eq!(
+        metric(&m, "alertmanager_wechat_config_last_reload_successful"),
+        0.0
+    );
+    // Still running the old configuration.
+    assert_eq!(
+        srv.post("/webhook", example("alertmanager-firing.json"))
+            .await
+            .0,
+        200
+    );
+    let reqs = mock.wait_for(1, Duration::from_secs(5)).await;
+    assert_eq!(reqs[0].body["uids"], serde_json::json!(["UID_a"]));
+    // A good file is swapped in whole.
+    std::fs::write(&path, config(&mock, "").replace("UID_a", "UID_b")).unwrap();
+    assert_eq!(srv.post("/-/reload", "").await.0, 200);
+    let (_, m) = srv.get("/metrics").await;
+    assert_eq!(
+        metric(&m, "alertmanager_wechat_config_last_reload_successful"),
+        1.0
+    );
+    srv.post("/webhook", example("alertmanager-firing.json"))
+        .await;
+    let reqs = mock.wait_for(2, Duration::from_secs(5)).await;
+    assert_eq!(reqs[1].body["uids"], serde_json::json!(["UID_b"]));
+}
+
+#[tokio::test]
+async fn reload_is_protected_like_the_webhook() {
+    let mock = MockWxPusher::start().await;
+    let srv = TestServer::start(&config(&mock, "auth: { bearer_token: mgmt-token-1 }")).await;
+    assert_eq!(srv.post("/-/reload", "").await.0, 401);
+    let r = reqwest::Client::new()
+        .post(format!("{}/-/reload", srv.url))
+        .bearer_auth("mgmt-token-1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+}
+
+#[tokio::test]
+async fn slow_clients_are_dropped_after_the_header_timeout() {
+    let mock = MockWxPusher::start().await;
+    let srv = TestServer::start(&config(&mock, "web: { header_read_timeout: 1s }")).await;
+    let addr = srv.url.trim_start_matches("http://").to_string();
+    let mut conn = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    conn.write_all(b"POST /webhook HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    let mut buf = Vec::new();
+    let closed = tokio::time::timeout(Duration::from_secs(5), conn.read_to_end(&mut buf)).await;
+    assert!(
+        closed.is_ok(),
+        "connection still open after the header read timeout"
+    );
+}
+
+#[tokio::test]
+async fn deeply_nested_json_is_refused_cheaply() {
+    let mock = MockWxPusher::start().await;
+    let srv = TestServer::start(&config(&mock, "")).await;
+    // Nesting inside an ignored field still counts against the parser's depth limit.
+    let deep = format!(
+        "{{\"x\":{}{},\"status\":\"firing\",\"alerts\":[]}}",
+        "[".repeat(5000),
+        "]".repeat(5000)
+    );
+    let (code, body) = srv.post("/webhook", deep).await;
+    assert_eq!(code, 400);
+    assert!(body.contains("recursion limit exceeded"), "{body}");
+}
+
+/// The tokens below must never appear in anything the process prints or answers.
+const WX_TOKEN: &str = "AT_leak_canary_wxpusher";
+const BEARER: &str = "bearer-leak-canary";
+const HMAC: &str = "hmac-leak-canary";
+
+#[tokio::test]
+async fn secrets_never_appear_in_logs_responses_metrics_or_render() {
+    let mock = MockWxPusher::start().await;
+    // The upstream even echoes the token back in its error message.
+    mock.script([
+        Reply::Code(1001, "appToken AT_leak_canary_wxpusher 不正确"),
+        Reply::Http(500),
+    ]);
+    let dir = tempfile::tempdir().unwrap();
+    let token_file = dir.path().join("token");
+    std::fs::write(&token_file, format!("{WX_TOKEN}\n")).unwrap();
+    let cfg = dir.path().join("config.yml");
+    std::fs::write(
+        &cfg,
+        format!(
+            r#"
+global: {{ wxpusher_api_url: "{}" }}
+auth: {{ bearer_token: {BEARER}, grafana_hmac_secret: {HMAC} }}
+storage: {{ path: "{}" }}
+route: {{ receiver: oncall }}
+receivers:
+  - name: oncall
+    wxpusher_configs: [{{ app_token_file: "{}", uids: [UID_a] }}]
+  - name: second
+    wxpusher_configs: [{{ app_token: {WX_TOKEN}, uids: [UID_b] }}]
+"#,
+            mock.url,
+            dir.path().join("data").display(),
+            token_file.display()
+        ),
+    )
+    .unwrap();
+    let bin = env!("CARGO_BIN_EXE_alertmanager-wechat");
+    let mut child = tokio::process::Command::new(bin)
+        .arg(format!("--config.file={}", cfg.display()))
+        .arg("--web.listen-address=127.0.0.1:0")
+        .arg("--log.level=debug")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut logs = String::new();
+    let addr = loop {
+        let line = tokio::time::timeout(Duration::from_secs(10), stderr.next_line())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        logs.push_str(&line);
+        logs.push('\n');
+        if let Some(rest) = line.split("address=").nth(1) {
+            break rest.split_whitespace().next().unwrap().to_string();
+        }
+    };
+    // Keep draining stderr so the child never blocks on a full pipe.
+    let drain = tokio::spawn(async move {
+        let mut rest = String::new();
+        while let Ok(Some(line)) = stderr.next_line().await {
+            rest.push_str(&line);
+            rest.push('\n');
+        }
+        rest
+    });
+    let url = format!("http://{addr}");
+    let http = reqwest::Client::new();
+    let mut answers = String::new();
+    for (auth, path) in [
+        (Some(BEARER), "/webhook"),
+        (None, "/webhook"),
+        (Some("wrong"), "/webhook/second"),
+        (Some(BEARER), "/webhook/second"),
+        (Some(BEARER), "/-/reload"),
+    ] {
+        let mut req = http
+            .post(format!("{url}{path}"))
+            .body(example("alertmanager-firing.json"));
+        if let Some(a) = auth {
+            req = req.bearer_auth(a);
+        }
+        let r = req.send().await.unwrap();
+        answers.push_str(&r.text().await.unwrap());
+    }
+    // The bad-token failure and the 500 (then success) both happen.
+    mock.wait_for(3, Duration::from_secs(10)).await;
+    answers.push_str(
+        &http
+            .get(format!("{url}/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap(),
+    );
+    child.start_kill().unwrap();
+    logs.push_str(&drain.await.unwrap());
+    let mut stdout = String::new();
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut stdout)
+        .await
+        .unwrap();
+    assert!(
+        logs.contains("appToken <secret> 不正确"),
+        "the failure was logged, masked:\n{logs}"
+    );
+    // render and check-config output.
+    let render = std::process::Command::new(bin)
+        .args([
+            "render",
+            &format!("--config.file={}", cfg.display()),
+            "--payload",
+        ])
+        .arg(format!(
+            "{}/examples/alertmanager-firing.json",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .output()
+        .unwrap();
+    assert!(render.status.success());
+    let check = std::process::Command::new(bin)
+        .arg("check-config")
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    let all = format!(
+        "{logs}{stdout}{answers}{}{}{}{}",
+        String::from_utf8_lossy(&render.stdout),
+        String::from_utf8_lossy(&render.stderr),
+        String::from_utf8_lossy(&check.stdout),
+        String::from_utf8_lossy(&check.stderr)
+    );
+    for secret in [WX_TOKEN, BEARER, HMAC] {
+        assert!(!all.contains(secret), "{secret} leaked:\n{all}");
+    }
+}
