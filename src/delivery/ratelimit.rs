@@ -106,11 +106,17 @@ mod tests {
         // Two at once, then one every 500 ms: the 50th at 24 s.
         assert_eq!(times[0], Duration::ZERO);
         assert_eq!(times[1], Duration::ZERO);
-        for w in times.windows(3) {
-            assert!(
-                w[2] - w[0] >= Duration::from_millis(999),
-                "three requests within a second: {w:?}"
-            );
+        // The bucket's promise: in any window of length T, at most burst + rate·T requests.
+        for i in 0..times.len() {
+            for j in i..times.len() {
+                let window = (times[j] - times[i]).as_secs_f64();
+                let allowed = 2.0 + 2.0 * window + 1e-6;
+                assert!(
+                    (j - i + 1) as f64 <= allowed,
+                    "{} requests within {window}s",
+                    j - i + 1
+                );
+            }
         }
         assert!(times[49] >= Duration::from_secs(24), "{:?}", times[49]);
         assert!(times[49] <= Duration::from_millis(24_010), "{:?}", times[49]);
