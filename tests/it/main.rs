@@ -5,3 +5,4 @@ mod support;
 mod ingest;
 mod render;
 mod wxpusher;
+mod delivery;
