@@ -227,7 +227,12 @@ pub async fn deadletters(store: &crate::store::Store, action: DeadLetterAction) 
             Err(e) => return (format!("{e}\n"), false),
         },
         DeadLetterAction::Replay(id) => match store.replay(id, Utc::now()).await {
-            Ok(0) if id.is_some() => return (format!("no dead letter {}\n", id.unwrap_or_default()), false),
+            Ok(0) if id.is_some() => {
+                return (
+                    format!("no dead letter {}\n", id.unwrap_or_default()),
+                    false,
+                );
+            }
             Ok(n) => {
                 let _ = writeln!(out, "re-queued {n} dead letters");
             }

@@ -96,11 +96,7 @@ impl Service {
             config_path,
             draining: Default::default(),
         });
-        Ok(Service {
-            app,
-            workers,
-            stop,
-        })
+        Ok(Service { app, workers, stop })
     }
 
     /// Serves HTTP until `shutdown`; then stops accepting, lets open requests finish and the
@@ -113,14 +109,12 @@ impl Service {
         grace: Duration,
     ) -> std::io::Result<()> {
         server::run(listener, self.app.clone(), shutdown, grace).await?;
-        let Service {
-            app,
-            workers,
-            stop,
-        } = self;
+        let Service { app, workers, stop } = self;
         let _ = stop.send(true);
         if tokio::time::timeout(grace, workers).await.is_err() {
-            tracing::warn!("deliveries still in flight after the grace period; they are retried at the next start");
+            tracing::warn!(
+                "deliveries still in flight after the grace period; they are retried at the next start"
+            );
         }
         drop(app);
         Ok(())

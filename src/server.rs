@@ -29,8 +29,8 @@ use crate::auth;
 use crate::config::{Config, ConfigErrors};
 use crate::delivery::Queue;
 use crate::metrics::{Metrics, StatusLabels, WebhookLabels};
-use crate::store::{NewJob, StoreError};
 use crate::runtime::{Runtime, Shared};
+use crate::store::{NewJob, StoreError};
 use crate::webhook::{Notification, Source};
 
 /// Everything the endpoints share.

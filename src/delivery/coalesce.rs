@@ -16,7 +16,12 @@ use crate::webhook::{Alert, Notification, Status};
 
 /// Sort rank of a `severity` label: lower is more severe.
 fn severity_rank(a: &Alert) -> u8 {
-    match a.labels.get("severity").map(|s| s.to_ascii_lowercase()).as_deref() {
+    match a
+        .labels
+        .get("severity")
+        .map(|s| s.to_ascii_lowercase())
+        .as_deref()
+    {
         Some("critical" | "page" | "emergency" | "fatal") => 0,
         Some("error" | "high" | "major") => 1,
         Some("warning" | "warn" | "medium") => 2,
@@ -35,8 +40,11 @@ pub fn digest_jobs(jobs: Vec<Job>, now: DateTime<Utc>) -> Vec<NewJob> {
         .into_iter()
         .filter_map(|(fallback, jobs)| {
             let first = jobs.first()?;
-            let (receiver, integration, kind) =
-                (first.receiver.clone(), first.integration, first.kind.clone());
+            let (receiver, integration, kind) = (
+                first.receiver.clone(),
+                first.integration,
+                first.kind.clone(),
+            );
             let accepted_at = jobs.iter().map(|j| j.accepted_at).min().unwrap_or(now);
             let notification = digest(jobs.into_iter().map(|j| j.notification).collect())?;
             Some(NewJob {
@@ -69,8 +77,12 @@ pub fn digest(notifications: Vec<Notification>) -> Option<Notification> {
     let mut alerts: Vec<Alert> = by_fp.into_values().chain(anonymous).collect();
     alerts.sort_by(|a, b| {
         let firing = |x: &Alert| u8::from(x.status != Status::Firing);
-        (firing(a), severity_rank(a), a.name(), b.starts_at)
-            .cmp(&(firing(b), severity_rank(b), b.name(), a.starts_at))
+        (firing(a), severity_rank(a), a.name(), b.starts_at).cmp(&(
+            firing(b),
+            severity_rank(b),
+            b.name(),
+            a.starts_at,
+        ))
     });
     let firing = alerts.iter().filter(|a| a.status == Status::Firing).count();
     let resolved = alerts.len() - firing;
@@ -120,14 +132,23 @@ mod tests {
     #[test]
     fn digest_keeps_every_alert_critical_firing_first() {
         let d = digest(vec![
-            notification(&[("a", "DiskFull", "warning", "firing"), ("b", "Up", "critical", "resolved")]),
-            notification(&[("c", "HighCPU", "critical", "firing"), ("d", "HighCPU", "info", "firing")]),
+            notification(&[
+                ("a", "DiskFull", "warning", "firing"),
+                ("b", "Up", "critical", "resolved"),
+            ]),
+            notification(&[
+                ("c", "HighCPU", "critical", "firing"),
+                ("d", "HighCPU", "info", "firing"),
+            ]),
             // A later state of `a` replaces the earlier one.
             notification(&[("a", "DiskFull", "warning", "resolved")]),
         ])
         .unwrap();
-        let order: Vec<(&str, Status)> =
-            d.alerts.iter().map(|a| (a.fingerprint.as_str(), a.status)).collect();
+        let order: Vec<(&str, Status)> = d
+            .alerts
+            .iter()
+            .map(|a| (a.fingerprint.as_str(), a.status))
+            .collect();
         assert_eq!(
             order,
             [

@@ -88,7 +88,10 @@ impl DeliveryOptions {
                 );
             }
             if r.burst == 0 {
-                report(format!("{at}.rate_limit.burst"), "must be at least 1".into());
+                report(
+                    format!("{at}.rate_limit.burst"),
+                    "must be at least 1".into(),
+                );
             }
         }
         DeliveryOptions {

@@ -119,7 +119,11 @@ mod tests {
             }
         }
         assert!(times[49] >= Duration::from_secs(24), "{:?}", times[49]);
-        assert!(times[49] <= Duration::from_millis(24_010), "{:?}", times[49]);
+        assert!(
+            times[49] <= Duration::from_millis(24_010),
+            "{:?}",
+            times[49]
+        );
         // Another credential is not slowed by this one.
         let t = Instant::now();
         limits.acquire("wxpusher:other", limit).await;

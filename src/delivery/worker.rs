@@ -332,7 +332,10 @@ async fn deliver(mut job: Job, ctx: &Ctx) {
         fallback = fallback.len(),
         "delivery failed, giving up: kept as a dead letter"
     );
-    ctx.metrics.notifications.get_or_create(&labels("failed")).inc();
+    ctx.metrics
+        .notifications
+        .get_or_create(&labels("failed"))
+        .inc();
     let rerouted = !fallback.is_empty();
     match store.dead_letter(job.id, failure, fallback).await {
         Ok(()) => {
@@ -386,7 +389,12 @@ mod tests {
         assert!(p.delay(1, None) <= Duration::from_secs(1));
         assert!(p.delay(1, Some(Duration::from_secs(30))) >= Duration::from_secs(30));
         // The ceiling doubles: the mean of many draws at attempt 4 is well above attempt 1's.
-        let mean = |a| (0..2000).map(|_| p.delay(a, None).as_secs_f64()).sum::<f64>() / 2000.0;
+        let mean = |a| {
+            (0..2000)
+                .map(|_| p.delay(a, None).as_secs_f64())
+                .sum::<f64>()
+                / 2000.0
+        };
         assert!(mean(4) > 2.0 * mean(1), "{} vs {}", mean(4), mean(1));
     }
 }

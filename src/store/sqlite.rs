@@ -98,8 +98,11 @@ impl SqliteStore {
         conn.execute_batch(SCHEMA).map_err(|e| err(e.to_string()))?;
         if owner {
             // A previous run's in-flight jobs may or may not have reached the upstream: again.
-            conn.execute("UPDATE jobs SET state = 'pending' WHERE state = 'inflight'", [])
-                .map_err(|e| err(e.to_string()))?;
+            conn.execute(
+                "UPDATE jobs SET state = 'pending' WHERE state = 'inflight'",
+                [],
+            )
+            .map_err(|e| err(e.to_string()))?;
         }
         let live: i64 = conn
             .query_row("SELECT count(*) FROM jobs WHERE state != 'dead'", [], |r| {

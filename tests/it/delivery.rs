@@ -59,7 +59,10 @@ fn delivered_since(mock: &MockWxPusher, from: usize) -> BTreeSet<String> {
 async fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     while !f() {
-        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
@@ -93,7 +96,10 @@ async fn start_binary(config: &std::path::Path) -> Binary {
         {
             break;
         }
-        assert!(tokio::time::Instant::now() < deadline, "binary did not start");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "binary did not start"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     Binary { child, url }
@@ -175,7 +181,12 @@ receivers:
 #[tokio::test]
 async fn upstream_outage_is_retried_until_delivered() {
     let mock = MockWxPusher::start().await;
-    mock.script([Reply::Http(500), Reply::Http(502), Reply::Http(503), Reply::Code(1005, "内部错误")]);
+    mock.script([
+        Reply::Http(500),
+        Reply::Http(502),
+        Reply::Http(503),
+        Reply::Code(1005, "内部错误"),
+    ]);
     let srv = TestServer::start(&wx_config(&mock, "")).await;
     assert_eq!(srv.post("/webhook", one("aaa")).await.0, 200);
     let reqs = mock.wait_for(5, WAIT).await;
@@ -195,24 +206,44 @@ async fn bad_token_is_dead_lettered_and_replayed_after_the_fix() {
     mock.wait_for(1, WAIT).await;
     let store = srv.app.queue.store.clone();
     wait_until("a dead letter", || {
-        metric(&srv.app.metrics.encode(), "alertmanager_wechat_dead_letters") == 1.0
+        metric(
+            &srv.app.metrics.encode(),
+            "alertmanager_wechat_dead_letters",
+        ) == 1.0
     })
     .await;
     // Permanent: exactly one attempt.
     assert_eq!(mock.requests().len(), 1);
     let text = srv.app.metrics.encode();
     assert_eq!(
-        metric(&text, r#"alertmanager_wechat_notifications_total{receiver="oncall",integration="wxpusher",result="failed"}"#),
+        metric(
+            &text,
+            r#"alertmanager_wechat_notifications_total{receiver="oncall",integration="wxpusher",result="failed"}"#
+        ),
         1.0
     );
     let (list, ok) = deadletters(&store, DeadLetterAction::List).await;
     assert!(ok);
     assert!(list.contains("oncall/wxpusher[0]"), "{list}");
-    assert!(list.contains("wxpusher: error 1001: appToken不正确"), "{list}");
+    assert!(
+        list.contains("wxpusher: error 1001: appToken不正确"),
+        "{list}"
+    );
     assert!(!list.contains("AT_primary"), "the token leaked: {list}");
-    let id: i64 = list.lines().nth(1).unwrap().split_whitespace().next().unwrap().parse().unwrap();
+    let id: i64 = list
+        .lines()
+        .nth(1)
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
     let (shown, ok) = deadletters(&store, DeadLetterAction::Show(id)).await;
-    assert!(ok && shown.contains("attempts: 1") && shown.contains("reason: bad_credentials"), "{shown}");
+    assert!(
+        ok && shown.contains("attempts: 1") && shown.contains("reason: bad_credentials"),
+        "{shown}"
+    );
     // The token is fixed upstream; replay delivers it.
     mock.set_default(Reply::Success);
     let (out, ok) = deadletters(&store, DeadLetterAction::Replay(Some(id))).await;
@@ -261,7 +292,10 @@ async fn fallback_is_never_chained() {
     assert_eq!(srv.post("/webhook", one("ddd")).await.0, 200);
     mock.wait_for(2, WAIT).await;
     wait_until("two dead letters", || {
-        metric(&srv.app.metrics.encode(), "alertmanager_wechat_dead_letters") == 2.0
+        metric(
+            &srv.app.metrics.encode(),
+            "alertmanager_wechat_dead_letters",
+        ) == 2.0
     })
     .await;
     srv.stop().await;
@@ -302,7 +336,10 @@ async fn fifty_notifications_to_one_token_never_exceed_its_bucket() {
 async fn storm_is_merged_into_digests_that_keep_every_alert_critical_first() {
     let mock = MockWxPusher::start().await;
     let srv = TestServer::start_with(
-        &wx_config(&mock, ", rate_limit: { rate: 5, burst: 1 }, coalesce_after: 1s"),
+        &wx_config(
+            &mock,
+            ", rate_limit: { rate: 5, burst: 1 }, coalesce_after: 1s",
+        ),
         fast_retries(),
     )
     .await;
@@ -321,13 +358,26 @@ async fn storm_is_merged_into_digests_that_keep_every_alert_critical_first() {
                     1..=6 => ("warning", "firing"),
                     _ => ("info", "resolved"),
                 };
-                (fp, if k % 2 == 0 { "DiskFull" } else { "HighLoad" }, sev, status)
+                (
+                    fp,
+                    if k % 2 == 0 { "DiskFull" } else { "HighLoad" },
+                    sev,
+                    status,
+                )
             })
             .collect();
-        assert_eq!(srv.post("/webhook", payload(&format!("g{g}"), &alerts)).await.0, 200);
+        assert_eq!(
+            srv.post("/webhook", payload(&format!("g{g}"), &alerts))
+                .await
+                .0,
+            200
+        );
     }
     assert_eq!(all.len(), 2000);
-    wait_until("every alert delivered", || delivered(&mock).is_superset(&all)).await;
+    wait_until("every alert delivered", || {
+        delivered(&mock).is_superset(&all)
+    })
+    .await;
     let reqs = mock.requests();
     srv.stop().await;
     // Far fewer requests than notifications, and never faster than the bucket.
@@ -346,7 +396,10 @@ async fn storm_is_merged_into_digests_that_keep_every_alert_critical_first() {
         .find(|c| c.contains(" alerts: "))
         .expect("a digest message");
     let first_line = digest.lines().next().unwrap();
-    assert!(first_line.contains("firing,") && first_line.contains("resolved · "), "{first_line}");
+    assert!(
+        first_line.contains("firing,") && first_line.contains("resolved · "),
+        "{first_line}"
+    );
     let crit = digest.find("`critical`").expect("a critical alert");
     let warn = digest.find("`warning`").expect("a warning alert");
     assert!(crit < warn, "critical after warning in the digest");

@@ -2,7 +2,7 @@
 
 mod support;
 
+mod delivery;
 mod ingest;
 mod render;
 mod wxpusher;
-mod delivery;

@@ -41,8 +41,7 @@ impl TestServer {
         let path = dir.path().join("config.yml");
         let yaml = config_yaml.replace("$DATA", &dir.path().join("data").display().to_string());
         std::fs::write(&path, &yaml).unwrap();
-        let mut config =
-            Config::load(&path).unwrap_or_else(|e| panic!("test config invalid: {e}"));
+        let mut config = Config::load(&path).unwrap_or_else(|e| panic!("test config invalid: {e}"));
         if !yaml.contains("storage:") {
             // Each server its own store, in its temporary directory.
             config.storage.path = dir.path().join("data");
