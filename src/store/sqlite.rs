@@ -548,3 +548,73 @@ fn select_jobs(
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::Store;
+
+    fn job(receiver: &str) -> NewJob {
+        NewJob {
+            receiver: receiver.into(),
+            integration: 0,
+            kind: "console".into(),
+            notification: crate::runtime::sample_notification(),
+            accepted_at: Utc::now(),
+            fallback: false,
+        }
+    }
+
+    #[test]
+    fn refuses_a_path_it_cannot_use() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("not-a-dir");
+        std::fs::write(&file, "x").unwrap();
+        let e = Store::open(&file, 10).unwrap_err();
+        assert!(
+            e.to_string().starts_with("cannot open the store at "),
+            "{e}"
+        );
+    }
+
+    #[tokio::test]
+    async fn jobs_round_trip_capacity_holds_and_inflight_is_reclaimed_on_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), 2).unwrap();
+        let ids = store.enqueue(vec![job("a"), job("b")]).await.unwrap();
+        assert_eq!(ids.len(), 2);
+        assert!(matches!(
+            store.enqueue(vec![job("c")]).await,
+            Err(StoreError::Full)
+        ));
+        let claimed = store.claim(Utc::now(), 10).await.unwrap();
+        assert_eq!(claimed.len(), 2);
+        assert_eq!(
+            claimed[0].notification,
+            crate::runtime::sample_notification()
+        );
+        assert!(store.claim(Utc::now(), 10).await.unwrap().is_empty());
+        store.complete(vec![ids[0]], Vec::new()).await.unwrap();
+        drop(store);
+        // As after a crash: the job that was in flight is pending again.
+        let store = Store::open(dir.path(), 2).unwrap();
+        let again = store.claim(Utc::now(), 10).await.unwrap();
+        assert_eq!(again.iter().map(|j| j.id).collect::<Vec<_>>(), [ids[1]]);
+        let tomorrow = Utc::now() + chrono::Duration::days(1);
+        assert_eq!(
+            store
+                .add_counter("uid:U".into(), 3, tomorrow)
+                .await
+                .unwrap(),
+            3
+        );
+        assert_eq!(
+            store
+                .add_counter("uid:U".into(), 2, tomorrow)
+                .await
+                .unwrap(),
+            5
+        );
+        assert_eq!(store.counter("uid:U".into(), Utc::now()).await.unwrap(), 5);
+    }
+}
