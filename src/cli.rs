@@ -156,3 +156,94 @@ pub async fn send_test(rt: &Runtime, receiver: &str) -> (String, bool) {
     }
     (out, ok)
 }
+
+/// What `deadletters` does.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeadLetterAction {
+    List,
+    Show(i64),
+    /// `None`: all of them.
+    Replay(Option<i64>),
+    Purge,
+}
+
+/// `deadletters list|show ID|replay ID|replay --all|purge` against the configured store.
+pub async fn deadletters(store: &crate::store::Store, action: DeadLetterAction) -> (String, bool) {
+    use std::fmt::Write;
+    let mut out = String::new();
+    match action {
+        DeadLetterAction::List => match store.dead_letters().await {
+            Ok(list) if list.is_empty() => out.push_str("no dead letters\n"),
+            Ok(list) => {
+                let _ = writeln!(
+                    out,
+                    "{:<8} {:<25} {:<24} {:>8} {:>6}  LAST ERROR",
+                    "ID", "FAILED AT", "RECEIVER", "ALERTS", "TRIES"
+                );
+                for j in list {
+                    let _ = writeln!(
+                        out,
+                        "{:<8} {:<25} {:<24} {:>8} {:>6}  {}",
+                        j.id,
+                        j.failed_at
+                            .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+                            .unwrap_or_default(),
+                        format!("{}/{}[{}]", j.receiver, j.kind, j.integration),
+                        j.notification.alerts.len(),
+                        j.attempt,
+                        crate::text::one_line(j.last_error.as_deref().unwrap_or(""))
+                    );
+                }
+            }
+            Err(e) => return (format!("{e}\n"), false),
+        },
+        DeadLetterAction::Show(id) => match store.dead_letters().await {
+            Ok(list) => match list.into_iter().find(|j| j.id == id) {
+                Some(j) => {
+                    let _ = writeln!(out, "id: {}", j.id);
+                    let _ = writeln!(out, "receiver: {}", j.receiver);
+                    let _ = writeln!(out, "integration: {}[{}]", j.kind, j.integration);
+                    let _ = writeln!(out, "fallback: {}", j.fallback);
+                    let _ = writeln!(out, "accepted_at: {}", j.accepted_at.to_rfc3339());
+                    if let Some(t) = j.failed_at {
+                        let _ = writeln!(out, "failed_at: {}", t.to_rfc3339());
+                    }
+                    let _ = writeln!(out, "attempts: {}", j.attempt);
+                    let _ = writeln!(out, "reason: {}", j.reason.unwrap_or_default());
+                    let _ = writeln!(out, "last_error: {}", j.last_error.unwrap_or_default());
+                    let _ = writeln!(
+                        out,
+                        "delivered_to: {}",
+                        j.progress.into_iter().collect::<Vec<_>>().join(", ")
+                    );
+                    let _ = writeln!(
+                        out,
+                        "notification: {}",
+                        serde_json::to_string_pretty(&j.notification).unwrap_or_default()
+                    );
+                }
+                None => return (format!("no dead letter {id}\n"), false),
+            },
+            Err(e) => return (format!("{e}\n"), false),
+        },
+        DeadLetterAction::Replay(id) => match store.replay(id, Utc::now()).await {
+            Ok(0) if id.is_some() => {
+                return (
+                    format!("no dead letter {}\n", id.unwrap_or_default()),
+                    false,
+                );
+            }
+            Ok(n) => {
+                let _ = writeln!(out, "re-queued {n} dead letters");
+            }
+            Err(e) => return (format!("{e}\n"), false),
+        },
+        DeadLetterAction::Purge => match store.purge().await {
+            Ok(n) => {
+                let _ = writeln!(out, "deleted {n} dead letters");
+            }
+            Err(e) => return (format!("{e}\n"), false),
+        },
+    }
+    (out, true)
+}

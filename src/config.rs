@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::delivery::options::{DeliveryOptions, RateLimit, WXPUSHER_RATE};
 use crate::route::RouteConfig;
 use crate::secret::Secret;
 
@@ -381,6 +382,16 @@ pub struct WxPusherConfig {
     pub api_url: Option<String>,
     /// Receiver that gets the notification when this integration gives up on it.
     pub fallback_receiver: Option<String>,
+    /// Attempts before giving up (default 10).
+    pub max_attempts: Option<u32>,
+    /// Older than this since acceptance, a failing notification is given up (default 1h).
+    #[serde(default, with = "humantime_serde")]
+    pub max_age: Option<Duration>,
+    /// Upstream requests allowed per second for this integration's credential.
+    pub rate_limit: Option<RateLimit>,
+    /// A backlog that would take longer than this to send is merged into one digest (10s).
+    #[serde(default, with = "humantime_serde")]
+    pub coalesce_after: Option<Duration>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -392,6 +403,54 @@ pub struct ConsoleConfig {
     pub send_resolved: bool,
     /// Receiver that gets the notification when this integration gives up on it.
     pub fallback_receiver: Option<String>,
+    /// Attempts before giving up (default 10).
+    pub max_attempts: Option<u32>,
+    /// Older than this since acceptance, a failing notification is given up (default 1h).
+    #[serde(default, with = "humantime_serde")]
+    pub max_age: Option<Duration>,
+    /// Upstream requests allowed per second for this integration's credential.
+    pub rate_limit: Option<RateLimit>,
+    /// A backlog that would take longer than this to send is merged into one digest (10s).
+    #[serde(default, with = "humantime_serde")]
+    pub coalesce_after: Option<Duration>,
+}
+
+impl WxPusherConfig {
+    /// Retry, rate and coalescing settings with defaults applied; problems go to `report`.
+    pub fn delivery_options(
+        &self,
+        at: &str,
+        report: &mut dyn FnMut(String, String),
+    ) -> DeliveryOptions {
+        DeliveryOptions::resolve(
+            at,
+            self.max_attempts,
+            self.max_age,
+            self.rate_limit,
+            Some(WXPUSHER_RATE),
+            self.coalesce_after,
+            report,
+        )
+    }
+}
+
+impl ConsoleConfig {
+    /// Retry, rate and coalescing settings with defaults applied; problems go to `report`.
+    pub fn delivery_options(
+        &self,
+        at: &str,
+        report: &mut dyn FnMut(String, String),
+    ) -> DeliveryOptions {
+        DeliveryOptions::resolve(
+            at,
+            self.max_attempts,
+            self.max_age,
+            self.rate_limit,
+            None,
+            self.coalesce_after,
+            report,
+        )
+    }
 }
 
 impl Config {
@@ -557,6 +616,10 @@ impl Config {
                 {
                     report(format!("{at}.api_url"), m);
                 }
+                w.delivery_options(&at, report);
+            }
+            for (j, c) in r.console_configs.iter().enumerate() {
+                c.delivery_options(&format!("{at}.console_configs[{j}]"), report);
             }
         }
         if self.receivers.is_empty() {

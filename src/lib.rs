@@ -9,12 +9,14 @@
 //! - [`template`]: handlebars templates, the context and helpers.
 //! - [`text`]: measuring and cutting text by user-visible characters.
 //! - [`channels`]: one file per upstream (WxPusher, console): requests and responses.
-//! - [`delivery`]: the queue between webhook and workers, retries, failure classification.
+//! - [`delivery`]: the queue between webhook and workers, retries, failure classification,
+//!   rate limits, storm coalescing and fallback receivers.
+//! - [`store`]: the durable store (SQLite): queued jobs, dead letters, counters.
 //! - [`server`]: the HTTP endpoints and the accept loop.
 //! - [`auth`]: webhook and management authentication.
 //! - [`metrics`]: Prometheus metric families.
 //! - [`secret`]: secrets that never print.
-//! - [`cli`]: the `check-config`, `render` and `send-test` commands.
+//! - [`cli`]: the `check-config`, `render`, `send-test` and `deadletters` commands.
 
 pub mod auth;
 pub mod channels;
@@ -26,6 +28,7 @@ pub mod route;
 pub mod runtime;
 pub mod secret;
 pub mod server;
+pub mod store;
 pub mod template;
 pub mod text;
 pub mod webhook;
@@ -41,30 +44,51 @@ use crate::delivery::{Queue, RetryPolicy, Workers};
 use crate::metrics::Metrics;
 use crate::runtime::Runtime;
 use crate::server::App;
+use crate::store::{Store, StoreError};
+
+/// Why the service could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Config(#[from] ConfigErrors),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
 
 /// A running service: the shared state and the delivery workers.
 pub struct Service {
     pub app: Arc<App>,
     workers: tokio::task::JoinHandle<()>,
+    stop: tokio::sync::watch::Sender<bool>,
 }
 
 impl Service {
-    /// Builds the runtime from a loaded configuration and starts the delivery workers.
+    /// Builds the runtime from a loaded configuration, opens the store at `storage.path`
+    /// (refusing to start if it cannot) and starts the delivery workers, which resume what a
+    /// previous run left pending.
     pub fn start(
         config: config::Config,
         config_path: Option<PathBuf>,
         policy: RetryPolicy,
-    ) -> Result<Service, ConfigErrors> {
+    ) -> Result<Service, StartError> {
         let runtime = Runtime::build(config)?;
-        let capacity = runtime.config.storage.queue_capacity;
+        let storage = &runtime.config.storage;
+        let store = Store::open(&storage.path, storage.queue_capacity)?;
         let metrics = Arc::new(Metrics::new());
         metrics.config_last_reload_successful.set(1);
         metrics
             .config_last_reload_success_timestamp_seconds
             .set(chrono::Utc::now().timestamp_millis() as f64 / 1000.0);
         let runtime = Arc::new(ArcSwap::from_pointee(runtime));
-        let (queue, rx) = Queue::new(capacity);
-        let workers = Workers::spawn(rx, runtime.clone(), metrics.clone(), policy, 16);
+        let queue = Queue::new(store);
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let workers = Workers::spawn(
+            queue.clone(),
+            runtime.clone(),
+            metrics.clone(),
+            policy,
+            stopped,
+        );
         let app = Arc::new(App {
             runtime,
             queue,
@@ -72,10 +96,12 @@ impl Service {
             config_path,
             draining: Default::default(),
         });
-        Ok(Service { app, workers })
+        Ok(Service { app, workers, stop })
     }
 
-    /// Serves HTTP until `shutdown`, then lets queued deliveries finish for up to `grace`.
+    /// Serves HTTP until `shutdown`; then stops accepting, lets open requests finish and the
+    /// deliveries in flight complete, each for up to `grace`. Everything else stays in the
+    /// store for the next start.
     pub async fn run(
         self,
         listener: tokio::net::TcpListener,
@@ -83,12 +109,14 @@ impl Service {
         grace: Duration,
     ) -> std::io::Result<()> {
         server::run(listener, self.app.clone(), shutdown, grace).await?;
-        // Closing the queue lets the workers drain what is in it and stop.
-        let Service { app, workers } = self;
-        drop(app);
+        let Service { app, workers, stop } = self;
+        let _ = stop.send(true);
         if tokio::time::timeout(grace, workers).await.is_err() {
-            tracing::warn!("deliveries still pending after the grace period");
+            tracing::warn!(
+                "deliveries still in flight after the grace period; they are retried at the next start"
+            );
         }
+        drop(app);
         Ok(())
     }
 }

@@ -10,6 +10,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 use alertmanager_wechat::config::Config;
 use alertmanager_wechat::delivery::RetryPolicy;
+use alertmanager_wechat::store::Store;
 use alertmanager_wechat::{Service, cli};
 
 #[derive(Parser, Debug)]
@@ -71,6 +72,28 @@ enum Command {
         #[arg(long)]
         receiver: String,
     },
+    /// Notifications that gave up: list, show, replay or purge them (uses `storage.path`).
+    Deadletters {
+        #[command(subcommand)]
+        action: DeadLetters,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum DeadLetters {
+    /// One line per dead letter, with its last error.
+    List,
+    /// Everything kept about one dead letter.
+    Show { id: i64 },
+    /// Re-queues one dead letter, or all with --all; attempts start over.
+    Replay {
+        #[arg(required_unless_present = "all", conflicts_with = "all")]
+        id: Option<i64>,
+        #[arg(long)]
+        all: bool,
+    },
+    /// Deletes every dead letter.
+    Purge,
 }
 
 fn main() -> ExitCode {
@@ -158,6 +181,32 @@ fn run(args: Args) -> anyhow::Result<ExitCode> {
             let rt = cli::load(&path).map_err(|e| anyhow::anyhow!("{e}"))?;
             let tokio = tokio::runtime::Runtime::new()?;
             let (out, ok) = tokio.block_on(cli::send_test(&rt, &receiver));
+            print!("{out}");
+            Ok(if ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
+        }
+        Some(Command::Deadletters { action }) => {
+            let config = match &args.config_file {
+                Some(p) => Config::load(p),
+                None => Config::builtin(),
+            }
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+            let action = match action {
+                DeadLetters::List => cli::DeadLetterAction::List,
+                DeadLetters::Show { id } => cli::DeadLetterAction::Show(id),
+                DeadLetters::Replay { id, .. } => cli::DeadLetterAction::Replay(id),
+                DeadLetters::Purge => cli::DeadLetterAction::Purge,
+            };
+            let tokio = tokio::runtime::Runtime::new()?;
+            let (out, ok) = tokio.block_on(async {
+                match Store::open_admin(&config.storage.path) {
+                    Ok(store) => cli::deadletters(&store, action).await,
+                    Err(e) => (format!("{e}\n"), false),
+                }
+            });
             print!("{out}");
             Ok(if ok {
                 ExitCode::SUCCESS

@@ -66,6 +66,8 @@ pub struct Metrics {
     pub deliveries_failed: Family<FailureLabels, Counter>,
     pub deliveries_retried: Family<IntegrationLabels, Counter>,
     pub queue_depth: Family<IntegrationLabels, Gauge>,
+    /// Notifications given up and kept in the store (`deadletters list`).
+    pub dead_letters: Gauge,
     pub dedupe_suppressed: Family<ReasonLabels, Counter>,
     pub config_last_reload_successful: Gauge,
     pub config_last_reload_success_timestamp_seconds: Gauge<f64, AtomicU64>,
@@ -98,6 +100,7 @@ impl Metrics {
             deliveries_failed: Family::default(),
             deliveries_retried: Family::default(),
             queue_depth: Family::default(),
+            dead_letters: Gauge::default(),
             dedupe_suppressed: Family::default(),
             config_last_reload_successful: Gauge::default(),
             config_last_reload_success_timestamp_seconds: Gauge::default(),
@@ -137,6 +140,11 @@ impl Metrics {
             "queue_depth",
             "Notifications waiting for delivery",
             m.queue_depth.clone(),
+        );
+        registry.register(
+            "dead_letters",
+            "Notifications given up after their retries, kept for `deadletters replay`",
+            m.dead_letters.clone(),
         );
         registry.register(
             "dedupe_suppressed",

@@ -12,6 +12,7 @@ use chrono::{DateTime, Utc};
 
 use crate::channels::{Env, Integration, Kind, console::Console, wxpusher::WxPusher};
 use crate::config::{Config, ConfigError, ConfigErrors, ContentType};
+use crate::delivery::ratelimit::RateLimits;
 use crate::secret::Scrubber;
 use crate::template::Templates;
 use crate::webhook::Notification;
@@ -27,6 +28,8 @@ pub struct Runtime {
     pub receivers: BTreeMap<String, Vec<Integration>>,
     pub scrubber: Scrubber,
     pub client: reqwest::Client,
+    /// Token buckets; shared with the previous runtime on reload so limits hold across it.
+    pub limits: Arc<RateLimits>,
 }
 
 /// A notification's alerts for one receiver.
@@ -92,8 +95,10 @@ impl Runtime {
                     content: inline(format!("{at}.content"), &w.content, default_content),
                     url: inline(format!("{at}.url"), &w.url, "wxpusher.url"),
                     summary_max: g.summary_max_chars,
+                    rate_limit: w.delivery_options(&at, &mut |_, _| {}).rate_limit,
                 });
-                list.push((w.send_resolved, w.fallback_receiver.clone(), kind));
+                let delivery = w.delivery_options(&at, &mut |_, _| {});
+                list.push((w.send_resolved, w.fallback_receiver.clone(), delivery, kind));
             }
             for (j, c) in r.console_configs.iter().enumerate() {
                 let at = format!("receivers[{i}].console_configs[{j}]");
@@ -102,17 +107,19 @@ impl Runtime {
                     text: inline(format!("{at}.text"), &c.text, "console.text"),
                     summary_max: g.summary_max_chars,
                 });
-                list.push((c.send_resolved, c.fallback_receiver.clone(), kind));
+                let delivery = c.delivery_options(&at, &mut |_, _| {});
+                list.push((c.send_resolved, c.fallback_receiver.clone(), delivery, kind));
             }
             let integrations = list
                 .into_iter()
                 .enumerate()
                 .map(
-                    |(index, (send_resolved, fallback_receiver, kind))| Integration {
+                    |(index, (send_resolved, fallback_receiver, delivery, kind))| Integration {
                         receiver: r.name.clone(),
                         index,
                         send_resolved,
                         fallback_receiver,
+                        delivery,
                         kind,
                     },
                 )
@@ -150,6 +157,7 @@ impl Runtime {
             templates,
             receivers,
             client,
+            limits: Arc::new(RateLimits::new()),
         };
         // Every template must render the sample without error before this config may run.
         let sample = sample_notification();
@@ -180,6 +188,7 @@ impl Runtime {
             now,
             client: &self.client,
             scrubber: &self.scrubber,
+            limits: &self.limits,
         }
     }
 
@@ -254,6 +263,8 @@ pub fn sample_notification() -> Notification {
         external_url: String::new(),
         group_key: String::new(),
         truncated_alerts: 0,
+        fallback: false,
+        digest: None,
         alertmanager: Default::default(),
         grafana: Default::default(),
     })

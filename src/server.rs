@@ -27,9 +27,10 @@ use tracing::{Instrument, debug, info, warn};
 
 use crate::auth;
 use crate::config::{Config, ConfigErrors};
-use crate::delivery::{Job, Queue};
-use crate::metrics::{IntegrationLabels, Metrics, StatusLabels, WebhookLabels};
+use crate::delivery::Queue;
+use crate::metrics::{Metrics, StatusLabels, WebhookLabels};
 use crate::runtime::{Runtime, Shared};
+use crate::store::{NewJob, StoreError};
 use crate::webhook::{Notification, Source};
 
 /// Everything the endpoints share.
@@ -53,8 +54,11 @@ impl App {
         }
         .and_then(Runtime::build);
         match result {
-            Ok(rt) => {
+            Ok(mut rt) => {
+                // Rate limits hold across reloads: the buckets carry over.
+                rt.limits = self.runtime.load().limits.clone();
                 self.runtime.store(Arc::new(rt));
+                self.queue.wake.notify_one();
                 self.metrics.config_last_reload_successful.set(1);
                 self.metrics
                     .config_last_reload_success_timestamp_seconds
@@ -147,7 +151,7 @@ async fn ready(State(app): State<Arc<App>>) -> Response {
     if app.draining.load(Ordering::SeqCst) {
         (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n").into_response()
     } else if !app.queue.is_open() {
-        (StatusCode::SERVICE_UNAVAILABLE, "delivery stopped\n").into_response()
+        (StatusCode::SERVICE_UNAVAILABLE, "store unavailable\n").into_response()
     } else {
         (StatusCode::OK, "OK\n").into_response()
     }
@@ -297,32 +301,35 @@ async fn accept(
             let Some(notification) = integration.filter(&r.notification) else {
                 continue;
             };
-            jobs.push(Job {
-                id: app.queue.next_id(),
+            jobs.push(NewJob {
                 receiver: r.receiver.clone(),
                 integration: integration.index,
-                kind: integration.name(),
+                kind: integration.name().to_string(),
                 notification,
-                attempt: 0,
-                progress: Default::default(),
                 accepted_at: now,
+                fallback: false,
             });
         }
     }
-    let kinds: Vec<&'static str> = jobs.iter().map(|j| j.kind).collect();
     let count = jobs.len();
-    if app.queue.try_enqueue(jobs).is_err() {
-        return (
-            source,
-            StatusCode::SERVICE_UNAVAILABLE,
-            "delivery queue full, retry later\n".into(),
-        );
-    }
-    for kind in kinds {
-        app.metrics
-            .queue_depth
-            .get_or_create(&IntegrationLabels { integration: kind })
-            .inc();
+    // Answered 200 only once the jobs are committed to the store.
+    match app.queue.enqueue(jobs).await {
+        Ok(_) => {}
+        Err(StoreError::Full) => {
+            return (
+                source,
+                StatusCode::SERVICE_UNAVAILABLE,
+                "delivery queue full, retry later\n".into(),
+            );
+        }
+        Err(e) => {
+            warn!(error = %e, "cannot store an accepted notification");
+            return (
+                source,
+                StatusCode::SERVICE_UNAVAILABLE,
+                "cannot store the notification, retry later\n".into(),
+            );
+        }
     }
     for status in alerts {
         app.metrics

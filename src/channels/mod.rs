@@ -16,6 +16,8 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::delivery::DeliveryError;
+use crate::delivery::options::DeliveryOptions;
+use crate::delivery::ratelimit::RateLimits;
 use crate::secret::{Scrubber, Secret};
 use crate::template::Templates;
 use crate::webhook::{Notification, Status};
@@ -30,6 +32,8 @@ pub struct Env<'a> {
     pub client: &'a reqwest::Client,
     /// Masks secrets in upstream text kept in errors.
     pub scrubber: &'a Scrubber,
+    /// Token buckets per upstream credential; integrations acquire before each request.
+    pub limits: &'a RateLimits,
 }
 
 /// One request as it would go on the wire.
@@ -51,6 +55,8 @@ pub struct Integration {
     pub send_resolved: bool,
     /// Where a notification goes, once, when this integration gives up on it.
     pub fallback_receiver: Option<String>,
+    /// Retries, rate limit and coalescing.
+    pub delivery: DeliveryOptions,
     pub kind: Kind,
 }
 

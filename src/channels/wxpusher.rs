@@ -40,6 +40,8 @@ pub struct WxPusher {
     pub url: String,
     /// Preview length in visible characters (≤ 100).
     pub summary_max: usize,
+    /// Requests per second allowed for this app token; `None`: unlimited.
+    pub rate_limit: Option<crate::delivery::options::RateLimit>,
 }
 
 /// The request body, field names as the API spells them.
@@ -94,6 +96,13 @@ fn topic_key(part: usize, topic: i64) -> String {
 }
 
 impl WxPusher {
+    /// Names the app token's rate-limit bucket without holding the token itself.
+    pub fn rate_key(&self) -> String {
+        use sha2::Digest;
+        let digest = sha2::Sha256::digest(self.app_token.expose().as_bytes());
+        format!("wxpusher:{}", hex::encode(&digest[..8]))
+    }
+
     fn endpoint(&self) -> String {
         format!("{}/api/send/message", self.api_url.trim_end_matches('/'))
     }
@@ -338,6 +347,9 @@ impl WxPusher {
     }
 
     async fn call(&self, env: &Env<'_>, batch: &Batch) -> Result<SendResult, DeliveryError> {
+        if let Some(limit) = self.rate_limit {
+            env.limits.acquire(&self.rate_key(), limit).await;
+        }
         let resp = env
             .client
             .post(self.endpoint())

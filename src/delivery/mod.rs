@@ -1,15 +1,20 @@
 //! Getting accepted notifications to their integrations.
 //!
-//! The webhook handler turns a notification into [`Job`]s (one per receiver integration) and
-//! hands them to the [`Queue`]; it answers as soon as the queue took them. Workers take jobs,
-//! render and send them, and retry what [`DeliveryError::is_retryable`] says may succeed later.
-//! This module owns ordering, retries and metrics of deliveries; what goes on the wire is
-//! [`crate::channels`]'s business.
+//! The webhook handler turns a notification into jobs (one per receiver integration) and
+//! commits them to the durable [`crate::store`] through the [`Queue`]; it answers only once
+//! they are stored. Workers claim due jobs, render and send them, and reschedule what
+//! [`DeliveryError::is_retryable`] says may succeed later; what gives up becomes a dead letter
+//! and, once, goes to the integration's fallback receiver. Upstream requests pass a token
+//! bucket per credential ([`ratelimit`]); a backlog too long for the rate is merged into one
+//! digest ([`coalesce`]). What goes on the wire is [`crate::channels`]'s business.
 
+pub mod coalesce;
 pub mod error;
+pub mod options;
 mod queue;
+pub mod ratelimit;
 mod worker;
 
 pub use error::{DeliveryError, Reason};
-pub use queue::{Job, Queue, QueueFull};
+pub use queue::Queue;
 pub use worker::{RetryPolicy, Workers};

@@ -1,78 +1,43 @@
-//! The hand-off between the webhook handler and the workers.
+//! The hand-off between the webhook handler and the workers: the durable store plus a wake-up.
 //!
-//! Bounded: when it is full the webhook answers 503 and Alertmanager retries later, rather
-//! than this process growing without limit. A notification's jobs are enqueued all or none.
+//! [`Queue::enqueue`] returns only once the jobs are committed to the store, so the webhook's
+//! 200 means "stored". A notification's jobs are enqueued all or none. When more than
+//! `storage.queue_capacity` notifications wait, or the store cannot be written, enqueueing
+//! fails and the webhook answers 503 so that Alertmanager retries later.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 
-use chrono::{DateTime, Utc};
-use tokio::sync::mpsc;
+use tokio::sync::Notify;
 
-use crate::channels::Progress;
-use crate::webhook::Notification;
-
-/// One notification for one receiver integration.
-#[derive(Debug, Clone)]
-pub struct Job {
-    pub id: u64,
-    pub receiver: String,
-    /// Index of the integration within the receiver.
-    pub integration: usize,
-    /// The integration's type, for metric labels.
-    pub kind: &'static str,
-    pub notification: Notification,
-    /// Attempts made so far.
-    pub attempt: u32,
-    /// Recipients already delivered, so retries skip them.
-    pub progress: Progress,
-    pub accepted_at: DateTime<Utc>,
-}
-
-/// The queue is full; the client should retry later.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[error("delivery queue is full")]
-pub struct QueueFull;
+use crate::store::{NewJob, Store, StoreError};
 
 #[derive(Debug, Clone)]
 pub struct Queue {
-    tx: mpsc::Sender<Job>,
-    next_id: Arc<AtomicU64>,
+    pub store: Store,
+    /// Wakes the dispatcher when new jobs are due now.
+    pub wake: Arc<Notify>,
 }
 
 impl Queue {
-    pub fn new(capacity: usize) -> (Queue, mpsc::Receiver<Job>) {
-        let (tx, rx) = mpsc::channel(capacity.max(1));
-        (
-            Queue {
-                tx,
-                next_id: Arc::new(AtomicU64::new(1)),
-            },
-            rx,
-        )
+    pub fn new(store: Store) -> Queue {
+        Queue {
+            store,
+            wake: Arc::new(Notify::new()),
+        }
     }
 
-    pub fn next_id(&self) -> u64 {
-        self.next_id.fetch_add(1, Ordering::Relaxed)
-    }
-
-    /// Enqueues all jobs or none.
-    pub fn try_enqueue(&self, jobs: Vec<Job>) -> Result<(), QueueFull> {
+    /// Stores all jobs or none, then wakes the workers.
+    pub async fn enqueue(&self, jobs: Vec<NewJob>) -> Result<Vec<i64>, StoreError> {
         if jobs.is_empty() {
-            return Ok(());
+            return Ok(Vec::new());
         }
-        let permits = self
-            .tx
-            .try_reserve_many(jobs.len())
-            .map_err(|_| QueueFull)?;
-        for (permit, job) in permits.zip(jobs) {
-            permit.send(job);
-        }
-        Ok(())
+        let ids = self.store.enqueue(jobs).await?;
+        self.wake.notify_one();
+        Ok(ids)
     }
 
-    /// Whether the workers are still taking jobs.
+    /// Whether the store still takes jobs.
     pub fn is_open(&self) -> bool {
-        !self.tx.is_closed()
+        self.store.is_open()
     }
 }

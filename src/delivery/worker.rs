@@ -1,41 +1,56 @@
-//! Workers: take jobs, deliver, retry with exponential backoff and full jitter.
+//! Workers: claim due jobs from the store, deliver, and record the outcome there.
+//!
+//! One dispatcher loop claims as many due jobs as there are free delivery slots and sleeps
+//! until a new job is enqueued or the earliest retry is due. Each delivery is one attempt: on
+//! success the job is deleted; on a retryable failure it is rescheduled with `attempt + 1`,
+//! its progress and a backoff delay (exponential, full jitter, never shorter than
+//! `Retry-After`); otherwise it becomes a dead letter and, unless it already is a fallback, is
+//! copied once to every integration of the integration's `fallback_receiver`.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
 use rand::Rng;
-use tokio::sync::{Semaphore, mpsc};
-use tracing::{Instrument, debug, error, info, warn};
+use tokio::sync::{Semaphore, watch};
+use tracing::{Instrument, debug, error, warn};
 
-use super::{DeliveryError, Job};
+use super::Queue;
+use super::coalesce;
+use super::ratelimit::RateLimits;
 use crate::metrics::{FailureLabels, IntegrationLabels, Metrics, NotificationLabels};
-use crate::runtime::Shared;
+use crate::runtime::{Runtime, Shared};
+use crate::store::{Failure, Job, NewJob};
 
-/// How often and how long a job is retried.
+/// Longest the dispatcher sleeps without looking at the store: jobs re-queued by another
+/// process (`deadletters replay`) are picked up within this.
+const IDLE_POLL: Duration = Duration::from_secs(1);
+
+/// The backoff between attempts. How many attempts and for how long is per integration
+/// ([`super::options::DeliveryOptions`]).
 #[derive(Debug, Clone)]
 pub struct RetryPolicy {
-    pub max_attempts: u32,
+    /// The first retry waits up to this.
     pub initial: Duration,
+    /// No retry waits longer than this (unless the upstream asks with `Retry-After`).
     pub max_delay: Duration,
-    /// Older than this (since acceptance), a failing job is given up.
-    pub max_age: Duration,
+    /// Delivery slots: jobs sent at once.
+    pub concurrency: usize,
 }
 
 impl Default for RetryPolicy {
     fn default() -> Self {
         RetryPolicy {
-            max_attempts: 10,
             initial: Duration::from_secs(1),
             max_delay: Duration::from_secs(60),
-            max_age: Duration::from_secs(3600),
+            concurrency: 16,
         }
     }
 }
 
 impl RetryPolicy {
-    /// Full jitter: uniform in [0, min(max, initial·2^attempt)], but never shorter than what
-    /// the upstream asked for.
+    /// Full jitter: uniform in [0, min(max, initial·2^(attempt-1))], but never shorter than
+    /// what the upstream asked for.
     pub fn delay(&self, attempt: u32, retry_after: Option<Duration>) -> Duration {
         let exp = self
             .initial
@@ -49,118 +64,316 @@ impl RetryPolicy {
 /// The pool of delivery tasks.
 pub struct Workers;
 
+/// What a delivery task needs.
+struct Ctx {
+    queue: Queue,
+    runtime: Shared,
+    metrics: Arc<Metrics>,
+    policy: RetryPolicy,
+}
+
 impl Workers {
-    /// Delivers jobs from `rx` with at most `concurrency` in flight; returns when the queue is
-    /// closed and every in-flight job has finished.
+    /// Delivers due jobs until `stop` turns true; then waits for the deliveries in flight
+    /// (the caller bounds that wait) and returns. What is left stays in the store.
     pub fn spawn(
-        mut rx: mpsc::Receiver<Job>,
+        queue: Queue,
         runtime: Shared,
         metrics: Arc<Metrics>,
         policy: RetryPolicy,
-        concurrency: usize,
+        mut stop: watch::Receiver<bool>,
     ) -> tokio::task::JoinHandle<()> {
+        let concurrency = policy.concurrency.max(1);
+        let ctx = Arc::new(Ctx {
+            queue,
+            runtime,
+            metrics,
+            policy,
+        });
         tokio::spawn(async move {
-            let slots = Arc::new(Semaphore::new(concurrency.max(1)));
-            let policy = Arc::new(policy);
-            while let Some(job) = rx.recv().await {
-                let Ok(permit) = slots.clone().acquire_owned().await else {
+            let slots = Arc::new(Semaphore::new(concurrency));
+            refresh_gauges(&ctx).await;
+            loop {
+                if *stop.borrow() {
                     break;
+                }
+                let free = slots.available_permits();
+                if free == 0 {
+                    tokio::select! {
+                        p = slots.clone().acquire_owned() => drop(p),
+                        _ = stop.changed() => {}
+                    }
+                    continue;
+                }
+                let rt = ctx.runtime.load_full();
+                coalesce_backlogs(&ctx, &rt).await;
+                let store = &ctx.queue.store;
+                let jobs = match store.claim(Utc::now(), free).await {
+                    Ok(j) => j,
+                    Err(e) => {
+                        error!(error = %e, "cannot claim jobs from the store");
+                        tokio::select! {
+                            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                            _ = stop.changed() => {}
+                        }
+                        continue;
+                    }
                 };
-                let runtime = runtime.clone();
-                let metrics = metrics.clone();
-                let policy = policy.clone();
-                tokio::spawn(async move {
-                    deliver(job, &runtime, &metrics, &policy).await;
-                    drop(permit);
-                });
+                if jobs.is_empty() {
+                    refresh_gauges(&ctx).await;
+                    let wait = match store.next_due().await {
+                        Ok(Some(t)) => (t - Utc::now()).to_std().unwrap_or(Duration::ZERO),
+                        _ => IDLE_POLL,
+                    };
+                    tokio::select! {
+                        _ = ctx.queue.wake.notified() => {}
+                        _ = tokio::time::sleep(wait.clamp(Duration::from_millis(5), IDLE_POLL)) => {}
+                        _ = stop.changed() => {}
+                    }
+                    continue;
+                }
+                for job in jobs {
+                    let Ok(permit) = slots.clone().try_acquire_owned() else {
+                        break;
+                    };
+                    let ctx = ctx.clone();
+                    tokio::spawn(async move {
+                        deliver(job, &ctx).await;
+                        drop(permit);
+                    });
+                }
             }
-            // Wait for in-flight deliveries.
-            let _ = slots.acquire_many(concurrency.max(1) as u32).await;
+            // Wait for in-flight deliveries; jobs not yet claimed stay in the store.
+            let _ = slots.acquire_many(concurrency as u32).await;
+            refresh_gauges(&ctx).await;
         })
     }
 }
 
-async fn deliver(mut job: Job, runtime: &Shared, metrics: &Metrics, policy: &RetryPolicy) {
-    loop {
-        job.attempt += 1;
-        let rt = runtime.load_full();
-        let Some(integration) = rt.integration(&job.receiver, job.integration) else {
-            warn!(receiver = %job.receiver, index = job.integration, "integration no longer configured, dropping notification");
-            metrics
-                .notifications
-                .get_or_create(&NotificationLabels {
-                    receiver: job.receiver.clone(),
-                    integration: "unknown",
-                    result: "dropped",
-                })
-                .inc();
-            return;
+/// Sets `queue_depth{integration}` and `dead_letters` from the store.
+async fn refresh_gauges(ctx: &Ctx) {
+    let rt = ctx.runtime.load_full();
+    if let Ok(depth) = ctx.queue.store.depth().await {
+        let mut by_kind: std::collections::BTreeMap<&'static str, i64> = Default::default();
+        for list in rt.receivers.values() {
+            for i in list {
+                by_kind.entry(i.name()).or_default();
+            }
+        }
+        for d in depth {
+            if let Some(i) = rt.integration(&d.receiver, d.integration) {
+                *by_kind.entry(i.name()).or_default() += d.count as i64;
+            }
+        }
+        for (kind, n) in by_kind {
+            ctx.metrics
+                .queue_depth
+                .get_or_create(&IntegrationLabels { integration: kind })
+                .set(n);
+        }
+    }
+    if let Ok(n) = ctx.queue.store.dead_letter_count().await {
+        ctx.metrics.dead_letters.set(n as i64);
+    }
+}
+
+/// Merges the backlog of every rate-limited integration that would take longer than its
+/// `coalesce_after` to send into one digest job.
+async fn coalesce_backlogs(ctx: &Ctx, rt: &Runtime) {
+    let store = &ctx.queue.store;
+    let Ok(depth) = store.depth().await else {
+        return;
+    };
+    for d in depth {
+        let Some(i) = rt.integration(&d.receiver, d.integration) else {
+            continue;
         };
-        let kind = integration.name();
-        let span = tracing::info_span!(
-            "delivery",
-            job = job.id,
-            receiver = %job.receiver,
-            integration = kind,
-            group_key = %job.notification.group_key,
-            attempt = job.attempt
-        );
-        let env = rt.env(Utc::now());
-        let result = integration
-            .send(&env, &job.notification, &mut job.progress)
-            .instrument(span.clone())
-            .await;
-        let _enter = span.enter();
-        let labels = |result| NotificationLabels {
-            receiver: job.receiver.clone(),
-            integration: kind,
-            result,
+        let Some(limit) = i.delivery.rate_limit else {
+            continue;
         };
-        match result {
+        if d.count < 2 || RateLimits::drain_time(d.count, limit) <= i.delivery.coalesce_after {
+            continue;
+        }
+        let jobs = match store.claim_target(&d.receiver, d.integration).await {
+            Ok(j) => j,
+            Err(e) => {
+                warn!(error = %e, "cannot claim a backlog to coalesce");
+                continue;
+            }
+        };
+        if jobs.len() < 2 {
+            // Only in-flight or nothing: give the claimed one back as it was.
+            for j in jobs {
+                let failure = Failure {
+                    attempt: j.attempt,
+                    progress: j.progress.clone(),
+                    error: j.last_error.clone().unwrap_or_default(),
+                    reason: "",
+                };
+                let _ = store.reschedule(j.id, failure, j.not_before).await;
+            }
+            continue;
+        }
+        let ids: Vec<i64> = jobs.iter().map(|j| j.id).collect();
+        let count = jobs.len();
+        let digests = coalesce::digest_jobs(jobs, Utc::now());
+        let alerts: usize = digests.iter().map(|d| d.notification.alerts.len()).sum();
+        match store.complete(ids, digests).await {
             Ok(()) => {
-                let latency =
-                    (Utc::now() - job.accepted_at).num_milliseconds().max(0) as f64 / 1000.0;
-                metrics
-                    .notification_latency
-                    .get_or_create(&IntegrationLabels { integration: kind })
-                    .observe(latency);
-                metrics
-                    .notifications
-                    .get_or_create(&labels("success"))
-                    .inc();
-                debug!("delivered");
-                return;
+                warn!(receiver = %d.receiver, integration = i.name(), notifications = count, alerts, "backlog too long for the rate limit, merged into a digest");
+                ctx.queue.wake.notify_one();
             }
-            Err(err) => {
-                metrics
-                    .deliveries_failed
-                    .get_or_create(&FailureLabels {
-                        integration: kind,
-                        reason: err.reason().as_str(),
-                    })
-                    .inc();
-                let age = (Utc::now() - job.accepted_at).to_std().unwrap_or_default();
-                if !should_retry(&err, job.attempt, age, policy) {
-                    error!(error = %err, reason = err.reason().as_str(), "delivery failed, giving up");
-                    metrics.notifications.get_or_create(&labels("failed")).inc();
-                    return;
-                }
-                let delay = policy.delay(job.attempt, err.retry_after());
-                warn!(error = %err, delay_ms = delay.as_millis() as u64, "delivery failed, will retry");
-                metrics
-                    .deliveries_retried
-                    .get_or_create(&IntegrationLabels { integration: kind })
-                    .inc();
-                drop(_enter);
-                tokio::time::sleep(delay).await;
-                info!(job = job.id, attempt = job.attempt + 1, "retrying delivery");
-            }
+            Err(e) => error!(error = %e, "cannot store a digest; the backlog stays as it was"),
         }
     }
 }
 
-fn should_retry(err: &DeliveryError, attempt: u32, age: Duration, policy: &RetryPolicy) -> bool {
-    err.is_retryable() && attempt < policy.max_attempts && age < policy.max_age
+async fn deliver(mut job: Job, ctx: &Ctx) {
+    let store = &ctx.queue.store;
+    let rt = ctx.runtime.load_full();
+    job.attempt += 1;
+    let Some(integration) = rt.integration(&job.receiver, job.integration) else {
+        // Kept, not dropped: replayable once the integration is back.
+        warn!(receiver = %job.receiver, index = job.integration, "integration no longer configured, keeping the notification as a dead letter");
+        let failure = Failure {
+            attempt: job.attempt,
+            progress: job.progress,
+            error: "integration no longer configured".into(),
+            reason: "unconfigured",
+        };
+        if let Err(e) = store.dead_letter(job.id, failure, Vec::new()).await {
+            error!(error = %e, job = job.id, "cannot record a dead letter");
+        }
+        ctx.metrics
+            .notifications
+            .get_or_create(&NotificationLabels {
+                receiver: job.receiver.clone(),
+                integration: "unknown",
+                result: "failed",
+            })
+            .inc();
+        return;
+    };
+    let kind = integration.name();
+    let span = tracing::info_span!(
+        "delivery",
+        job = job.id,
+        receiver = %job.receiver,
+        integration = kind,
+        group_key = %job.notification.group_key,
+        attempt = job.attempt
+    );
+    let env = rt.env(Utc::now());
+    let mut notification = job.notification.clone();
+    notification.fallback = job.fallback;
+    let result = integration
+        .send(&env, &notification, &mut job.progress)
+        .instrument(span.clone())
+        .await;
+    let _enter = span.enter();
+    let labels = |result| NotificationLabels {
+        receiver: job.receiver.clone(),
+        integration: kind,
+        result,
+    };
+    let err = match result {
+        Ok(()) => {
+            if let Err(e) = store.complete(vec![job.id], Vec::new()).await {
+                // It was delivered; at worst it is delivered again after a restart.
+                error!(error = %e, "cannot mark a delivered job done");
+            }
+            let latency = (Utc::now() - job.accepted_at).num_milliseconds().max(0) as f64 / 1000.0;
+            ctx.metrics
+                .notification_latency
+                .get_or_create(&IntegrationLabels { integration: kind })
+                .observe(latency);
+            ctx.metrics
+                .notifications
+                .get_or_create(&labels("success"))
+                .inc();
+            debug!("delivered");
+            return;
+        }
+        Err(e) => e,
+    };
+    ctx.metrics
+        .deliveries_failed
+        .get_or_create(&FailureLabels {
+            integration: kind,
+            reason: err.reason().as_str(),
+        })
+        .inc();
+    let failure = Failure {
+        attempt: job.attempt,
+        progress: job.progress.clone(),
+        error: rt.scrubber.scrub(&err.to_string()),
+        reason: err.reason().as_str(),
+    };
+    let age = (Utc::now() - job.accepted_at).to_std().unwrap_or_default();
+    let opts = &integration.delivery;
+    if err.is_retryable() && job.attempt < opts.max_attempts && age < opts.max_age {
+        let delay = ctx.policy.delay(job.attempt, err.retry_after());
+        warn!(error = %failure.error, reason = failure.reason, delay_ms = delay.as_millis() as u64, "delivery failed, will retry");
+        ctx.metrics
+            .deliveries_retried
+            .get_or_create(&IntegrationLabels { integration: kind })
+            .inc();
+        let at = Utc::now() + chrono::Duration::from_std(delay).unwrap_or_default();
+        if let Err(e) = store.reschedule(job.id, failure, at).await {
+            error!(error = %e, "cannot reschedule a job; it is retried after a restart");
+        }
+        ctx.queue.wake.notify_one();
+        return;
+    }
+    let fallback = fallback_jobs(&rt, &job, integration.fallback_receiver.as_deref());
+    error!(
+        error = %failure.error,
+        reason = failure.reason,
+        retryable = err.is_retryable(),
+        fallback = fallback.len(),
+        "delivery failed, giving up: kept as a dead letter"
+    );
+    ctx.metrics
+        .notifications
+        .get_or_create(&labels("failed"))
+        .inc();
+    let rerouted = !fallback.is_empty();
+    match store.dead_letter(job.id, failure, fallback).await {
+        Ok(()) => {
+            ctx.metrics.dead_letters.inc();
+            if rerouted {
+                ctx.queue.wake.notify_one();
+            }
+        }
+        Err(e) => error!(error = %e, "cannot record a dead letter; it is retried after a restart"),
+    }
+}
+
+/// Copies of a given-up job for every integration of the fallback receiver; none when the
+/// job already is a fallback (never chained).
+fn fallback_jobs(rt: &Runtime, job: &Job, fallback: Option<&str>) -> Vec<NewJob> {
+    let Some(name) = fallback else {
+        return Vec::new();
+    };
+    if job.fallback {
+        return Vec::new();
+    }
+    let now = Utc::now();
+    rt.receivers
+        .get(name)
+        .into_iter()
+        .flatten()
+        .filter_map(|i| {
+            let notification = i.filter(&job.notification)?;
+            Some(NewJob {
+                receiver: name.to_string(),
+                integration: i.index,
+                kind: i.name().to_string(),
+                notification,
+                accepted_at: now,
+                fallback: true,
+            })
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -168,12 +381,20 @@ mod tests {
     use super::*;
 
     #[test]
-    fn backoff_is_bounded_and_honours_retry_after() {
+    fn backoff_is_bounded_grows_and_honours_retry_after() {
         let p = RetryPolicy::default();
         for attempt in 1..30 {
             assert!(p.delay(attempt, None) <= p.max_delay);
         }
         assert!(p.delay(1, None) <= Duration::from_secs(1));
         assert!(p.delay(1, Some(Duration::from_secs(30))) >= Duration::from_secs(30));
+        // The ceiling doubles: the mean of many draws at attempt 4 is well above attempt 1's.
+        let mean = |a| {
+            (0..2000)
+                .map(|_| p.delay(a, None).as_secs_f64())
+                .sum::<f64>()
+                / 2000.0
+        };
+        assert!(mean(4) > 2.0 * mean(1), "{} vs {}", mean(4), mean(1));
     }
 }

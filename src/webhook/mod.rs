@@ -119,6 +119,14 @@ pub struct Notification {
     pub group_key: String,
     #[serde(default)]
     pub truncated_alerts: u64,
+    /// Not in the payload: set when this is a fallback receiver's copy of a notification
+    /// another integration gave up on (`fallback` in templates).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub fallback: bool,
+    /// Not in the payload: the summary line of a storm digest merging many notifications
+    /// (`digest` in templates).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub digest: Option<String>,
     #[serde(flatten)]
     pub alertmanager: AlertmanagerExtras,
     #[serde(flatten)]

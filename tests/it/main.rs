@@ -2,6 +2,7 @@
 
 mod support;
 
+mod delivery;
 mod ingest;
 mod ops;
 mod render;

@@ -25,10 +25,9 @@ pub struct TestServer {
 /// Retries fast enough for tests.
 pub fn fast_retries() -> RetryPolicy {
     RetryPolicy {
-        max_attempts: 5,
         initial: Duration::from_millis(10),
         max_delay: Duration::from_millis(50),
-        max_age: Duration::from_secs(60),
+        concurrency: 16,
     }
 }
 
@@ -42,7 +41,11 @@ impl TestServer {
         let path = dir.path().join("config.yml");
         let yaml = config_yaml.replace("$DATA", &dir.path().join("data").display().to_string());
         std::fs::write(&path, &yaml).unwrap();
-        let config = Config::load(&path).unwrap_or_else(|e| panic!("test config invalid: {e}"));
+        let mut config = Config::load(&path).unwrap_or_else(|e| panic!("test config invalid: {e}"));
+        if !yaml.contains("storage:") {
+            // Each server its own store, in its temporary directory.
+            config.storage.path = dir.path().join("data");
+        }
         let service = Service::start(config, Some(path), policy).unwrap_or_else(|e| panic!("{e}"));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());

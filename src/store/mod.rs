@@ -1,0 +1,244 @@
+//! The durable store: the delivery queue, dead letters and small counters.
+//!
+//! A notification is accepted only once its jobs are committed here, so that it survives a
+//! crash or restart of the process. The interface is deliberately narrow (enqueue, claim,
+//! complete, reschedule, dead-letter, dead-letter administration, counters) so that another
+//! backend (a shared Redis for several replicas) can implement the same set; [`Store`] is an
+//! enum of backends, dispatched by `match`. This module stores and hands out jobs; it does not
+//! decide when to retry or what to send ([`crate::delivery`] does).
+
+pub mod sqlite;
+
+use std::path::Path;
+
+use chrono::{DateTime, Utc};
+
+use crate::channels::Progress;
+use crate::webhook::Notification;
+
+/// What can go wrong talking to the store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The store could not be opened at start-up.
+    #[error("cannot open the store at {path}: {message}")]
+    Open { path: String, message: String },
+    /// A read or write failed (disk full, I/O error, corruption).
+    #[error("store error: {0}")]
+    Db(String),
+    /// A stored record could not be decoded.
+    #[error("stored job {id} is unreadable: {message}")]
+    Corrupt { id: i64, message: String },
+    /// More notifications are waiting than `storage.queue_capacity` allows.
+    #[error("delivery queue is full")]
+    Full,
+    /// The store's writer has stopped.
+    #[error("store closed")]
+    Closed,
+}
+
+/// A job to add: one notification for one receiver integration.
+#[derive(Debug, Clone)]
+pub struct NewJob {
+    pub receiver: String,
+    /// Index of the integration within the receiver.
+    pub integration: usize,
+    /// The integration's type, shown by `deadletters list`.
+    pub kind: String,
+    pub notification: Notification,
+    pub accepted_at: DateTime<Utc>,
+    /// Re-routed here after another integration gave up: never re-routed again.
+    pub fallback: bool,
+}
+
+/// A stored job, as a worker or `deadletters` sees it.
+#[derive(Debug, Clone)]
+pub struct Job {
+    /// Store-assigned, stable across restarts.
+    pub id: i64,
+    pub receiver: String,
+    pub integration: usize,
+    pub kind: String,
+    pub notification: Notification,
+    /// Attempts made so far.
+    pub attempt: u32,
+    /// Recipients already delivered, so retries skip them.
+    pub progress: Progress,
+    pub accepted_at: DateTime<Utc>,
+    /// Not to be tried before this.
+    pub not_before: DateTime<Utc>,
+    pub fallback: bool,
+    /// The last failure, scrubbed of secrets.
+    pub last_error: Option<String>,
+    /// The last failure's bounded reason label.
+    pub reason: Option<String>,
+    /// When it was dead-lettered.
+    pub failed_at: Option<DateTime<Utc>>,
+}
+
+/// What a failed attempt leaves behind.
+#[derive(Debug, Clone)]
+pub struct Failure {
+    pub attempt: u32,
+    pub progress: Progress,
+    /// Scrubbed error text.
+    pub error: String,
+    pub reason: &'static str,
+}
+
+/// Pending (not dead) jobs of one receiver integration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Depth {
+    pub receiver: String,
+    pub integration: usize,
+    pub count: u64,
+}
+
+/// One of the storage backends.
+#[derive(Debug, Clone)]
+pub enum Store {
+    Sqlite(sqlite::SqliteStore),
+}
+
+impl Store {
+    /// Opens (creating if needed) the store in `dir`. Jobs left in flight by a previous run
+    /// become pending again: delivery is at-least-once.
+    pub fn open(dir: &Path, capacity: usize) -> Result<Store, StoreError> {
+        sqlite::SqliteStore::open(dir, capacity, true).map(Store::Sqlite)
+    }
+
+    /// Opens an existing store for administration (`deadletters`) next to a running server:
+    /// in-flight jobs are left alone.
+    pub fn open_admin(dir: &Path) -> Result<Store, StoreError> {
+        if !dir.join(sqlite::FILE).exists() {
+            return Err(StoreError::Open {
+                path: dir.display().to_string(),
+                message: format!("no {} here", sqlite::FILE),
+            });
+        }
+        sqlite::SqliteStore::open(dir, usize::MAX, false).map(Store::Sqlite)
+    }
+
+    /// Adds all jobs in one transaction, or none; returns their ids once committed.
+    pub async fn enqueue(&self, jobs: Vec<NewJob>) -> Result<Vec<i64>, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.enqueue(jobs).await,
+        }
+    }
+
+    /// Marks up to `limit` jobs due at `now` as in flight and returns them, oldest first.
+    pub async fn claim(&self, now: DateTime<Utc>, limit: usize) -> Result<Vec<Job>, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.claim(now, limit).await,
+        }
+    }
+
+    /// Claims every pending job of one receiver integration, due or not (storm coalescing).
+    pub async fn claim_target(
+        &self,
+        receiver: &str,
+        integration: usize,
+    ) -> Result<Vec<Job>, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.claim_target(receiver, integration).await,
+        }
+    }
+
+    /// The earliest `not_before` of a pending job.
+    pub async fn next_due(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.next_due().await,
+        }
+    }
+
+    /// Delivered: forget the jobs. `then` is enqueued in the same transaction.
+    pub async fn complete(&self, ids: Vec<i64>, then: Vec<NewJob>) -> Result<(), StoreError> {
+        match self {
+            Store::Sqlite(s) => s.complete(ids, then).await,
+        }
+    }
+
+    /// Failed, will retry at `not_before`.
+    pub async fn reschedule(
+        &self,
+        id: i64,
+        failure: Failure,
+        not_before: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        match self {
+            Store::Sqlite(s) => s.reschedule(id, failure, not_before).await,
+        }
+    }
+
+    /// Given up: kept as a dead letter; `fallback` jobs are enqueued in the same transaction.
+    pub async fn dead_letter(
+        &self,
+        id: i64,
+        failure: Failure,
+        fallback: Vec<NewJob>,
+    ) -> Result<(), StoreError> {
+        match self {
+            Store::Sqlite(s) => s.dead_letter(id, failure, fallback).await,
+        }
+    }
+
+    /// Pending jobs per receiver integration.
+    pub async fn depth(&self) -> Result<Vec<Depth>, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.depth().await,
+        }
+    }
+
+    /// Every dead letter, oldest first.
+    pub async fn dead_letters(&self) -> Result<Vec<Job>, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.dead_letters().await,
+        }
+    }
+
+    pub async fn dead_letter_count(&self) -> Result<u64, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.dead_letter_count().await,
+        }
+    }
+
+    /// Re-queues dead letters (`None`: all) with their attempts reset and a fresh age;
+    /// returns how many.
+    pub async fn replay(&self, id: Option<i64>, now: DateTime<Utc>) -> Result<u64, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.replay(id, now).await,
+        }
+    }
+
+    /// Deletes every dead letter; returns how many.
+    pub async fn purge(&self) -> Result<u64, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.purge().await,
+        }
+    }
+
+    /// Adds `by` to a named counter that resets at `expires_at`; returns the new value.
+    pub async fn add_counter(
+        &self,
+        key: String,
+        by: i64,
+        expires_at: DateTime<Utc>,
+    ) -> Result<i64, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.add_counter(key, by, expires_at).await,
+        }
+    }
+
+    /// A counter's value (0 when absent or expired).
+    pub async fn counter(&self, key: String, now: DateTime<Utc>) -> Result<i64, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.counter(key, now).await,
+        }
+    }
+
+    /// Whether the store still takes writes.
+    pub fn is_open(&self) -> bool {
+        match self {
+            Store::Sqlite(s) => s.is_open(),
+        }
+    }
+}

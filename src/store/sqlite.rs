@@ -1,0 +1,620 @@
+//! The SQLite backend: one file `queue.sqlite3` in `storage.path`, WAL mode.
+//!
+//! Every statement runs on one writer thread that owns the connection. The thread takes all
+//! requests waiting for it, runs each inside its own savepoint (so one request's failure does
+//! not undo another's) and commits them in one transaction before answering any: a burst of
+//! webhooks costs one `fsync`, not one each. `synchronous=FULL` makes a commit durable against
+//! an OS crash or power loss as well as a crash of this process; with group commits it costs
+//! little. The file can be inspected with the `sqlite3` CLI.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use chrono::{DateTime, TimeZone, Utc};
+use rusqlite::{Connection, OptionalExtension, params};
+use tokio::sync::{mpsc, oneshot};
+
+use super::{Depth, Failure, Job, NewJob, StoreError};
+use crate::channels::Progress;
+
+/// The database file inside `storage.path`.
+pub const FILE: &str = "queue.sqlite3";
+
+/// Requests taken into one transaction at most.
+const MAX_BATCH: usize = 512;
+
+const SCHEMA: &str = r#"
+CREATE TABLE IF NOT EXISTS jobs (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    receiver    TEXT    NOT NULL,
+    integration INTEGER NOT NULL,
+    kind        TEXT    NOT NULL,
+    notification TEXT   NOT NULL,            -- the Notification as JSON
+    attempt     INTEGER NOT NULL DEFAULT 0,
+    progress    TEXT    NOT NULL DEFAULT '[]', -- recipients already delivered, JSON array
+    accepted_at INTEGER NOT NULL,            -- unix milliseconds
+    not_before  INTEGER NOT NULL,            -- unix milliseconds
+    state       TEXT    NOT NULL,            -- pending | inflight | dead
+    fallback    INTEGER NOT NULL DEFAULT 0,
+    last_error  TEXT,
+    reason      TEXT,
+    failed_at   INTEGER
+);
+CREATE INDEX IF NOT EXISTS jobs_due ON jobs (state, not_before);
+CREATE INDEX IF NOT EXISTS jobs_target ON jobs (receiver, integration, state);
+CREATE TABLE IF NOT EXISTS counters (
+    key        TEXT PRIMARY KEY,
+    value      INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL
+);
+"#;
+
+type Reply = Box<dyn FnOnce(Option<&StoreError>) + Send>;
+/// A request: runs against the writer (or learns the transaction could not begin) and says
+/// whether it succeeded, so a failure can be rolled back to its savepoint.
+type Op = Box<dyn FnOnce(Result<&mut Writer, &StoreError>) -> (bool, Reply) + Send>;
+
+/// The writer thread's state.
+struct Writer {
+    conn: Connection,
+    /// Jobs not dead (pending or in flight), for the capacity check.
+    live: u64,
+    capacity: u64,
+}
+
+/// A handle to the writer thread; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    tx: mpsc::UnboundedSender<Op>,
+    closed: Arc<AtomicBool>,
+}
+
+fn db(e: rusqlite::Error) -> StoreError {
+    StoreError::Db(e.to_string())
+}
+
+fn ms(t: DateTime<Utc>) -> i64 {
+    t.timestamp_millis()
+}
+
+fn from_ms(v: i64) -> DateTime<Utc> {
+    Utc.timestamp_millis_opt(v).single().unwrap_or_default()
+}
+
+impl SqliteStore {
+    pub fn open(dir: &Path, capacity: usize, owner: bool) -> Result<SqliteStore, StoreError> {
+        let err = |message: String| StoreError::Open {
+            path: dir.display().to_string(),
+            message,
+        };
+        std::fs::create_dir_all(dir).map_err(|e| err(e.to_string()))?;
+        let conn = Connection::open(dir.join(FILE)).map_err(|e| err(e.to_string()))?;
+        conn.busy_timeout(Duration::from_secs(5))
+            .map_err(|e| err(e.to_string()))?;
+        conn.execute_batch("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;")
+            .map_err(|e| err(e.to_string()))?;
+        conn.execute_batch(SCHEMA).map_err(|e| err(e.to_string()))?;
+        if owner {
+            // A previous run's in-flight jobs may or may not have reached the upstream: again.
+            conn.execute(
+                "UPDATE jobs SET state = 'pending' WHERE state = 'inflight'",
+                [],
+            )
+            .map_err(|e| err(e.to_string()))?;
+        }
+        let live: i64 = conn
+            .query_row("SELECT count(*) FROM jobs WHERE state != 'dead'", [], |r| {
+                r.get(0)
+            })
+            .map_err(|e| err(e.to_string()))?;
+        let (tx, rx) = mpsc::unbounded_channel();
+        let closed = Arc::new(AtomicBool::new(false));
+        let writer = Writer {
+            conn,
+            live: live.max(0) as u64,
+            capacity: capacity as u64,
+        };
+        let flag = closed.clone();
+        std::thread::Builder::new()
+            .name("store-writer".into())
+            .spawn(move || {
+                run_writer(writer, rx);
+                flag.store(true, Ordering::SeqCst);
+            })
+            .map_err(|e| err(e.to_string()))?;
+        Ok(SqliteStore { tx, closed })
+    }
+
+    pub fn is_open(&self) -> bool {
+        !self.closed.load(Ordering::SeqCst) && !self.tx.is_closed()
+    }
+
+    /// Runs `f` on the writer thread inside the next group commit; answers after the commit.
+    async fn call<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Writer) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let (tx, rx) = oneshot::channel();
+        let op: Op = Box::new(move |w: Result<&mut Writer, &StoreError>| {
+            let result = match w {
+                Ok(w) => f(w),
+                Err(e) => Err(StoreError::Db(e.to_string())),
+            };
+            let ok = result.is_ok();
+            let reply: Reply = Box::new(move |commit: Option<&StoreError>| {
+                let result = match (result, commit) {
+                    (Ok(_), Some(e)) => Err(StoreError::Db(e.to_string())),
+                    (r, _) => r,
+                };
+                let _ = tx.send(result);
+            });
+            (ok, reply)
+        });
+        self.tx.send(op).map_err(|_| StoreError::Closed)?;
+        rx.await.map_err(|_| StoreError::Closed)?
+    }
+
+    pub async fn enqueue(&self, jobs: Vec<NewJob>) -> Result<Vec<i64>, StoreError> {
+        self.call(move |w| {
+            if w.live + jobs.len() as u64 > w.capacity {
+                return Err(StoreError::Full);
+            }
+            let ids = insert_jobs(&w.conn, &jobs)?;
+            w.live += ids.len() as u64;
+            Ok(ids)
+        })
+        .await
+    }
+
+    pub async fn claim(&self, now: DateTime<Utc>, limit: usize) -> Result<Vec<Job>, StoreError> {
+        self.call(move |w| {
+            let jobs = select_jobs(
+                &w.conn,
+                "WHERE state = 'pending' AND not_before <= ?1 ORDER BY not_before, id LIMIT ?2",
+                params![ms(now), limit as i64],
+            )?;
+            mark_inflight(&w.conn, &jobs)?;
+            Ok(jobs)
+        })
+        .await
+    }
+
+    pub async fn claim_target(
+        &self,
+        receiver: &str,
+        integration: usize,
+    ) -> Result<Vec<Job>, StoreError> {
+        let receiver = receiver.to_string();
+        self.call(move |w| {
+            let jobs = select_jobs(
+                &w.conn,
+                "WHERE state = 'pending' AND receiver = ?1 AND integration = ?2 ORDER BY id",
+                params![receiver, integration as i64],
+            )?;
+            mark_inflight(&w.conn, &jobs)?;
+            Ok(jobs)
+        })
+        .await
+    }
+
+    pub async fn next_due(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
+        self.call(|w| {
+            let v: Option<i64> = w
+                .conn
+                .query_row(
+                    "SELECT min(not_before) FROM jobs WHERE state = 'pending'",
+                    [],
+                    |r| r.get(0),
+                )
+                .map_err(db)?;
+            Ok(v.map(from_ms))
+        })
+        .await
+    }
+
+    pub async fn complete(&self, ids: Vec<i64>, then: Vec<NewJob>) -> Result<(), StoreError> {
+        self.call(move |w| {
+            let mut removed = 0;
+            for id in &ids {
+                removed += w
+                    .conn
+                    .execute("DELETE FROM jobs WHERE id = ?1", [id])
+                    .map_err(db)?;
+            }
+            let added = insert_jobs(&w.conn, &then)?.len();
+            w.live = (w.live + added as u64).saturating_sub(removed as u64);
+            Ok(())
+        })
+        .await
+    }
+
+    pub async fn reschedule(
+        &self,
+        id: i64,
+        f: Failure,
+        not_before: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        self.call(move |w| {
+            w.conn
+                .execute(
+                    "UPDATE jobs SET state = 'pending', attempt = ?2, progress = ?3, last_error = ?4,
+                     reason = ?5, not_before = ?6 WHERE id = ?1",
+                    params![
+                        id,
+                        f.attempt,
+                        progress_json(&f.progress),
+                        f.error,
+                        f.reason,
+                        ms(not_before)
+                    ],
+                )
+                .map_err(db)?;
+            Ok(())
+        })
+        .await
+    }
+
+    pub async fn dead_letter(
+        &self,
+        id: i64,
+        f: Failure,
+        fallback: Vec<NewJob>,
+    ) -> Result<(), StoreError> {
+        self.call(move |w| {
+            let n = w
+                .conn
+                .execute(
+                    "UPDATE jobs SET state = 'dead', attempt = ?2, progress = ?3, last_error = ?4,
+                     reason = ?5, failed_at = ?6 WHERE id = ?1 AND state != 'dead'",
+                    params![
+                        id,
+                        f.attempt,
+                        progress_json(&f.progress),
+                        f.error,
+                        f.reason,
+                        ms(Utc::now())
+                    ],
+                )
+                .map_err(db)?;
+            let added = insert_jobs(&w.conn, &fallback)?.len();
+            w.live = (w.live + added as u64).saturating_sub(n as u64);
+            Ok(())
+        })
+        .await
+    }
+
+    pub async fn depth(&self) -> Result<Vec<Depth>, StoreError> {
+        self.call(|w| {
+            let mut stmt = w
+                .conn
+                .prepare_cached(
+                    "SELECT receiver, integration, count(*) FROM jobs WHERE state != 'dead'
+                     GROUP BY receiver, integration",
+                )
+                .map_err(db)?;
+            let rows = stmt
+                .query_map([], |r| {
+                    Ok(Depth {
+                        receiver: r.get(0)?,
+                        integration: r.get::<_, i64>(1)? as usize,
+                        count: r.get::<_, i64>(2)? as u64,
+                    })
+                })
+                .map_err(db)?;
+            rows.collect::<Result<Vec<_>, _>>().map_err(db)
+        })
+        .await
+    }
+
+    pub async fn dead_letters(&self) -> Result<Vec<Job>, StoreError> {
+        self.call(|w| select_jobs(&w.conn, "WHERE state = 'dead' ORDER BY id", []))
+            .await
+    }
+
+    pub async fn dead_letter_count(&self) -> Result<u64, StoreError> {
+        self.call(|w| {
+            w.conn
+                .query_row("SELECT count(*) FROM jobs WHERE state = 'dead'", [], |r| {
+                    r.get::<_, i64>(0)
+                })
+                .map(|n| n as u64)
+                .map_err(db)
+        })
+        .await
+    }
+
+    pub async fn replay(&self, id: Option<i64>, now: DateTime<Utc>) -> Result<u64, StoreError> {
+        self.call(move |w| {
+            let n = w
+                .conn
+                .execute(
+                    "UPDATE jobs SET state = 'pending', attempt = 0, not_before = ?1,
+                     accepted_at = ?1, failed_at = NULL
+                     WHERE state = 'dead' AND (?2 IS NULL OR id = ?2)",
+                    params![ms(now), id],
+                )
+                .map_err(db)? as u64;
+            w.live += n;
+            Ok(n)
+        })
+        .await
+    }
+
+    pub async fn purge(&self) -> Result<u64, StoreError> {
+        self.call(|w| {
+            w.conn
+                .execute("DELETE FROM jobs WHERE state = 'dead'", [])
+                .map(|n| n as u64)
+                .map_err(db)
+        })
+        .await
+    }
+
+    pub async fn add_counter(
+        &self,
+        key: String,
+        by: i64,
+        expires_at: DateTime<Utc>,
+    ) -> Result<i64, StoreError> {
+        self.call(move |w| {
+            let now = ms(Utc::now());
+            w.conn
+                .execute(
+                    "DELETE FROM counters WHERE key = ?1 AND expires_at <= ?2",
+                    params![key, now],
+                )
+                .map_err(db)?;
+            w.conn
+                .query_row(
+                    "INSERT INTO counters (key, value, expires_at) VALUES (?1, ?2, ?3)
+                     ON CONFLICT (key) DO UPDATE SET value = value + ?2 RETURNING value",
+                    params![key, by, ms(expires_at)],
+                    |r| r.get(0),
+                )
+                .map_err(db)
+        })
+        .await
+    }
+
+    pub async fn counter(&self, key: String, now: DateTime<Utc>) -> Result<i64, StoreError> {
+        self.call(move |w| {
+            w.conn
+                .query_row(
+                    "SELECT value FROM counters WHERE key = ?1 AND expires_at > ?2",
+                    params![key, ms(now)],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map(|v| v.unwrap_or(0))
+                .map_err(db)
+        })
+        .await
+    }
+}
+
+fn run_writer(mut w: Writer, mut rx: mpsc::UnboundedReceiver<Op>) {
+    while let Some(first) = rx.blocking_recv() {
+        let mut ops = vec![first];
+        while ops.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(op) => ops.push(op),
+                Err(_) => break,
+            }
+        }
+        let mut replies: Vec<Reply> = Vec::with_capacity(ops.len());
+        if let Err(e) = w.conn.execute_batch("BEGIN IMMEDIATE").map_err(db) {
+            tracing::error!(error = %e, "store: cannot begin a transaction");
+            for op in ops {
+                let (_, reply) = op(Err(&e));
+                reply(Some(&e));
+            }
+            continue;
+        }
+        let live_before = w.live;
+        for op in ops {
+            let _ = w.conn.execute_batch("SAVEPOINT op");
+            let (ok, reply) = op(Ok(&mut w));
+            // A failed request undoes its own writes only; it already holds its error.
+            if !ok {
+                let _ = w.conn.execute_batch("ROLLBACK TO op");
+            }
+            let _ = w.conn.execute_batch("RELEASE op");
+            replies.push(reply);
+        }
+        let commit = w.conn.execute_batch("COMMIT").map_err(db).err();
+        if let Some(e) = &commit {
+            tracing::error!(error = %e, "store: commit failed");
+            let _ = w.conn.execute_batch("ROLLBACK");
+            w.live = live_before;
+        }
+        for reply in replies {
+            reply(commit.as_ref());
+        }
+    }
+}
+
+fn insert_jobs(conn: &Connection, jobs: &[NewJob]) -> Result<Vec<i64>, StoreError> {
+    let mut stmt = conn
+        .prepare_cached(
+            "INSERT INTO jobs (receiver, integration, kind, notification, accepted_at, not_before,
+             state, fallback) VALUES (?1, ?2, ?3, ?4, ?5, ?5, 'pending', ?6)",
+        )
+        .map_err(db)?;
+    let mut ids = Vec::with_capacity(jobs.len());
+    for j in jobs {
+        let n = serde_json::to_string(&j.notification)
+            .map_err(|e| StoreError::Db(format!("cannot encode a notification: {e}")))?;
+        stmt.execute(params![
+            j.receiver,
+            j.integration as i64,
+            j.kind,
+            n,
+            ms(j.accepted_at),
+            j.fallback
+        ])
+        .map_err(db)?;
+        ids.push(conn.last_insert_rowid());
+    }
+    Ok(ids)
+}
+
+fn progress_json(p: &Progress) -> String {
+    serde_json::to_string(p).unwrap_or_else(|_| "[]".into())
+}
+
+fn mark_inflight(conn: &Connection, jobs: &[Job]) -> Result<(), StoreError> {
+    let mut stmt = conn
+        .prepare_cached("UPDATE jobs SET state = 'inflight' WHERE id = ?1")
+        .map_err(db)?;
+    for j in jobs {
+        stmt.execute([j.id]).map_err(db)?;
+    }
+    Ok(())
+}
+
+fn select_jobs(
+    conn: &Connection,
+    tail: &str,
+    params: impl rusqlite::Params,
+) -> Result<Vec<Job>, StoreError> {
+    let sql = format!(
+        "SELECT id, receiver, integration, kind, notification, attempt, progress, accepted_at,
+         not_before, fallback, last_error, reason, failed_at FROM jobs {tail}"
+    );
+    let mut stmt = conn.prepare_cached(&sql).map_err(db)?;
+    type Row = (
+        i64,
+        String,
+        i64,
+        String,
+        String,
+        i64,
+        String,
+        i64,
+        i64,
+        bool,
+        Option<String>,
+        Option<String>,
+        Option<i64>,
+    );
+    let rows: Vec<Row> = stmt
+        .query_map(params, |r| {
+            Ok((
+                r.get(0)?,
+                r.get(1)?,
+                r.get(2)?,
+                r.get(3)?,
+                r.get(4)?,
+                r.get(5)?,
+                r.get(6)?,
+                r.get(7)?,
+                r.get(8)?,
+                r.get(9)?,
+                r.get(10)?,
+                r.get(11)?,
+                r.get(12)?,
+            ))
+        })
+        .map_err(db)?
+        .collect::<Result<_, _>>()
+        .map_err(db)?;
+    rows.into_iter()
+        .map(|r| {
+            let notification = serde_json::from_str(&r.4).map_err(|e| StoreError::Corrupt {
+                id: r.0,
+                message: e.to_string(),
+            })?;
+            let progress = serde_json::from_str(&r.6).map_err(|e| StoreError::Corrupt {
+                id: r.0,
+                message: e.to_string(),
+            })?;
+            Ok(Job {
+                id: r.0,
+                receiver: r.1,
+                integration: r.2.max(0) as usize,
+                kind: r.3,
+                notification,
+                attempt: r.5.max(0) as u32,
+                progress,
+                accepted_at: from_ms(r.7),
+                not_before: from_ms(r.8),
+                fallback: r.9,
+                last_error: r.10,
+                reason: r.11,
+                failed_at: r.12.map(from_ms),
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::Store;
+
+    fn job(receiver: &str) -> NewJob {
+        NewJob {
+            receiver: receiver.into(),
+            integration: 0,
+            kind: "console".into(),
+            notification: crate::runtime::sample_notification(),
+            accepted_at: Utc::now(),
+            fallback: false,
+        }
+    }
+
+    #[test]
+    fn refuses_a_path_it_cannot_use() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("not-a-dir");
+        std::fs::write(&file, "x").unwrap();
+        let e = Store::open(&file, 10).unwrap_err();
+        assert!(
+            e.to_string().starts_with("cannot open the store at "),
+            "{e}"
+        );
+    }
+
+    #[tokio::test]
+    async fn jobs_round_trip_capacity_holds_and_inflight_is_reclaimed_on_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), 2).unwrap();
+        let ids = store.enqueue(vec![job("a"), job("b")]).await.unwrap();
+        assert_eq!(ids.len(), 2);
+        assert!(matches!(
+            store.enqueue(vec![job("c")]).await,
+            Err(StoreError::Full)
+        ));
+        let claimed = store.claim(Utc::now(), 10).await.unwrap();
+        assert_eq!(claimed.len(), 2);
+        assert_eq!(
+            claimed[0].notification,
+            crate::runtime::sample_notification()
+        );
+        assert!(store.claim(Utc::now(), 10).await.unwrap().is_empty());
+        store.complete(vec![ids[0]], Vec::new()).await.unwrap();
+        drop(store);
+        // As after a crash: the job that was in flight is pending again.
+        let store = Store::open(dir.path(), 2).unwrap();
+        let again = store.claim(Utc::now(), 10).await.unwrap();
+        assert_eq!(again.iter().map(|j| j.id).collect::<Vec<_>>(), [ids[1]]);
+        let tomorrow = Utc::now() + chrono::Duration::days(1);
+        assert_eq!(
+            store
+                .add_counter("uid:U".into(), 3, tomorrow)
+                .await
+                .unwrap(),
+            3
+        );
+        assert_eq!(
+            store
+                .add_counter("uid:U".into(), 2, tomorrow)
+                .await
+                .unwrap(),
+            5
+        );
+        assert_eq!(store.counter("uid:U".into(), Utc::now()).await.unwrap(), 5);
+    }
+}
