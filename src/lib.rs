@@ -8,7 +8,8 @@
 //! - [`route`]: Alertmanager matchers and the route tree.
 //! - [`template`]: handlebars templates, the context and helpers.
 //! - [`text`]: measuring and cutting text by user-visible characters.
-//! - [`channels`]: one file per upstream (WxPusher, console): requests and responses.
+//! - [`channels`]: one file per upstream (WxPusher, weixin-gateway, console): requests and
+//!   responses.
 //! - [`delivery`]: the queue between webhook and workers, retries, failure classification.
 //! - [`server`]: the HTTP endpoints and the accept loop.
 //! - [`auth`]: webhook and management authentication.
@@ -46,6 +47,8 @@ use crate::server::App;
 pub struct Service {
     pub app: Arc<App>,
     workers: tokio::task::JoinHandle<()>,
+    /// Probes upstream health (weixin-gateway `/health`) for `integration_up`.
+    health: tokio::task::JoinHandle<()>,
 }
 
 impl Service {
@@ -65,6 +68,10 @@ impl Service {
         let runtime = Arc::new(ArcSwap::from_pointee(runtime));
         let (queue, rx) = Queue::new(capacity);
         let workers = Workers::spawn(rx, runtime.clone(), metrics.clone(), policy, 16);
+        let health = tokio::spawn(channels::weixin_gateway::health_loop(
+            runtime.clone(),
+            metrics.clone(),
+        ));
         let app = Arc::new(App {
             runtime,
             queue,
@@ -72,7 +79,11 @@ impl Service {
             config_path,
             draining: Default::default(),
         });
-        Ok(Service { app, workers })
+        Ok(Service {
+            app,
+            workers,
+            health,
+        })
     }
 
     /// Serves HTTP until `shutdown`, then lets queued deliveries finish for up to `grace`.
@@ -84,7 +95,12 @@ impl Service {
     ) -> std::io::Result<()> {
         server::run(listener, self.app.clone(), shutdown, grace).await?;
         // Closing the queue lets the workers drain what is in it and stop.
-        let Service { app, workers } = self;
+        let Service {
+            app,
+            workers,
+            health,
+        } = self;
+        health.abort();
         drop(app);
         if tokio::time::timeout(grace, workers).await.is_err() {
             tracing::warn!("deliveries still pending after the grace period");

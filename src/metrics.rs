@@ -40,6 +40,12 @@ pub struct IntegrationLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReceiverIntegrationLabels {
+    pub receiver: String,
+    pub integration: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct FailureLabels {
     pub integration: &'static str,
     pub reason: &'static str,
@@ -67,6 +73,8 @@ pub struct Metrics {
     pub deliveries_retried: Family<IntegrationLabels, Counter>,
     pub queue_depth: Family<IntegrationLabels, Gauge>,
     pub dedupe_suppressed: Family<ReasonLabels, Counter>,
+    /// 1 when an integration's upstream answers its health probe, else 0 (weixin-gateway).
+    pub integration_up: Family<ReceiverIntegrationLabels, Gauge>,
     pub config_last_reload_successful: Gauge,
     pub config_last_reload_success_timestamp_seconds: Gauge<f64, AtomicU64>,
 }
@@ -99,6 +107,7 @@ impl Metrics {
             deliveries_retried: Family::default(),
             queue_depth: Family::default(),
             dedupe_suppressed: Family::default(),
+            integration_up: Family::default(),
             config_last_reload_successful: Gauge::default(),
             config_last_reload_success_timestamp_seconds: Gauge::default(),
             registry: Registry::default(),
@@ -142,6 +151,11 @@ impl Metrics {
             "dedupe_suppressed",
             "Notifications not sent because they repeat one already sent",
             m.dedupe_suppressed.clone(),
+        );
+        registry.register(
+            "integration_up",
+            "Whether an integration's upstream answers its health probe",
+            m.integration_up.clone(),
         );
         registry.register(
             "config_last_reload_successful",

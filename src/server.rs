@@ -306,6 +306,7 @@ async fn accept(
                 attempt: 0,
                 progress: Default::default(),
                 accepted_at: now,
+                fallback: false,
             });
         }
     }

@@ -27,6 +27,9 @@ pub struct Job {
     /// Recipients already delivered, so retries skip them.
     pub progress: Progress,
     pub accepted_at: DateTime<Utc>,
+    /// Re-routed here by another integration's `fallback_receiver`; such a job is never
+    /// re-routed again.
+    pub fallback: bool,
 }
 
 /// The queue is full; the client should retry later.

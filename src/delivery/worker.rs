@@ -9,8 +9,9 @@ use tokio::sync::{Semaphore, mpsc};
 use tracing::{Instrument, debug, error, info, warn};
 
 use super::{DeliveryError, Job};
+use crate::channels::Integration;
 use crate::metrics::{FailureLabels, IntegrationLabels, Metrics, NotificationLabels};
-use crate::runtime::Shared;
+use crate::runtime::{Runtime, Shared};
 
 /// How often and how long a job is retried.
 #[derive(Debug, Clone)]
@@ -70,7 +71,12 @@ impl Workers {
                 let metrics = metrics.clone();
                 let policy = policy.clone();
                 tokio::spawn(async move {
-                    deliver(job, &runtime, &metrics, &policy).await;
+                    // Fallback jobs run in the same task, under the same permit: they are
+                    // part of delivering this notification, and shutdown waits for them.
+                    let fallbacks = deliver(job, &runtime, &metrics, &policy).await;
+                    for job in fallbacks {
+                        deliver(job, &runtime, &metrics, &policy).await;
+                    }
                     drop(permit);
                 });
             }
@@ -80,7 +86,14 @@ impl Workers {
     }
 }
 
-async fn deliver(mut job: Job, runtime: &Shared, metrics: &Metrics, policy: &RetryPolicy) {
+/// Delivers one job, retrying as the policy allows. Returns the jobs for the integration's
+/// fallback receiver when it gave up on this one (see [`fallback_jobs`]).
+async fn deliver(
+    mut job: Job,
+    runtime: &Shared,
+    metrics: &Metrics,
+    policy: &RetryPolicy,
+) -> Vec<Job> {
     loop {
         job.attempt += 1;
         let rt = runtime.load_full();
@@ -94,7 +107,7 @@ async fn deliver(mut job: Job, runtime: &Shared, metrics: &Metrics, policy: &Ret
                     result: "dropped",
                 })
                 .inc();
-            return;
+            return Vec::new();
         };
         let kind = integration.name();
         let span = tracing::info_span!(
@@ -129,7 +142,7 @@ async fn deliver(mut job: Job, runtime: &Shared, metrics: &Metrics, policy: &Ret
                     .get_or_create(&labels("success"))
                     .inc();
                 debug!("delivered");
-                return;
+                return Vec::new();
             }
             Err(err) => {
                 metrics
@@ -143,7 +156,7 @@ async fn deliver(mut job: Job, runtime: &Shared, metrics: &Metrics, policy: &Ret
                 if !should_retry(&err, job.attempt, age, policy) {
                     error!(error = %err, reason = err.reason().as_str(), "delivery failed, giving up");
                     metrics.notifications.get_or_create(&labels("failed")).inc();
-                    return;
+                    return fallback_jobs(&job, integration, &rt);
                 }
                 let delay = policy.delay(job.attempt, err.retry_after());
                 warn!(error = %err, delay_ms = delay.as_millis() as u64, "delivery failed, will retry");
@@ -157,6 +170,39 @@ async fn deliver(mut job: Job, runtime: &Shared, metrics: &Metrics, policy: &Ret
             }
         }
     }
+}
+
+/// When an integration gives up on a job and names a `fallback_receiver`: one job per
+/// integration of that receiver, marked `fallback` so it is never re-routed further.
+fn fallback_jobs(job: &Job, integration: &Integration, rt: &Runtime) -> Vec<Job> {
+    if job.fallback {
+        return Vec::new();
+    }
+    let Some(to) = &integration.fallback_receiver else {
+        return Vec::new();
+    };
+    let Some(list) = rt.receivers.get(to) else {
+        warn!(fallback_receiver = %to, "fallback receiver no longer configured");
+        return Vec::new();
+    };
+    let jobs: Vec<Job> = list
+        .iter()
+        .filter_map(|i| {
+            Some(Job {
+                id: job.id,
+                receiver: to.clone(),
+                integration: i.index,
+                kind: i.name(),
+                notification: i.filter(&job.notification)?,
+                attempt: 0,
+                progress: Default::default(),
+                accepted_at: job.accepted_at,
+                fallback: true,
+            })
+        })
+        .collect();
+    info!(fallback_receiver = %to, jobs = jobs.len(), "handing the notification to the fallback receiver");
+    jobs
 }
 
 fn should_retry(err: &DeliveryError, attempt: u32, age: Duration, policy: &RetryPolicy) -> bool {
