@@ -4,4 +4,5 @@ mod support;
 
 mod ingest;
 mod render;
+mod weixin_gateway;
 mod wxpusher;
