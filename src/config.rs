@@ -307,11 +307,13 @@ pub struct ReceiverConfig {
     pub wxpusher_configs: Vec<WxPusherConfig>,
     #[serde(default)]
     pub console_configs: Vec<ConsoleConfig>,
+    #[serde(default)]
+    pub weixin_gateway_configs: Vec<WeixinGatewayConfig>,
 }
 
 impl ReceiverConfig {
     pub fn integration_count(&self) -> usize {
-        self.wxpusher_configs.len() + self.console_configs.len()
+        self.wxpusher_configs.len() + self.console_configs.len() + self.weixin_gateway_configs.len()
     }
 
     /// `(yaml key, fallback_receiver)` of every integration, for validation.
@@ -327,6 +329,12 @@ impl ReceiverConfig {
             out.push((
                 format!("console_configs[{j}]"),
                 c.fallback_receiver.as_ref(),
+            ));
+        }
+        for (j, g) in self.weixin_gateway_configs.iter().enumerate() {
+            out.push((
+                format!("weixin_gateway_configs[{j}]"),
+                g.fallback_receiver.as_ref(),
             ));
         }
         out
@@ -451,6 +459,74 @@ impl ConsoleConfig {
             report,
         )
     }
+}
+
+impl WeixinGatewayConfig {
+    /// Retry, rate and coalescing settings with defaults applied; problems go to `report`.
+    pub fn delivery_options(
+        &self,
+        at: &str,
+        report: &mut dyn FnMut(String, String),
+    ) -> DeliveryOptions {
+        DeliveryOptions::resolve(
+            at,
+            self.max_attempts,
+            self.max_age,
+            self.rate_limit,
+            None,
+            self.coalesce_after,
+            report,
+        )
+    }
+}
+
+/// A weixin-gateway bridge: `POST {url}/send` as a logged-in personal WeChat bot account.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WeixinGatewayConfig {
+    /// Base URL of the gateway (`http://weixin-gateway:8787`); `/send` and `/health` are appended.
+    pub url: String,
+    /// The bot account the gateway sends as (its `account_id`).
+    pub account_id: String,
+    /// WeChat user ids (`…@im.wechat`) that get every message, one request each.
+    pub to_user_ids: Vec<String>,
+    /// Passed through as `context_token`; the bridge works without one (empty string).
+    pub context_token: Option<String>,
+    /// For a gateway behind an auth proxy: sent as `Authorization: Bearer …`. The gateway itself
+    /// has no authentication.
+    pub bearer_token: Option<Secret>,
+    pub bearer_token_file: Option<PathBuf>,
+    /// Plain-text message template; defaults to `{{> gateway.text}}`.
+    pub text: Option<String>,
+    #[serde(default = "default_true")]
+    pub send_resolved: bool,
+    /// Receiver that gets the notification when this integration gives up on it, at once when a
+    /// user's send window is exhausted.
+    pub fallback_receiver: Option<String>,
+    /// After the upstream refuses a user (`ret=-2`, `rate limited`), sends to that user fail at
+    /// once, without a request, for this long.
+    #[serde(default = "default_user_backoff", with = "humantime_serde")]
+    pub user_backoff: Duration,
+    /// How often `GET {url}/health` is probed for the `integration_up` metric.
+    #[serde(default = "default_health_interval", with = "humantime_serde")]
+    pub health_interval: Duration,
+    /// Attempts before giving up (default 10).
+    pub max_attempts: Option<u32>,
+    /// Older than this since acceptance, a failing notification is given up (default 1h).
+    #[serde(default, with = "humantime_serde")]
+    pub max_age: Option<Duration>,
+    /// Upstream requests allowed per second through this gateway.
+    pub rate_limit: Option<RateLimit>,
+    /// A backlog that would take longer than this to send is merged into one digest (10s).
+    #[serde(default, with = "humantime_serde")]
+    pub coalesce_after: Option<Duration>,
+}
+
+fn default_user_backoff() -> Duration {
+    Duration::from_secs(30 * 60)
+}
+fn default_health_interval() -> Duration {
+    Duration::from_secs(30)
 }
 
 impl Config {
@@ -622,6 +698,50 @@ impl Config {
                 c.delivery_options(&format!("{at}.console_configs[{j}]"), report);
             }
         }
+        for (i, r) in self.receivers.iter_mut().enumerate() {
+            for (j, g) in r.weixin_gateway_configs.iter_mut().enumerate() {
+                let at = format!("receivers[{i}].weixin_gateway_configs[{j}]");
+                g.delivery_options(&at, report);
+                resolve_secret(
+                    base,
+                    &at,
+                    "bearer_token",
+                    &mut g.bearer_token,
+                    &g.bearer_token_file,
+                    false,
+                    report,
+                );
+                if let Err(m) = check_http_url(&g.url) {
+                    report(format!("{at}.url"), m);
+                }
+                if g.account_id.trim().is_empty() {
+                    report(format!("{at}.account_id"), "must not be empty".into());
+                }
+                if g.to_user_ids.is_empty() {
+                    report(
+                        format!("{at}.to_user_ids"),
+                        "needs at least one user".into(),
+                    );
+                }
+                for (k, u) in g.to_user_ids.iter().enumerate() {
+                    if u.trim().is_empty() {
+                        report(format!("{at}.to_user_ids[{k}]"), "must not be empty".into());
+                    }
+                }
+                if g.user_backoff.is_zero() {
+                    report(
+                        format!("{at}.user_backoff"),
+                        "must be longer than 0s".into(),
+                    );
+                }
+                if g.health_interval < Duration::from_millis(100) {
+                    report(
+                        format!("{at}.health_interval"),
+                        "must be at least 100ms".into(),
+                    );
+                }
+            }
+        }
         if self.receivers.is_empty() {
             report(
                 "receivers".into(),
@@ -658,6 +778,9 @@ impl Config {
         for r in &self.receivers {
             for w in &r.wxpusher_configs {
                 out.extend(w.app_token.clone());
+            }
+            for g in &r.weixin_gateway_configs {
+                out.extend(g.bearer_token.clone());
             }
         }
         out
@@ -869,6 +992,29 @@ mod tests {
             [
                 "test.yml: receivers[0].console_configs[0].fallback_receiver: a receiver cannot be its own fallback",
                 "test.yml: receivers[0].console_configs[1].fallback_receiver: unknown receiver \"zz\"",
+            ]
+        );
+    }
+
+    #[test]
+    fn weixin_gateway_defaults_and_validation() {
+        let c = parse("route: {receiver: a}\nreceivers:\n  - name: a\n    weixin_gateway_configs: [{url: 'http://gw:8787', account_id: wx-1, to_user_ids: [u@im.wechat], bearer_token: tok-secret}]\n").unwrap();
+        let g = &c.receivers[0].weixin_gateway_configs[0];
+        assert_eq!(g.user_backoff, Duration::from_secs(1800));
+        assert_eq!(g.health_interval, Duration::from_secs(30));
+        assert!(g.send_resolved);
+        assert!(c.secrets().iter().any(|s| s.expose() == "tok-secret"));
+        let err = parse("route: {receiver: a}\nreceivers:\n  - name: a\n    weixin_gateway_configs: [{url: 'gw:8787', account_id: '', to_user_ids: [], user_backoff: 0s, health_interval: 10ms, fallback_receiver: b}]\n").unwrap_err();
+        let all: Vec<String> = err.0.iter().map(|e| e.to_string()).collect();
+        assert_eq!(
+            all,
+            [
+                "test.yml: receivers[0].weixin_gateway_configs[0].url: \"gw:8787\" is not an http(s) URL",
+                "test.yml: receivers[0].weixin_gateway_configs[0].account_id: must not be empty",
+                "test.yml: receivers[0].weixin_gateway_configs[0].to_user_ids: needs at least one user",
+                "test.yml: receivers[0].weixin_gateway_configs[0].user_backoff: must be longer than 0s",
+                "test.yml: receivers[0].weixin_gateway_configs[0].health_interval: must be at least 100ms",
+                "test.yml: receivers[0].weixin_gateway_configs[0].fallback_receiver: unknown receiver \"b\"",
             ]
         );
     }

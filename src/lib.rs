@@ -8,7 +8,8 @@
 //! - [`route`]: Alertmanager matchers and the route tree.
 //! - [`template`]: handlebars templates, the context and helpers.
 //! - [`text`]: measuring and cutting text by user-visible characters.
-//! - [`channels`]: one file per upstream (WxPusher, console): requests and responses.
+//! - [`channels`]: one file per upstream (WxPusher, weixin-gateway, console): requests and
+//!   responses.
 //! - [`delivery`]: the queue between webhook and workers, retries, failure classification,
 //!   rate limits, storm coalescing and fallback receivers.
 //! - [`store`]: the durable store (SQLite): queued jobs, dead letters, counters.
@@ -60,6 +61,8 @@ pub struct Service {
     pub app: Arc<App>,
     workers: tokio::task::JoinHandle<()>,
     stop: tokio::sync::watch::Sender<bool>,
+    /// Probes upstream health (weixin-gateway `/health`) for `integration_up`.
+    health: tokio::task::JoinHandle<()>,
 }
 
 impl Service {
@@ -89,6 +92,10 @@ impl Service {
             policy,
             stopped,
         );
+        let health = tokio::spawn(channels::weixin_gateway::health_loop(
+            runtime.clone(),
+            metrics.clone(),
+        ));
         let app = Arc::new(App {
             runtime,
             queue,
@@ -96,7 +103,12 @@ impl Service {
             config_path,
             draining: Default::default(),
         });
-        Ok(Service { app, workers, stop })
+        Ok(Service {
+            app,
+            workers,
+            stop,
+            health,
+        })
     }
 
     /// Serves HTTP until `shutdown`; then stops accepting, lets open requests finish and the
@@ -109,7 +121,13 @@ impl Service {
         grace: Duration,
     ) -> std::io::Result<()> {
         server::run(listener, self.app.clone(), shutdown, grace).await?;
-        let Service { app, workers, stop } = self;
+        let Service {
+            app,
+            workers,
+            stop,
+            health,
+        } = self;
+        health.abort();
         let _ = stop.send(true);
         if tokio::time::timeout(grace, workers).await.is_err() {
             tracing::warn!(

@@ -40,6 +40,12 @@ pub struct IntegrationLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReceiverIntegrationLabels {
+    pub receiver: String,
+    pub integration: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct FailureLabels {
     pub integration: &'static str,
     pub reason: &'static str,
@@ -69,6 +75,8 @@ pub struct Metrics {
     /// Notifications given up and kept in the store (`deadletters list`).
     pub dead_letters: Gauge,
     pub dedupe_suppressed: Family<ReasonLabels, Counter>,
+    /// 1 when an integration's upstream answers its health probe, else 0 (weixin-gateway).
+    pub integration_up: Family<ReceiverIntegrationLabels, Gauge>,
     pub config_last_reload_successful: Gauge,
     pub config_last_reload_success_timestamp_seconds: Gauge<f64, AtomicU64>,
 }
@@ -102,6 +110,7 @@ impl Metrics {
             queue_depth: Family::default(),
             dead_letters: Gauge::default(),
             dedupe_suppressed: Family::default(),
+            integration_up: Family::default(),
             config_last_reload_successful: Gauge::default(),
             config_last_reload_success_timestamp_seconds: Gauge::default(),
             registry: Registry::default(),
@@ -150,6 +159,11 @@ impl Metrics {
             "dedupe_suppressed",
             "Notifications not sent because they repeat one already sent",
             m.dedupe_suppressed.clone(),
+        );
+        registry.register(
+            "integration_up",
+            "Whether an integration's upstream answers its health probe",
+            m.integration_up.clone(),
         );
         registry.register(
             "config_last_reload_successful",

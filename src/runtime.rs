@@ -10,6 +10,7 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 use chrono::{DateTime, Utc};
 
+use crate::channels::weixin_gateway::WeixinGateway;
 use crate::channels::{Env, Integration, Kind, console::Console, wxpusher::WxPusher};
 use crate::config::{Config, ConfigError, ConfigErrors, ContentType};
 use crate::delivery::ratelimit::RateLimits;
@@ -109,6 +110,21 @@ impl Runtime {
                 });
                 let delivery = c.delivery_options(&at, &mut |_, _| {});
                 list.push((c.send_resolved, c.fallback_receiver.clone(), delivery, kind));
+            }
+            for (j, w) in r.weixin_gateway_configs.iter().enumerate() {
+                let at = format!("receivers[{i}].weixin_gateway_configs[{j}]");
+                let kind = Kind::WeixinGateway(WeixinGateway {
+                    url: w.url.clone(),
+                    account_id: w.account_id.clone(),
+                    to_user_ids: w.to_user_ids.clone(),
+                    context_token: w.context_token.clone().unwrap_or_default(),
+                    bearer_token: w.bearer_token.clone(),
+                    text: inline(format!("{at}.text"), &w.text, "gateway.text"),
+                    user_backoff: w.user_backoff,
+                    health_interval: w.health_interval,
+                });
+                let delivery = w.delivery_options(&at, &mut |_, _| {});
+                list.push((w.send_resolved, w.fallback_receiver.clone(), delivery, kind));
             }
             let integrations = list
                 .into_iter()

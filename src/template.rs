@@ -49,6 +49,11 @@ const DEFAULTS: &[(&str, &str, &str)] = &[
         include_str!("../templates/zh-CN/console.text.hbs"),
     ),
     (
+        "zh-CN",
+        "gateway.text",
+        include_str!("../templates/zh-CN/gateway.text.hbs"),
+    ),
+    (
         "en",
         "wxpusher.summary",
         include_str!("../templates/en/wxpusher.summary.hbs"),
@@ -72,6 +77,11 @@ const DEFAULTS: &[(&str, &str, &str)] = &[
         "en",
         "console.text",
         include_str!("../templates/en/console.text.hbs"),
+    ),
+    (
+        "en",
+        "gateway.text",
+        include_str!("../templates/en/gateway.text.hbs"),
     ),
 ];
 

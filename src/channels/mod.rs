@@ -7,6 +7,7 @@
 //! Retry decisions are not made here: errors say whether they are retryable.
 
 pub mod console;
+pub mod weixin_gateway;
 pub mod wxpusher;
 
 use std::collections::BTreeSet;
@@ -64,6 +65,7 @@ pub struct Integration {
 pub enum Kind {
     WxPusher(wxpusher::WxPusher),
     Console(console::Console),
+    WeixinGateway(weixin_gateway::WeixinGateway),
 }
 
 impl Integration {
@@ -72,6 +74,7 @@ impl Integration {
         match &self.kind {
             Kind::WxPusher(_) => "wxpusher",
             Kind::Console(_) => "console",
+            Kind::WeixinGateway(_) => "weixin_gateway",
         }
     }
 
@@ -80,6 +83,7 @@ impl Integration {
         match &self.kind {
             Kind::WxPusher(w) => vec![w.app_token.clone()],
             Kind::Console(_) => vec![],
+            Kind::WeixinGateway(g) => g.bearer_token.iter().cloned().collect(),
         }
     }
 
@@ -107,6 +111,7 @@ impl Integration {
         match &self.kind {
             Kind::WxPusher(w) => w.prepare(env, n, &Progress::new()),
             Kind::Console(c) => c.prepare(env, n),
+            Kind::WeixinGateway(g) => g.prepare(env, n, &Progress::new()),
         }
     }
 
@@ -119,6 +124,7 @@ impl Integration {
         match &self.kind {
             Kind::WxPusher(w) => w.send(env, n, progress).await,
             Kind::Console(c) => c.send(env, n),
+            Kind::WeixinGateway(g) => g.send(env, n, progress).await,
         }
     }
 }

@@ -20,6 +20,9 @@ pub enum Reason {
     BadCredentials,
     Recipient,
     Quota,
+    /// The upstream refuses this recipient for a while (weixin-gateway's ~24-hour window):
+    /// retrying cannot help, a fallback receiver can.
+    RecipientWindow,
     Upstream,
     BadResponse,
     Render,
@@ -36,6 +39,7 @@ impl Reason {
             Reason::BadCredentials => "bad_credentials",
             Reason::Recipient => "recipient",
             Reason::Quota => "quota",
+            Reason::RecipientWindow => "recipient_window",
             Reason::Upstream => "upstream_error",
             Reason::BadResponse => "bad_response",
             Reason::Render => "render",

@@ -6,4 +6,5 @@ mod delivery;
 mod ingest;
 mod ops;
 mod render;
+mod weixin_gateway;
 mod wxpusher;

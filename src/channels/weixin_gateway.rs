@@ -1,0 +1,543 @@
+//! weixin-gateway: `POST {url}/send` through a bridge logged in as a personal WeChat bot.
+//!
+//! Owns the request shape (one request per user, `chat_type: "c2c"`, exactly one text item:
+//! the gateway sends only the first non-empty text item and drops the rest), splitting long
+//! text into numbered parts, reading the gateway's failures (every one is HTTP 500
+//! `{"ok":false,"error":"…"}`), the per-user back-off after the upstream refuses a user, and
+//! the `GET {url}/health` probe behind the `integration_up` metric.
+//!
+//! The upstream (iLink) only delivers to a user within about 24 hours of that user's last
+//! message to the bot, and only about 10 times in that window; beyond it every send is
+//! refused with `ret=-2` / `rate limited`, and retrying reportedly extends the penalty. Such a
+//! refusal is therefore not retried: the user is put in a process-wide back-off (it survives
+//! reloads) during which sends to them fail without a request, and the error carries
+//! [`Reason::RecipientWindow`] so the delivery engine hands the notification to the
+//! integration's fallback receiver at once. This module does not retry or re-route itself.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::{Arc, LazyLock, Mutex};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use tokio::time::Instant;
+
+use super::{Env, Kind, Outbound, Progress};
+use crate::config::Locale;
+use crate::delivery::error::parse_retry_after;
+use crate::delivery::{DeliveryError, Reason};
+use crate::metrics::{Metrics, ReceiverIntegrationLabels};
+use crate::runtime::Shared;
+use crate::secret::Secret;
+use crate::text;
+use crate::webhook::Notification;
+
+/// Longest text sent in one message, in UTF-16 units (what the Java/iLink side counts).
+///
+/// iLink documents no limit for a text item. 2000 is below the 2048 that WeChat's other text
+/// message APIs (customer-service and Work messages) accept, so it is unlikely to be cut
+/// upstream, and it is about two phone screens: long enough that a typical group of alerts is
+/// one message, which matters because every part uses one of the user's ~10 sends a day.
+pub const TEXT_MAX: usize = 2_000;
+/// At most this many parts per notification: each part costs one send of the user's small
+/// daily allowance, so a huge group is cut (with a note) rather than using the window up.
+pub const MAX_PARTS: usize = 5;
+/// Room kept in each part for the "(part 1/3)" line.
+const PART_HEADER_ROOM: usize = 20;
+/// Room kept in the last allowed part for the "not sent" note.
+const TRUNCATED_NOTE_ROOM: usize = 60;
+const SERVICE: &str = "weixin_gateway";
+
+#[derive(Debug)]
+pub struct WeixinGateway {
+    /// Base URL; `/send` and `/health` are appended.
+    pub url: String,
+    pub account_id: String,
+    pub to_user_ids: Vec<String>,
+    /// Sent as is; empty when not configured.
+    pub context_token: String,
+    /// `Authorization: Bearer …` for a gateway behind an auth proxy.
+    pub bearer_token: Option<Secret>,
+    /// Template name of the plain-text message.
+    pub text: String,
+    /// How long a user refused by the upstream is not sent to.
+    pub user_backoff: Duration,
+    /// How often `/health` is probed.
+    pub health_interval: Duration,
+}
+
+/// The request body, as the gateway's `/send` reads it.
+#[derive(Debug, Serialize)]
+struct SendBody<'a> {
+    account_id: &'a str,
+    to_user_id: &'a str,
+    context_token: &'a str,
+    chat_type: &'static str,
+    items: [TextItem<'a>; 1],
+}
+
+#[derive(Debug, Serialize)]
+struct TextItem<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    text: &'a str,
+}
+
+/// What `/send` answers: `{"ok":true,"result":{…}}` or `{"ok":false,"error":"…"}`.
+#[derive(Debug, Deserialize)]
+struct Reply {
+    ok: bool,
+    #[serde(default)]
+    error: String,
+}
+
+/// Users refused by the upstream, until when. Keyed by gateway, account and user so that
+/// reloads (which rebuild every integration) and several gateway configs share it.
+static WINDOWS: LazyLock<Mutex<HashMap<String, Instant>>> = LazyLock::new(Default::default);
+
+fn windows() -> std::sync::MutexGuard<'static, HashMap<String, Instant>> {
+    // The map holds plain data; a panic elsewhere while holding the lock leaves it usable.
+    WINDOWS.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn part_key(part: usize, user: &str) -> String {
+    format!("{part}/{user}")
+}
+
+impl WeixinGateway {
+    fn endpoint(&self, path: &str) -> String {
+        format!("{}/{path}", self.url.trim_end_matches('/'))
+    }
+
+    fn window_key(&self, user: &str) -> String {
+        format!(
+            "{}\n{}\n{user}",
+            self.url.trim_end_matches('/'),
+            self.account_id
+        )
+    }
+
+    /// How much longer `user` is refused, if they are.
+    fn window_remaining(&self, user: &str) -> Option<Duration> {
+        let key = self.window_key(user);
+        let mut w = windows();
+        let until = *w.get(&key)?;
+        let now = Instant::now();
+        if until <= now {
+            w.remove(&key);
+            return None;
+        }
+        Some(until - now)
+    }
+
+    fn close_window(&self, user: &str) {
+        windows().insert(self.window_key(user), Instant::now() + self.user_backoff);
+    }
+
+    /// The rendered text, split into the messages to send in order.
+    fn parts(&self, env: &Env<'_>, n: &Notification) -> Result<Vec<String>, DeliveryError> {
+        let ctx = env.templates.context(n, env.now);
+        let text = env.templates.render(&self.text, &ctx)?;
+        Ok(split(text.trim(), env.templates.locale()))
+    }
+
+    fn body(&self, user: &str, text: &str) -> Value {
+        serde_json::to_value(SendBody {
+            account_id: &self.account_id,
+            to_user_id: user,
+            context_token: &self.context_token,
+            chat_type: "c2c",
+            items: [TextItem { kind: "text", text }],
+        })
+        .unwrap_or(Value::Null)
+    }
+
+    /// The requests still to make: every part, in order, to every user not yet in `progress`.
+    pub fn prepare(
+        &self,
+        env: &Env<'_>,
+        n: &Notification,
+        progress: &Progress,
+    ) -> Result<Vec<Outbound>, DeliveryError> {
+        let parts = self.parts(env, n)?;
+        let mut out = Vec::new();
+        for user in &self.to_user_ids {
+            for (i, part) in parts.iter().enumerate() {
+                if !progress.contains(&part_key(i, user)) {
+                    out.push(Outbound {
+                        method: "POST",
+                        url: self.endpoint("send"),
+                        body: self.body(user, part),
+                    });
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Sends every missing part to every user. A user's parts go in order and stop at the
+    /// first failure. Of the failures, a retryable one is returned first (the users it
+    /// concerns may succeed later), then a permanent one, and only when the sole failures are
+    /// refused users, a [`Reason::RecipientWindow`] error naming them.
+    pub async fn send(
+        &self,
+        env: &Env<'_>,
+        n: &Notification,
+        progress: &mut Progress,
+    ) -> Result<(), DeliveryError> {
+        let parts = self.parts(env, n)?;
+        let mut retryable: Option<DeliveryError> = None;
+        let mut permanent: Option<DeliveryError> = None;
+        let mut refused: Vec<String> = Vec::new();
+        let mut refused_for = Duration::ZERO;
+        for user in &self.to_user_ids {
+            let missing: Vec<usize> = (0..parts.len())
+                .filter(|i| !progress.contains(&part_key(*i, user)))
+                .collect();
+            if missing.is_empty() {
+                continue;
+            }
+            if let Some(left) = self.window_remaining(user) {
+                tracing::debug!(user = %user, remaining_s = left.as_secs(), "weixin-gateway user in back-off, not sending");
+                refused.push(user.clone());
+                refused_for = refused_for.max(left);
+                continue;
+            }
+            for i in missing {
+                match self.call(env, user, &parts[i]).await {
+                    Ok(()) => {
+                        progress.insert(part_key(i, user));
+                    }
+                    Err(e) if e.reason() == Reason::RecipientWindow => {
+                        self.close_window(user);
+                        tracing::warn!(
+                            user = %user,
+                            account_id = %self.account_id,
+                            backoff_s = self.user_backoff.as_secs(),
+                            error = %e,
+                            "weixin-gateway refused the user (outside the 24-hour window or over its send quota), backing off"
+                        );
+                        refused.push(user.clone());
+                        refused_for = refused_for.max(self.user_backoff);
+                        break;
+                    }
+                    Err(e) => {
+                        if e.reason() == Reason::BadCredentials {
+                            tracing::error!(
+                                account_id = %self.account_id,
+                                url = %self.url,
+                                error = %e,
+                                "weixin-gateway cannot send as this account: log it in on the gateway (weixin-gateway login:start) or fix account_id"
+                            );
+                        }
+                        let slot = if e.is_retryable() {
+                            &mut retryable
+                        } else {
+                            &mut permanent
+                        };
+                        slot.get_or_insert(e);
+                        break;
+                    }
+                }
+            }
+        }
+        if let Some(e) = retryable.or(permanent) {
+            return Err(e);
+        }
+        if refused.is_empty() {
+            return Ok(());
+        }
+        Err(DeliveryError::Upstream {
+            service: SERVICE,
+            code: -2,
+            message: format!(
+                "send window exhausted (the user has not messaged the bot within ~24h, or used its ~10 sends); not sending for up to {}",
+                humantime::format_duration(Duration::from_secs(refused_for.as_secs()))
+            ),
+            reason: Reason::RecipientWindow,
+            retryable: false,
+            recipients: refused,
+        })
+    }
+
+    async fn call(&self, env: &Env<'_>, user: &str, text: &str) -> Result<(), DeliveryError> {
+        let mut req = env
+            .client
+            .post(self.endpoint("send"))
+            .json(&self.body(user, text));
+        if let Some(t) = &self.bearer_token {
+            req = req.bearer_auth(t.expose());
+        }
+        let resp = req
+            .send()
+            .await
+            .map_err(|e| DeliveryError::transport(SERVICE, e))?;
+        let status = resp.status();
+        let retry_after = parse_retry_after(resp.headers());
+        let bytes = resp
+            .bytes()
+            .await
+            .map_err(|e| DeliveryError::transport(SERVICE, e))?;
+        let reply = serde_json::from_slice::<Reply>(&bytes);
+        match (status.as_u16(), reply) {
+            (200..=299, Ok(r)) if r.ok => Ok(()),
+            // The gateway reports every failure as 500 with its `error` text; a 2xx saying
+            // `ok:false` is read the same way.
+            (200..=299 | 500, Ok(r)) => Err(classify(&env.scrubber.scrub(&r.error))),
+            (200..=299, Err(e)) => Err(DeliveryError::BadResponse {
+                service: SERVICE,
+                message: format!("{e}: {}", env.scrubber.scrub(&snippet(&bytes))),
+            }),
+            // A proxy in front, or the gateway crashing: not the gateway's own answer.
+            (status, _) => Err(DeliveryError::Http {
+                service: SERVICE,
+                status,
+                retry_after,
+                body: env.scrubber.scrub(&snippet(&bytes)),
+            }),
+        }
+    }
+
+    /// Whether `GET {url}/health` answers 200 with `"ok": true`.
+    pub async fn probe(&self, client: &reqwest::Client) -> bool {
+        let timeout = self
+            .health_interval
+            .clamp(Duration::from_secs(1), Duration::from_secs(10));
+        let mut req = client.get(self.endpoint("health")).timeout(timeout);
+        if let Some(t) = &self.bearer_token {
+            req = req.bearer_auth(t.expose());
+        }
+        let Ok(resp) = req.send().await else {
+            return false;
+        };
+        if !resp.status().is_success() {
+            return false;
+        }
+        match resp.json::<Value>().await {
+            Ok(v) => v.get("ok") == Some(&Value::Bool(true)),
+            Err(_) => false,
+        }
+    }
+}
+
+/// Classifies the gateway's `error` text (see the contract: `unknown account: X`, the iLink
+/// errmsg, `ret=-2`, `errcode=N`, `HTTP 4xx`, a JSON parse error).
+fn classify(error: &str) -> DeliveryError {
+    let e = error.trim();
+    let lower = e.to_ascii_lowercase();
+    let (reason, retryable) = if lower.starts_with("unknown account") {
+        // The gateway has no such logged-in account: nothing changes until someone acts.
+        (Reason::BadCredentials, false)
+    } else if lower.contains("rate limited") || lower.contains("ret=-2") {
+        (Reason::RecipientWindow, false)
+    } else if lower.contains("session timeout") || lower.contains("errcode=-14") {
+        // The bot's iLink session expired; it must log in again.
+        (Reason::BadCredentials, false)
+    } else if lower.starts_with("unsupported outbound payload") {
+        (Reason::Upstream, false)
+    } else if let Some(code) = lower
+        .strip_prefix("http ")
+        .and_then(|s| s.split_whitespace().next())
+        .and_then(|s| s.parse::<u16>().ok())
+    {
+        (Reason::Upstream, code >= 500 || code == 429 || code == 408)
+    } else {
+        // iLink errmsg, other errcodes: undocumented, most likely transient.
+        (Reason::Upstream, true)
+    };
+    DeliveryError::Upstream {
+        service: SERVICE,
+        code: 500,
+        message: e.to_string(),
+        reason,
+        retryable,
+        recipients: vec![],
+    }
+}
+
+/// Splits text into messages of at most [`TEXT_MAX`] UTF-16 units, numbered when there are
+/// several, cutting at a blank line, else a line break, else a character boundary; at most
+/// [`MAX_PARTS`], the last one saying how much was left out.
+pub fn split(text: &str, locale: Locale) -> Vec<String> {
+    if text::upstream_len(text) <= TEXT_MAX {
+        return vec![text.to_string()];
+    }
+    let limit = TEXT_MAX - PART_HEADER_ROOM;
+    let mut bodies: Vec<String> = Vec::new();
+    let mut rest = text;
+    while !rest.is_empty() {
+        if text::upstream_len(rest) <= limit {
+            bodies.push(rest.to_string());
+            break;
+        }
+        if bodies.len() + 1 == MAX_PARTS {
+            let kept = text::upstream_prefix(rest, limit - TRUNCATED_NOTE_ROOM);
+            let left = text::visible_len(&rest[kept.len()..]);
+            let note = match locale {
+                Locale::ZhCn => format!("（内容过长，其余 {left} 字未发送）"),
+                Locale::En => format!("(too long: {left} more characters not sent)"),
+            };
+            bodies.push(format!("{}{}\n{note}", kept.trim_end(), text::ELLIPSIS));
+            break;
+        }
+        let prefix = text::upstream_prefix(rest, limit);
+        let half = prefix.len() / 2;
+        let cut = match (prefix.rfind("\n\n"), prefix.rfind('\n')) {
+            (Some(i), _) if i > half => i,
+            (_, Some(i)) if i > half => i,
+            _ if prefix.is_empty() => rest.chars().next().map_or(rest.len(), char::len_utf8),
+            _ => prefix.len(),
+        };
+        bodies.push(rest[..cut].trim_end().to_string());
+        rest = rest[cut..].trim_start_matches(['\n', '\r']);
+    }
+    let total = bodies.len();
+    bodies
+        .into_iter()
+        .enumerate()
+        .map(|(i, body)| {
+            let header = match locale {
+                Locale::ZhCn => format!("（第 {}/{total} 部分）", i + 1),
+                Locale::En => format!("(part {}/{total})", i + 1),
+            };
+            format!("{header}\n{body}")
+        })
+        .collect()
+}
+
+/// The start of a body, for error messages.
+fn snippet(bytes: &[u8]) -> String {
+    let s = String::from_utf8_lossy(bytes);
+    text::upstream_prefix(&text::one_line(&s), 200).to_string()
+}
+
+/// Probes every configured gateway's `/health` forever and sets
+/// `integration_up{receiver,integration="weixin_gateway"}`: 1 when every gateway of that
+/// receiver answers, else 0. Reads the runtime in force each round, so reloads apply; series
+/// of receivers no longer configured are removed. The round period is the shortest
+/// `health_interval` configured (30s when there is none).
+pub async fn health_loop(runtime: Shared, metrics: Arc<Metrics>) {
+    let mut shown: HashSet<ReceiverIntegrationLabels> = HashSet::new();
+    loop {
+        let rt = runtime.load_full();
+        let mut probes = tokio::task::JoinSet::new();
+        let mut interval = Duration::from_secs(30);
+        let mut first = true;
+        for (receiver, list) in &rt.receivers {
+            for integration in list {
+                if let Kind::WeixinGateway(g) = &integration.kind {
+                    interval = if first {
+                        g.health_interval
+                    } else {
+                        interval.min(g.health_interval)
+                    };
+                    first = false;
+                    let (rt, receiver, index) = (rt.clone(), receiver.clone(), integration.index);
+                    probes.spawn(async move {
+                        let up = match rt.integration(&receiver, index).map(|i| &i.kind) {
+                            Some(Kind::WeixinGateway(g)) => g.probe(&rt.client).await,
+                            _ => false,
+                        };
+                        (receiver, up)
+                    });
+                }
+            }
+        }
+        let mut up: BTreeMap<String, bool> = BTreeMap::new();
+        while let Some(joined) = probes.join_next().await {
+            if let Ok((receiver, ok)) = joined {
+                *up.entry(receiver).or_insert(true) &= ok;
+            }
+        }
+        let mut now_shown = HashSet::new();
+        for (receiver, ok) in up {
+            let labels = ReceiverIntegrationLabels {
+                receiver,
+                integration: SERVICE,
+            };
+            metrics
+                .integration_up
+                .get_or_create(&labels)
+                .set(i64::from(ok));
+            now_shown.insert(labels);
+        }
+        for gone in shown.difference(&now_shown) {
+            metrics.integration_up.remove(gone);
+        }
+        shown = now_shown;
+        drop(rt);
+        tokio::time::sleep(interval).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gateway_errors_are_classified() {
+        let c = |s: &str| {
+            let e = classify(s);
+            (e.reason(), e.is_retryable())
+        };
+        assert_eq!(c("unknown account: wx-9"), (Reason::BadCredentials, false));
+        assert_eq!(c("rate limited"), (Reason::RecipientWindow, false));
+        assert_eq!(c("ret=-2"), (Reason::RecipientWindow, false));
+        assert_eq!(c("session timeout"), (Reason::BadCredentials, false));
+        assert_eq!(c("HTTP 403"), (Reason::Upstream, false));
+        assert_eq!(c("HTTP 502"), (Reason::Upstream, true));
+        assert_eq!(c("errcode=-1"), (Reason::Upstream, true));
+        assert_eq!(
+            c("unsupported outbound payload: expected text or file item"),
+            (Reason::Upstream, false)
+        );
+    }
+
+    #[test]
+    fn short_text_is_one_unnumbered_part() {
+        assert_eq!(split("hello", Locale::En), ["hello"]);
+    }
+
+    #[test]
+    fn long_text_splits_at_line_breaks_within_the_limit() {
+        let line = "告".repeat(99);
+        let text = (0..50)
+            .map(|i| format!("{i:02}{line}"))
+            .collect::<Vec<_>>()
+            .join("\n");
+        let parts = split(&text, Locale::ZhCn);
+        assert_eq!(parts.len(), 3);
+        let mut lines = Vec::new();
+        for (i, p) in parts.iter().enumerate() {
+            assert!(text::upstream_len(p) <= TEXT_MAX, "part {i}");
+            let (header, body) = p.split_once('\n').unwrap();
+            assert_eq!(header, format!("（第 {}/3 部分）", i + 1));
+            lines.extend(body.lines().map(str::to_string));
+        }
+        assert_eq!(lines.join("\n"), text, "nothing lost, nothing cut mid-line");
+    }
+
+    #[test]
+    fn text_without_line_breaks_is_cut_on_characters() {
+        let text = "🔥".repeat(1500); // 3000 UTF-16 units
+        let parts = split(&text, Locale::En);
+        assert_eq!(parts.len(), 2);
+        assert!(parts.iter().all(|p| text::upstream_len(p) <= TEXT_MAX));
+        let joined: String = parts
+            .iter()
+            .map(|p| p.split_once('\n').unwrap().1)
+            .collect();
+        assert_eq!(joined, text);
+    }
+
+    #[test]
+    fn huge_text_stops_at_max_parts_with_a_note() {
+        let text = "x\n".repeat(20_000);
+        let parts = split(&text, Locale::En);
+        assert_eq!(parts.len(), MAX_PARTS);
+        assert!(parts.iter().all(|p| text::upstream_len(p) <= TEXT_MAX));
+        let last = parts.last().unwrap();
+        assert!(last.starts_with("(part 5/5)\n"), "{last}");
+        assert!(last.ends_with("more characters not sent)"), "{last}");
+    }
+}
