@@ -5,13 +5,14 @@
 //! can list them all. This module only describes and checks; building the running pieces
 //! (templates, routes, integrations) from a valid config is [`crate::runtime`]'s job.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::channels::official_account::token::TokenEndpoint;
 use crate::route::RouteConfig;
 use crate::secret::Secret;
 
@@ -276,11 +277,15 @@ pub struct ReceiverConfig {
     pub wxpusher_configs: Vec<WxPusherConfig>,
     #[serde(default)]
     pub console_configs: Vec<ConsoleConfig>,
+    #[serde(default)]
+    pub official_account_configs: Vec<OfficialAccountConfig>,
 }
 
 impl ReceiverConfig {
     pub fn integration_count(&self) -> usize {
-        self.wxpusher_configs.len() + self.console_configs.len()
+        self.wxpusher_configs.len()
+            + self.console_configs.len()
+            + self.official_account_configs.len()
     }
 
     /// `(yaml key, fallback_receiver)` of every integration, for validation.
@@ -296,6 +301,12 @@ impl ReceiverConfig {
             out.push((
                 format!("console_configs[{j}]"),
                 c.fallback_receiver.as_ref(),
+            ));
+        }
+        for (j, o) in self.official_account_configs.iter().enumerate() {
+            out.push((
+                format!("official_account_configs[{j}]"),
+                o.fallback_receiver.as_ref(),
             ));
         }
         out
@@ -362,6 +373,139 @@ pub struct ConsoleConfig {
     pub send_resolved: bool,
     /// Receiver that gets the notification when this integration gives up on it.
     pub fallback_receiver: Option<String>,
+}
+
+/// Which Official Account API messages go through.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OfficialAccountKind {
+    /// Template messages: users who follow the account.
+    #[default]
+    Template,
+    /// Subscribe notifications: one message per subscription a user granted.
+    Subscribe,
+}
+
+/// A mini program page opened instead of `url` when tapped.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MiniProgramConfig {
+    pub appid: String,
+    pub pagepath: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OfficialAccountConfig {
+    /// The Service Account's AppID (`wx…`).
+    pub app_id: String,
+    /// AppSecret; exactly one of this and `app_secret_file`.
+    pub app_secret: Option<Secret>,
+    pub app_secret_file: Option<PathBuf>,
+    #[serde(default)]
+    pub kind: OfficialAccountKind,
+    /// The template's id as the platform shows it.
+    pub template_id: String,
+    pub to_openids: Vec<String>,
+    /// Tap-through link template (`page` for subscribe notifications); `{{externalURL}}` when
+    /// absent, none when it renders empty.
+    pub url: Option<String>,
+    pub miniprogram: Option<MiniProgramConfig>,
+    /// Field key → template. The key's type prefix (`thing`, `time`, …) sets the value rules.
+    /// Defaults to `thing1`/`time2`/`phrase3` filled with the shipped `official_account.*`
+    /// templates.
+    pub data: Option<BTreeMap<String, String>>,
+    #[serde(default = "default_true")]
+    pub send_resolved: bool,
+    /// Receiver that gets the notification when this integration gives up on it (or the
+    /// account's daily quota is used up).
+    pub fallback_receiver: Option<String>,
+    /// `stable` (`/cgi-bin/stable_token`) or `classic` (`/cgi-bin/token`).
+    #[serde(default)]
+    pub token_endpoint: TokenEndpoint,
+    /// Least time between two access token calls for this app, to save the daily quota.
+    #[serde(
+        default = "default_token_min_interval",
+        with = "humantime_serde"
+    )]
+    pub token_min_interval: Duration,
+    /// Requests in flight at once for one notification.
+    #[serde(default = "default_oa_max_concurrency")]
+    pub max_concurrency: usize,
+    /// Overrides `global.wechat_api_url`.
+    pub api_url: Option<String>,
+}
+
+fn default_token_min_interval() -> Duration {
+    Duration::from_secs(60)
+}
+fn default_oa_max_concurrency() -> usize {
+    4
+}
+
+/// Checks one `official_account_configs` entry and reads its secret file.
+fn resolve_official_account(
+    base: &Path,
+    at: &str,
+    o: &mut OfficialAccountConfig,
+    report: &mut dyn FnMut(String, String),
+) {
+    resolve_secret(
+        base,
+        at,
+        "app_secret",
+        &mut o.app_secret,
+        &o.app_secret_file,
+        true,
+        report,
+    );
+    for (key, value) in [("app_id", &o.app_id), ("template_id", &o.template_id)] {
+        if value.trim().is_empty() {
+            report(format!("{at}.{key}"), "must not be empty".into());
+        }
+    }
+    if o.to_openids.is_empty() {
+        report(format!("{at}.to_openids"), "needs at least one openid".into());
+    }
+    for (k, id) in o.to_openids.iter().enumerate() {
+        if id.trim().is_empty() || id.contains('/') {
+            report(
+                format!("{at}.to_openids[{k}]"),
+                "must be a non-empty openid".into(),
+            );
+        }
+    }
+    if let Some(data) = &o.data {
+        if data.is_empty() {
+            report(format!("{at}.data"), "needs at least one field".into());
+        }
+        for key in data.keys() {
+            if key.is_empty() || !key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+                report(
+                    format!("{at}.data"),
+                    format!("{key:?} is not a template field key (like thing1)"),
+                );
+            }
+        }
+    }
+    if let Some(mp) = &o.miniprogram {
+        for (key, value) in [("appid", &mp.appid), ("pagepath", &mp.pagepath)] {
+            if value.trim().is_empty() {
+                report(format!("{at}.miniprogram.{key}"), "must not be empty".into());
+            }
+        }
+    }
+    if o.max_concurrency == 0 || o.max_concurrency > 64 {
+        report(
+            format!("{at}.max_concurrency"),
+            "must be between 1 and 64".into(),
+        );
+    }
+    if let Some(url) = &o.api_url
+        && let Err(m) = check_http_url(url)
+    {
+        report(format!("{at}.api_url"), m);
+    }
 }
 
 impl Config {
@@ -528,6 +672,10 @@ impl Config {
                     report(format!("{at}.api_url"), m);
                 }
             }
+            for (j, o) in r.official_account_configs.iter_mut().enumerate() {
+                let at = format!("{at}.official_account_configs[{j}]");
+                resolve_official_account(base, &at, o, report);
+            }
         }
         if self.receivers.is_empty() {
             report(
@@ -565,6 +713,9 @@ impl Config {
         for r in &self.receivers {
             for w in &r.wxpusher_configs {
                 out.extend(w.app_token.clone());
+            }
+            for o in &r.official_account_configs {
+                out.extend(o.app_secret.clone());
             }
         }
         out

@@ -7,6 +7,7 @@
 //! Retry decisions are not made here: errors say whether they are retryable.
 
 pub mod console;
+pub mod official_account;
 pub mod wxpusher;
 
 use std::collections::BTreeSet;
@@ -58,6 +59,7 @@ pub struct Integration {
 pub enum Kind {
     WxPusher(wxpusher::WxPusher),
     Console(console::Console),
+    OfficialAccount(official_account::OfficialAccount),
 }
 
 impl Integration {
@@ -66,6 +68,7 @@ impl Integration {
         match &self.kind {
             Kind::WxPusher(_) => "wxpusher",
             Kind::Console(_) => "console",
+            Kind::OfficialAccount(_) => "official_account",
         }
     }
 
@@ -74,6 +77,7 @@ impl Integration {
         match &self.kind {
             Kind::WxPusher(w) => vec![w.app_token.clone()],
             Kind::Console(_) => vec![],
+            Kind::OfficialAccount(o) => vec![o.tokens.app_secret().clone()],
         }
     }
 
@@ -101,6 +105,7 @@ impl Integration {
         match &self.kind {
             Kind::WxPusher(w) => w.prepare(env, n, &Progress::new()),
             Kind::Console(c) => c.prepare(env, n),
+            Kind::OfficialAccount(o) => o.prepare(env, n, &Progress::new()),
         }
     }
 
@@ -113,6 +118,7 @@ impl Integration {
         match &self.kind {
             Kind::WxPusher(w) => w.send(env, n, progress).await,
             Kind::Console(c) => c.send(env, n),
+            Kind::OfficialAccount(o) => o.send(env, n, progress).await,
         }
     }
 }
