@@ -3,5 +3,6 @@
 mod support;
 
 mod ingest;
+mod official_account;
 mod render;
 mod wxpusher;
