@@ -424,10 +424,7 @@ pub struct OfficialAccountConfig {
     #[serde(default)]
     pub token_endpoint: TokenEndpoint,
     /// Least time between two access token calls for this app, to save the daily quota.
-    #[serde(
-        default = "default_token_min_interval",
-        with = "humantime_serde"
-    )]
+    #[serde(default = "default_token_min_interval", with = "humantime_serde")]
     pub token_min_interval: Duration,
     /// Requests in flight at once for one notification.
     #[serde(default = "default_oa_max_concurrency")]
@@ -465,7 +462,10 @@ fn resolve_official_account(
         }
     }
     if o.to_openids.is_empty() {
-        report(format!("{at}.to_openids"), "needs at least one openid".into());
+        report(
+            format!("{at}.to_openids"),
+            "needs at least one openid".into(),
+        );
     }
     for (k, id) in o.to_openids.iter().enumerate() {
         if id.trim().is_empty() || id.contains('/') {
@@ -491,7 +491,10 @@ fn resolve_official_account(
     if let Some(mp) = &o.miniprogram {
         for (key, value) in [("appid", &mp.appid), ("pagepath", &mp.pagepath)] {
             if value.trim().is_empty() {
-                report(format!("{at}.miniprogram.{key}"), "must not be empty".into());
+                report(
+                    format!("{at}.miniprogram.{key}"),
+                    "must not be empty".into(),
+                );
             }
         }
     }
@@ -928,6 +931,34 @@ mod tests {
                 "test.yml: receivers[0].console_configs[0].fallback_receiver: a receiver cannot be its own fallback",
                 "test.yml: receivers[0].console_configs[1].fallback_receiver: unknown receiver \"zz\"",
             ]
+        );
+    }
+
+    #[test]
+    fn official_account_errors_name_their_paths() {
+        let err = parse("route: {receiver: a}\nreceivers:\n  - name: a\n    official_account_configs:\n      - {app_id: '', template_id: T, to_openids: [], data: {}, max_concurrency: 0, fallback_receiver: zz, miniprogram: {appid: wx1, pagepath: ''}}\n").unwrap_err();
+        let all: Vec<String> = err.0.iter().map(|e| e.to_string()).collect();
+        let at = "test.yml: receivers[0].official_account_configs[0]";
+        assert_eq!(
+            all,
+            [
+                format!("{at}: one of app_secret and app_secret_file is required"),
+                format!("{at}.app_id: must not be empty"),
+                format!("{at}.to_openids: needs at least one openid"),
+                format!("{at}.data: needs at least one field"),
+                format!("{at}.miniprogram.pagepath: must not be empty"),
+                format!("{at}.max_concurrency: must be between 1 and 64"),
+                format!("{at}.fallback_receiver: unknown receiver \"zz\""),
+            ]
+        );
+        let e = first_error(
+            "route: {receiver: a}\nreceivers:\n  - name: a\n    official_account_configs: [{app_id: wx1, app_secret: abcd, template_id: T, to_openids: [o], kind: news}]\n",
+        );
+        assert!(
+            e.starts_with(
+                "test.yml: receivers[0].official_account_configs[0].kind: unknown variant `news`"
+            ),
+            "{e}"
         );
     }
 

@@ -8,7 +8,8 @@
 //! - [`route`]: Alertmanager matchers and the route tree.
 //! - [`template`]: handlebars templates, the context and helpers.
 //! - [`text`]: measuring and cutting text by user-visible characters.
-//! - [`channels`]: one file per upstream (WxPusher, console): requests and responses.
+//! - [`channels`]: one file per upstream (WxPusher, Official Account, console): requests,
+//!   responses, upstream limits and error codes.
 //! - [`delivery`]: the queue between webhook and workers, retries, failure classification.
 //! - [`server`]: the HTTP endpoints and the accept loop.
 //! - [`auth`]: webhook and management authentication.

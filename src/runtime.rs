@@ -122,7 +122,12 @@ impl Runtime {
                 let data = match &o.data {
                     Some(map) => map
                         .iter()
-                        .map(|(k, src)| (k.clone(), inline(format!("{at}.data.{k}"), &Some(src.clone()), "")))
+                        .map(|(k, src)| {
+                            (
+                                k.clone(),
+                                inline(format!("{at}.data.{k}"), &Some(src.clone()), ""),
+                            )
+                        })
                         .collect(),
                     None => DEFAULT_OA_DATA
                         .iter()

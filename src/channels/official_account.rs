@@ -223,7 +223,10 @@ impl OfficialAccount {
         n: &Notification,
         progress: &Progress,
     ) -> Result<Vec<Outbound>, DeliveryError> {
-        let url = format!("{}?access_token={ACCESS_TOKEN_PLACEHOLDER}", self.endpoint());
+        let url = format!(
+            "{}?access_token={ACCESS_TOKEN_PLACEHOLDER}",
+            self.endpoint()
+        );
         Ok(self
             .messages(env, n, progress)?
             .into_iter()
@@ -382,7 +385,10 @@ impl OfficialAccount {
             .await
             .map_err(|e| DeliveryError::transport(SERVICE, e))?;
         // Upstream text is scrubbed of configured secrets and of the token in use.
-        let clean = |s: &str| env.scrubber.scrub(&s.replace(token.expose(), "<access_token>"));
+        let clean = |s: &str| {
+            env.scrubber
+                .scrub(&s.replace(token.expose(), "<access_token>"))
+        };
         if !status.is_success() {
             return Err(DeliveryError::Http {
                 service: SERVICE,

@@ -53,9 +53,11 @@ async fn token_is_cached_across_sends_and_refreshed_once_under_20_concurrent_sen
     let ids: Vec<&str> = openids.iter().map(String::as_str).collect();
     let srv = TestServer::start(&config(&mock, &ids, "        max_concurrency: 20")).await;
 
-    srv.post("/webhook", example("alertmanager-firing.json")).await;
+    srv.post("/webhook", example("alertmanager-firing.json"))
+        .await;
     mock.wait_for_sends(20, WAIT).await;
-    srv.post("/webhook", example("alertmanager-resolved.json")).await;
+    srv.post("/webhook", example("alertmanager-resolved.json"))
+        .await;
     mock.wait_for_sends(40, WAIT).await;
     // One token for 40 messages over two notifications.
     let tokens = mock.token_requests();
@@ -81,11 +83,17 @@ async fn token_is_cached_across_sends_and_refreshed_once_under_20_concurrent_sen
     assert!(sends[..40].iter().all(|r| r.token() == Some("TOKEN_1")));
     let third: Vec<_> = sends[40..].iter().collect();
     assert_eq!(
-        third.iter().filter(|r| r.token() == Some("TOKEN_1")).count(),
+        third
+            .iter()
+            .filter(|r| r.token() == Some("TOKEN_1"))
+            .count(),
         20
     );
     assert_eq!(
-        third.iter().filter(|r| r.token() == Some("TOKEN_2")).count(),
+        third
+            .iter()
+            .filter(|r| r.token() == Some("TOKEN_2"))
+            .count(),
         20
     );
     for (openid, n) in sends_by_openid(&all) {
@@ -107,7 +115,8 @@ async fn expired_token_mid_stream_refreshes_once_and_the_message_is_delivered() 
         "        max_concurrency: 1",
     ))
     .await;
-    srv.post("/webhook", example("alertmanager-firing.json")).await;
+    srv.post("/webhook", example("alertmanager-firing.json"))
+        .await;
     mock.wait_for_sends(4, WAIT).await;
     srv.stop().await;
     let seq: Vec<String> = mock
@@ -196,7 +205,8 @@ async fn one_openid_not_following_does_not_fail_the_others_and_is_not_retried() 
     mock.script_openid("o_b", [Reply::Err(43004, "require subscribe rid: 9")]);
     mock.script_openid("o_c", [Reply::Err(-1, "system error rid: 10")]);
     let srv = TestServer::start(&config(&mock, &["o_a", "o_b", "o_c"], "")).await;
-    srv.post("/webhook", example("alertmanager-firing.json")).await;
+    srv.post("/webhook", example("alertmanager-firing.json"))
+        .await;
     mock.wait_for_sends(4, WAIT).await;
     let app = srv.app.clone();
     srv.stop().await;
@@ -245,8 +255,14 @@ fn metrics_text(app: &alertmanager_wechat::server::App) -> String {
 async fn daily_quota_is_a_quota_failure_and_is_not_retried() {
     let mock = MockOfficialAccount::start().await;
     mock.set_send_default(Reply::Err(45009, "reach max api daily quota limit rid: 4"));
-    let srv = TestServer::start(&config(&mock, &["o_a", "o_b"], "        max_concurrency: 1")).await;
-    srv.post("/webhook", example("alertmanager-firing.json")).await;
+    let srv = TestServer::start(&config(
+        &mock,
+        &["o_a", "o_b"],
+        "        max_concurrency: 1",
+    ))
+    .await;
+    srv.post("/webhook", example("alertmanager-firing.json"))
+        .await;
     mock.wait_for_sends(2, WAIT).await;
     let app = srv.app.clone();
     srv.stop().await;
@@ -271,14 +287,18 @@ async fn daily_quota_is_a_quota_failure_and_is_not_retried() {
 #[tokio::test]
 async fn subscribe_notifications_use_bizsend_and_the_classic_token() {
     let mock = MockOfficialAccount::start().await;
-    mock.script_openid("o_b", [Reply::Err(43101, "user refuse to accept the msg rid: 5")]);
+    mock.script_openid(
+        "o_b",
+        [Reply::Err(43101, "user refuse to accept the msg rid: 5")],
+    );
     let srv = TestServer::start(&config(
         &mock,
         &["o_a", "o_b"],
         "        kind: subscribe\n        token_endpoint: classic\n        data: { thing1: '{{> official_account.title}}' }",
     ))
     .await;
-    srv.post("/webhook", example("alertmanager-firing.json")).await;
+    srv.post("/webhook", example("alertmanager-firing.json"))
+        .await;
     mock.wait_for_sends(2, WAIT).await;
     srv.stop().await;
     let tokens = mock.token_requests();
@@ -317,7 +337,10 @@ async fn wrong_secret_fails_without_sending_and_secrets_stay_out_of_errors() {
     assert!(mock.send_requests().is_empty());
 
     // A send error whose text echoes the token: neither token nor secret reach the output.
-    mock.set_send_default(Reply::Err(47003, "argument invalid! data.thing1.value invalid {token}"));
+    mock.set_send_default(Reply::Err(
+        47003,
+        "argument invalid! data.thing1.value invalid {token}",
+    ));
     let (out, ok) = cli::send_test(&rt, "oa").await;
     assert!(!ok);
     assert!(!out.contains("TOKEN_1") && !out.contains(SECRET), "{out}");
@@ -339,7 +362,13 @@ receivers:
 "#;
     let rt = Runtime::build(Config::parse(cfg, "t.yml", Path::new(".")).unwrap()).unwrap();
     let now = "2026-11-25T08:30:00Z".parse().unwrap();
-    let out = cli::render(&rt, example("alertmanager-firing.json").as_bytes(), None, now).unwrap();
+    let out = cli::render(
+        &rt,
+        example("alertmanager-firing.json").as_bytes(),
+        None,
+        now,
+    )
+    .unwrap();
     assert_eq!(out.len(), 1);
     assert_eq!(out[0].integration, "official_account[0]");
     let reqs = &out[0].requests;
@@ -373,7 +402,8 @@ receivers:
 
 #[test]
 fn readme_example_passes_check_config() {
-    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
     let start = readme
         .find("<!-- official-account-example -->")
         .expect("README has the Official Account example");
@@ -381,9 +411,17 @@ fn readme_example_passes_check_config() {
     let yaml_start = block.find("```yaml\n").unwrap() + 8;
     let yaml = &block[yaml_start..yaml_start + block[yaml_start..].find("```").unwrap()];
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("oa-secret"), "0123456789abcdef0123456789abcdef\n").unwrap();
+    std::fs::write(
+        dir.path().join("oa-secret"),
+        "0123456789abcdef0123456789abcdef\n",
+    )
+    .unwrap();
     let path = dir.path().join("oa.yml");
-    std::fs::write(&path, yaml.replace("/etc/alertmanager-wechat/secrets/oa-secret", "oa-secret")).unwrap();
+    std::fs::write(
+        &path,
+        yaml.replace("/etc/alertmanager-wechat/secrets/oa-secret", "oa-secret"),
+    )
+    .unwrap();
     let (out, ok) = cli::check_config(&[path]);
     assert!(ok, "{out}");
     assert!(!out.contains("warning"), "{out}");
@@ -398,7 +436,7 @@ fn check_config_warns_about_unknown_field_types_without_failing() {
         "route: {receiver: oa}\nreceivers:\n  - name: oa\n    official_account_configs:\n      - {app_id: wx1, app_secret: s3cret, template_id: T, to_openids: [o], data: {keyword1: '{{status}}', thing2: x}}\n",
     )
     .unwrap();
-    let (out, ok) = cli::check_config(&[path.clone()]);
+    let (out, ok) = cli::check_config(std::slice::from_ref(&path));
     assert!(ok, "{out}");
     assert!(
         out.contains(&format!(

@@ -161,7 +161,10 @@ mod tests {
 
     #[test]
     fn character_string_is_ascii_only_and_32_long() {
-        assert_eq!(fit("character_string1", "节点 node-1:9100 告警", TZ), "node-1:9100");
+        assert_eq!(
+            fit("character_string1", "节点 node-1:9100 告警", TZ),
+            "node-1:9100"
+        );
         let long = "a".repeat(40);
         assert_eq!(fit("character_string1", &long, TZ), "a".repeat(32));
     }
@@ -182,7 +185,10 @@ mod tests {
 
     #[test]
     fn name_is_ten_cjk_or_twenty_latin() {
-        assert_eq!(fit("name1", "欧阳娜娜张三李四王五赵六", TZ), "欧阳娜娜张三李四王五");
+        assert_eq!(
+            fit("name1", "欧阳娜娜张三李四王五赵六", TZ),
+            "欧阳娜娜张三李四王五"
+        );
         assert_eq!(
             fit("name1", "Alexander Hamilton-Burr Jr", TZ),
             "Alexander Hamilton-B"
@@ -191,7 +197,10 @@ mod tests {
 
     #[test]
     fn phone_car_and_amount() {
-        assert_eq!(fit("phone_number1", "+86 138 0013 8000 转 123", TZ), "+86 138 0013 8000");
+        assert_eq!(
+            fit("phone_number1", "+86 138 0013 8000 转 123", TZ),
+            "+86 138 0013 8000"
+        );
         assert_eq!(fit("car_number1", "粤B12345学警", TZ), "粤B12345学");
         assert_eq!(fit("amount1", "¥ 1234567890123元", TZ), "¥12345678901");
         assert_eq!(fit("amount1", "¥100元", TZ), "¥100元");

@@ -55,6 +55,9 @@ pub struct Slot {
     token: Option<Cached>,
     /// When the last token call was made, for spacing them.
     last_fetch: Option<Instant>,
+    /// The last token call's failure: answered to every caller until the next call is allowed,
+    /// so that a wrong secret does not make each waiting sender spend a call of its own.
+    last_error: Option<DeliveryError>,
     /// Token calls made through this slot (for tests and debugging).
     fetches: u64,
 }
@@ -154,6 +157,11 @@ impl TokenSource {
         }
         if let Some(last) = slot.last_fetch {
             let allowed = last + self.min_interval;
+            if let Some(e) = &slot.last_error
+                && Instant::now() < allowed
+            {
+                return Err(e.clone());
+            }
             if Instant::now() < allowed {
                 tracing::info!(
                     app_id = %self.app_id,
@@ -165,7 +173,16 @@ impl TokenSource {
         }
         slot.last_fetch = Some(Instant::now());
         slot.fetches += 1;
-        let (token, expires_in) = fetch().await?;
+        let (token, expires_in) = match fetch().await {
+            Ok(t) => {
+                slot.last_error = None;
+                t
+            }
+            Err(e) => {
+                slot.last_error = Some(e.clone());
+                return Err(e);
+            }
+        };
         let lifetime = Duration::from_secs(expires_in.max(1));
         let margin = REFRESH_MARGIN.min(lifetime / 2);
         slot.token = Some(Cached {
@@ -325,11 +342,29 @@ mod tests {
     async fn refreshed_five_minutes_before_expiry() {
         let src = source(Duration::ZERO);
         let calls = Arc::new(std::sync::atomic::AtomicU64::new(0));
-        assert_eq!(src.get_with(|| counting(&calls, 7200)).await.unwrap().expose(), "T1");
+        assert_eq!(
+            src.get_with(|| counting(&calls, 7200))
+                .await
+                .unwrap()
+                .expose(),
+            "T1"
+        );
         tokio::time::advance(Duration::from_secs(7200 - 300 - 1)).await;
-        assert_eq!(src.get_with(|| counting(&calls, 7200)).await.unwrap().expose(), "T1");
+        assert_eq!(
+            src.get_with(|| counting(&calls, 7200))
+                .await
+                .unwrap()
+                .expose(),
+            "T1"
+        );
         tokio::time::advance(Duration::from_secs(2)).await;
-        assert_eq!(src.get_with(|| counting(&calls, 7200)).await.unwrap().expose(), "T2");
+        assert_eq!(
+            src.get_with(|| counting(&calls, 7200))
+                .await
+                .unwrap()
+                .expose(),
+            "T2"
+        );
     }
 
     #[tokio::test(start_paused = true)]
@@ -342,7 +377,13 @@ mod tests {
         assert_eq!(t2.expose(), "T2");
         // A late sender reporting T1 as invalid must not throw T2 away.
         src.invalidate(&t1).await;
-        assert_eq!(src.get_with(|| counting(&calls, 7200)).await.unwrap().expose(), "T2");
+        assert_eq!(
+            src.get_with(|| counting(&calls, 7200))
+                .await
+                .unwrap()
+                .expose(),
+            "T2"
+        );
         assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 2);
     }
 
@@ -371,7 +412,34 @@ mod tests {
             .unwrap_err();
         assert!(!err.is_retryable());
         let calls = Arc::new(std::sync::atomic::AtomicU64::new(0));
-        assert_eq!(src.get_with(|| counting(&calls, 7200)).await.unwrap().expose(), "T1");
+        assert_eq!(
+            src.get_with(|| counting(&calls, 7200))
+                .await
+                .unwrap()
+                .expose(),
+            "T1"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_failure_is_answered_to_waiting_callers_until_the_next_call_is_allowed() {
+        let src = source(Duration::from_secs(60));
+        let calls = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let failing = || {
+            calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            async { Err(classify(40164, "invalid ip".into(), None)) }
+        };
+        for _ in 0..5 {
+            let e = src.get_with(failing).await.unwrap_err();
+            assert_eq!(e.reason(), crate::delivery::Reason::BadCredentials);
+        }
+        assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 1);
+        tokio::time::advance(Duration::from_secs(60)).await;
+        let ok = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        assert_eq!(
+            src.get_with(|| counting(&ok, 7200)).await.unwrap().expose(),
+            "T1"
+        );
     }
 
     #[test]

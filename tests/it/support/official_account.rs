@@ -139,11 +139,17 @@ impl MockOfficialAccount {
     }
 
     pub fn token_requests(&self) -> Vec<Recorded> {
-        self.requests().into_iter().filter(|r| r.is_token()).collect()
+        self.requests()
+            .into_iter()
+            .filter(|r| r.is_token())
+            .collect()
     }
 
     pub fn send_requests(&self) -> Vec<Recorded> {
-        self.requests().into_iter().filter(|r| !r.is_token()).collect()
+        self.requests()
+            .into_iter()
+            .filter(|r| !r.is_token())
+            .collect()
     }
 
     /// Waits until at least `n` send requests arrived (or panics after `timeout`).
