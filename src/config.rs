@@ -5,13 +5,14 @@
 //! can list them all. This module only describes and checks; building the running pieces
 //! (templates, routes, integrations) from a valid config is [`crate::runtime`]'s job.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::channels::official_account::token::TokenEndpoint;
 use crate::delivery::options::{DeliveryOptions, RateLimit, WXPUSHER_RATE};
 use crate::route::RouteConfig;
 use crate::secret::Secret;
@@ -309,11 +310,16 @@ pub struct ReceiverConfig {
     pub console_configs: Vec<ConsoleConfig>,
     #[serde(default)]
     pub weixin_gateway_configs: Vec<WeixinGatewayConfig>,
+    #[serde(default)]
+    pub official_account_configs: Vec<OfficialAccountConfig>,
 }
 
 impl ReceiverConfig {
     pub fn integration_count(&self) -> usize {
-        self.wxpusher_configs.len() + self.console_configs.len() + self.weixin_gateway_configs.len()
+        self.wxpusher_configs.len()
+            + self.console_configs.len()
+            + self.weixin_gateway_configs.len()
+            + self.official_account_configs.len()
     }
 
     /// `(yaml key, fallback_receiver)` of every integration, for validation.
@@ -335,6 +341,12 @@ impl ReceiverConfig {
             out.push((
                 format!("weixin_gateway_configs[{j}]"),
                 g.fallback_receiver.as_ref(),
+            ));
+        }
+        for (j, o) in self.official_account_configs.iter().enumerate() {
+            out.push((
+                format!("official_account_configs[{j}]"),
+                o.fallback_receiver.as_ref(),
             ));
         }
         out
@@ -461,6 +473,25 @@ impl ConsoleConfig {
     }
 }
 
+impl OfficialAccountConfig {
+    /// Retry, rate and coalescing settings with defaults applied; problems go to `report`.
+    pub fn delivery_options(
+        &self,
+        at: &str,
+        report: &mut dyn FnMut(String, String),
+    ) -> DeliveryOptions {
+        DeliveryOptions::resolve(
+            at,
+            self.max_attempts,
+            self.max_age,
+            self.rate_limit,
+            None,
+            self.coalesce_after,
+            report,
+        )
+    }
+}
+
 impl WeixinGatewayConfig {
     /// Retry, rate and coalescing settings with defaults applied; problems go to `report`.
     pub fn delivery_options(
@@ -527,6 +558,152 @@ fn default_user_backoff() -> Duration {
 }
 fn default_health_interval() -> Duration {
     Duration::from_secs(30)
+}
+
+/// Which Official Account API messages go through.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OfficialAccountKind {
+    /// Template messages: users who follow the account.
+    #[default]
+    Template,
+    /// Subscribe notifications: one message per subscription a user granted.
+    Subscribe,
+}
+
+/// A mini program page opened instead of `url` when tapped.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MiniProgramConfig {
+    pub appid: String,
+    pub pagepath: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OfficialAccountConfig {
+    /// The Service Account's AppID (`wx…`).
+    pub app_id: String,
+    /// AppSecret; exactly one of this and `app_secret_file`.
+    pub app_secret: Option<Secret>,
+    pub app_secret_file: Option<PathBuf>,
+    #[serde(default)]
+    pub kind: OfficialAccountKind,
+    /// The template's id as the platform shows it.
+    pub template_id: String,
+    pub to_openids: Vec<String>,
+    /// Tap-through link template (`page` for subscribe notifications); `{{externalURL}}` when
+    /// absent, none when it renders empty.
+    pub url: Option<String>,
+    pub miniprogram: Option<MiniProgramConfig>,
+    /// Field key → template. The key's type prefix (`thing`, `time`, …) sets the value rules.
+    /// Defaults to `thing1`/`time2`/`phrase3` filled with the shipped `official_account.*`
+    /// templates.
+    pub data: Option<BTreeMap<String, String>>,
+    #[serde(default = "default_true")]
+    pub send_resolved: bool,
+    /// Receiver that gets the notification when this integration gives up on it (or the
+    /// account's daily quota is used up).
+    pub fallback_receiver: Option<String>,
+    /// `stable` (`/cgi-bin/stable_token`) or `classic` (`/cgi-bin/token`).
+    #[serde(default)]
+    pub token_endpoint: TokenEndpoint,
+    /// Least time between two access token calls for this app, to save the daily quota.
+    #[serde(default = "default_token_min_interval", with = "humantime_serde")]
+    pub token_min_interval: Duration,
+    /// Requests in flight at once for one notification.
+    #[serde(default = "default_oa_max_concurrency")]
+    pub max_concurrency: usize,
+    /// Overrides `global.wechat_api_url`.
+    pub api_url: Option<String>,
+    /// Attempts before giving up (default 10).
+    pub max_attempts: Option<u32>,
+    /// Older than this since acceptance, a failing notification is given up (default 1h).
+    #[serde(default, with = "humantime_serde")]
+    pub max_age: Option<Duration>,
+    /// Upstream requests allowed per second for this app id.
+    pub rate_limit: Option<RateLimit>,
+    /// A backlog that would take longer than this to send is merged into one digest (10s).
+    #[serde(default, with = "humantime_serde")]
+    pub coalesce_after: Option<Duration>,
+}
+
+fn default_token_min_interval() -> Duration {
+    Duration::from_secs(60)
+}
+fn default_oa_max_concurrency() -> usize {
+    4
+}
+
+/// Checks one `official_account_configs` entry and reads its secret file.
+fn resolve_official_account(
+    base: &Path,
+    at: &str,
+    o: &mut OfficialAccountConfig,
+    report: &mut dyn FnMut(String, String),
+) {
+    resolve_secret(
+        base,
+        at,
+        "app_secret",
+        &mut o.app_secret,
+        &o.app_secret_file,
+        true,
+        report,
+    );
+    for (key, value) in [("app_id", &o.app_id), ("template_id", &o.template_id)] {
+        if value.trim().is_empty() {
+            report(format!("{at}.{key}"), "must not be empty".into());
+        }
+    }
+    if o.to_openids.is_empty() {
+        report(
+            format!("{at}.to_openids"),
+            "needs at least one openid".into(),
+        );
+    }
+    for (k, id) in o.to_openids.iter().enumerate() {
+        if id.trim().is_empty() || id.contains('/') {
+            report(
+                format!("{at}.to_openids[{k}]"),
+                "must be a non-empty openid".into(),
+            );
+        }
+    }
+    if let Some(data) = &o.data {
+        if data.is_empty() {
+            report(format!("{at}.data"), "needs at least one field".into());
+        }
+        for key in data.keys() {
+            if key.is_empty() || !key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+                report(
+                    format!("{at}.data"),
+                    format!("{key:?} is not a template field key (like thing1)"),
+                );
+            }
+        }
+    }
+    if let Some(mp) = &o.miniprogram {
+        for (key, value) in [("appid", &mp.appid), ("pagepath", &mp.pagepath)] {
+            if value.trim().is_empty() {
+                report(
+                    format!("{at}.miniprogram.{key}"),
+                    "must not be empty".into(),
+                );
+            }
+        }
+    }
+    if o.max_concurrency == 0 || o.max_concurrency > 64 {
+        report(
+            format!("{at}.max_concurrency"),
+            "must be between 1 and 64".into(),
+        );
+    }
+    if let Some(url) = &o.api_url
+        && let Err(m) = check_http_url(url)
+    {
+        report(format!("{at}.api_url"), m);
+    }
 }
 
 impl Config {
@@ -741,6 +918,11 @@ impl Config {
                     );
                 }
             }
+            for (j, o) in r.official_account_configs.iter_mut().enumerate() {
+                let at = format!("receivers[{i}].official_account_configs[{j}]");
+                o.delivery_options(&at, report);
+                resolve_official_account(base, &at, o, report);
+            }
         }
         if self.receivers.is_empty() {
             report(
@@ -781,6 +963,9 @@ impl Config {
             }
             for g in &r.weixin_gateway_configs {
                 out.extend(g.bearer_token.clone());
+            }
+            for o in &r.official_account_configs {
+                out.extend(o.app_secret.clone());
             }
         }
         out
@@ -1016,6 +1201,34 @@ mod tests {
                 "test.yml: receivers[0].weixin_gateway_configs[0].health_interval: must be at least 100ms",
                 "test.yml: receivers[0].weixin_gateway_configs[0].fallback_receiver: unknown receiver \"b\"",
             ]
+        );
+    }
+
+    #[test]
+    fn official_account_errors_name_their_paths() {
+        let err = parse("route: {receiver: a}\nreceivers:\n  - name: a\n    official_account_configs:\n      - {app_id: '', template_id: T, to_openids: [], data: {}, max_concurrency: 0, fallback_receiver: zz, miniprogram: {appid: wx1, pagepath: ''}}\n").unwrap_err();
+        let all: Vec<String> = err.0.iter().map(|e| e.to_string()).collect();
+        let at = "test.yml: receivers[0].official_account_configs[0]";
+        assert_eq!(
+            all,
+            [
+                format!("{at}: one of app_secret and app_secret_file is required"),
+                format!("{at}.app_id: must not be empty"),
+                format!("{at}.to_openids: needs at least one openid"),
+                format!("{at}.data: needs at least one field"),
+                format!("{at}.miniprogram.pagepath: must not be empty"),
+                format!("{at}.max_concurrency: must be between 1 and 64"),
+                format!("{at}.fallback_receiver: unknown receiver \"zz\""),
+            ]
+        );
+        let e = first_error(
+            "route: {receiver: a}\nreceivers:\n  - name: a\n    official_account_configs: [{app_id: wx1, app_secret: abcd, template_id: T, to_openids: [o], kind: news}]\n",
+        );
+        assert!(
+            e.starts_with(
+                "test.yml: receivers[0].official_account_configs[0].kind: unknown variant `news`"
+            ),
+            "{e}"
         );
     }
 

@@ -8,8 +8,8 @@
 //! - [`route`]: Alertmanager matchers and the route tree.
 //! - [`template`]: handlebars templates, the context and helpers.
 //! - [`text`]: measuring and cutting text by user-visible characters.
-//! - [`channels`]: one file per upstream (WxPusher, weixin-gateway, console): requests and
-//!   responses.
+//! - [`channels`]: one file per upstream (WxPusher, Official Account, weixin-gateway,
+//!   console): requests, responses, upstream limits and error codes.
 //! - [`delivery`]: the queue between webhook and workers, retries, failure classification,
 //!   rate limits, storm coalescing and fallback receivers.
 //! - [`store`]: the durable store (SQLite): queued jobs, dead letters, counters.

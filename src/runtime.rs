@@ -10,6 +10,7 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 use chrono::{DateTime, Utc};
 
+use crate::channels::official_account::{OfficialAccount, token};
 use crate::channels::weixin_gateway::WeixinGateway;
 use crate::channels::{Env, Integration, Kind, console::Console, wxpusher::WxPusher};
 use crate::config::{Config, ConfigError, ConfigErrors, ContentType};
@@ -32,6 +33,14 @@ pub struct Runtime {
     /// Token buckets; shared with the previous runtime on reload so limits hold across it.
     pub limits: Arc<RateLimits>,
 }
+
+/// The Official Account `data` used when a config gives none: the keys of the most common
+/// alert template layout, filled with the shipped `official_account.*` templates.
+pub const DEFAULT_OA_DATA: &[(&str, &str)] = &[
+    ("thing1", "official_account.title"),
+    ("time2", "official_account.time"),
+    ("phrase3", "official_account.status"),
+];
 
 /// A notification's alerts for one receiver.
 #[derive(Debug, Clone)]
@@ -125,6 +134,50 @@ impl Runtime {
                 });
                 let delivery = w.delivery_options(&at, &mut |_, _| {});
                 list.push((w.send_resolved, w.fallback_receiver.clone(), delivery, kind));
+            }
+            for (j, o) in r.official_account_configs.iter().enumerate() {
+                let at = format!("receivers[{i}].official_account_configs[{j}]");
+                let api_url = o
+                    .api_url
+                    .clone()
+                    .unwrap_or_else(|| g.wechat_api_url.clone());
+                let data = match &o.data {
+                    Some(map) => map
+                        .iter()
+                        .map(|(k, src)| {
+                            (
+                                k.clone(),
+                                inline(format!("{at}.data.{k}"), &Some(src.clone()), ""),
+                            )
+                        })
+                        .collect(),
+                    None => DEFAULT_OA_DATA
+                        .iter()
+                        .map(|(k, name)| (k.to_string(), name.to_string()))
+                        .collect(),
+                };
+                // Tokens outlive this runtime: the cache is process-wide, keyed by app.
+                let tokens = token::global().source(
+                    &api_url,
+                    &o.app_id,
+                    o.app_secret.clone().unwrap_or_default(),
+                    o.token_endpoint,
+                    o.token_min_interval,
+                );
+                let kind = Kind::OfficialAccount(OfficialAccount {
+                    api_url,
+                    app_id: o.app_id.clone(),
+                    kind: o.kind,
+                    template_id: o.template_id.clone(),
+                    to_openids: o.to_openids.clone(),
+                    url: inline(format!("{at}.url"), &o.url, "official_account.url"),
+                    miniprogram: o.miniprogram.clone(),
+                    data,
+                    max_concurrency: o.max_concurrency,
+                    tokens,
+                });
+                let delivery = o.delivery_options(&at, &mut |_, _| {});
+                list.push((o.send_resolved, o.fallback_receiver.clone(), delivery, kind));
             }
             let integrations = list
                 .into_iter()

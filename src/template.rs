@@ -83,6 +83,76 @@ const DEFAULTS: &[(&str, &str, &str)] = &[
         "gateway.text",
         include_str!("../templates/en/gateway.text.hbs"),
     ),
+    (
+        "zh-CN",
+        "official_account.title",
+        include_str!("../templates/zh-CN/official_account.title.hbs"),
+    ),
+    (
+        "zh-CN",
+        "official_account.time",
+        include_str!("../templates/zh-CN/official_account.time.hbs"),
+    ),
+    (
+        "zh-CN",
+        "official_account.status",
+        include_str!("../templates/zh-CN/official_account.status.hbs"),
+    ),
+    (
+        "zh-CN",
+        "official_account.severity",
+        include_str!("../templates/zh-CN/official_account.severity.hbs"),
+    ),
+    (
+        "zh-CN",
+        "official_account.instance",
+        include_str!("../templates/zh-CN/official_account.instance.hbs"),
+    ),
+    (
+        "zh-CN",
+        "official_account.summary",
+        include_str!("../templates/zh-CN/official_account.summary.hbs"),
+    ),
+    (
+        "zh-CN",
+        "official_account.url",
+        include_str!("../templates/zh-CN/official_account.url.hbs"),
+    ),
+    (
+        "en",
+        "official_account.title",
+        include_str!("../templates/en/official_account.title.hbs"),
+    ),
+    (
+        "en",
+        "official_account.time",
+        include_str!("../templates/en/official_account.time.hbs"),
+    ),
+    (
+        "en",
+        "official_account.status",
+        include_str!("../templates/en/official_account.status.hbs"),
+    ),
+    (
+        "en",
+        "official_account.severity",
+        include_str!("../templates/en/official_account.severity.hbs"),
+    ),
+    (
+        "en",
+        "official_account.instance",
+        include_str!("../templates/en/official_account.instance.hbs"),
+    ),
+    (
+        "en",
+        "official_account.summary",
+        include_str!("../templates/en/official_account.summary.hbs"),
+    ),
+    (
+        "en",
+        "official_account.url",
+        include_str!("../templates/en/official_account.url.hbs"),
+    ),
 ];
 
 /// A template failed to compile or render.

@@ -7,6 +7,7 @@
 //! Retry decisions are not made here: errors say whether they are retryable.
 
 pub mod console;
+pub mod official_account;
 pub mod weixin_gateway;
 pub mod wxpusher;
 
@@ -66,6 +67,7 @@ pub enum Kind {
     WxPusher(wxpusher::WxPusher),
     Console(console::Console),
     WeixinGateway(weixin_gateway::WeixinGateway),
+    OfficialAccount(official_account::OfficialAccount),
 }
 
 impl Integration {
@@ -75,6 +77,7 @@ impl Integration {
             Kind::WxPusher(_) => "wxpusher",
             Kind::Console(_) => "console",
             Kind::WeixinGateway(_) => "weixin_gateway",
+            Kind::OfficialAccount(_) => "official_account",
         }
     }
 
@@ -84,6 +87,7 @@ impl Integration {
             Kind::WxPusher(w) => vec![w.app_token.clone()],
             Kind::Console(_) => vec![],
             Kind::WeixinGateway(g) => g.bearer_token.iter().cloned().collect(),
+            Kind::OfficialAccount(o) => vec![o.tokens.app_secret().clone()],
         }
     }
 
@@ -112,6 +116,7 @@ impl Integration {
             Kind::WxPusher(w) => w.prepare(env, n, &Progress::new()),
             Kind::Console(c) => c.prepare(env, n),
             Kind::WeixinGateway(g) => g.prepare(env, n, &Progress::new()),
+            Kind::OfficialAccount(o) => o.prepare(env, n, &Progress::new()),
         }
     }
 
@@ -125,6 +130,7 @@ impl Integration {
             Kind::WxPusher(w) => w.send(env, n, progress).await,
             Kind::Console(c) => c.send(env, n),
             Kind::WeixinGateway(g) => g.send(env, n, progress).await,
+            Kind::OfficialAccount(o) => o.send(env, n, progress).await,
         }
     }
 }

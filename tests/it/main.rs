@@ -4,6 +4,7 @@ mod support;
 
 mod delivery;
 mod ingest;
+mod official_account;
 mod ops;
 mod render;
 mod weixin_gateway;

@@ -1,6 +1,7 @@
 //! Test support: mock upstreams that record every request, and the real server on port 0.
 #![allow(dead_code)]
 
+pub mod official_account;
 pub mod weixin_gateway;
 pub mod wxpusher;
 
