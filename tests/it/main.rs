@@ -2,6 +2,7 @@
 
 mod support;
 
+mod alertmanager;
 mod ingest;
 mod render;
 mod wxpusher;

@@ -1,6 +1,7 @@
 //! Test support: mock upstreams that record every request, and the real server on port 0.
 #![allow(dead_code)]
 
+pub mod process;
 pub mod wxpusher;
 
 use std::sync::Arc;
