@@ -170,7 +170,8 @@ async fn alertmanager_firing_then_resolved_reaches_wxpusher() {
 
     // Both came in authenticated on the first try: no 401, no retry.
     let (_, m) = srv.get("/metrics").await;
-    let accepted = r#"alertmanager_wechat_webhooks_received_total{source="alertmanager",status="200"}"#;
+    let accepted =
+        r#"alertmanager_wechat_webhooks_received_total{source="alertmanager",status="200"}"#;
     assert_eq!(metric(&m, accepted), 2.0, "{m}");
     assert_eq!(
         metric(
@@ -229,7 +230,10 @@ async fn receiver_503_makes_alertmanager_retry_and_the_alert_arrives_once() {
         metric(&srv.get("/metrics").await.1, refused) >= 2.0
     })
     .await;
-    assert_eq!(metric(&srv.get("/metrics").await.1, accepted), blockers as f64);
+    assert_eq!(
+        metric(&srv.get("/metrics").await.1, accepted),
+        blockers as f64
+    );
 
     mock.release();
     let mine = |reqs: &[Recorded]| {
