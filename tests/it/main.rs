@@ -2,6 +2,7 @@
 
 mod support;
 
+mod alertmanager;
 mod delivery;
 mod ingest;
 mod official_account;

@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod official_account;
+pub mod process;
 pub mod weixin_gateway;
 pub mod wxpusher;
 

@@ -48,6 +48,8 @@ pub struct MockWxPusher {
     inner: Arc<Mutex<Inner>>,
     count: watch::Receiver<usize>,
     notify: Arc<watch::Sender<usize>>,
+    /// While false, every request waits before it is answered (see [`MockWxPusher::hold`]).
+    open: Arc<watch::Sender<bool>>,
 }
 
 impl MockWxPusher {
@@ -61,6 +63,7 @@ impl MockWxPusher {
             inner,
             count: rx,
             notify: Arc::new(tx),
+            open: Arc::new(watch::channel(true).0),
         };
         let app = Router::new()
             .route("/api/send/message", post(send))
@@ -78,6 +81,17 @@ impl MockWxPusher {
 
     pub fn set_default(&self, reply: Reply) {
         self.inner.lock().unwrap().default = Some(reply);
+    }
+
+    /// Answers nothing until [`MockWxPusher::release`]: an upstream that hangs, so deliveries
+    /// pile up in the receiver.
+    pub fn hold(&self) {
+        self.open.send_replace(false);
+    }
+
+    /// Answers every held request and the ones after it.
+    pub fn release(&self) {
+        self.open.send_replace(true);
     }
 
     pub fn requests(&self) -> Vec<Recorded> {
@@ -117,6 +131,7 @@ async fn send(
             .or_else(|| inner.default.clone())
             .unwrap_or(Reply::Success)
     };
+    let _ = mock.open.subscribe().wait_for(|open| *open).await;
     let response = match reply {
         Reply::Success => success(&body, &[]),
         Reply::FailUids(uids) => success(&body, &uids),
