@@ -435,80 +435,37 @@ pub struct ConsoleConfig {
     pub coalesce_after: Option<Duration>,
 }
 
-impl WxPusherConfig {
-    /// Retry, rate and coalescing settings with defaults applied; problems go to `report`.
-    pub fn delivery_options(
-        &self,
-        at: &str,
-        report: &mut dyn FnMut(String, String),
-    ) -> DeliveryOptions {
-        DeliveryOptions::resolve(
-            at,
-            self.max_attempts,
-            self.max_age,
-            self.rate_limit,
-            Some(WXPUSHER_RATE),
-            self.coalesce_after,
-            report,
-        )
-    }
+/// Every integration config has the same four delivery keys (`max_attempts`, `max_age`,
+/// `rate_limit`, `coalesce_after`); serde cannot flatten them into a shared struct under
+/// `deny_unknown_fields`, so the one method that reads them is generated here.
+macro_rules! delivery_options {
+    ($($config:ty => $default_rate:expr),* $(,)?) => {$(
+        impl $config {
+            /// Retry, rate and coalescing settings with defaults applied; problems go to `report`.
+            pub fn delivery_options(
+                &self,
+                at: &str,
+                report: &mut dyn FnMut(String, String),
+            ) -> DeliveryOptions {
+                DeliveryOptions::resolve(
+                    at,
+                    self.max_attempts,
+                    self.max_age,
+                    self.rate_limit,
+                    $default_rate,
+                    self.coalesce_after,
+                    report,
+                )
+            }
+        }
+    )*};
 }
 
-impl ConsoleConfig {
-    /// Retry, rate and coalescing settings with defaults applied; problems go to `report`.
-    pub fn delivery_options(
-        &self,
-        at: &str,
-        report: &mut dyn FnMut(String, String),
-    ) -> DeliveryOptions {
-        DeliveryOptions::resolve(
-            at,
-            self.max_attempts,
-            self.max_age,
-            self.rate_limit,
-            None,
-            self.coalesce_after,
-            report,
-        )
-    }
-}
-
-impl OfficialAccountConfig {
-    /// Retry, rate and coalescing settings with defaults applied; problems go to `report`.
-    pub fn delivery_options(
-        &self,
-        at: &str,
-        report: &mut dyn FnMut(String, String),
-    ) -> DeliveryOptions {
-        DeliveryOptions::resolve(
-            at,
-            self.max_attempts,
-            self.max_age,
-            self.rate_limit,
-            None,
-            self.coalesce_after,
-            report,
-        )
-    }
-}
-
-impl WeixinGatewayConfig {
-    /// Retry, rate and coalescing settings with defaults applied; problems go to `report`.
-    pub fn delivery_options(
-        &self,
-        at: &str,
-        report: &mut dyn FnMut(String, String),
-    ) -> DeliveryOptions {
-        DeliveryOptions::resolve(
-            at,
-            self.max_attempts,
-            self.max_age,
-            self.rate_limit,
-            None,
-            self.coalesce_after,
-            report,
-        )
-    }
+delivery_options! {
+    WxPusherConfig => Some(WXPUSHER_RATE),
+    ConsoleConfig => None,
+    OfficialAccountConfig => None,
+    WeixinGatewayConfig => None,
 }
 
 /// A weixin-gateway bridge: `POST {url}/send` as a logged-in personal WeChat bot account.

@@ -3,21 +3,7 @@
 use std::time::Duration;
 
 use crate::support::wxpusher::MockWxPusher;
-use crate::support::{TestServer, example, metric};
-
-fn config(mock: &MockWxPusher, extra: &str) -> String {
-    format!(
-        r#"
-global: {{ wxpusher_api_url: "{}" }}
-{extra}
-route: {{ receiver: oncall }}
-receivers:
-  - name: oncall
-    wxpusher_configs: [{{ app_token: AT_test_token, uids: [UID_a] }}]
-"#,
-        mock.url
-    )
-}
+use crate::support::{TestServer, example, metric, one_receiver as config};
 
 #[tokio::test]
 async fn malformed_and_incomplete_payloads_get_400_with_a_reason_and_send_nothing() {

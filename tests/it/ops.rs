@@ -6,21 +6,7 @@ use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 
 use crate::support::wxpusher::{MockWxPusher, Reply};
-use crate::support::{TestServer, example, metric};
-
-fn config(mock: &MockWxPusher, extra: &str) -> String {
-    format!(
-        r#"
-global: {{ wxpusher_api_url: "{}" }}
-{extra}
-route: {{ receiver: oncall }}
-receivers:
-  - name: oncall
-    wxpusher_configs: [{{ app_token: AT_test_token, uids: [UID_a] }}]
-"#,
-        mock.url
-    )
-}
+use crate::support::{TestServer, example, metric, one_receiver as config};
 
 #[tokio::test]
 async fn reload_keeps_the_running_config_on_error_and_swaps_on_success() {

@@ -124,3 +124,19 @@ pub fn metric(text: &str, series: &str) -> f64 {
         .and_then(|v| v.trim().parse().ok())
         .unwrap_or(0.0)
 }
+
+/// A config with one receiver `oncall` sending to `UID_a` through the mock WxPusher; `extra`
+/// is inserted as top-level YAML (e.g. `auth: {...}`).
+pub fn one_receiver(mock: &wxpusher::MockWxPusher, extra: &str) -> String {
+    format!(
+        r#"
+global: {{ wxpusher_api_url: "{}" }}
+{extra}
+route: {{ receiver: oncall }}
+receivers:
+  - name: oncall
+    wxpusher_configs: [{{ app_token: AT_test_token, uids: [UID_a] }}]
+"#,
+        mock.url
+    )
+}
