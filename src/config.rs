@@ -256,6 +256,17 @@ pub struct StorageConfig {
     /// How many notifications may wait for delivery before the webhook answers 503.
     #[serde(default = "default_queue_capacity")]
     pub queue_capacity: usize,
+    /// A shared Redis (`redis://` or `rediss://`) used instead of the embedded store, so that
+    /// several replicas share one queue. May carry a password: a secret.
+    pub redis_url: Option<Secret>,
+    pub redis_url_file: Option<PathBuf>,
+    /// Prefix of every Redis key, so several installations can share one Redis.
+    #[serde(default = "default_redis_prefix")]
+    pub redis_prefix: String,
+    /// A delivery claimed by a replica that stopped answering for this long (crashed, or cut
+    /// off from Redis) is taken over by another replica.
+    #[serde(default = "default_redis_visibility_timeout", with = "humantime_serde")]
+    pub redis_visibility_timeout: Duration,
 }
 
 impl Default for StorageConfig {
@@ -263,8 +274,19 @@ impl Default for StorageConfig {
         StorageConfig {
             path: default_storage_path(),
             queue_capacity: default_queue_capacity(),
+            redis_url: None,
+            redis_url_file: None,
+            redis_prefix: default_redis_prefix(),
+            redis_visibility_timeout: default_redis_visibility_timeout(),
         }
     }
+}
+
+fn default_redis_prefix() -> String {
+    "amw:".into()
+}
+fn default_redis_visibility_timeout() -> Duration {
+    Duration::from_secs(30)
 }
 
 fn default_storage_path() -> PathBuf {
@@ -745,6 +767,38 @@ impl Config {
         if self.storage.queue_capacity == 0 {
             report("storage.queue_capacity".into(), "must be at least 1".into());
         }
+        let storage = &mut self.storage;
+        resolve_secret(
+            base,
+            "storage",
+            "redis_url",
+            &mut storage.redis_url,
+            &storage.redis_url_file,
+            false,
+            report,
+        );
+        if let Some(url) = &storage.redis_url
+            && let Err(m) = crate::store::redis::check_url(url)
+        {
+            let key = if storage.redis_url_file.is_some() {
+                "storage.redis_url_file"
+            } else {
+                "storage.redis_url"
+            };
+            report(key.into(), m);
+        }
+        if storage.redis_prefix.is_empty() || storage.redis_prefix.contains(char::is_whitespace) {
+            report(
+                "storage.redis_prefix".into(),
+                "must be non-empty and without spaces".into(),
+            );
+        }
+        if storage.redis_visibility_timeout < Duration::from_secs(1) {
+            report(
+                "storage.redis_visibility_timeout".into(),
+                "must be at least 1s".into(),
+            );
+        }
         self.templates = self
             .templates
             .iter()
@@ -908,6 +962,10 @@ impl Config {
     /// Every secret in the configuration, for scrubbing text.
     pub fn secrets(&self) -> Vec<Secret> {
         let mut out = Vec::new();
+        if let Some(url) = &self.storage.redis_url {
+            out.push(url.clone());
+            out.extend(crate::store::redis::url_password(url));
+        }
         let a = &self.auth;
         out.extend(a.bearer_token.clone());
         out.extend(a.grafana_hmac_secret.clone());

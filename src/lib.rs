@@ -12,7 +12,8 @@
 //!   console): requests, responses, upstream limits and error codes.
 //! - [`delivery`]: the queue between webhook and workers, retries, failure classification,
 //!   rate limits, storm coalescing and fallback receivers.
-//! - [`store`]: the durable store (SQLite): queued jobs, dead letters, counters.
+//! - [`store`]: the durable store (SQLite, or Redis shared by replicas): queued jobs, dead
+//!   letters, counters.
 //! - [`server`]: the HTTP endpoints and the accept loop.
 //! - [`auth`]: webhook and management authentication.
 //! - [`metrics`]: Prometheus metric families.
@@ -66,17 +67,20 @@ pub struct Service {
 }
 
 impl Service {
-    /// Builds the runtime from a loaded configuration, opens the store at `storage.path`
-    /// (refusing to start if it cannot) and starts the delivery workers, which resume what a
+    /// Builds the runtime from a loaded configuration, opens the store at `storage.path` or
+    /// `storage.redis_url` (refusing to start if it cannot) and starts the delivery workers, which resume what a
     /// previous run left pending.
     pub fn start(
         config: config::Config,
         config_path: Option<PathBuf>,
         policy: RetryPolicy,
     ) -> Result<Service, StartError> {
-        let runtime = Runtime::build(config)?;
-        let storage = &runtime.config.storage;
-        let store = Store::open(&storage.path, storage.queue_capacity)?;
+        let mut runtime = Runtime::build(config)?;
+        let store = Store::from_config(&runtime.config.storage)?;
+        if let Store::Redis(redis) = &store {
+            // Several replicas: the rate limits are shared through Redis too.
+            runtime.limits = Arc::new(delivery::ratelimit::RateLimits::shared(redis.clone()));
+        }
         let metrics = Arc::new(Metrics::new());
         metrics.config_last_reload_successful.set(1);
         metrics

@@ -202,7 +202,7 @@ fn run(args: Args) -> anyhow::Result<ExitCode> {
             };
             let tokio = tokio::runtime::Runtime::new()?;
             let (out, ok) = tokio.block_on(async {
-                match Store::open_admin(&config.storage.path) {
+                match Store::admin_from_config(&config.storage) {
                     Ok(store) => cli::deadletters(&store, action).await,
                     Err(e) => (format!("{e}\n"), false),
                 }

@@ -4,7 +4,8 @@
 //! Official Account app id) and calls [`RateLimits::acquire`] before each upstream request.
 //! Waiters queue on the bucket's lock in arrival order and the one holding it sleeps until a
 //! token is there, so however many workers send, the requests leave no faster than the bucket
-//! allows. Uses tokio's clock, so tests can pause time.
+//! allows. Uses tokio's clock, so tests can pause time. With a shared Redis the buckets live
+//! there (one Lua script, Redis's clock), so several replicas together keep each limit.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -12,6 +13,7 @@ use std::sync::{Arc, Mutex};
 use tokio::time::{Duration, Instant};
 
 use super::options::RateLimit;
+use crate::store::redis::RedisStore;
 
 #[derive(Debug)]
 struct Bucket {
@@ -23,11 +25,21 @@ struct Bucket {
 #[derive(Debug, Default)]
 pub struct RateLimits {
     buckets: Mutex<HashMap<String, Arc<tokio::sync::Mutex<Bucket>>>>,
+    /// With several replicas on one Redis, the buckets live there instead, shared by all.
+    shared: Option<RedisStore>,
 }
 
 impl RateLimits {
     pub fn new() -> RateLimits {
         RateLimits::default()
+    }
+
+    /// Buckets kept in Redis, so that all replicas together stay within each limit.
+    pub fn shared(redis: RedisStore) -> RateLimits {
+        RateLimits {
+            buckets: Mutex::default(),
+            shared: Some(redis),
+        }
     }
 
     /// Waits until a request for `key` may go out under `limit`, and takes its token.
@@ -37,6 +49,9 @@ impl RateLimits {
         } else {
             return;
         };
+        if let Some(redis) = &self.shared {
+            return acquire_shared(redis, key, rate, limit.burst).await;
+        }
         let burst = f64::from(limit.burst.max(1));
         let bucket = {
             let mut map = match self.buckets.lock() {
@@ -73,6 +88,27 @@ impl RateLimits {
             Duration::from_secs_f64(beyond_burst as f64 / limit.rate)
         } else {
             Duration::ZERO
+        }
+    }
+}
+
+/// Reserves a token in Redis and waits for it. While Redis cannot be reached nothing is sent
+/// (the limit is a promise to the upstream): it tries again with a growing pause.
+async fn acquire_shared(redis: &RedisStore, key: &str, rate: f64, burst: u32) {
+    let mut pause = Duration::from_millis(50);
+    loop {
+        match redis.take_token(key, rate, burst).await {
+            Ok(wait) => {
+                if !wait.is_zero() {
+                    tokio::time::sleep(wait).await;
+                }
+                return;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot take a rate-limit token from redis, waiting");
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_secs(2));
+            }
         }
     }
 }

@@ -4,9 +4,11 @@
 //! crash or restart of the process. The interface is deliberately narrow (enqueue, claim,
 //! complete, reschedule, dead-letter, dead-letter administration, counters) so that another
 //! backend (a shared Redis for several replicas) can implement the same set; [`Store`] is an
-//! enum of backends, dispatched by `match`. This module stores and hands out jobs; it does not
+//! enum of backends, dispatched by `match`: [`sqlite`] (one process) and [`redis`] (several
+//! replicas sharing one queue). This module stores and hands out jobs; it does not
 //! decide when to retry or what to send ([`crate::delivery`] does).
 
+pub mod redis;
 pub mod sqlite;
 
 use std::path::Path;
@@ -14,6 +16,7 @@ use std::path::Path;
 use chrono::{DateTime, Utc};
 
 use crate::channels::Progress;
+use crate::config::StorageConfig;
 use crate::webhook::Notification;
 
 /// What can go wrong talking to the store.
@@ -93,10 +96,21 @@ pub struct Depth {
     pub count: u64,
 }
 
+fn redis_options(storage: &StorageConfig) -> Option<redis::RedisOptions> {
+    storage.redis_url.as_ref().map(|url| redis::RedisOptions {
+        url: url.clone(),
+        prefix: storage.redis_prefix.clone(),
+        capacity: storage.queue_capacity,
+        visibility: storage.redis_visibility_timeout,
+    })
+}
+
 /// One of the storage backends.
 #[derive(Debug, Clone)]
 pub enum Store {
     Sqlite(sqlite::SqliteStore),
+    /// Shared by several replicas (`storage.redis_url`).
+    Redis(redis::RedisStore),
 }
 
 impl Store {
@@ -104,6 +118,23 @@ impl Store {
     /// become pending again: delivery is at-least-once.
     pub fn open(dir: &Path, capacity: usize) -> Result<Store, StoreError> {
         sqlite::SqliteStore::open(dir, capacity, true).map(Store::Sqlite)
+    }
+
+    /// The store `storage` names: the shared Redis when `redis_url` is set, else SQLite in
+    /// `path`. For Redis, needs a Tokio runtime; the connection is made on first use.
+    pub fn from_config(storage: &StorageConfig) -> Result<Store, StoreError> {
+        match redis_options(storage) {
+            Some(o) => redis::RedisStore::open(&o, true).map(Store::Redis),
+            None => Store::open(&storage.path, storage.queue_capacity),
+        }
+    }
+
+    /// As [`Store::from_config`], for administration (`deadletters`) next to running servers.
+    pub fn admin_from_config(storage: &StorageConfig) -> Result<Store, StoreError> {
+        match redis_options(storage) {
+            Some(o) => redis::RedisStore::open(&o, false).map(Store::Redis),
+            None => Store::open_admin(&storage.path),
+        }
     }
 
     /// Opens an existing store for administration (`deadletters`) next to a running server:
@@ -122,6 +153,7 @@ impl Store {
     pub async fn enqueue(&self, jobs: Vec<NewJob>) -> Result<Vec<i64>, StoreError> {
         match self {
             Store::Sqlite(s) => s.enqueue(jobs).await,
+            Store::Redis(s) => s.enqueue(jobs).await,
         }
     }
 
@@ -129,6 +161,7 @@ impl Store {
     pub async fn claim(&self, now: DateTime<Utc>, limit: usize) -> Result<Vec<Job>, StoreError> {
         match self {
             Store::Sqlite(s) => s.claim(now, limit).await,
+            Store::Redis(s) => s.claim(now, limit).await,
         }
     }
 
@@ -140,6 +173,7 @@ impl Store {
     ) -> Result<Vec<Job>, StoreError> {
         match self {
             Store::Sqlite(s) => s.claim_target(receiver, integration).await,
+            Store::Redis(s) => s.claim_target(receiver, integration).await,
         }
     }
 
@@ -147,6 +181,7 @@ impl Store {
     pub async fn next_due(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
         match self {
             Store::Sqlite(s) => s.next_due().await,
+            Store::Redis(s) => s.next_due().await,
         }
     }
 
@@ -154,6 +189,7 @@ impl Store {
     pub async fn complete(&self, ids: Vec<i64>, then: Vec<NewJob>) -> Result<(), StoreError> {
         match self {
             Store::Sqlite(s) => s.complete(ids, then).await,
+            Store::Redis(s) => s.complete(ids, then).await,
         }
     }
 
@@ -166,6 +202,7 @@ impl Store {
     ) -> Result<(), StoreError> {
         match self {
             Store::Sqlite(s) => s.reschedule(id, failure, not_before).await,
+            Store::Redis(s) => s.reschedule(id, failure, not_before).await,
         }
     }
 
@@ -178,6 +215,7 @@ impl Store {
     ) -> Result<(), StoreError> {
         match self {
             Store::Sqlite(s) => s.dead_letter(id, failure, fallback).await,
+            Store::Redis(s) => s.dead_letter(id, failure, fallback).await,
         }
     }
 
@@ -185,6 +223,7 @@ impl Store {
     pub async fn depth(&self) -> Result<Vec<Depth>, StoreError> {
         match self {
             Store::Sqlite(s) => s.depth().await,
+            Store::Redis(s) => s.depth().await,
         }
     }
 
@@ -192,12 +231,14 @@ impl Store {
     pub async fn dead_letters(&self) -> Result<Vec<Job>, StoreError> {
         match self {
             Store::Sqlite(s) => s.dead_letters().await,
+            Store::Redis(s) => s.dead_letters().await,
         }
     }
 
     pub async fn dead_letter_count(&self) -> Result<u64, StoreError> {
         match self {
             Store::Sqlite(s) => s.dead_letter_count().await,
+            Store::Redis(s) => s.dead_letter_count().await,
         }
     }
 
@@ -206,6 +247,7 @@ impl Store {
     pub async fn replay(&self, id: Option<i64>, now: DateTime<Utc>) -> Result<u64, StoreError> {
         match self {
             Store::Sqlite(s) => s.replay(id, now).await,
+            Store::Redis(s) => s.replay(id, now).await,
         }
     }
 
@@ -213,6 +255,7 @@ impl Store {
     pub async fn purge(&self) -> Result<u64, StoreError> {
         match self {
             Store::Sqlite(s) => s.purge().await,
+            Store::Redis(s) => s.purge().await,
         }
     }
 
@@ -225,6 +268,7 @@ impl Store {
     ) -> Result<i64, StoreError> {
         match self {
             Store::Sqlite(s) => s.add_counter(key, by, expires_at).await,
+            Store::Redis(s) => s.add_counter(key, by, expires_at).await,
         }
     }
 
@@ -232,6 +276,7 @@ impl Store {
     pub async fn counter(&self, key: String, now: DateTime<Utc>) -> Result<i64, StoreError> {
         match self {
             Store::Sqlite(s) => s.counter(key, now).await,
+            Store::Redis(s) => s.counter(key, now).await,
         }
     }
 
@@ -239,6 +284,7 @@ impl Store {
     pub fn is_open(&self) -> bool {
         match self {
             Store::Sqlite(s) => s.is_open(),
+            Store::Redis(s) => s.is_open(),
         }
     }
 }

@@ -8,5 +8,6 @@ mod ingest;
 mod official_account;
 mod ops;
 mod render;
+mod store;
 mod weixin_gateway;
 mod wxpusher;

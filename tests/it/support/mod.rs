@@ -3,6 +3,7 @@
 
 pub mod official_account;
 pub mod process;
+pub mod redis;
 pub mod weixin_gateway;
 pub mod wxpusher;
 

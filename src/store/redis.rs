@@ -1,0 +1,584 @@
+//! The Redis backend (`storage.redis_url`): one queue shared by several replicas.
+//!
+//! Every change is one Lua script (`redis/*.lua`), so it is atomic across replicas. The queue
+//! is a Redis Stream with one consumer group: an accepted job is `XADD`ed, a worker claims
+//! with `XREADGROUP` under a consumer name unique to its process, and a finished job is
+//! `XACK`ed and `XDEL`eted. While a replica delivers, it renews its claims; entries a replica
+//! left unrenewed for `storage.redis_visibility_timeout` (it crashed or lost Redis) are taken
+//! over by another with `XAUTOCLAIM`. Retries wait in a sorted set scored by their due time
+//! and go back on the stream when due; dead letters are kept in another. Each job's data is a
+//! hash whose `state` is the truth, so a stale stream entry is recognised and dropped.
+//! Counters (`INCRBY` + `PEXPIREAT`) and token buckets (on Redis's clock) are shared too.
+//!
+//! The URL may hold a password: it is a [`Secret`], and errors are scrubbed of it.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, LazyLock, Mutex, Weak};
+use std::time::Duration;
+
+use chrono::{DateTime, TimeZone, Utc};
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{FromRedisValue, RedisError, Script, ScriptInvocation};
+
+use super::{Depth, Failure, Job, NewJob, StoreError};
+use crate::secret::{Scrubber, Secret};
+
+/// No store operation waits longer than this for Redis; the webhook then answers 503.
+const OP_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long `/-/ready`'s view of Redis may be stale, and the ping's own timeout.
+const PING_EVERY: Duration = Duration::from_secs(1);
+
+macro_rules! script {
+    ($name:ident, $file:literal) => {
+        static $name: LazyLock<Script> = LazyLock::new(|| {
+            Script::new(concat!(
+                include_str!("redis/prelude.lua"),
+                include_str!(concat!("redis/", $file))
+            ))
+        });
+    };
+}
+
+script!(ENQUEUE, "enqueue.lua");
+script!(CLAIM, "claim.lua");
+script!(CLAIM_TARGET, "claim_target.lua");
+script!(COMPLETE, "complete.lua");
+script!(RESCHEDULE, "reschedule.lua");
+script!(DEAD_LETTER, "dead_letter.lua");
+script!(DEAD_LETTERS, "dead_letters.lua");
+script!(REPLAY, "replay.lua");
+script!(PURGE, "purge.lua");
+script!(ADD_COUNTER, "add_counter.lua");
+script!(TAKE_TOKEN, "take_token.lua");
+script!(HEARTBEAT, "heartbeat.lua");
+
+/// Checks a `storage.redis_url` without ever repeating it (it may hold a password).
+pub fn check_url(url: &Secret) -> Result<(), String> {
+    let u = url.expose();
+    if !(u.starts_with("redis://") || u.starts_with("rediss://")) {
+        return Err("must be a redis:// or rediss:// URL".into());
+    }
+    redis::Client::open(u)
+        .map(|_| ())
+        .map_err(|_| "is not a valid redis:// or rediss:// URL".into())
+}
+
+/// The password inside a Redis URL, to be masked wherever text is logged.
+pub fn url_password(url: &Secret) -> Option<Secret> {
+    let client = redis::Client::open(url.expose()).ok()?;
+    let p = client.get_connection_info().redis_settings().password()?;
+    (p.len() >= 4).then(|| Secret::new(p))
+}
+
+/// Options of the Redis backend, from `storage`.
+#[derive(Debug, Clone)]
+pub struct RedisOptions {
+    pub url: Secret,
+    pub prefix: String,
+    pub capacity: usize,
+    pub visibility: Duration,
+}
+
+/// A handle to the shared store; cheap to clone.
+#[derive(Clone)]
+pub struct RedisStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    conn: ConnectionManager,
+    prefix: String,
+    /// This process's name in the consumer group.
+    consumer: String,
+    capacity: usize,
+    visibility: Duration,
+    /// Whether the last exchange with Redis succeeded.
+    healthy: AtomicBool,
+    /// Stream entries this process is delivering (job id → entry id), renewed periodically.
+    inflight: Mutex<HashMap<i64, String>>,
+    /// `host:port`, for messages.
+    address: String,
+    scrubber: Scrubber,
+}
+
+impl std::fmt::Debug for RedisStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisStore")
+            .field("address", &self.inner.address)
+            .field("prefix", &self.inner.prefix)
+            .field("consumer", &self.inner.consumer)
+            .finish()
+    }
+}
+
+fn ms(t: DateTime<Utc>) -> i64 {
+    t.timestamp_millis()
+}
+
+fn from_ms(v: i64) -> DateTime<Utc> {
+    Utc.timestamp_millis_opt(v).single().unwrap_or_default()
+}
+
+/// A name unique to this process among the replicas: host, pid and a random part.
+fn consumer_name() -> String {
+    let host = std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok())
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "host".into());
+    format!(
+        "{host}-{}-{:08x}",
+        std::process::id(),
+        rand::random::<u32>()
+    )
+}
+
+impl RedisStore {
+    /// Prepares the connection; it is made on first use and re-made, with backoff, whenever
+    /// it is lost. `serve` (`owner`) also pings Redis for `/-/ready` and renews its claims.
+    /// Needs a Tokio runtime.
+    pub fn open(o: &RedisOptions, owner: bool) -> Result<RedisStore, StoreError> {
+        let client = redis::Client::open(o.url.expose()).map_err(|_| StoreError::Open {
+            path: "storage.redis_url".into(),
+            message: "not a valid redis:// or rediss:// URL".into(),
+        })?;
+        let address = client.get_connection_info().addr().to_string();
+        let config = ConnectionManagerConfig::new()
+            .set_number_of_retries(2)
+            .set_min_delay(Duration::from_millis(100))
+            .set_max_delay(Duration::from_secs(2))
+            .set_connection_timeout(Some(Duration::from_secs(2)))
+            .set_response_timeout(Some(OP_TIMEOUT));
+        let conn = ConnectionManager::new_lazy_with_config(client, config).map_err(|e| {
+            StoreError::Open {
+                path: address.clone(),
+                message: e.to_string(),
+            }
+        })?;
+        let mut secrets = vec![o.url.clone()];
+        secrets.extend(url_password(&o.url));
+        let inner = Arc::new(Inner {
+            conn,
+            prefix: o.prefix.clone(),
+            consumer: consumer_name(),
+            capacity: o.capacity,
+            visibility: o.visibility,
+            healthy: AtomicBool::new(false),
+            inflight: Mutex::new(HashMap::new()),
+            address,
+            scrubber: Scrubber::new(secrets),
+        });
+        if owner {
+            tokio::spawn(background(Arc::downgrade(&inner)));
+        }
+        Ok(RedisStore { inner })
+    }
+
+    /// Whether Redis answered the last ping or command.
+    pub fn is_open(&self) -> bool {
+        self.inner.healthy.load(Ordering::SeqCst)
+    }
+
+    /// The consumer name this process claims under.
+    pub fn consumer(&self) -> &str {
+        &self.inner.consumer
+    }
+
+    fn error(&self, e: RedisError) -> StoreError {
+        if e.is_io_error() || e.is_timeout() || e.is_connection_dropped() {
+            self.inner.healthy.store(false, Ordering::SeqCst);
+        }
+        StoreError::Db(format!(
+            "redis at {}: {}",
+            self.inner.address,
+            self.inner.scrubber.scrub(&e.to_string())
+        ))
+    }
+
+    async fn run<T>(
+        &self,
+        f: impl std::future::Future<Output = redis::RedisResult<T>>,
+    ) -> Result<T, StoreError> {
+        match tokio::time::timeout(OP_TIMEOUT, f).await {
+            Ok(Ok(v)) => {
+                self.inner.healthy.store(true, Ordering::SeqCst);
+                Ok(v)
+            }
+            Ok(Err(e)) => Err(self.error(e)),
+            Err(_) => {
+                self.inner.healthy.store(false, Ordering::SeqCst);
+                Err(StoreError::Db(format!(
+                    "redis at {}: no answer within {}s",
+                    self.inner.address,
+                    OP_TIMEOUT.as_secs()
+                )))
+            }
+        }
+    }
+
+    /// Runs a script with the key prefix as its first argument.
+    async fn eval<T: FromRedisValue>(
+        &self,
+        script: &'static Script,
+        args: impl FnOnce(&mut ScriptInvocation<'static>),
+    ) -> Result<T, StoreError> {
+        let mut inv = script.prepare_invoke();
+        inv.arg(&self.inner.prefix);
+        args(&mut inv);
+        let mut conn = self.inner.conn.clone();
+        self.run(async move { inv.invoke_async(&mut conn).await })
+            .await
+    }
+
+    async fn cmd<T: FromRedisValue>(&self, cmd: redis::Cmd) -> Result<T, StoreError> {
+        let mut conn = self.inner.conn.clone();
+        self.run(async move { cmd.query_async(&mut conn).await })
+            .await
+    }
+
+    fn key(&self, name: &str) -> String {
+        format!("{}{name}", self.inner.prefix)
+    }
+
+    /// Answers whether Redis answers a `PING` within a second.
+    pub async fn ping(&self) -> bool {
+        let mut conn = self.inner.conn.clone();
+        let ok = matches!(
+            tokio::time::timeout(
+                PING_EVERY,
+                redis::cmd("PING").query_async::<String>(&mut conn)
+            )
+            .await,
+            Ok(Ok(_))
+        );
+        self.inner.healthy.store(ok, Ordering::SeqCst);
+        ok
+    }
+
+    fn forget_inflight(&self, ids: &[i64]) {
+        let mut map = match self.inner.inflight.lock() {
+            Ok(m) => m,
+            Err(p) => p.into_inner(),
+        };
+        for id in ids {
+            map.remove(id);
+        }
+    }
+
+    pub async fn enqueue(&self, jobs: Vec<NewJob>) -> Result<Vec<i64>, StoreError> {
+        let args = job_args(&jobs)?;
+        let capacity = self.inner.capacity;
+        let ids: Option<Vec<i64>> = self
+            .eval(&ENQUEUE, move |i| {
+                i.arg(capacity);
+                i.arg(args);
+            })
+            .await?;
+        ids.ok_or(StoreError::Full)
+    }
+
+    pub async fn claim(&self, now: DateTime<Utc>, limit: usize) -> Result<Vec<Job>, StoreError> {
+        let consumer = self.inner.consumer.clone();
+        let idle = self.inner.visibility.as_millis() as u64;
+        let raw: Vec<RawJob> = self
+            .eval(&CLAIM, move |i| {
+                i.arg(consumer).arg(ms(now)).arg(limit.max(1)).arg(idle);
+            })
+            .await?;
+        let mut jobs = Vec::with_capacity(raw.len());
+        let mut claimed = Vec::with_capacity(raw.len());
+        for (id, fields) in raw {
+            if let Some(sid) = fields.get("sid") {
+                claimed.push((id, sid.clone()));
+            }
+            jobs.push(to_job(id, fields)?);
+        }
+        let mut map = match self.inner.inflight.lock() {
+            Ok(m) => m,
+            Err(p) => p.into_inner(),
+        };
+        map.extend(claimed);
+        Ok(jobs)
+    }
+
+    pub async fn claim_target(
+        &self,
+        receiver: &str,
+        integration: usize,
+    ) -> Result<Vec<Job>, StoreError> {
+        let target = format!("{integration}:{receiver}");
+        let lease = self.inner.visibility.as_millis() as u64;
+        let raw: Vec<RawJob> = self
+            .eval(&CLAIM_TARGET, move |i| {
+                i.arg(target).arg(lease);
+            })
+            .await?;
+        raw.into_iter().map(|(id, f)| to_job(id, f)).collect()
+    }
+
+    pub async fn next_due(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
+        let mut cmd = redis::cmd("ZRANGE");
+        cmd.arg(self.key("delayed")).arg(0).arg(0).arg("WITHSCORES");
+        let first: Vec<(String, f64)> = self.cmd(cmd).await?;
+        Ok(first.first().map(|(_, at)| from_ms(*at as i64)))
+    }
+
+    pub async fn complete(&self, ids: Vec<i64>, then: Vec<NewJob>) -> Result<(), StoreError> {
+        self.forget_inflight(&ids);
+        let args = job_args(&then)?;
+        let _: i64 = self
+            .eval(&COMPLETE, move |i| {
+                i.arg(ids.len()).arg(ids).arg(args);
+            })
+            .await?;
+        Ok(())
+    }
+
+    pub async fn reschedule(
+        &self,
+        id: i64,
+        f: Failure,
+        not_before: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        self.forget_inflight(&[id]);
+        let progress = progress_json(&f.progress);
+        let _: i64 = self
+            .eval(&RESCHEDULE, move |i| {
+                i.arg(id)
+                    .arg(f.attempt)
+                    .arg(progress)
+                    .arg(f.error)
+                    .arg(f.reason)
+                    .arg(ms(not_before));
+            })
+            .await?;
+        Ok(())
+    }
+
+    pub async fn dead_letter(
+        &self,
+        id: i64,
+        f: Failure,
+        fallback: Vec<NewJob>,
+    ) -> Result<(), StoreError> {
+        self.forget_inflight(&[id]);
+        let progress = progress_json(&f.progress);
+        let args = job_args(&fallback)?;
+        let _: i64 = self
+            .eval(&DEAD_LETTER, move |i| {
+                i.arg(id)
+                    .arg(f.attempt)
+                    .arg(progress)
+                    .arg(f.error)
+                    .arg(f.reason)
+                    .arg(ms(Utc::now()))
+                    .arg(args);
+            })
+            .await?;
+        Ok(())
+    }
+
+    pub async fn depth(&self) -> Result<Vec<Depth>, StoreError> {
+        let mut cmd = redis::cmd("HGETALL");
+        cmd.arg(self.key("depth"));
+        let map: HashMap<String, i64> = self.cmd(cmd).await?;
+        let mut out: Vec<Depth> = map
+            .into_iter()
+            .filter(|(_, n)| *n > 0)
+            .filter_map(|(target, n)| {
+                let (index, receiver) = target.split_once(':')?;
+                Some(Depth {
+                    receiver: receiver.to_string(),
+                    integration: index.parse().ok()?,
+                    count: n as u64,
+                })
+            })
+            .collect();
+        out.sort_by(|a, b| (&a.receiver, a.integration).cmp(&(&b.receiver, b.integration)));
+        Ok(out)
+    }
+
+    pub async fn dead_letters(&self) -> Result<Vec<Job>, StoreError> {
+        let raw: Vec<RawJob> = self.eval(&DEAD_LETTERS, |_| {}).await?;
+        raw.into_iter().map(|(id, f)| to_job(id, f)).collect()
+    }
+
+    pub async fn dead_letter_count(&self) -> Result<u64, StoreError> {
+        let mut cmd = redis::cmd("ZCARD");
+        cmd.arg(self.key("dead"));
+        self.cmd(cmd).await
+    }
+
+    pub async fn replay(&self, id: Option<i64>, now: DateTime<Utc>) -> Result<u64, StoreError> {
+        let id = id.map(|i| i.to_string()).unwrap_or_default();
+        self.eval(&REPLAY, move |i| {
+            i.arg(id).arg(ms(now));
+        })
+        .await
+    }
+
+    pub async fn purge(&self) -> Result<u64, StoreError> {
+        self.eval(&PURGE, |_| {}).await
+    }
+
+    pub async fn add_counter(
+        &self,
+        key: String,
+        by: i64,
+        expires_at: DateTime<Utc>,
+    ) -> Result<i64, StoreError> {
+        self.eval(&ADD_COUNTER, move |i| {
+            i.arg(key).arg(by).arg(ms(expires_at));
+        })
+        .await
+    }
+
+    pub async fn counter(&self, key: String, _now: DateTime<Utc>) -> Result<i64, StoreError> {
+        let mut cmd = redis::cmd("GET");
+        cmd.arg(self.key(&format!("counter:{key}")));
+        let v: Option<i64> = self.cmd(cmd).await?;
+        Ok(v.unwrap_or(0))
+    }
+
+    /// Reserves a token of the bucket `key` shared by every replica; returns how long to wait
+    /// before the request may go out.
+    pub async fn take_token(
+        &self,
+        key: &str,
+        rate: f64,
+        burst: u32,
+    ) -> Result<Duration, StoreError> {
+        let key = key.to_string();
+        let micros: i64 = self
+            .eval(&TAKE_TOKEN, move |i| {
+                i.arg(key).arg(rate).arg(burst.max(1));
+            })
+            .await?;
+        Ok(Duration::from_micros(micros.max(0) as u64))
+    }
+
+    /// Renews this process's claims on the entries it is delivering.
+    async fn heartbeat(&self) -> Result<(), StoreError> {
+        let sids: Vec<String> = {
+            let map = match self.inner.inflight.lock() {
+                Ok(m) => m,
+                Err(p) => p.into_inner(),
+            };
+            map.values().cloned().collect()
+        };
+        let consumer = self.inner.consumer.clone();
+        let _: i64 = self
+            .eval(&HEARTBEAT, move |i| {
+                i.arg(consumer).arg(sids);
+            })
+            .await?;
+        Ok(())
+    }
+}
+
+/// Pings Redis every second for `/-/ready` and renews claims three times per visibility
+/// timeout, for as long as the store is in use.
+async fn background(inner: Weak<Inner>) {
+    let mut last_beat = tokio::time::Instant::now();
+    let mut was_up = true;
+    loop {
+        let Some(strong) = inner.upgrade() else {
+            return;
+        };
+        let store = RedisStore { inner: strong };
+        let up = store.ping().await;
+        if up != was_up {
+            if up {
+                tracing::info!(address = %store.inner.address, "redis reachable again");
+            } else {
+                tracing::warn!(address = %store.inner.address, "redis unreachable; accepting nothing until it is back");
+            }
+            was_up = up;
+        }
+        let every = store.inner.visibility / 3;
+        if up && last_beat.elapsed() >= every {
+            match store.heartbeat().await {
+                Ok(()) => last_beat = tokio::time::Instant::now(),
+                Err(e) => tracing::warn!(error = %e, "cannot renew deliveries in flight"),
+            }
+        }
+        let pause = PING_EVERY.min(every);
+        drop(store);
+        tokio::time::sleep(pause).await;
+    }
+}
+
+type RawJob = (i64, HashMap<String, String>);
+
+/// A job's fields as the scripts take them: a count, then six values each.
+fn job_args(jobs: &[NewJob]) -> Result<Vec<String>, StoreError> {
+    let mut out = Vec::with_capacity(1 + jobs.len() * 6);
+    out.push(jobs.len().to_string());
+    for j in jobs {
+        let n = serde_json::to_string(&j.notification)
+            .map_err(|e| StoreError::Db(format!("cannot encode a notification: {e}")))?;
+        out.push(j.receiver.clone());
+        out.push(j.integration.to_string());
+        out.push(j.kind.clone());
+        out.push(n);
+        out.push(ms(j.accepted_at).to_string());
+        out.push(if j.fallback { "1" } else { "0" }.to_string());
+    }
+    Ok(out)
+}
+
+fn progress_json(p: &crate::channels::Progress) -> String {
+    serde_json::to_string(p).unwrap_or_else(|_| "[]".into())
+}
+
+fn to_job(id: i64, mut f: HashMap<String, String>) -> Result<Job, StoreError> {
+    let corrupt = |message: String| StoreError::Corrupt { id, message };
+    let num = |f: &HashMap<String, String>, k: &str| -> Result<i64, StoreError> {
+        f.get(k)
+            .and_then(|v| v.parse::<i64>().ok())
+            .ok_or_else(|| corrupt(format!("field {k} missing or not a number")))
+    };
+    let notification = serde_json::from_str(f.get("notification").map_or("", |s| s.as_str()))
+        .map_err(|e| corrupt(e.to_string()))?;
+    let progress = serde_json::from_str(f.get("progress").map_or("[]", |s| s.as_str()))
+        .map_err(|e| corrupt(e.to_string()))?;
+    Ok(Job {
+        id,
+        integration: num(&f, "integration")?.max(0) as usize,
+        attempt: num(&f, "attempt")?.max(0) as u32,
+        accepted_at: from_ms(num(&f, "accepted_at")?),
+        not_before: from_ms(num(&f, "not_before")?),
+        failed_at: f
+            .get("failed_at")
+            .and_then(|v| v.parse::<i64>().ok())
+            .map(from_ms),
+        fallback: f.get("fallback").is_some_and(|v| v == "1"),
+        notification,
+        progress,
+        receiver: f.remove("receiver").unwrap_or_default(),
+        kind: f.remove("kind").unwrap_or_default(),
+        last_error: f.remove("last_error"),
+        reason: f.remove("reason"),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_are_checked_without_repeating_them() {
+        assert!(check_url(&Secret::new("redis://127.0.0.1:6379/0")).is_ok());
+        assert!(check_url(&Secret::new("rediss://:pa55word@redis.example:6380")).is_ok());
+        let e = check_url(&Secret::new("http://user:hunter22@redis:6379")).unwrap_err();
+        assert!(!e.contains("hunter22"), "{e}");
+        assert_eq!(
+            url_password(&Secret::new("redis://:hunter22@redis:6379/0"))
+                .map(|s| s.expose().to_string()),
+            Some("hunter22".to_string())
+        );
+        assert!(url_password(&Secret::new("redis://redis:6379/0")).is_none());
+    }
+}

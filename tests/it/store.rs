@@ -1,0 +1,412 @@
+//! The store's contract, run against both backends: SQLite in a temporary directory and a
+//! real `redis-server`. Each case is written once and instantiated per backend.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use alertmanager_wechat::config::StorageConfig;
+use alertmanager_wechat::secret::Secret;
+use alertmanager_wechat::store::{Failure, Job, NewJob, Store, StoreError};
+use chrono::{DateTime, Utc};
+
+use crate::support::redis::RedisServer;
+
+/// What keeps a backend alive for the test (held for its `Drop`).
+#[allow(dead_code)]
+enum Guard {
+    Sqlite(tempfile::TempDir),
+    Redis(RedisServer),
+}
+
+async fn sqlite(capacity: usize) -> Option<(Store, Guard)> {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), capacity).unwrap();
+    Some((store, Guard::Sqlite(dir)))
+}
+
+fn redis_config(url: &str, capacity: usize, visibility: Duration) -> StorageConfig {
+    StorageConfig {
+        queue_capacity: capacity,
+        redis_url: Some(Secret::new(url)),
+        redis_prefix: "test:".into(),
+        redis_visibility_timeout: visibility,
+        ..StorageConfig::default()
+    }
+}
+
+async fn redis(capacity: usize) -> Option<(Store, Guard)> {
+    let server = RedisServer::start().await?;
+    let store = Store::from_config(&redis_config(
+        &server.url,
+        capacity,
+        Duration::from_secs(30),
+    ))
+    .unwrap();
+    Some((store, Guard::Redis(server)))
+}
+
+/// Instantiates `async fn $name(store: Store, guard: &mut Guard)` for both backends.
+macro_rules! both {
+    ($name:ident, $capacity:expr) => {
+        mod $name {
+            #[tokio::test]
+            async fn sqlite() {
+                if let Some((store, mut guard)) = super::sqlite($capacity).await {
+                    super::$name(store, &mut guard).await;
+                }
+            }
+            #[tokio::test]
+            async fn redis() {
+                if let Some((store, mut guard)) = super::redis($capacity).await {
+                    super::$name(store, &mut guard).await;
+                }
+            }
+        }
+    };
+}
+
+fn job(receiver: &str, integration: usize) -> NewJob {
+    NewJob {
+        receiver: receiver.into(),
+        integration,
+        kind: "wxpusher".into(),
+        notification: alertmanager_wechat::runtime::sample_notification(),
+        accepted_at: Utc::now(),
+        fallback: false,
+    }
+}
+
+fn failure(attempt: u32, error: &str) -> Failure {
+    Failure {
+        attempt,
+        progress: ["0/uid/UID_a".to_string()].into_iter().collect(),
+        error: error.into(),
+        reason: "http_5xx",
+    }
+}
+
+fn ids(jobs: &[Job]) -> Vec<i64> {
+    jobs.iter().map(|j| j.id).collect()
+}
+
+/// Millisecond precision is what both backends keep.
+fn trunc(t: DateTime<Utc>) -> i64 {
+    t.timestamp_millis()
+}
+
+async fn depth_of(store: &Store) -> Vec<(String, usize, u64)> {
+    store
+        .depth()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|d| (d.receiver, d.integration, d.count))
+        .collect()
+}
+
+both!(jobs_round_trip_and_are_claimed_once, 100);
+async fn jobs_round_trip_and_are_claimed_once(store: Store, _: &mut Guard) {
+    let mut a = job("oncall", 0);
+    a.accepted_at = Utc::now() - chrono::Duration::seconds(5);
+    let mut b = job("dba:east", 1);
+    b.fallback = true;
+    let new = store.enqueue(vec![a.clone(), b.clone()]).await.unwrap();
+    assert_eq!(new.len(), 2);
+    assert!(new[0] < new[1]);
+    let claimed = store.claim(Utc::now(), 10).await.unwrap();
+    assert_eq!(ids(&claimed), new);
+    let (ja, jb) = (&claimed[0], &claimed[1]);
+    assert_eq!(
+        (ja.receiver.as_str(), ja.integration, ja.kind.as_str()),
+        ("oncall", 0, "wxpusher")
+    );
+    assert_eq!(ja.notification, a.notification);
+    assert_eq!(trunc(ja.accepted_at), trunc(a.accepted_at));
+    assert_eq!(trunc(ja.not_before), trunc(a.accepted_at));
+    assert_eq!((ja.attempt, ja.fallback), (0, false));
+    assert!(ja.progress.is_empty() && ja.last_error.is_none() && ja.failed_at.is_none());
+    assert_eq!(
+        (jb.receiver.as_str(), jb.integration, jb.fallback),
+        ("dba:east", 1, true)
+    );
+    // In flight: nobody else gets them, but they still count as waiting.
+    assert!(store.claim(Utc::now(), 10).await.unwrap().is_empty());
+    assert_eq!(
+        depth_of(&store).await,
+        [("dba:east".into(), 1, 1), ("oncall".into(), 0, 1)]
+    );
+    store.complete(vec![new[0]], Vec::new()).await.unwrap();
+    assert_eq!(depth_of(&store).await, [("dba:east".into(), 1, 1)]);
+    // Completing twice (a replica that was slow to finish) changes nothing.
+    store.complete(vec![new[0]], Vec::new()).await.unwrap();
+    store.complete(vec![new[1]], Vec::new()).await.unwrap();
+    assert!(depth_of(&store).await.is_empty());
+    assert!(store.claim(Utc::now(), 10).await.unwrap().is_empty());
+    // Claims honour the limit, oldest first.
+    let more = store
+        .enqueue((0..5).map(|_| job("oncall", 0)).collect())
+        .await
+        .unwrap();
+    assert_eq!(ids(&store.claim(Utc::now(), 2).await.unwrap()), more[..2]);
+    assert_eq!(ids(&store.claim(Utc::now(), 10).await.unwrap()), more[2..]);
+}
+
+both!(capacity_is_all_or_nothing, 3);
+async fn capacity_is_all_or_nothing(store: Store, _: &mut Guard) {
+    let first = store.enqueue(vec![job("a", 0), job("a", 0)]).await.unwrap();
+    assert!(matches!(
+        store.enqueue(vec![job("b", 0), job("b", 0)]).await,
+        Err(StoreError::Full)
+    ));
+    // Nothing of the refused batch was kept.
+    assert_eq!(depth_of(&store).await, [("a".into(), 0, 2)]);
+    store.enqueue(vec![job("c", 0)]).await.unwrap();
+    assert!(matches!(
+        store.enqueue(vec![job("d", 0)]).await,
+        Err(StoreError::Full)
+    ));
+    // Delivered jobs free their place; in-flight ones do not.
+    let claimed = store.claim(Utc::now(), 10).await.unwrap();
+    assert_eq!(claimed.len(), 3);
+    assert!(store.enqueue(vec![job("d", 0)]).await.is_err());
+    store.complete(first, Vec::new()).await.unwrap();
+    store.enqueue(vec![job("d", 0), job("d", 0)]).await.unwrap();
+}
+
+both!(a_rescheduled_job_waits_until_due_with_its_failure, 100);
+async fn a_rescheduled_job_waits_until_due_with_its_failure(store: Store, _: &mut Guard) {
+    let id = store.enqueue(vec![job("oncall", 0)]).await.unwrap()[0];
+    assert_eq!(ids(&store.claim(Utc::now(), 10).await.unwrap()), [id]);
+    let at = Utc::now() + chrono::Duration::hours(1);
+    store
+        .reschedule(id, failure(1, "HTTP 502 from WxPusher"), at)
+        .await
+        .unwrap();
+    assert!(store.claim(Utc::now(), 10).await.unwrap().is_empty());
+    assert_eq!(store.next_due().await.unwrap().map(trunc), Some(trunc(at)));
+    // Still waiting: it counts, and coalescing could take it.
+    assert_eq!(depth_of(&store).await, [("oncall".into(), 0, 1)]);
+    let again = store.claim(at, 10).await.unwrap();
+    assert_eq!(ids(&again), [id]);
+    let j = &again[0];
+    assert_eq!(j.attempt, 1);
+    assert_eq!(j.progress, failure(1, "").progress);
+    assert_eq!(j.last_error.as_deref(), Some("HTTP 502 from WxPusher"));
+    assert_eq!(j.reason.as_deref(), Some("http_5xx"));
+    assert_eq!(trunc(j.not_before), trunc(at));
+    assert_eq!(store.next_due().await.unwrap(), None);
+}
+
+both!(dead_letters_keep_their_error_and_replay_or_purge, 100);
+async fn dead_letters_keep_their_error_and_replay_or_purge(store: Store, _: &mut Guard) {
+    let new = store
+        .enqueue(vec![job("oncall", 0), job("oncall", 0)])
+        .await
+        .unwrap();
+    store.claim(Utc::now(), 10).await.unwrap();
+    let mut backup = job("backup", 0);
+    backup.fallback = true;
+    store
+        .dead_letter(new[0], failure(3, "bad token 1001"), vec![backup])
+        .await
+        .unwrap();
+    store
+        .dead_letter(new[1], failure(5, "gave up"), Vec::new())
+        .await
+        .unwrap();
+    assert_eq!(store.dead_letter_count().await.unwrap(), 2);
+    let dead = store.dead_letters().await.unwrap();
+    assert_eq!(ids(&dead), new);
+    assert_eq!(dead[0].attempt, 3);
+    assert_eq!(dead[0].last_error.as_deref(), Some("bad token 1001"));
+    assert!(dead[0].failed_at.is_some());
+    // Dead letters do not count as waiting; the fallback copy does, and is claimable.
+    assert_eq!(depth_of(&store).await, [("backup".into(), 0, 1)]);
+    let fb = store.claim(Utc::now(), 10).await.unwrap();
+    assert_eq!(fb.len(), 1);
+    assert!(fb[0].fallback && fb[0].receiver == "backup");
+    store.complete(ids(&fb), Vec::new()).await.unwrap();
+    // Replay one: attempts reset, fresh age, claimable again.
+    let now = Utc::now();
+    assert_eq!(store.replay(Some(new[0]), now).await.unwrap(), 1);
+    assert_eq!(store.replay(Some(new[0]), now).await.unwrap(), 0);
+    assert_eq!(store.replay(Some(999_999), now).await.unwrap(), 0);
+    let back = store.claim(Utc::now(), 10).await.unwrap();
+    assert_eq!(ids(&back), [new[0]]);
+    assert_eq!(back[0].attempt, 0);
+    assert_eq!(trunc(back[0].accepted_at), trunc(now));
+    assert!(back[0].failed_at.is_none());
+    assert_eq!(store.dead_letter_count().await.unwrap(), 1);
+    store
+        .dead_letter(new[0], failure(1, "again"), Vec::new())
+        .await
+        .unwrap();
+    // Replay all, dead-letter them again, purge.
+    assert_eq!(store.replay(None, Utc::now()).await.unwrap(), 2);
+    let all = store.claim(Utc::now(), 10).await.unwrap();
+    assert_eq!(
+        ids(&all).into_iter().collect::<BTreeSet<_>>(),
+        new.iter().copied().collect()
+    );
+    for id in &new {
+        store
+            .dead_letter(*id, failure(1, "x"), Vec::new())
+            .await
+            .unwrap();
+    }
+    assert_eq!(store.purge().await.unwrap(), 2);
+    assert_eq!(store.dead_letter_count().await.unwrap(), 0);
+    assert!(store.dead_letters().await.unwrap().is_empty());
+    assert!(depth_of(&store).await.is_empty());
+    assert!(store.claim(Utc::now(), 10).await.unwrap().is_empty());
+}
+
+both!(claim_target_takes_one_backlog_for_a_digest, 100);
+async fn claim_target_takes_one_backlog_for_a_digest(store: Store, _: &mut Guard) {
+    let a = store
+        .enqueue(vec![job("oncall", 0), job("oncall", 0), job("other", 0)])
+        .await
+        .unwrap();
+    let later = store.enqueue(vec![job("oncall", 0)]).await.unwrap();
+    // One of them waits for a retry: it is part of the backlog too.
+    assert_eq!(ids(&store.claim(Utc::now(), 1).await.unwrap()), [a[0]]);
+    store
+        .reschedule(
+            a[0],
+            failure(1, "502"),
+            Utc::now() + chrono::Duration::hours(1),
+        )
+        .await
+        .unwrap();
+    let backlog = store.claim_target("oncall", 0).await.unwrap();
+    assert_eq!(ids(&backlog), [a[0], a[1], later[0]]);
+    assert!(store.claim_target("oncall", 0).await.unwrap().is_empty());
+    // The other receiver's job is untouched; the backlog's jobs are gone from the queue.
+    assert_eq!(ids(&store.claim(Utc::now(), 10).await.unwrap()), [a[2]]);
+    let mut digest = job("oncall", 0);
+    digest.notification.alerts.truncate(1);
+    store.complete(ids(&backlog), vec![digest]).await.unwrap();
+    let d = store.claim(Utc::now(), 10).await.unwrap();
+    assert_eq!(d.len(), 1);
+    assert_eq!(d[0].notification.alerts.len(), 1);
+    assert_eq!(
+        depth_of(&store).await,
+        [("oncall".into(), 0, 1), ("other".into(), 0, 1)]
+    );
+    assert_eq!(store.next_due().await.unwrap(), None);
+}
+
+both!(counters_add_up_and_expire, 100);
+async fn counters_add_up_and_expire(store: Store, _: &mut Guard) {
+    let tomorrow = Utc::now() + chrono::Duration::days(1);
+    assert_eq!(
+        store
+            .add_counter("uid:U".into(), 3, tomorrow)
+            .await
+            .unwrap(),
+        3
+    );
+    assert_eq!(
+        store
+            .add_counter("uid:U".into(), 2, tomorrow)
+            .await
+            .unwrap(),
+        5
+    );
+    assert_eq!(store.counter("uid:U".into(), Utc::now()).await.unwrap(), 5);
+    assert_eq!(store.counter("uid:V".into(), Utc::now()).await.unwrap(), 0);
+    let past = Utc::now() - chrono::Duration::seconds(1);
+    store.add_counter("uid:W".into(), 7, past).await.unwrap();
+    assert_eq!(store.counter("uid:W".into(), Utc::now()).await.unwrap(), 0);
+}
+
+#[tokio::test]
+async fn sqlite_in_flight_jobs_are_claimed_again_after_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), 10).unwrap();
+    let id = store.enqueue(vec![job("oncall", 0)]).await.unwrap();
+    assert_eq!(ids(&store.claim(Utc::now(), 10).await.unwrap()), id);
+    drop(store);
+    let store = Store::open(dir.path(), 10).unwrap();
+    assert_eq!(ids(&store.claim(Utc::now(), 10).await.unwrap()), id);
+}
+
+/// Claims on `store` until it returns something or `within` passes.
+async fn claim_within(store: &Store, within: Duration) -> Vec<Job> {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        let got = store.claim(Utc::now(), 10).await.unwrap();
+        if !got.is_empty() || tokio::time::Instant::now() >= deadline {
+            return got;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn redis_in_flight_jobs_of_a_stopped_replica_are_taken_over() {
+    let Some(server) = RedisServer::start().await else {
+        return;
+    };
+    let visibility = Duration::from_secs(1);
+    let config = redis_config(&server.url, 100, visibility);
+    let a = Store::from_config(&config).unwrap();
+    let b = Store::from_config(&config).unwrap();
+    let new = a
+        .enqueue(vec![job("oncall", 0), job("oncall", 0)])
+        .await
+        .unwrap();
+    assert_eq!(ids(&a.claim(Utc::now(), 1).await.unwrap()), new[..1]);
+    // A is alive and renews its claim: B gets the other job only, for well past the timeout.
+    assert_eq!(ids(&b.claim(Utc::now(), 10).await.unwrap()), new[1..]);
+    assert!(claim_within(&b, visibility * 3).await.is_empty());
+    // A stops (as after kill -9: nothing renews its claim any more); B takes the job over.
+    drop(a);
+    let taken = claim_within(&b, Duration::from_secs(10)).await;
+    assert_eq!(ids(&taken), new[..1]);
+    b.complete(new.clone(), Vec::new()).await.unwrap();
+    assert!(b.depth().await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn redis_acknowledged_jobs_survive_a_redis_crash_and_an_outage_is_an_error() {
+    let Some(mut server) = RedisServer::start().await else {
+        return;
+    };
+    let store =
+        Store::from_config(&redis_config(&server.url, 100, Duration::from_secs(30))).unwrap();
+    let id = store.enqueue(vec![job("oncall", 0)]).await.unwrap();
+    server.kill();
+    // Down: an error that is not "full", so the webhook answers 503; readiness follows.
+    let e = store.enqueue(vec![job("oncall", 0)]).await.unwrap_err();
+    assert!(!matches!(e, StoreError::Full), "{e}");
+    assert!(!store.is_open());
+    server.restart().await;
+    // Reconnects by itself; what was acknowledged before the crash is there.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    let claimed = loop {
+        match store.claim(Utc::now(), 10).await {
+            Ok(j) => break j,
+            Err(_) if tokio::time::Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(100)).await
+            }
+            Err(e) => panic!("no reconnect: {e}"),
+        }
+    };
+    assert_eq!(ids(&claimed), id);
+    assert!(store.is_open());
+}
+
+#[tokio::test]
+async fn redis_errors_never_show_the_password() {
+    let Some(server) = RedisServer::start().await else {
+        return;
+    };
+    let url = format!("redis://:sup3r-secret-pw@127.0.0.1:{}/0", server.port);
+    let store = Store::from_config(&redis_config(&url, 100, Duration::from_secs(30))).unwrap();
+    // The server has no password set: AUTH fails, and the error must not echo it.
+    let e = store.enqueue(vec![job("oncall", 0)]).await.unwrap_err();
+    let text = format!("{e} {e:?} {store:?}");
+    assert!(!text.contains("sup3r-secret-pw"), "{text}");
+    assert!(text.contains("127.0.0.1"), "{text}");
+}
