@@ -1123,6 +1123,7 @@ fn expand_line(text: &str, line: usize) -> Result<String, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::secret::Scrubber;
 
     fn parse(text: &str) -> Result<Config, ConfigErrors> {
         Config::parse(text, "test.yml", Path::new("."))
@@ -1291,6 +1292,60 @@ mod tests {
         assert!(
             e.starts_with("test.yml: global.locale: unknown variant `fr`"),
             "{e}"
+        );
+    }
+
+    #[test]
+    fn redis_url_is_a_checked_secret_with_a_file_twin() {
+        let tail = "route: {receiver: a}\nreceivers: [{name: a}]\n";
+        let c = parse(&format!(
+            "storage: {{redis_url: 'redis://:pa55-w0rd@redis:6379/0', redis_visibility_timeout: 5s}}\n{tail}"
+        ))
+        .unwrap();
+        assert_eq!(c.storage.redis_prefix, "amw:");
+        assert_eq!(c.storage.redis_visibility_timeout, Duration::from_secs(5));
+        // Never printed, and masked (whole and the password alone) wherever text is scrubbed.
+        assert!(!format!("{c:?}").contains("pa55-w0rd"));
+        let scrubber = Scrubber::new(c.secrets());
+        assert_eq!(
+            scrubber.scrub("auth pa55-w0rd failed"),
+            "auth <secret> failed"
+        );
+        let e = first_error(&format!(
+            "storage: {{redis_url: 'http://:pa55-w0rd@redis:6379'}}\n{tail}"
+        ));
+        assert_eq!(
+            e,
+            "test.yml: storage.redis_url: must be a redis:// or rediss:// URL"
+        );
+        let e = first_error(&format!(
+            "storage: {{redis_prefix: '', redis_visibility_timeout: 10ms}}\n{tail}"
+        ));
+        assert_eq!(
+            e,
+            "test.yml: storage.redis_prefix: must be non-empty and without spaces"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("url"), "rediss://:pw-from-file@r:6380/1\n").unwrap();
+        let c = Config::parse(
+            &format!("storage: {{redis_url_file: url}}\n{tail}"),
+            "x.yml",
+            dir.path(),
+        )
+        .unwrap();
+        assert_eq!(
+            c.storage.redis_url.as_ref().map(|u| u.expose()),
+            Some("rediss://:pw-from-file@r:6380/1")
+        );
+        let e = Config::parse(
+            &format!("storage: {{redis_url: 'redis://r', redis_url_file: url}}\n{tail}"),
+            "x.yml",
+            dir.path(),
+        )
+        .unwrap_err();
+        assert_eq!(
+            e.0[0].to_string(),
+            "x.yml: storage: redis_url and redis_url_file are mutually exclusive"
         );
     }
 }

@@ -8,6 +8,7 @@ mod ingest;
 mod official_account;
 mod ops;
 mod render;
+mod replicas;
 mod store;
 mod weixin_gateway;
 mod wxpusher;
