@@ -24,6 +24,9 @@ COPY --from=builder /out/alertmanager-wechat /usr/local/bin/alertmanager-wechat
 COPY --from=builder /src/templates /usr/share/alertmanager-wechat/templates
 # The embedded store's default location, writable by the runtime user.
 COPY --from=builder --chown=65532:65532 /out/state /var/lib/alertmanager-wechat
+# The working directory is writable by the runtime user, so a relative storage.path (the
+# built-in default's ./data) works on the read-only rest of the image.
+WORKDIR /var/lib/alertmanager-wechat
 USER 65532:65532
 EXPOSE 9097
 ENTRYPOINT ["/usr/local/bin/alertmanager-wechat"]

@@ -4,6 +4,7 @@ mod support;
 
 mod alertmanager;
 mod delivery;
+mod docs;
 mod ingest;
 mod official_account;
 mod ops;

@@ -368,19 +368,3 @@ fn bearer_token_is_masked_in_render_and_never_in_the_body() {
             .unwrap()
     );
 }
-
-/// The README's weixin-gateway example, between its markers, passes `check-config`.
-#[test]
-fn readme_example_config_is_valid() {
-    let readme =
-        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
-    let start = "<!-- weixin-gateway example: checked by tests -->\n```yaml\n";
-    let from = readme.find(start).expect("README has the example marker") + start.len();
-    let yaml = &readme[from..from + readme[from..].find("```").unwrap()];
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("gateway.yml");
-    std::fs::write(&path, yaml).unwrap();
-    let (out, ok) = cli::check_config(&[path]);
-    assert!(ok, "{out}\n{yaml}");
-    assert!(out.contains("OK (2 receivers, 2 integrations)"), "{out}");
-}
