@@ -66,11 +66,12 @@ Name of the Secret mounted under /etc/alertmanager-wechat/secrets/, or "" when t
 {{- end }}
 
 {{/*
-The redis_url of config.storage, or "" when the embedded store is the only store.
+Non-empty when config.storage names the shared store (redis_url, or redis_url_file for a URL
+kept in a Secret); "" when the embedded store is the only store.
 */}}
 {{- define "alertmanager-wechat.redisURL" -}}
 {{- $storage := (.Values.config | default dict).storage | default dict }}
-{{- $storage.redis_url | default "" }}
+{{- $storage.redis_url | default $storage.redis_url_file | default "" }}
 {{- end }}
 
 {{/*
