@@ -184,3 +184,50 @@ async fn two_replicas_together_keep_one_rate_limit() {
     let span = times[n - 1].duration_since(times[0]).as_secs_f64();
     assert!(span >= (n as f64 - 2.0) / 5.0 - JITTER, "{span}s");
 }
+
+/// Polls `GET /-/ready` until it answers `status` (readiness follows a ping every second).
+async fn ready_becomes(srv: &crate::support::TestServer, status: u16) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let got = srv.get("/-/ready").await.0;
+        if got == status {
+            return;
+        }
+        assert!(Instant::now() < deadline, "/-/ready stays {got}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn redis_down_is_503_and_not_ready_until_it_is_back() {
+    alertmanager_wechat::runtime::install_tls_provider();
+    let Some(mut redis) = RedisServer::start().await else {
+        return;
+    };
+    let mock = MockWxPusher::start().await;
+    let srv = crate::support::TestServer::start(&crate::support::one_receiver(
+        &mock,
+        &format!("storage: {{ path: $DATA, redis_url: \"{}\" }}", redis.url),
+    ))
+    .await;
+    ready_becomes(&srv, 200).await;
+    assert_eq!(srv.post("/webhook", one("up1")).await.0, 200);
+    mock.wait_for(1, Duration::from_secs(10)).await;
+    redis.kill();
+    // Not stored, so not accepted: Alertmanager keeps it and retries.
+    let (status, body) = srv.post("/webhook", one("down1")).await;
+    assert_eq!(
+        (status, body.as_str()),
+        (503, "cannot store the notification, retry later\n")
+    );
+    ready_becomes(&srv, 503).await;
+    assert_eq!(srv.get("/-/ready").await.1, "store unavailable\n");
+    redis.restart().await;
+    ready_becomes(&srv, 200).await;
+    assert_eq!(srv.post("/webhook", one("up2")).await.0, 200);
+    let reqs = mock.wait_for(2, Duration::from_secs(10)).await;
+    assert_eq!(
+        fingerprints(&reqs),
+        ["up1", "up2"].iter().map(|s| s.to_string()).collect()
+    );
+}
