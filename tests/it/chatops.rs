@@ -507,3 +507,19 @@ async fn qrcode_command_creates_a_code_for_the_receivers_app() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("--valid must be between 1s and 30d"));
     assert_eq!(mock.qrcode_requests().len(), 1);
 }
+
+/// The README's chatops example, between its markers, passes `check-config`.
+#[test]
+fn readme_chatops_example_is_valid() {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let start = "<!-- chatops example: checked by tests -->\n```yaml\n";
+    let from = readme.find(start).expect("README has the example marker") + start.len();
+    let yaml = &readme[from..from + readme[from..].find("```").unwrap()];
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("chatops.yml");
+    std::fs::write(&path, yaml).unwrap();
+    let (out, ok) = alertmanager_wechat::cli::check_config(&[path]);
+    assert!(ok, "{out}\n{yaml}");
+    assert!(out.contains("OK (1 receivers, 2 integrations)"), "{out}");
+}
