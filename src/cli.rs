@@ -46,7 +46,7 @@ pub fn check_config(files: &[std::path::PathBuf]) -> (String, bool) {
 /// Things that are valid but probably wrong, printed by `check-config` without failing it.
 pub fn warnings(config: &Config) -> Vec<String> {
     use crate::channels::official_account::fields::FieldType;
-    let mut out = Vec::new();
+    let mut out = crate::chatops::config::warnings(config);
     for (i, r) in config.receivers.iter().enumerate() {
         for (j, o) in r.official_account_configs.iter().enumerate() {
             for key in o.data.iter().flat_map(|d| d.keys()) {

@@ -133,3 +133,49 @@ pub fn check_subscriber_tags(
         );
     }
 }
+
+/// A callback that is configured although no integration can answer on its channel: valid,
+/// but every reply would be lost. Printed by `check-config`.
+pub fn warnings(config: &crate::config::Config) -> Vec<String> {
+    let Some(c) = &config.chatops else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    let any = |f: fn(&crate::config::ReceiverConfig) -> bool| config.receivers.iter().any(f);
+    if c.wxpusher_callback_secret.is_some() && !any(|r| !r.wxpusher_configs.is_empty()) {
+        out.push(format!(
+            "{}: chatops.wxpusher_callback_secret: warning: no receiver has wxpusher_configs, so commands from WxPusher cannot be answered",
+            config.source
+        ));
+    }
+    if c.weixin_gateway_secret.is_some() && !any(|r| !r.weixin_gateway_configs.is_empty()) {
+        out.push(format!(
+            "{}: chatops.weixin_gateway_secret: warning: no receiver has weixin_gateway_configs, so commands from the gateway cannot be answered",
+            config.source
+        ));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use crate::config::Config;
+
+    #[test]
+    fn a_callback_nobody_can_answer_is_warned_about() {
+        let c = Config::parse(
+            "chatops: {alertmanager_url: 'http://am', weixin_gateway_secret: gateway-secret-0123456789, wxpusher_callback_secret: wxpusher-secret-0123456789, allowed: [U]}\nroute: {receiver: a}\nreceivers:\n  - name: a\n    wxpusher_configs: [{app_token: AT_x, uids: [U]}]\n",
+            "c.yml",
+            Path::new("."),
+        )
+        .unwrap();
+        assert_eq!(
+            super::warnings(&c),
+            [
+                "c.yml: chatops.weixin_gateway_secret: warning: no receiver has weixin_gateway_configs, so commands from the gateway cannot be answered"
+            ]
+        );
+    }
+}
