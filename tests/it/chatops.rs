@@ -523,3 +523,39 @@ fn readme_chatops_example_is_valid() {
     assert!(ok, "{out}\n{yaml}");
     assert!(out.contains("OK (1 receivers, 2 integrations)"), "{out}");
 }
+
+#[tokio::test]
+async fn callbacks_do_not_exist_without_their_secret_and_refuse_malformed_bodies() {
+    let mock = MockWxPusher::start().await;
+    let srv = TestServer::start(&crate::support::one_receiver(&mock, "")).await;
+    assert_eq!(up_command(&srv, CALLBACK, "UID_a", "help").await, 404);
+    let bearer = format!("Bearer {GATEWAY_SECRET}");
+    assert_eq!(
+        gateway_event(&srv, Some(&bearer), "u@im.wechat", "help").await,
+        404
+    );
+    srv.stop().await;
+
+    // Only the WxPusher callback configured: the gateway's stays absent.
+    let data = tempfile::tempdir().unwrap();
+    let srv = TestServer::start(&subscriber_config(&mock, data.path())).await;
+    assert_eq!(
+        gateway_event(&srv, Some(&bearer), "u@im.wechat", "help").await,
+        404
+    );
+    let (status, body) = srv
+        .post(&format!("/callback/wxpusher/{CALLBACK}"), "{not json")
+        .await;
+    assert_eq!(status, 400);
+    assert!(body.starts_with("malformed callback: "), "{body}");
+    assert!(!body.contains(CALLBACK));
+    let (status, _) = srv
+        .post(
+            &format!("/callback/wxpusher/{CALLBACK}"),
+            r#"{"action":"send_up_cmd","data":{"content":"help"}}"#,
+        )
+        .await;
+    assert_eq!(status, 400, "a command without a uid");
+    srv.stop().await;
+    assert!(mock.requests().is_empty());
+}
