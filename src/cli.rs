@@ -1,4 +1,5 @@
-//! The commands SREs run before deploying: `check-config`, `render` and `send-test`.
+//! The commands SREs run beside the server: `check-config`, `render`, `send-test`, `deadletters`
+//! and `qrcode`.
 //!
 //! They return what to print and an exit status; `main.rs` only parses arguments and prints.
 

@@ -18,7 +18,7 @@
 //! - [`metrics`]: Prometheus metric families.
 //! - [`secret`]: secrets that never print.
 //! - [`chatops`]: replies from WeChat: silence, acknowledge, list; subscribers by QR code.
-//! - [`cli`]: the `check-config`, `render`, `send-test` and `deadletters` commands.
+//! - [`cli`]: the `check-config`, `render`, `send-test`, `deadletters` and `qrcode` commands.
 
 pub mod auth;
 pub mod channels;
