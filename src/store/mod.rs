@@ -7,6 +7,7 @@
 //! enum of backends, dispatched by `match`. This module stores and hands out jobs; it does not
 //! decide when to retry or what to send ([`crate::delivery`] does).
 
+pub mod chatops;
 pub mod sqlite;
 
 use std::path::Path;
