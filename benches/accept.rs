@@ -1,6 +1,7 @@
 //! Accepted notifications per second with the durable store on: a 5-alert Alertmanager
 //! payload posted by 64 concurrent clients to the real server, every 200 a committed job.
-//! Run with `cargo bench --bench accept`; prints the figure.
+//! Run with `cargo bench --bench accept`; prints the figure. With `AMW_BENCH_REDIS_URL` set, the
+//! shared Redis store is measured instead of SQLite.
 
 use std::time::{Duration, Instant};
 
@@ -34,8 +35,12 @@ fn main() {
     rt.block_on(async {
         let dir = tempfile::tempdir().expect("temp dir");
         // Deliveries go to a closed port at a low rate: the bench measures acceptance.
+        // AMW_BENCH_REDIS_URL=redis://127.0.0.1:6379/0 measures the shared Redis store instead.
+        let redis = std::env::var("AMW_BENCH_REDIS_URL")
+            .map(|u| format!(", redis_url: {u:?}"))
+            .unwrap_or_default();
         let yaml = format!(
-            "storage: {{ path: {:?}, queue_capacity: 1000000 }}\nroute: {{ receiver: r }}\nreceivers:\n  - name: r\n    wxpusher_configs:\n      - {{ app_token: AT_bench, uids: [UID_x], api_url: 'http://127.0.0.1:9', rate_limit: {{ rate: 1 }}, coalesce_after: 1000h }}\n",
+            "storage: {{ path: {:?}, queue_capacity: 1000000{redis} }}\nroute: {{ receiver: r }}\nreceivers:\n  - name: r\n    wxpusher_configs:\n      - {{ app_token: AT_bench, uids: [UID_x], api_url: 'http://127.0.0.1:9', rate_limit: {{ rate: 1 }}, coalesce_after: 1000h }}\n",
             dir.path().join("data")
         );
         let path = dir.path().join("config.yml");

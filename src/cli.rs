@@ -1,4 +1,5 @@
-//! The commands SREs run before deploying: `check-config`, `render` and `send-test`.
+//! The commands SREs run beside the server: `check-config`, `render`, `send-test`, `deadletters`
+//! and `qrcode`.
 //!
 //! They return what to print and an exit status; `main.rs` only parses arguments and prints.
 
@@ -46,7 +47,7 @@ pub fn check_config(files: &[std::path::PathBuf]) -> (String, bool) {
 /// Things that are valid but probably wrong, printed by `check-config` without failing it.
 pub fn warnings(config: &Config) -> Vec<String> {
     use crate::channels::official_account::fields::FieldType;
-    let mut out = Vec::new();
+    let mut out = crate::chatops::config::warnings(config);
     for (i, r) in config.receivers.iter().enumerate() {
         for (j, o) in r.official_account_configs.iter().enumerate() {
             for key in o.data.iter().flat_map(|d| d.keys()) {
@@ -269,4 +270,75 @@ pub async fn deadletters(store: &crate::store::Store, action: DeadLetterAction) 
         },
     }
     (out, true)
+}
+
+/// Longest validity WxPusher gives a parameter QR code.
+pub const QRCODE_MAX_VALID: std::time::Duration = std::time::Duration::from_secs(30 * 86_400);
+
+/// What `qrcode` prints: the URL to share on stdout, notes on stderr.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QrCodeOutput {
+    pub url: String,
+    pub notes: Vec<String>,
+}
+
+/// `qrcode --receiver=NAME --extra=TAG [--valid=30d]`: a WxPusher parameter QR code for the
+/// receiver's (first) WxPusher app; whoever subscribes through it is stored with `extra` and
+/// gets the alerts of every WxPusher config whose `subscriber_tags` name it.
+pub async fn qrcode(
+    rt: &Runtime,
+    receiver: &str,
+    extra: &str,
+    valid: std::time::Duration,
+) -> Result<QrCodeOutput, String> {
+    use crate::channels::Kind;
+    let list = rt
+        .receivers
+        .get(receiver)
+        .ok_or_else(|| format!("unknown receiver {receiver:?}"))?;
+    let w = list
+        .iter()
+        .find_map(|i| match &i.kind {
+            Kind::WxPusher(w) => Some(w),
+            _ => None,
+        })
+        .ok_or_else(|| format!("receiver {receiver:?} has no wxpusher_configs"))?;
+    let max_tag = crate::chatops::config::MAX_TAG;
+    if extra.trim().is_empty() || extra.chars().count() > max_tag {
+        return Err(format!("--extra must be 1 to {max_tag} characters"));
+    }
+    if valid.as_secs() == 0 || valid > QRCODE_MAX_VALID {
+        return Err("--valid must be between 1s and 30d".into());
+    }
+    let mut notes = Vec::new();
+    if !w.subscriber_tags.iter().any(|t| t == extra) {
+        notes.push(format!(
+            "warning: receiver {receiver:?} has no wxpusher_configs with subscriber_tags: [{extra}]; subscribers through this code get nothing until one does"
+        ));
+    }
+    let code = crate::chatops::upstream::create_qrcode(
+        &rt.client,
+        &w.api_url,
+        &w.app_token,
+        extra,
+        valid.as_secs(),
+        &rt.scrubber,
+    )
+    .await
+    .map_err(|e| rt.scrubber.scrub(&e.to_string()))?;
+    if !code.short_url.is_empty() {
+        notes.push(format!("short URL: {}", code.short_url));
+    }
+    if let Some(t) =
+        DateTime::<Utc>::from_timestamp_millis(code.expires).filter(|_| code.expires > 0)
+    {
+        notes.push(format!(
+            "expires: {}",
+            t.with_timezone(&rt.templates.timezone()).to_rfc3339()
+        ));
+    }
+    Ok(QrCodeOutput {
+        url: code.url,
+        notes,
+    })
 }

@@ -87,6 +87,8 @@ pub struct Config {
     /// Duplicate suppression and resolved grouping.
     #[serde(default)]
     pub dedupe: DedupeConfig,
+    /// Replies from WeChat (silence, acknowledge, list); off when absent.
+    pub chatops: Option<crate::chatops::config::ChatopsConfig>,
     /// The route tree; its root names the default receiver.
     pub route: RouteConfig,
     /// Every receiver a route can name.
@@ -410,6 +412,10 @@ pub struct WxPusherConfig {
     pub uids: Vec<String>,
     #[serde(default)]
     pub topic_ids: Vec<i64>,
+    /// Users who subscribed through a QR code whose `extra` is one of these also get the
+    /// messages (learned from WxPusher's `app_subscribe` callback).
+    #[serde(default)]
+    pub subscriber_tags: Vec<String>,
     #[serde(default)]
     pub content_type: ContentType,
     /// Preview template; cut to `global.summary_max_chars` after rendering.
@@ -842,6 +848,10 @@ impl Config {
             report,
         );
 
+        if let Some(c) = &mut self.chatops {
+            c.resolve(base, report);
+        }
+
         let mut names = HashSet::new();
         for (i, r) in self.receivers.iter_mut().enumerate() {
             let at = format!("receivers[{i}]");
@@ -864,12 +874,18 @@ impl Config {
                     true,
                     report,
                 );
-                if w.uids.is_empty() && w.topic_ids.is_empty() {
+                if w.uids.is_empty() && w.topic_ids.is_empty() && w.subscriber_tags.is_empty() {
                     report(
                         at.clone(),
-                        "needs at least one of uids and topic_ids".into(),
+                        "needs at least one of uids, topic_ids and subscriber_tags".into(),
                     );
                 }
+                crate::chatops::config::check_subscriber_tags(
+                    &at,
+                    &w.subscriber_tags,
+                    self.chatops.as_ref(),
+                    report,
+                );
                 for (k, uid) in w.uids.iter().enumerate() {
                     if uid.trim().is_empty() {
                         report(format!("{at}.uids[{k}]"), "must not be empty".into());
@@ -972,6 +988,9 @@ impl Config {
         if let Some(b) = &a.basic_auth {
             out.extend(b.password.clone());
         }
+        if let Some(c) = &self.chatops {
+            out.extend(c.secrets());
+        }
         for r in &self.receivers {
             for w in &r.wxpusher_configs {
                 out.extend(w.app_token.clone());
@@ -989,7 +1008,7 @@ impl Config {
 
 /// Fills `value` from `file` when given; checks that exactly one (or, if optional, at most one)
 /// of the two is set.
-fn resolve_secret(
+pub(crate) fn resolve_secret(
     base: &Path,
     at: &str,
     key: &str,
@@ -1046,7 +1065,7 @@ fn strip_path_prefix(message: &str, path: &str) -> String {
     message.to_string()
 }
 
-fn check_http_url(url: &str) -> Result<(), String> {
+pub(crate) fn check_http_url(url: &str) -> Result<(), String> {
     if url.starts_with("http://") || url.starts_with("https://") {
         Ok(())
     } else {
@@ -1346,6 +1365,59 @@ mod tests {
         assert_eq!(
             e.0[0].to_string(),
             "x.yml: storage: redis_url and redis_url_file are mutually exclusive"
+        );
+    }
+
+    #[test]
+    fn chatops_block_is_validated_and_its_secrets_scrubbed() {
+        let c = parse("chatops:\n  alertmanager_url: http://am:9093\n  wxpusher_callback_secret: cb-secret-0123456789\n  weixin_gateway_secret: gw-secret-0123456789\n  allowed: [UID_a, u@im.wechat]\nroute: {receiver: a}\nreceivers:\n  - name: a\n    wxpusher_configs: [{app_token: AT_x, subscriber_tags: [team-db]}]\n").unwrap();
+        let chat = c.chatops.as_ref().unwrap();
+        assert!(chat.is_allowed("u@im.wechat") && !chat.is_allowed("UID_b"));
+        assert_eq!(
+            c.receivers[0].wxpusher_configs[0].subscriber_tags,
+            ["team-db"]
+        );
+        let secrets: Vec<String> = c.secrets().iter().map(|s| s.expose().to_string()).collect();
+        assert!(secrets.contains(&"cb-secret-0123456789".to_string()));
+        assert!(secrets.contains(&"gw-secret-0123456789".to_string()));
+        assert!(!format!("{chat:?}").contains("cb-secret"));
+
+        let err = parse("chatops:\n  alertmanager_url: am:9093\n  wxpusher_callback_secret: short\n  weixin_gateway_secret: 'has/slash-0123456789'\n  allowed: ['']\nroute: {receiver: a}\nreceivers: [{name: a}]\n").unwrap_err();
+        let all: Vec<String> = err.0.iter().map(|e| e.to_string()).collect();
+        assert_eq!(
+            all,
+            [
+                "test.yml: chatops.alertmanager_url: \"am:9093\" is not an http(s) URL",
+                "test.yml: chatops.wxpusher_callback_secret: must be at least 16 characters",
+                "test.yml: chatops.weixin_gateway_secret: may only contain letters, digits and - _ . ~",
+                "test.yml: chatops.allowed[0]: must not be empty",
+            ]
+        );
+        let err = parse("chatops: {alertmanager_url: 'http://am', allowed: []}\nroute: {receiver: a}\nreceivers: [{name: a}]\n").unwrap_err();
+        let all: Vec<String> = err.0.iter().map(|e| e.to_string()).collect();
+        assert_eq!(
+            all,
+            [
+                "test.yml: chatops: needs wxpusher_callback_secret or weixin_gateway_secret (or a _file twin): without one no reply can arrive",
+                "test.yml: chatops.allowed: needs at least one WxPusher UID or gateway user id",
+            ]
+        );
+        let e = first_error(
+            "chatops: {alertmanager_url: 'http://am', allowed: [U], colour: red}\nroute: {receiver: a}\nreceivers: [{name: a}]\n",
+        );
+        assert!(
+            e.starts_with("test.yml: chatops.colour: unknown field `colour`"),
+            "{e}"
+        );
+        // Subscriber tags need the WxPusher callback, which is how subscribers are learned.
+        let err = parse("route: {receiver: a}\nreceivers:\n  - name: a\n    wxpusher_configs: [{app_token: AT_x, subscriber_tags: ['']}]\n").unwrap_err();
+        let all: Vec<String> = err.0.iter().map(|e| e.to_string()).collect();
+        assert_eq!(
+            all,
+            [
+                "test.yml: receivers[0].wxpusher_configs[0].subscriber_tags[0]: must be 1 to 64 characters",
+                "test.yml: receivers[0].wxpusher_configs[0].subscriber_tags: needs chatops.wxpusher_callback_secret: subscribers are learned from WxPusher's callback",
+            ]
         );
     }
 }

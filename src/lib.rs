@@ -18,10 +18,12 @@
 //! - [`auth`]: webhook and management authentication.
 //! - [`metrics`]: Prometheus metric families.
 //! - [`secret`]: secrets that never print.
-//! - [`cli`]: the `check-config`, `render`, `send-test` and `deadletters` commands.
+//! - [`chatops`]: replies from WeChat: silence, acknowledge, list; subscribers by QR code.
+//! - [`cli`]: the `check-config`, `render`, `send-test`, `deadletters` and `qrcode` commands.
 
 pub mod auth;
 pub mod channels;
+pub mod chatops;
 pub mod cli;
 pub mod config;
 pub mod delivery;

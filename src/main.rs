@@ -72,6 +72,18 @@ enum Command {
         #[arg(long)]
         receiver: String,
     },
+    /// Creates a WxPusher QR code whose subscribers get a receiver's alerts; prints its URL.
+    Qrcode {
+        /// The receiver whose WxPusher app the code subscribes to.
+        #[arg(long)]
+        receiver: String,
+        /// The tag subscribers are stored with; name it in `subscriber_tags`.
+        #[arg(long)]
+        extra: String,
+        /// How long the code can be scanned (at most 30d).
+        #[arg(long, default_value = "30d", value_parser = humantime::parse_duration)]
+        valid: Duration,
+    },
     /// Notifications that gave up: list, show, replay or purge them (uses `storage.path`).
     Deadletters {
         #[command(subcommand)]
@@ -187,6 +199,28 @@ fn run(args: Args) -> anyhow::Result<ExitCode> {
             } else {
                 ExitCode::from(1)
             })
+        }
+        Some(Command::Qrcode {
+            receiver,
+            extra,
+            valid,
+        }) => {
+            let path = args.config_file.context("qrcode needs --config.file")?;
+            let rt = cli::load(&path).map_err(|e| anyhow::anyhow!("{e}"))?;
+            let tokio = tokio::runtime::Runtime::new()?;
+            match tokio.block_on(cli::qrcode(&rt, &receiver, &extra, valid)) {
+                Ok(out) => {
+                    println!("{}", out.url);
+                    for n in out.notes {
+                        eprintln!("{n}");
+                    }
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    Ok(ExitCode::from(1))
+                }
+            }
         }
         Some(Command::Deadletters { action }) => {
             let config = match &args.config_file {

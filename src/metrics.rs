@@ -57,6 +57,14 @@ pub struct ReasonLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ChatopsLabels {
+    /// `silence`, `unsilence`, `ack`, `list`, `help` or `unknown`.
+    pub command: &'static str,
+    /// `ok`, `denied`, `invalid`, `unknown_ref` or `failed`.
+    pub result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct BuildLabels {
     pub version: &'static str,
     pub revision: &'static str,
@@ -77,6 +85,8 @@ pub struct Metrics {
     pub dedupe_suppressed: Family<ReasonLabels, Counter>,
     /// 1 when an integration's upstream answers its health probe, else 0 (weixin-gateway).
     pub integration_up: Family<ReceiverIntegrationLabels, Gauge>,
+    /// Commands received from WeChat, by command and result.
+    pub chatops_commands: Family<ChatopsLabels, Counter>,
     pub config_last_reload_successful: Gauge,
     pub config_last_reload_success_timestamp_seconds: Gauge<f64, AtomicU64>,
 }
@@ -111,6 +121,7 @@ impl Metrics {
             dead_letters: Gauge::default(),
             dedupe_suppressed: Family::default(),
             integration_up: Family::default(),
+            chatops_commands: Family::default(),
             config_last_reload_successful: Gauge::default(),
             config_last_reload_success_timestamp_seconds: Gauge::default(),
             registry: Registry::default(),
@@ -164,6 +175,11 @@ impl Metrics {
             "integration_up",
             "Whether an integration's upstream answers its health probe",
             m.integration_up.clone(),
+        );
+        registry.register(
+            "chatops_commands",
+            "Commands received from WeChat replies, by command and result",
+            m.chatops_commands.clone(),
         );
         registry.register(
             "config_last_reload_successful",

@@ -100,6 +100,7 @@ impl Runtime {
                     app_token: w.app_token.clone().unwrap_or_default(),
                     uids: w.uids.clone(),
                     topic_ids: w.topic_ids.clone(),
+                    subscriber_tags: w.subscriber_tags.clone(),
                     content_type: w.content_type,
                     summary: inline(format!("{at}.summary"), &w.summary, "wxpusher.summary"),
                     content: inline(format!("{at}.content"), &w.content, default_content),
@@ -258,6 +259,7 @@ impl Runtime {
             client: &self.client,
             scrubber: &self.scrubber,
             limits: &self.limits,
+            subscribers: &[],
         }
     }
 
@@ -334,6 +336,8 @@ pub fn sample_notification() -> Notification {
         truncated_alerts: 0,
         fallback: false,
         digest: None,
+        reference: None,
+        ack: None,
         alertmanager: Default::default(),
         grafana: Default::default(),
     })

@@ -85,6 +85,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/-/ready", get(ready))
         .route("/-/reload", post(reload))
         .route("/metrics", get(metrics))
+        .merge(crate::chatops::callback::routes())
         .with_state(app)
 }
 

@@ -25,6 +25,16 @@ use crate::webhook::{Alert, Notification, Status};
 const DEFAULTS: &[(&str, &str, &str)] = &[
     (
         "zh-CN",
+        "chatops.ref",
+        include_str!("../templates/zh-CN/chatops.ref.hbs"),
+    ),
+    (
+        "en",
+        "chatops.ref",
+        include_str!("../templates/en/chatops.ref.hbs"),
+    ),
+    (
+        "zh-CN",
         "wxpusher.summary",
         include_str!("../templates/zh-CN/wxpusher.summary.hbs"),
     ),

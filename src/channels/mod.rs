@@ -36,6 +36,9 @@ pub struct Env<'a> {
     pub scrubber: &'a Scrubber,
     /// Token buckets per upstream credential; integrations acquire before each request.
     pub limits: &'a RateLimits,
+    /// UIDs subscribed through a WxPusher integration's `subscriber_tags`, looked up by the
+    /// worker before a delivery (see [`crate::chatops::prepare_delivery`]); sent to as well.
+    pub subscribers: &'a [String],
 }
 
 /// One request as it would go on the wire.

@@ -33,6 +33,9 @@ pub struct WxPusher {
     pub app_token: Secret,
     pub uids: Vec<String>,
     pub topic_ids: Vec<i64>,
+    /// `extra` tags of QR-code subscribers who get the messages too (resolved per delivery
+    /// into [`Env::subscribers`]).
+    pub subscriber_tags: Vec<String>,
     pub content_type: ContentType,
     /// Template names.
     pub summary: String,
@@ -256,6 +259,7 @@ impl WxPusher {
             let uids: Vec<String> = self
                 .uids
                 .iter()
+                .chain(env.subscribers.iter().filter(|u| !self.uids.contains(u)))
                 .filter(|u| !progress.contains(&uid_key(p, u)))
                 .cloned()
                 .collect();

@@ -262,9 +262,12 @@ async fn deliver(mut job: Job, ctx: &Ctx) {
         group_key = %job.notification.group_key,
         attempt = job.attempt
     );
-    let env = rt.env(Utc::now());
     let mut notification = job.notification.clone();
     notification.fallback = job.fallback;
+    let subscribers =
+        crate::chatops::prepare_delivery(store, &rt, integration, &mut notification).await;
+    let mut env = rt.env(Utc::now());
+    env.subscribers = &subscribers;
     let result = integration
         .send(&env, &notification, &mut job.progress)
         .instrument(span.clone())

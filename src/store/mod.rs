@@ -8,6 +8,7 @@
 //! replicas sharing one queue). This module stores and hands out jobs; it does not
 //! decide when to retry or what to send ([`crate::delivery`] does).
 
+pub mod chatops;
 pub mod redis;
 pub mod sqlite;
 

@@ -21,6 +21,8 @@ use chrono::{DateTime, TimeZone, Utc};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{FromRedisValue, RedisError, Script, ScriptInvocation};
 
+mod chatops;
+
 use super::{Depth, Failure, Job, NewJob, StoreError};
 use crate::secret::{Scrubber, Secret};
 

@@ -57,8 +57,8 @@ type Reply = Box<dyn FnOnce(Option<&StoreError>) + Send>;
 type Op = Box<dyn FnOnce(Result<&mut Writer, &StoreError>) -> (bool, Reply) + Send>;
 
 /// The writer thread's state.
-struct Writer {
-    conn: Connection,
+pub(super) struct Writer {
+    pub(super) conn: Connection,
     /// Jobs not dead (pending or in flight), for the capacity check.
     live: u64,
     capacity: u64,
@@ -71,15 +71,15 @@ pub struct SqliteStore {
     closed: Arc<AtomicBool>,
 }
 
-fn db(e: rusqlite::Error) -> StoreError {
+pub(super) fn db(e: rusqlite::Error) -> StoreError {
     StoreError::Db(e.to_string())
 }
 
-fn ms(t: DateTime<Utc>) -> i64 {
+pub(super) fn ms(t: DateTime<Utc>) -> i64 {
     t.timestamp_millis()
 }
 
-fn from_ms(v: i64) -> DateTime<Utc> {
+pub(super) fn from_ms(v: i64) -> DateTime<Utc> {
     Utc.timestamp_millis_opt(v).single().unwrap_or_default()
 }
 
@@ -96,6 +96,8 @@ impl SqliteStore {
         conn.execute_batch("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;")
             .map_err(|e| err(e.to_string()))?;
         conn.execute_batch(SCHEMA).map_err(|e| err(e.to_string()))?;
+        conn.execute_batch(super::chatops::SCHEMA)
+            .map_err(|e| err(e.to_string()))?;
         if owner {
             // A previous run's in-flight jobs may or may not have reached the upstream: again.
             conn.execute(
@@ -132,7 +134,7 @@ impl SqliteStore {
     }
 
     /// Runs `f` on the writer thread inside the next group commit; answers after the commit.
-    async fn call<T: Send + 'static>(
+    pub(super) async fn call<T: Send + 'static>(
         &self,
         f: impl FnOnce(&mut Writer) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {

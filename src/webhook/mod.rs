@@ -127,10 +127,25 @@ pub struct Notification {
     /// (`digest` in templates).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub digest: Option<String>,
+    /// Not in the payload: the short reference a WeChat reply names this group by (`ref` in
+    /// templates), set at delivery when chatops is on.
+    #[serde(default, rename = "ref", skip_serializing_if = "Option::is_none")]
+    pub reference: Option<String>,
+    /// Not in the payload: who acknowledged this group from WeChat, and when (`ack`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ack: Option<Ack>,
     #[serde(flatten)]
     pub alertmanager: AlertmanagerExtras,
     #[serde(flatten)]
     pub grafana: GrafanaExtras,
+}
+
+/// An acknowledgement of a group, made by replying `ack <ref>` in WeChat.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ack {
+    /// The WeChat user id (WxPusher UID or gateway user id).
+    pub by: String,
+    pub at: DateTime<Utc>,
 }
 
 fn default_source() -> Source {

@@ -9,11 +9,11 @@ use crate::support::process::{ALERTMANAGER, Daemon, PROMETHEUS, binary};
 use crate::support::wxpusher::{MockWxPusher, Recorded};
 use crate::support::{TestServer, example, metric};
 
-const TOKEN: &str = "e2e-webhook-token";
+pub(crate) const TOKEN: &str = "e2e-webhook-token";
 const EXTERNAL_URL: &str = "http://alertmanager.e2e.example:9093";
 /// Alertmanager waits `group_wait` (1s) before the first notification and `group_interval`
 /// (1s) between the next ones; Prometheus adds its own evaluation and resend delays.
-const WAIT: Duration = Duration::from_secs(30);
+pub(crate) const WAIT: Duration = Duration::from_secs(30);
 
 fn receiver_config(mock: &MockWxPusher, storage: &str) -> String {
     format!(
@@ -53,7 +53,7 @@ receivers:
     )
 }
 
-async fn start_alertmanager(receiver_url: &str) -> Option<Daemon> {
+pub(crate) async fn start_alertmanager(receiver_url: &str) -> Option<Daemon> {
     let bin = binary(ALERTMANAGER)?;
     let external = format!("--web.external-url={EXTERNAL_URL}");
     Some(
@@ -75,7 +75,7 @@ async fn start_alertmanager(receiver_url: &str) -> Option<Daemon> {
 }
 
 /// Posts alerts to Alertmanager's API, as Prometheus would.
-async fn post_alerts(am: &Daemon, alerts: Value) {
+pub(crate) async fn post_alerts(am: &Daemon, alerts: Value) {
     let r = reqwest::Client::new()
         .post(format!("{}/api/v2/alerts", am.url))
         .json(&alerts)
@@ -115,7 +115,7 @@ fn content(r: &Recorded) -> &str {
 
 /// Polls `check` until it holds or `timeout` passes; for state that has no event to wait on
 /// (another process's behaviour seen through metrics).
-async fn eventually<F, Fut>(what: &str, timeout: Duration, mut check: F)
+pub(crate) async fn eventually<F, Fut>(what: &str, timeout: Duration, mut check: F)
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,

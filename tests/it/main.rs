@@ -3,6 +3,7 @@
 mod support;
 
 mod alertmanager;
+mod chatops;
 mod delivery;
 mod docs;
 mod ingest;

@@ -4,9 +4,12 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
+use alertmanager_wechat::chatops::command::REF_ALPHABET;
 use alertmanager_wechat::config::StorageConfig;
 use alertmanager_wechat::secret::Secret;
+use alertmanager_wechat::store::chatops::{self, Touch};
 use alertmanager_wechat::store::{Failure, Job, NewJob, Store, StoreError};
+use alertmanager_wechat::webhook::Ack;
 use chrono::{DateTime, Utc};
 
 use crate::support::redis::RedisServer;
@@ -409,4 +412,158 @@ async fn redis_errors_never_show_the_password() {
     let text = format!("{e} {e:?} {store:?}");
     assert!(!text.contains("sup3r-secret-pw"), "{text}");
     assert!(text.contains("127.0.0.1"), "{text}");
+}
+
+fn touch(group: &str, firing: bool, now: DateTime<Utc>, to: &[&str]) -> Touch {
+    Touch {
+        receiver: "oncall".into(),
+        group_key: group.into(),
+        labels: [("alertname".to_string(), "DiskFull".to_string())].into(),
+        alerts: vec![],
+        recipients: to.iter().map(|s| s.to_string()).collect(),
+        firing,
+        now,
+    }
+}
+
+both!(chatops_references_follow_their_group, 100);
+async fn chatops_references_follow_their_group(store: Store, _: &mut Guard) {
+    let t0 = Utc::now();
+    let none = store
+        .chatops_touch(touch("g", false, t0, &["U1"]))
+        .await
+        .unwrap();
+    assert_eq!(none, None, "a resolved group without a reference gets none");
+    let first = store
+        .chatops_touch(touch("g", true, t0, &["U1"]))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(first.reference.len(), 4);
+    assert!(first.reference.bytes().all(|b| REF_ALPHABET.contains(&b)));
+    let again = store
+        .chatops_touch(touch("g", true, t0, &["U2", "U1"]))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(again.reference, first.reference);
+    assert_eq!(again.recipients, ["U1", "U2"]);
+    let other = store
+        .chatops_touch(touch("h", true, t0, &["U1"]))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_ne!(other.reference, first.reference);
+    let ack = Ack {
+        by: "U1".into(),
+        at: t0,
+    };
+    assert!(
+        store
+            .chatops_ack(first.reference.clone(), ack.clone())
+            .await
+            .unwrap()
+    );
+    assert!(!store.chatops_ack("ZZZZ".into(), ack).await.unwrap());
+    let resolved = store
+        .chatops_touch(touch("g", false, t0, &[]))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(resolved.ack.as_ref().map(|a| a.by.as_str()), Some("U1"));
+    assert_eq!(resolved.resolved_at.map(trunc), Some(trunc(t0)));
+    let firing: Vec<String> = store
+        .chatops_firing()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.reference)
+        .collect();
+    assert_eq!(firing, [other.reference.clone()]);
+    let r = first.reference.clone();
+    let found = store.chatops_ref(r.clone(), t0).await.unwrap().unwrap();
+    assert_eq!(
+        (found.receiver.as_str(), found.group_key.as_str()),
+        ("oncall", "g")
+    );
+    let later = t0 + chatops::RESOLVED_GRACE + chrono::Duration::minutes(1);
+    assert!(store.chatops_ref(r, later).await.unwrap().is_none());
+    // Firing again: same group, and the old acknowledgement no longer holds.
+    let back = store
+        .chatops_touch(touch("g", true, t0, &[]))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((back.ack, back.resolved_at), (None, None));
+}
+
+both!(subscribers_are_listed_by_tag_in_order, 100);
+async fn subscribers_are_listed_by_tag_in_order(store: Store, _: &mut Guard) {
+    let now = Utc::now();
+    for (uid, extra) in [
+        ("U1", "team-db"),
+        ("U2", "team-web"),
+        ("U3", "team-db"),
+        ("U1", "team-web"),
+        ("U1", "team-db"),
+    ] {
+        store
+            .subscriber_add(uid.into(), extra.into(), now)
+            .await
+            .unwrap();
+    }
+    assert_eq!(
+        store.subscribers(vec!["team-db".into()]).await.unwrap(),
+        ["U1", "U3"]
+    );
+    assert_eq!(
+        store
+            .subscribers(vec!["team-web".into(), "team-db".into()])
+            .await
+            .unwrap(),
+        ["U1", "U2", "U3"]
+    );
+    assert!(
+        store
+            .subscribers(vec!["x".into()])
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+#[tokio::test]
+async fn redis_chatops_touches_from_two_replicas_agree_on_one_reference() {
+    let Some(server) = RedisServer::start().await else {
+        return;
+    };
+    let config = redis_config(&server.url, 100, Duration::from_secs(30));
+    let (a, b) = (
+        Store::from_config(&config).unwrap(),
+        Store::from_config(&config).unwrap(),
+    );
+    let now = Utc::now();
+    let mut tasks = Vec::new();
+    for i in 0..20 {
+        let s = if i % 2 == 0 { a.clone() } else { b.clone() };
+        let who = format!("U{i:02}");
+        tasks.push(tokio::spawn(async move {
+            s.chatops_touch(touch("g", true, now, &[&who]))
+                .await
+                .unwrap()
+                .unwrap()
+        }));
+    }
+    let mut refs = BTreeSet::new();
+    for t in tasks {
+        refs.insert(t.await.unwrap().reference);
+    }
+    assert_eq!(refs.len(), 1, "{refs:?}");
+    let rec = a
+        .chatops_ref(refs.into_iter().next().unwrap(), now)
+        .await
+        .unwrap()
+        .unwrap();
+    // Every replica's recipient was recorded: no update was lost.
+    assert_eq!(rec.recipients.len(), 20);
 }

@@ -38,6 +38,8 @@ pub struct Recorded {
 #[derive(Default)]
 struct Inner {
     requests: Vec<Recorded>,
+    /// `POST /api/fun/create/qrcode` bodies, apart from the sends.
+    qrcodes: Vec<Value>,
     script: VecDeque<Reply>,
     default: Option<Reply>,
 }
@@ -67,6 +69,7 @@ impl MockWxPusher {
         };
         let app = Router::new()
             .route("/api/send/message", post(send))
+            .route("/api/fun/create/qrcode", post(qrcode))
             .with_state(mock.clone());
         tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
@@ -92,6 +95,10 @@ impl MockWxPusher {
     /// Answers every held request and the ones after it.
     pub fn release(&self) {
         self.open.send_replace(true);
+    }
+
+    pub fn qrcode_requests(&self) -> Vec<Value> {
+        self.inner.lock().unwrap().qrcodes.clone()
     }
 
     pub fn requests(&self) -> Vec<Recorded> {
@@ -148,6 +155,29 @@ async fn send(
     };
     mock.notify.send_modify(|c| *c += 1);
     response
+}
+
+/// Creates a parameter QR code as the contract describes: `data{expires, code, shortUrl, url,
+/// extra}`; a wrong token gets code 1001.
+async fn qrcode(State(mock): State<MockWxPusher>, Json(body): Json<Value>) -> Response {
+    mock.inner.lock().unwrap().qrcodes.push(body.clone());
+    if body["appToken"] != "AT_test_token" {
+        return Json(
+            json!({"code": 1001, "msg": "appToken不正确", "data": null, "success": false}),
+        )
+        .into_response();
+    }
+    let code = format!("QR_{}", body["extra"].as_str().unwrap_or_default());
+    Json(
+        json!({"code": 1000, "msg": "处理成功", "success": true, "data": {
+            "expires": 1_800_000_000_000i64,
+            "code": code,
+            "shortUrl": format!("https://wxpusher.example/s/{code}"),
+            "url": format!("https://mp.weixin.qq.com/cgi-bin/showqrcode?ticket={code}"),
+            "extra": body["extra"],
+        }}),
+    )
+    .into_response()
 }
 
 fn success(body: &Value, failing: &[String]) -> Response {

@@ -1,0 +1,314 @@
+//! The callback endpoints: `POST /callback/wxpusher/{secret}` (WxPusher's `send_up_cmd` and
+//! `app_subscribe`) and `POST /callback/weixin-gateway` (the gateway's inbound message
+//! events), and the reply on the channel a command came from.
+//!
+//! WxPusher signs nothing, so the secret path segment is the credential; a wrong one gets a
+//! bare 404, as if the endpoint did not exist. The gateway sends its shared secret as a bearer
+//! token; a wrong or missing one gets 401. Both are compared in constant time. A command is
+//! run and answered before the callback returns, so its effects are visible once it has.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+use subtle::ConstantTimeEq;
+use tracing::{info, warn};
+
+use super::command::Name;
+use super::config::MAX_TAG;
+use super::handle::{self, Answer};
+use super::upstream;
+use crate::channels::Kind;
+use crate::metrics::ChatopsLabels;
+use crate::runtime::Runtime;
+use crate::secret::Secret;
+use crate::server::App;
+
+/// Callback bodies are small JSON documents.
+const BODY_LIMIT: usize = 64 * 1024;
+
+pub fn routes() -> Router<Arc<App>> {
+    Router::new()
+        .route("/callback/wxpusher/{secret}", post(wxpusher))
+        .route("/callback/weixin-gateway", post(gateway))
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+}
+
+fn same(given: &str, expected: &Secret) -> bool {
+    given.as_bytes().ct_eq(expected.expose().as_bytes()).into()
+}
+
+fn not_found() -> Response {
+    (StatusCode::NOT_FOUND, "not found\n").into_response()
+}
+
+fn ok(text: &'static str) -> Response {
+    (StatusCode::OK, text).into_response()
+}
+
+fn bad_request(e: serde_json::Error) -> Response {
+    (
+        StatusCode::BAD_REQUEST,
+        format!(
+            "malformed callback: {}\n",
+            crate::text::one_line(&e.to_string())
+        ),
+    )
+        .into_response()
+}
+
+/// `{"action": …, "data": {…}}`; other actions (`order_pay`, future ones) are acknowledged
+/// and ignored, as WxPusher asks.
+#[derive(Debug, Deserialize)]
+struct WxPusherCallback {
+    action: String,
+    #[serde(default)]
+    data: serde_json::Value,
+}
+
+#[derive(Debug, Deserialize)]
+struct UpCommand {
+    uid: String,
+    #[serde(default)]
+    content: String,
+}
+
+#[derive(Debug, Deserialize)]
+struct Subscribe {
+    uid: String,
+    #[serde(default)]
+    extra: Option<String>,
+    /// Milliseconds since the epoch.
+    #[serde(default)]
+    time: Option<i64>,
+}
+
+async fn wxpusher(
+    State(app): State<Arc<App>>,
+    Path(secret): Path<String>,
+    body: Bytes,
+) -> Response {
+    let rt = app.runtime.load_full();
+    let Some(chat) = rt.config.chatops.as_ref() else {
+        return not_found();
+    };
+    let Some(expected) = chat.wxpusher_callback_secret.as_ref() else {
+        return not_found();
+    };
+    if !same(&secret, expected) {
+        info!("wxpusher callback with a wrong secret refused");
+        return not_found();
+    }
+    let cb: WxPusherCallback = match serde_json::from_slice(&body) {
+        Ok(c) => c,
+        Err(e) => return bad_request(e),
+    };
+    match cb.action.as_str() {
+        "send_up_cmd" => {
+            let cmd: UpCommand = match serde_json::from_value(cb.data) {
+                Ok(c) => c,
+                Err(e) => return bad_request(e),
+            };
+            let answer = handle::run(
+                &rt,
+                chat,
+                &app.queue.store,
+                &cmd.uid,
+                &cmd.content,
+                Utc::now(),
+            )
+            .await;
+            record(&app, "wxpusher", &cmd.uid, &answer);
+            let sent = match wxpusher_sender(&rt, &cmd.uid, answer_receiver(&rt, &answer)) {
+                Some((api_url, token)) => upstream::wxpusher_reply(
+                    &rt.client,
+                    &api_url,
+                    &token,
+                    &cmd.uid,
+                    &answer.reply,
+                    &rt.scrubber,
+                )
+                .await
+                .map_err(|e| e.to_string()),
+                None => Err("no wxpusher integration is configured to reply with".into()),
+            };
+            if let Err(e) = sent {
+                warn!(channel = "wxpusher", user = %cmd.uid, error = %rt.scrubber.scrub(&e), "cannot send the chatops reply");
+            }
+            ok("ok\n")
+        }
+        "app_subscribe" => {
+            let s: Subscribe = match serde_json::from_value(cb.data) {
+                Ok(s) => s,
+                Err(e) => return bad_request(e),
+            };
+            let extra = s.extra.unwrap_or_default();
+            if s.uid.trim().is_empty() || s.uid.len() > 128 || extra.chars().count() > MAX_TAG {
+                return (StatusCode::BAD_REQUEST, "bad uid or extra\n").into_response();
+            }
+            let at = s
+                .time
+                .and_then(DateTime::<Utc>::from_timestamp_millis)
+                .unwrap_or_else(Utc::now);
+            match app
+                .queue
+                .store
+                .subscriber_add(s.uid.clone(), extra.clone(), at)
+                .await
+            {
+                Ok(()) => {
+                    info!(uid = %s.uid, extra = %extra, "wxpusher subscriber stored");
+                    ok("ok\n")
+                }
+                Err(e) => {
+                    warn!(error = %e, "cannot store a wxpusher subscriber");
+                    // WxPusher may call again; the subscription is not lost for good.
+                    (
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "cannot store, retry later\n",
+                    )
+                        .into_response()
+                }
+            }
+        }
+        _ => ok("ignored\n"),
+    }
+}
+
+/// The gateway's inbound event (`type: "message"`).
+#[derive(Debug, Deserialize)]
+struct GatewayEvent {
+    #[serde(rename = "type")]
+    kind: String,
+    #[serde(default)]
+    account_id: String,
+    #[serde(default)]
+    user_id: String,
+    #[serde(default)]
+    chat_id: String,
+    #[serde(default)]
+    text: String,
+    #[serde(default)]
+    context_token: String,
+}
+
+async fn gateway(State(app): State<Arc<App>>, headers: HeaderMap, body: Bytes) -> Response {
+    let rt = app.runtime.load_full();
+    let Some(chat) = rt.config.chatops.as_ref() else {
+        return not_found();
+    };
+    let Some(expected) = chat.weixin_gateway_secret.as_ref() else {
+        return not_found();
+    };
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim);
+    if !given.is_some_and(|g| same(g, expected)) {
+        info!("weixin-gateway callback without the right bearer token refused");
+        return (StatusCode::UNAUTHORIZED, "unauthorized\n").into_response();
+    }
+    let ev: GatewayEvent = match serde_json::from_slice(&body) {
+        Ok(e) => e,
+        Err(e) => return bad_request(e),
+    };
+    if ev.kind != "message" {
+        return ok("ignored\n");
+    }
+    let user = if ev.user_id.is_empty() {
+        ev.chat_id.clone()
+    } else {
+        ev.user_id.clone()
+    };
+    if user.is_empty() {
+        return (StatusCode::BAD_REQUEST, "event has no user_id\n").into_response();
+    }
+    let answer = handle::run(&rt, chat, &app.queue.store, &user, &ev.text, Utc::now()).await;
+    record(&app, "weixin_gateway", &user, &answer);
+    let sent = match gateway_sender(&rt, &ev.account_id) {
+        Some((url, bearer)) => upstream::gateway_reply(
+            &rt.client,
+            &url,
+            bearer.as_ref(),
+            &ev.account_id,
+            &user,
+            &ev.context_token,
+            &answer.reply,
+            &rt.scrubber,
+        )
+        .await
+        .map_err(|e| e.to_string()),
+        None => Err(format!(
+            "no weixin_gateway integration with account_id {:?} to reply through",
+            ev.account_id
+        )),
+    };
+    if let Err(e) = sent {
+        warn!(channel = "weixin_gateway", user = %user, error = %rt.scrubber.scrub(&e), "cannot send the chatops reply");
+    }
+    ok("ok\n")
+}
+
+/// Logs and counts one command.
+fn record(app: &App, channel: &'static str, user: &str, a: &Answer) {
+    info!(
+        channel,
+        user,
+        command = a.command.as_str(),
+        result = a.outcome.as_str(),
+        target = %a.target,
+        "chatops command"
+    );
+    app.metrics
+        .chatops_commands
+        .get_or_create(&ChatopsLabels {
+            command: a.command.as_str(),
+            result: a.outcome.as_str(),
+        })
+        .inc();
+}
+
+/// The receiver a command acted on, when it named a reference that exists.
+fn answer_receiver<'a>(rt: &'a Runtime, a: &Answer) -> Option<&'a str> {
+    if !matches!(a.command, Name::Silence | Name::Ack) || a.receiver.is_none() {
+        return None;
+    }
+    let name = a.receiver.as_deref()?;
+    rt.receivers.get_key_value(name).map(|(k, _)| k.as_str())
+}
+
+/// Which WxPusher app replies to a UID: the one of the receiver the command acted on, else
+/// one that lists the UID, else one with subscriber tags, else the first configured.
+fn wxpusher_sender(rt: &Runtime, uid: &str, receiver: Option<&str>) -> Option<(String, Secret)> {
+    let all = || {
+        rt.receivers.iter().flat_map(|(name, list)| {
+            list.iter().filter_map(move |i| match &i.kind {
+                Kind::WxPusher(w) => Some((name.as_str(), w)),
+                _ => None,
+            })
+        })
+    };
+    all()
+        .find(|(name, _)| Some(*name) == receiver)
+        .or_else(|| all().find(|(_, w)| w.uids.iter().any(|u| u == uid)))
+        .or_else(|| all().find(|(_, w)| !w.subscriber_tags.is_empty()))
+        .or_else(|| all().next())
+        .map(|(_, w)| (w.api_url.clone(), w.app_token.clone()))
+}
+
+/// The gateway integration of the bot account an event came in on.
+fn gateway_sender(rt: &Runtime, account_id: &str) -> Option<(String, Option<Secret>)> {
+    rt.receivers.values().flatten().find_map(|i| match &i.kind {
+        Kind::WeixinGateway(g) if g.account_id == account_id => {
+            Some((g.url.clone(), g.bearer_token.clone()))
+        }
+        _ => None,
+    })
+}

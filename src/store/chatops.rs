@@ -1,0 +1,500 @@
+//! What chatops keeps: the reference of each group that was pushed (receiver, group key,
+//! labels, recipients, acknowledgement) and the WxPusher subscribers learned from callbacks.
+//!
+//! A group keeps its reference while it fires, so replies to any of its messages stay valid;
+//! the reference is pruned a grace period after the group resolved, or when nothing was
+//! pushed for it for a long time (a resolution that never came). This module only stores;
+//! [`crate::chatops`] decides what the rows mean.
+
+use chrono::{DateTime, Duration, Utc};
+use rand::Rng;
+use rusqlite::{OptionalExtension, params};
+
+use super::sqlite::{SqliteStore, db, from_ms, ms};
+use super::{Store, StoreError};
+use crate::chatops::command::REF_ALPHABET;
+use crate::webhook::{Ack, LabelSet};
+
+pub(super) const SCHEMA: &str = r#"
+CREATE TABLE IF NOT EXISTS chatops_refs (
+    ref         TEXT PRIMARY KEY,
+    receiver    TEXT    NOT NULL,
+    group_key   TEXT    NOT NULL,
+    labels      TEXT    NOT NULL,            -- the group's common labels, JSON object
+    alerts      TEXT    NOT NULL,            -- label sets of its firing alerts, JSON array
+    recipients  TEXT    NOT NULL,            -- user ids it was pushed to, JSON array
+    created_at  INTEGER NOT NULL,            -- unix milliseconds
+    updated_at  INTEGER NOT NULL,
+    resolved_at INTEGER,                     -- NULL while firing
+    ack_by      TEXT,
+    ack_at      INTEGER,
+    UNIQUE (receiver, group_key)
+);
+CREATE TABLE IF NOT EXISTS chatops_subscribers (
+    uid           TEXT    NOT NULL,
+    extra         TEXT    NOT NULL,          -- the QR code's parameter; '' for the plain code
+    subscribed_at INTEGER NOT NULL,
+    PRIMARY KEY (uid, extra)
+);
+"#;
+
+/// A resolved group's reference stays valid this long.
+pub const RESOLVED_GRACE: Duration = Duration::hours(24);
+/// A firing group nothing was pushed for in this long is forgotten (its resolution was lost;
+/// Alertmanager repeats firing notifications every `repeat_interval`, 4h by default).
+pub const STALE_AFTER: Duration = Duration::days(7);
+/// Length of new references; 31⁴ ≈ 920 000 of them.
+pub(super) const REF_LEN: usize = 4;
+
+/// A delivery of one group, as chatops records it.
+#[derive(Debug, Clone)]
+pub struct Touch {
+    pub receiver: String,
+    pub group_key: String,
+    pub labels: LabelSet,
+    pub alerts: Vec<LabelSet>,
+    /// Who this delivery goes to (added to those already recorded).
+    pub recipients: Vec<String>,
+    /// Whether any alert of the group still fires.
+    pub firing: bool,
+    pub now: DateTime<Utc>,
+}
+
+/// What is known about a reference.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RefRecord {
+    pub reference: String,
+    pub receiver: String,
+    pub group_key: String,
+    pub labels: LabelSet,
+    pub alerts: Vec<LabelSet>,
+    pub recipients: Vec<String>,
+    pub resolved_at: Option<DateTime<Utc>>,
+    pub ack: Option<Ack>,
+}
+
+pub(super) fn new_reference(len: usize) -> String {
+    let mut rng = rand::rng();
+    (0..len)
+        .map(|_| REF_ALPHABET[rng.random_range(0..REF_ALPHABET.len())] as char)
+        .collect()
+}
+
+fn json<T: serde::Serialize>(v: &T) -> Result<String, StoreError> {
+    serde_json::to_string(v).map_err(|e| StoreError::Db(format!("cannot encode: {e}")))
+}
+
+const SELECT: &str = "SELECT ref, receiver, group_key, labels, alerts, recipients, resolved_at,
+    ack_by, ack_at FROM chatops_refs";
+
+fn read_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RefRecord> {
+    let text = |i: usize| -> rusqlite::Result<String> { r.get(i) };
+    let ack_by: Option<String> = r.get(7)?;
+    let ack_at: Option<i64> = r.get(8)?;
+    Ok(RefRecord {
+        reference: text(0)?,
+        receiver: text(1)?,
+        group_key: text(2)?,
+        // A row this module wrote; an unreadable one reads as empty rather than failing all.
+        labels: serde_json::from_str(&text(3)?).unwrap_or_default(),
+        alerts: serde_json::from_str(&text(4)?).unwrap_or_default(),
+        recipients: serde_json::from_str(&text(5)?).unwrap_or_default(),
+        resolved_at: r.get::<_, Option<i64>>(6)?.map(from_ms),
+        ack: match (ack_by, ack_at) {
+            (Some(by), Some(at)) => Some(Ack {
+                by,
+                at: from_ms(at),
+            }),
+            _ => None,
+        },
+    })
+}
+
+impl SqliteStore {
+    pub async fn chatops_touch(&self, t: Touch) -> Result<Option<RefRecord>, StoreError> {
+        self.call(move |w| {
+            let conn = &w.conn;
+            let now = ms(t.now);
+            conn.execute(
+                "DELETE FROM chatops_refs WHERE resolved_at < ?1 OR updated_at < ?2",
+                params![ms(t.now - RESOLVED_GRACE), ms(t.now - STALE_AFTER)],
+            )
+            .map_err(db)?;
+            let existing = conn
+                .query_row(
+                    &format!("{SELECT} WHERE receiver = ?1 AND group_key = ?2"),
+                    params![t.receiver, t.group_key],
+                    read_row,
+                )
+                .optional()
+                .map_err(db)?;
+            let Some(mut rec) = existing else {
+                if !t.firing {
+                    return Ok(None);
+                }
+                // Retried on the rare collision; longer references if the space is crowded.
+                let mut attempt = 0;
+                let reference = loop {
+                    let len = if attempt < 20 { REF_LEN } else { REF_LEN + 1 };
+                    let r = new_reference(len);
+                    let taken: bool = conn
+                        .query_row(
+                            "SELECT EXISTS (SELECT 1 FROM chatops_refs WHERE ref = ?1)",
+                            [&r],
+                            |row| row.get(0),
+                        )
+                        .map_err(db)?;
+                    if !taken {
+                        break r;
+                    }
+                    attempt += 1;
+                };
+                conn.execute(
+                    "INSERT INTO chatops_refs (ref, receiver, group_key, labels, alerts, recipients,
+                     created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7)",
+                    params![
+                        reference,
+                        t.receiver,
+                        t.group_key,
+                        json(&t.labels)?,
+                        json(&t.alerts)?,
+                        json(&t.recipients)?,
+                        now
+                    ],
+                )
+                .map_err(db)?;
+                return Ok(Some(RefRecord {
+                    reference,
+                    receiver: t.receiver,
+                    group_key: t.group_key,
+                    labels: t.labels,
+                    alerts: t.alerts,
+                    recipients: t.recipients,
+                    resolved_at: None,
+                    ack: None,
+                }));
+            };
+            for r in t.recipients {
+                if !rec.recipients.contains(&r) {
+                    rec.recipients.push(r);
+                }
+            }
+            if t.firing {
+                // Firing again after it resolved: an old acknowledgement no longer holds.
+                if rec.resolved_at.is_some() {
+                    rec.ack = None;
+                }
+                rec.resolved_at = None;
+                rec.labels = t.labels;
+                rec.alerts = t.alerts;
+            } else if rec.resolved_at.is_none() {
+                rec.resolved_at = Some(t.now);
+            }
+            conn.execute(
+                "UPDATE chatops_refs SET labels = ?2, alerts = ?3, recipients = ?4, updated_at = ?5,
+                 resolved_at = ?6, ack_by = ?7, ack_at = ?8 WHERE ref = ?1",
+                params![
+                    rec.reference,
+                    json(&rec.labels)?,
+                    json(&rec.alerts)?,
+                    json(&rec.recipients)?,
+                    now,
+                    rec.resolved_at.map(ms),
+                    rec.ack.as_ref().map(|a| a.by.clone()),
+                    rec.ack.as_ref().map(|a| ms(a.at)),
+                ],
+            )
+            .map_err(db)?;
+            Ok(Some(rec))
+        })
+        .await
+    }
+
+    pub async fn chatops_ref(
+        &self,
+        reference: String,
+        now: DateTime<Utc>,
+    ) -> Result<Option<RefRecord>, StoreError> {
+        self.call(move |w| {
+            w.conn
+                .query_row(
+                    &format!(
+                        "{SELECT} WHERE ref = ?1 AND (resolved_at IS NULL OR resolved_at >= ?2)"
+                    ),
+                    params![reference, ms(now - RESOLVED_GRACE)],
+                    read_row,
+                )
+                .optional()
+                .map_err(db)
+        })
+        .await
+    }
+
+    pub async fn chatops_ack(&self, reference: String, ack: Ack) -> Result<bool, StoreError> {
+        self.call(move |w| {
+            w.conn
+                .execute(
+                    "UPDATE chatops_refs SET ack_by = ?2, ack_at = ?3 WHERE ref = ?1",
+                    params![reference, ack.by, ms(ack.at)],
+                )
+                .map(|n| n > 0)
+                .map_err(db)
+        })
+        .await
+    }
+
+    pub async fn chatops_firing(&self) -> Result<Vec<RefRecord>, StoreError> {
+        self.call(|w| {
+            let mut stmt = w
+                .conn
+                .prepare_cached(&format!(
+                    "{SELECT} WHERE resolved_at IS NULL ORDER BY created_at"
+                ))
+                .map_err(db)?;
+            let rows = stmt.query_map([], read_row).map_err(db)?;
+            rows.collect::<Result<Vec<_>, _>>().map_err(db)
+        })
+        .await
+    }
+
+    pub async fn subscriber_add(
+        &self,
+        uid: String,
+        extra: String,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        self.call(move |w| {
+            w.conn
+                .execute(
+                    "INSERT INTO chatops_subscribers (uid, extra, subscribed_at) VALUES (?1, ?2, ?3)
+                     ON CONFLICT (uid, extra) DO UPDATE SET subscribed_at = ?3",
+                    params![uid, extra, ms(at)],
+                )
+                .map(|_| ())
+                .map_err(db)
+        })
+        .await
+    }
+
+    pub async fn subscribers(&self, tags: Vec<String>) -> Result<Vec<String>, StoreError> {
+        self.call(move |w| {
+            let mut stmt = w
+                .conn
+                .prepare_cached(
+                    "SELECT uid FROM chatops_subscribers WHERE extra = ?1 ORDER BY subscribed_at, uid",
+                )
+                .map_err(db)?;
+            let mut out: Vec<String> = Vec::new();
+            for tag in &tags {
+                let uids = stmt
+                    .query_map([tag], |r| r.get::<_, String>(0))
+                    .map_err(db)?
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(db)?;
+                for u in uids {
+                    if !out.contains(&u) {
+                        out.push(u);
+                    }
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+}
+
+impl Store {
+    /// Records a delivery of a group and returns its reference: the one it already has, a
+    /// new one if it fires and has none, `None` for a resolved group without one. Prunes
+    /// expired references on the way.
+    pub async fn chatops_touch(&self, t: Touch) -> Result<Option<RefRecord>, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.chatops_touch(t).await,
+            Store::Redis(s) => s.chatops_touch(t).await,
+        }
+    }
+
+    /// A reference that is firing or resolved within the grace period.
+    pub async fn chatops_ref(
+        &self,
+        reference: String,
+        now: DateTime<Utc>,
+    ) -> Result<Option<RefRecord>, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.chatops_ref(reference, now).await,
+            Store::Redis(s) => s.chatops_ref(reference, now).await,
+        }
+    }
+
+    /// Records who acknowledged a reference; false if it is unknown.
+    pub async fn chatops_ack(&self, reference: String, ack: Ack) -> Result<bool, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.chatops_ack(reference, ack).await,
+            Store::Redis(s) => s.chatops_ack(reference, ack).await,
+        }
+    }
+
+    /// Every firing group's reference, oldest first.
+    pub async fn chatops_firing(&self) -> Result<Vec<RefRecord>, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.chatops_firing().await,
+            Store::Redis(s) => s.chatops_firing().await,
+        }
+    }
+
+    /// Stores an `app_subscribe` callback (the latest time wins for the same uid and extra).
+    pub async fn subscriber_add(
+        &self,
+        uid: String,
+        extra: String,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        match self {
+            Store::Sqlite(s) => s.subscriber_add(uid, extra, at).await,
+            Store::Redis(s) => s.subscriber_add(uid, extra, at).await,
+        }
+    }
+
+    /// The UIDs subscribed with any of these `extra` tags, without duplicates.
+    pub async fn subscribers(&self, tags: Vec<String>) -> Result<Vec<String>, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.subscribers(tags).await,
+            Store::Redis(s) => s.subscribers(tags).await,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn touch(group: &str, firing: bool, now: DateTime<Utc>, to: &[&str]) -> Touch {
+        Touch {
+            receiver: "oncall".into(),
+            group_key: group.into(),
+            labels: [("alertname".to_string(), "DiskFull".to_string())].into(),
+            alerts: vec![],
+            recipients: to.iter().map(|s| s.to_string()).collect(),
+            firing,
+            now,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_group_keeps_its_reference_while_firing_and_loses_it_after_the_grace() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), 10).unwrap();
+        let t0 = Utc::now();
+        assert_eq!(
+            store
+                .chatops_touch(touch("g", false, t0, &["U1"]))
+                .await
+                .unwrap(),
+            None,
+            "a resolved group without a reference gets none"
+        );
+        let first = store
+            .chatops_touch(touch("g", true, t0, &["U1"]))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(first.reference.len(), 4);
+        assert!(first.reference.bytes().all(|b| REF_ALPHABET.contains(&b)));
+        let again = store
+            .chatops_touch(touch("g", true, t0, &["U2"]))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(again.reference, first.reference);
+        assert_eq!(again.recipients, ["U1", "U2"]);
+        let other = store
+            .chatops_touch(touch("h", true, t0, &["U1"]))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_ne!(other.reference, first.reference);
+
+        let ack = Ack {
+            by: "U1".into(),
+            at: t0,
+        };
+        assert!(
+            store
+                .chatops_ack(first.reference.clone(), ack.clone())
+                .await
+                .unwrap()
+        );
+        let resolved = store
+            .chatops_touch(touch("g", false, t0, &[]))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(resolved.ack.as_ref().map(|a| a.by.as_str()), Some("U1"));
+        let firing: Vec<String> = store
+            .chatops_firing()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|r| r.reference)
+            .collect();
+        assert_eq!(firing, std::slice::from_ref(&other.reference));
+        // Within the grace period the reference still answers; after it, it is gone.
+        let r = first.reference.clone();
+        assert!(store.chatops_ref(r.clone(), t0).await.unwrap().is_some());
+        let later = t0 + RESOLVED_GRACE + Duration::minutes(1);
+        assert!(store.chatops_ref(r.clone(), later).await.unwrap().is_none());
+        store
+            .chatops_touch(touch("h", true, later, &[]))
+            .await
+            .unwrap();
+        let fresh = store
+            .chatops_touch(touch("g", true, later, &[]))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(fresh.ack, None);
+        assert!(!store.chatops_ack("ZZZZ".into(), ack).await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn subscribers_by_tag_survive_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), 10).unwrap();
+        let now = Utc::now();
+        for (uid, extra) in [
+            ("U1", "team-db"),
+            ("U2", "team-web"),
+            ("U3", "team-db"),
+            ("U1", "team-web"),
+        ] {
+            store
+                .subscriber_add(uid.into(), extra.into(), now)
+                .await
+                .unwrap();
+        }
+        store
+            .subscriber_add("U1".into(), "team-db".into(), now)
+            .await
+            .unwrap();
+        drop(store);
+        let store = Store::open(dir.path(), 10).unwrap();
+        assert_eq!(
+            store.subscribers(vec!["team-db".into()]).await.unwrap(),
+            ["U1", "U3"]
+        );
+        assert_eq!(
+            store
+                .subscribers(vec!["team-web".into(), "team-db".into()])
+                .await
+                .unwrap(),
+            ["U1", "U2", "U3"]
+        );
+        assert!(
+            store
+                .subscribers(vec!["x".into()])
+                .await
+                .unwrap()
+                .is_empty()
+        );
+    }
+}
