@@ -479,7 +479,7 @@ async fn chatops_references_follow_their_group(store: Store, _: &mut Guard) {
         .into_iter()
         .map(|r| r.reference)
         .collect();
-    assert_eq!(firing, [other.reference.clone()]);
+    assert_eq!(firing, std::slice::from_ref(&other.reference));
     let r = first.reference.clone();
     let found = store.chatops_ref(r.clone(), t0).await.unwrap().unwrap();
     assert_eq!(
