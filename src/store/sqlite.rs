@@ -159,6 +159,7 @@ impl SqliteStore {
     }
 
     pub async fn enqueue(&self, jobs: Vec<NewJob>) -> Result<Vec<i64>, StoreError> {
+        let jobs = encode_jobs(jobs)?;
         self.call(move |w| {
             if w.live + jobs.len() as u64 > w.capacity {
                 return Err(StoreError::Full);
@@ -181,6 +182,7 @@ impl SqliteStore {
             Ok(jobs)
         })
         .await
+        .and_then(decode_jobs)
     }
 
     pub async fn claim_target(
@@ -199,6 +201,7 @@ impl SqliteStore {
             Ok(jobs)
         })
         .await
+        .and_then(decode_jobs)
     }
 
     pub async fn next_due(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
@@ -217,6 +220,7 @@ impl SqliteStore {
     }
 
     pub async fn complete(&self, ids: Vec<i64>, then: Vec<NewJob>) -> Result<(), StoreError> {
+        let then = encode_jobs(then)?;
         self.call(move |w| {
             let mut removed = 0;
             for id in &ids {
@@ -264,6 +268,7 @@ impl SqliteStore {
         f: Failure,
         fallback: Vec<NewJob>,
     ) -> Result<(), StoreError> {
+        let fallback = encode_jobs(fallback)?;
         self.call(move |w| {
             let n = w
                 .conn
@@ -313,6 +318,7 @@ impl SqliteStore {
     pub async fn dead_letters(&self) -> Result<Vec<Job>, StoreError> {
         self.call(|w| select_jobs(&w.conn, "WHERE state = 'dead' ORDER BY id", []))
             .await
+            .and_then(decode_jobs)
     }
 
     pub async fn dead_letter_count(&self) -> Result<u64, StoreError> {
@@ -437,7 +443,24 @@ fn run_writer(mut w: Writer, mut rx: mpsc::UnboundedReceiver<Op>) {
     }
 }
 
-fn insert_jobs(conn: &Connection, jobs: &[NewJob]) -> Result<Vec<i64>, StoreError> {
+/// A job ready for the writer: its notification already JSON. Encoding and decoding happen on
+/// the caller's task, so the one writer thread spends its time on SQL only.
+struct EncodedJob {
+    job: NewJob,
+    json: String,
+}
+
+fn encode_jobs(jobs: Vec<NewJob>) -> Result<Vec<EncodedJob>, StoreError> {
+    jobs.into_iter()
+        .map(|job| {
+            let json = serde_json::to_string(&job.notification)
+                .map_err(|e| StoreError::Db(format!("cannot encode a notification: {e}")))?;
+            Ok(EncodedJob { job, json })
+        })
+        .collect()
+}
+
+fn insert_jobs(conn: &Connection, jobs: &[EncodedJob]) -> Result<Vec<i64>, StoreError> {
     let mut stmt = conn
         .prepare_cached(
             "INSERT INTO jobs (receiver, integration, kind, notification, accepted_at, not_before,
@@ -445,14 +468,12 @@ fn insert_jobs(conn: &Connection, jobs: &[NewJob]) -> Result<Vec<i64>, StoreErro
         )
         .map_err(db)?;
     let mut ids = Vec::with_capacity(jobs.len());
-    for j in jobs {
-        let n = serde_json::to_string(&j.notification)
-            .map_err(|e| StoreError::Db(format!("cannot encode a notification: {e}")))?;
+    for EncodedJob { job: j, json } in jobs {
         stmt.execute(params![
             j.receiver,
             j.integration as i64,
             j.kind,
-            n,
+            json,
             ms(j.accepted_at),
             j.fallback
         ])
@@ -466,7 +487,7 @@ fn progress_json(p: &Progress) -> String {
     serde_json::to_string(p).unwrap_or_else(|_| "[]".into())
 }
 
-fn mark_inflight(conn: &Connection, jobs: &[Job]) -> Result<(), StoreError> {
+fn mark_inflight(conn: &Connection, jobs: &[RawJob]) -> Result<(), StoreError> {
     let mut stmt = conn
         .prepare_cached("UPDATE jobs SET state = 'inflight' WHERE id = ?1")
         .map_err(db)?;
@@ -476,76 +497,76 @@ fn mark_inflight(conn: &Connection, jobs: &[Job]) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// A job row as stored: the notification and progress still JSON (see [`EncodedJob`]).
+struct RawJob {
+    id: i64,
+    receiver: String,
+    integration: i64,
+    kind: String,
+    notification: String,
+    attempt: i64,
+    progress: String,
+    accepted_at: i64,
+    not_before: i64,
+    fallback: bool,
+    last_error: Option<String>,
+    reason: Option<String>,
+    failed_at: Option<i64>,
+}
+
 fn select_jobs(
     conn: &Connection,
     tail: &str,
     params: impl rusqlite::Params,
-) -> Result<Vec<Job>, StoreError> {
+) -> Result<Vec<RawJob>, StoreError> {
     let sql = format!(
         "SELECT id, receiver, integration, kind, notification, attempt, progress, accepted_at,
          not_before, fallback, last_error, reason, failed_at FROM jobs {tail}"
     );
     let mut stmt = conn.prepare_cached(&sql).map_err(db)?;
-    type Row = (
-        i64,
-        String,
-        i64,
-        String,
-        String,
-        i64,
-        String,
-        i64,
-        i64,
-        bool,
-        Option<String>,
-        Option<String>,
-        Option<i64>,
-    );
-    let rows: Vec<Row> = stmt
+    let rows = stmt
         .query_map(params, |r| {
-            Ok((
-                r.get(0)?,
-                r.get(1)?,
-                r.get(2)?,
-                r.get(3)?,
-                r.get(4)?,
-                r.get(5)?,
-                r.get(6)?,
-                r.get(7)?,
-                r.get(8)?,
-                r.get(9)?,
-                r.get(10)?,
-                r.get(11)?,
-                r.get(12)?,
-            ))
+            Ok(RawJob {
+                id: r.get(0)?,
+                receiver: r.get(1)?,
+                integration: r.get(2)?,
+                kind: r.get(3)?,
+                notification: r.get(4)?,
+                attempt: r.get(5)?,
+                progress: r.get(6)?,
+                accepted_at: r.get(7)?,
+                not_before: r.get(8)?,
+                fallback: r.get(9)?,
+                last_error: r.get(10)?,
+                reason: r.get(11)?,
+                failed_at: r.get(12)?,
+            })
         })
-        .map_err(db)?
-        .collect::<Result<_, _>>()
         .map_err(db)?;
+    rows.collect::<Result<_, _>>().map_err(db)
+}
+
+fn decode_jobs(rows: Vec<RawJob>) -> Result<Vec<Job>, StoreError> {
     rows.into_iter()
         .map(|r| {
-            let notification = serde_json::from_str(&r.4).map_err(|e| StoreError::Corrupt {
-                id: r.0,
+            let corrupt = |e: serde_json::Error| StoreError::Corrupt {
+                id: r.id,
                 message: e.to_string(),
-            })?;
-            let progress = serde_json::from_str(&r.6).map_err(|e| StoreError::Corrupt {
-                id: r.0,
-                message: e.to_string(),
-            })?;
+            };
             Ok(Job {
-                id: r.0,
-                receiver: r.1,
-                integration: r.2.max(0) as usize,
-                kind: r.3,
-                notification,
-                attempt: r.5.max(0) as u32,
-                progress,
-                accepted_at: from_ms(r.7),
-                not_before: from_ms(r.8),
-                fallback: r.9,
-                last_error: r.10,
-                reason: r.11,
-                failed_at: r.12.map(from_ms),
+                notification: serde_json::from_str(&r.notification).map_err(corrupt)?,
+                progress: serde_json::from_str(&r.progress).map_err(corrupt)?,
+                id: r.id,
+                receiver: r.receiver,
+                integration: r.integration.max(0) as usize,
+                kind: r.kind,
+                attempt: r.attempt.max(0) as u32,
+                accepted_at: from_ms(r.accepted_at),
+                not_before: from_ms(r.not_before),
+                fallback: r.fallback,
+                last_error: r.last_error,
+                reason: r.reason,
+                failed_at: r.failed_at.map(from_ms),
             })
         })
         .collect()
