@@ -514,21 +514,35 @@ async fn background(inner: Weak<Inner>) {
 
 type RawJob = (i64, HashMap<String, String>);
 
-/// A job's fields as the scripts take them: a count, then six values each.
+/// Jobs as the scripts take them: a count, then eight values each.
 fn job_args(jobs: &[NewJob]) -> Result<Vec<String>, StoreError> {
-    let mut out = Vec::with_capacity(1 + jobs.len() * 6);
+    let mut out = Vec::with_capacity(1 + jobs.len() * 8);
     out.push(jobs.len().to_string());
     for j in jobs {
-        let n = serde_json::to_string(&j.notification)
-            .map_err(|e| StoreError::Db(format!("cannot encode a notification: {e}")))?;
-        out.push(j.receiver.clone());
-        out.push(j.integration.to_string());
-        out.push(j.kind.clone());
-        out.push(n);
-        out.push(ms(j.accepted_at).to_string());
-        out.push(if j.fallback { "1" } else { "0" }.to_string());
+        push_job(&mut out, j, j.accepted_at, false)?;
     }
     Ok(out)
+}
+
+/// One job's eight values; a job due after its acceptance waits in the delayed set, a held
+/// one (resolved alerts waiting to be merged) is also indexed for merging.
+fn push_job(
+    out: &mut Vec<String>,
+    j: &NewJob,
+    not_before: DateTime<Utc>,
+    held: bool,
+) -> Result<(), StoreError> {
+    let n = serde_json::to_string(&j.notification)
+        .map_err(|e| StoreError::Db(format!("cannot encode a notification: {e}")))?;
+    out.push(j.receiver.clone());
+    out.push(j.integration.to_string());
+    out.push(j.kind.clone());
+    out.push(n);
+    out.push(ms(j.accepted_at).to_string());
+    out.push(if j.fallback { "1" } else { "0" }.to_string());
+    out.push(ms(not_before).max(ms(j.accepted_at)).to_string());
+    out.push(if held { "1" } else { "0" }.to_string());
+    Ok(())
 }
 
 fn progress_json(p: &crate::channels::Progress) -> String {

@@ -6,12 +6,12 @@ for _, id in ipairs(redis.call('ZRANGEBYSCORE', P .. 'delayed', '-inf', ARGV[3],
   if redis.call('HGET', jk(id), 'state') == 'pending' then push(id) end
 end
 -- Jobs taken for coalescing by a replica that stopped before finishing.
-for _, id in ipairs(redis.call('ZRANGEBYSCORE', P .. 'held', '-inf', now_ms(), 'LIMIT', 0, 1000)) do
-  redis.call('ZREM', P .. 'held', id)
+for _, id in ipairs(redis.call('ZRANGEBYSCORE', P .. 'leased', '-inf', now_ms(), 'LIMIT', 0, 1000)) do
+  redis.call('ZREM', P .. 'leased', id)
   local h = redis.call('HMGET', jk(id), 'state', 'target')
   if h[1] == 'inflight' then
     redis.call('HSET', jk(id), 'state', 'pending')
-    redis.call('ZADD', P .. 'pending:' .. h[2], id, id)
+    repend(id, h[2])
     push(id)
   end
 end
@@ -25,7 +25,7 @@ local function take(entry, reclaimed)
     local h = redis.call('HMGET', jk(id), 'state', 'sid', 'target')
     if h[2] == sid and (h[1] == 'pending' or (reclaimed and h[1] == 'inflight')) then
       redis.call('HSET', jk(id), 'state', 'inflight')
-      redis.call('ZREM', P .. 'pending:' .. h[3], id)
+      unpend(id, h[3])
       out[#out + 1] = job(id)
       return
     end

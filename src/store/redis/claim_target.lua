@@ -4,11 +4,12 @@ local lease = now_ms() + tonumber(ARGV[3])
 local out = {}
 for _, id in ipairs(redis.call('ZRANGE', key, 0, -1)) do
   local h = redis.call('HMGET', jk(id), 'state', 'sid')
+  redis.call('ZREM', P .. 'heldq:' .. ARGV[2], id)
   if h[1] == 'pending' then
     release(h[2])
     redis.call('ZREM', P .. 'delayed', id)
     redis.call('HSET', jk(id), 'state', 'inflight', 'sid', '')
-    redis.call('ZADD', P .. 'held', lease, id)
+    redis.call('ZADD', P .. 'leased', lease, id)
     out[#out + 1] = job(id)
   end
 end

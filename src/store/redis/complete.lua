@@ -6,11 +6,11 @@ for i = 3, 2 + n do
   if h[1] then
     release(h[2])
     redis.call('ZREM', P .. 'delayed', id)
-    redis.call('ZREM', P .. 'held', id)
+    redis.call('ZREM', P .. 'leased', id)
     if h[1] == 'dead' then
       redis.call('ZREM', P .. 'dead', id)
     else
-      redis.call('ZREM', P .. 'pending:' .. h[3], id)
+      unpend(id, h[3])
       count(h[3], -1)
     end
     redis.call('DEL', jk(id))

@@ -5,8 +5,8 @@ local h = redis.call('HMGET', jk(id), 'state', 'sid', 'target')
 if h[1] and h[1] ~= 'dead' then
   release(h[2])
   redis.call('ZREM', P .. 'delayed', id)
-  redis.call('ZREM', P .. 'held', id)
-  redis.call('ZREM', P .. 'pending:' .. h[3], id)
+  redis.call('ZREM', P .. 'leased', id)
+  unpend(id, h[3])
   count(h[3], -1)
   redis.call('HSET', jk(id), 'state', 'dead', 'attempt', ARGV[3], 'progress', ARGV[4],
     'last_error', ARGV[5], 'reason', ARGV[6], 'failed_at', ARGV[7], 'sid', '')

@@ -2,8 +2,9 @@
 -- not a cluster). A job is the hash P..'job:'..id; 'state' is pending | inflight | dead.
 -- A pending job is on the stream (due now) or in P..'delayed' (a retry, scored by when),
 -- and in P..'pending:'..target (for coalescing). An inflight job is in the stream group's
--- pending list under the consumer that claimed it, or (taken for coalescing) in P..'held'
--- with a lease. Dead jobs are in P..'dead'. P..'depth' counts live jobs per target,
+-- pending list under the consumer that claimed it, or (taken for coalescing or merging) in
+-- P..'leased' with a lease. Held jobs (resolved alerts waiting to be merged) are also in
+-- P..'heldq:'..target while pending. Dead jobs are in P..'dead'. P..'depth' counts live jobs per target,
 -- P..'live' in all.
 local P = ARGV[1]
 local S = P .. 'stream'
@@ -31,24 +32,45 @@ local function count(target, by)
   end
   if redis.call('INCRBY', P .. 'live', by) < 0 then redis.call('SET', P .. 'live', 0) end
 end
--- Adds the jobs described from ARGV[from]: a count, then six values per job.
+-- Adds the jobs described from ARGV[from]: a count, then eight values per job. A job due
+-- later than its acceptance (held for merging) waits in the delayed set.
+local function add_job(b, drop)
+  local id = redis.call('INCR', P .. 'seq')
+  local target = ARGV[b + 1] .. ':' .. ARGV[b]
+  redis.call('HSET', jk(id), 'receiver', ARGV[b], 'integration', ARGV[b + 1],
+    'kind', ARGV[b + 2], 'notification', ARGV[b + 3], 'attempt', '0', 'progress', '[]',
+    'accepted_at', ARGV[b + 4], 'not_before', ARGV[b + 6], 'fallback', ARGV[b + 5],
+    'held', ARGV[b + 7], 'state', 'pending', 'target', target)
+  if drop then redis.call('HSET', jk(id), 'drop', drop) end
+  if tonumber(ARGV[b + 6]) > tonumber(ARGV[b + 4]) then
+    redis.call('ZADD', P .. 'delayed', ARGV[b + 6], id)
+  else
+    push(id)
+  end
+  redis.call('ZADD', P .. 'pending:' .. target, id, id)
+  if ARGV[b + 7] == '1' then redis.call('ZADD', P .. 'heldq:' .. target, id, id) end
+  count(target, 1)
+  return id
+end
 local function add_jobs(from)
   local n = tonumber(ARGV[from])
   local ids = {}
   for i = 0, n - 1 do
-    local b = from + 1 + i * 6
-    local id = redis.call('INCR', P .. 'seq')
-    local target = ARGV[b + 1] .. ':' .. ARGV[b]
-    redis.call('HSET', jk(id), 'receiver', ARGV[b], 'integration', ARGV[b + 1],
-      'kind', ARGV[b + 2], 'notification', ARGV[b + 3], 'attempt', '0', 'progress', '[]',
-      'accepted_at', ARGV[b + 4], 'not_before', ARGV[b + 4], 'fallback', ARGV[b + 5],
-      'state', 'pending', 'target', target)
-    push(id)
-    redis.call('ZADD', P .. 'pending:' .. target, id, id)
-    count(target, 1)
-    ids[#ids + 1] = id
+    ids[#ids + 1] = add_job(from + 1 + i * 8, nil)
   end
   return ids
+end
+-- Back to pending (not on the stream): indexed for coalescing, and for merging if held.
+local function repend(id, target)
+  redis.call('ZADD', P .. 'pending:' .. target, id, id)
+  if redis.call('HGET', jk(id), 'held') == '1' then
+    redis.call('ZADD', P .. 'heldq:' .. target, id, id)
+  end
+end
+-- Out of pending: in flight, done or dead.
+local function unpend(id, target)
+  redis.call('ZREM', P .. 'pending:' .. target, id)
+  redis.call('ZREM', P .. 'heldq:' .. target, id)
 end
 local function job(id)
   return {id, redis.call('HGETALL', jk(id))}

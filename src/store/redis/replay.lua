@@ -15,7 +15,7 @@ for _, id in ipairs(ids) do
     redis.call('HSET', jk(id), 'state', 'pending', 'attempt', '0', 'not_before', ARGV[3],
       'accepted_at', ARGV[3])
     redis.call('HDEL', jk(id), 'failed_at')
-    redis.call('ZADD', P .. 'pending:' .. target, id, id)
+    repend(id, target)
     count(target, 1)
     push(id)
     n = n + 1
