@@ -453,7 +453,10 @@ mod tests {
             identity(&job(notification("g", &[b.clone(), a.clone()])))
         );
         assert_ne!(one, identity(&job(notification("h", &[a.clone(), b]))));
-        assert_ne!(one, identity(&job(notification("g", &[a.clone()]))));
+        assert_ne!(
+            one,
+            identity(&job(notification("g", std::slice::from_ref(&a))))
+        );
         let resolved = alert("a", "resolved", "2026-01-01T00:10:00Z");
         assert_ne!(
             identity(&job(notification("g", &[a]))),

@@ -3,6 +3,7 @@
 mod support;
 
 mod alertmanager;
+mod dedupe;
 mod delivery;
 mod ingest;
 mod official_account;
