@@ -100,7 +100,9 @@ pub struct Depth {
 /// One key of dedupe state.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Mark {
+    /// Fixed-size and opaque (a kind prefix and a hash; see [`crate::dedupe`]).
     pub key: String,
+    /// Unix milliseconds when it was first taken (what the pairing reads back).
     pub value: i64,
     /// Absent from this time on.
     pub expires_at: DateTime<Utc>,
