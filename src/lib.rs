@@ -12,7 +12,9 @@
 //!   console): requests, responses, upstream limits and error codes.
 //! - [`delivery`]: the queue between webhook and workers, retries, failure classification,
 //!   rate limits, storm coalescing and fallback receivers.
-//! - [`store`]: the durable store (SQLite): queued jobs, dead letters, counters.
+//! - [`dedupe`]: duplicate suppression, resolved-once, resolved grouping, firing → resolved
+//!   pairing; the state it keeps lives in the store.
+//! - [`store`]: the durable store (SQLite): queued jobs, dead letters, counters, dedupe state.
 //! - [`server`]: the HTTP endpoints and the accept loop.
 //! - [`auth`]: webhook and management authentication.
 //! - [`metrics`]: Prometheus metric families.
@@ -25,6 +27,7 @@ pub mod channels;
 pub mod chatops;
 pub mod cli;
 pub mod config;
+pub mod dedupe;
 pub mod delivery;
 pub mod metrics;
 pub mod route;
