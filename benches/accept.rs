@@ -34,13 +34,15 @@ fn main() {
     let rt = tokio::runtime::Runtime::new().expect("tokio runtime");
     rt.block_on(async {
         let dir = tempfile::tempdir().expect("temp dir");
-        // Deliveries go to a closed port at a low rate: the bench measures acceptance.
+        // Deliveries go to a closed port at a low rate: the bench measures acceptance. The
+        // same payload is posted every time: duplicate suppression is off so that each one is
+        // stored (the per-alert dedupe state is still written).
         // AMW_BENCH_REDIS_URL=redis://127.0.0.1:6379/0 measures the shared Redis store instead.
         let redis = std::env::var("AMW_BENCH_REDIS_URL")
             .map(|u| format!(", redis_url: {u:?}"))
             .unwrap_or_default();
         let yaml = format!(
-            "storage: {{ path: {:?}, queue_capacity: 1000000{redis} }}\nroute: {{ receiver: r }}\nreceivers:\n  - name: r\n    wxpusher_configs:\n      - {{ app_token: AT_bench, uids: [UID_x], api_url: 'http://127.0.0.1:9', rate_limit: {{ rate: 1 }}, coalesce_after: 1000h }}\n",
+            "storage: {{ path: {:?}, queue_capacity: 1000000{redis} }}\ndedupe: {{ window: 0s }}\nroute: {{ receiver: r }}\nreceivers:\n  - name: r\n    wxpusher_configs:\n      - {{ app_token: AT_bench, uids: [UID_x], api_url: 'http://127.0.0.1:9', rate_limit: {{ rate: 1 }}, coalesce_after: 1000h }}\n",
             dir.path().join("data")
         );
         let path = dir.path().join("config.yml");

@@ -301,8 +301,12 @@ fn default_queue_capacity() -> usize {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DedupeConfig {
+    /// The same notification (group key, status, alerts) again within this is not pushed
+    /// twice; `0s` turns duplicate suppression off.
     #[serde(default = "default_dedupe_window", with = "humantime_serde")]
     pub window: Duration,
+    /// Resolved-only notifications wait this long so that those arriving meanwhile go out as
+    /// one message; `0s` sends them at once.
     #[serde(default = "default_resolved_group_wait", with = "humantime_serde")]
     pub resolved_group_wait: Duration,
 }

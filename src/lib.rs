@@ -12,8 +12,10 @@
 //!   console): requests, responses, upstream limits and error codes.
 //! - [`delivery`]: the queue between webhook and workers, retries, failure classification,
 //!   rate limits, storm coalescing and fallback receivers.
+//! - [`dedupe`]: duplicate suppression, resolved-once, resolved grouping, firing → resolved
+//!   pairing; the state it keeps lives in the store.
 //! - [`store`]: the durable store (SQLite, or Redis shared by replicas): queued jobs, dead
-//!   letters, counters.
+//!   letters, counters, dedupe state.
 //! - [`server`]: the HTTP endpoints and the accept loop.
 //! - [`auth`]: webhook and management authentication.
 //! - [`metrics`]: Prometheus metric families.
@@ -26,6 +28,7 @@ pub mod channels;
 pub mod chatops;
 pub mod cli;
 pub mod config;
+pub mod dedupe;
 pub mod delivery;
 pub mod metrics;
 pub mod route;

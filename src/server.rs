@@ -27,8 +27,9 @@ use tracing::{Instrument, debug, info, warn};
 
 use crate::auth;
 use crate::config::{Config, ConfigErrors};
+use crate::dedupe;
 use crate::delivery::Queue;
-use crate::metrics::{Metrics, StatusLabels, WebhookLabels};
+use crate::metrics::{Metrics, ReasonLabels, StatusLabels, WebhookLabels};
 use crate::runtime::{Runtime, Shared};
 use crate::store::{NewJob, StoreError};
 use crate::webhook::{Notification, Source};
@@ -312,10 +313,11 @@ async fn accept(
             });
         }
     }
-    let count = jobs.len();
-    // Answered 200 only once the jobs are committed to the store.
-    match app.queue.enqueue(jobs).await {
-        Ok(_) => {}
+    // Answered 200 only once the jobs are committed to the store; duplicates are checked in
+    // the same transaction.
+    let admissions = dedupe::admissions(&dedupe::Policy::new(&rt.config.dedupe), jobs, now);
+    let outcome = match app.queue.admit(admissions, now).await {
+        Ok(admitted) => dedupe::Outcome::of(&admitted),
         Err(StoreError::Full) => {
             return (
                 source,
@@ -331,16 +333,48 @@ async fn accept(
                 "cannot store the notification, retry later\n".into(),
             );
         }
-    }
+    };
+    count_suppressed(&app.metrics, &outcome);
     for status in alerts {
         app.metrics
             .alerts_received
             .get_or_create(&StatusLabels { status })
             .inc();
     }
-    (
-        source,
-        StatusCode::OK,
-        format!("accepted {count} deliveries\n"),
-    )
+    (source, StatusCode::OK, accepted_message(&outcome))
+}
+
+fn count_suppressed(metrics: &Metrics, o: &dedupe::Outcome) {
+    for (reason, n) in [
+        (dedupe::Suppressed::Duplicate, o.duplicates),
+        (dedupe::Suppressed::ResolvedAgain, o.resolved_again),
+    ] {
+        if n > 0 {
+            metrics
+                .dedupe_suppressed
+                .get_or_create(&ReasonLabels {
+                    reason: reason.as_str(),
+                })
+                .inc_by(n as u64);
+        }
+    }
+}
+
+/// The 200 body: a duplicate is answered 200 too (it was accepted the first time), and says so.
+fn accepted_message(o: &dedupe::Outcome) -> String {
+    if o.queued == 0 && o.duplicates > 0 && o.empty == 0 {
+        return "duplicate: the same notification was accepted within dedupe.window, not sent again\n"
+            .into();
+    }
+    let mut s = format!("accepted {} deliveries", o.queued);
+    if o.duplicates > 0 {
+        s += &format!(", {} duplicates not sent again", o.duplicates);
+    }
+    if o.resolved_again > 0 {
+        s += &format!(
+            ", {} resolved alerts already announced left out",
+            o.resolved_again
+        );
+    }
+    s + "\n"
 }

@@ -321,6 +321,16 @@ impl Templates {
             "status_text".into(),
             json!(status_text(self.locale, a.status)),
         );
+        // Pairing with the firing notification (resolved alerts only, when known).
+        v.insert("firingSent".into(), json!(a.firing_sent_at.is_some()));
+        if let Some(first) = a.first_notified_at {
+            let secs = (end - first).num_seconds().max(0);
+            v.insert(
+                "notifiedDuration".into(),
+                json!(humanize(secs, self.locale)),
+            );
+            v.insert("notifiedDurationSeconds".into(), json!(secs));
+        }
         Value::Object(v)
     }
 }

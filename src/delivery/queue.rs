@@ -9,7 +9,9 @@ use std::sync::Arc;
 
 use tokio::sync::Notify;
 
-use crate::store::{NewJob, Store, StoreError};
+use chrono::{DateTime, Utc};
+
+use crate::store::{Admission, Admitted, NewJob, Store, StoreError};
 
 #[derive(Debug, Clone)]
 pub struct Queue {
@@ -34,6 +36,21 @@ impl Queue {
         let ids = self.store.enqueue(jobs).await?;
         self.wake.notify_one();
         Ok(ids)
+    }
+
+    /// Stores the admissions that are not duplicates ([`Store::admit`]), then wakes the
+    /// workers.
+    pub async fn admit(
+        &self,
+        admissions: Vec<Admission>,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Admitted>, StoreError> {
+        if admissions.is_empty() {
+            return Ok(Vec::new());
+        }
+        let admitted = self.store.admit(admissions, now).await?;
+        self.wake.notify_one();
+        Ok(admitted)
     }
 
     /// Whether the store still takes jobs.

@@ -118,6 +118,11 @@ impl Workers {
                         continue;
                     }
                 };
+                // Held resolved jobs are merged into one job per integration, claimed next.
+                let (jobs, merged) = crate::dedupe::release_held(store, jobs).await;
+                if merged {
+                    ctx.queue.wake.notify_one();
+                }
                 if jobs.is_empty() {
                     refresh_gauges(&ctx).await;
                     let wait = match store.next_due().await {
@@ -264,6 +269,7 @@ async fn deliver(mut job: Job, ctx: &Ctx) {
     );
     let mut notification = job.notification.clone();
     notification.fallback = job.fallback;
+    crate::dedupe::annotate(store, &job.receiver, job.integration, &mut notification).await;
     let subscribers =
         crate::chatops::prepare_delivery(store, &rt, integration, &mut notification).await;
     let mut env = rt.env(Utc::now());
@@ -284,6 +290,16 @@ async fn deliver(mut job: Job, ctx: &Ctx) {
                 // It was delivered; at worst it is delivered again after a restart.
                 error!(error = %e, "cannot mark a delivered job done");
             }
+            let policy = crate::dedupe::Policy::new(&rt.config.dedupe);
+            crate::dedupe::sent(
+                store,
+                &policy,
+                &job.receiver,
+                job.integration,
+                &notification,
+                Utc::now(),
+            )
+            .await;
             let latency = (Utc::now() - job.accepted_at).num_milliseconds().max(0) as f64 / 1000.0;
             ctx.metrics
                 .notification_latency

@@ -1,11 +1,11 @@
-//! The durable store: the delivery queue, dead letters and small counters.
+//! The durable store: the delivery queue, dead letters, small counters and dedupe state.
 //!
 //! A notification is accepted only once its jobs are committed here, so that it survives a
 //! crash or restart of the process. The interface is deliberately narrow (enqueue, claim,
-//! complete, reschedule, dead-letter, dead-letter administration, counters) so that another
-//! backend (a shared Redis for several replicas) can implement the same set; [`Store`] is an
-//! enum of backends, dispatched by `match`: [`sqlite`] (one process) and [`redis`] (several
-//! replicas sharing one queue). This module stores and hands out jobs; it does not
+//! complete, reschedule, dead-letter, dead-letter administration, counters, and the dedupe
+//! state operations in the section below) so that another backend can implement the same
+//! set; [`Store`] is an enum of backends, dispatched by `match`: [`sqlite`] (one process) and
+//! [`redis`] (several replicas sharing one queue). This module stores and hands out jobs; it does not
 //! decide when to retry or what to send ([`crate::delivery`] does).
 
 pub mod chatops;
@@ -77,6 +77,9 @@ pub struct Job {
     pub reason: Option<String>,
     /// When it was dead-lettered.
     pub failed_at: Option<DateTime<Utc>>,
+    /// Resolved alerts held back to be merged with the other held jobs of its receiver
+    /// integration when due ([`crate::dedupe`]).
+    pub held: bool,
 }
 
 /// What a failed attempt leaves behind.
@@ -104,6 +107,44 @@ fn redis_options(storage: &StorageConfig) -> Option<redis::RedisOptions> {
         capacity: storage.queue_capacity,
         visibility: storage.redis_visibility_timeout,
     })
+}
+
+/// One key of dedupe state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mark {
+    /// Fixed-size and opaque (a kind prefix and a hash; see [`crate::dedupe`]).
+    pub key: String,
+    /// Unix milliseconds when it was first taken (what the pairing reads back).
+    pub value: i64,
+    /// Absent from this time on.
+    pub expires_at: DateTime<Utc>,
+}
+
+/// A job to queue unless the same notification was admitted recently ([`Store::admit`]).
+#[derive(Debug, Clone)]
+pub struct Admission {
+    pub job: NewJob,
+    /// Not to be tried before this: later than `accepted_at` for held jobs.
+    pub not_before: DateTime<Utc>,
+    /// Held to be merged with the other held jobs of its receiver integration.
+    pub held: bool,
+    /// The notification's identity; `None` admits it unconditionally.
+    pub identity: Option<Mark>,
+    /// Per alert (index into the job's alerts): dropped if the key is held, else taken.
+    pub once: Vec<(usize, Mark)>,
+    /// Taken if absent, extended if present; never prevents anything.
+    pub remember: Vec<Mark>,
+}
+
+/// What [`Store::admit`] did with one admission.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Admitted {
+    /// Queued under this id; `dropped` alerts were left out because their `once` key was held.
+    Queued { id: i64, dropped: usize },
+    /// Its identity was held: nothing was done.
+    Duplicate,
+    /// Every alert's `once` key was held: nothing was queued.
+    Empty { dropped: usize },
 }
 
 /// One of the storage backends.
@@ -278,6 +319,73 @@ impl Store {
         match self {
             Store::Sqlite(s) => s.counter(key, now).await,
             Store::Redis(s) => s.counter(key, now).await,
+        }
+    }
+
+    // ---- Dedupe state ([`crate::dedupe`] decides what the keys mean) ----
+    //
+    // State is a set of string keys, each with an integer value and an expiry; an expired
+    // key is absent. Three primitives, each one `SET NX PX`-style call per key in Redis:
+    // take if absent (`SET k v NX PX ttl`), take-or-extend (`SET k v NX PX ttl` then
+    // `PEXPIRE k ttl GT`), and read (`MGET`). `admit` composes them with enqueueing into one
+    // atomic step (one transaction here; one Lua script in Redis) so that two identical
+    // notifications arriving at once cannot both be queued.
+
+    /// Admits notifications unless their identity is already held: for each admission, in
+    /// order, atomically with the others: if `identity` is held, nothing happens
+    /// ([`Admitted::Duplicate`]); otherwise it is taken, every `once` key is taken and the
+    /// alerts whose key was already held are dropped, every `remember` key is taken or
+    /// extended, and the job (if alerts remain) is queued. Expired state is pruned here, so
+    /// it never outgrows what is live. Fails as a whole with [`StoreError::Full`].
+    pub async fn admit(
+        &self,
+        admissions: Vec<Admission>,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Admitted>, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.admit(admissions, now).await,
+            Store::Redis(s) => s.admit(admissions, now).await,
+        }
+    }
+
+    /// Claims every pending held job of one receiver integration, due or not.
+    pub async fn claim_held(
+        &self,
+        receiver: &str,
+        integration: usize,
+    ) -> Result<Vec<Job>, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.claim_held(receiver, integration).await,
+            Store::Redis(s) => s.claim_held(receiver, integration).await,
+        }
+    }
+
+    /// Takes each key that is absent with its value; extends the expiry of those present
+    /// (keeping their value).
+    pub async fn remember(&self, marks: Vec<Mark>, now: DateTime<Utc>) -> Result<(), StoreError> {
+        match self {
+            Store::Sqlite(s) => s.remember(marks, now).await,
+            Store::Redis(s) => s.remember(marks, now).await,
+        }
+    }
+
+    /// The values of keys, `None` where absent or expired.
+    pub async fn recall(
+        &self,
+        keys: Vec<String>,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Option<i64>>, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.recall(keys, now).await,
+            Store::Redis(s) => s.recall(keys, now).await,
+        }
+    }
+
+    /// How many keys of dedupe state are stored, expired or not (for tests and operators).
+    pub async fn state_size(&self) -> Result<u64, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.state_size().await,
+            Store::Redis(s) => s.state_size().await,
         }
     }
 

@@ -23,7 +23,7 @@ use redis::{FromRedisValue, RedisError, Script, ScriptInvocation};
 
 mod chatops;
 
-use super::{Depth, Failure, Job, NewJob, StoreError};
+use super::{Admission, Admitted, Depth, Failure, Job, Mark, NewJob, StoreError};
 use crate::secret::{Scrubber, Secret};
 
 /// No store operation waits longer than this for Redis; the webhook then answers 503.
@@ -54,6 +54,9 @@ script!(PURGE, "purge.lua");
 script!(ADD_COUNTER, "add_counter.lua");
 script!(TAKE_TOKEN, "take_token.lua");
 script!(HEARTBEAT, "heartbeat.lua");
+script!(ADMIT, "admit.lua");
+script!(REMEMBER, "remember.lua");
+script!(CLAIM_HELD, "claim_held.lua");
 
 /// Checks a `storage.redis_url` without ever repeating it (it may hold a password).
 pub fn check_url(url: &Secret) -> Result<(), String> {
@@ -461,6 +464,118 @@ impl RedisStore {
         Ok(Duration::from_micros(micros.max(0) as u64))
     }
 
+    pub async fn admit(
+        &self,
+        admissions: Vec<Admission>,
+        _now: DateTime<Utc>,
+    ) -> Result<Vec<Admitted>, StoreError> {
+        let mut args = vec![admissions.len().to_string()];
+        for a in &admissions {
+            match &a.identity {
+                Some(m) => push_mark(&mut args, m),
+                None => args.extend([String::new(), "0".into(), "0".into()]),
+            }
+            args.push(a.once.len().to_string());
+            for (i, m) in &a.once {
+                args.push(i.to_string());
+                push_mark(&mut args, m);
+            }
+            args.push(a.remember.len().to_string());
+            for m in &a.remember {
+                push_mark(&mut args, m);
+            }
+            args.push(a.job.notification.alerts.len().to_string());
+            push_job(&mut args, &a.job, a.not_before, a.held)?;
+        }
+        let capacity = self.inner.capacity;
+        let out: Option<Vec<(i64, i64, i64)>> = self
+            .eval(&ADMIT, move |i| {
+                i.arg(capacity).arg(args);
+            })
+            .await?;
+        let out = out.ok_or(StoreError::Full)?;
+        Ok(out
+            .into_iter()
+            .map(|(kind, id, dropped)| match kind {
+                0 => Admitted::Duplicate,
+                2 => Admitted::Empty {
+                    dropped: dropped.max(0) as usize,
+                },
+                _ => Admitted::Queued {
+                    id,
+                    dropped: dropped.max(0) as usize,
+                },
+            })
+            .collect())
+    }
+
+    pub async fn claim_held(
+        &self,
+        receiver: &str,
+        integration: usize,
+    ) -> Result<Vec<Job>, StoreError> {
+        let target = format!("{integration}:{receiver}");
+        let lease = self.inner.visibility.as_millis() as u64;
+        let raw: Vec<RawJob> = self
+            .eval(&CLAIM_HELD, move |i| {
+                i.arg(target).arg(lease);
+            })
+            .await?;
+        raw.into_iter().map(|(id, f)| to_job(id, f)).collect()
+    }
+
+    pub async fn remember(&self, marks: Vec<Mark>, _now: DateTime<Utc>) -> Result<(), StoreError> {
+        if marks.is_empty() {
+            return Ok(());
+        }
+        let mut args = Vec::with_capacity(marks.len() * 3);
+        for m in &marks {
+            push_mark(&mut args, m);
+        }
+        let _: i64 = self
+            .eval(&REMEMBER, move |i| {
+                i.arg(args);
+            })
+            .await?;
+        Ok(())
+    }
+
+    pub async fn recall(
+        &self,
+        keys: Vec<String>,
+        _now: DateTime<Utc>,
+    ) -> Result<Vec<Option<i64>>, StoreError> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut cmd = redis::cmd("MGET");
+        for k in &keys {
+            cmd.arg(self.key(&format!("dd:{k}")));
+        }
+        self.cmd(cmd).await
+    }
+
+    /// Keys of dedupe state (expired ones are gone by themselves).
+    pub async fn state_size(&self) -> Result<u64, StoreError> {
+        let pattern = self.key("dd:*");
+        let mut cursor = 0u64;
+        let mut n = 0u64;
+        loop {
+            let mut cmd = redis::cmd("SCAN");
+            cmd.arg(cursor)
+                .arg("MATCH")
+                .arg(&pattern)
+                .arg("COUNT")
+                .arg(1000);
+            let (next, keys): (u64, Vec<String>) = self.cmd(cmd).await?;
+            n += keys.len() as u64;
+            if next == 0 {
+                return Ok(n);
+            }
+            cursor = next;
+        }
+    }
+
     /// Renews this process's claims on the entries it is delivering.
     async fn heartbeat(&self) -> Result<(), StoreError> {
         let sids: Vec<String> = {
@@ -524,8 +639,6 @@ fn job_args(jobs: &[NewJob]) -> Result<Vec<String>, StoreError> {
     Ok(out)
 }
 
-/// One job's eight values; a job due after its acceptance waits in the delayed set, a held
-/// one (resolved alerts waiting to be merged) is also indexed for merging.
 fn push_job(
     out: &mut Vec<String>,
     j: &NewJob,
@@ -545,6 +658,12 @@ fn push_job(
     Ok(())
 }
 
+fn push_mark(out: &mut Vec<String>, m: &Mark) {
+    out.push(m.key.clone());
+    out.push(m.value.to_string());
+    out.push(ms(m.expires_at).to_string());
+}
+
 fn progress_json(p: &crate::channels::Progress) -> String {
     serde_json::to_string(p).unwrap_or_else(|_| "[]".into())
 }
@@ -556,8 +675,21 @@ fn to_job(id: i64, mut f: HashMap<String, String>) -> Result<Job, StoreError> {
             .and_then(|v| v.parse::<i64>().ok())
             .ok_or_else(|| corrupt(format!("field {k} missing or not a number")))
     };
-    let notification = serde_json::from_str(f.get("notification").map_or("", |s| s.as_str()))
-        .map_err(|e| corrupt(e.to_string()))?;
+    let mut notification: crate::webhook::Notification =
+        serde_json::from_str(f.get("notification").map_or("", |s| s.as_str()))
+            .map_err(|e| corrupt(e.to_string()))?;
+    // Alerts left out at admission (already announced), kept out on every read.
+    if let Some(drop) = f.get("drop") {
+        let drop: Vec<usize> = serde_json::from_str(drop).map_err(|e| corrupt(e.to_string()))?;
+        let keep = notification
+            .alerts
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| !drop.contains(i))
+            .map(|(_, a)| a.clone())
+            .collect();
+        notification = notification.subset(keep);
+    }
     let progress = serde_json::from_str(f.get("progress").map_or("[]", |s| s.as_str()))
         .map_err(|e| corrupt(e.to_string()))?;
     Ok(Job {
@@ -571,6 +703,7 @@ fn to_job(id: i64, mut f: HashMap<String, String>) -> Result<Job, StoreError> {
             .and_then(|v| v.parse::<i64>().ok())
             .map(from_ms),
         fallback: f.get("fallback").is_some_and(|v| v == "1"),
+        held: f.get("held").is_some_and(|v| v == "1"),
         notification,
         progress,
         receiver: f.remove("receiver").unwrap_or_default(),

@@ -16,7 +16,7 @@ use chrono::{DateTime, TimeZone, Utc};
 use rusqlite::{Connection, OptionalExtension, params};
 use tokio::sync::{mpsc, oneshot};
 
-use super::{Depth, Failure, Job, NewJob, StoreError};
+use super::{Admission, Admitted, Depth, Failure, Job, Mark, NewJob, StoreError};
 use crate::channels::Progress;
 
 /// The database file inside `storage.path`.
@@ -40,10 +40,17 @@ CREATE TABLE IF NOT EXISTS jobs (
     fallback    INTEGER NOT NULL DEFAULT 0,
     last_error  TEXT,
     reason      TEXT,
-    failed_at   INTEGER
+    failed_at   INTEGER,
+    held        INTEGER NOT NULL DEFAULT 0   -- resolved alerts waiting to be merged
 );
 CREATE INDEX IF NOT EXISTS jobs_due ON jobs (state, not_before);
 CREATE INDEX IF NOT EXISTS jobs_target ON jobs (receiver, integration, state);
+CREATE TABLE IF NOT EXISTS dedupe (
+    key        TEXT PRIMARY KEY,
+    value      INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL            -- unix milliseconds; absent from then on
+);
+CREATE INDEX IF NOT EXISTS dedupe_expiry ON dedupe (expires_at);
 CREATE TABLE IF NOT EXISTS counters (
     key        TEXT PRIMARY KEY,
     value      INTEGER NOT NULL,
@@ -98,6 +105,7 @@ impl SqliteStore {
         conn.execute_batch(SCHEMA).map_err(|e| err(e.to_string()))?;
         conn.execute_batch(super::chatops::SCHEMA)
             .map_err(|e| err(e.to_string()))?;
+        add_held_column(&conn).map_err(|e| err(e.to_string()))?;
         if owner {
             // A previous run's in-flight jobs may or may not have reached the upstream: again.
             conn.execute(
@@ -400,6 +408,205 @@ impl SqliteStore {
         })
         .await
     }
+
+    pub async fn admit(
+        &self,
+        admissions: Vec<Admission>,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Admitted>, StoreError> {
+        let admissions = admissions
+            .into_iter()
+            .map(|a| Ok((encode(&a.job.notification)?, a)))
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        self.call(move |w| {
+            prune(&w.conn, now)?;
+            let mut out = Vec::with_capacity(admissions.len());
+            let mut queued = 0u64;
+            for (mut json, a) in admissions {
+                if let Some(identity) = &a.identity
+                    && !take(&w.conn, identity, now)?
+                {
+                    out.push(Admitted::Duplicate);
+                    continue;
+                }
+                let mut drop = Vec::new();
+                for (i, mark) in &a.once {
+                    if !take(&w.conn, mark, now)? {
+                        drop.push(*i);
+                    }
+                }
+                for mark in &a.remember {
+                    take_or_extend(&w.conn, mark, now)?;
+                }
+                let mut job = a.job;
+                if !drop.is_empty() {
+                    let keep = job
+                        .notification
+                        .alerts
+                        .iter()
+                        .enumerate()
+                        .filter(|(i, _)| !drop.contains(i))
+                        .map(|(_, a)| a.clone())
+                        .collect::<Vec<_>>();
+                    if keep.is_empty() {
+                        out.push(Admitted::Empty {
+                            dropped: drop.len(),
+                        });
+                        continue;
+                    }
+                    job.notification = job.notification.subset(keep);
+                    json = encode(&job.notification)?;
+                }
+                let id = insert_job(&w.conn, &job, &json, a.not_before, a.held)?;
+                queued += 1;
+                out.push(Admitted::Queued {
+                    id,
+                    dropped: drop.len(),
+                });
+            }
+            if w.live + queued > w.capacity {
+                // The savepoint is rolled back: the state taken above is undone too.
+                return Err(StoreError::Full);
+            }
+            w.live += queued;
+            Ok(out)
+        })
+        .await
+    }
+
+    pub async fn claim_held(
+        &self,
+        receiver: &str,
+        integration: usize,
+    ) -> Result<Vec<Job>, StoreError> {
+        let receiver = receiver.to_string();
+        self.call(move |w| {
+            let jobs = select_jobs(
+                &w.conn,
+                "WHERE state = 'pending' AND held = 1 AND receiver = ?1 AND integration = ?2
+                 ORDER BY id",
+                params![receiver, integration as i64],
+            )?;
+            mark_inflight(&w.conn, &jobs)?;
+            Ok(jobs)
+        })
+        .await
+        .and_then(decode_jobs)
+    }
+
+    pub async fn remember(&self, marks: Vec<Mark>, now: DateTime<Utc>) -> Result<(), StoreError> {
+        self.call(move |w| {
+            for m in &marks {
+                take_or_extend(&w.conn, m, now)?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    pub async fn recall(
+        &self,
+        keys: Vec<String>,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Option<i64>>, StoreError> {
+        self.call(move |w| {
+            let mut stmt = w
+                .conn
+                .prepare_cached("SELECT value FROM dedupe WHERE key = ?1 AND expires_at > ?2")
+                .map_err(db)?;
+            keys.iter()
+                .map(|k| {
+                    stmt.query_row(params![k, ms(now)], |r| r.get(0))
+                        .optional()
+                        .map_err(db)
+                })
+                .collect()
+        })
+        .await
+    }
+
+    pub async fn state_size(&self) -> Result<u64, StoreError> {
+        self.call(|w| {
+            w.conn
+                .query_row("SELECT count(*) FROM dedupe", [], |r| r.get::<_, i64>(0))
+                .map(|n| n.max(0) as u64)
+                .map_err(db)
+        })
+        .await
+    }
+}
+
+/// Stores created before held jobs existed get the column.
+fn add_held_column(conn: &Connection) -> Result<(), rusqlite::Error> {
+    let has: bool = conn.query_row(
+        "SELECT count(*) > 0 FROM pragma_table_info('jobs') WHERE name = 'held'",
+        [],
+        |r| r.get(0),
+    )?;
+    if !has {
+        conn.execute_batch("ALTER TABLE jobs ADD COLUMN held INTEGER NOT NULL DEFAULT 0")?;
+    }
+    Ok(())
+}
+
+/// Forgets expired dedupe state.
+fn prune(conn: &Connection, now: DateTime<Utc>) -> Result<usize, StoreError> {
+    conn.prepare_cached("DELETE FROM dedupe WHERE expires_at <= ?1")
+        .and_then(|mut s| s.execute([ms(now)]))
+        .map_err(db)
+}
+
+/// `SET NX PX`: takes the key if it is absent (or expired); whether it did.
+fn take(conn: &Connection, m: &Mark, now: DateTime<Utc>) -> Result<bool, StoreError> {
+    let n = conn
+        .prepare_cached(
+            "INSERT INTO dedupe (key, value, expires_at) VALUES (?1, ?2, ?3)
+             ON CONFLICT (key) DO UPDATE SET value = excluded.value, expires_at = excluded.expires_at
+             WHERE dedupe.expires_at <= ?4",
+        )
+        .and_then(|mut s| s.execute(params![m.key, m.value, ms(m.expires_at), ms(now)]))
+        .map_err(db)?;
+    Ok(n > 0)
+}
+
+/// Takes the key if absent; otherwise keeps its value and extends its expiry.
+fn take_or_extend(conn: &Connection, m: &Mark, now: DateTime<Utc>) -> Result<(), StoreError> {
+    conn.prepare_cached(
+        "INSERT INTO dedupe (key, value, expires_at) VALUES (?1, ?2, ?3)
+         ON CONFLICT (key) DO UPDATE SET
+           value = CASE WHEN dedupe.expires_at <= ?4 THEN excluded.value ELSE dedupe.value END,
+           expires_at = max(dedupe.expires_at, excluded.expires_at)",
+    )
+    .and_then(|mut s| s.execute(params![m.key, m.value, ms(m.expires_at), ms(now)]))
+    .map_err(db)?;
+    Ok(())
+}
+
+fn insert_job(
+    conn: &Connection,
+    j: &NewJob,
+    json: &str,
+    not_before: DateTime<Utc>,
+    held: bool,
+) -> Result<i64, StoreError> {
+    conn.prepare_cached(
+        "INSERT INTO jobs (receiver, integration, kind, notification, accepted_at, not_before,
+         state, fallback, held) VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'pending', ?7, ?8)",
+    )
+    .and_then(|mut s| {
+        s.execute(params![
+            j.receiver,
+            j.integration as i64,
+            j.kind,
+            json,
+            ms(j.accepted_at),
+            ms(not_before),
+            j.fallback,
+            held
+        ])
+    })
+    .map_err(db)?;
+    Ok(conn.last_insert_rowid())
 }
 
 fn run_writer(mut w: Writer, mut rx: mpsc::UnboundedReceiver<Op>) {
@@ -450,37 +657,24 @@ struct EncodedJob {
     json: String,
 }
 
+fn encode(n: &crate::webhook::Notification) -> Result<String, StoreError> {
+    serde_json::to_string(n)
+        .map_err(|e| StoreError::Db(format!("cannot encode a notification: {e}")))
+}
+
 fn encode_jobs(jobs: Vec<NewJob>) -> Result<Vec<EncodedJob>, StoreError> {
     jobs.into_iter()
         .map(|job| {
-            let json = serde_json::to_string(&job.notification)
-                .map_err(|e| StoreError::Db(format!("cannot encode a notification: {e}")))?;
+            let json = encode(&job.notification)?;
             Ok(EncodedJob { job, json })
         })
         .collect()
 }
 
 fn insert_jobs(conn: &Connection, jobs: &[EncodedJob]) -> Result<Vec<i64>, StoreError> {
-    let mut stmt = conn
-        .prepare_cached(
-            "INSERT INTO jobs (receiver, integration, kind, notification, accepted_at, not_before,
-             state, fallback) VALUES (?1, ?2, ?3, ?4, ?5, ?5, 'pending', ?6)",
-        )
-        .map_err(db)?;
-    let mut ids = Vec::with_capacity(jobs.len());
-    for EncodedJob { job: j, json } in jobs {
-        stmt.execute(params![
-            j.receiver,
-            j.integration as i64,
-            j.kind,
-            json,
-            ms(j.accepted_at),
-            j.fallback
-        ])
-        .map_err(db)?;
-        ids.push(conn.last_insert_rowid());
-    }
-    Ok(ids)
+    jobs.iter()
+        .map(|e| insert_job(conn, &e.job, &e.json, e.job.accepted_at, false))
+        .collect()
 }
 
 fn progress_json(p: &Progress) -> String {
@@ -512,6 +706,7 @@ struct RawJob {
     last_error: Option<String>,
     reason: Option<String>,
     failed_at: Option<i64>,
+    held: bool,
 }
 
 fn select_jobs(
@@ -521,7 +716,7 @@ fn select_jobs(
 ) -> Result<Vec<RawJob>, StoreError> {
     let sql = format!(
         "SELECT id, receiver, integration, kind, notification, attempt, progress, accepted_at,
-         not_before, fallback, last_error, reason, failed_at FROM jobs {tail}"
+         not_before, fallback, last_error, reason, failed_at, held FROM jobs {tail}"
     );
     let mut stmt = conn.prepare_cached(&sql).map_err(db)?;
     let rows = stmt
@@ -540,6 +735,7 @@ fn select_jobs(
                 last_error: r.get(10)?,
                 reason: r.get(11)?,
                 failed_at: r.get(12)?,
+                held: r.get(13)?,
             })
         })
         .map_err(db)?;
@@ -567,6 +763,7 @@ fn decode_jobs(rows: Vec<RawJob>) -> Result<Vec<Job>, StoreError> {
                 last_error: r.last_error,
                 reason: r.reason,
                 failed_at: r.failed_at.map(from_ms),
+                held: r.held,
             })
         })
         .collect()
@@ -639,5 +836,113 @@ mod tests {
             5
         );
         assert_eq!(store.counter("uid:U".into(), Utc::now()).await.unwrap(), 5);
+    }
+
+    fn admission(key: &str, now: DateTime<Utc>, ttl_ms: i64) -> Admission {
+        let exp = now + chrono::Duration::milliseconds(ttl_ms);
+        Admission {
+            job: job("a"),
+            not_before: now,
+            held: false,
+            identity: Some(Mark {
+                key: format!("dup:{key}"),
+                value: 1,
+                expires_at: exp,
+            }),
+            once: vec![(
+                1,
+                Mark {
+                    key: format!("resolved:{key}"),
+                    value: 1,
+                    expires_at: exp,
+                },
+            )],
+            remember: vec![Mark {
+                key: format!("firing:{key}"),
+                value: now.timestamp_millis(),
+                expires_at: exp,
+            }],
+        }
+    }
+
+    #[tokio::test]
+    async fn admit_is_once_per_identity_drops_announced_alerts_and_prunes() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), 10_000).unwrap();
+        let t0 = Utc::now();
+        let out = store
+            .admit(vec![admission("k", t0, 1000), admission("k", t0, 1000)], t0)
+            .await
+            .unwrap();
+        assert!(matches!(out[0], Admitted::Queued { dropped: 0, .. }));
+        assert_eq!(out[1], Admitted::Duplicate);
+        // Another identity carrying the same resolved alert: that alert is left out.
+        let mut other = admission("k", t0, 1000);
+        other.identity.as_mut().unwrap().key = "dup:other".into();
+        let out = store.admit(vec![other], t0).await.unwrap();
+        let Admitted::Queued { id, dropped: 1 } = out[0] else {
+            panic!("{out:?}");
+        };
+        let jobs = store.claim(t0, 10).await.unwrap();
+        let again = jobs.iter().find(|j| j.id == id).unwrap();
+        assert_eq!(again.notification.alerts.len(), 1);
+        assert_eq!(again.notification.status, crate::webhook::Status::Firing);
+        // take-or-extend keeps the first value.
+        let first = t0.timestamp_millis();
+        store
+            .remember(
+                vec![Mark {
+                    key: "firing:k".into(),
+                    value: first + 5,
+                    expires_at: t0 + chrono::Duration::seconds(60),
+                }],
+                t0,
+            )
+            .await
+            .unwrap();
+        let got = store
+            .recall(vec!["firing:k".into(), "nothing".into()], t0)
+            .await
+            .unwrap();
+        assert_eq!(got, [Some(first), None]);
+        // After the window the same identity is admitted again (a reminder).
+        let later = t0 + chrono::Duration::seconds(2);
+        let out = store
+            .admit(vec![admission("k", later, 1000)], later)
+            .await
+            .unwrap();
+        assert!(
+            matches!(out[0], Admitted::Queued { dropped: 0, .. }),
+            "{out:?}"
+        );
+        // Many distinct notifications with a short life: the state shrinks back once they
+        // expire, pruned by the next admission.
+        let many: Vec<Admission> = (0..500)
+            .map(|i| admission(&format!("n{i}"), later, 1000))
+            .collect();
+        store.admit(many, later).await.unwrap();
+        assert!(store.state_size().await.unwrap() >= 1500);
+        let much_later = later + chrono::Duration::seconds(120);
+        store
+            .admit(vec![admission("last", much_later, 1000)], much_later)
+            .await
+            .unwrap();
+        // Left: the three keys just taken, and `firing:k` extended to t0+60s is gone too.
+        assert_eq!(store.state_size().await.unwrap(), 3);
+    }
+
+    #[tokio::test]
+    async fn a_full_queue_undoes_the_state_taken() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), 1).unwrap();
+        let t0 = Utc::now();
+        let both = vec![admission("x", t0, 1000), admission("y", t0, 1000)];
+        assert!(matches!(store.admit(both, t0).await, Err(StoreError::Full)));
+        assert_eq!(store.state_size().await.unwrap(), 0);
+        let out = store
+            .admit(vec![admission("x", t0, 1000)], t0)
+            .await
+            .unwrap();
+        assert!(matches!(out[0], Admitted::Queued { .. }));
     }
 }

@@ -68,6 +68,15 @@ pub struct Alert {
     pub generator_url: String,
     #[serde(default)]
     pub fingerprint: String,
+    /// Not in the payload: when the first firing notification of this alert was accepted for
+    /// the receiver integration delivering it (set on resolved alerts at delivery,
+    /// `firstNotifiedAt` in templates; see [`crate::dedupe`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_notified_at: Option<DateTime<Utc>>,
+    /// Not in the payload: when its firing message went out through that integration
+    /// (`firingSentAt`; templates also get `firingSent`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub firing_sent_at: Option<DateTime<Utc>>,
     /// Grafana only.
     #[serde(flatten)]
     pub grafana: GrafanaAlertExtras,
@@ -176,6 +185,11 @@ impl Notification {
         }
         if n.alerts.len() > MAX_ALERTS {
             return Err(PayloadError::TooManyAlerts(n.alerts.len()));
+        }
+        // Ours to set, never the sender's.
+        for a in &mut n.alerts {
+            a.first_notified_at = None;
+            a.firing_sent_at = None;
         }
         n.source = if n.version == "1" || n.grafana.is_present() {
             Source::Grafana

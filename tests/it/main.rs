@@ -4,6 +4,7 @@ mod support;
 
 mod alertmanager;
 mod chatops;
+mod dedupe;
 mod delivery;
 mod docs;
 mod ingest;

@@ -44,9 +44,20 @@ fn fingerprints(reqs: &[Recorded]) -> BTreeSet<String> {
 
 /// A replica sending to `mock` with the shared Redis as its store.
 async fn replica(name: &'static str, redis: &RedisServer, mock: &MockWxPusher, wx: &str) -> Daemon {
+    replica_with(name, redis, mock, wx, "").await
+}
+
+async fn replica_with(
+    name: &'static str,
+    redis: &RedisServer,
+    mock: &MockWxPusher,
+    wx: &str,
+    dedupe: &str,
+) -> Daemon {
     let config = format!(
         r#"
 global: {{ wxpusher_api_url: "{}" }}
+dedupe: {{ {dedupe} }}
 storage:
   path: $DIR/data
   redis_url: "{}"
@@ -229,5 +240,93 @@ async fn redis_down_is_503_and_not_ready_until_it_is_back() {
     assert_eq!(
         fingerprints(&reqs),
         ["up1", "up2"].iter().map(|s| s.to_string()).collect()
+    );
+}
+
+/// Waits until nothing is queued or in flight on the shared store.
+async fn drained(redis: &RedisServer) {
+    let storage = alertmanager_wechat::config::StorageConfig {
+        redis_url: Some(alertmanager_wechat::secret::Secret::new(redis.url.clone())),
+        redis_prefix: "ha-test:".into(),
+        ..Default::default()
+    };
+    let store = alertmanager_wechat::store::Store::admin_from_config(&storage).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !store.depth().await.unwrap().is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "still queued: {:?}",
+            store.depth().await
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn summaries(reqs: &[Recorded]) -> Vec<String> {
+    reqs.iter()
+        .map(|r| r.body["summary"].as_str().unwrap_or_default().to_string())
+        .collect()
+}
+
+#[tokio::test]
+async fn the_same_payload_posted_to_two_replicas_at_once_is_sent_once() {
+    alertmanager_wechat::runtime::install_tls_provider();
+    let Some(redis) = RedisServer::start().await else {
+        return;
+    };
+    let upstream = MockWxPusher::start().await;
+    let opts = ", rate_limit: { rate: 1000, burst: 1000 }";
+    let a = replica("replica-a", &redis, &upstream, opts).await;
+    let b = replica("replica-b", &redis, &upstream, opts).await;
+    for round in 0..5 {
+        // As two clustered Alertmanagers would: one payload to each replica, at the same time.
+        let body = one(&format!("same{round}"));
+        let (sa, sb) = tokio::join!(post(&a.url, body.clone()), post(&b.url, body));
+        assert_eq!((sa, sb), (200, 200));
+    }
+    drained(&redis).await;
+    let reqs = upstream.requests();
+    assert_eq!(reqs.len(), 5, "{:?}", summaries(&reqs));
+    assert_eq!(fingerprints(&reqs).len(), 5);
+}
+
+#[tokio::test]
+async fn resolved_alerts_accepted_by_two_replicas_go_out_as_one_message() {
+    alertmanager_wechat::runtime::install_tls_provider();
+    let Some(redis) = RedisServer::start().await else {
+        return;
+    };
+    let upstream = MockWxPusher::start().await;
+    let resolved = |fp: &str| {
+        one(fp)
+            .replace("\"status\":\"firing\"", "\"status\":\"resolved\"")
+            .replace("0001-01-01T00:00:00Z", "2026-11-25T08:42:00Z")
+    };
+    let opts = ", rate_limit: { rate: 1000, burst: 1000 }";
+    let a = replica_with(
+        "replica-a",
+        &redis,
+        &upstream,
+        opts,
+        "resolved_group_wait: 2s",
+    )
+    .await;
+    let b = replica_with(
+        "replica-b",
+        &redis,
+        &upstream,
+        opts,
+        "resolved_group_wait: 2s",
+    )
+    .await;
+    assert_eq!(post(&a.url, resolved("ra")).await, 200);
+    assert_eq!(post(&b.url, resolved("rb")).await, 200);
+    assert_eq!(post(&a.url, resolved("rc")).await, 200);
+    drained(&redis).await;
+    let reqs = upstream.requests();
+    assert_eq!(reqs.len(), 1, "{:?}", summaries(&reqs));
+    assert_eq!(
+        fingerprints(&reqs),
+        ["ra", "rb", "rc"].iter().map(|s| s.to_string()).collect()
     );
 }

@@ -8,7 +8,9 @@ use alertmanager_wechat::chatops::command::REF_ALPHABET;
 use alertmanager_wechat::config::StorageConfig;
 use alertmanager_wechat::secret::Secret;
 use alertmanager_wechat::store::chatops::{self, Touch};
-use alertmanager_wechat::store::{Failure, Job, NewJob, Store, StoreError};
+use alertmanager_wechat::store::{
+    Admission, Admitted, Failure, Job, Mark, NewJob, Store, StoreError,
+};
 use alertmanager_wechat::webhook::Ack;
 use chrono::{DateTime, Utc};
 
@@ -566,4 +568,152 @@ async fn redis_chatops_touches_from_two_replicas_agree_on_one_reference() {
         .unwrap();
     // Every replica's recipient was recorded: no update was lost.
     assert_eq!(rec.recipients.len(), 20);
+}
+
+fn mark(key: &str, value: i64, expires_at: DateTime<Utc>) -> Mark {
+    Mark {
+        key: key.into(),
+        value,
+        expires_at,
+    }
+}
+
+fn admission(key: &str, now: DateTime<Utc>, ttl: chrono::Duration) -> Admission {
+    Admission {
+        job: job("oncall", 0),
+        not_before: now,
+        held: false,
+        identity: Some(mark(&format!("dup:{key}"), 1, now + ttl)),
+        once: vec![(1, mark(&format!("resolved:{key}"), 1, now + ttl))],
+        remember: vec![mark(
+            &format!("firing:{key}"),
+            now.timestamp_millis(),
+            now + ttl,
+        )],
+    }
+}
+
+both!(
+    admission_is_once_per_identity_and_drops_announced_alerts,
+    100
+);
+async fn admission_is_once_per_identity_and_drops_announced_alerts(store: Store, _: &mut Guard) {
+    let t0 = Utc::now();
+    let minute = chrono::Duration::minutes(1);
+    let alerts = job("oncall", 0).notification.alerts.len();
+    assert!(alerts >= 2);
+    let out = store
+        .admit(
+            vec![admission("k", t0, minute), admission("k", t0, minute)],
+            t0,
+        )
+        .await
+        .unwrap();
+    assert!(
+        matches!(out[0], Admitted::Queued { dropped: 0, .. }),
+        "{out:?}"
+    );
+    assert_eq!(out[1], Admitted::Duplicate);
+    // Another identity carrying the same resolved alert: that alert is left out.
+    let mut other = admission("k", t0, minute);
+    other.identity = Some(mark("dup:other", 1, t0 + minute));
+    let out = store.admit(vec![other], t0).await.unwrap();
+    let Admitted::Queued { id, dropped: 1 } = out[0] else {
+        panic!("{out:?}");
+    };
+    let jobs = store.claim(Utc::now(), 10).await.unwrap();
+    assert_eq!(jobs.len(), 2);
+    let again = jobs.iter().find(|j| j.id == id).unwrap();
+    assert_eq!(again.notification.alerts.len(), alerts - 1);
+    // Take-or-extend keeps the first value.
+    let first = t0.timestamp_millis();
+    store
+        .remember(vec![mark("firing:k", first + 5, t0 + minute * 2)], t0)
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .recall(vec!["firing:k".into(), "nothing".into()], t0)
+            .await
+            .unwrap(),
+        [Some(first), None]
+    );
+    assert_eq!(store.state_size().await.unwrap(), 4);
+}
+
+both!(a_full_queue_takes_no_dedupe_state, 1);
+async fn a_full_queue_takes_no_dedupe_state(store: Store, _: &mut Guard) {
+    let t0 = Utc::now();
+    let minute = chrono::Duration::minutes(1);
+    let both = vec![admission("x", t0, minute), admission("y", t0, minute)];
+    assert!(matches!(store.admit(both, t0).await, Err(StoreError::Full)));
+    assert_eq!(store.state_size().await.unwrap(), 0);
+    let out = store
+        .admit(vec![admission("x", t0, minute)], t0)
+        .await
+        .unwrap();
+    assert!(matches!(out[0], Admitted::Queued { .. }), "{out:?}");
+}
+
+both!(dedupe_state_expires_and_held_jobs_wait_to_be_merged, 100);
+async fn dedupe_state_expires_and_held_jobs_wait_to_be_merged(store: Store, _: &mut Guard) {
+    let short = chrono::Duration::milliseconds(300);
+    let t0 = Utc::now();
+    assert!(matches!(
+        store
+            .admit(vec![admission("e", t0, short)], t0)
+            .await
+            .unwrap()[0],
+        Admitted::Queued { .. }
+    ));
+    // The same notification after the window is admitted again (a reminder).
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let now = Utc::now();
+        let out = store
+            .admit(vec![admission("e", now, short)], now)
+            .await
+            .unwrap();
+        if matches!(out[0], Admitted::Queued { .. }) {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "never expired");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    for j in store.claim(Utc::now(), 10).await.unwrap() {
+        store.complete(vec![j.id], Vec::new()).await.unwrap();
+    }
+    // Held resolved jobs: not claimable before they are due, but taken together for merging.
+    let now = Utc::now();
+    let mut held = Vec::new();
+    for k in ["h1", "h2"] {
+        let mut a = admission(k, now, chrono::Duration::minutes(1));
+        a.held = true;
+        a.not_before = now + chrono::Duration::hours(1);
+        held.push(a);
+    }
+    let out = store.admit(held, now).await.unwrap();
+    let queued: Vec<i64> = out
+        .iter()
+        .map(|o| match o {
+            Admitted::Queued { id, .. } => *id,
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert!(store.claim(Utc::now(), 10).await.unwrap().is_empty());
+    assert_eq!(
+        store.next_due().await.unwrap().map(trunc),
+        Some(trunc(now + chrono::Duration::hours(1)))
+    );
+    let merged = store.claim_held("oncall", 0).await.unwrap();
+    assert_eq!(ids(&merged), queued);
+    assert!(merged.iter().all(|j| j.held));
+    assert!(store.claim_held("oncall", 0).await.unwrap().is_empty());
+    store
+        .complete(queued, vec![job("oncall", 0)])
+        .await
+        .unwrap();
+    let next = store.claim(Utc::now(), 10).await.unwrap();
+    assert_eq!(next.len(), 1);
+    assert!(!next[0].held);
 }

@@ -50,6 +50,13 @@ impl TestServer {
             // Each server its own store, in its temporary directory.
             config.storage.path = dir.path().join("data");
         }
+        if !yaml.contains("dedupe:") {
+            // Tests about something else post the same example payloads again and again and
+            // expect resolved messages at once: they run without duplicate suppression and
+            // resolved grouping. Those are under test in `dedupe.rs`, which configures them.
+            config.dedupe.window = Duration::ZERO;
+            config.dedupe.resolved_group_wait = Duration::ZERO;
+        }
         let service = Service::start(config, Some(path), policy).unwrap_or_else(|e| panic!("{e}"));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
