@@ -9,6 +9,10 @@
 //! and go back on the stream when due; dead letters are kept in another. Each job's data is a
 //! hash whose `state` is the truth, so a stale stream entry is recognised and dropped.
 //! Counters (`INCRBY` + `PEXPIREAT`) and token buckets (on Redis's clock) are shared too.
+//! Dedupe state is one key per mark (`SET NX PXAT`), and admitting a notification (its marks
+//! and its job) is one script, so two replicas given the same payload queue it once; alerts an
+//! admission leaves out are recorded with the job and left out whenever it is read. Chatops
+//! records are in `redis/chatops.rs`.
 //!
 //! The URL may hold a password: it is a [`Secret`], and errors are scrubbed of it.
 
