@@ -353,7 +353,7 @@ async fn redis_in_flight_jobs_of_a_stopped_replica_are_taken_over() {
     let Some(server) = RedisServer::start().await else {
         return;
     };
-    let visibility = Duration::from_secs(1);
+    let visibility = Duration::from_secs(2);
     let config = redis_config(&server.url, 100, visibility);
     let a = Store::from_config(&config).unwrap();
     let b = Store::from_config(&config).unwrap();
@@ -364,7 +364,7 @@ async fn redis_in_flight_jobs_of_a_stopped_replica_are_taken_over() {
     assert_eq!(ids(&a.claim(Utc::now(), 1).await.unwrap()), new[..1]);
     // A is alive and renews its claim: B gets the other job only, for well past the timeout.
     assert_eq!(ids(&b.claim(Utc::now(), 10).await.unwrap()), new[1..]);
-    assert!(claim_within(&b, visibility * 3).await.is_empty());
+    assert!(claim_within(&b, visibility * 2).await.is_empty());
     // A stops (as after kill -9: nothing renews its claim any more); B takes the job over.
     drop(a);
     let taken = claim_within(&b, Duration::from_secs(10)).await;
