@@ -5,6 +5,7 @@ mod support;
 mod alertmanager;
 mod delivery;
 mod ingest;
+mod metrics;
 mod official_account;
 mod ops;
 mod render;
