@@ -5,6 +5,7 @@ mod support;
 mod alertmanager;
 mod delivery;
 mod ingest;
+mod lifecycle;
 mod metrics;
 mod official_account;
 mod ops;
