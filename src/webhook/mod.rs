@@ -259,8 +259,22 @@ fn common<'a>(mut sets: impl Iterator<Item = &'a LabelSet>) -> LabelSet {
     out
 }
 
+/// Longest error message answered and logged: serde quotes offending values whole, and a
+/// megabyte string in the wrong place must not come back in the 400 or land in the logs.
+const MAX_ERROR_CHARS: usize = 240;
+
+/// The error on one line, its middle cut when too long (the end says where: line, column).
 fn one_line(e: &serde_json::Error) -> String {
-    e.to_string().replace('\n', " ")
+    let s = e.to_string().replace('\n', " ");
+    if crate::text::visible_len(&s) <= MAX_ERROR_CHARS {
+        return s;
+    }
+    let tail: String = {
+        let g: Vec<&str> =
+            unicode_segmentation::UnicodeSegmentation::graphemes(s.as_str(), true).collect();
+        g[g.len().saturating_sub(60)..].concat()
+    };
+    format!("{}{tail}", crate::text::truncate(&s, MAX_ERROR_CHARS - 60))
 }
 
 #[cfg(test)]
@@ -361,6 +375,30 @@ mod tests {
         assert_eq!(
             Notification::parse(junk.as_bytes()),
             Err(PayloadError::TooManyAlerts)
+        );
+    }
+
+    #[test]
+    fn long_errors_are_cut_in_the_middle() {
+        let body = format!(
+            r#"{{"status":"firing","alerts":"{}"}}"#,
+            "x".repeat(100_000)
+        );
+        let e = Notification::parse(body.as_bytes())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("malformed JSON: invalid type: string \"xxx"),
+            "{e}"
+        );
+        assert!(e.contains("…"), "{e}");
+        assert!(
+            e.ends_with("expected a sequence at line 1 column 100030"),
+            "{e}"
+        );
+        assert!(
+            e.chars().count() <= "malformed JSON: ".len() + MAX_ERROR_CHARS,
+            "{e}"
         );
     }
 

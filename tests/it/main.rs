@@ -9,6 +9,7 @@ mod lifecycle;
 mod metrics;
 mod official_account;
 mod ops;
+mod props;
 mod render;
 mod weixin_gateway;
 mod wxpusher;
