@@ -79,6 +79,12 @@ const RELOAD_OK: &str = "alertmanager_wechat_config_last_reload_successful";
 async fn sighup_reloads_keeps_the_old_config_on_error_and_reports_it() {
     let mock = MockWxPusher::start().await;
     let d = start(&mock, "info").await;
+    // No auth configured: start-up says so.
+    assert!(
+        d.log().contains("webhook endpoints are open"),
+        "{}",
+        d.log()
+    );
     let cfg = d.dir.path().join("config.yml");
     let good = config(&mock, "UID_b").replace("$DIR", &d.dir.path().display().to_string());
     // Two mistakes: both are logged.

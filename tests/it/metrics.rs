@@ -190,5 +190,20 @@ async fn counters_after_a_scripted_scenario_are_exact() {
             "{family} has no help:\n{m}"
         );
     }
+    // The process metrics a Prometheus user expects, unprefixed, for this (test) process.
+    assert!(metric(&m, "process_resident_memory_bytes") > 1e6, "{m}");
+    assert!(metric(&m, "process_virtual_memory_bytes") > 1e6, "{m}");
+    assert!(metric(&m, "process_open_fds") >= 3.0, "{m}");
+    assert!(
+        metric(&m, "process_max_fds") >= metric(&m, "process_open_fds"),
+        "{m}"
+    );
+    assert!(metric(&m, "process_cpu_seconds_total") > 0.0, "{m}");
+    let start = metric(&m, "process_start_time_seconds");
+    assert!(
+        start > now - 3600.0 && start <= now + 1.0,
+        "{start} vs {now}"
+    );
+    assert!(m.contains("# TYPE process_cpu_seconds counter"), "{m}");
     assert_eq!(mock.requests().len(), 3);
 }
