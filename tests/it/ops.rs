@@ -445,3 +445,40 @@ async fn grafana_signature_is_verified_over_http() {
     srv.stop().await;
     assert_eq!(mock.requests().len(), 1);
 }
+
+#[tokio::test]
+async fn reload_does_not_disturb_a_delivery_in_flight() {
+    let mock = MockWxPusher::start().await;
+    let srv = TestServer::start(&config(&mock, "")).await;
+    mock.hold();
+    assert_eq!(
+        srv.post("/webhook", example("alertmanager-firing.json"))
+            .await
+            .0,
+        200
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while mock.requests().is_empty() {
+        assert!(std::time::Instant::now() < deadline, "no delivery started");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let path = srv.dir.path().join("config.yml");
+    std::fs::write(&path, config(&mock, "").replace("UID_a", "UID_b")).unwrap();
+    assert_eq!(srv.post("/-/reload", "").await.0, 200);
+    mock.release();
+    srv.post("/webhook", example("alertmanager-firing.json"))
+        .await;
+    let reqs = mock.wait_for(2, Duration::from_secs(5)).await;
+    srv.stop().await;
+    // The held one finished as it started, once; the next one used the new config.
+    let uids: Vec<_> = mock
+        .requests()
+        .iter()
+        .map(|r| r.body["uids"].clone())
+        .collect();
+    assert_eq!(
+        uids,
+        [serde_json::json!(["UID_a"]), serde_json::json!(["UID_b"])],
+        "{reqs:?}"
+    );
+}
