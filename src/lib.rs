@@ -120,29 +120,39 @@ impl Service {
         })
     }
 
-    /// Serves HTTP until `shutdown`; then stops accepting, lets open requests finish and the
-    /// deliveries in flight complete, each for up to `grace`. Everything else stays in the
-    /// store for the next start.
+    /// Serves HTTP until `shutdown`; then drains: readiness answers 503 and webhooks 503
+    /// (Alertmanager retries them, elsewhere or later) while the deliveries in flight finish,
+    /// for up to `grace`; then stops accepting and gives open requests up to `grace` more.
+    /// Everything not yet delivered stays in the store for the next start.
     pub async fn run(
         self,
         listener: tokio::net::TcpListener,
         shutdown: impl std::future::Future<Output = ()>,
         grace: Duration,
     ) -> std::io::Result<()> {
-        server::run(listener, self.app.clone(), shutdown, grace).await?;
         let Service {
             app,
             workers,
             stop,
             health,
         } = self;
+        let draining = app.clone();
+        let drained = async move {
+            shutdown.await;
+            draining
+                .draining
+                .store(true, std::sync::atomic::Ordering::SeqCst);
+            tracing::info!("draining: not ready, waiting for deliveries in flight");
+            let _ = stop.send(true);
+            if tokio::time::timeout(grace, workers).await.is_err() {
+                tracing::warn!(
+                    "deliveries still in flight after the grace period; they are retried at the next start"
+                );
+            }
+        };
+        // The listener stays open while draining, so probes and scrapes see the state.
+        server::run(listener, app.clone(), drained, grace).await?;
         health.abort();
-        let _ = stop.send(true);
-        if tokio::time::timeout(grace, workers).await.is_err() {
-            tracing::warn!(
-                "deliveries still in flight after the grace period; they are retried at the next start"
-            );
-        }
         drop(app);
         Ok(())
     }

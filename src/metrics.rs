@@ -6,9 +6,12 @@
 
 use std::sync::atomic::AtomicU64;
 
-use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
+use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
@@ -109,7 +112,10 @@ impl Default for Metrics {
 
 impl Metrics {
     pub fn new() -> Metrics {
-        let mut registry = Registry::with_prefix("alertmanager_wechat");
+        // The standard `process_*` families at the root, ours under the prefix.
+        let mut root = Registry::default();
+        root.register_collector(Box::new(ProcessCollector));
+        let registry = root.sub_registry_with_prefix("alertmanager_wechat");
         let m = Metrics {
             webhooks_received: Family::default(),
             alerts_received: Family::default(),
@@ -199,7 +205,10 @@ impl Metrics {
             })
             .set(1);
         registry.register("build_info", "Version of this build", build_info);
-        Metrics { registry, ..m }
+        Metrics {
+            registry: root,
+            ..m
+        }
     }
 
     /// The text exposition format.
@@ -212,5 +221,121 @@ impl Metrics {
 
     pub fn registry_mut(&mut self) -> &mut Registry {
         &mut self.registry
+    }
+}
+
+/// The `process_*` metrics every Prometheus client exports, read from `/proc/self` at each
+/// scrape (Linux; elsewhere, or when a file cannot be read, those series are left out).
+#[derive(Debug)]
+struct ProcessCollector;
+
+/// `/proc` reports CPU times in USER_HZ ticks, 100 per second on every Linux platform.
+const TICKS_PER_SECOND: f64 = 100.0;
+
+impl ProcessCollector {
+    fn gauge(
+        encoder: &mut DescriptorEncoder,
+        name: &str,
+        help: &str,
+        value: Option<f64>,
+    ) -> Result<(), std::fmt::Error> {
+        let Some(v) = value else {
+            return Ok(());
+        };
+        let g = ConstGauge::new(v);
+        g.encode(encoder.encode_descriptor(name, help, None, g.metric_type())?)
+    }
+}
+
+/// The fields of `/proc/self/stat` after the command name (which may contain spaces).
+fn proc_stat() -> Option<Vec<String>> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    let rest = &stat[stat.rfind(')')? + 1..];
+    Some(rest.split_whitespace().map(String::from).collect())
+}
+
+/// A `Name:   123 kB` line of `/proc/self/status`, in bytes.
+fn proc_status_bytes(key: &str) -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with(key))?;
+    let kb: f64 = line[key.len()..]
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    Some(kb * 1024.0)
+}
+
+fn boot_time() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    stat.lines()
+        .find_map(|l| l.strip_prefix("btime "))?
+        .trim()
+        .parse()
+        .ok()
+}
+
+fn max_fds() -> Option<f64> {
+    let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
+    let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
+    line["Max open files".len()..]
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
+impl Collector for ProcessCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        // After the command name: state is field 3 of stat(5), so field N is at N - 3.
+        let stat = proc_stat();
+        let field = |n: usize| -> Option<f64> { stat.as_ref()?.get(n - 3)?.parse().ok() };
+        if let (Some(user), Some(system)) = (field(14), field(15)) {
+            let c = ConstCounter::new((user + system) / TICKS_PER_SECOND);
+            c.encode(encoder.encode_descriptor(
+                "process_cpu_seconds",
+                "Total user and system CPU time spent in seconds",
+                None,
+                c.metric_type(),
+            )?)?;
+        }
+        let start = field(22)
+            .zip(boot_time())
+            .map(|(t, b)| b + t / TICKS_PER_SECOND);
+        Self::gauge(
+            &mut encoder,
+            "process_start_time_seconds",
+            "Start time of the process since unix epoch in seconds",
+            start,
+        )?;
+        Self::gauge(
+            &mut encoder,
+            "process_resident_memory_bytes",
+            "Resident memory size in bytes",
+            proc_status_bytes("VmRSS:"),
+        )?;
+        Self::gauge(
+            &mut encoder,
+            "process_virtual_memory_bytes",
+            "Virtual memory size in bytes",
+            field(23),
+        )?;
+        let open = std::fs::read_dir("/proc/self/fd")
+            .ok()
+            .map(|d| d.count() as f64);
+        Self::gauge(
+            &mut encoder,
+            "process_open_fds",
+            "Number of open file descriptors",
+            open,
+        )?;
+        Self::gauge(
+            &mut encoder,
+            "process_max_fds",
+            "Maximum number of open file descriptors",
+            max_fds(),
+        )?;
+        Ok(())
     }
 }

@@ -202,7 +202,13 @@ async fn handle(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let span = tracing::info_span!("webhook", receiver = receiver.as_deref().unwrap_or(""));
+    // Source and group key are recorded once the payload parses.
+    let span = tracing::info_span!(
+        "webhook",
+        receiver = receiver.as_deref().unwrap_or(""),
+        source = tracing::field::Empty,
+        group_key = tracing::field::Empty,
+    );
     async move {
         let (source, status, message) = accept(&app, receiver.as_deref(), &headers, body).await;
         app.metrics
@@ -288,6 +294,9 @@ async fn accept(
         Err(e) => return (None, StatusCode::BAD_REQUEST, format!("{e}\n")),
     };
     let source = Some(n.source);
+    tracing::Span::current()
+        .record("source", n.source.as_str())
+        .record("group_key", n.group_key.as_str());
     let alerts: Vec<&'static str> = n.alerts.iter().map(|a| a.status.as_str()).collect();
     let Some(routed) = rt.route(n, receiver) else {
         return (

@@ -18,6 +18,7 @@ use tracing::{Instrument, debug, error, warn};
 use super::Queue;
 use super::coalesce;
 use super::ratelimit::RateLimits;
+use crate::channels::Integration;
 use crate::metrics::{FailureLabels, IntegrationLabels, Metrics, NotificationLabels};
 use crate::runtime::{Runtime, Shared};
 use crate::store::{Failure, Job, NewJob};
@@ -267,18 +268,25 @@ async fn deliver(mut job: Job, ctx: &Ctx) {
         group_key = %job.notification.group_key,
         attempt = job.attempt
     );
+    // The whole attempt runs in the span, the store writes after the send included: a span
+    // guard held across an await would be lost when the task moves threads.
+    attempt(job, ctx, &rt, integration).instrument(span).await;
+}
+
+/// One delivery attempt of a claimed job, and recording its outcome.
+async fn attempt(mut job: Job, ctx: &Ctx, rt: &Runtime, integration: &Integration) {
+    let store = &ctx.queue.store;
+    let kind = integration.name();
     let mut notification = job.notification.clone();
     notification.fallback = job.fallback;
     crate::dedupe::annotate(store, &job.receiver, job.integration, &mut notification).await;
     let subscribers =
-        crate::chatops::prepare_delivery(store, &rt, integration, &mut notification).await;
+        crate::chatops::prepare_delivery(store, rt, integration, &mut notification).await;
     let mut env = rt.env(Utc::now());
     env.subscribers = &subscribers;
     let result = integration
         .send(&env, &notification, &mut job.progress)
-        .instrument(span.clone())
         .await;
-    let _enter = span.enter();
     let labels = |result| NotificationLabels {
         receiver: job.receiver.clone(),
         integration: kind,
@@ -343,7 +351,7 @@ async fn deliver(mut job: Job, ctx: &Ctx) {
         ctx.queue.wake.notify_one();
         return;
     }
-    let fallback = fallback_jobs(&rt, &job, integration.fallback_receiver.as_deref());
+    let fallback = fallback_jobs(rt, &job, integration.fallback_receiver.as_deref());
     error!(
         error = %failure.error,
         reason = failure.reason,

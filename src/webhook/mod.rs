@@ -168,23 +168,75 @@ pub enum PayloadError {
     Json(String),
     #[error("payload has no alerts")]
     NoAlerts,
-    #[error("too many alerts: {0} (limit {MAX_ALERTS})")]
-    TooManyAlerts(usize),
+    #[error("too many alerts: more than {MAX_ALERTS}")]
+    TooManyAlerts,
 }
 
 /// More alerts than this in one payload is refused: Alertmanager's `max_alerts` exists for it.
 pub const MAX_ALERTS: usize = 10_000;
 
+/// No alert is shorter than this in JSON (`{"status":"firing","labels":{},"startsAt":"…"}`),
+/// so a body shorter than `MAX_ALERTS` of them cannot hold too many and is not pre-scanned.
+const MIN_ALERT_BYTES: usize = 60;
+
+/// The number of elements of the top-level `alerts` array, counted without building them;
+/// counting stops with [`TOO_MANY`] at the first element over [`MAX_ALERTS`].
+#[derive(Deserialize)]
+struct AlertCount {
+    #[serde(default)]
+    #[allow(dead_code)]
+    alerts: Counted,
+}
+
+#[derive(Default)]
+struct Counted;
+
+const TOO_MANY: &str = "alert count over the limit";
+
+impl<'de> Deserialize<'de> for Counted {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Counted;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an array of alerts")
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<Counted, A::Error> {
+                let mut n = 0usize;
+                while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {
+                    n += 1;
+                    if n > MAX_ALERTS {
+                        return Err(serde::de::Error::custom(TOO_MANY));
+                    }
+                }
+                Ok(Counted)
+            }
+        }
+        d.deserialize_seq(V)
+    }
+}
+
 impl Notification {
     /// Parses an Alertmanager or Grafana webhook body.
     pub fn parse(body: &[u8]) -> Result<Notification, PayloadError> {
+        // A huge array is refused before a single alert is built. Other problems the scan
+        // meets are left to the full parse, which words them.
+        if body.len() > MIN_ALERT_BYTES * MAX_ALERTS
+            && let Err(e) = serde_json::from_slice::<AlertCount>(body)
+            && e.to_string().starts_with(TOO_MANY)
+        {
+            return Err(PayloadError::TooManyAlerts);
+        }
         let mut n: Notification =
             serde_json::from_slice(body).map_err(|e| PayloadError::Json(one_line(&e)))?;
         if n.alerts.is_empty() {
             return Err(PayloadError::NoAlerts);
         }
         if n.alerts.len() > MAX_ALERTS {
-            return Err(PayloadError::TooManyAlerts(n.alerts.len()));
+            return Err(PayloadError::TooManyAlerts);
         }
         // Ours to set, never the sender's.
         for a in &mut n.alerts {
@@ -236,8 +288,22 @@ fn common<'a>(mut sets: impl Iterator<Item = &'a LabelSet>) -> LabelSet {
     out
 }
 
+/// Longest error message answered and logged: serde quotes offending values whole, and a
+/// megabyte string in the wrong place must not come back in the 400 or land in the logs.
+const MAX_ERROR_CHARS: usize = 240;
+
+/// The error on one line, its middle cut when too long (the end says where: line, column).
 fn one_line(e: &serde_json::Error) -> String {
-    e.to_string().replace('\n', " ")
+    let s = e.to_string().replace('\n', " ");
+    if crate::text::visible_len(&s) <= MAX_ERROR_CHARS {
+        return s;
+    }
+    let tail: String = {
+        let g: Vec<&str> =
+            unicode_segmentation::UnicodeSegmentation::graphemes(s.as_str(), true).collect();
+        g[g.len().saturating_sub(60)..].concat()
+    };
+    format!("{}{tail}", crate::text::truncate(&s, MAX_ERROR_CHARS - 60))
 }
 
 #[cfg(test)]
@@ -309,6 +375,60 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.starts_with("malformed JSON: invalid unicode"), "{e}");
+    }
+
+    #[test]
+    fn huge_alert_arrays_are_refused() {
+        let alert = r#"{"status":"firing","labels":{},"startsAt":"2026-01-01T00:00:00Z"}"#;
+        assert!(alert.len() >= MIN_ALERT_BYTES);
+        let body = |n: usize| {
+            format!(
+                r#"{{"status":"firing","alerts":[{}]}}"#,
+                vec![alert; n].join(",")
+            )
+        };
+        assert_eq!(
+            Notification::parse(body(MAX_ALERTS + 1).as_bytes()),
+            Err(PayloadError::TooManyAlerts)
+        );
+        assert_eq!(
+            Notification::parse(body(MAX_ALERTS).as_bytes())
+                .unwrap()
+                .alerts
+                .len(),
+            MAX_ALERTS
+        );
+        // Too many of anything that is not an alert: refused by the scan all the same.
+        let junk = format!(r#"{{"alerts":[{}]}}"#, vec!["0"; 4 * MAX_ALERTS].join(","));
+        let junk = format!("{junk}{}", " ".repeat(MIN_ALERT_BYTES * MAX_ALERTS));
+        assert_eq!(
+            Notification::parse(junk.as_bytes()),
+            Err(PayloadError::TooManyAlerts)
+        );
+    }
+
+    #[test]
+    fn long_errors_are_cut_in_the_middle() {
+        let body = format!(
+            r#"{{"status":"firing","alerts":"{}"}}"#,
+            "x".repeat(100_000)
+        );
+        let e = Notification::parse(body.as_bytes())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("malformed JSON: invalid type: string \"xxx"),
+            "{e}"
+        );
+        assert!(e.contains("…"), "{e}");
+        assert!(
+            e.ends_with("expected a sequence at line 1 column 100030"),
+            "{e}"
+        );
+        assert!(
+            e.chars().count() <= "malformed JSON: ".len() + MAX_ERROR_CHARS,
+            "{e}"
+        );
     }
 
     #[test]

@@ -243,3 +243,242 @@ receivers:
         assert!(!all.contains(secret), "{secret} leaked:\n{all}");
     }
 }
+
+#[tokio::test]
+async fn reload_answers_500_listing_every_error_including_templates_that_fail_on_a_sample() {
+    let mock = MockWxPusher::start().await;
+    let srv = TestServer::start(&config(&mock, "")).await;
+    let path = srv.dir.path().join("config.yml");
+    // Parses and compiles; only rendering a notification shows the missing partial.
+    std::fs::write(
+        &path,
+        "web: { max_connections: 0 }\nroute: {receiver: nobody}\nreceivers: [{name: a, console_configs: [{text: '{{> no.such.partial}}'}]}]\n",
+    )
+    .unwrap();
+    let (code, body) = srv.post("/-/reload", "").await;
+    assert_eq!(code, 500, "{body}");
+    let file = path.display().to_string();
+    assert!(
+        body.contains(&format!("{file}: web.max_connections: must be at least 1")),
+        "{body}"
+    );
+    assert!(body.contains("nobody"), "{body}");
+    let (_, m) = srv.get("/metrics").await;
+    assert_eq!(
+        metric(&m, "alertmanager_wechat_config_last_reload_successful"),
+        0.0
+    );
+    // Valid config, but a template that cannot render the sample notification.
+    std::fs::write(
+        &path,
+        "route: {receiver: a}\nreceivers: [{name: a, console_configs: [{text: '{{> no.such.partial}}'}]}]\n",
+    )
+    .unwrap();
+    let (code, body) = srv.post("/-/reload", "").await;
+    assert_eq!(code, 500, "{body}");
+    assert!(
+        body.contains("console integration does not render a sample notification"),
+        "{body}"
+    );
+    assert!(body.contains("no.such.partial"), "{body}");
+    // The running configuration is untouched and still delivers.
+    assert_eq!(
+        srv.post("/webhook", example("alertmanager-firing.json"))
+            .await
+            .0,
+        200
+    );
+    mock.wait_for(1, Duration::from_secs(5)).await;
+}
+
+#[tokio::test]
+async fn huge_alert_arrays_are_refused_before_parsing_them() {
+    let mock = MockWxPusher::start().await;
+    let srv = TestServer::start(&config(&mock, "")).await;
+    let alert =
+        r#"{"status":"firing","labels":{"alertname":"A"},"startsAt":"2026-01-01T00:00:00Z"}"#;
+    let body = format!(
+        r#"{{"status":"firing","alerts":[{}]}}"#,
+        vec![alert; 10_001].join(",")
+    );
+    let (code, text) = srv.post("/webhook", body).await;
+    assert_eq!(
+        (code, text.as_str()),
+        (400, "too many alerts: more than 10000\n")
+    );
+    srv.stop().await;
+    assert!(mock.requests().is_empty());
+}
+
+#[tokio::test]
+async fn connections_over_the_limit_wait_until_one_closes() {
+    let mock = MockWxPusher::start().await;
+    let srv = TestServer::start(&config(
+        &mock,
+        "web: { max_connections: 2, header_read_timeout: 60s }",
+    ))
+    .await;
+    let addr = srv.url.trim_start_matches("http://").to_string();
+    // Two idle connections take both slots.
+    let first = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let _second = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let mut third = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    third
+        .write_all(b"GET /-/healthy HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = Vec::new();
+    let early = tokio::time::timeout(Duration::from_millis(500), third.read_to_end(&mut buf)).await;
+    assert!(
+        early.is_err() && buf.is_empty(),
+        "served over the connection limit: {:?}",
+        String::from_utf8_lossy(&buf)
+    );
+    drop(first);
+    tokio::time::timeout(Duration::from_secs(5), third.read_to_end(&mut buf))
+        .await
+        .expect("not served after a slot freed")
+        .unwrap();
+    let text = String::from_utf8_lossy(&buf);
+    assert!(text.starts_with("HTTP/1.1 200 OK"), "{text}");
+    assert!(text.ends_with("OK\n"), "{text}");
+}
+
+#[tokio::test]
+async fn basic_auth_protects_the_webhook_and_management_endpoints() {
+    let mock = MockWxPusher::start().await;
+    let srv = TestServer::start(&config(
+        &mock,
+        "auth: { basic_auth: { username: alertmanager, password: basic-pw-1 } }",
+    ))
+    .await;
+    let http = reqwest::Client::new();
+    let send = |path: &str, user: &str, pw: Option<&str>| {
+        http.post(format!("{}{path}", srv.url))
+            .basic_auth(user, pw)
+            .body(example("alertmanager-firing.json"))
+            .send()
+    };
+    for (user, pw) in [
+        ("alertmanager", Some("wrong")),
+        ("someone", Some("basic-pw-1")),
+        ("alertmanager", None),
+    ] {
+        for path in ["/webhook", "/-/reload"] {
+            let r = send(path, user, pw).await.unwrap();
+            assert_eq!(r.status().as_u16(), 401, "{path} {user} {pw:?}");
+            assert_eq!(r.text().await.unwrap(), "unauthorized\n");
+        }
+    }
+    assert_eq!(
+        srv.post("/webhook", example("alertmanager-firing.json"))
+            .await
+            .0,
+        401
+    );
+    assert_eq!(srv.post("/-/reload", "").await.0, 401);
+    let r = send("/webhook", "alertmanager", Some("basic-pw-1"))
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let r = send("/-/reload", "alertmanager", Some("basic-pw-1"))
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    mock.wait_for(1, Duration::from_secs(5)).await;
+    srv.stop().await;
+    assert_eq!(mock.requests().len(), 1);
+}
+
+#[tokio::test]
+async fn grafana_signature_is_verified_over_http() {
+    use hmac::{Hmac, Mac};
+    let mock = MockWxPusher::start().await;
+    let srv = TestServer::start(&config(
+        &mock,
+        "auth: { grafana_hmac_secret: gsecret, grafana_hmac_timestamp_header: X-Grafana-Alerting-Signature-Timestamp }",
+    ))
+    .await;
+    let body = example("grafana-firing.json");
+    let sign = |ts: i64, body: &str| {
+        let mut mac = Hmac::<sha2::Sha256>::new_from_slice(b"gsecret").unwrap();
+        mac.update(format!("{ts}:{body}").as_bytes());
+        hex::encode(mac.finalize().into_bytes())
+    };
+    let post = |sig: String, ts: i64, body: String| {
+        reqwest::Client::new()
+            .post(format!("{}/webhook", srv.url))
+            .header("X-Grafana-Alerting-Signature", sig)
+            .header("X-Grafana-Alerting-Signature-Timestamp", ts.to_string())
+            .body(body)
+            .send()
+    };
+    let now = chrono::Utc::now().timestamp();
+    let status = |r: reqwest::Response| r.status().as_u16();
+    // Replayed outside the window, signed with another key, tampered body, unsigned.
+    assert_eq!(
+        status(
+            post(sign(now - 3600, &body), now - 3600, body.clone())
+                .await
+                .unwrap()
+        ),
+        401
+    );
+    assert_eq!(
+        status(post("00".repeat(32), now, body.clone()).await.unwrap()),
+        401
+    );
+    assert_eq!(
+        status(
+            post(sign(now, &body), now, body.replace("firing", "resolved"))
+                .await
+                .unwrap()
+        ),
+        401
+    );
+    assert_eq!(srv.post("/webhook", body.clone()).await.0, 401);
+    assert_eq!(
+        status(post(sign(now, &body), now, body.clone()).await.unwrap()),
+        200
+    );
+    mock.wait_for(1, Duration::from_secs(5)).await;
+    srv.stop().await;
+    assert_eq!(mock.requests().len(), 1);
+}
+
+#[tokio::test]
+async fn reload_does_not_disturb_a_delivery_in_flight() {
+    let mock = MockWxPusher::start().await;
+    let srv = TestServer::start(&config(&mock, "")).await;
+    mock.hold();
+    assert_eq!(
+        srv.post("/webhook", example("alertmanager-firing.json"))
+            .await
+            .0,
+        200
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while mock.requests().is_empty() {
+        assert!(std::time::Instant::now() < deadline, "no delivery started");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let path = srv.dir.path().join("config.yml");
+    std::fs::write(&path, config(&mock, "").replace("UID_a", "UID_b")).unwrap();
+    assert_eq!(srv.post("/-/reload", "").await.0, 200);
+    mock.release();
+    srv.post("/webhook", example("alertmanager-firing.json"))
+        .await;
+    let reqs = mock.wait_for(2, Duration::from_secs(5)).await;
+    srv.stop().await;
+    // The held one finished as it started, once; the next one used the new config.
+    let uids: Vec<_> = mock
+        .requests()
+        .iter()
+        .map(|r| r.body["uids"].clone())
+        .collect();
+    assert_eq!(
+        uids,
+        [serde_json::json!(["UID_a"]), serde_json::json!(["UID_b"])],
+        "{reqs:?}"
+    );
+}

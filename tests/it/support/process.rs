@@ -53,6 +53,8 @@ impl Daemon {
         files: &[(&str, String)],
         args: &[&str],
     ) -> Daemon {
+        // The readiness probe below uses reqwest, which needs a TLS provider installed.
+        alertmanager_wechat::runtime::install_tls_provider();
         let dir = tempfile::tempdir().expect("tempdir");
         let port = free_port();
         let url = format!("http://127.0.0.1:{port}");
@@ -104,6 +106,37 @@ impl Daemon {
                 self.log()
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Sends a signal (`HUP`, `TERM`, …) to the process.
+    pub fn signal(&self, sig: &str) {
+        let ok = Command::new("kill")
+            .args(["-s", sig, &self.child.id().to_string()])
+            .status()
+            .expect("running kill");
+        assert!(ok.success(), "kill -s {sig} failed");
+    }
+
+    /// The exit status if the process has exited.
+    pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.try_wait().expect("try_wait")
+    }
+
+    /// Waits for the process to exit on its own, up to `timeout`.
+    pub async fn wait_exit(&mut self, timeout: Duration) -> std::process::ExitStatus {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{} still running after {timeout:?}:\n{}",
+                self.name,
+                self.log()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
 

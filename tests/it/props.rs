@@ -1,0 +1,327 @@
+//! Property tests over everything that reads untrusted or hand-written input: the payload
+//! parser, the matcher parser, truncation (and the template helper on top of it) and the
+//! config loader. Whatever the input: no panic, and an error is one clear line.
+
+use std::path::Path;
+
+use alertmanager_wechat::config::Config;
+use alertmanager_wechat::route::{Matcher, Op};
+use alertmanager_wechat::runtime::{Runtime, sample_notification};
+use alertmanager_wechat::template::Templates;
+use alertmanager_wechat::text::{ELLIPSIS, truncate, upstream_len, upstream_prefix, visible_len};
+use alertmanager_wechat::webhook::Notification;
+use proptest::prelude::*;
+use serde_json::{Value, json};
+use unicode_segmentation::UnicodeSegmentation;
+
+/// Text heavy in what breaks naive cutting: CJK, emoji with skin tones, ZWJ families, flags,
+/// combining marks, lone regional indicators, CRLF, controls and plain ASCII.
+fn tricky_text() -> impl Strategy<Value = String> {
+    let piece = prop_oneof![
+        Just("告警".to_string()),
+        Just("👍🏽".to_string()),
+        Just("👨‍👩‍👧‍👦".to_string()),
+        Just("🇨🇳".to_string()),
+        Just("\u{1F1E6}".to_string()),
+        Just("e\u{301}".to_string()),
+        Just("\u{301}".to_string()),
+        Just("\u{200D}".to_string()),
+        Just("\r\n".to_string()),
+        Just("\u{0600}".to_string()),
+        "[a-z ]{0,5}",
+        any::<char>().prop_map(String::from),
+    ];
+    prop::collection::vec(piece, 0..40).prop_map(|v| v.concat())
+}
+
+fn graphemes(s: &str) -> Vec<&str> {
+    s.graphemes(true).collect()
+}
+
+/// An error as answered or printed: one line, not empty, not a novel.
+fn assert_clear(msg: &str, max_chars: usize) {
+    assert!(!msg.trim().is_empty(), "empty error");
+    assert!(!msg.contains('\n'), "error spans lines: {msg:?}");
+    assert!(msg.chars().count() <= max_chars, "error too long: {msg:?}");
+}
+
+fn valid_alert() -> impl Strategy<Value = Value> {
+    (
+        prop::bool::ANY,
+        prop::collection::btree_map("[a-zA-Z_][a-zA-Z0-9_]{0,8}", tricky_text(), 0..5),
+        prop::collection::btree_map("[a-z]{1,8}", tricky_text(), 0..3),
+        0i64..4_000_000_000,
+    )
+        .prop_map(|(firing, labels, annotations, start)| {
+            let starts = chrono::DateTime::from_timestamp(start, 0)
+                .unwrap()
+                .to_rfc3339();
+            json!({
+                "status": if firing { "firing" } else { "resolved" },
+                "labels": labels,
+                "annotations": annotations,
+                "startsAt": starts,
+                "endsAt": if firing { "0001-01-01T00:00:00Z".to_string() } else { starts.clone() },
+                "generatorURL": "http://prometheus:9090/graph",
+                "fingerprint": "0123456789abcdef",
+            })
+        })
+}
+
+/// Applies byte edits to a valid document: what a broken sender or an attacker would send.
+fn mutate(base: &[u8], edits: &[(usize, u8, u8)]) -> Vec<u8> {
+    let mut b = base.to_vec();
+    for &(at, kind, byte) in edits {
+        if b.is_empty() {
+            b.push(byte);
+            continue;
+        }
+        let at = at % b.len();
+        match kind % 4 {
+            0 => b[at] = byte,
+            1 => b.insert(at, byte),
+            2 => {
+                b.remove(at);
+            }
+            _ => {
+                // Duplicate a slice: repeated keys, nested repeats.
+                let end = (at + byte as usize).min(b.len());
+                let slice = b[at..end].to_vec();
+                b.splice(at..at, slice);
+            }
+        }
+    }
+    b
+}
+
+fn examples() -> Vec<Vec<u8>> {
+    [
+        "alertmanager-firing.json",
+        "alertmanager-resolved.json",
+        "grafana-firing.json",
+    ]
+    .iter()
+    .map(|n| crate::support::example(n).into_bytes())
+    .collect()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, failure_persistence: None, ..ProptestConfig::default() })]
+
+    #[test]
+    fn payload_parser_never_panics_on_bytes(body in prop::collection::vec(any::<u8>(), 0..512)) {
+        if let Err(e) = Notification::parse(&body) {
+            assert_clear(&e.to_string(), 300);
+        }
+    }
+
+    #[test]
+    fn payload_parser_never_panics_on_mutated_payloads(
+        which in 0usize..3,
+        edits in prop::collection::vec((any::<usize>(), any::<u8>(), any::<u8>()), 1..8),
+    ) {
+        let body = mutate(&examples()[which], &edits);
+        match Notification::parse(&body) {
+            Ok(n) => prop_assert!(!n.alerts.is_empty()),
+            Err(e) => assert_clear(&e.to_string(), 300),
+        }
+    }
+
+    #[test]
+    fn valid_payloads_parse_and_round_trip(alerts in prop::collection::vec(valid_alert(), 1..6), grafana in prop::bool::ANY) {
+        let mut body = json!({
+            "receiver": "r", "status": "firing", "alerts": alerts,
+            "groupLabels": {}, "commonLabels": {}, "commonAnnotations": {},
+            "externalURL": "http://am:9093", "version": "4", "groupKey": "{}:{}", "truncatedAlerts": 0,
+        });
+        if grafana {
+            body["version"] = json!("1");
+            body["orgId"] = json!(1);
+            body["title"] = json!("[FIRING:1]");
+        }
+        let n = Notification::parse(body.to_string().as_bytes()).unwrap();
+        prop_assert_eq!(n.alerts.len(), body["alerts"].as_array().unwrap().len());
+        let again = Notification::parse(&serde_json::to_vec(&n).unwrap()).unwrap();
+        prop_assert_eq!(n, again);
+    }
+
+    #[test]
+    fn matcher_parser_never_panics(input in "\\PC{0,40}") {
+        if let Err(e) = Matcher::parse(&input) {
+            let msg = e.to_string();
+            assert!(msg.starts_with("matcher "), "{msg}");
+            assert!(msg.contains(&format!("{input:?}")) || matches!(e, alertmanager_wechat::route::MatcherError::Regex { .. }), "{msg}");
+            assert!(!msg.contains('\n'), "{msg:?}");
+        }
+    }
+
+    #[test]
+    fn matcher_parser_never_panics_on_near_matchers(
+        name in "[a-zA-Z_\"\\\\ ]{0,6}",
+        op in prop::sample::select(vec!["=", "!=", "=~", "!~", "==", "~", "!", ""]),
+        value in "[a-z\"\\\\()|*+?\\[\\]{}.^$ 告]{0,12}",
+    ) {
+        for input in [format!("{name}{op}{value}"), format!("{name}{op}\"{value}\"")] {
+            if let Err(e) = Matcher::parse(&input) {
+                assert!(e.to_string().starts_with("matcher "), "{e}");
+            }
+        }
+    }
+
+    #[test]
+    fn quoted_matchers_round_trip(
+        name in "[a-zA-Z_][a-zA-Z0-9_]{0,10}",
+        op in prop::sample::select(vec![Op::Eq, Op::NotEq, Op::Re, Op::NotRe]),
+        raw in tricky_text(),
+    ) {
+        let value = match op {
+            Op::Re | Op::NotRe => regex::escape(&raw),
+            Op::Eq | Op::NotEq => raw.clone(),
+        };
+        let quoted = value.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n").replace('\t', "\\t");
+        let op_str = match op { Op::Eq => "=", Op::NotEq => "!=", Op::Re => "=~", Op::NotRe => "!~" };
+        let m = Matcher::parse(&format!("{name} {op_str} \"{quoted}\"")).unwrap();
+        prop_assert_eq!(&m.name, &name);
+        prop_assert_eq!(m.op, op);
+        prop_assert_eq!(&m.value, &value);
+        // An escaped regex matches exactly its own text, like `=` does.
+        let labels = [(name.clone(), raw.clone())].into_iter().collect();
+        prop_assert_eq!(m.matches(&labels), matches!(op, Op::Eq | Op::Re));
+    }
+
+    #[test]
+    fn truncation_never_exceeds_the_limit_nor_splits_a_grapheme(s in tricky_text(), max in 0usize..30) {
+        let t = truncate(&s, max);
+        prop_assert!(visible_len(&t) <= max, "{:?} → {:?}", s, t);
+        if visible_len(&s) <= max {
+            prop_assert_eq!(&t, &s);
+        } else if max > 0 {
+            let kept = t.strip_suffix(ELLIPSIS).expect("cut text ends with the ellipsis");
+            // What is kept is whole graphemes of the original, in order.
+            let orig = graphemes(&s);
+            prop_assert_eq!(graphemes(kept), orig[..max - 1].to_vec());
+        } else {
+            prop_assert_eq!(t, "");
+        }
+    }
+
+    #[test]
+    fn upstream_prefix_fits_and_ends_on_a_grapheme(s in tricky_text(), max in 0usize..60) {
+        let p = upstream_prefix(&s, max);
+        prop_assert!(upstream_len(p) <= max);
+        prop_assert!(s.starts_with(p));
+        let orig = graphemes(&s);
+        let kept = graphemes(p);
+        prop_assert_eq!(&orig[..kept.len()], &kept[..]);
+        // Greedy: the next grapheme would not have fitted.
+        if let Some(next) = orig.get(kept.len()) {
+            prop_assert!(upstream_len(p) + upstream_len(next) > max);
+        }
+    }
+
+    #[test]
+    fn truncate_helper_obeys_the_limit(s in tricky_text(), max in 0u64..30) {
+        let mut t = Templates::new(chrono_tz::Asia::Shanghai, alertmanager_wechat::config::Locale::En);
+        t.add("p", &format!("{{{{truncate text {max}}}}}")).unwrap();
+        let out = t.render("p", &json!({ "text": s })).unwrap();
+        prop_assert!(visible_len(&out) <= max as usize, "{:?}", out);
+    }
+
+    #[test]
+    fn arbitrary_templates_compile_or_fail_cleanly_and_never_panic_rendering(src in "[{}#/>a-z. \"=~!@^0-9|]{0,40}") {
+        let mut t = Templates::new(chrono_tz::Asia::Shanghai, alertmanager_wechat::config::Locale::ZhCn);
+        match t.add("p", &src) {
+            Ok(()) => {
+                let ctx = t.context(&sample_notification(), chrono::Utc::now());
+                if let Err(e) = t.render("p", &ctx) {
+                    assert_clear(&e.to_string(), 2000);
+                }
+            }
+            Err(e) => assert_clear(&e.to_string(), 2000),
+        }
+    }
+}
+
+fn yaml_char() -> impl Strategy<Value = char> {
+    prop::sample::select(vec![
+        ':', '-', '[', '{', '"', '\'', ' ', '#', '$', '*', '&', '!', 'x', '9', '\t',
+    ])
+}
+
+fn example_config() -> String {
+    std::fs::read_to_string(format!("{}/config.example.yml", env!("CARGO_MANIFEST_DIR"))).unwrap()
+}
+
+/// Line-level edits to a valid config: deleted, duplicated, re-indented or corrupted lines.
+fn mutate_lines(text: &str, edits: &[(usize, u8, char)]) -> String {
+    let mut lines: Vec<String> = text.lines().map(String::from).collect();
+    for &(at, kind, c) in edits {
+        if lines.is_empty() {
+            lines.push(c.to_string());
+            continue;
+        }
+        let at = at % lines.len();
+        match kind % 5 {
+            0 => {
+                lines.remove(at);
+            }
+            1 => {
+                let l = lines[at].clone();
+                lines.insert(at, l);
+            }
+            2 => lines[at] = format!("  {}", lines[at]),
+            3 => {
+                let mut chars: Vec<char> = lines[at].chars().collect();
+                let i = if chars.is_empty() {
+                    0
+                } else {
+                    (c as usize) % chars.len()
+                };
+                chars.insert(i, c);
+                lines[at] = chars.into_iter().collect();
+            }
+            _ => lines[at] = lines[at].trim_start().to_string(),
+        }
+    }
+    lines.join("\n")
+}
+
+proptest! {
+    // Building a runtime compiles every template: fewer, slower cases.
+    #![proptest_config(ProptestConfig { cases: 64, failure_persistence: None, ..ProptestConfig::default() })]
+
+    #[test]
+    fn config_loader_never_panics_on_text(text in "\\PC{0,200}") {
+        if let Err(errors) = Config::parse(&text, "prop.yml", Path::new(".")) {
+            prop_assert!(!errors.0.is_empty());
+            for e in &errors.0 {
+                let msg = e.to_string();
+                prop_assert!(msg.starts_with("prop.yml: "), "{}", msg);
+            }
+        }
+    }
+
+    #[test]
+    fn config_loader_never_panics_on_mutated_configs(
+        edits in prop::collection::vec((any::<usize>(), any::<u8>(), yaml_char()), 1..6),
+    ) {
+        let text = mutate_lines(&example_config(), &edits);
+        match Config::parse(&text, "prop.yml", Path::new(".")) {
+            Ok(c) => {
+                if let Err(errors) = Runtime::build(c) {
+                    for e in &errors.0 {
+                        prop_assert!(e.to_string().starts_with("prop.yml"), "{}", e);
+                    }
+                }
+            }
+            Err(errors) => {
+                prop_assert!(!errors.0.is_empty());
+                for e in &errors.0 {
+                    let msg = e.to_string();
+                    prop_assert!(msg.starts_with("prop.yml: "), "{}", msg);
+                    prop_assert!(msg.len() > "prop.yml: ".len());
+                }
+            }
+        }
+    }
+}
