@@ -444,6 +444,9 @@ pub struct WxPusherConfig {
     /// A backlog that would take longer than this to send is merged into one digest (10s).
     #[serde(default, with = "humantime_serde")]
     pub coalesce_after: Option<Duration>,
+    /// Messages one UID may get from this app token per day (midnight to midnight,
+    /// Asia/Shanghai); default 500. UIDs over it are left out until the next day.
+    pub daily_budget_per_uid: Option<u32>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -900,6 +903,12 @@ impl Config {
                 {
                     report(format!("{at}.api_url"), m);
                 }
+                if w.daily_budget_per_uid == Some(0) {
+                    report(
+                        format!("{at}.daily_budget_per_uid"),
+                        "must be at least 1".into(),
+                    );
+                }
                 w.delivery_options(&at, report);
             }
             for (j, c) in r.console_configs.iter().enumerate() {
@@ -1191,6 +1200,25 @@ mod tests {
             "{e}"
         );
         assert!(e.contains("invalid regex"), "{e}");
+    }
+
+    #[test]
+    fn daily_budget_per_uid_must_be_positive() {
+        let e = first_error(
+            "route: {receiver: a}\nreceivers:\n  - name: a\n    wxpusher_configs: [{app_token: AT_x, uids: [U], daily_budget_per_uid: 0}]\n",
+        );
+        assert_eq!(
+            e,
+            "test.yml: receivers[0].wxpusher_configs[0].daily_budget_per_uid: must be at least 1"
+        );
+        let c = parse(
+            "route: {receiver: a}\nreceivers:\n  - name: a\n    wxpusher_configs: [{app_token: AT_x, uids: [U], daily_budget_per_uid: 3}]\n",
+        )
+        .unwrap();
+        assert_eq!(
+            c.receivers[0].wxpusher_configs[0].daily_budget_per_uid,
+            Some(3)
+        );
     }
 
     #[test]

@@ -14,6 +14,7 @@ use crate::channels::official_account::{OfficialAccount, token};
 use crate::channels::weixin_gateway::WeixinGateway;
 use crate::channels::{Env, Integration, Kind, console::Console, wxpusher::WxPusher};
 use crate::config::{Config, ConfigError, ConfigErrors, ContentType};
+use crate::delivery::options::DEFAULT_DAILY_BUDGET_PER_UID;
 use crate::delivery::ratelimit::RateLimits;
 use crate::secret::Scrubber;
 use crate::template::Templates;
@@ -107,6 +108,10 @@ impl Runtime {
                     url: inline(format!("{at}.url"), &w.url, "wxpusher.url"),
                     summary_max: g.summary_max_chars,
                     rate_limit: w.delivery_options(&at, &mut |_, _| {}).rate_limit,
+                    daily_budget: w
+                        .daily_budget_per_uid
+                        .unwrap_or(DEFAULT_DAILY_BUDGET_PER_UID)
+                        .max(1),
                 });
                 let delivery = w.delivery_options(&at, &mut |_, _| {});
                 list.push((w.send_resolved, w.fallback_receiver.clone(), delivery, kind));
@@ -260,6 +265,7 @@ impl Runtime {
             scrubber: &self.scrubber,
             limits: &self.limits,
             subscribers: &[],
+            store: None,
         }
     }
 

@@ -21,6 +21,7 @@ use crate::delivery::DeliveryError;
 use crate::delivery::options::DeliveryOptions;
 use crate::delivery::ratelimit::RateLimits;
 use crate::secret::{Scrubber, Secret};
+use crate::store::Store;
 use crate::template::Templates;
 use crate::webhook::{Notification, Status};
 
@@ -39,6 +40,9 @@ pub struct Env<'a> {
     /// UIDs subscribed through a WxPusher integration's `subscriber_tags`, looked up by the
     /// worker before a delivery (see [`crate::chatops::prepare_delivery`]); sent to as well.
     pub subscribers: &'a [String],
+    /// The durable store, for per-recipient daily budgets; `None` outside the delivery
+    /// workers (`render`, `send-test`, config checks), where nothing is counted.
+    pub store: Option<&'a Store>,
 }
 
 /// One request as it would go on the wire.

@@ -5,7 +5,17 @@
 //! ≤ 5 topics per call. Over-long content is split on alert boundaries into numbered parts.
 //! WxPusher answers HTTP 200 for business errors: success is `code == 1000`, for the call and
 //! for each recipient entry in `data`.
+//!
+//! Each UID has a daily budget per app token (`daily_budget_per_uid`, 500 by default): a
+//! counter in the store, so restarts and replicas share it. The day runs from midnight to
+//! midnight in Asia/Shanghai, WxPusher's own timezone. A UID is reserved one message of its
+//! budget before each call and given it back when the call did not deliver to it; a UID
+//! whose budget is spent is left out of the call and recorded in the job's progress as
+//! skipped for that day, and the delivery then fails permanently with reason `quota` for
+//! those UIDs (dead letter, fallback receiver). Topics are not budgeted: their members are
+//! unknown.
 
+use chrono::{DateTime, NaiveDate, TimeZone, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -14,6 +24,7 @@ use crate::config::{ContentType, Locale};
 use crate::delivery::error::parse_retry_after;
 use crate::delivery::{DeliveryError, Reason};
 use crate::secret::Secret;
+use crate::store::Store;
 use crate::text;
 use crate::webhook::Notification;
 
@@ -45,6 +56,8 @@ pub struct WxPusher {
     pub summary_max: usize,
     /// Requests per second allowed for this app token; `None`: unlimited.
     pub rate_limit: Option<crate::delivery::options::RateLimit>,
+    /// Messages one UID may get from this app token per day (≥ 1).
+    pub daily_budget: u32,
 }
 
 /// The request body, field names as the API spells them.
@@ -98,6 +111,26 @@ fn topic_key(part: usize, topic: i64) -> String {
     format!("{part}/topic/{topic}")
 }
 
+/// Progress mark of a UID left out on `day` because its budget was spent: retries that day
+/// leave it out too; on a later day (a retry across midnight, a replay) it is sent to again.
+fn quota_key(day: NaiveDate, uid: &str) -> String {
+    format!("quota/{day}/uid/{uid}")
+}
+
+/// The budget day `now` falls in and when it ends. The day is WxPusher's: midnight to
+/// midnight in Asia/Shanghai (UTC+8, no daylight saving).
+fn budget_day(now: DateTime<Utc>) -> (NaiveDate, DateTime<Utc>) {
+    let tz = chrono_tz::Asia::Shanghai;
+    let day = now.with_timezone(&tz).date_naive();
+    let next = day
+        .succ_opt()
+        .and_then(|d| d.and_hms_opt(0, 0, 0))
+        .and_then(|t| tz.from_local_datetime(&t).single())
+        .map(|t| t.with_timezone(&Utc))
+        .unwrap_or(now + chrono::Duration::days(1));
+    (day, next)
+}
+
 impl WxPusher {
     /// Names the app token's rate-limit bucket without holding the token itself.
     pub fn rate_key(&self) -> String {
@@ -108,6 +141,46 @@ impl WxPusher {
 
     fn endpoint(&self) -> String {
         format!("{}/api/send/message", self.api_url.trim_end_matches('/'))
+    }
+
+    /// The store counter of one UID's messages on `day`: named after a hash of the app
+    /// token (never the token, a secret) and the UID.
+    fn budget_key(&self, day: NaiveDate, uid: &str) -> String {
+        format!("{}:budget:{day}:{uid}", self.rate_key())
+    }
+
+    /// Takes one message of each UID's budget for today; returns the UIDs whose budget was
+    /// already spent (their reservation is undone). A store that cannot count does not stop
+    /// the alert: the UID is sent to, uncounted, and a warning logged.
+    async fn reserve(&self, store: &Store, uids: &[String], now: DateTime<Utc>) -> Vec<String> {
+        let (day, ends) = budget_day(now);
+        let mut over = Vec::new();
+        for uid in uids {
+            let key = self.budget_key(day, uid);
+            match store.add_counter(key.clone(), 1, ends).await {
+                Ok(n) if n > i64::from(self.daily_budget) => {
+                    over.push(uid.clone());
+                    if let Err(e) = store.add_counter(key, -1, ends).await {
+                        tracing::warn!(error = %e, "cannot undo a daily budget reservation");
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot count the daily budget of a WxPusher UID, sending uncounted");
+                }
+            }
+        }
+        over
+    }
+
+    /// Gives back the reservations of UIDs a call did not deliver to.
+    async fn release(&self, store: &Store, uids: &[String], now: DateTime<Utc>) {
+        let (day, ends) = budget_day(now);
+        for uid in uids {
+            if let Err(e) = store.add_counter(self.budget_key(day, uid), -1, ends).await {
+                tracing::warn!(error = %e, "cannot undo a daily budget reservation");
+            }
+        }
     }
 
     fn render_content(&self, env: &Env<'_>, n: &Notification) -> Result<String, DeliveryError> {
@@ -254,13 +327,14 @@ impl WxPusher {
         n: &Notification,
         progress: &Progress,
     ) -> Result<Vec<Batch>, DeliveryError> {
+        let (day, _) = budget_day(env.now);
         let mut out = Vec::new();
         for (p, part) in self.parts(env, n)?.into_iter().enumerate() {
             let uids: Vec<String> = self
-                .uids
-                .iter()
-                .chain(env.subscribers.iter().filter(|u| !self.uids.contains(u)))
-                .filter(|u| !progress.contains(&uid_key(p, u)))
+                .recipients(env)
+                .filter(|u| {
+                    !progress.contains(&uid_key(p, u)) && !progress.contains(&quota_key(day, u))
+                })
                 .cloned()
                 .collect();
             let topics: Vec<i64> = self
@@ -283,62 +357,56 @@ impl WxPusher {
         Ok(out)
     }
 
+    /// Sends every missing part to every recipient not yet in `progress`, within the UIDs'
+    /// daily budgets. Per-recipient failures WxPusher reports are retried; UIDs over budget
+    /// fail for the day (permanent, reason `quota`) once everyone else is done.
     pub async fn send(
         &self,
         env: &Env<'_>,
         n: &Notification,
         progress: &mut Progress,
     ) -> Result<(), DeliveryError> {
+        let (day, _) = budget_day(env.now);
         let mut failed: Vec<String> = Vec::new();
         let mut last_failure: Option<(i64, String)> = None;
-        for batch in self.batches(env, n, progress)? {
-            let result = self.call(env, &batch).await?;
-            if result.code != 1000 {
-                return Err(call_error(result.code, env.scrubber.scrub(&result.msg)));
-            }
-            let entries: Vec<RecipientResult> = match &result.data {
-                Value::Array(items) => items
-                    .iter()
-                    .filter_map(|v| serde_json::from_value(v.clone()).ok())
-                    .collect(),
-                _ => Vec::new(),
-            };
-            let mut accounted = std::collections::HashSet::new();
-            for e in &entries {
-                let key = match (&e.uid, e.topic_id) {
-                    (Some(uid), _) if batch.uids.contains(uid) => uid_key(batch.part_index, uid),
-                    (_, Some(t)) if batch.topic_ids.contains(&t) => topic_key(batch.part_index, t),
-                    _ => continue,
-                };
-                accounted.insert(key.clone());
-                if e.code == 1000 {
-                    progress.insert(key);
-                } else {
-                    failed.push(
-                        e.uid
-                            .clone()
-                            .unwrap_or_else(|| format!("topic {}", e.topic_id.unwrap_or_default())),
+        for mut batch in self.batches(env, n, progress)? {
+            // Left out of an earlier part during this attempt.
+            batch
+                .uids
+                .retain(|u| !progress.contains(&quota_key(day, u)));
+            if let Some(store) = env.store {
+                let over = self.reserve(store, &batch.uids, env.now).await;
+                if !over.is_empty() {
+                    tracing::warn!(
+                        uids = over.len(),
+                        budget = self.daily_budget,
+                        "WxPusher UIDs over their daily budget are left out of this message until midnight (Asia/Shanghai)"
                     );
-                    last_failure = Some((e.code, env.scrubber.scrub(&e.status)));
+                    for uid in &over {
+                        progress.insert(quota_key(day, uid));
+                    }
+                    batch.uids.retain(|u| !over.contains(u));
                 }
             }
-            // Call-level success without a per-recipient entry: the call covered them.
-            for uid in &batch.uids {
-                let key = uid_key(batch.part_index, uid);
-                if !accounted.contains(&key) {
-                    progress.insert(key);
-                }
+            if batch.uids.is_empty() && batch.topic_ids.is_empty() {
+                continue;
             }
-            for t in &batch.topic_ids {
-                let key = topic_key(batch.part_index, *t);
-                if !accounted.contains(&key) {
-                    progress.insert(key);
-                }
+            let outcome = self
+                .send_batch(env, &batch, progress, &mut failed, &mut last_failure)
+                .await;
+            if let Some(store) = env.store {
+                let undelivered: Vec<String> = batch
+                    .uids
+                    .iter()
+                    .filter(|u| !progress.contains(&uid_key(batch.part_index, u)))
+                    .cloned()
+                    .collect();
+                self.release(store, &undelivered, env.now).await;
             }
+            outcome?;
         }
-        match last_failure {
-            None => Ok(()),
-            Some((code, message)) => Err(DeliveryError::Upstream {
+        if let Some((code, message)) = last_failure {
+            return Err(DeliveryError::Upstream {
                 service: SERVICE,
                 code,
                 message,
@@ -346,8 +414,82 @@ impl WxPusher {
                 // Per-recipient statuses are not documented; WxPusher says most are transient.
                 retryable: true,
                 recipients: failed,
-            }),
+            });
         }
+        let skipped = self
+            .recipients(env)
+            .filter(|u| progress.contains(&quota_key(day, u)))
+            .count();
+        if skipped > 0 {
+            return Err(DeliveryError::Budget {
+                service: SERVICE,
+                recipients: skipped,
+                budget: self.daily_budget,
+            });
+        }
+        Ok(())
+    }
+
+    /// The configured UIDs, then the subscribers not among them.
+    fn recipients<'e>(&'e self, env: &'e Env<'_>) -> impl Iterator<Item = &'e String> {
+        self.uids
+            .iter()
+            .chain(env.subscribers.iter().filter(|u| !self.uids.contains(u)))
+    }
+
+    /// One call; recipients it delivered to go into `progress`, the others into `failed`.
+    async fn send_batch(
+        &self,
+        env: &Env<'_>,
+        batch: &Batch,
+        progress: &mut Progress,
+        failed: &mut Vec<String>,
+        last_failure: &mut Option<(i64, String)>,
+    ) -> Result<(), DeliveryError> {
+        let result = self.call(env, batch).await?;
+        if result.code != 1000 {
+            return Err(call_error(result.code, env.scrubber.scrub(&result.msg)));
+        }
+        let entries: Vec<RecipientResult> = match &result.data {
+            Value::Array(items) => items
+                .iter()
+                .filter_map(|v| serde_json::from_value(v.clone()).ok())
+                .collect(),
+            _ => Vec::new(),
+        };
+        let mut accounted = std::collections::HashSet::new();
+        for e in &entries {
+            let key = match (&e.uid, e.topic_id) {
+                (Some(uid), _) if batch.uids.contains(uid) => uid_key(batch.part_index, uid),
+                (_, Some(t)) if batch.topic_ids.contains(&t) => topic_key(batch.part_index, t),
+                _ => continue,
+            };
+            accounted.insert(key.clone());
+            if e.code == 1000 {
+                progress.insert(key);
+            } else {
+                failed.push(
+                    e.uid
+                        .clone()
+                        .unwrap_or_else(|| format!("topic {}", e.topic_id.unwrap_or_default())),
+                );
+                *last_failure = Some((e.code, env.scrubber.scrub(&e.status)));
+            }
+        }
+        // Call-level success without a per-recipient entry: the call covered them.
+        for uid in &batch.uids {
+            let key = uid_key(batch.part_index, uid);
+            if !accounted.contains(&key) {
+                progress.insert(key);
+            }
+        }
+        for t in &batch.topic_ids {
+            let key = topic_key(batch.part_index, *t);
+            if !accounted.contains(&key) {
+                progress.insert(key);
+            }
+        }
+        Ok(())
     }
 
     async fn call(&self, env: &Env<'_>, batch: &Batch) -> Result<SendResult, DeliveryError> {
@@ -429,6 +571,85 @@ mod tests {
         assert_eq!(
             call_error(1001, String::new()).reason(),
             Reason::BadCredentials
+        );
+    }
+
+    fn at(s: &str) -> DateTime<Utc> {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn budget_day_is_midnight_to_midnight_in_shanghai() {
+        // 15:59:59 UTC is 23:59:59 in Shanghai: still the 25th, ending one second later.
+        assert_eq!(
+            budget_day(at("2026-11-25T15:59:59Z")),
+            (
+                NaiveDate::from_ymd_opt(2026, 11, 25).unwrap(),
+                at("2026-11-25T16:00:00Z")
+            )
+        );
+        // 16:00 UTC is midnight in Shanghai: the 26th has begun, though UTC is still on the 25th.
+        assert_eq!(
+            budget_day(at("2026-11-25T16:00:00Z")),
+            (
+                NaiveDate::from_ymd_opt(2026, 11, 26).unwrap(),
+                at("2026-11-26T16:00:00Z")
+            )
+        );
+        // Across a month and a year.
+        assert_eq!(
+            budget_day(at("2026-12-31T20:00:00Z")),
+            (
+                NaiveDate::from_ymd_opt(2027, 1, 1).unwrap(),
+                at("2027-01-01T16:00:00Z")
+            )
+        );
+    }
+
+    fn pusher(token: &str) -> WxPusher {
+        WxPusher {
+            api_url: "http://127.0.0.1:1".into(),
+            app_token: Secret::new(token),
+            uids: vec!["UID_a".into()],
+            topic_ids: vec![],
+            subscriber_tags: vec![],
+            content_type: ContentType::Markdown,
+            summary: String::new(),
+            content: String::new(),
+            url: String::new(),
+            summary_max: 20,
+            rate_limit: None,
+            daily_budget: 500,
+        }
+    }
+
+    #[test]
+    fn budget_key_names_token_hash_day_and_uid_never_the_token() {
+        let day = NaiveDate::from_ymd_opt(2026, 11, 26).unwrap();
+        let a = pusher("AT_secret_one");
+        let key = a.budget_key(day, "UID_a");
+        assert!(!key.contains("AT_secret_one"), "{key}");
+        assert_eq!(key, format!("{}:budget:2026-11-26:UID_a", a.rate_key()));
+        assert_eq!(a.rate_key().len(), "wxpusher:".len() + 16);
+        // Another token, another UID or another day: another counter.
+        assert_ne!(key, pusher("AT_secret_two").budget_key(day, "UID_a"));
+        assert_ne!(key, a.budget_key(day, "UID_b"));
+        assert_ne!(key, a.budget_key(day.succ_opt().unwrap(), "UID_a"));
+        assert_eq!(quota_key(day, "UID_a"), "quota/2026-11-26/uid/UID_a");
+    }
+
+    #[test]
+    fn budget_error_is_permanent_quota() {
+        let e = DeliveryError::Budget {
+            service: SERVICE,
+            recipients: 2,
+            budget: 500,
+        };
+        assert!(!e.is_retryable());
+        assert_eq!(e.reason(), Reason::Quota);
+        assert_eq!(
+            e.to_string(),
+            "wxpusher: 2 recipient(s) over the daily budget of 500 messages, not sent to them before midnight (Asia/Shanghai)"
         );
     }
 }

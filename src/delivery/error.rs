@@ -84,6 +84,17 @@ pub enum DeliveryError {
     /// A template failed; retrying renders the same failure.
     #[error(transparent)]
     Render(#[from] TemplateError),
+    /// Recipients left out because their daily budget (ours, kept in the store) is spent;
+    /// it resets at the next midnight, Asia/Shanghai, so retrying today cannot help.
+    #[error(
+        "{service}: {recipients} recipient(s) over the daily budget of {budget} messages, not sent to them before midnight (Asia/Shanghai)"
+    )]
+    Budget {
+        service: &'static str,
+        /// How many recipients were left out (not who: the count is enough to act on).
+        recipients: usize,
+        budget: u32,
+    },
 }
 
 fn recipients_suffix(r: &[String]) -> String {
@@ -106,6 +117,7 @@ impl DeliveryError {
             // A 2xx we cannot parse is most likely a proxy or an outage page.
             DeliveryError::BadResponse { .. } => true,
             DeliveryError::Render(_) => false,
+            DeliveryError::Budget { .. } => false,
         }
     }
 
@@ -127,6 +139,7 @@ impl DeliveryError {
             DeliveryError::Upstream { reason, .. } => *reason,
             DeliveryError::BadResponse { .. } => Reason::BadResponse,
             DeliveryError::Render(_) => Reason::Render,
+            DeliveryError::Budget { .. } => Reason::Quota,
         }
     }
 

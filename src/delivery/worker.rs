@@ -284,6 +284,7 @@ async fn attempt(mut job: Job, ctx: &Ctx, rt: &Runtime, integration: &Integratio
         crate::chatops::prepare_delivery(store, rt, integration, &mut notification).await;
     let mut env = rt.env(Utc::now());
     env.subscribers = &subscribers;
+    env.store = Some(store);
     let result = integration
         .send(&env, &notification, &mut job.progress)
         .await;
