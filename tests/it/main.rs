@@ -3,6 +3,7 @@
 mod support;
 
 mod alertmanager;
+mod budget;
 mod chatops;
 mod dedupe;
 mod delivery;
