@@ -149,37 +149,44 @@ impl WxPusher {
         format!("{}:budget:{day}:{uid}", self.rate_key())
     }
 
-    /// Takes one message of each UID's budget for today; returns the UIDs whose budget was
-    /// already spent (their reservation is undone). A store that cannot count does not stop
-    /// the alert: the UID is sent to, uncounted, and a warning logged.
-    async fn reserve(&self, store: &Store, uids: &[String], now: DateTime<Utc>) -> Vec<String> {
+    /// Takes one message of each UID's budget for today, in one store round trip; returns
+    /// the UIDs whose budget was already spent, or `None` when the store cannot count: that
+    /// does not stop the alert, the UIDs are sent to uncounted and a warning logged.
+    async fn reserve(
+        &self,
+        store: &Store,
+        uids: &[String],
+        now: DateTime<Utc>,
+    ) -> Option<Vec<String>> {
         let (day, ends) = budget_day(now);
-        let mut over = Vec::new();
-        for uid in uids {
-            let key = self.budget_key(day, uid);
-            match store.add_counter(key.clone(), 1, ends).await {
-                Ok(n) if n > i64::from(self.daily_budget) => {
-                    over.push(uid.clone());
-                    if let Err(e) = store.add_counter(key, -1, ends).await {
-                        tracing::warn!(error = %e, "cannot undo a daily budget reservation");
-                    }
-                }
-                Ok(_) => {}
-                Err(e) => {
-                    tracing::warn!(error = %e, "cannot count the daily budget of a WxPusher UID, sending uncounted");
-                }
+        let keys = uids.iter().map(|u| self.budget_key(day, u)).collect();
+        match store
+            .take_counters(keys, 1, Some(i64::from(self.daily_budget)), ends)
+            .await
+        {
+            Ok(taken) => Some(
+                uids.iter()
+                    .zip(taken)
+                    .filter(|(_, taken)| !taken)
+                    .map(|(u, _)| u.clone())
+                    .collect(),
+            ),
+            Err(e) => {
+                tracing::warn!(error = %e, uids = uids.len(), "cannot count the daily budget of WxPusher UIDs, sending uncounted");
+                None
             }
         }
-        over
     }
 
     /// Gives back the reservations of UIDs a call did not deliver to.
     async fn release(&self, store: &Store, uids: &[String], now: DateTime<Utc>) {
+        if uids.is_empty() {
+            return;
+        }
         let (day, ends) = budget_day(now);
-        for uid in uids {
-            if let Err(e) = store.add_counter(self.budget_key(day, uid), -1, ends).await {
-                tracing::warn!(error = %e, "cannot undo a daily budget reservation");
-            }
+        let keys = uids.iter().map(|u| self.budget_key(day, u)).collect();
+        if let Err(e) = store.take_counters(keys, -1, None, ends).await {
+            tracing::warn!(error = %e, "cannot undo a daily budget reservation");
         }
     }
 
@@ -374,8 +381,11 @@ impl WxPusher {
             batch
                 .uids
                 .retain(|u| !progress.contains(&quota_key(day, u)));
-            if let Some(store) = env.store {
-                let over = self.reserve(store, &batch.uids, env.now).await;
+            let mut counted = None;
+            if let Some(store) = env.store
+                && let Some(over) = self.reserve(store, &batch.uids, env.now).await
+            {
+                counted = Some(store);
                 if !over.is_empty() {
                     tracing::warn!(
                         uids = over.len(),
@@ -394,7 +404,7 @@ impl WxPusher {
             let outcome = self
                 .send_batch(env, &batch, progress, &mut failed, &mut last_failure)
                 .await;
-            if let Some(store) = env.store {
+            if let Some(store) = counted {
                 let undelivered: Vec<String> = batch
                     .uids
                     .iter()

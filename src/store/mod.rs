@@ -314,6 +314,22 @@ impl Store {
         }
     }
 
+    /// Adds `by` to each named counter (created to reset at `expires_at`) unless that would
+    /// take it over `limit`; returns, per key in order, whether it was added. Atomic per
+    /// counter, one store round trip for all of them.
+    pub async fn take_counters(
+        &self,
+        keys: Vec<String>,
+        by: i64,
+        limit: Option<i64>,
+        expires_at: DateTime<Utc>,
+    ) -> Result<Vec<bool>, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.take_counters(keys, by, limit, expires_at).await,
+            Store::Redis(s) => s.take_counters(keys, by, limit, expires_at).await,
+        }
+    }
+
     /// A counter's value (0 when absent or expired).
     pub async fn counter(&self, key: String, now: DateTime<Utc>) -> Result<i64, StoreError> {
         match self {

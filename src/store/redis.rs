@@ -57,6 +57,7 @@ script!(REPLAY, "replay.lua");
 script!(PURGE, "purge.lua");
 script!(ADD_COUNTER, "add_counter.lua");
 script!(TAKE_TOKEN, "take_token.lua");
+script!(TAKE_COUNTERS, "take_counters.lua");
 script!(HEARTBEAT, "heartbeat.lua");
 script!(ADMIT, "admit.lua");
 script!(REMEMBER, "remember.lua");
@@ -442,6 +443,27 @@ impl RedisStore {
             i.arg(key).arg(by).arg(ms(expires_at));
         })
         .await
+    }
+
+    pub async fn take_counters(
+        &self,
+        keys: Vec<String>,
+        by: i64,
+        limit: Option<i64>,
+        expires_at: DateTime<Utc>,
+    ) -> Result<Vec<bool>, StoreError> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let added: Vec<i64> = self
+            .eval(&TAKE_COUNTERS, move |i| {
+                i.arg(by).arg(limit.unwrap_or(-1)).arg(ms(expires_at));
+                for k in keys {
+                    i.arg(k);
+                }
+            })
+            .await?;
+        Ok(added.into_iter().map(|a| a == 1).collect())
     }
 
     pub async fn counter(&self, key: String, _now: DateTime<Utc>) -> Result<i64, StoreError> {

@@ -394,6 +394,50 @@ impl SqliteStore {
         .await
     }
 
+    pub async fn take_counters(
+        &self,
+        keys: Vec<String>,
+        by: i64,
+        limit: Option<i64>,
+        expires_at: DateTime<Utc>,
+    ) -> Result<Vec<bool>, StoreError> {
+        self.call(move |w| {
+            let now = ms(Utc::now());
+            let mut drop_expired = w
+                .conn
+                .prepare_cached("DELETE FROM counters WHERE key = ?1 AND expires_at <= ?2")
+                .map_err(db)?;
+            let mut get = w
+                .conn
+                .prepare_cached("SELECT value FROM counters WHERE key = ?1")
+                .map_err(db)?;
+            let mut add = w
+                .conn
+                .prepare_cached(
+                    "INSERT INTO counters (key, value, expires_at) VALUES (?1, ?2, ?3)
+                     ON CONFLICT (key) DO UPDATE SET value = value + ?2",
+                )
+                .map_err(db)?;
+            let mut out = Vec::with_capacity(keys.len());
+            for key in keys {
+                drop_expired.execute(params![key, now]).map_err(db)?;
+                let value: i64 = get
+                    .query_row(params![key], |r| r.get(0))
+                    .optional()
+                    .map_err(db)?
+                    .unwrap_or(0);
+                if limit.is_some_and(|l| value + by > l) {
+                    out.push(false);
+                    continue;
+                }
+                add.execute(params![key, by, ms(expires_at)]).map_err(db)?;
+                out.push(true);
+            }
+            Ok(out)
+        })
+        .await
+    }
+
     pub async fn counter(&self, key: String, now: DateTime<Utc>) -> Result<i64, StoreError> {
         self.call(move |w| {
             w.conn

@@ -325,6 +325,58 @@ async fn counters_add_up_and_expire(store: Store, _: &mut Guard) {
     assert_eq!(store.counter("uid:W".into(), Utc::now()).await.unwrap(), 0);
 }
 
+both!(counters_are_taken_up_to_a_limit_and_given_back, 100);
+async fn counters_are_taken_up_to_a_limit_and_given_back(store: Store, _: &mut Guard) {
+    let tomorrow = Utc::now() + chrono::Duration::days(1);
+    let keys = |ks: &[&str]| ks.iter().map(|k| k.to_string()).collect::<Vec<_>>();
+    store.add_counter("b:A".into(), 2, tomorrow).await.unwrap();
+    // A is at the limit of 2, B and C are not.
+    assert_eq!(
+        store
+            .take_counters(keys(&["b:A", "b:B", "b:C"]), 1, Some(2), tomorrow)
+            .await
+            .unwrap(),
+        [false, true, true]
+    );
+    assert_eq!(
+        store
+            .take_counters(keys(&["b:A", "b:B"]), 1, Some(2), tomorrow)
+            .await
+            .unwrap(),
+        [false, true]
+    );
+    assert_eq!(store.counter("b:A".into(), Utc::now()).await.unwrap(), 2);
+    assert_eq!(store.counter("b:B".into(), Utc::now()).await.unwrap(), 2);
+    // Given back without a limit.
+    assert_eq!(
+        store
+            .take_counters(keys(&["b:B", "b:C"]), -1, None, tomorrow)
+            .await
+            .unwrap(),
+        [true, true]
+    );
+    assert_eq!(store.counter("b:B".into(), Utc::now()).await.unwrap(), 1);
+    assert_eq!(store.counter("b:C".into(), Utc::now()).await.unwrap(), 0);
+    assert!(
+        store
+            .take_counters(Vec::new(), 1, Some(2), tomorrow)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // An expired counter starts again from zero.
+    let past = Utc::now() - chrono::Duration::seconds(1);
+    store.add_counter("b:D".into(), 5, past).await.unwrap();
+    assert_eq!(
+        store
+            .take_counters(keys(&["b:D"]), 1, Some(2), tomorrow)
+            .await
+            .unwrap(),
+        [true]
+    );
+    assert_eq!(store.counter("b:D".into(), Utc::now()).await.unwrap(), 1);
+}
+
 #[tokio::test]
 async fn sqlite_in_flight_jobs_are_claimed_again_after_a_restart() {
     let dir = tempfile::tempdir().unwrap();
