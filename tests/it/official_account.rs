@@ -285,6 +285,37 @@ async fn daily_quota_is_a_quota_failure_and_is_not_retried() {
 }
 
 #[tokio::test]
+async fn sends_never_exceed_the_apps_rate_limit() {
+    let mock = MockOfficialAccount::start().await;
+    let openids: Vec<String> = (0..8).map(|i| format!("o_{i}")).collect();
+    let openids: Vec<&str> = openids.iter().map(String::as_str).collect();
+    let srv = TestServer::start(&config(
+        &mock,
+        &openids,
+        "        max_concurrency: 8\n        rate_limit: { rate: 4, burst: 2 }",
+    ))
+    .await;
+    srv.post("/webhook", example("alertmanager-firing.json"))
+        .await;
+    mock.wait_for_sends(8, WAIT).await;
+    srv.stop().await;
+    let times: Vec<_> = mock.send_requests().iter().map(|r| r.at).collect();
+    assert_eq!(times.len(), 8);
+    // In any window of T seconds at most burst + rate·T sends (plus arrival jitter); without
+    // the limit all eight go out at once.
+    for i in 0..times.len() {
+        for j in i..times.len() {
+            let window = times[j].duration_since(times[i]).as_secs_f64() + 0.1;
+            assert!(
+                (j - i + 1) as f64 <= 2.0 + 4.0 * window,
+                "{} sends within {window}s",
+                j - i + 1
+            );
+        }
+    }
+}
+
+#[tokio::test]
 async fn subscribe_notifications_use_bizsend_and_the_classic_token() {
     let mock = MockOfficialAccount::start().await;
     mock.script_openid(
