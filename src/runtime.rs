@@ -137,6 +137,7 @@ impl Runtime {
                     text: inline(format!("{at}.text"), &w.text, "gateway.text"),
                     user_backoff: w.user_backoff,
                     health_interval: w.health_interval,
+                    rate_limit: w.delivery_options(&at, &mut |_, _| {}).rate_limit,
                 });
                 let delivery = w.delivery_options(&at, &mut |_, _| {});
                 list.push((w.send_resolved, w.fallback_receiver.clone(), delivery, kind));
@@ -181,6 +182,7 @@ impl Runtime {
                     data,
                     max_concurrency: o.max_concurrency,
                     tokens,
+                    rate_limit: o.delivery_options(&at, &mut |_, _| {}).rate_limit,
                 });
                 let delivery = o.delivery_options(&at, &mut |_, _| {});
                 list.push((o.send_resolved, o.fallback_receiver.clone(), delivery, kind));

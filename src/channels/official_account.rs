@@ -52,6 +52,8 @@ pub struct OfficialAccount {
     /// Requests in flight at once for one notification.
     pub max_concurrency: usize,
     pub tokens: TokenSource,
+    /// Send requests per second allowed for this app (`rate_limit`); `None`: unlimited.
+    pub rate_limit: Option<crate::delivery::options::RateLimit>,
 }
 
 /// What both send endpoints answer.
@@ -143,6 +145,15 @@ fn pending(progress: &Progress, openid: &str) -> bool {
 }
 
 impl OfficialAccount {
+    /// Names the app's rate-limit bucket, shared by every integration sending as it.
+    pub fn rate_key(&self) -> String {
+        format!(
+            "official_account:{}:{}",
+            self.api_url.trim_end_matches('/'),
+            self.app_id
+        )
+    }
+
     fn endpoint(&self) -> String {
         let path = match self.kind {
             OfficialAccountKind::Template => "/cgi-bin/message/template/send",
@@ -370,6 +381,9 @@ impl OfficialAccount {
         token: &Secret,
         body: &Value,
     ) -> Result<SendResult, DeliveryError> {
+        if let Some(limit) = self.rate_limit {
+            env.limits.acquire(&self.rate_key(), limit).await;
+        }
         let resp = env
             .client
             .post(self.endpoint())

@@ -64,6 +64,9 @@ pub struct WeixinGateway {
     pub user_backoff: Duration,
     /// How often `/health` is probed.
     pub health_interval: Duration,
+    /// `/send` requests per second allowed for this gateway account (`rate_limit`); `None`:
+    /// unlimited.
+    pub rate_limit: Option<crate::delivery::options::RateLimit>,
 }
 
 /// The request body, as the gateway's `/send` reads it.
@@ -107,6 +110,15 @@ fn part_key(part: usize, user: &str) -> String {
 impl WeixinGateway {
     fn endpoint(&self, path: &str) -> String {
         format!("{}/{path}", self.url.trim_end_matches('/'))
+    }
+
+    /// Names the account's rate-limit bucket, shared by every integration sending as it.
+    pub fn rate_key(&self) -> String {
+        format!(
+            "weixin_gateway:{}:{}",
+            self.url.trim_end_matches('/'),
+            self.account_id
+        )
     }
 
     fn window_key(&self, user: &str) -> String {
@@ -261,6 +273,9 @@ impl WeixinGateway {
     }
 
     async fn call(&self, env: &Env<'_>, user: &str, text: &str) -> Result<(), DeliveryError> {
+        if let Some(limit) = self.rate_limit {
+            env.limits.acquire(&self.rate_key(), limit).await;
+        }
         let mut req = env
             .client
             .post(self.endpoint("send"))

@@ -242,7 +242,7 @@ impl WxPusher {
                     )
                 };
                 Part {
-                    summary: text::truncate(&summary, self.summary_max.min(SUMMARY_MAX)),
+                    summary: fit_summary(&summary, self.summary_max),
                     content,
                     url: url.clone(),
                 }
@@ -542,6 +542,19 @@ struct Batch {
     topic_ids: Vec<i64>,
 }
 
+/// The preview cut to `max` visible characters, and further if WxPusher's own limit
+/// ([`SUMMARY_MAX`] UTF-16 units: an emoji counts two there) would still be exceeded.
+fn fit_summary(summary: &str, max: usize) -> String {
+    let mut n = max.min(SUMMARY_MAX);
+    loop {
+        let cut = text::truncate(summary, n);
+        if n == 0 || text::upstream_len(&cut) <= SUMMARY_MAX {
+            return cut;
+        }
+        n -= 1;
+    }
+}
+
 /// The start of a body, for error messages.
 fn snippet(bytes: &[u8]) -> String {
     let s = String::from_utf8_lossy(bytes);
@@ -571,6 +584,20 @@ fn call_error(code: i64, message: String) -> DeliveryError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn summary_fits_visible_and_upstream_limits() {
+        assert_eq!(
+            fit_summary("🔥 [FIRING] HighCPU ×2", 20),
+            "🔥 [FIRING] HighCPU …"
+        );
+        // 100 visible characters, but 200 UTF-16 units: cut until WxPusher takes it.
+        let fire = "🔥".repeat(120);
+        let s = fit_summary(&fire, 100);
+        assert!(text::upstream_len(&s) <= SUMMARY_MAX, "{s}");
+        assert_eq!(s, format!("{}…", "🔥".repeat(49)));
+        assert_eq!(fit_summary(&"a".repeat(120), 100).chars().count(), 100);
+    }
 
     #[test]
     fn call_codes() {

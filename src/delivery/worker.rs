@@ -5,7 +5,9 @@
 //! success the job is deleted; on a retryable failure it is rescheduled with `attempt + 1`,
 //! its progress and a backoff delay (exponential, full jitter, never shorter than
 //! `Retry-After`); otherwise it becomes a dead letter and, unless it already is a fallback, is
-//! copied once to every integration of the integration's `fallback_receiver`.
+//! copied once to every integration of the integration's `fallback_receiver`. An Official
+//! Account's used-up daily quota without a fallback receiver is the exception: the job waits
+//! until the quota is renewed (midnight Beijing time).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,6 +18,7 @@ use tokio::sync::{Semaphore, watch};
 use tracing::{Instrument, debug, error, warn};
 
 use super::Queue;
+use super::Reason;
 use super::coalesce;
 use super::ratelimit::RateLimits;
 use crate::channels::Integration;
@@ -338,6 +341,22 @@ async fn attempt(mut job: Job, ctx: &Ctx, rt: &Runtime, integration: &Integratio
     };
     let age = (Utc::now() - job.accepted_at).to_std().unwrap_or_default();
     let opts = &integration.delivery;
+    // An Official Account's daily quota (45009): nothing can succeed before it is renewed at
+    // midnight Beijing time. Without a fallback receiver the notification waits for that, once
+    // (a notification already a day old is given up instead).
+    if err.reason() == Reason::Quota
+        && kind == "official_account"
+        && integration.fallback_receiver.is_none()
+        && age < QUOTA_PARK_MAX_AGE
+    {
+        let at = crate::channels::official_account::quota_resets_at(Utc::now());
+        warn!(error = %failure.error, resumes_at = %at.to_rfc3339(), "daily quota used up, the notification waits until it is renewed");
+        if let Err(e) = store.reschedule(job.id, failure, at).await {
+            error!(error = %e, "cannot reschedule a job; it is retried after a restart");
+        }
+        ctx.queue.wake.notify_one();
+        return;
+    }
     if err.is_retryable() && job.attempt < opts.max_attempts && age < opts.max_age {
         let delay = ctx.policy.delay(job.attempt, err.retry_after());
         warn!(error = %failure.error, reason = failure.reason, delay_ms = delay.as_millis() as u64, "delivery failed, will retry");
@@ -375,6 +394,9 @@ async fn attempt(mut job: Job, ctx: &Ctx, rt: &Runtime, integration: &Integratio
         Err(e) => error!(error = %e, "cannot record a dead letter; it is retried after a restart"),
     }
 }
+
+/// A notification older than this is not parked for a daily quota again.
+const QUOTA_PARK_MAX_AGE: Duration = Duration::from_secs(24 * 3600);
 
 /// Copies of a given-up job for every integration of the fallback receiver; none when the
 /// job already is a fallback (never chained).

@@ -248,6 +248,11 @@ impl Notification {
         } else {
             Source::Alertmanager
         };
+        // Alertmanager sends its receiver name through Go's `regexp.QuoteMeta` (`ops.wechat`
+        // arrives as `ops\.wechat`); templates show the name as configured.
+        if n.source == Source::Alertmanager {
+            n.receiver = unquote_meta(&n.receiver);
+        }
         Ok(n)
     }
 
@@ -274,6 +279,26 @@ impl Notification {
         n.alerts = alerts;
         n
     }
+}
+
+/// Undoes Go's `regexp.QuoteMeta`, which puts a backslash before each of `\.+*?()|[]{}^$`.
+/// Any other backslash is kept as it is.
+fn unquote_meta(s: &str) -> String {
+    const SPECIAL: &str = r"\.+*?()|[]{}^$";
+    let mut out = String::with_capacity(s.len());
+    let mut chars = s.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '\\'
+            && let Some(&next) = chars.peek()
+            && SPECIAL.contains(next)
+        {
+            out.push(next);
+            chars.next();
+            continue;
+        }
+        out.push(c);
+    }
+    out
 }
 
 /// The pairs every set shares.
@@ -331,6 +356,26 @@ mod tests {
         assert_eq!(n.alertmanager.route_labels.as_ref().unwrap()["team"], "a");
         assert_eq!(n.group_key, "{}:{alertname=\"HighCPU\"}");
         assert_eq!(n.alerts[0].starts_at.timestamp_subsec_nanos(), 123_456_789);
+    }
+
+    #[test]
+    fn alertmanager_receiver_name_is_unquoted_from_quote_meta() {
+        // Alertmanager 0.25+ sends `regexp.QuoteMeta(name)`: `ops.wechat` as `ops\.wechat`.
+        let body = AM.replace(r#""receiver":"wechat""#, r#""receiver":"ops\\.wechat""#);
+        assert!(body.contains(r#""receiver":"ops\\.wechat""#));
+        let n = Notification::parse(body.as_bytes()).unwrap();
+        assert_eq!(n.receiver, "ops.wechat");
+        // Its own serialization is parsed again unchanged.
+        let again = Notification::parse(&serde_json::to_vec(&n).unwrap()).unwrap();
+        assert_eq!(again.receiver, "ops.wechat");
+        assert_eq!(unquote_meta(r"a\\b\(x\)\$"), r"a\b(x)$");
+        assert_eq!(
+            unquote_meta(r"keep\n and trailing\"),
+            r"keep\n and trailing\"
+        );
+        // Grafana does not escape: its name is kept as sent.
+        let g = br#"{"version":"1","orgId":1,"receiver":"a\\.b","status":"firing","alerts":[{"status":"firing","labels":{},"startsAt":"2026-01-01T00:00:00Z"}]}"#;
+        assert_eq!(Notification::parse(g).unwrap().receiver, r"a\.b");
     }
 
     #[test]

@@ -192,9 +192,27 @@ async fn upstream_outage_is_retried_until_delivered() {
     let srv = TestServer::start(&wx_config(&mock, "")).await;
     assert_eq!(srv.post("/webhook", one("aaa")).await.0, 200);
     let reqs = mock.wait_for(5, WAIT).await;
+    let app = srv.app.clone();
     srv.stop().await;
     // Four failures then the success; nothing more.
     assert_eq!(mock.requests().len(), 5);
+    // Every failed attempt was recorded, with its reason, as a retry (the growing backoff
+    // itself is `worker::tests::backoff_is_bounded_grows_and_honours_retry_after`).
+    let text = app.metrics.encode();
+    assert_eq!(
+        metric(
+            &text,
+            r#"alertmanager_wechat_deliveries_retried_total{integration="wxpusher"}"#
+        ),
+        4.0
+    );
+    assert_eq!(
+        metric(
+            &text,
+            r#"alertmanager_wechat_deliveries_failed_total{integration="wxpusher",reason="http_5xx"}"#
+        ),
+        3.0
+    );
     assert!(reqs.iter().all(|r| r.body["uids"] == json!(["UID_a"])));
     assert_eq!(delivered(&mock), BTreeSet::from(["aaa".to_string()]));
 }

@@ -285,6 +285,98 @@ async fn daily_quota_is_a_quota_failure_and_is_not_retried() {
 }
 
 #[tokio::test]
+async fn daily_quota_without_fallback_waits_for_beijing_midnight() {
+    use alertmanager_wechat::channels::official_account::quota_resets_at;
+    let mock = MockOfficialAccount::start().await;
+    mock.set_send_default(Reply::Err(45009, "reach max api daily quota limit rid: 4"));
+    let srv = TestServer::start(&config(&mock, &["o_a"], "")).await;
+    let before = quota_resets_at(chrono::Utc::now());
+    srv.post("/webhook", example("alertmanager-firing.json"))
+        .await;
+    mock.wait_for_sends(1, WAIT).await;
+    let store = &srv.app.queue.store;
+    // Parked, not given up: the job is still queued, due when the quota is renewed.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let due = loop {
+        match store.next_due().await.unwrap() {
+            Some(t) if t > chrono::Utc::now() + chrono::Duration::minutes(1) => break t,
+            _ if tokio::time::Instant::now() > deadline => panic!("the job was never parked"),
+            _ => tokio::time::sleep(Duration::from_millis(20)).await,
+        }
+    };
+    let after = quota_resets_at(chrono::Utc::now());
+    assert!(
+        due == before || due == after,
+        "due {due}, expected {before}"
+    );
+    assert_eq!(store.dead_letter_count().await.unwrap(), 0);
+    let app = srv.app.clone();
+    srv.stop().await;
+    assert_eq!(mock.send_requests().len(), 1);
+    assert_eq!(
+        metric(
+            &metrics_text(&app),
+            r#"alertmanager_wechat_deliveries_failed_total{integration="official_account",reason="quota"}"#
+        ),
+        1.0
+    );
+}
+
+#[tokio::test]
+async fn daily_quota_with_a_fallback_goes_there_at_once() {
+    let mock = MockOfficialAccount::start().await;
+    mock.set_send_default(Reply::Err(45009, "reach max api daily quota limit rid: 4"));
+    let wx = crate::support::wxpusher::MockWxPusher::start().await;
+    let yaml = format!(
+        "{}  - name: backup\n    wxpusher_configs:\n      - {{ app_token: AT_backup, uids: [UID_b], api_url: \"{}\" }}\n",
+        config(&mock, &["o_a"], "        fallback_receiver: backup"),
+        wx.url
+    );
+    let srv = TestServer::start(&yaml).await;
+    srv.post("/webhook", example("alertmanager-firing.json"))
+        .await;
+    let reqs = wx.wait_for(1, WAIT).await;
+    assert_eq!(reqs[0].body["uids"], json!(["UID_b"]));
+    let store = srv.app.queue.store.clone();
+    srv.stop().await;
+    assert_eq!(mock.send_requests().len(), 1);
+    assert_eq!(wx.requests().len(), 1);
+    // The original is kept as a dead letter, so the broken integration stays visible.
+    assert_eq!(store.dead_letter_count().await.unwrap(), 1);
+}
+
+#[tokio::test]
+async fn sends_never_exceed_the_apps_rate_limit() {
+    let mock = MockOfficialAccount::start().await;
+    let openids: Vec<String> = (0..8).map(|i| format!("o_{i}")).collect();
+    let openids: Vec<&str> = openids.iter().map(String::as_str).collect();
+    let srv = TestServer::start(&config(
+        &mock,
+        &openids,
+        "        max_concurrency: 8\n        rate_limit: { rate: 4, burst: 2 }",
+    ))
+    .await;
+    srv.post("/webhook", example("alertmanager-firing.json"))
+        .await;
+    mock.wait_for_sends(8, WAIT).await;
+    srv.stop().await;
+    let times: Vec<_> = mock.send_requests().iter().map(|r| r.at).collect();
+    assert_eq!(times.len(), 8);
+    // In any window of T seconds at most burst + rate·T sends (plus arrival jitter); without
+    // the limit all eight go out at once.
+    for i in 0..times.len() {
+        for j in i..times.len() {
+            let window = times[j].duration_since(times[i]).as_secs_f64() + 0.1;
+            assert!(
+                (j - i + 1) as f64 <= 2.0 + 4.0 * window,
+                "{} sends within {window}s",
+                j - i + 1
+            );
+        }
+    }
+}
+
+#[tokio::test]
 async fn subscribe_notifications_use_bizsend_and_the_classic_token() {
     let mock = MockOfficialAccount::start().await;
     mock.script_openid(

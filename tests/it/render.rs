@@ -122,3 +122,25 @@ fn check_config_lists_every_error_with_file_and_path() {
         "{out}"
     );
 }
+
+#[test]
+fn truncated_alerts_are_mentioned_only_when_there_are_some() {
+    for (locale, words) in [
+        ("zh-CN", "另有 3 条告警因数量限制未显示。"),
+        ("en", "3 more alerts were not included (max_alerts)."),
+    ] {
+        let content = |payload: &str| {
+            let out = cli::render(&runtime(locale), payload.as_bytes(), None, now()).unwrap();
+            out[0].requests[0].body["content"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        };
+        let payload = example("alertmanager-firing.json");
+        assert!(payload.contains(r#""truncatedAlerts": 0"#));
+        let none = content(&payload);
+        let some = content(&payload.replace(r#""truncatedAlerts": 0"#, r#""truncatedAlerts": 3"#));
+        assert!(!none.contains(words), "{none}");
+        assert!(some.ends_with(words), "{some}");
+    }
+}

@@ -255,6 +255,14 @@ async fn unknown_account_is_permanent_and_not_retried() {
     let app = srv.app.clone();
     srv.stop().await;
     assert_eq!(gw.sends().len(), 1);
+    // Kept as a dead letter with the gateway's own words.
+    let dead = app.queue.store.dead_letters().await.unwrap();
+    assert_eq!(dead.len(), 1);
+    let last_error = dead[0].last_error.as_deref().unwrap_or("");
+    assert!(
+        last_error.contains("unknown account: wx-not-logged-in"),
+        "{last_error}"
+    );
     let text = app.metrics.encode();
     assert_eq!(
         metric(
@@ -367,4 +375,36 @@ fn bearer_token_is_masked_in_render_and_never_in_the_body() {
             .as_str()
             .unwrap()
     );
+}
+
+#[tokio::test]
+async fn sends_never_exceed_the_configured_rate_limit() {
+    let gw = MockGateway::start("wx-account-1").await;
+    let users: Vec<String> = (0..6).map(|i| format!("u{i}@im.wechat")).collect();
+    let srv = TestServer::start(&config(
+        &format!(
+            "url: '{}', account_id: wx-account-1, to_user_ids: [{}], rate_limit: {{ rate: 4, burst: 1 }}",
+            gw.url,
+            users.join(", ")
+        ),
+        None,
+    ))
+    .await;
+    srv.post("/webhook", example("alertmanager-firing.json"))
+        .await;
+    gw.wait_for(6, WAIT).await;
+    srv.stop().await;
+    let times: Vec<_> = gw.sends().iter().map(|r| r.at).collect();
+    assert_eq!(times.len(), 6);
+    // In any window of T seconds at most burst + rate·T sends (plus arrival jitter).
+    for i in 0..times.len() {
+        for j in i..times.len() {
+            let window = times[j].duration_since(times[i]).as_secs_f64() + 0.1;
+            assert!(
+                (j - i + 1) as f64 <= 1.0 + 4.0 * window,
+                "{} sends within {window}s",
+                j - i + 1
+            );
+        }
+    }
 }

@@ -36,6 +36,8 @@ pub struct Recorded {
     pub path: String,
     pub query: String,
     pub body: Value,
+    /// When the request arrived.
+    pub at: std::time::Instant,
 }
 
 impl Recorded {
@@ -190,6 +192,7 @@ impl MockOfficialAccount {
 }
 
 async fn read(req: Request) -> Recorded {
+    let at = std::time::Instant::now();
     let method = req.method().to_string();
     let path = req.uri().path().to_string();
     let query = req.uri().query().unwrap_or("").to_string();
@@ -202,6 +205,7 @@ async fn read(req: Request) -> Recorded {
         path,
         query,
         body,
+        at,
     }
 }
 
