@@ -30,9 +30,22 @@ fn severity_rank(a: &Alert) -> u8 {
     }
 }
 
-/// One digest per kind of job (ordinary, fallback), replacing `jobs`.
-pub fn digest_jobs(jobs: Vec<Job>, now: DateTime<Utc>) -> Vec<NewJob> {
-    let mut groups: BTreeMap<bool, Vec<Job>> = BTreeMap::new();
+/// A claimed job as a job to add again: what a digest is merged from.
+pub fn unclaimed(j: Job) -> NewJob {
+    NewJob {
+        receiver: j.receiver,
+        integration: j.integration,
+        kind: j.kind,
+        notification: j.notification,
+        accepted_at: j.accepted_at,
+        fallback: j.fallback,
+    }
+}
+
+/// One digest per kind of job (ordinary, fallback), replacing `jobs`. A digest may be merged
+/// again with more jobs: the latest state of each alert still wins.
+pub fn digest_jobs(jobs: Vec<NewJob>, now: DateTime<Utc>) -> Vec<NewJob> {
+    let mut groups: BTreeMap<bool, Vec<NewJob>> = BTreeMap::new();
     for j in jobs {
         groups.entry(j.fallback).or_default().push(j);
     }

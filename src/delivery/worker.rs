@@ -185,6 +185,11 @@ async fn refresh_gauges(ctx: &Ctx) {
     }
 }
 
+/// Jobs claimed at once while coalescing.
+const COALESCE_CHUNK: usize = 256;
+/// Jobs merged in one coalescing pass at most; the rest wait for the next pass.
+const COALESCE_MAX: usize = 16 * COALESCE_CHUNK;
+
 /// Merges the backlog of every rate-limited integration that would take longer than its
 /// `coalesce_after` to send into one digest job.
 async fn coalesce_backlogs(ctx: &Ctx, rt: &Runtime) {
@@ -202,29 +207,56 @@ async fn coalesce_backlogs(ctx: &Ctx, rt: &Runtime) {
         if d.count < 2 || RateLimits::drain_time(d.count, limit) <= i.delivery.coalesce_after {
             continue;
         }
-        let jobs = match store.claim_target(&d.receiver, d.integration).await {
-            Ok(j) => j,
-            Err(e) => {
-                warn!(error = %e, "cannot claim a backlog to coalesce");
+        // Claimed in chunks, each folded into the digest so far: memory stays bounded by one
+        // chunk plus the digest (one entry per distinct alert), however long the backlog.
+        let mut ids: Vec<i64> = Vec::new();
+        let mut digests: Vec<NewJob> = Vec::new();
+        let mut first: Option<Job> = None;
+        loop {
+            let jobs = match store
+                .claim_target(&d.receiver, d.integration, COALESCE_CHUNK)
+                .await
+            {
+                Ok(j) => j,
+                Err(e) => {
+                    warn!(error = %e, "cannot claim a backlog to coalesce");
+                    break;
+                }
+            };
+            let taken = jobs.len();
+            if ids.is_empty() && taken == 1 {
+                // Possibly the whole backlog: kept aside, merged only if more follows.
+                ids.push(jobs[0].id);
+                first = jobs.into_iter().next();
                 continue;
             }
-        };
-        if jobs.len() < 2 {
-            // Only in-flight or nothing: give the claimed one back as it was.
-            for j in jobs {
-                let failure = Failure {
-                    attempt: j.attempt,
-                    progress: j.progress.clone(),
-                    error: j.last_error.clone().unwrap_or_default(),
-                    reason: "",
-                };
-                let _ = store.reschedule(j.id, failure, j.not_before).await;
+            if taken == 0 {
+                break;
             }
+            ids.extend(jobs.iter().map(|j| j.id));
+            let mut merge = std::mem::take(&mut digests);
+            merge.extend(first.take().map(coalesce::unclaimed));
+            merge.extend(jobs.into_iter().map(coalesce::unclaimed));
+            digests = coalesce::digest_jobs(merge, Utc::now());
+            if taken < COALESCE_CHUNK || ids.len() >= COALESCE_MAX {
+                break;
+            }
+        }
+        if let Some(j) = first {
+            // Only one job was pending (the rest in flight): give it back as it was.
+            let failure = Failure {
+                attempt: j.attempt,
+                progress: j.progress.clone(),
+                error: j.last_error.clone().unwrap_or_default(),
+                reason: "",
+            };
+            let _ = store.reschedule(j.id, failure, j.not_before).await;
             continue;
         }
-        let ids: Vec<i64> = jobs.iter().map(|j| j.id).collect();
-        let count = jobs.len();
-        let digests = coalesce::digest_jobs(jobs, Utc::now());
+        if digests.is_empty() {
+            continue;
+        }
+        let count = ids.len();
         let alerts: usize = digests.iter().map(|d| d.notification.alerts.len()).sum();
         match store.complete(ids, digests).await {
             Ok(()) => {

@@ -207,15 +207,17 @@ impl Store {
         }
     }
 
-    /// Claims every pending job of one receiver integration, due or not (storm coalescing).
+    /// Claims the oldest `limit` pending jobs of one receiver integration, due or not (storm
+    /// coalescing takes a backlog in chunks, so its memory stays bounded).
     pub async fn claim_target(
         &self,
         receiver: &str,
         integration: usize,
+        limit: usize,
     ) -> Result<Vec<Job>, StoreError> {
         match self {
-            Store::Sqlite(s) => s.claim_target(receiver, integration).await,
-            Store::Redis(s) => s.claim_target(receiver, integration).await,
+            Store::Sqlite(s) => s.claim_target(receiver, integration, limit).await,
+            Store::Redis(s) => s.claim_target(receiver, integration, limit).await,
         }
     }
 

@@ -317,12 +317,13 @@ impl RedisStore {
         &self,
         receiver: &str,
         integration: usize,
+        limit: usize,
     ) -> Result<Vec<Job>, StoreError> {
         let target = format!("{integration}:{receiver}");
         let lease = self.inner.visibility.as_millis() as u64;
         let raw: Vec<RawJob> = self
             .eval(&CLAIM_TARGET, move |i| {
-                i.arg(target).arg(lease);
+                i.arg(target).arg(lease).arg(limit.max(1));
             })
             .await?;
         raw.into_iter().map(|(id, f)| to_job(id, f)).collect()

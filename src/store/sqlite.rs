@@ -197,13 +197,15 @@ impl SqliteStore {
         &self,
         receiver: &str,
         integration: usize,
+        limit: usize,
     ) -> Result<Vec<Job>, StoreError> {
         let receiver = receiver.to_string();
         self.call(move |w| {
             let jobs = select_jobs(
                 &w.conn,
-                "WHERE state = 'pending' AND receiver = ?1 AND integration = ?2 ORDER BY id",
-                params![receiver, integration as i64],
+                "WHERE state = 'pending' AND receiver = ?1 AND integration = ?2 ORDER BY id
+                 LIMIT ?3",
+                params![receiver, integration as i64, limit as i64],
             )?;
             mark_inflight(&w.conn, &jobs)?;
             Ok(jobs)

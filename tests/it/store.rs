@@ -283,9 +283,18 @@ async fn claim_target_takes_one_backlog_for_a_digest(store: Store, _: &mut Guard
         )
         .await
         .unwrap();
-    let backlog = store.claim_target("oncall", 0).await.unwrap();
+    // Taken in chunks, oldest first.
+    let mut backlog = store.claim_target("oncall", 0, 2).await.unwrap();
+    assert_eq!(ids(&backlog), [a[0], a[1]]);
+    backlog.extend(store.claim_target("oncall", 0, 10).await.unwrap());
     assert_eq!(ids(&backlog), [a[0], a[1], later[0]]);
-    assert!(store.claim_target("oncall", 0).await.unwrap().is_empty());
+    assert!(
+        store
+            .claim_target("oncall", 0, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
     // The other receiver's job is untouched; the backlog's jobs are gone from the queue.
     assert_eq!(ids(&store.claim(Utc::now(), 10).await.unwrap()), [a[2]]);
     let mut digest = job("oncall", 0);

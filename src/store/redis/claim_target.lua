@@ -1,8 +1,10 @@
--- ARGV[2] target, ARGV[3] lease (ms). Every pending job of one target, due or not.
+-- ARGV[2] target, ARGV[3] lease (ms), ARGV[4] most jobs to take. The oldest pending jobs of
+-- one target, due or not.
 local key = P .. 'pending:' .. ARGV[2]
 local lease = now_ms() + tonumber(ARGV[3])
 local out = {}
-for _, id in ipairs(redis.call('ZRANGE', key, 0, -1)) do
+for _, id in ipairs(redis.call('ZRANGE', key, 0, tonumber(ARGV[4]) - 1)) do
+  redis.call('ZREM', key, id)
   local h = redis.call('HMGET', jk(id), 'state', 'sid')
   redis.call('ZREM', P .. 'heldq:' .. ARGV[2], id)
   if h[1] == 'pending' then
@@ -13,5 +15,4 @@ for _, id in ipairs(redis.call('ZRANGE', key, 0, -1)) do
     out[#out + 1] = job(id)
   end
 end
-redis.call('DEL', key)
 return out
