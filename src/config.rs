@@ -2,8 +2,11 @@
 //!
 //! Loading is strict: unknown keys are errors, and every error names the file, the path in the
 //! YAML (`receivers[0].wxpusher_configs[0].uids`) and what is wrong, so that `check-config`
-//! can list them all. This module only describes and checks; building the running pieces
-//! (templates, routes, integrations) from a valid config is [`crate::runtime`]'s job.
+//! can list them all. Past the first structural error (unknown key, wrong type, bad duration)
+//! the offending node is taken out and parsing goes on (the `recover` submodule); the checks
+//! serde cannot do then run on what is left. This module only describes and checks; building
+//! the running pieces (templates, routes, integrations) from a valid config is
+//! [`crate::runtime`]'s job.
 
 use std::collections::{BTreeMap, HashSet};
 use std::fmt;
@@ -12,10 +15,14 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use recover::Recovery;
+
 use crate::channels::official_account::token::TokenEndpoint;
 use crate::delivery::options::{DeliveryOptions, RateLimit, WXPUSHER_RATE};
 use crate::route::RouteConfig;
 use crate::secret::Secret;
+
+mod recover;
 
 /// The built-in configuration used when no `--config.file` is given: every alert to the console.
 pub const DEFAULT_CONFIG: &str = r#"# Built-in default: print every notification, rendered, to standard output.
@@ -730,17 +737,88 @@ impl Config {
         };
         let expanded = expand_env(text).map_err(|m| err(String::new(), m))?;
         let de = yaml_serde::Deserializer::from_str(&expanded);
-        let mut config: Config = serde_path_to_error::deserialize(de).map_err(|e| {
-            let path = e.path().to_string();
-            let path = if path == "." { String::new() } else { path };
-            err(
-                path.clone(),
-                strip_path_prefix(&e.into_inner().to_string(), &path),
-            )
-        })?;
-        config.source = file.to_string();
+        let first = match serde_path_to_error::deserialize::<_, Config>(de) {
+            Ok(config) => return config.validate(file, base, None),
+            Err(e) => e,
+        };
+        let at = recover::segs(first.path());
+        let path = first.path().to_string();
+        let path = if path == "." { String::new() } else { path };
+        let message = strip_path_prefix(&first.into_inner().to_string(), &path);
+        let mut errors = vec![ConfigError {
+            file: file.to_string(),
+            path,
+            message,
+        }];
+        // Keep going past the first structural error, so that every one is listed.
+        let Some(mut rec) = Recovery::new(&expanded) else {
+            return Err(ConfigErrors(errors));
+        };
+        if !rec.neutralise(&at) {
+            return Err(ConfigErrors(errors));
+        }
+        for _ in 0..recover::MAX_ROUNDS {
+            match rec.next() {
+                Ok(config) => {
+                    if let Err(ConfigErrors(more)) = config.validate(file, base, Some(&rec)) {
+                        errors.extend(more);
+                    }
+                    return Err(ConfigErrors(errors));
+                }
+                Err(found) => {
+                    let message = match recover::locate(&expanded, &found.original) {
+                        Some((line, column)) => {
+                            format!("{} at line {line} column {column}", found.message)
+                        }
+                        None => found.message,
+                    };
+                    let e = ConfigError {
+                        file: file.to_string(),
+                        path: recover::render(&found.original),
+                        message,
+                    };
+                    if !errors.contains(&e) {
+                        errors.push(e);
+                    }
+                    match found.current {
+                        Some(current) if rec.neutralise(&current) => {}
+                        _ => return Err(ConfigErrors(errors)),
+                    }
+                }
+            }
+        }
+        errors.push(ConfigError {
+            file: file.to_string(),
+            path: String::new(),
+            message: format!(
+                "more errors may follow (stopped looking after {})",
+                errors.len()
+            ),
+        });
+        Err(ConfigErrors(errors))
+    }
+
+    /// Runs the checks serde cannot on a deserialized config. After a repaired parse (`rec`),
+    /// paths are mapped back to the file as written and errors about repaired nodes dropped.
+    fn validate(
+        mut self,
+        file: &str,
+        base: &Path,
+        rec: Option<&Recovery>,
+    ) -> Result<Config, ConfigErrors> {
+        self.source = file.to_string();
         let mut errors = Vec::new();
-        config.resolve(base, &mut |path, message| {
+        self.resolve(base, &mut |path, message| {
+            let path = match rec {
+                Some(rec) => {
+                    let path = rec.original_text(&path);
+                    if rec.is_patched(&path) {
+                        return;
+                    }
+                    path
+                }
+                None => path,
+            };
             errors.push(ConfigError {
                 file: file.to_string(),
                 path,
@@ -748,7 +826,7 @@ impl Config {
             })
         });
         if errors.is_empty() {
-            Ok(config)
+            Ok(self)
         } else {
             Err(ConfigErrors(errors))
         }
@@ -1188,6 +1266,85 @@ mod tests {
             "{e}"
         );
         assert!(e.contains("line 5"), "{e}");
+    }
+
+    #[test]
+    fn every_structural_and_semantic_error_is_listed() {
+        let err = parse(
+            "dedupe:\n  window: 5 parsecs\nroute:\n  receiver: a\n  routes:\n    - matchers: ['team=~\"(db\"']\n      receiver: a\nreceivers:\n  - name: a\n    colour: red\n    console_configs: [{fallback_receiver: zz, speed: 3}]\n",
+        )
+        .unwrap_err();
+        let all: Vec<String> = err.0.iter().map(|e| e.to_string()).collect();
+        assert_eq!(
+            all,
+            [
+                "test.yml: dedupe.window: invalid value: string \"5 parsecs\", expected a duration at line 2 column 11",
+                "test.yml: route.routes[0].matchers[0]: matcher \"team=~\\\"(db\\\"\": invalid regex: unclosed group at line 6 column 18",
+                "test.yml: receivers[0].colour: unknown field `colour`, expected one of `name`, `wxpusher_configs`, `console_configs`, `weixin_gateway_configs`, `official_account_configs` at line 10 column 5",
+                "test.yml: receivers[0].console_configs[0].speed: unknown field `speed`, expected one of `text`, `send_resolved`, `fallback_receiver`, `max_attempts`, `max_age`, `rate_limit`, `coalesce_after` at line 11 column 47",
+                "test.yml: receivers[0].console_configs[0].fallback_receiver: unknown receiver \"zz\"",
+            ]
+        );
+    }
+
+    #[test]
+    fn repairs_do_not_invent_errors_or_shift_paths() {
+        // A required key of the wrong type is reported once, not again as missing, and the
+        // semantic checks do not complain about the placeholder that stood in for it.
+        let err = parse(
+            "route: {receiver: b}\nreceivers:\n  - {name: [1], console_configs: [{}]}\n  - {name: b, console_configs: [{}]}\n",
+        )
+        .unwrap_err();
+        let all: Vec<String> = err.0.iter().map(|e| e.to_string()).collect();
+        assert_eq!(
+            all,
+            [
+                "test.yml: receivers[0].name: invalid type: sequence, expected a string at line 3 column 12"
+            ]
+        );
+        // An element that had to go does not renumber the ones after it.
+        let err = parse(
+            "route: {receiver: b}\nreceivers:\n  - {colour: x}\n  - name: b\n    wxpusher_configs: [{uids: [U]}, {app_token: AT_x, uids: [U], bogus: 1}]\n",
+        )
+        .unwrap_err();
+        let all: Vec<String> = err.0.iter().map(|e| e.to_string()).collect();
+        assert_eq!(all.len(), 4, "{all:?}");
+        assert!(all[0].starts_with("test.yml: receivers[0].colour: unknown field `colour`"));
+        assert_eq!(
+            all[1],
+            "test.yml: receivers[0]: missing field `name` at line 3 column 5"
+        );
+        assert!(
+            all[2].starts_with(
+                "test.yml: receivers[1].wxpusher_configs[1].bogus: unknown field `bogus`"
+            ) && all[2].ends_with(" at line 5 column 66"),
+            "{all:?}"
+        );
+        assert_eq!(
+            all[3],
+            "test.yml: receivers[1].wxpusher_configs[0]: one of app_token and app_token_file is required"
+        );
+        // Not one mapping: nothing to repair, the one error stands.
+        assert_eq!(
+            parse("- a\n").unwrap_err().to_string(),
+            "test.yml: invalid type: sequence, expected struct Config"
+        );
+    }
+
+    #[test]
+    fn listing_stops_after_a_bounded_number_of_rounds() {
+        let keys: String = (0..80).map(|i| format!("k{i}: 1\n")).collect();
+        let err = parse(&format!(
+            "{keys}route: {{receiver: a}}\nreceivers: [{{name: a}}]\n"
+        ))
+        .unwrap_err();
+        let n = recover::MAX_ROUNDS + 1;
+        assert_eq!(err.0.len(), n + 1);
+        assert_eq!(err.0[1].to_string().split(':').nth(1), Some(" k1"));
+        assert_eq!(
+            err.0[n].to_string(),
+            format!("test.yml: more errors may follow (stopped looking after {n})")
+        );
     }
 
     #[test]

@@ -24,6 +24,11 @@ async fn reload_keeps_the_running_config_on_error_and_swaps_on_success() {
         body.contains("receivers[0].colour: unknown field `colour`"),
         "{body}"
     );
+    // Past the unknown key, the checks after parsing still run.
+    assert!(
+        body.contains("route.receiver: unknown receiver \"nobody\""),
+        "{body}"
+    );
     let (_, m) = srv.get("/metrics").await;
     assert_eq!(
         metric(&m, "alertmanager_wechat_config_last_reload_successful"),

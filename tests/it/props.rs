@@ -316,12 +316,38 @@ proptest! {
             }
             Err(errors) => {
                 prop_assert!(!errors.0.is_empty());
-                for e in &errors.0 {
+                for (i, e) in errors.0.iter().enumerate() {
                     let msg = e.to_string();
                     prop_assert!(msg.starts_with("prop.yml: "), "{}", msg);
                     prop_assert!(msg.len() > "prop.yml: ".len());
+                    prop_assert!(!msg.contains('\n'), "{}", msg);
+                    prop_assert!(!errors.0[..i].contains(e), "listed twice: {}", msg);
                 }
             }
+        }
+    }
+
+    /// Listing past the first error finds what a direct parse finds: with an unknown key put
+    /// first, every path the mutated file is reported at is still reported, after that key.
+    #[test]
+    fn config_loader_lists_errors_past_an_unknown_key(
+        edits in prop::collection::vec((any::<usize>(), any::<u8>(), yaml_char()), 1..6),
+    ) {
+        let text = mutate_lines(&example_config(), &edits);
+        let with_key = format!("zz_unknown_key: 1\n{text}");
+        let is_mapping = |t: &str| {
+            matches!(yaml_serde::from_str::<yaml_serde::Value>(t), Ok(yaml_serde::Value::Mapping(_)))
+        };
+        prop_assume!(is_mapping(&text) && is_mapping(&with_key));
+        let paths = |t: &str| match Config::parse(t, "prop.yml", Path::new(".")) {
+            Ok(_) => Vec::new(),
+            Err(errors) => errors.0.into_iter().map(|e| e.path).collect(),
+        };
+        let plain = paths(&text);
+        let listed = paths(&with_key);
+        prop_assert_eq!(listed.first().map(String::as_str), Some("zz_unknown_key"));
+        for p in &plain {
+            prop_assert!(listed[1..].contains(p), "{} missing from {:?} (alone: {:?})", p, listed, plain);
         }
     }
 }

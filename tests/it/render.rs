@@ -123,6 +123,44 @@ fn check_config_lists_every_error_with_file_and_path() {
     );
 }
 
+/// The real binary: an unknown key, a bad matcher and a bad duration in one file are all
+/// listed, each with the file and its YAML path, and the exit status says the file is bad.
+#[test]
+fn check_config_binary_lists_structural_and_semantic_errors_together() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.yml");
+    std::fs::write(
+        &bad,
+        "dedupe: {window: 5 parsecs}\nroute:\n  receiver: a\n  routes:\n    - matchers: ['team=~\"(db\"']\n      receiver: nobody\nreceivers:\n  - name: a\n    colour: red\n    console_configs: [{}]\n",
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_alertmanager-wechat"))
+        .arg("check-config")
+        .arg(&bad)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let file = bad.display().to_string();
+    for expected in [
+        format!(
+            "{file}: dedupe.window: invalid value: string \"5 parsecs\", expected a duration at line 1 column 18"
+        ),
+        format!(
+            "{file}: route.routes[0].matchers[0]: matcher \"team=~\\\"(db\\\"\": invalid regex: unclosed group at line 5 column 18"
+        ),
+        format!("{file}: receivers[0].colour: unknown field `colour`"),
+        format!("{file}: route.routes[0].receiver: unknown receiver \"nobody\""),
+    ] {
+        assert!(text.contains(&expected), "{expected}\nnot in:\n{text}");
+    }
+    assert!(text.contains("at line 9 column 5\n"), "{text}");
+}
+
 #[test]
 fn truncated_alerts_are_mentioned_only_when_there_are_some() {
     for (locale, words) in [
