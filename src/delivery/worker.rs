@@ -186,9 +186,11 @@ async fn refresh_gauges(ctx: &Ctx) {
 }
 
 /// Jobs claimed at once while coalescing.
-const COALESCE_CHUNK: usize = 256;
+const COALESCE_CHUNK: usize = 64;
 /// Jobs merged in one coalescing pass at most; the rest wait for the next pass.
-const COALESCE_MAX: usize = 16 * COALESCE_CHUNK;
+const COALESCE_MAX: usize = 256 * COALESCE_CHUNK;
+/// Merged jobs deleted per store write.
+const COALESCE_DELETE: usize = 64;
 
 /// Merges the backlog of every rate-limited integration that would take longer than its
 /// `coalesce_after` to send into one digest job.
@@ -258,12 +260,22 @@ async fn coalesce_backlogs(ctx: &Ctx, rt: &Runtime) {
         }
         let count = ids.len();
         let alerts: usize = digests.iter().map(|d| d.notification.alerts.len()).sum();
-        match store.complete(ids, digests).await {
-            Ok(()) => {
-                warn!(receiver = %d.receiver, integration = i.name(), notifications = count, alerts, "backlog too long for the rate limit, merged into a digest");
-                ctx.queue.wake.notify_one();
+        // The digest is stored first, then the merged jobs are deleted in small steps: one
+        // long delete would hold the store's single writer, and with it every webhook waiting
+        // for its commit. A crash in between leaves some merged jobs in flight: they are
+        // reclaimed at the next start and merged again (the latest state of each alert wins),
+        // so the cost is a repeated alert, never a lost one.
+        if let Err(e) = store.complete(Vec::new(), digests).await {
+            error!(error = %e, "cannot store a digest; the backlog stays as it was");
+            continue;
+        }
+        warn!(receiver = %d.receiver, integration = i.name(), notifications = count, alerts, "backlog too long for the rate limit, merged into a digest");
+        ctx.queue.wake.notify_one();
+        for chunk in ids.chunks(COALESCE_DELETE) {
+            if let Err(e) = store.complete(chunk.to_vec(), Vec::new()).await {
+                error!(error = %e, "cannot delete jobs merged into a digest; they are merged again after a restart");
+                break;
             }
-            Err(e) => error!(error = %e, "cannot store a digest; the backlog stays as it was"),
         }
     }
 }
