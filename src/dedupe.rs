@@ -33,6 +33,7 @@ use sha2::{Digest, Sha256};
 use tracing::{debug, warn};
 
 use crate::config::DedupeConfig;
+use crate::delivery::coalesce;
 use crate::store::{Admission, Admitted, Job, Mark, NewJob, Store};
 use crate::webhook::{Alert, Notification, Status};
 
@@ -226,31 +227,8 @@ impl Outcome {
 /// Merges held resolved jobs, all of one receiver integration, into one job per kind
 /// (ordinary, fallback), due at once and no longer held. Each alert appears once.
 pub fn merge_held(jobs: Vec<Job>) -> Vec<NewJob> {
-    let mut groups: BTreeMap<bool, Vec<Job>> = BTreeMap::new();
-    for j in jobs {
-        groups.entry(j.fallback).or_default().push(j);
-    }
-    groups
-        .into_iter()
-        .filter_map(|(fallback, jobs)| {
-            let first = jobs.first()?;
-            let (receiver, integration, kind) = (
-                first.receiver.clone(),
-                first.integration,
-                first.kind.clone(),
-            );
-            let accepted_at = jobs.iter().map(|j| j.accepted_at).min()?;
-            let notification = merge(jobs.into_iter().map(|j| j.notification).collect())?;
-            Some(NewJob {
-                receiver,
-                integration,
-                kind,
-                notification,
-                accepted_at,
-                fallback,
-            })
-        })
-        .collect()
+    let jobs = jobs.into_iter().map(coalesce::unclaimed).collect();
+    coalesce::merge_by_kind(jobs, merge)
 }
 
 /// One resolved notification holding every alert of `notifications`, oldest resolution

@@ -9,8 +9,6 @@
 
 use std::collections::BTreeMap;
 
-use chrono::{DateTime, Utc};
-
 use crate::store::{Job, NewJob};
 use crate::webhook::{Alert, Notification, Status};
 
@@ -44,7 +42,16 @@ pub fn unclaimed(j: Job) -> NewJob {
 
 /// One digest per kind of job (ordinary, fallback), replacing `jobs`. A digest may be merged
 /// again with more jobs: the latest state of each alert still wins.
-pub fn digest_jobs(jobs: Vec<NewJob>, now: DateTime<Utc>) -> Vec<NewJob> {
+pub fn digest_jobs(jobs: Vec<NewJob>) -> Vec<NewJob> {
+    merge_by_kind(jobs, digest)
+}
+
+/// Jobs of one receiver integration merged into one job per kind (ordinary, fallback) by
+/// `merge`, accepted when the oldest of them was (so `max_age` still counts from there).
+pub fn merge_by_kind(
+    jobs: Vec<NewJob>,
+    merge: impl Fn(Vec<Notification>) -> Option<Notification>,
+) -> Vec<NewJob> {
     let mut groups: BTreeMap<bool, Vec<NewJob>> = BTreeMap::new();
     for j in jobs {
         groups.entry(j.fallback).or_default().push(j);
@@ -58,8 +65,8 @@ pub fn digest_jobs(jobs: Vec<NewJob>, now: DateTime<Utc>) -> Vec<NewJob> {
                 first.integration,
                 first.kind.clone(),
             );
-            let accepted_at = jobs.iter().map(|j| j.accepted_at).min().unwrap_or(now);
-            let notification = digest(jobs.into_iter().map(|j| j.notification).collect())?;
+            let accepted_at = jobs.iter().map(|j| j.accepted_at).min()?;
+            let notification = merge(jobs.into_iter().map(|j| j.notification).collect())?;
             Some(NewJob {
                 receiver,
                 integration,

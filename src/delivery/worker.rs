@@ -239,7 +239,7 @@ async fn coalesce_backlogs(ctx: &Ctx, rt: &Runtime) {
             let mut merge = std::mem::take(&mut digests);
             merge.extend(first.take().map(coalesce::unclaimed));
             merge.extend(jobs.into_iter().map(coalesce::unclaimed));
-            digests = coalesce::digest_jobs(merge, Utc::now());
+            digests = coalesce::digest_jobs(merge);
             if taken < COALESCE_CHUNK || ids.len() >= COALESCE_MAX {
                 break;
             }
