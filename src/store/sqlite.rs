@@ -866,22 +866,7 @@ mod tests {
         let store = Store::open(dir.path(), 2).unwrap();
         let again = store.claim(Utc::now(), 10).await.unwrap();
         assert_eq!(again.iter().map(|j| j.id).collect::<Vec<_>>(), [ids[1]]);
-        let tomorrow = Utc::now() + chrono::Duration::days(1);
-        assert_eq!(
-            store
-                .add_counter("uid:U".into(), 3, tomorrow)
-                .await
-                .unwrap(),
-            3
-        );
-        assert_eq!(
-            store
-                .add_counter("uid:U".into(), 2, tomorrow)
-                .await
-                .unwrap(),
-            5
-        );
-        assert_eq!(store.counter("uid:U".into(), Utc::now()).await.unwrap(), 5);
+        // Counters are tested on both backends in tests/it/store.rs.
     }
 
     fn admission(key: &str, now: DateTime<Utc>, ttl_ms: i64) -> Admission {
