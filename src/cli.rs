@@ -215,7 +215,7 @@ pub async fn deadletters(store: &crate::store::Store, action: DeadLetterAction) 
                         format!("{}/{}[{}]", j.receiver, j.kind, j.integration),
                         j.notification.alerts.len(),
                         j.attempt,
-                        crate::text::one_line(j.last_error.as_deref().unwrap_or(""))
+                        crate::template::text::one_line(j.last_error.as_deref().unwrap_or(""))
                     );
                 }
             }

@@ -23,7 +23,6 @@
 //! - [`chatops`]: replies from WeChat: silence, acknowledge, list; subscribers by QR code.
 //! - [`cli`]: the `check-config`, `render`, `send-test`, `deadletters` and `qrcode` commands.
 
-pub mod auth;
 pub mod channels;
 pub mod chatops;
 pub mod cli;
@@ -37,7 +36,6 @@ pub mod secret;
 pub mod server;
 pub mod store;
 pub mod template;
-pub mod text;
 pub mod webhook;
 
 use std::path::PathBuf;

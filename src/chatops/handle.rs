@@ -181,7 +181,7 @@ pub async fn run(
                 .await
             {
                 Ok(id) => {
-                    let matchers = crate::text::one_line(
+                    let matchers = crate::template::text::one_line(
                         &rec.labels
                             .iter()
                             .map(|(k, v)| format!("{k}=\"{v}\""))

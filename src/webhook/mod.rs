@@ -320,7 +320,7 @@ const MAX_ERROR_CHARS: usize = 240;
 /// The error on one line, its middle cut when too long (the end says where: line, column).
 fn one_line(e: &serde_json::Error) -> String {
     let s = e.to_string().replace('\n', " ");
-    if crate::text::visible_len(&s) <= MAX_ERROR_CHARS {
+    if crate::template::text::visible_len(&s) <= MAX_ERROR_CHARS {
         return s;
     }
     let tail: String = {
@@ -328,7 +328,7 @@ fn one_line(e: &serde_json::Error) -> String {
             unicode_segmentation::UnicodeSegmentation::graphemes(s.as_str(), true).collect();
         g[g.len().saturating_sub(60)..].concat()
     };
-    format!("{}{tail}", crate::text::truncate(&s, MAX_ERROR_CHARS - 60))
+    format!("{}{tail}", crate::template::text::truncate(&s, MAX_ERROR_CHARS - 60))
 }
 
 #[cfg(test)]

@@ -28,7 +28,7 @@ use super::{Env, Outbound, Progress};
 use crate::config::{MiniProgramConfig, OfficialAccountKind};
 use crate::delivery::{DeliveryError, Reason};
 use crate::secret::Secret;
-use crate::text;
+use crate::template::text;
 use crate::webhook::Notification;
 use token::TokenSource;
 

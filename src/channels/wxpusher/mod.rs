@@ -25,7 +25,7 @@ use crate::delivery::error::parse_retry_after;
 use crate::delivery::{DeliveryError, Reason};
 use crate::secret::Secret;
 use crate::store::Store;
-use crate::text;
+use crate::template::text;
 use crate::webhook::Notification;
 
 pub const CONTENT_MAX: usize = 40_000;

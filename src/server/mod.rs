@@ -10,6 +10,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+pub mod auth;
+
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{Path, State};
@@ -25,7 +27,6 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tracing::{Instrument, debug, info, warn};
 
-use crate::auth;
 use crate::config::{Config, ConfigErrors};
 use crate::dedupe;
 use crate::delivery::Queue;

@@ -11,13 +11,14 @@ use std::path::Path;
 
 use chrono::{DateTime, FixedOffset, Utc};
 use chrono_tz::Tz;
+pub mod text;
+
 use handlebars::{
     Context, Handlebars, Helper, HelperDef, RenderContext, RenderErrorReason, ScopedJson,
 };
 use serde_json::{Map, Value, json};
 
 use crate::config::Locale;
-use crate::text;
 use crate::webhook::{Alert, Notification, Status};
 
 /// The shipped templates: (locale, name, source). Names are what `{{> name}}` and the config's
@@ -26,142 +27,142 @@ const DEFAULTS: &[(&str, &str, &str)] = &[
     (
         "zh-CN",
         "chatops.ref",
-        include_str!("../templates/zh-CN/chatops.ref.hbs"),
+        include_str!("../../templates/zh-CN/chatops.ref.hbs"),
     ),
     (
         "en",
         "chatops.ref",
-        include_str!("../templates/en/chatops.ref.hbs"),
+        include_str!("../../templates/en/chatops.ref.hbs"),
     ),
     (
         "zh-CN",
         "wxpusher.summary",
-        include_str!("../templates/zh-CN/wxpusher.summary.hbs"),
+        include_str!("../../templates/zh-CN/wxpusher.summary.hbs"),
     ),
     (
         "zh-CN",
         "wxpusher.content",
-        include_str!("../templates/zh-CN/wxpusher.content.hbs"),
+        include_str!("../../templates/zh-CN/wxpusher.content.hbs"),
     ),
     (
         "zh-CN",
         "wxpusher.html",
-        include_str!("../templates/zh-CN/wxpusher.html.hbs"),
+        include_str!("../../templates/zh-CN/wxpusher.html.hbs"),
     ),
     (
         "zh-CN",
         "wxpusher.text",
-        include_str!("../templates/zh-CN/wxpusher.text.hbs"),
+        include_str!("../../templates/zh-CN/wxpusher.text.hbs"),
     ),
     (
         "zh-CN",
         "console.text",
-        include_str!("../templates/zh-CN/console.text.hbs"),
+        include_str!("../../templates/zh-CN/console.text.hbs"),
     ),
     (
         "zh-CN",
         "gateway.text",
-        include_str!("../templates/zh-CN/gateway.text.hbs"),
+        include_str!("../../templates/zh-CN/gateway.text.hbs"),
     ),
     (
         "en",
         "wxpusher.summary",
-        include_str!("../templates/en/wxpusher.summary.hbs"),
+        include_str!("../../templates/en/wxpusher.summary.hbs"),
     ),
     (
         "en",
         "wxpusher.content",
-        include_str!("../templates/en/wxpusher.content.hbs"),
+        include_str!("../../templates/en/wxpusher.content.hbs"),
     ),
     (
         "en",
         "wxpusher.html",
-        include_str!("../templates/en/wxpusher.html.hbs"),
+        include_str!("../../templates/en/wxpusher.html.hbs"),
     ),
     (
         "en",
         "wxpusher.text",
-        include_str!("../templates/en/wxpusher.text.hbs"),
+        include_str!("../../templates/en/wxpusher.text.hbs"),
     ),
     (
         "en",
         "console.text",
-        include_str!("../templates/en/console.text.hbs"),
+        include_str!("../../templates/en/console.text.hbs"),
     ),
     (
         "en",
         "gateway.text",
-        include_str!("../templates/en/gateway.text.hbs"),
+        include_str!("../../templates/en/gateway.text.hbs"),
     ),
     (
         "zh-CN",
         "official_account.title",
-        include_str!("../templates/zh-CN/official_account.title.hbs"),
+        include_str!("../../templates/zh-CN/official_account.title.hbs"),
     ),
     (
         "zh-CN",
         "official_account.time",
-        include_str!("../templates/zh-CN/official_account.time.hbs"),
+        include_str!("../../templates/zh-CN/official_account.time.hbs"),
     ),
     (
         "zh-CN",
         "official_account.status",
-        include_str!("../templates/zh-CN/official_account.status.hbs"),
+        include_str!("../../templates/zh-CN/official_account.status.hbs"),
     ),
     (
         "zh-CN",
         "official_account.severity",
-        include_str!("../templates/zh-CN/official_account.severity.hbs"),
+        include_str!("../../templates/zh-CN/official_account.severity.hbs"),
     ),
     (
         "zh-CN",
         "official_account.instance",
-        include_str!("../templates/zh-CN/official_account.instance.hbs"),
+        include_str!("../../templates/zh-CN/official_account.instance.hbs"),
     ),
     (
         "zh-CN",
         "official_account.summary",
-        include_str!("../templates/zh-CN/official_account.summary.hbs"),
+        include_str!("../../templates/zh-CN/official_account.summary.hbs"),
     ),
     (
         "zh-CN",
         "official_account.url",
-        include_str!("../templates/zh-CN/official_account.url.hbs"),
+        include_str!("../../templates/zh-CN/official_account.url.hbs"),
     ),
     (
         "en",
         "official_account.title",
-        include_str!("../templates/en/official_account.title.hbs"),
+        include_str!("../../templates/en/official_account.title.hbs"),
     ),
     (
         "en",
         "official_account.time",
-        include_str!("../templates/en/official_account.time.hbs"),
+        include_str!("../../templates/en/official_account.time.hbs"),
     ),
     (
         "en",
         "official_account.status",
-        include_str!("../templates/en/official_account.status.hbs"),
+        include_str!("../../templates/en/official_account.status.hbs"),
     ),
     (
         "en",
         "official_account.severity",
-        include_str!("../templates/en/official_account.severity.hbs"),
+        include_str!("../../templates/en/official_account.severity.hbs"),
     ),
     (
         "en",
         "official_account.instance",
-        include_str!("../templates/en/official_account.instance.hbs"),
+        include_str!("../../templates/en/official_account.instance.hbs"),
     ),
     (
         "en",
         "official_account.summary",
-        include_str!("../templates/en/official_account.summary.hbs"),
+        include_str!("../../templates/en/official_account.summary.hbs"),
     ),
     (
         "en",
         "official_account.url",
-        include_str!("../templates/en/official_account.url.hbs"),
+        include_str!("../../templates/en/official_account.url.hbs"),
     ),
 ];
 

@@ -29,7 +29,7 @@ use crate::delivery::{DeliveryError, Reason};
 use crate::metrics::{Metrics, ReceiverIntegrationLabels};
 use crate::runtime::Shared;
 use crate::secret::Secret;
-use crate::text;
+use crate::template::text;
 use crate::webhook::Notification;
 
 /// Longest text sent in one message, in UTF-16 units (what the Java/iLink side counts).

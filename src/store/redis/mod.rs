@@ -39,8 +39,8 @@ macro_rules! script {
     ($name:ident, $file:literal) => {
         static $name: LazyLock<Script> = LazyLock::new(|| {
             Script::new(concat!(
-                include_str!("redis/prelude.lua"),
-                include_str!(concat!("redis/", $file))
+                include_str!("prelude.lua"),
+                include_str!($file)
             ))
         });
     };

@@ -7,7 +7,7 @@ use serde_json::json;
 
 use super::{Env, Outbound};
 use crate::delivery::DeliveryError;
-use crate::text;
+use crate::template::text;
 use crate::webhook::Notification;
 
 #[derive(Debug)]
