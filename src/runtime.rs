@@ -17,6 +17,7 @@ use crate::config::{Config, ConfigError, ConfigErrors, ContentType};
 use crate::delivery::options::DEFAULT_DAILY_BUDGET_PER_UID;
 use crate::delivery::ratelimit::RateLimits;
 use crate::secret::Scrubber;
+use crate::store::IntegrationId;
 use crate::template::Templates;
 use crate::webhook::Notification;
 
@@ -42,6 +43,18 @@ pub const DEFAULT_OA_DATA: &[(&str, &str)] = &[
     ("time2", "official_account.time"),
     ("phrase3", "official_account.status"),
 ];
+
+/// What a stored delivery's integration identity names in the configuration in force.
+#[derive(Debug, Clone, Copy)]
+pub enum Bound<'a> {
+    /// The same identity, wherever it now sits in the receiver's list.
+    Integration(&'a Integration),
+    /// The receiver is still there but no integration has that identity any more (its
+    /// credential or recipients changed): the receiver's current integrations.
+    Changed(&'a [Integration]),
+    /// The receiver was removed.
+    ReceiverGone,
+}
 
 /// A notification's alerts for one receiver.
 #[derive(Debug, Clone)]
@@ -193,6 +206,7 @@ impl Runtime {
                 .map(
                     |(index, (send_resolved, fallback_receiver, delivery, kind))| Integration {
                         receiver: r.name.clone(),
+                        id: Integration::identity(&kind),
                         index,
                         send_resolved,
                         fallback_receiver,
@@ -271,8 +285,27 @@ impl Runtime {
         }
     }
 
-    pub fn integration(&self, receiver: &str, index: usize) -> Option<&Integration> {
-        self.receivers.get(receiver).and_then(|l| l.get(index))
+    /// Where a stored delivery for `receiver` bound to `id` goes now (see [`Bound`]).
+    pub fn resolve(&self, receiver: &str, id: &IntegrationId) -> Bound<'_> {
+        let Some(list) = self.receivers.get(receiver) else {
+            return Bound::ReceiverGone;
+        };
+        if let Some(i) = list.iter().find(|i| &i.id == id) {
+            return Bound::Integration(i);
+        }
+        // A job stored by a version that named integrations by position.
+        if let Some(i) = id.legacy_index().and_then(|n| list.get(n)) {
+            return Bound::Integration(i);
+        }
+        Bound::Changed(list)
+    }
+
+    /// The integration `id` names in `receiver`, if it is still configured.
+    pub fn integration(&self, receiver: &str, id: &IntegrationId) -> Option<&Integration> {
+        match self.resolve(receiver, id) {
+            Bound::Integration(i) => Some(i),
+            _ => None,
+        }
     }
 
     /// Splits a notification by receiver: to the named one, or through the route tree, each

@@ -62,7 +62,7 @@ pub fn merge_by_kind(
             let first = jobs.first()?;
             let (receiver, integration, kind) = (
                 first.receiver.clone(),
-                first.integration,
+                first.integration.clone(),
                 first.kind.clone(),
             );
             let accepted_at = jobs.iter().map(|j| j.accepted_at).min()?;

@@ -10,6 +10,7 @@
 
 pub mod coalesce;
 pub mod error;
+pub mod fanout;
 pub mod options;
 mod queue;
 pub mod ratelimit;

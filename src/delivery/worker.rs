@@ -15,7 +15,7 @@ use std::time::Duration;
 use chrono::Utc;
 use rand::Rng;
 use tokio::sync::{Semaphore, watch};
-use tracing::{Instrument, debug, error, warn};
+use tracing::{Instrument, debug, error, info, warn};
 
 use super::Queue;
 use super::Reason;
@@ -23,7 +23,8 @@ use super::coalesce;
 use super::ratelimit::RateLimits;
 use crate::channels::Integration;
 use crate::metrics::{FailureLabels, IntegrationLabels, Metrics, NotificationLabels};
-use crate::runtime::{Runtime, Shared};
+use super::fanout::{Origin, fan_out};
+use crate::runtime::{Bound, Runtime, Shared};
 use crate::store::{Failure, Job, NewJob};
 
 /// Longest the dispatcher sleeps without looking at the store: jobs re-queued by another
@@ -169,7 +170,7 @@ async fn refresh_gauges(ctx: &Ctx) {
             }
         }
         for d in depth {
-            if let Some(i) = rt.integration(&d.receiver, d.integration) {
+            if let Some(i) = rt.integration(&d.receiver, &d.integration) {
                 *by_kind.entry(i.name()).or_default() += d.count as i64;
             }
         }
@@ -200,7 +201,7 @@ async fn coalesce_backlogs(ctx: &Ctx, rt: &Runtime) {
         return;
     };
     for d in depth {
-        let Some(i) = rt.integration(&d.receiver, d.integration) else {
+        let Some(i) = rt.integration(&d.receiver, &d.integration) else {
             continue;
         };
         let Some(limit) = i.delivery.rate_limit else {
@@ -216,7 +217,7 @@ async fn coalesce_backlogs(ctx: &Ctx, rt: &Runtime) {
         let mut first: Option<Job> = None;
         loop {
             let jobs = match store
-                .claim_target(&d.receiver, d.integration, COALESCE_CHUNK)
+                .claim_target(&d.receiver, &d.integration, COALESCE_CHUNK)
                 .await
             {
                 Ok(j) => j,
@@ -284,27 +285,41 @@ async fn deliver(mut job: Job, ctx: &Ctx) {
     let store = &ctx.queue.store;
     let rt = ctx.runtime.load_full();
     job.attempt += 1;
-    let Some(integration) = rt.integration(&job.receiver, job.integration) else {
-        // Kept, not dropped: replayable once the integration is back.
-        warn!(receiver = %job.receiver, index = job.integration, "integration no longer configured, keeping the notification as a dead letter");
-        let failure = Failure {
-            attempt: job.attempt,
-            progress: job.progress,
-            error: "integration no longer configured".into(),
-            reason: "unconfigured",
-        };
-        if let Err(e) = store.dead_letter(job.id, failure, Vec::new()).await {
-            error!(error = %e, job = job.id, "cannot record a dead letter");
+    let integration = match rt.resolve(&job.receiver, &job.integration) {
+        Bound::Integration(i) => i,
+        Bound::Changed(list) => {
+            rebind(job, list, ctx, &rt).await;
+            return;
         }
-        ctx.metrics
-            .notifications
-            .get_or_create(&NotificationLabels {
-                receiver: job.receiver.clone(),
-                integration: "unknown",
-                result: "failed",
-            })
-            .inc();
-        return;
+        Bound::ReceiverGone => {
+            // Kept, not dropped: replayable once the receiver is back.
+            warn!(receiver = %job.receiver, integration = %job.integration, "receiver no longer configured, keeping the notification as a dead letter");
+            let failure = Failure {
+                attempt: job.attempt,
+                progress: job.progress,
+                error: format!("receiver {:?} is no longer configured", job.receiver),
+                reason: RECEIVER_REMOVED,
+            };
+            if let Err(e) = store.dead_letter(job.id, failure, Vec::new()).await {
+                error!(error = %e, job = job.id, "cannot record a dead letter");
+            }
+            ctx.metrics
+                .deliveries_failed
+                .get_or_create(&FailureLabels {
+                    integration: "unknown",
+                    reason: RECEIVER_REMOVED,
+                })
+                .inc();
+            ctx.metrics
+                .notifications
+                .get_or_create(&NotificationLabels {
+                    receiver: job.receiver.clone(),
+                    integration: "unknown",
+                    result: "failed",
+                })
+                .inc();
+            return;
+        }
     };
     let kind = integration.name();
     let span = tracing::info_span!(
@@ -320,13 +335,69 @@ async fn deliver(mut job: Job, ctx: &Ctx) {
     attempt(job, ctx, &rt, integration).instrument(span).await;
 }
 
+/// The dead-letter reason of a delivery whose receiver was removed from the configuration.
+pub const RECEIVER_REMOVED: &str = "receiver_removed";
+
+/// A stored delivery whose integration is gone from its (still configured) receiver: the
+/// receiver's current integrations that accept it get it instead, each once. Dedupe applies,
+/// so an integration that already has the same notification does not get it again. The new
+/// deliveries are stored before the old one is forgotten: a crash in between repeats this,
+/// and dedupe keeps the repeat from reaching anyone twice.
+async fn rebind(job: Job, integrations: &[Integration], ctx: &Ctx, rt: &Runtime) {
+    let store = &ctx.queue.store;
+    let origin = if job.fallback {
+        Origin::Fallback
+    } else {
+        Origin::Accepted
+    };
+    let now = Utc::now();
+    let jobs = fan_out(
+        &job.receiver,
+        integrations,
+        &job.notification,
+        job.accepted_at,
+        origin,
+    );
+    if integrations.is_empty() {
+        let failure = Failure {
+            attempt: job.attempt,
+            progress: job.progress,
+            error: format!("receiver {:?} has no integrations", job.receiver),
+            reason: RECEIVER_REMOVED,
+        };
+        if let Err(e) = store.dead_letter(job.id, failure, Vec::new()).await {
+            error!(error = %e, job = job.id, "cannot record a dead letter");
+        }
+        return;
+    }
+    let count = jobs.len();
+    let admissions =
+        crate::dedupe::admissions(&crate::dedupe::Policy::new(&rt.config.dedupe), jobs, now);
+    if let Err(e) = ctx.queue.admit(admissions, now).await {
+        error!(error = %e, job = job.id, "cannot re-route a delivery whose integration changed; it is tried again");
+        let failure = Failure {
+            attempt: job.attempt.saturating_sub(1),
+            progress: job.progress,
+            error: job.last_error.unwrap_or_default(),
+            reason: "",
+        };
+        let later = now + chrono::Duration::seconds(1);
+        let _ = store.reschedule(job.id, failure, later).await;
+        return;
+    }
+    info!(receiver = %job.receiver, integration = %job.integration, deliveries = count, "integration changed by a reload: the notification goes to the receiver's current integrations");
+    if let Err(e) = store.complete(vec![job.id], Vec::new()).await {
+        error!(error = %e, job = job.id, "cannot forget a re-routed delivery; dedupe keeps it from being sent twice");
+    }
+}
+
 /// One delivery attempt of a claimed job, and recording its outcome.
 async fn attempt(mut job: Job, ctx: &Ctx, rt: &Runtime, integration: &Integration) {
     let store = &ctx.queue.store;
     let kind = integration.name();
     let mut notification = job.notification.clone();
     notification.fallback = job.fallback;
-    crate::dedupe::annotate(store, &job.receiver, job.integration, &mut notification).await;
+    crate::dedupe::annotate(store, &job.receiver, &job.integration, &mut notification).await;
     let subscribers =
         crate::chatops::prepare_delivery(store, rt, integration, &mut notification).await;
     let mut env = rt.env(Utc::now());
@@ -351,7 +422,7 @@ async fn attempt(mut job: Job, ctx: &Ctx, rt: &Runtime, integration: &Integratio
                 store,
                 &policy,
                 &job.receiver,
-                job.integration,
+                &job.integration,
                 &notification,
                 Utc::now(),
             )
@@ -451,23 +522,14 @@ fn fallback_jobs(rt: &Runtime, job: &Job, fallback: Option<&str>) -> Vec<NewJob>
     if job.fallback {
         return Vec::new();
     }
-    let now = Utc::now();
-    rt.receivers
-        .get(name)
-        .into_iter()
-        .flatten()
-        .filter_map(|i| {
-            let notification = i.filter(&job.notification)?;
-            Some(NewJob {
-                receiver: name.to_string(),
-                integration: i.index,
-                kind: i.name().to_string(),
-                notification,
-                accepted_at: now,
-                fallback: true,
-            })
-        })
-        .collect()
+    let integrations = rt.receivers.get(name).map_or(&[][..], Vec::as_slice);
+    fan_out(
+        name,
+        integrations,
+        &job.notification,
+        Utc::now(),
+        Origin::Fallback,
+    )
 }
 
 #[cfg(test)]

@@ -32,7 +32,8 @@ use crate::dedupe;
 use crate::delivery::Queue;
 use crate::metrics::{Metrics, ReasonLabels, StatusLabels, WebhookLabels};
 use crate::runtime::{Runtime, Shared};
-use crate::store::{NewJob, StoreError};
+use crate::delivery::fanout::{Origin, fan_out};
+use crate::store::StoreError;
 use crate::webhook::{Notification, Source};
 
 /// Everything the endpoints share.
@@ -309,19 +310,14 @@ async fn accept(
     let now = Utc::now();
     let mut jobs = Vec::new();
     for r in routed {
-        for integration in rt.receivers.get(&r.receiver).into_iter().flatten() {
-            let Some(notification) = integration.filter(&r.notification) else {
-                continue;
-            };
-            jobs.push(NewJob {
-                receiver: r.receiver.clone(),
-                integration: integration.index,
-                kind: integration.name().to_string(),
-                notification,
-                accepted_at: now,
-                fallback: false,
-            });
-        }
+        let integrations = rt.receivers.get(&r.receiver).map_or(&[][..], Vec::as_slice);
+        jobs.extend(fan_out(
+            &r.receiver,
+            integrations,
+            &r.notification,
+            now,
+            Origin::Accepted,
+        ));
     }
     // Answered 200 only once the jobs are committed to the store; duplicates are checked in
     // the same transaction.

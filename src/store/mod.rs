@@ -40,12 +40,43 @@ pub enum StoreError {
     Closed,
 }
 
+/// Which integration of a receiver a stored delivery is bound to: derived from what the
+/// integration sends to (its kind, a fingerprint of its credential, its recipients), so it
+/// survives reordering and reloads. Only hex digits, letters and `-`: safe inside store keys.
+///
+/// Stores written before identities existed hold the integration's position instead (all
+/// digits); [`IntegrationId::legacy_index`] reads it back.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct IntegrationId(pub String);
+
+impl IntegrationId {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The position a job stored by an older version names, if this is one.
+    pub fn legacy_index(&self) -> Option<usize> {
+        if !self.0.is_empty() && self.0.bytes().all(|b| b.is_ascii_digit()) {
+            self.0.parse().ok()
+        } else {
+            None
+        }
+    }
+}
+
+impl std::fmt::Display for IntegrationId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
 /// A job to add: one notification for one receiver integration.
 #[derive(Debug, Clone)]
 pub struct NewJob {
     pub receiver: String,
-    /// Index of the integration within the receiver.
-    pub integration: usize,
+    /// The identity of the integration within the receiver: what it sends to (kind,
+    /// credential fingerprint, recipients), never its position ([`IntegrationId`]).
+    pub integration: IntegrationId,
     /// The integration's type, shown by `deadletters list`.
     pub kind: String,
     pub notification: Notification,
@@ -60,7 +91,7 @@ pub struct Job {
     /// Store-assigned, stable across restarts.
     pub id: i64,
     pub receiver: String,
-    pub integration: usize,
+    pub integration: IntegrationId,
     pub kind: String,
     pub notification: Notification,
     /// Attempts made so far.
@@ -96,7 +127,7 @@ pub struct Failure {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Depth {
     pub receiver: String,
-    pub integration: usize,
+    pub integration: IntegrationId,
     pub count: u64,
 }
 
@@ -212,7 +243,7 @@ impl Store {
     pub async fn claim_target(
         &self,
         receiver: &str,
-        integration: usize,
+        integration: &IntegrationId,
         limit: usize,
     ) -> Result<Vec<Job>, StoreError> {
         match self {
@@ -370,7 +401,7 @@ impl Store {
     pub async fn claim_held(
         &self,
         receiver: &str,
-        integration: usize,
+        integration: &IntegrationId,
     ) -> Result<Vec<Job>, StoreError> {
         match self {
             Store::Sqlite(s) => s.claim_held(receiver, integration).await,

@@ -449,7 +449,7 @@ pub async fn health_loop(runtime: Shared, metrics: Arc<Metrics>) {
                     first = false;
                     let (rt, receiver, index) = (rt.clone(), receiver.clone(), integration.index);
                     probes.spawn(async move {
-                        let up = match rt.integration(&receiver, index).map(|i| &i.kind) {
+                        let up = match rt.receivers.get(&receiver).and_then(|l| l.get(index)).map(|i| &i.kind) {
                             Some(Kind::WeixinGateway(g)) => g.probe(&rt.client).await,
                             _ => false,
                         };
