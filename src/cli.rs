@@ -124,7 +124,7 @@ pub fn format_rendered(list: &[Rendered]) -> String {
 
 /// A one-alert notification for `send-test`.
 pub fn test_notification(receiver: &str, now: DateTime<Utc>) -> Notification {
-    let mut n = crate::runtime::sample_notification();
+    let mut n = crate::webhook::sample_notification();
     n.alerts.truncate(1);
     let a = &mut n.alerts[0];
     a.labels.clear();
@@ -215,7 +215,7 @@ pub async fn deadletters(store: &crate::store::Store, action: DeadLetterAction) 
                         format!("{}/{}[{}]", j.receiver, j.kind, j.integration),
                         j.notification.alerts.len(),
                         j.attempt,
-                        crate::template::text::one_line(j.last_error.as_deref().unwrap_or(""))
+                        crate::text::one_line(j.last_error.as_deref().unwrap_or(""))
                     );
                 }
             }

@@ -36,6 +36,7 @@ pub mod secret;
 pub mod server;
 pub mod store;
 pub mod template;
+pub mod text;
 pub mod webhook;
 
 use std::path::PathBuf;

@@ -14,11 +14,12 @@ use crate::channels::official_account::{OfficialAccount, token};
 use crate::channels::weixin_gateway::WeixinGateway;
 use crate::channels::{Env, Integration, Kind, console::Console, wxpusher::WxPusher};
 use crate::config::{Config, ConfigError, ConfigErrors, ContentType};
-use crate::delivery::options::DEFAULT_DAILY_BUDGET_PER_UID;
-use crate::delivery::ratelimit::RateLimits;
+use crate::channels::options::DEFAULT_DAILY_BUDGET_PER_UID;
+use crate::channels::ratelimit::RateLimits;
 use crate::secret::Scrubber;
 use crate::store::IntegrationId;
 use crate::template::Templates;
+pub use crate::webhook::sample_notification;
 use crate::webhook::Notification;
 
 /// The configuration in force, swapped whole on reload.
@@ -346,42 +347,6 @@ impl Runtime {
                 .collect(),
         )
     }
-}
-
-/// A firing and a resolved alert, to check that templates render.
-pub fn sample_notification() -> Notification {
-    const SAMPLE: &str = r#"{"receiver":"sample","status":"firing","version":"4",
-      "groupKey":"{}:{alertname=\"Sample\"}","externalURL":"http://alertmanager:9093","truncatedAlerts":0,
-      "groupLabels":{"alertname":"Sample"},"commonLabels":{"alertname":"Sample"},"commonAnnotations":{},
-      "alerts":[
-        {"status":"firing","labels":{"alertname":"Sample","severity":"critical","instance":"node-1"},
-         "annotations":{"summary":"Sample alert","description":"A sample alert to check templates"},
-         "startsAt":"2026-01-01T00:00:00Z","endsAt":"0001-01-01T00:00:00Z",
-         "generatorURL":"http://prometheus:9090/graph","fingerprint":"0123456789abcdef"},
-        {"status":"resolved","labels":{"alertname":"Sample","severity":"warning","instance":"node-2"},
-         "annotations":{"summary":"Sample resolved"},
-         "startsAt":"2026-01-01T00:00:00Z","endsAt":"2026-01-01T00:12:00Z",
-         "generatorURL":"http://prometheus:9090/graph","fingerprint":"fedcba9876543210"}]}"#;
-    // A constant that is tested to parse; an empty fallback keeps this infallible.
-    Notification::parse(SAMPLE.as_bytes()).unwrap_or_else(|_| Notification {
-        source: crate::webhook::Source::Alertmanager,
-        version: "4".into(),
-        receiver: String::new(),
-        status: crate::webhook::Status::Firing,
-        alerts: vec![],
-        group_labels: Default::default(),
-        common_labels: Default::default(),
-        common_annotations: Default::default(),
-        external_url: String::new(),
-        group_key: String::new(),
-        truncated_alerts: 0,
-        fallback: false,
-        digest: None,
-        reference: None,
-        ack: None,
-        alertmanager: Default::default(),
-        grafana: Default::default(),
-    })
 }
 
 #[cfg(test)]

@@ -7,6 +7,9 @@
 //! Retry decisions are not made here: errors say whether they are retryable.
 
 pub mod console;
+pub mod error;
+pub mod options;
+pub mod ratelimit;
 pub mod official_account;
 pub mod weixin_gateway;
 pub mod wxpusher;
@@ -17,16 +20,15 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::delivery::DeliveryError;
-use crate::delivery::options::DeliveryOptions;
-use crate::delivery::ratelimit::RateLimits;
+use crate::channels::error::DeliveryError;
+use crate::channels::options::DeliveryOptions;
+use crate::channels::ratelimit::RateLimits;
 use crate::secret::{Scrubber, Secret};
 use crate::store::{IntegrationId, Store};
 use crate::template::Templates;
 use crate::webhook::{Notification, Status};
 
-/// Recipients (per message part) already delivered for one job.
-pub type Progress = BTreeSet<String>;
+pub use crate::store::Progress;
 
 /// What an integration needs from the running configuration to render.
 pub struct Env<'a> {

@@ -57,7 +57,7 @@ fn bad_request(e: serde_json::Error) -> Response {
         StatusCode::BAD_REQUEST,
         format!(
             "malformed callback: {}\n",
-            crate::template::text::one_line(&e.to_string())
+            crate::text::one_line(&e.to_string())
         ),
     )
         .into_response()

@@ -93,7 +93,7 @@ mod tests {
     use chrono::{DateTime, Utc};
 
     use crate::config::Locale;
-    use crate::runtime::sample_notification;
+    use crate::webhook::sample_notification;
     use crate::template::Templates;
     use crate::webhook::Ack;
 

@@ -9,7 +9,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::secret::{Scrubber, Secret};
-use crate::template::text;
+use crate::text;
 use crate::webhook::LabelSet;
 
 /// What went wrong talking to an upstream.
@@ -171,7 +171,7 @@ fn wxpusher_data(bytes: &[u8]) -> Result<Value, UpstreamError> {
 
 /// The reply to one WxPusher user: a text message from the receiver's app.
 pub fn wxpusher_reply_body(app_token: &Secret, uid: &str, text: &str) -> Value {
-    let summary = crate::template::text::truncate(&crate::template::text::one_line(text), 20);
+    let summary = crate::text::truncate(&crate::text::one_line(text), 20);
     json!({
         "appToken": app_token.expose(),
         "content": text,

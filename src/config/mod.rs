@@ -18,7 +18,11 @@ use serde::Deserialize;
 use recover::Recovery;
 
 use crate::channels::official_account::token::TokenEndpoint;
-use crate::delivery::options::{DeliveryOptions, RateLimit, WXPUSHER_RATE};
+use crate::channels::options::{DeliveryOptions, RateLimit, WXPUSHER_RATE};
+pub use crate::channels::official_account::{MiniProgramConfig, OfficialAccountKind};
+pub use crate::channels::wxpusher::ContentType;
+pub use crate::store::StorageConfig;
+pub use crate::template::Locale;
 use crate::route::RouteConfig;
 use crate::secret::Secret;
 
@@ -155,25 +159,6 @@ fn default_http_timeout() -> Duration {
     Duration::from_secs(10)
 }
 
-/// Language of the default templates and of derived words (`status_text`, durations).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-pub enum Locale {
-    #[default]
-    #[serde(rename = "zh-CN")]
-    ZhCn,
-    #[serde(rename = "en")]
-    En,
-}
-
-impl Locale {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Locale::ZhCn => "zh-CN",
-            Locale::En => "en",
-        }
-    }
-}
-
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AuthConfig {
@@ -254,55 +239,6 @@ fn default_max_connections() -> usize {
 }
 fn default_header_read_timeout() -> Duration {
     Duration::from_secs(10)
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct StorageConfig {
-    /// Directory of the embedded store.
-    #[serde(default = "default_storage_path")]
-    pub path: PathBuf,
-    /// How many notifications may wait for delivery before the webhook answers 503.
-    #[serde(default = "default_queue_capacity")]
-    pub queue_capacity: usize,
-    /// A shared Redis (`redis://` or `rediss://`) used instead of the embedded store, so that
-    /// several replicas share one queue. May carry a password: a secret.
-    pub redis_url: Option<Secret>,
-    pub redis_url_file: Option<PathBuf>,
-    /// Prefix of every Redis key, so several installations can share one Redis.
-    #[serde(default = "default_redis_prefix")]
-    pub redis_prefix: String,
-    /// A delivery claimed by a replica that stopped answering for this long (crashed, or cut
-    /// off from Redis) is taken over by another replica.
-    #[serde(default = "default_redis_visibility_timeout", with = "humantime_serde")]
-    pub redis_visibility_timeout: Duration,
-}
-
-impl Default for StorageConfig {
-    fn default() -> Self {
-        StorageConfig {
-            path: default_storage_path(),
-            queue_capacity: default_queue_capacity(),
-            redis_url: None,
-            redis_url_file: None,
-            redis_prefix: default_redis_prefix(),
-            redis_visibility_timeout: default_redis_visibility_timeout(),
-        }
-    }
-}
-
-fn default_redis_prefix() -> String {
-    "amw:".into()
-}
-fn default_redis_visibility_timeout() -> Duration {
-    Duration::from_secs(30)
-}
-
-fn default_storage_path() -> PathBuf {
-    PathBuf::from("./data")
-}
-fn default_queue_capacity() -> usize {
-    10_000
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -390,27 +326,6 @@ impl ReceiverConfig {
 
 fn default_true() -> bool {
     true
-}
-
-/// WxPusher's message body types.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ContentType {
-    Text,
-    Html,
-    #[default]
-    Markdown,
-}
-
-impl ContentType {
-    /// The number WxPusher's `contentType` field takes.
-    pub fn code(self) -> u8 {
-        match self {
-            ContentType::Text => 1,
-            ContentType::Html => 2,
-            ContentType::Markdown => 3,
-        }
-    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -557,25 +472,6 @@ fn default_user_backoff() -> Duration {
 }
 fn default_health_interval() -> Duration {
     Duration::from_secs(30)
-}
-
-/// Which Official Account API messages go through.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum OfficialAccountKind {
-    /// Template messages: users who follow the account.
-    #[default]
-    Template,
-    /// Subscribe notifications: one message per subscription a user granted.
-    Subscribe,
-}
-
-/// A mini program page opened instead of `url` when tapped.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct MiniProgramConfig {
-    pub appid: String,
-    pub pagepath: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -9,13 +9,11 @@
 //! digest ([`coalesce`]). What goes on the wire is [`crate::channels`]'s business.
 
 pub mod coalesce;
-pub mod error;
 pub mod fanout;
-pub mod options;
 mod queue;
-pub mod ratelimit;
 mod worker;
 
-pub use error::{DeliveryError, Reason};
+pub use crate::channels::error::{self, DeliveryError, Reason};
+pub use crate::channels::{options, ratelimit};
 pub use queue::Queue;
 pub use worker::{RetryPolicy, Workers};

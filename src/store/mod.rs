@@ -12,12 +12,15 @@ pub mod chatops;
 pub mod redis;
 pub mod sqlite;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::secret::Secret;
 
 use chrono::{DateTime, Utc};
 
-use crate::channels::Progress;
-use crate::config::StorageConfig;
 use crate::webhook::Notification;
 
 /// What can go wrong talking to the store.
@@ -39,6 +42,10 @@ pub enum StoreError {
     #[error("store closed")]
     Closed,
 }
+
+/// Recipients (per message part) already delivered for one job, so a retry after a partial
+/// failure goes only to those still missing. Each channel names its own entries.
+pub type Progress = std::collections::BTreeSet<String>;
 
 /// Which integration of a receiver a stored delivery is bound to: derived from what the
 /// integration sends to (its kind, a fingerprint of its credential, its recipients), so it
@@ -445,4 +452,55 @@ impl Store {
             Store::Redis(s) => s.is_open(),
         }
     }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StorageConfig {
+    /// Directory of the embedded store.
+    #[serde(default = "default_storage_path")]
+    pub path: PathBuf,
+    /// How many notifications may wait for delivery before the webhook answers 503.
+    #[serde(default = "default_queue_capacity")]
+    pub queue_capacity: usize,
+    /// A shared Redis (`redis://` or `rediss://`) used instead of the embedded store, so that
+    /// several replicas share one queue. May carry a password: a secret.
+    pub redis_url: Option<Secret>,
+    pub redis_url_file: Option<PathBuf>,
+    /// Prefix of every Redis key, so several installations can share one Redis.
+    #[serde(default = "default_redis_prefix")]
+    pub redis_prefix: String,
+    /// A delivery claimed by a replica that stopped answering for this long (crashed, or cut
+    /// off from Redis) is taken over by another replica.
+    #[serde(default = "default_redis_visibility_timeout", with = "humantime_serde")]
+    pub redis_visibility_timeout: Duration,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        StorageConfig {
+            path: default_storage_path(),
+            queue_capacity: default_queue_capacity(),
+            redis_url: None,
+            redis_url_file: None,
+            redis_prefix: default_redis_prefix(),
+            redis_visibility_timeout: default_redis_visibility_timeout(),
+        }
+    }
+}
+
+fn default_redis_prefix() -> String {
+    "amw:".into()
+}
+
+fn default_redis_visibility_timeout() -> Duration {
+    Duration::from_secs(30)
+}
+
+fn default_storage_path() -> PathBuf {
+    PathBuf::from("./data")
+}
+
+fn default_queue_capacity() -> usize {
+    10_000
 }

@@ -25,10 +25,9 @@ use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 
 use super::{Env, Outbound, Progress};
-use crate::config::{MiniProgramConfig, OfficialAccountKind};
-use crate::delivery::{DeliveryError, Reason};
+use crate::channels::error::{DeliveryError, Reason};
 use crate::secret::Secret;
-use crate::template::text;
+use crate::text;
 use crate::webhook::Notification;
 use token::TokenSource;
 
@@ -53,7 +52,7 @@ pub struct OfficialAccount {
     pub max_concurrency: usize,
     pub tokens: TokenSource,
     /// Send requests per second allowed for this app (`rate_limit`); `None`: unlimited.
-    pub rate_limit: Option<crate::delivery::options::RateLimit>,
+    pub rate_limit: Option<crate::channels::options::RateLimit>,
 }
 
 /// What both send endpoints answer.
@@ -393,7 +392,7 @@ impl OfficialAccount {
             .await
             .map_err(|e| DeliveryError::transport(SERVICE, e))?;
         let status = resp.status();
-        let retry_after = crate::delivery::error::parse_retry_after(resp.headers());
+        let retry_after = crate::channels::error::parse_retry_after(resp.headers());
         let bytes = resp
             .bytes()
             .await
@@ -425,6 +424,25 @@ impl OfficialAccount {
 fn snippet(bytes: &[u8]) -> String {
     let s = String::from_utf8_lossy(bytes);
     text::upstream_prefix(&text::one_line(&s), 200).to_string()
+}
+
+/// Which Official Account API messages go through.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OfficialAccountKind {
+    /// Template messages: users who follow the account.
+    #[default]
+    Template,
+    /// Subscribe notifications: one message per subscription a user granted.
+    Subscribe,
+}
+
+/// A mini program page opened instead of `url` when tapped.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MiniProgramConfig {
+    pub appid: String,
+    pub pagepath: String,
 }
 
 #[cfg(test)]

@@ -23,7 +23,7 @@ use tokio::time::Instant;
 
 use super::{SERVICE, classify};
 use crate::channels::Env;
-use crate::delivery::DeliveryError;
+use crate::channels::error::DeliveryError;
 use crate::secret::Secret;
 
 /// Which token API to call.
@@ -431,7 +431,7 @@ mod tests {
         };
         for _ in 0..5 {
             let e = src.get_with(failing).await.unwrap_err();
-            assert_eq!(e.reason(), crate::delivery::Reason::BadCredentials);
+            assert_eq!(e.reason(), crate::channels::error::Reason::BadCredentials);
         }
         assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 1);
         tokio::time::advance(Duration::from_secs(60)).await;

@@ -23,13 +23,13 @@ use serde_json::Value;
 use tokio::time::Instant;
 
 use super::{Env, Kind, Outbound, Progress};
-use crate::config::Locale;
-use crate::delivery::error::parse_retry_after;
-use crate::delivery::{DeliveryError, Reason};
+use crate::template::Locale;
+use crate::channels::error::parse_retry_after;
+use crate::channels::error::{DeliveryError, Reason};
 use crate::metrics::{Metrics, ReceiverIntegrationLabels};
 use crate::runtime::Shared;
 use crate::secret::Secret;
-use crate::template::text;
+use crate::text;
 use crate::webhook::Notification;
 
 /// Longest text sent in one message, in UTF-16 units (what the Java/iLink side counts).
@@ -66,7 +66,7 @@ pub struct WeixinGateway {
     pub health_interval: Duration,
     /// `/send` requests per second allowed for this gateway account (`rate_limit`); `None`:
     /// unlimited.
-    pub rate_limit: Option<crate::delivery::options::RateLimit>,
+    pub rate_limit: Option<crate::channels::options::RateLimit>,
 }
 
 /// The request body, as the gateway's `/send` reads it.

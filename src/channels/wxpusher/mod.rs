@@ -20,12 +20,12 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::{Env, Outbound, Progress};
-use crate::config::{ContentType, Locale};
-use crate::delivery::error::parse_retry_after;
-use crate::delivery::{DeliveryError, Reason};
+use crate::template::Locale;
+use crate::channels::error::parse_retry_after;
+use crate::channels::error::{DeliveryError, Reason};
 use crate::secret::Secret;
 use crate::store::Store;
-use crate::template::text;
+use crate::text;
 use crate::webhook::Notification;
 
 pub const CONTENT_MAX: usize = 40_000;
@@ -55,7 +55,7 @@ pub struct WxPusher {
     /// Preview length in visible characters (≤ 100).
     pub summary_max: usize,
     /// Requests per second allowed for this app token; `None`: unlimited.
-    pub rate_limit: Option<crate::delivery::options::RateLimit>,
+    pub rate_limit: Option<crate::channels::options::RateLimit>,
     /// Messages one UID may get from this app token per day (≥ 1).
     pub daily_budget: u32,
 }
@@ -578,6 +578,27 @@ fn call_error(code: i64, message: String) -> DeliveryError {
         reason,
         retryable,
         recipients: vec![],
+    }
+}
+
+/// WxPusher's message body types.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ContentType {
+    Text,
+    Html,
+    #[default]
+    Markdown,
+}
+
+impl ContentType {
+    /// The number WxPusher's `contentType` field takes.
+    pub fn code(self) -> u8 {
+        match self {
+            ContentType::Text => 1,
+            ContentType::Html => 2,
+            ContentType::Markdown => 3,
+        }
     }
 }
 

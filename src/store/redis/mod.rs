@@ -691,7 +691,7 @@ fn push_mark(out: &mut Vec<String>, m: &Mark) {
     out.push(ms(m.expires_at).to_string());
 }
 
-fn progress_json(p: &crate::channels::Progress) -> String {
+fn progress_json(p: &super::Progress) -> String {
     serde_json::to_string(p).unwrap_or_else(|_| "[]".into())
 }
 

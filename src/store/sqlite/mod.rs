@@ -17,7 +17,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use tokio::sync::{mpsc, oneshot};
 
 use super::{Admission, Admitted, Depth, Failure, IntegrationId, Job, Mark, NewJob, StoreError};
-use crate::channels::Progress;
+use super::Progress;
 
 /// The database file inside `storage.path`.
 pub const FILE: &str = "queue.sqlite3";
@@ -839,7 +839,7 @@ mod tests {
             receiver: receiver.into(),
             integration: crate::store::IntegrationId("console-0".into()),
             kind: "console".into(),
-            notification: crate::runtime::sample_notification(),
+            notification: crate::webhook::sample_notification(),
             accepted_at: Utc::now(),
             fallback: false,
         }
@@ -871,7 +871,7 @@ mod tests {
         assert_eq!(claimed.len(), 2);
         assert_eq!(
             claimed[0].notification,
-            crate::runtime::sample_notification()
+            crate::webhook::sample_notification()
         );
         assert!(store.claim(Utc::now(), 10).await.unwrap().is_empty());
         store.complete(vec![ids[0]], Vec::new()).await.unwrap();
