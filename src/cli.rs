@@ -47,7 +47,7 @@ pub fn check_config(files: &[std::path::PathBuf]) -> (String, bool) {
 /// Things that are valid but probably wrong, printed by `check-config` without failing it.
 pub fn warnings(config: &Config) -> Vec<String> {
     use crate::channels::official_account::fields::FieldType;
-    let mut out = crate::chatops::config::warnings(config);
+    let mut out = crate::config::chatops::warnings(config);
     for (i, r) in config.receivers.iter().enumerate() {
         for (j, o) in r.official_account_configs.iter().enumerate() {
             for key in o.data.iter().flat_map(|d| d.keys()) {
@@ -303,7 +303,7 @@ pub async fn qrcode(
             _ => None,
         })
         .ok_or_else(|| format!("receiver {receiver:?} has no wxpusher_configs"))?;
-    let max_tag = crate::chatops::config::MAX_TAG;
+    let max_tag = crate::config::chatops::MAX_TAG;
     if extra.trim().is_empty() || extra.chars().count() > max_tag {
         return Err(format!("--extra must be 1 to {max_tag} characters"));
     }

@@ -100,7 +100,7 @@ impl Service {
             policy,
             stopped,
         );
-        let health = tokio::spawn(channels::weixin_gateway::health_loop(
+        let health = tokio::spawn(delivery::health::health_loop(
             runtime.clone(),
             metrics.clone(),
         ));

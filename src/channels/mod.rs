@@ -14,7 +14,6 @@ pub mod official_account;
 pub mod weixin_gateway;
 pub mod wxpusher;
 
-use std::collections::BTreeSet;
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -138,6 +137,22 @@ impl Integration {
         }
         let name = kind_name(kind).replace('_', "-");
         IntegrationId(format!("{name}-{}", hex::encode(&h.finalize()[..8])))
+    }
+
+    /// How often the upstream's health endpoint is probed, for integrations that have one.
+    pub fn health_interval(&self) -> Option<std::time::Duration> {
+        match &self.kind {
+            Kind::WeixinGateway(g) => Some(g.health_interval),
+            _ => None,
+        }
+    }
+
+    /// Whether the upstream answers its health endpoint (`false` for kinds without one).
+    pub async fn probe(&self, client: &reqwest::Client) -> bool {
+        match &self.kind {
+            Kind::WeixinGateway(g) => g.probe(client).await,
+            _ => false,
+        }
     }
 
     /// Secrets this integration sends upstream.

@@ -21,23 +21,37 @@ use subtle::ConstantTimeEq;
 use tracing::{info, warn};
 
 use super::command::Name;
-use super::config::MAX_TAG;
+use crate::config::chatops::MAX_TAG;
 use super::handle::{self, Answer};
 use super::upstream;
 use crate::channels::Kind;
 use crate::metrics::ChatopsLabels;
 use crate::runtime::Runtime;
 use crate::secret::Secret;
-use crate::server::App;
+use crate::metrics::Metrics;
+use crate::runtime::Shared;
+use crate::store::Store;
 
 /// Callback bodies are small JSON documents.
 const BODY_LIMIT: usize = 64 * 1024;
 
-pub fn routes() -> Router<Arc<App>> {
+/// What the callbacks need of the running service, handed in by the server.
+#[derive(Clone)]
+pub struct Callbacks {
+    /// The configuration in force: who may act, which integrations reply.
+    pub runtime: Shared,
+    /// Chatops state: references, acknowledgements, subscribers.
+    pub store: Store,
+    pub metrics: Arc<Metrics>,
+}
+
+/// The callback endpoints, for the server to mount.
+pub fn routes<S: Clone + Send + Sync + 'static>(state: Callbacks) -> Router<S> {
     Router::new()
         .route("/callback/wxpusher/{secret}", post(wxpusher))
         .route("/callback/weixin-gateway", post(gateway))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .with_state(state)
 }
 
 fn same(given: &str, expected: &Secret) -> bool {
@@ -90,7 +104,7 @@ struct Subscribe {
 }
 
 async fn wxpusher(
-    State(app): State<Arc<App>>,
+    State(app): State<Callbacks>,
     Path(secret): Path<String>,
     body: Bytes,
 ) -> Response {
@@ -118,7 +132,7 @@ async fn wxpusher(
             let answer = handle::run(
                 &rt,
                 chat,
-                &app.queue.store,
+                &app.store,
                 &cmd.uid,
                 &cmd.content,
                 Utc::now(),
@@ -157,7 +171,6 @@ async fn wxpusher(
                 .and_then(DateTime::<Utc>::from_timestamp_millis)
                 .unwrap_or_else(Utc::now);
             match app
-                .queue
                 .store
                 .subscriber_add(s.uid.clone(), extra.clone(), at)
                 .await
@@ -198,7 +211,7 @@ struct GatewayEvent {
     context_token: String,
 }
 
-async fn gateway(State(app): State<Arc<App>>, headers: HeaderMap, body: Bytes) -> Response {
+async fn gateway(State(app): State<Callbacks>, headers: HeaderMap, body: Bytes) -> Response {
     let rt = app.runtime.load_full();
     let Some(chat) = rt.config.chatops.as_ref() else {
         return not_found();
@@ -230,7 +243,7 @@ async fn gateway(State(app): State<Arc<App>>, headers: HeaderMap, body: Bytes) -
     if user.is_empty() {
         return (StatusCode::BAD_REQUEST, "event has no user_id\n").into_response();
     }
-    let answer = handle::run(&rt, chat, &app.queue.store, &user, &ev.text, Utc::now()).await;
+    let answer = handle::run(&rt, chat, &app.store, &user, &ev.text, Utc::now()).await;
     record(&app, "weixin_gateway", &user, &answer);
     let sent = match gateway_sender(&rt, &ev.account_id) {
         Some((url, bearer)) => upstream::gateway_reply(
@@ -257,7 +270,7 @@ async fn gateway(State(app): State<Arc<App>>, headers: HeaderMap, body: Bytes) -
 }
 
 /// Logs and counts one command.
-fn record(app: &App, channel: &'static str, user: &str, a: &Answer) {
+fn record(app: &Callbacks, channel: &'static str, user: &str, a: &Answer) {
     info!(
         channel,
         user,

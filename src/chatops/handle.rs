@@ -9,7 +9,7 @@ use std::fmt::Write;
 use chrono::{DateTime, Utc};
 
 use super::command::{self, Command, Lang, Name, ParseError};
-use super::config::ChatopsConfig;
+use crate::config::chatops::ChatopsConfig;
 use super::upstream;
 use crate::template::Locale;
 use crate::runtime::Runtime;

@@ -26,6 +26,7 @@ pub use crate::template::Locale;
 use crate::route::RouteConfig;
 use crate::secret::Secret;
 
+pub mod chatops;
 mod recover;
 
 /// The built-in configuration used when no `--config.file` is given: every alert to the console.
@@ -99,7 +100,7 @@ pub struct Config {
     #[serde(default)]
     pub dedupe: DedupeConfig,
     /// Replies from WeChat (silence, acknowledge, list); off when absent.
-    pub chatops: Option<crate::chatops::config::ChatopsConfig>,
+    pub chatops: Option<crate::config::chatops::ChatopsConfig>,
     /// The route tree; its root names the default receiver.
     pub route: RouteConfig,
     /// Every receiver a route can name.
@@ -861,7 +862,7 @@ impl Config {
                         "needs at least one of uids, topic_ids and subscriber_tags".into(),
                     );
                 }
-                crate::chatops::config::check_subscriber_tags(
+                crate::config::chatops::check_subscriber_tags(
                     &at,
                     &w.subscriber_tags,
                     self.chatops.as_ref(),

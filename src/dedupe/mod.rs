@@ -33,7 +33,6 @@ use sha2::{Digest, Sha256};
 use tracing::{debug, warn};
 
 use crate::config::DedupeConfig;
-use crate::delivery::coalesce;
 use crate::store::{Admission, Admitted, IntegrationId, Job, Mark, NewJob, Store};
 use crate::webhook::{Alert, Notification, Status};
 
@@ -227,8 +226,8 @@ impl Outcome {
 /// Merges held resolved jobs, all of one receiver integration, into one job per kind
 /// (ordinary, fallback), due at once and no longer held. Each alert appears once.
 pub fn merge_held(jobs: Vec<Job>) -> Vec<NewJob> {
-    let jobs = jobs.into_iter().map(coalesce::unclaimed).collect();
-    coalesce::merge_by_kind(jobs, merge)
+    let jobs = jobs.into_iter().map(NewJob::from).collect();
+    crate::store::merge_by_kind(jobs, merge)
 }
 
 /// One resolved notification holding every alert of `notifications`, oldest resolution

@@ -10,6 +10,7 @@
 
 pub mod coalesce;
 pub mod fanout;
+pub mod health;
 mod queue;
 mod worker;
 

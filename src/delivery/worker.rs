@@ -238,8 +238,8 @@ async fn coalesce_backlogs(ctx: &Ctx, rt: &Runtime) {
             }
             ids.extend(jobs.iter().map(|j| j.id));
             let mut merge = std::mem::take(&mut digests);
-            merge.extend(first.take().map(coalesce::unclaimed));
-            merge.extend(jobs.into_iter().map(coalesce::unclaimed));
+            merge.extend(first.take().map(NewJob::from));
+            merge.extend(jobs.into_iter().map(NewJob::from));
             digests = coalesce::digest_jobs(merge);
             if taken < COALESCE_CHUNK || ids.len() >= COALESCE_MAX {
                 break;

@@ -32,6 +32,7 @@ use crate::dedupe;
 use crate::delivery::Queue;
 use crate::metrics::{Metrics, ReasonLabels, StatusLabels, WebhookLabels};
 use crate::runtime::{Runtime, Shared};
+use crate::chatops::callback::Callbacks;
 use crate::delivery::fanout::{Origin, fan_out};
 use crate::store::StoreError;
 use crate::webhook::{Notification, Source};
@@ -88,7 +89,11 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/-/ready", get(ready))
         .route("/-/reload", post(reload))
         .route("/metrics", get(metrics))
-        .merge(crate::chatops::callback::routes())
+        .merge(crate::chatops::callback::routes(Callbacks {
+            runtime: app.runtime.clone(),
+            store: app.queue.store.clone(),
+            metrics: app.metrics.clone(),
+        }))
         .with_state(app)
 }
 

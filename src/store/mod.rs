@@ -92,6 +92,53 @@ pub struct NewJob {
     pub fallback: bool,
 }
 
+/// Jobs of one receiver integration merged into one job per kind (ordinary, fallback) by
+/// `merge`, accepted when the oldest of them was (so `max_age` still counts from there).
+pub fn merge_by_kind(
+    jobs: Vec<NewJob>,
+    merge: impl Fn(Vec<Notification>) -> Option<Notification>,
+) -> Vec<NewJob> {
+    let mut groups: std::collections::BTreeMap<bool, Vec<NewJob>> = Default::default();
+    for j in jobs {
+        groups.entry(j.fallback).or_default().push(j);
+    }
+    groups
+        .into_iter()
+        .filter_map(|(fallback, jobs)| {
+            let first = jobs.first()?;
+            let (receiver, integration, kind) = (
+                first.receiver.clone(),
+                first.integration.clone(),
+                first.kind.clone(),
+            );
+            let accepted_at = jobs.iter().map(|j| j.accepted_at).min()?;
+            let notification = merge(jobs.into_iter().map(|j| j.notification).collect())?;
+            Some(NewJob {
+                receiver,
+                integration,
+                kind,
+                notification,
+                accepted_at,
+                fallback,
+            })
+        })
+        .collect()
+}
+
+/// A claimed job as a job to add again: what a digest or a merge is made from.
+impl From<Job> for NewJob {
+    fn from(j: Job) -> NewJob {
+        NewJob {
+            receiver: j.receiver,
+            integration: j.integration,
+            kind: j.kind,
+            notification: j.notification,
+            accepted_at: j.accepted_at,
+            fallback: j.fallback,
+        }
+    }
+}
+
 /// A stored job, as a worker or `deadletters` sees it.
 #[derive(Debug, Clone)]
 pub struct Job {

@@ -14,20 +14,18 @@
 //! [`Reason::RecipientWindow`] so the delivery engine hands the notification to the
 //! integration's fallback receiver at once. This module does not retry or re-route itself.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::{Arc, LazyLock, Mutex};
+use std::collections::HashMap;
+use std::sync::{LazyLock, Mutex};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tokio::time::Instant;
 
-use super::{Env, Kind, Outbound, Progress};
+use super::{Env, Outbound, Progress};
 use crate::template::Locale;
 use crate::channels::error::parse_retry_after;
 use crate::channels::error::{DeliveryError, Reason};
-use crate::metrics::{Metrics, ReceiverIntegrationLabels};
-use crate::runtime::Shared;
 use crate::secret::Secret;
 use crate::text;
 use crate::webhook::Notification;
@@ -424,65 +422,6 @@ pub fn split(text: &str, locale: Locale) -> Vec<String> {
 fn snippet(bytes: &[u8]) -> String {
     let s = String::from_utf8_lossy(bytes);
     text::upstream_prefix(&text::one_line(&s), 200).to_string()
-}
-
-/// Probes every configured gateway's `/health` forever and sets
-/// `integration_up{receiver,integration="weixin_gateway"}`: 1 when every gateway of that
-/// receiver answers, else 0. Reads the runtime in force each round, so reloads apply; series
-/// of receivers no longer configured are removed. The round period is the shortest
-/// `health_interval` configured (30s when there is none).
-pub async fn health_loop(runtime: Shared, metrics: Arc<Metrics>) {
-    let mut shown: HashSet<ReceiverIntegrationLabels> = HashSet::new();
-    loop {
-        let rt = runtime.load_full();
-        let mut probes = tokio::task::JoinSet::new();
-        let mut interval = Duration::from_secs(30);
-        let mut first = true;
-        for (receiver, list) in &rt.receivers {
-            for integration in list {
-                if let Kind::WeixinGateway(g) = &integration.kind {
-                    interval = if first {
-                        g.health_interval
-                    } else {
-                        interval.min(g.health_interval)
-                    };
-                    first = false;
-                    let (rt, receiver, index) = (rt.clone(), receiver.clone(), integration.index);
-                    probes.spawn(async move {
-                        let up = match rt.receivers.get(&receiver).and_then(|l| l.get(index)).map(|i| &i.kind) {
-                            Some(Kind::WeixinGateway(g)) => g.probe(&rt.client).await,
-                            _ => false,
-                        };
-                        (receiver, up)
-                    });
-                }
-            }
-        }
-        let mut up: BTreeMap<String, bool> = BTreeMap::new();
-        while let Some(joined) = probes.join_next().await {
-            if let Ok((receiver, ok)) = joined {
-                *up.entry(receiver).or_insert(true) &= ok;
-            }
-        }
-        let mut now_shown = HashSet::new();
-        for (receiver, ok) in up {
-            let labels = ReceiverIntegrationLabels {
-                receiver,
-                integration: SERVICE,
-            };
-            metrics
-                .integration_up
-                .get_or_create(&labels)
-                .set(i64::from(ok));
-            now_shown.insert(labels);
-        }
-        for gone in shown.difference(&now_shown) {
-            metrics.integration_up.remove(gone);
-        }
-        shown = now_shown;
-        drop(rt);
-        tokio::time::sleep(interval).await;
-    }
 }
 
 #[cfg(test)]
