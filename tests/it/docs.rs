@@ -553,10 +553,9 @@ fn every_page_has_its_chinese_twin_and_back() {
             ));
         }
     }
-    let readme = std::fs::read_to_string(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("README.zh-CN.md"),
-    )
-    .unwrap();
+    let readme =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.zh-CN.md"))
+            .unwrap();
     for link in ["](docs/", "](./docs/"] {
         for (i, _) in readme.match_indices(link) {
             let rest = &readme[i + link.len()..];
