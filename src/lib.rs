@@ -34,6 +34,7 @@ pub mod route;
 pub mod runtime;
 pub mod secret;
 pub mod server;
+mod steps;
 pub mod store;
 pub mod template;
 pub mod text;
@@ -98,6 +99,7 @@ impl Service {
             runtime.clone(),
             metrics.clone(),
             policy,
+            steps::all(),
             stopped,
         );
         let health = tokio::spawn(delivery::health::health_loop(

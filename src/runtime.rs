@@ -11,16 +11,16 @@ use arc_swap::ArcSwap;
 use chrono::{DateTime, Utc};
 
 use crate::channels::official_account::{OfficialAccount, token};
+use crate::channels::options::DEFAULT_DAILY_BUDGET_PER_UID;
+use crate::channels::ratelimit::RateLimits;
 use crate::channels::weixin_gateway::WeixinGateway;
 use crate::channels::{Env, Integration, Kind, console::Console, wxpusher::WxPusher};
 use crate::config::{Config, ConfigError, ConfigErrors, ContentType};
-use crate::channels::options::DEFAULT_DAILY_BUDGET_PER_UID;
-use crate::channels::ratelimit::RateLimits;
 use crate::secret::Scrubber;
 use crate::store::IntegrationId;
 use crate::template::Templates;
-pub use crate::webhook::sample_notification;
 use crate::webhook::Notification;
+pub use crate::webhook::sample_notification;
 
 /// The configuration in force, swapped whole on reload.
 pub type Shared = Arc<ArcSwap<Runtime>>;

@@ -248,8 +248,14 @@ fn the_reader_finds_references() {
         ["dedupe", "store"]
     );
     let mut e = Edges::new();
-    e.entry("a".into()).or_default().insert("b".into(), "x".into());
-    e.entry("b".into()).or_default().insert("a".into(), "y".into());
-    e.entry("c".into()).or_default().insert("a".into(), "z".into());
+    e.entry("a".into())
+        .or_default()
+        .insert("b".into(), "x".into());
+    e.entry("b".into())
+        .or_default()
+        .insert("a".into(), "y".into());
+    e.entry("c".into())
+        .or_default()
+        .insert("a".into(), "z".into());
     assert_eq!(circles(&e), vec![vec!["a".to_string(), "b".to_string()]]);
 }

@@ -8,12 +8,11 @@
 
 pub mod console;
 pub mod error;
+pub mod official_account;
 pub mod options;
 pub mod ratelimit;
-pub mod official_account;
 pub mod weixin_gateway;
 pub mod wxpusher;
-
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -113,21 +112,34 @@ impl Integration {
             Kind::WxPusher(w) => {
                 parts.push(fingerprint(&w.app_token));
                 parts.extend(sorted(&w.uids).into_iter().map(|u| format!("uid={u}")));
-                let topics: Vec<String> = w.topic_ids.iter().map(|t| format!("topic={t}")).collect();
+                let topics: Vec<String> =
+                    w.topic_ids.iter().map(|t| format!("topic={t}")).collect();
                 parts.extend(sorted(&topics));
-                parts.extend(sorted(&w.subscriber_tags).into_iter().map(|t| format!("tag={t}")));
+                parts.extend(
+                    sorted(&w.subscriber_tags)
+                        .into_iter()
+                        .map(|t| format!("tag={t}")),
+                );
             }
             Kind::Console(_) => {}
             Kind::WeixinGateway(g) => {
                 parts.push(format!("account={}", g.account_id));
                 parts.extend(g.bearer_token.iter().map(fingerprint));
-                parts.extend(sorted(&g.to_user_ids).into_iter().map(|u| format!("user={u}")));
+                parts.extend(
+                    sorted(&g.to_user_ids)
+                        .into_iter()
+                        .map(|u| format!("user={u}")),
+                );
             }
             Kind::OfficialAccount(o) => {
                 parts.push(format!("app={}", o.app_id));
                 parts.push(fingerprint(o.tokens.app_secret()));
                 parts.push(format!("kind={:?}", o.kind));
-                parts.extend(sorted(&o.to_openids).into_iter().map(|u| format!("openid={u}")));
+                parts.extend(
+                    sorted(&o.to_openids)
+                        .into_iter()
+                        .map(|u| format!("openid={u}")),
+                );
             }
         }
         let mut h = Sha256::new();

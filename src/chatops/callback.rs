@@ -21,15 +21,15 @@ use subtle::ConstantTimeEq;
 use tracing::{info, warn};
 
 use super::command::Name;
-use crate::config::chatops::MAX_TAG;
 use super::handle::{self, Answer};
 use super::upstream;
 use crate::channels::Kind;
+use crate::config::chatops::MAX_TAG;
 use crate::metrics::ChatopsLabels;
-use crate::runtime::Runtime;
-use crate::secret::Secret;
 use crate::metrics::Metrics;
+use crate::runtime::Runtime;
 use crate::runtime::Shared;
+use crate::secret::Secret;
 use crate::store::Store;
 
 /// Callback bodies are small JSON documents.
@@ -129,15 +129,8 @@ async fn wxpusher(
                 Ok(c) => c,
                 Err(e) => return bad_request(e),
             };
-            let answer = handle::run(
-                &rt,
-                chat,
-                &app.store,
-                &cmd.uid,
-                &cmd.content,
-                Utc::now(),
-            )
-            .await;
+            let answer =
+                handle::run(&rt, chat, &app.store, &cmd.uid, &cmd.content, Utc::now()).await;
             record(&app, "wxpusher", &cmd.uid, &answer);
             let sent = match wxpusher_sender(&rt, &cmd.uid, answer_receiver(&rt, &answer)) {
                 Some((api_url, token)) => upstream::wxpusher_reply(

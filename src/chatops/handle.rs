@@ -9,12 +9,12 @@ use std::fmt::Write;
 use chrono::{DateTime, Utc};
 
 use super::command::{self, Command, Lang, Name, ParseError};
-use crate::config::chatops::ChatopsConfig;
 use super::upstream;
-use crate::template::Locale;
+use crate::config::chatops::ChatopsConfig;
 use crate::runtime::Runtime;
 use crate::store::Store;
 use crate::store::chatops::RefRecord;
+use crate::template::Locale;
 use crate::template::humanize;
 use crate::webhook::Ack;
 

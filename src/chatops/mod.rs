@@ -93,9 +93,9 @@ mod tests {
     use chrono::{DateTime, Utc};
 
     use crate::config::Locale;
-    use crate::webhook::sample_notification;
     use crate::template::Templates;
     use crate::webhook::Ack;
+    use crate::webhook::sample_notification;
 
     fn render(locale: Locale, name: &str, with_ref: bool) -> String {
         let tpl = Templates::new(chrono_tz::Asia::Shanghai, locale);

@@ -18,13 +18,13 @@ use serde::Deserialize;
 use recover::Recovery;
 
 use crate::channels::official_account::token::TokenEndpoint;
-use crate::channels::options::{DeliveryOptions, RateLimit, WXPUSHER_RATE};
 pub use crate::channels::official_account::{MiniProgramConfig, OfficialAccountKind};
+use crate::channels::options::{DeliveryOptions, RateLimit, WXPUSHER_RATE};
 pub use crate::channels::wxpusher::ContentType;
-pub use crate::store::StorageConfig;
-pub use crate::template::Locale;
 use crate::route::RouteConfig;
 use crate::secret::Secret;
+pub use crate::store::StorageConfig;
+pub use crate::template::Locale;
 
 pub mod chatops;
 mod recover;

@@ -34,7 +34,6 @@ pub fn digest_jobs(jobs: Vec<NewJob>) -> Vec<NewJob> {
     crate::store::merge_by_kind(jobs, digest)
 }
 
-
 /// Merges notifications into one; `None` for an empty list.
 pub fn digest(notifications: Vec<Notification>) -> Option<Notification> {
     let base = notifications.first()?.clone();

@@ -63,4 +63,3 @@ pub async fn health_loop(runtime: Shared, metrics: Arc<Metrics>) {
         tokio::time::sleep(interval).await;
     }
 }
-

@@ -12,6 +12,7 @@ pub mod coalesce;
 pub mod fanout;
 pub mod health;
 mod queue;
+pub mod steps;
 mod worker;
 
 pub use crate::channels::error::{self, DeliveryError, Reason};

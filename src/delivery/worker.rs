@@ -18,12 +18,13 @@ use tokio::sync::{Semaphore, watch};
 use tracing::{Instrument, debug, error, info, warn};
 
 use super::Queue;
-use super::Reason;
 use super::coalesce;
+use super::error::Next;
+use super::fanout::{Origin, fan_out};
 use super::ratelimit::RateLimits;
+use super::steps::{Attempt, Steps};
 use crate::channels::Integration;
 use crate::metrics::{FailureLabels, IntegrationLabels, Metrics, NotificationLabels};
-use super::fanout::{Origin, fan_out};
 use crate::runtime::{Bound, Runtime, Shared};
 use crate::store::{Failure, Job, NewJob};
 
@@ -75,6 +76,8 @@ struct Ctx {
     runtime: Shared,
     metrics: Arc<Metrics>,
     policy: RetryPolicy,
+    /// Run around each attempt ([`super::steps`]).
+    steps: Steps,
 }
 
 impl Workers {
@@ -85,6 +88,7 @@ impl Workers {
         runtime: Shared,
         metrics: Arc<Metrics>,
         policy: RetryPolicy,
+        steps: Steps,
         mut stop: watch::Receiver<bool>,
     ) -> tokio::task::JoinHandle<()> {
         let concurrency = policy.concurrency.max(1);
@@ -93,6 +97,7 @@ impl Workers {
             runtime,
             metrics,
             policy,
+            steps,
         });
         tokio::spawn(async move {
             let slots = Arc::new(Semaphore::new(concurrency));
@@ -397,9 +402,18 @@ async fn attempt(mut job: Job, ctx: &Ctx, rt: &Runtime, integration: &Integratio
     let kind = integration.name();
     let mut notification = job.notification.clone();
     notification.fallback = job.fallback;
-    crate::dedupe::annotate(store, &job.receiver, &job.integration, &mut notification).await;
-    let subscribers =
-        crate::chatops::prepare_delivery(store, rt, integration, &mut notification).await;
+    let mut subscribers = Vec::new();
+    let step_at = Attempt {
+        store,
+        runtime: rt,
+        integration,
+        receiver: &job.receiver,
+        bound: &job.integration,
+    };
+    for step in ctx.steps.iter() {
+        step.prepare(&step_at, &mut notification, &mut subscribers)
+            .await;
+    }
     let mut env = rt.env(Utc::now());
     env.subscribers = &subscribers;
     env.store = Some(store);
@@ -417,16 +431,9 @@ async fn attempt(mut job: Job, ctx: &Ctx, rt: &Runtime, integration: &Integratio
                 // It was delivered; at worst it is delivered again after a restart.
                 error!(error = %e, "cannot mark a delivered job done");
             }
-            let policy = crate::dedupe::Policy::new(&rt.config.dedupe);
-            crate::dedupe::sent(
-                store,
-                &policy,
-                &job.receiver,
-                &job.integration,
-                &notification,
-                Utc::now(),
-            )
-            .await;
+            for step in ctx.steps.iter() {
+                step.delivered(&step_at, &notification).await;
+            }
             let latency = (Utc::now() - job.accepted_at).num_milliseconds().max(0) as f64 / 1000.0;
             ctx.metrics
                 .notification_latency
@@ -456,24 +463,25 @@ async fn attempt(mut job: Job, ctx: &Ctx, rt: &Runtime, integration: &Integratio
     };
     let age = (Utc::now() - job.accepted_at).to_std().unwrap_or_default();
     let opts = &integration.delivery;
-    // An Official Account's daily quota (45009): nothing can succeed before it is renewed at
-    // midnight Beijing time. Without a fallback receiver the notification waits for that, once
-    // (a notification already a day old is given up instead).
-    if err.reason() == Reason::Quota
-        && kind == "official_account"
+    let next = err.next();
+    // Nothing can succeed before a known time (a daily quota): without a fallback receiver the
+    // notification waits for it, once (one already a day old is given up instead).
+    if let Next::RetryAt(at) = next
         && integration.fallback_receiver.is_none()
-        && age < QUOTA_PARK_MAX_AGE
+        && age < PARK_MAX_AGE
     {
-        let at = crate::channels::official_account::quota_resets_at(Utc::now());
-        warn!(error = %failure.error, resumes_at = %at.to_rfc3339(), "daily quota used up, the notification waits until it is renewed");
+        warn!(error = %failure.error, resumes_at = %at.to_rfc3339(), "nothing can succeed before the upstream renews its quota: the notification waits until then");
         if let Err(e) = store.reschedule(job.id, failure, at).await {
             error!(error = %e, "cannot reschedule a job; it is retried after a restart");
         }
         ctx.queue.wake.notify_one();
         return;
     }
-    if err.is_retryable() && job.attempt < opts.max_attempts && age < opts.max_age {
-        let delay = ctx.policy.delay(job.attempt, err.retry_after());
+    if let Next::Backoff { at_least } = next
+        && job.attempt < opts.max_attempts
+        && age < opts.max_age
+    {
+        let delay = ctx.policy.delay(job.attempt, at_least);
         warn!(error = %failure.error, reason = failure.reason, delay_ms = delay.as_millis() as u64, "delivery failed, will retry");
         ctx.metrics
             .deliveries_retried
@@ -511,7 +519,7 @@ async fn attempt(mut job: Job, ctx: &Ctx, rt: &Runtime, integration: &Integratio
 }
 
 /// A notification older than this is not parked for a daily quota again.
-const QUOTA_PARK_MAX_AGE: Duration = Duration::from_secs(24 * 3600);
+const PARK_MAX_AGE: Duration = Duration::from_secs(24 * 3600);
 
 /// Copies of a given-up job for every integration of the fallback receiver; none when the
 /// job already is a fallback (never chained).

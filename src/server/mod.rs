@@ -27,13 +27,13 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tracing::{Instrument, debug, info, warn};
 
+use crate::chatops::callback::Callbacks;
 use crate::config::{Config, ConfigErrors};
 use crate::dedupe;
 use crate::delivery::Queue;
+use crate::delivery::fanout::{Origin, fan_out};
 use crate::metrics::{Metrics, ReasonLabels, StatusLabels, WebhookLabels};
 use crate::runtime::{Runtime, Shared};
-use crate::chatops::callback::Callbacks;
-use crate::delivery::fanout::{Origin, fan_out};
 use crate::store::StoreError;
 use crate::webhook::{Notification, Source};
 

@@ -9,9 +9,9 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use crate::text;
 use chrono::{DateTime, FixedOffset, Utc};
 use chrono_tz::Tz;
-use crate::text;
 use handlebars::{
     Context, Handlebars, Helper, HelperDef, RenderContext, RenderErrorReason, ScopedJson,
 };

@@ -122,7 +122,9 @@ async fn drained(srv: &TestServer) {
 
 /// Accepts the example notification while `down` answers 500, and waits for a failed try.
 async fn accept_while_down(srv: &TestServer, down: &MockWxPusher) {
-    let (status, body) = srv.post("/webhook", example("alertmanager-firing.json")).await;
+    let (status, body) = srv
+        .post("/webhook", example("alertmanager-firing.json"))
+        .await;
     assert_eq!(status, 200, "{body}");
     down.wait_for(1, Duration::from_secs(10)).await;
 }
@@ -169,7 +171,11 @@ async fn reordered_receiver_still_delivers_to_the_bound_integration(redis: bool)
         "{:?}",
         tokens_and_uids(&got)
     );
-    assert!(new.requests().is_empty(), "{:?}", tokens_and_uids(&new.requests()));
+    assert!(
+        new.requests().is_empty(),
+        "{:?}",
+        tokens_and_uids(&new.requests())
+    );
     srv.stop().await;
 }
 
@@ -240,7 +246,7 @@ async fn removed_receiver_keeps_the_delivery_as_a_replayable_dead_letter(redis: 
     let storage = backend.storage(&dir.path().display().to_string());
     let oncall = ("oncall", vec![wxpusher(&mock, "AT_token_A", "UID_ORIG")]);
     let other = ("other", vec![wxpusher(&mock, "AT_token_O", "UID_O")]);
-    let first = config(&storage, &[oncall.clone()]);
+    let first = config(&storage, std::slice::from_ref(&oncall));
     let srv = TestServer::start(&first).await;
     accept_while_down(&srv, &mock).await;
     reload(&srv, &config(&storage, std::slice::from_ref(&other))).await;

@@ -9,8 +9,7 @@ use alertmanager_wechat::config::StorageConfig;
 use alertmanager_wechat::secret::Secret;
 use alertmanager_wechat::store::chatops::{self, Touch};
 use alertmanager_wechat::store::{
-    IntegrationId,
-    Admission, Admitted, Failure, Job, Mark, NewJob, Store, StoreError,
+    Admission, Admitted, Failure, IntegrationId, Job, Mark, NewJob, Store, StoreError,
 };
 use alertmanager_wechat::webhook::Ack;
 use chrono::{DateTime, Utc};
@@ -136,7 +135,11 @@ async fn jobs_round_trip_and_are_claimed_once(store: Store, _: &mut Guard) {
     assert_eq!(ids(&claimed), new);
     let (ja, jb) = (&claimed[0], &claimed[1]);
     assert_eq!(
-        (ja.receiver.as_str(), number(&ja.integration), ja.kind.as_str()),
+        (
+            ja.receiver.as_str(),
+            number(&ja.integration),
+            ja.kind.as_str()
+        ),
         ("oncall", 0, "wxpusher")
     );
     assert_eq!(ja.notification, a.notification);

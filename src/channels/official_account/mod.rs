@@ -11,9 +11,9 @@
 //! `<openid>`, openids WeChat refused for good (not following, bad openid, blocked, no
 //! subscription left) as `failed/<openid>/<errcode>`; a retry goes to neither.
 //!
-//! Daily quota (45009) is a non-retryable error with [`Reason::Quota`]: trying again before
-//! [`quota_resets_at`] (midnight, Beijing time) cannot succeed, so the delivery engine parks
-//! the notification until then or hands it to the integration's `fallback_receiver`.
+//! Daily quota (45009) is [`DeliveryError::Until`] [`quota_resets_at`] (midnight, Beijing
+//! time) with [`Reason::Quota`]: trying again before then cannot succeed, so the delivery
+//! engine parks the notification until then or hands it to the `fallback_receiver`.
 
 pub mod fields;
 pub mod token;
@@ -316,7 +316,11 @@ impl OfficialAccount {
             other => other,
         };
         if let Some(e) = quota {
-            return Err(with_recipients(e, still));
+            // Nothing can succeed before the quota is renewed: said as data, for the engine.
+            return Err(DeliveryError::Until {
+                at: quota_resets_at(env.now),
+                error: Box::new(with_recipients(e, still)),
+            });
         }
         if let Some(e) = permanent {
             return Err(with_recipients(e, still));

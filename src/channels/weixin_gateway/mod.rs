@@ -23,10 +23,10 @@ use serde_json::Value;
 use tokio::time::Instant;
 
 use super::{Env, Outbound, Progress};
-use crate::template::Locale;
 use crate::channels::error::parse_retry_after;
 use crate::channels::error::{DeliveryError, Reason};
 use crate::secret::Secret;
+use crate::template::Locale;
 use crate::text;
 use crate::webhook::Notification;
 

@@ -20,11 +20,11 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::{Env, Outbound, Progress};
-use crate::template::Locale;
 use crate::channels::error::parse_retry_after;
 use crate::channels::error::{DeliveryError, Reason};
 use crate::secret::Secret;
 use crate::store::Store;
+use crate::template::Locale;
 use crate::text;
 use crate::webhook::Notification;
 

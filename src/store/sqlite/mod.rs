@@ -16,8 +16,8 @@ use chrono::{DateTime, TimeZone, Utc};
 use rusqlite::{Connection, OptionalExtension, params};
 use tokio::sync::{mpsc, oneshot};
 
-use super::{Admission, Admitted, Depth, Failure, IntegrationId, Job, Mark, NewJob, StoreError};
 use super::Progress;
+use super::{Admission, Admitted, Depth, Failure, IntegrationId, Job, Mark, NewJob, StoreError};
 
 /// The database file inside `storage.path`.
 pub const FILE: &str = "queue.sqlite3";
