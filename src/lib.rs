@@ -46,6 +46,7 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 
+use crate::channels::state::Upstreams;
 use crate::config::ConfigErrors;
 use crate::delivery::{Queue, RetryPolicy, Workers};
 use crate::metrics::Metrics;
@@ -80,12 +81,13 @@ impl Service {
         config_path: Option<PathBuf>,
         policy: RetryPolicy,
     ) -> Result<Service, StartError> {
-        let mut runtime = Runtime::build(config)?;
-        let store = Store::from_config(&runtime.config.storage)?;
-        if let Store::Redis(redis) = &store {
+        let store = Store::from_config(&config.storage)?;
+        let upstreams = match &store {
             // Several replicas: the rate limits are shared through Redis too.
-            runtime.limits = Arc::new(delivery::ratelimit::RateLimits::shared(redis.clone()));
-        }
+            Store::Redis(redis) => Upstreams::shared(redis.clone()),
+            Store::Sqlite(_) => Upstreams::local(),
+        };
+        let runtime = Runtime::build_with(config, upstreams.clone())?;
         let metrics = Arc::new(Metrics::new());
         metrics.config_last_reload_successful.set(1);
         metrics

@@ -10,9 +10,9 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 use chrono::{DateTime, Utc};
 
-use crate::channels::official_account::{OfficialAccount, token};
+use crate::channels::official_account::OfficialAccount;
 use crate::channels::options::DEFAULT_DAILY_BUDGET_PER_UID;
-use crate::channels::ratelimit::RateLimits;
+use crate::channels::state::Upstreams;
 use crate::channels::weixin_gateway::WeixinGateway;
 use crate::channels::{Env, Integration, Kind, console::Console, wxpusher::WxPusher};
 use crate::config::{Config, ConfigError, ConfigErrors, ContentType};
@@ -33,8 +33,10 @@ pub struct Runtime {
     pub receivers: BTreeMap<String, Vec<Integration>>,
     pub scrubber: Scrubber,
     pub client: reqwest::Client,
-    /// Token buckets; shared with the previous runtime on reload so limits hold across it.
-    pub limits: Arc<RateLimits>,
+    /// Long-lived upstream state (token buckets, access tokens), handed in by whoever builds
+    /// this configuration and shared with the one before it, so limits and tokens hold across
+    /// a reload.
+    pub upstreams: Upstreams,
 }
 
 /// The Official Account `data` used when a config gives none: the keys of the most common
@@ -70,7 +72,13 @@ pub fn install_tls_provider() {
 }
 
 impl Runtime {
+    /// Compiles `config` with state of its own: for the command line and tests.
     pub fn build(config: Config) -> Result<Runtime, ConfigErrors> {
+        Runtime::build_with(config, Upstreams::local())
+    }
+
+    /// Compiles `config` with the service's long-lived upstream state.
+    pub fn build_with(config: Config, upstreams: Upstreams) -> Result<Runtime, ConfigErrors> {
         let file = config.source.clone();
         let mut errors = Vec::new();
         let mut report = |path: String, message: String| {
@@ -177,8 +185,8 @@ impl Runtime {
                         .map(|(k, name)| (k.to_string(), name.to_string()))
                         .collect(),
                 };
-                // Tokens outlive this runtime: the cache is process-wide, keyed by app.
-                let tokens = token::global().source(
+                // Tokens outlive this runtime: the cache is the service's, keyed by app.
+                let tokens = upstreams.tokens.source(
                     &api_url,
                     &o.app_id,
                     o.app_secret.clone().unwrap_or_default(),
@@ -249,7 +257,7 @@ impl Runtime {
             templates,
             receivers,
             client,
-            limits: Arc::new(RateLimits::new()),
+            upstreams,
         };
         // Every template must render the sample without error before this config may run.
         let sample = sample_notification();
@@ -280,7 +288,7 @@ impl Runtime {
             now,
             client: &self.client,
             scrubber: &self.scrubber,
-            limits: &self.limits,
+            limits: &self.upstreams.limits,
             subscribers: &[],
             store: None,
         }

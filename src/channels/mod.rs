@@ -11,6 +11,7 @@ pub mod error;
 pub mod official_account;
 pub mod options;
 pub mod ratelimit;
+pub mod state;
 pub mod weixin_gateway;
 pub mod wxpusher;
 

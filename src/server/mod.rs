@@ -56,11 +56,11 @@ impl App {
             None => Config::builtin(),
             Some(p) => Config::load(p),
         }
-        .and_then(Runtime::build);
+        // Rate limits and access tokens hold across reloads: the new configuration is
+        // compiled with the running one's upstream state.
+        .and_then(|c| Runtime::build_with(c, self.runtime.load().upstreams.clone()));
         match result {
-            Ok(mut rt) => {
-                // Rate limits hold across reloads: the buckets carry over.
-                rt.limits = self.runtime.load().limits.clone();
+            Ok(rt) => {
                 self.runtime.store(Arc::new(rt));
                 self.queue.wake.notify_one();
                 self.metrics.config_last_reload_successful.set(1);

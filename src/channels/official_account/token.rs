@@ -14,7 +14,7 @@
 //! travels in the query string, so URLs are not logged either.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex as StdMutex, OnceLock};
+use std::sync::{Arc, Mutex as StdMutex};
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -74,12 +74,6 @@ struct Key {
 #[derive(Debug, Default)]
 pub struct TokenCache {
     slots: StdMutex<HashMap<Key, Arc<Mutex<Slot>>>>,
-}
-
-/// The process-wide cache, shared by every runtime built in this process.
-pub fn global() -> &'static TokenCache {
-    static CACHE: OnceLock<TokenCache> = OnceLock::new();
-    CACHE.get_or_init(TokenCache::default)
 }
 
 impl TokenCache {
