@@ -212,7 +212,7 @@ pub async fn deadletters(store: &crate::store::Store, action: DeadLetterAction) 
                         j.failed_at
                             .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
                             .unwrap_or_default(),
-                        format!("{}/{}[{}]", j.receiver, j.kind, j.integration),
+                        format!("{}/{}", j.receiver, j.kind),
                         j.notification.alerts.len(),
                         j.attempt,
                         crate::text::one_line(j.last_error.as_deref().unwrap_or(""))
@@ -226,7 +226,7 @@ pub async fn deadletters(store: &crate::store::Store, action: DeadLetterAction) 
                 Some(j) => {
                     let _ = writeln!(out, "id: {}", j.id);
                     let _ = writeln!(out, "receiver: {}", j.receiver);
-                    let _ = writeln!(out, "integration: {}[{}]", j.kind, j.integration);
+                    let _ = writeln!(out, "integration: {} ({})", j.kind, j.integration);
                     let _ = writeln!(out, "fallback: {}", j.fallback);
                     let _ = writeln!(out, "accepted_at: {}", j.accepted_at.to_rfc3339());
                     if let Some(t) = j.failed_at {
