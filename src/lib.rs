@@ -2,26 +2,35 @@
 //! them to WeChat through WxPusher, a WeChat Official Account or weixin-gateway.
 //!
 //! # Layout
-//! - [`config`]: the YAML file, strict loading and validation with errors that name the path.
-//! - [`runtime`]: a valid config turned into compiled templates, routes and integrations.
-//! - [`webhook`]: Alertmanager and Grafana payloads → one [`webhook::Notification`].
-//! - [`route`]: Alertmanager matchers and the route tree.
-//! - [`template`]: handlebars templates, the context and helpers.
-//! - [`text`]: measuring and cutting text by user-visible characters.
-//! - [`channels`]: one file per upstream (WxPusher, Official Account, weixin-gateway,
-//!   console): requests, responses, upstream limits and error codes.
-//! - [`delivery`]: the queue between webhook and workers, retries, failure classification,
-//!   rate limits, storm coalescing and fallback receivers.
+//! The modules follow a notification's path, and each uses only the ones listed before it
+//! (checked by `tests/architecture.rs`):
+//! - [`secret`], [`text`], [`metrics`]: secrets that never print; measuring and cutting text
+//!   by user-visible characters; the Prometheus metric families.
+//! - [`webhook`] (accept): Alertmanager and Grafana payloads → one [`webhook::Notification`];
+//!   types and parsing, no I/O.
+//! - [`template`] (render): handlebars templates, the context, helpers, the locale.
+//! - [`route`]: Alertmanager matchers and the route tree → receivers.
+//! - [`store`] (store): the durable store, one interface with a folder per backend
+//!   (`store/sqlite/`, `store/redis/`) and typed records: jobs bound to an
+//!   [`store::IntegrationId`], dead letters, counters, dedupe and chatops state.
+//! - [`channels`] (send): one folder per upstream (`wxpusher/`, `official_account/`,
+//!   `weixin_gateway/`, `console/`), each owning its requests, limits, error codes and client;
+//!   the channel contract ([`channels::Integration`], [`channels::error`] with what a failure
+//!   says happens next), per-integration options, rate limits and the long-lived upstream
+//!   state ([`channels::state`]).
 //! - [`dedupe`]: duplicate suppression, resolved-once, resolved grouping, firing → resolved
 //!   pairing; the state it keeps lives in the store.
-//! - [`store`]: the durable store (SQLite, or Redis shared by replicas): queued jobs, dead
-//!   letters, counters, dedupe state.
-//! - [`server`]: the HTTP endpoints and the accept loop.
-//! - [`auth`]: webhook and management authentication.
-//! - [`metrics`]: Prometheus metric families.
-//! - [`secret`]: secrets that never print.
+//! - [`config`]: the loader: strict YAML, `${VAR}`, `*_file` secrets, every error with its
+//!   YAML path; never touches the store or the network.
+//! - [`runtime`]: a valid config compiled into templates, routes and integrations, immutable
+//!   and swapped whole on reload; where a stored delivery's identity is bound now.
+//! - [`delivery`] (fan-out → dispatch → outcome): one fan-out function, the workers, the retry
+//!   schedule, storm digests, upstream health; it names no channel and no feature, and runs
+//!   the steps it is handed at start-up.
 //! - [`chatops`]: replies from WeChat: silence, acknowledge, list; subscribers by QR code.
+//! - [`server`]: the HTTP endpoints, authentication and the accept loop; nothing imports it.
 //! - [`cli`]: the `check-config`, `render`, `send-test`, `deadletters` and `qrcode` commands.
+//! - `steps` (private): the steps handed to the delivery engine (dedupe's, chatops').
 
 pub mod channels;
 pub mod chatops;

@@ -8,7 +8,7 @@ use std::time::Duration;
 use crate::metrics::{Metrics, ReceiverIntegrationLabels};
 use crate::runtime::Shared;
 
-/// Probes every integration that has a health endpoint ([`Integration::health_interval`])
+/// Probes every integration that has a health endpoint ([`crate::channels::Integration::health_interval`])
 /// forever and sets `integration_up{receiver,integration}`: 1 when every such integration of
 /// that kind in that receiver answers, else 0. Reads the runtime in force each round, so reloads apply; series
 /// of receivers no longer configured are removed. The round period is the shortest

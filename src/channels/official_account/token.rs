@@ -1,10 +1,11 @@
 //! Access tokens for the WeChat Official Account API: fetching, caching, single-flight refresh
 //! and rate limiting of token calls.
 //!
-//! Tokens live in one process-wide cache ([`global`]) keyed by API base URL, app id and token
-//! endpoint. A process-wide cache (rather than one per [`crate::runtime::Runtime`]) is what lets
-//! a token survive `/-/reload`: reloading builds new integrations, which look up the same
-//! slot, so a reload never spends a token call. Each slot sits behind its own
+//! Tokens live in one [`TokenCache`] keyed by API base URL, app id and token endpoint, kept in
+//! the service's long-lived upstream state ([`crate::channels::state::Upstreams`]) rather than
+//! in one [`crate::runtime::Runtime`]: that is what lets a token survive `/-/reload`, since
+//! reloading builds new integrations, which look up the same slot, so a reload never spends a
+//! token call. Each slot sits behind its own
 //! `tokio::sync::Mutex`: whoever holds it and finds no usable token fetches one while every
 //! other sender of that app waits on the lock and then reuses what was fetched (single-flight).
 //! Token calls are spaced at least `min_interval` apart per slot, because the classic endpoint
