@@ -8,6 +8,7 @@
 
 pub mod console;
 pub mod error;
+pub mod http;
 pub mod official_account;
 pub mod options;
 pub mod ratelimit;

@@ -22,8 +22,9 @@ use tracing::{info, warn};
 
 use super::command::Name;
 use super::handle::{self, Answer};
-use super::upstream;
 use crate::channels::Kind;
+use crate::channels::weixin_gateway::WeixinGateway;
+use crate::channels::wxpusher::WxPusher;
 use crate::config::chatops::MAX_TAG;
 use crate::metrics::ChatopsLabels;
 use crate::metrics::Metrics;
@@ -133,16 +134,10 @@ async fn wxpusher(
                 handle::run(&rt, chat, &app.store, &cmd.uid, &cmd.content, Utc::now()).await;
             record(&app, "wxpusher", &cmd.uid, &answer);
             let sent = match wxpusher_sender(&rt, &cmd.uid, answer_receiver(&rt, &answer)) {
-                Some((api_url, token)) => upstream::wxpusher_reply(
-                    &rt.client,
-                    &api_url,
-                    &token,
-                    &cmd.uid,
-                    &answer.reply,
-                    &rt.scrubber,
-                )
-                .await
-                .map_err(|e| e.to_string()),
+                Some(w) => w
+                    .reply(&reply_env(&rt, &app.store), &cmd.uid, &answer.reply)
+                    .await
+                    .map_err(|e| e.to_string()),
                 None => Err("no wxpusher integration is configured to reply with".into()),
             };
             if let Err(e) = sent {
@@ -239,18 +234,15 @@ async fn gateway(State(app): State<Callbacks>, headers: HeaderMap, body: Bytes) 
     let answer = handle::run(&rt, chat, &app.store, &user, &ev.text, Utc::now()).await;
     record(&app, "weixin_gateway", &user, &answer);
     let sent = match gateway_sender(&rt, &ev.account_id) {
-        Some((url, bearer)) => upstream::gateway_reply(
-            &rt.client,
-            &url,
-            bearer.as_ref(),
-            &ev.account_id,
-            &user,
-            &ev.context_token,
-            &answer.reply,
-            &rt.scrubber,
-        )
-        .await
-        .map_err(|e| e.to_string()),
+        Some(g) => g
+            .reply(
+                &reply_env(&rt, &app.store),
+                &user,
+                &ev.context_token,
+                &answer.reply,
+            )
+            .await
+            .map_err(|e| e.to_string()),
         None => Err(format!(
             "no weixin_gateway integration with account_id {:?} to reply through",
             ev.account_id
@@ -290,9 +282,16 @@ fn answer_receiver<'a>(rt: &'a Runtime, a: &Answer) -> Option<&'a str> {
     rt.receivers.get_key_value(name).map(|(k, _)| k.as_str())
 }
 
+/// What a reply is sent with: the channels' own clients, limits and budgets.
+fn reply_env<'a>(rt: &'a Runtime, store: &'a Store) -> crate::channels::Env<'a> {
+    let mut env = rt.env(Utc::now());
+    env.store = Some(store);
+    env
+}
+
 /// Which WxPusher app replies to a UID: the one of the receiver the command acted on, else
 /// one that lists the UID, else one with subscriber tags, else the first configured.
-fn wxpusher_sender(rt: &Runtime, uid: &str, receiver: Option<&str>) -> Option<(String, Secret)> {
+fn wxpusher_sender<'a>(rt: &'a Runtime, uid: &str, receiver: Option<&str>) -> Option<&'a WxPusher> {
     let all = || {
         rt.receivers.iter().flat_map(|(name, list)| {
             list.iter().filter_map(move |i| match &i.kind {
@@ -306,15 +305,13 @@ fn wxpusher_sender(rt: &Runtime, uid: &str, receiver: Option<&str>) -> Option<(S
         .or_else(|| all().find(|(_, w)| w.uids.iter().any(|u| u == uid)))
         .or_else(|| all().find(|(_, w)| !w.subscriber_tags.is_empty()))
         .or_else(|| all().next())
-        .map(|(_, w)| (w.api_url.clone(), w.app_token.clone()))
+        .map(|(_, w)| w)
 }
 
 /// The gateway integration of the bot account an event came in on.
-fn gateway_sender(rt: &Runtime, account_id: &str) -> Option<(String, Option<Secret>)> {
+fn gateway_sender<'a>(rt: &'a Runtime, account_id: &str) -> Option<&'a WeixinGateway> {
     rt.receivers.values().flatten().find_map(|i| match &i.kind {
-        Kind::WeixinGateway(g) if g.account_id == account_id => {
-            Some((g.url.clone(), g.bearer_token.clone()))
-        }
+        Kind::WeixinGateway(g) if g.account_id == account_id => Some(g),
         _ => None,
     })
 }

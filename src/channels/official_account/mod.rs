@@ -24,10 +24,9 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 
-use super::{Env, Outbound, Progress};
+use super::{Env, Outbound, Progress, http};
 use crate::channels::error::{DeliveryError, Reason};
 use crate::secret::Secret;
-use crate::text;
 use crate::webhook::Notification;
 use token::TokenSource;
 
@@ -387,47 +386,22 @@ impl OfficialAccount {
         if let Some(limit) = self.rate_limit {
             env.limits.acquire(&self.rate_key(), limit).await;
         }
-        let resp = env
+        let request = env
             .client
             .post(self.endpoint())
             .query(&[("access_token", token.expose())])
-            .json(body)
-            .send()
-            .await
-            .map_err(|e| DeliveryError::transport(SERVICE, e))?;
-        let status = resp.status();
-        let retry_after = crate::channels::error::parse_retry_after(resp.headers());
-        let bytes = resp
-            .bytes()
-            .await
-            .map_err(|e| DeliveryError::transport(SERVICE, e))?;
+            .json(body);
         // Upstream text is scrubbed of configured secrets and of the token in use.
         let clean = |s: &str| {
             env.scrubber
                 .scrub(&s.replace(token.expose(), "<access_token>"))
         };
-        if !status.is_success() {
-            return Err(DeliveryError::Http {
-                service: SERVICE,
-                status: status.as_u16(),
-                retry_after,
-                body: clean(&snippet(&bytes)),
-            });
-        }
-        let mut result: SendResult =
-            serde_json::from_slice(&bytes).map_err(|e| DeliveryError::BadResponse {
-                service: SERVICE,
-                message: format!("{e}: {}", clean(&snippet(&bytes))),
-            })?;
+        let mut result: SendResult = http::send(SERVICE, request)
+            .await?
+            .success_json(SERVICE, clean)?;
         result.errmsg = clean(&result.errmsg);
         Ok(result)
     }
-}
-
-/// The start of a body, for error messages.
-fn snippet(bytes: &[u8]) -> String {
-    let s = String::from_utf8_lossy(bytes);
-    text::upstream_prefix(&text::one_line(&s), 200).to_string()
 }
 
 /// Which Official Account API messages go through.

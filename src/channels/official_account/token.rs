@@ -230,29 +230,18 @@ impl TokenSource {
                     ("secret", self.app_secret.expose()),
                 ]),
         };
-        let resp = request
-            .send()
-            .await
-            .map_err(|e| DeliveryError::transport(SERVICE, e))?;
-        let status = resp.status();
-        let bytes = resp
-            .bytes()
-            .await
-            .map_err(|e| DeliveryError::transport(SERVICE, e))?;
-        if !status.is_success() {
-            // The body is not kept: on a token call it could echo the secret or a token.
+        let answer = crate::channels::http::send(SERVICE, request).await?;
+        // The body is never kept: on a token call it could echo the secret or a token.
+        let hide = |_: &str| "access token response".to_string();
+        if !answer.is_success() {
             return Err(DeliveryError::Http {
                 service: SERVICE,
-                status: status.as_u16(),
+                status: answer.status,
                 retry_after: None,
                 body: "access token request failed".into(),
             });
         }
-        let parsed: TokenResponse =
-            serde_json::from_slice(&bytes).map_err(|e| DeliveryError::BadResponse {
-                service: SERVICE,
-                message: format!("access token response: {e}"),
-            })?;
+        let parsed: TokenResponse = answer.json(SERVICE, hide)?;
         match (parsed.errcode, parsed.access_token) {
             (0, Some(token)) if !token.is_empty() => {
                 Ok((Secret::new(token), parsed.expires_in.unwrap_or(7200)))

@@ -23,8 +23,8 @@ use serde_json::Value;
 use tokio::time::Instant;
 
 use super::{Env, Outbound, Progress};
-use crate::channels::error::parse_retry_after;
 use crate::channels::error::{DeliveryError, Reason};
+use crate::channels::http;
 use crate::secret::Secret;
 use crate::template::Locale;
 use crate::text;
@@ -152,10 +152,15 @@ impl WeixinGateway {
     }
 
     fn body(&self, user: &str, text: &str) -> Value {
+        self.body_in(user, &self.context_token, text)
+    }
+
+    /// The `/send` body to `user` in the conversation `context_token` names.
+    fn body_in(&self, user: &str, context_token: &str, text: &str) -> Value {
         serde_json::to_value(SendBody {
             account_id: &self.account_id,
             to_user_id: user,
-            context_token: &self.context_token,
+            context_token,
             chat_type: "c2c",
             items: [TextItem { kind: "text", text }],
         })
@@ -271,43 +276,41 @@ impl WeixinGateway {
     }
 
     async fn call(&self, env: &Env<'_>, user: &str, text: &str) -> Result<(), DeliveryError> {
+        self.call_with(env, self.body(user, text)).await
+    }
+
+    /// A reply to a user's message (a chat command's answer), in the conversation the message
+    /// came in on, through this integration's own client: its rate limit and its reading of
+    /// the gateway's errors.
+    pub async fn reply(
+        &self,
+        env: &Env<'_>,
+        user: &str,
+        context_token: &str,
+        text: &str,
+    ) -> Result<(), DeliveryError> {
+        self.call_with(env, self.body_in(user, context_token, text))
+            .await
+    }
+
+    async fn call_with(&self, env: &Env<'_>, body: Value) -> Result<(), DeliveryError> {
         if let Some(limit) = self.rate_limit {
             env.limits.acquire(&self.rate_key(), limit).await;
         }
-        let mut req = env
-            .client
-            .post(self.endpoint("send"))
-            .json(&self.body(user, text));
+        let mut req = env.client.post(self.endpoint("send")).json(&body);
         if let Some(t) = &self.bearer_token {
             req = req.bearer_auth(t.expose());
         }
-        let resp = req
-            .send()
-            .await
-            .map_err(|e| DeliveryError::transport(SERVICE, e))?;
-        let status = resp.status();
-        let retry_after = parse_retry_after(resp.headers());
-        let bytes = resp
-            .bytes()
-            .await
-            .map_err(|e| DeliveryError::transport(SERVICE, e))?;
-        let reply = serde_json::from_slice::<Reply>(&bytes);
-        match (status.as_u16(), reply) {
+        let answer = http::send(SERVICE, req).await?;
+        let scrub = |s: &str| env.scrubber.scrub(s);
+        match (answer.status, answer.json::<Reply>(SERVICE, scrub)) {
             (200..=299, Ok(r)) if r.ok => Ok(()),
             // The gateway reports every failure as 500 with its `error` text; a 2xx saying
             // `ok:false` is read the same way.
             (200..=299 | 500, Ok(r)) => Err(classify(&env.scrubber.scrub(&r.error))),
-            (200..=299, Err(e)) => Err(DeliveryError::BadResponse {
-                service: SERVICE,
-                message: format!("{e}: {}", env.scrubber.scrub(&snippet(&bytes))),
-            }),
+            (200..=299, Err(e)) => Err(e),
             // A proxy in front, or the gateway crashing: not the gateway's own answer.
-            (status, _) => Err(DeliveryError::Http {
-                service: SERVICE,
-                status,
-                retry_after,
-                body: env.scrubber.scrub(&snippet(&bytes)),
-            }),
+            _ => Err(answer.http_error(SERVICE, scrub)),
         }
     }
 
@@ -416,12 +419,6 @@ pub fn split(text: &str, locale: Locale) -> Vec<String> {
             format!("{header}\n{body}")
         })
         .collect()
-}
-
-/// The start of a body, for error messages.
-fn snippet(bytes: &[u8]) -> String {
-    let s = String::from_utf8_lossy(bytes);
-    text::upstream_prefix(&text::one_line(&s), 200).to_string()
 }
 
 #[cfg(test)]

@@ -20,8 +20,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::{Env, Outbound, Progress};
-use crate::channels::error::parse_retry_after;
 use crate::channels::error::{DeliveryError, Reason};
+use crate::channels::http;
 use crate::secret::Secret;
 use crate::store::Store;
 use crate::template::Locale;
@@ -147,6 +147,58 @@ impl WxPusher {
     /// token (never the token, a secret) and the UID.
     fn budget_key(&self, day: NaiveDate, uid: &str) -> String {
         format!("{}:budget:{day}:{uid}", self.rate_key())
+    }
+
+    /// A plain-text reply to one user (a chat command's answer) through this integration's own
+    /// client: its rate limit, its daily budget when `env.store` is set, and its reading of
+    /// WxPusher's codes.
+    pub async fn reply(&self, env: &Env<'_>, uid: &str, text: &str) -> Result<(), DeliveryError> {
+        let part = Part {
+            summary: fit_summary(&text::one_line(text), self.summary_max),
+            content: text.to_string(),
+            url: None,
+        };
+        let batch = Batch {
+            part_index: 0,
+            part,
+            uids: vec![uid.to_string()],
+            topic_ids: Vec::new(),
+            content_type: Some(ContentType::Text),
+        };
+        let mut counted = None;
+        if let Some(store) = env.store
+            && let Some(over) = self.reserve(store, &batch.uids, env.now).await
+        {
+            if !over.is_empty() {
+                return Err(DeliveryError::Budget {
+                    service: SERVICE,
+                    recipients: over.len(),
+                    budget: self.daily_budget,
+                });
+            }
+            counted = Some(store);
+        }
+        let (mut progress, mut failed, mut last_failure) = (Progress::new(), Vec::new(), None);
+        let outcome = self
+            .send_batch(env, &batch, &mut progress, &mut failed, &mut last_failure)
+            .await;
+        if let Some(store) = counted
+            && progress.is_empty()
+        {
+            self.release(store, &batch.uids, env.now).await;
+        }
+        outcome?;
+        match last_failure {
+            Some((code, message)) => Err(DeliveryError::Upstream {
+                service: SERVICE,
+                code,
+                message,
+                reason: Reason::Recipient,
+                retryable: true,
+                recipients: failed,
+            }),
+            None => Ok(()),
+        }
     }
 
     /// Takes one message of each UID's budget for today, in one store round trip; returns
@@ -320,7 +372,7 @@ impl WxPusher {
             app_token: self.app_token.expose(),
             content: &b.part.content,
             summary: &b.part.summary,
-            content_type: self.content_type.code(),
+            content_type: b.content_type.unwrap_or(self.content_type).code(),
             uids: &b.uids,
             topic_ids: &b.topic_ids,
             url: b.part.url.as_deref(),
@@ -358,6 +410,7 @@ impl WxPusher {
                     part: part.clone(),
                     uids: uid_chunks.get(i).map(|c| c.to_vec()).unwrap_or_default(),
                     topic_ids: topic_chunks.get(i).map(|c| c.to_vec()).unwrap_or_default(),
+                    content_type: None,
                 });
             }
         }
@@ -506,31 +559,10 @@ impl WxPusher {
         if let Some(limit) = self.rate_limit {
             env.limits.acquire(&self.rate_key(), limit).await;
         }
-        let resp = env
-            .client
-            .post(self.endpoint())
-            .json(&self.body(batch))
-            .send()
-            .await
-            .map_err(|e| DeliveryError::transport(SERVICE, e))?;
-        let status = resp.status();
-        let retry_after = parse_retry_after(resp.headers());
-        let bytes = resp
-            .bytes()
-            .await
-            .map_err(|e| DeliveryError::transport(SERVICE, e))?;
-        if !status.is_success() {
-            return Err(DeliveryError::Http {
-                service: SERVICE,
-                status: status.as_u16(),
-                retry_after,
-                body: env.scrubber.scrub(&snippet(&bytes)),
-            });
-        }
-        serde_json::from_slice(&bytes).map_err(|e| DeliveryError::BadResponse {
-            service: SERVICE,
-            message: format!("{e}: {}", env.scrubber.scrub(&snippet(&bytes))),
-        })
+        let request = env.client.post(self.endpoint()).json(&self.body(batch));
+        http::send(SERVICE, request)
+            .await?
+            .success_json(SERVICE, |s| env.scrubber.scrub(s))
     }
 }
 
@@ -540,6 +572,8 @@ struct Batch {
     part: Part,
     uids: Vec<String>,
     topic_ids: Vec<i64>,
+    /// The body type, when not the integration's own (a chat reply is plain text).
+    content_type: Option<ContentType>,
 }
 
 /// The preview cut to `max` visible characters, and further if WxPusher's own limit
@@ -553,12 +587,6 @@ fn fit_summary(summary: &str, max: usize) -> String {
         }
         n -= 1;
     }
-}
-
-/// The start of a body, for error messages.
-fn snippet(bytes: &[u8]) -> String {
-    let s = String::from_utf8_lossy(bytes);
-    text::upstream_prefix(&text::one_line(&s), 200).to_string()
 }
 
 /// Classifies a call-level WxPusher code (the Java SDK's `ResultCode`).
