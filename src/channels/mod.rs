@@ -82,6 +82,21 @@ pub enum Kind {
     OfficialAccount(official_account::OfficialAccount),
 }
 
+/// The kind an identity was made for (its prefix, see [`Integration::identity`]), as a metric
+/// label; `unknown` for a position stored by an older version.
+pub fn kind_of(id: &IntegrationId) -> &'static str {
+    const KINDS: &[&str] = &["wxpusher", "console", "weixin_gateway", "official_account"];
+    KINDS
+        .iter()
+        .find(|k| {
+            id.as_str()
+                .strip_prefix(&k.replace('_', "-"))
+                .is_some_and(|rest| rest.starts_with('-'))
+        })
+        .copied()
+        .unwrap_or("unknown")
+}
+
 fn kind_name(kind: &Kind) -> &'static str {
     match kind {
         Kind::WxPusher(_) => "wxpusher",

@@ -9,6 +9,7 @@
 //! Account's used-up daily quota without a fallback receiver is the exception: the job waits
 //! until the quota is renewed (midnight Beijing time).
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -78,6 +79,16 @@ struct Ctx {
     policy: RetryPolicy,
     /// Run around each attempt ([`super::steps`]).
     steps: Steps,
+    /// Jobs claimed by this process and not yet given back: being delivered, or their outcome
+    /// waiting to be recorded. Any other claim is stale and is given back.
+    held: std::sync::Mutex<HashSet<i64>>,
+}
+
+impl Ctx {
+    fn held(&self) -> std::sync::MutexGuard<'_, HashSet<i64>> {
+        // A plain set: a panic elsewhere while holding the lock leaves it usable.
+        self.held.lock().unwrap_or_else(|e| e.into_inner())
+    }
 }
 
 impl Workers {
@@ -98,13 +109,19 @@ impl Workers {
             metrics,
             policy,
             steps,
+            held: Default::default(),
         });
         tokio::spawn(async move {
             let slots = Arc::new(Semaphore::new(concurrency));
             refresh_gauges(&ctx).await;
+            let mut last_scan = tokio::time::Instant::now();
             loop {
                 if *stop.borrow() {
                     break;
+                }
+                if last_scan.elapsed() >= STALE_SCAN {
+                    last_scan = tokio::time::Instant::now();
+                    recover(&ctx).await;
                 }
                 let free = slots.available_permits();
                 if free == 0 {
@@ -151,8 +168,12 @@ impl Workers {
                         break;
                     };
                     let ctx = ctx.clone();
+                    ctx.held().insert(job.id);
                     tokio::spawn(async move {
-                        deliver(job, &ctx).await;
+                        let id = job.id;
+                        if deliver(job, &ctx).await {
+                            ctx.held().remove(&id);
+                        }
                         drop(permit);
                     });
                 }
@@ -162,6 +183,71 @@ impl Workers {
             refresh_gauges(&ctx).await;
         })
     }
+}
+
+/// How often claims that were lost are looked for, and a store that refused writes is tried.
+const STALE_SCAN: Duration = Duration::from_secs(5);
+
+/// Attempts begun that never ended (the process died during them) before a job is kept as a
+/// dead letter instead of tried again: a message that crashes the process cannot crash-loop it.
+pub const CRASH_LIMIT: u32 = 3;
+
+/// The dead-letter reason of a job the process died on [`CRASH_LIMIT`] times.
+pub const CRASHED: &str = "crashed";
+
+/// After a store episode: tries a small write when the store refused the last one (so
+/// `/-/ready` recovers without traffic), and gives back claims nobody holds any more.
+async fn recover(ctx: &Ctx) {
+    let store = &ctx.queue.store;
+    if !store.is_writable()
+        && let Err(e) = store.probe().await
+    {
+        debug!(error = %e, "the store still refuses writes");
+    }
+    let keep: Vec<i64> = ctx.held().iter().copied().collect();
+    match store.release_stale(keep).await {
+        Ok(0) => {}
+        Ok(n) => {
+            warn!(
+                jobs = n,
+                "claims no delivery held any more were given back to the queue"
+            );
+            ctx.queue.wake.notify_one();
+        }
+        Err(e) => debug!(error = %e, "cannot look for lost claims"),
+    }
+}
+
+/// Records an outcome in the store. When the store refuses (a full disk), the job stays
+/// claimed, so it is not handed out again, and the write is tried again in the background
+/// until it succeeds; deliveries go on meanwhile. Returns whether it was recorded now.
+async fn record<F, Fut>(ctx: &Arc<Ctx>, id: i64, what: &'static str, write: F) -> bool
+where
+    F: Fn() -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = Result<(), crate::store::StoreError>> + Send,
+{
+    let Err(e) = write().await else {
+        return true;
+    };
+    error!(error = %e, job = id, what, "cannot record a delivery's outcome; trying again until the store takes it");
+    let ctx = ctx.clone();
+    tokio::spawn(async move {
+        let mut delay = Duration::from_secs(1);
+        loop {
+            tokio::time::sleep(delay).await;
+            if write().await.is_ok() {
+                ctx.held().remove(&id);
+                ctx.queue.wake.notify_one();
+                info!(
+                    job = id,
+                    what, "delivery outcome recorded after the store recovered"
+                );
+                return;
+            }
+            delay = (delay * 2).min(Duration::from_secs(30));
+        }
+    });
+    false
 }
 
 /// Sets `queue_depth{integration}` and `dead_letters` from the store.
@@ -174,10 +260,13 @@ async fn refresh_gauges(ctx: &Ctx) {
                 by_kind.entry(i.name()).or_default();
             }
         }
+        // Everything waiting counts, whether or not its integration is still configured.
         for d in depth {
-            if let Some(i) = rt.integration(&d.receiver, &d.integration) {
-                *by_kind.entry(i.name()).or_default() += d.count as i64;
-            }
+            let kind = match rt.integration(&d.receiver, &d.integration) {
+                Some(i) => i.name(),
+                None => crate::channels::kind_of(&d.integration),
+            };
+            *by_kind.entry(kind).or_default() += d.count as i64;
         }
         for (kind, n) in by_kind {
             ctx.metrics
@@ -286,46 +375,39 @@ async fn coalesce_backlogs(ctx: &Ctx, rt: &Runtime) {
     }
 }
 
-async fn deliver(mut job: Job, ctx: &Ctx) {
+/// One claimed job, to its outcome; returns whether the outcome is recorded (else the job
+/// stays claimed until [`record`] gets it into the store).
+async fn deliver(mut job: Job, ctx: &Arc<Ctx>) -> bool {
     let store = &ctx.queue.store;
     let rt = ctx.runtime.load_full();
     job.attempt += 1;
     let integration = match rt.resolve(&job.receiver, &job.integration) {
         Bound::Integration(i) => i,
-        Bound::Changed(list) => {
-            rebind(job, list, ctx, &rt).await;
-            return;
-        }
+        Bound::Changed(list) => return rebind(job, list, ctx, &rt).await,
         Bound::ReceiverGone => {
             // Kept, not dropped: replayable once the receiver is back.
             warn!(receiver = %job.receiver, integration = %job.integration, "receiver no longer configured, keeping the notification as a dead letter");
-            let failure = Failure {
-                attempt: job.attempt,
-                progress: job.progress,
-                error: format!("receiver {:?} is no longer configured", job.receiver),
-                reason: RECEIVER_REMOVED,
-            };
-            if let Err(e) = store.dead_letter(job.id, failure, Vec::new()).await {
-                error!(error = %e, job = job.id, "cannot record a dead letter");
-            }
-            ctx.metrics
-                .deliveries_failed
-                .get_or_create(&FailureLabels {
-                    integration: "unknown",
-                    reason: RECEIVER_REMOVED,
-                })
-                .inc();
-            ctx.metrics
-                .notifications
-                .get_or_create(&NotificationLabels {
-                    receiver: job.receiver.clone(),
-                    integration: "unknown",
-                    result: "failed",
-                })
-                .inc();
-            return;
+            let error = format!("receiver {:?} is no longer configured", job.receiver);
+            return give_up_unbound(job, ctx, error, RECEIVER_REMOVED).await;
         }
     };
+    // The attempt is counted before anything is rendered or sent: a notification the process
+    // dies on is not tried for ever. When the store refuses the write, it is sent uncounted.
+    match store.started(job.id).await {
+        Ok(begun) => {
+            let died = begun.saturating_sub(job.attempt);
+            if died >= CRASH_LIMIT {
+                error!(job = job.id, receiver = %job.receiver, runs = died, "the service stopped during every recent attempt of this notification: kept as a dead letter so the queue moves on");
+                let error = format!(
+                    "the service stopped {died} times while delivering this notification; kept so the queue moves on (replay it once the cause is fixed)"
+                );
+                return give_up(job, ctx, &rt, integration, error, CRASHED).await;
+            }
+        }
+        Err(e) => {
+            warn!(job = job.id, error = %e, "cannot count the attempt before sending; sending it uncounted")
+        }
+    }
     let kind = integration.name();
     let span = tracing::info_span!(
         "delivery",
@@ -337,19 +419,48 @@ async fn deliver(mut job: Job, ctx: &Ctx) {
     );
     // The whole attempt runs in the span, the store writes after the send included: a span
     // guard held across an await would be lost when the task moves threads.
-    attempt(job, ctx, &rt, integration).instrument(span).await;
+    attempt(job, ctx, &rt, integration).instrument(span).await
 }
 
 /// The dead-letter reason of a delivery whose receiver was removed from the configuration.
 pub const RECEIVER_REMOVED: &str = "receiver_removed";
+
+/// A job that no configured integration can take, kept as a dead letter.
+async fn give_up_unbound(job: Job, ctx: &Arc<Ctx>, error: String, reason: &'static str) -> bool {
+    let failure = Failure {
+        attempt: job.attempt,
+        progress: job.progress,
+        error,
+        reason,
+    };
+    ctx.metrics
+        .deliveries_failed
+        .get_or_create(&FailureLabels {
+            integration: "unknown",
+            reason,
+        })
+        .inc();
+    ctx.metrics
+        .notifications
+        .get_or_create(&NotificationLabels {
+            receiver: job.receiver.clone(),
+            integration: "unknown",
+            result: "failed",
+        })
+        .inc();
+    record_dead(ctx, job.id, failure, Vec::new()).await
+}
 
 /// A stored delivery whose integration is gone from its (still configured) receiver: the
 /// receiver's current integrations that accept it get it instead, each once. Dedupe applies,
 /// so an integration that already has the same notification does not get it again. The new
 /// deliveries are stored before the old one is forgotten: a crash in between repeats this,
 /// and dedupe keeps the repeat from reaching anyone twice.
-async fn rebind(job: Job, integrations: &[Integration], ctx: &Ctx, rt: &Runtime) {
-    let store = &ctx.queue.store;
+async fn rebind(job: Job, integrations: &[Integration], ctx: &Arc<Ctx>, rt: &Runtime) -> bool {
+    if integrations.is_empty() {
+        let error = format!("receiver {:?} has no integrations", job.receiver);
+        return give_up_unbound(job, ctx, error, RECEIVER_REMOVED).await;
+    }
     let origin = if job.fallback {
         Origin::Fallback
     } else {
@@ -363,18 +474,6 @@ async fn rebind(job: Job, integrations: &[Integration], ctx: &Ctx, rt: &Runtime)
         job.accepted_at,
         origin,
     );
-    if integrations.is_empty() {
-        let failure = Failure {
-            attempt: job.attempt,
-            progress: job.progress,
-            error: format!("receiver {:?} has no integrations", job.receiver),
-            reason: RECEIVER_REMOVED,
-        };
-        if let Err(e) = store.dead_letter(job.id, failure, Vec::new()).await {
-            error!(error = %e, job = job.id, "cannot record a dead letter");
-        }
-        return;
-    }
     let count = jobs.len();
     let admissions =
         crate::dedupe::admissions(&crate::dedupe::Policy::new(&rt.config.dedupe), jobs, now);
@@ -387,17 +486,14 @@ async fn rebind(job: Job, integrations: &[Integration], ctx: &Ctx, rt: &Runtime)
             reason: "",
         };
         let later = now + chrono::Duration::seconds(1);
-        let _ = store.reschedule(job.id, failure, later).await;
-        return;
+        return record_reschedule(ctx, job.id, failure, later).await;
     }
     info!(receiver = %job.receiver, integration = %job.integration, deliveries = count, "integration changed by a reload: the notification goes to the receiver's current integrations");
-    if let Err(e) = store.complete(vec![job.id], Vec::new()).await {
-        error!(error = %e, job = job.id, "cannot forget a re-routed delivery; dedupe keeps it from being sent twice");
-    }
+    record_complete(ctx, job.id).await
 }
 
 /// One delivery attempt of a claimed job, and recording its outcome.
-async fn attempt(mut job: Job, ctx: &Ctx, rt: &Runtime, integration: &Integration) {
+async fn attempt(mut job: Job, ctx: &Arc<Ctx>, rt: &Runtime, integration: &Integration) -> bool {
     let store = &ctx.queue.store;
     let kind = integration.name();
     let mut notification = job.notification.clone();
@@ -420,17 +516,10 @@ async fn attempt(mut job: Job, ctx: &Ctx, rt: &Runtime, integration: &Integratio
     let result = integration
         .send(&env, &notification, &mut job.progress)
         .await;
-    let labels = |result| NotificationLabels {
-        receiver: job.receiver.clone(),
-        integration: kind,
-        result,
-    };
     let err = match result {
         Ok(()) => {
-            if let Err(e) = store.complete(vec![job.id], Vec::new()).await {
-                // It was delivered; at worst it is delivered again after a restart.
-                error!(error = %e, "cannot mark a delivered job done");
-            }
+            // Delivered: if the store refuses to forget it, it stays claimed until it does.
+            let recorded = record_complete(ctx, job.id).await;
             for step in ctx.steps.iter() {
                 step.delivered(&step_at, &notification).await;
             }
@@ -441,10 +530,14 @@ async fn attempt(mut job: Job, ctx: &Ctx, rt: &Runtime, integration: &Integratio
                 .observe(latency);
             ctx.metrics
                 .notifications
-                .get_or_create(&labels("success"))
+                .get_or_create(&NotificationLabels {
+                    receiver: job.receiver.clone(),
+                    integration: kind,
+                    result: "success",
+                })
                 .inc();
             debug!("delivered");
-            return;
+            return recorded;
         }
         Err(e) => e,
     };
@@ -471,11 +564,9 @@ async fn attempt(mut job: Job, ctx: &Ctx, rt: &Runtime, integration: &Integratio
         && age < PARK_MAX_AGE
     {
         warn!(error = %failure.error, resumes_at = %at.to_rfc3339(), "nothing can succeed before the upstream renews its quota: the notification waits until then");
-        if let Err(e) = store.reschedule(job.id, failure, at).await {
-            error!(error = %e, "cannot reschedule a job; it is retried after a restart");
-        }
+        let recorded = record_reschedule(ctx, job.id, failure, at).await;
         ctx.queue.wake.notify_one();
-        return;
+        return recorded;
     }
     if let Next::Backoff { at_least } = next
         && job.attempt < opts.max_attempts
@@ -488,34 +579,86 @@ async fn attempt(mut job: Job, ctx: &Ctx, rt: &Runtime, integration: &Integratio
             .get_or_create(&IntegrationLabels { integration: kind })
             .inc();
         let at = Utc::now() + chrono::Duration::from_std(delay).unwrap_or_default();
-        if let Err(e) = store.reschedule(job.id, failure, at).await {
-            error!(error = %e, "cannot reschedule a job; it is retried after a restart");
-        }
+        let recorded = record_reschedule(ctx, job.id, failure, at).await;
         ctx.queue.wake.notify_one();
-        return;
+        return recorded;
     }
-    let fallback = fallback_jobs(rt, &job, integration.fallback_receiver.as_deref());
     error!(
         error = %failure.error,
         reason = failure.reason,
         retryable = err.is_retryable(),
-        fallback = fallback.len(),
         "delivery failed, giving up: kept as a dead letter"
     );
+    let (error, reason) = (failure.error, failure.reason);
+    give_up(job, ctx, rt, integration, error, reason).await
+}
+
+/// Gives up on a job: a dead letter, and once a copy for every integration of the
+/// integration's fallback receiver.
+async fn give_up(
+    job: Job,
+    ctx: &Arc<Ctx>,
+    rt: &Runtime,
+    integration: &Integration,
+    error: String,
+    reason: &'static str,
+) -> bool {
+    let fallback = fallback_jobs(rt, &job, integration.fallback_receiver.as_deref());
     ctx.metrics
         .notifications
-        .get_or_create(&labels("failed"))
+        .get_or_create(&NotificationLabels {
+            receiver: job.receiver.clone(),
+            integration: integration.name(),
+            result: "failed",
+        })
         .inc();
+    let failure = Failure {
+        attempt: job.attempt,
+        progress: job.progress,
+        error,
+        reason,
+    };
     let rerouted = !fallback.is_empty();
-    match store.dead_letter(job.id, failure, fallback).await {
-        Ok(()) => {
-            ctx.metrics.dead_letters.inc();
-            if rerouted {
-                ctx.queue.wake.notify_one();
-            }
-        }
-        Err(e) => error!(error = %e, "cannot record a dead letter; it is retried after a restart"),
+    let recorded = record_dead(ctx, job.id, failure, fallback).await;
+    if recorded {
+        ctx.metrics.dead_letters.inc();
     }
+    if rerouted {
+        ctx.queue.wake.notify_one();
+    }
+    recorded
+}
+
+async fn record_complete(ctx: &Arc<Ctx>, id: i64) -> bool {
+    let store = ctx.queue.store.clone();
+    record(ctx, id, "delivered", move || {
+        let store = store.clone();
+        async move { store.complete(vec![id], Vec::new()).await }
+    })
+    .await
+}
+
+async fn record_reschedule(
+    ctx: &Arc<Ctx>,
+    id: i64,
+    failure: Failure,
+    at: chrono::DateTime<Utc>,
+) -> bool {
+    let store = ctx.queue.store.clone();
+    record(ctx, id, "retry", move || {
+        let (store, failure) = (store.clone(), failure.clone());
+        async move { store.reschedule(id, failure, at).await }
+    })
+    .await
+}
+
+async fn record_dead(ctx: &Arc<Ctx>, id: i64, failure: Failure, fallback: Vec<NewJob>) -> bool {
+    let store = ctx.queue.store.clone();
+    record(ctx, id, "dead letter", move || {
+        let (store, failure, fallback) = (store.clone(), failure.clone(), fallback.clone());
+        async move { store.dead_letter(id, failure, fallback).await }
+    })
+    .await
 }
 
 /// A notification older than this is not parked for a daily quota again.

@@ -161,6 +161,8 @@ async fn ready(State(app): State<Arc<App>>) -> Response {
         (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n").into_response()
     } else if !app.queue.is_open() {
         (StatusCode::SERVICE_UNAVAILABLE, "store unavailable\n").into_response()
+    } else if !app.queue.store.is_writable() {
+        (StatusCode::SERVICE_UNAVAILABLE, "store refuses writes\n").into_response()
     } else {
         (StatusCode::OK, "OK\n").into_response()
     }

@@ -492,6 +492,43 @@ impl Store {
         }
     }
 
+    /// Counts one more attempt begun on a job, durably, before it is rendered and sent, and
+    /// returns how many were begun: attempts begun but never ended are runs of the process
+    /// that died delivering it.
+    pub async fn started(&self, id: i64) -> Result<u32, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.started(id).await,
+            Store::Redis(s) => s.started(id).await,
+        }
+    }
+
+    /// Gives back claimed jobs not in `keep` (being delivered, or their outcome being
+    /// recorded), so that a lost claim never needs a restart. Redis does this by itself: a
+    /// claim not renewed within `storage.redis_visibility_timeout` is taken over.
+    pub async fn release_stale(&self, keep: Vec<i64>) -> Result<usize, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.release_stale(keep).await,
+            Store::Redis(_) => Ok(0),
+        }
+    }
+
+    /// A small write, so that [`Store::is_writable`] follows the store when nothing else is
+    /// written.
+    pub async fn probe(&self) -> Result<(), StoreError> {
+        match self {
+            Store::Sqlite(s) => s.probe().await,
+            Store::Redis(s) => s.ping().await.then_some(()).ok_or(StoreError::Closed),
+        }
+    }
+
+    /// Whether the last write committed (SQLite) or Redis answers: `/-/ready` fails otherwise.
+    pub fn is_writable(&self) -> bool {
+        match self {
+            Store::Sqlite(s) => s.is_open() && s.is_writable(),
+            Store::Redis(s) => s.is_open(),
+        }
+    }
+
     /// Whether the store still takes writes.
     pub fn is_open(&self) -> bool {
         match self {

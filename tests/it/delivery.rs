@@ -434,3 +434,164 @@ async fn storm_is_merged_into_digests_that_keep_every_alert_critical_first() {
     let warn = digest.find("`warning`").expect("a warning alert");
     assert!(crit < warn, "critical after warning in the digest");
 }
+
+/// One notification the process dies on, again and again (the upstream hangs and the process
+/// is killed while it waits, as it would be by the OOM killer): after three runs that never
+/// ended it is a dead letter, without another send, and the queue moves on.
+#[tokio::test]
+async fn a_notification_the_process_dies_on_three_times_is_a_dead_letter() {
+    let mock = MockWxPusher::start().await;
+    mock.set_default(Reply::Slow(Duration::from_secs(60)));
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.yml");
+    let data = dir.path().join("data");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+global: {{ wxpusher_api_url: "{}" }}
+storage: {{ path: "{}" }}
+dedupe: {{ window: 0s, resolved_group_wait: 0s }}
+route: {{ receiver: oncall }}
+receivers:
+  - name: oncall
+    wxpusher_configs: [ {{ app_token: AT_poison, uids: [UID_a] }} ]
+"#,
+            mock.url,
+            data.display()
+        ),
+    )
+    .unwrap();
+    let client = reqwest::Client::new();
+    let mut bin = start_binary(&config).await;
+    let r = client
+        .post(format!("{}/webhook", bin.url))
+        .body(one("poison"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    for run in 1..=3 {
+        wait_until("the attempt at the mock", || mock.requests().len() >= run).await;
+        bin.child.kill().unwrap(); // SIGKILL, mid-attempt
+        bin.child.wait().unwrap();
+        if run < 3 {
+            bin = start_binary(&config).await;
+        }
+    }
+    mock.set_default(Reply::Success);
+    let mut bin = start_binary(&config).await;
+    let store = alertmanager_wechat::store::Store::open_admin(&data).unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let dead = loop {
+        let dead = store.dead_letters().await.unwrap();
+        if !dead.is_empty() {
+            break dead;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no dead letter");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].reason.as_deref(), Some("crashed"));
+    assert!(
+        dead[0]
+            .last_error
+            .as_deref()
+            .unwrap_or_default()
+            .contains("stopped 3 times"),
+        "{:?}",
+        dead[0].last_error
+    );
+    assert_eq!(
+        mock.requests().len(),
+        3,
+        "sent again after three runs died on it"
+    );
+    // The queue moves on.
+    let r = client
+        .post(format!("{}/webhook", bin.url))
+        .body(one("next"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    wait_until("the next notification", || {
+        delivered(&mock).contains("next")
+    })
+    .await;
+    let _ = bin.child.kill();
+    let _ = bin.child.wait();
+}
+
+/// While the store refuses every write (a full disk): what is due is still delivered, nothing
+/// is delivered twice, readiness and webhooks answer 503; when writes work again, the
+/// outcomes are recorded and readiness comes back, without a restart.
+#[tokio::test]
+async fn a_store_that_refuses_writes_is_recovered_from_without_a_restart() {
+    let mock = MockWxPusher::start().await;
+    mock.set_default(Reply::Http(500));
+    let srv = TestServer::start(&format!(
+        r#"
+global: {{ wxpusher_api_url: "{}" }}
+route: {{ receiver: oncall }}
+receivers:
+  - name: oncall
+    wxpusher_configs: [ {{ app_token: AT_disk, uids: [UID_a], max_attempts: 100000 }} ]
+"#,
+        mock.url
+    ))
+    .await;
+    let fps = ["d1", "d2", "d3"];
+    for fp in fps {
+        assert_eq!(srv.post("/webhook", one(fp)).await.0, 200);
+    }
+    wait_until("failed attempts", || mock.requests().len() >= 6).await;
+    let alertmanager_wechat::store::Store::Sqlite(sqlite) = &srv.app.queue.store else {
+        panic!("this test runs on SQLite");
+    };
+    sqlite.refuse_writes(true);
+    let before = mock.requests().len();
+    mock.set_default(Reply::Success);
+    // Delivered although nothing can be written.
+    wait_until("deliveries while writes are refused", || {
+        delivered_since(&mock, before).len() == fps.len()
+    })
+    .await;
+    let (status, _) = srv.post("/webhook", one("d4")).await;
+    assert_eq!(status, 503);
+    assert_eq!(srv.get("/-/ready").await.0, 503);
+    // Not handed out again while their outcome waits to be recorded.
+    let sent = mock.requests().len();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(
+        mock.requests().len(),
+        sent,
+        "delivered again while writes were refused"
+    );
+    sqlite.refuse_writes(false);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(40);
+    loop {
+        let depth = srv.app.queue.store.depth().await.unwrap();
+        if depth.is_empty() && srv.get("/-/ready").await.0 == 200 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "not recovered: {depth:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Each was delivered exactly once.
+    let successes: Vec<String> = mock.requests()[before..]
+        .iter()
+        .filter_map(|r| r.body["content"].as_str().map(String::from))
+        .collect();
+    for fp in fps {
+        let n = successes
+            .iter()
+            .filter(|c| c.contains(&format!("instance=i-{fp}")))
+            .count();
+        assert_eq!(n, 1, "{fp} was sent {n} times");
+    }
+    srv.stop().await;
+}

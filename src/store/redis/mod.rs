@@ -188,6 +188,22 @@ impl RedisStore {
         self.inner.healthy.load(Ordering::SeqCst)
     }
 
+    /// Counts one more attempt begun on a job before it is rendered and sent; returns how
+    /// many were begun (0 for a job that is gone).
+    pub async fn started(&self, id: i64) -> Result<u32, StoreError> {
+        let key = self.key(&format!("job:{id}"));
+        let mut cmd = redis::cmd("EXISTS");
+        cmd.arg(&key);
+        let exists: i64 = self.cmd(cmd).await?;
+        if exists == 0 {
+            return Ok(0);
+        }
+        let mut cmd = redis::cmd("HINCRBY");
+        cmd.arg(key).arg("starts").arg(1);
+        let n: i64 = self.cmd(cmd).await?;
+        Ok(n.max(0) as u32)
+    }
+
     /// The consumer name this process claims under.
     pub fn consumer(&self) -> &str {
         &self.inner.consumer

@@ -7,6 +7,7 @@
 //! an OS crash or power loss as well as a crash of this process; with group commits it costs
 //! little. The file can be inspected with the `sqlite3` CLI.
 
+use std::collections::HashSet;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -41,7 +42,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     last_error  TEXT,
     reason      TEXT,
     failed_at   INTEGER,
-    held        INTEGER NOT NULL DEFAULT 0   -- resolved alerts waiting to be merged
+    held        INTEGER NOT NULL DEFAULT 0,  -- resolved alerts waiting to be merged
+    starts      INTEGER NOT NULL DEFAULT 0   -- attempts begun (attempt: those that ended)
 );
 CREATE INDEX IF NOT EXISTS jobs_due ON jobs (state, not_before);
 CREATE INDEX IF NOT EXISTS jobs_target ON jobs (receiver, integration, state);
@@ -69,6 +71,10 @@ pub(super) struct Writer {
     /// Jobs not dead (pending or in flight), for the capacity check.
     live: u64,
     capacity: u64,
+    /// Jobs handed out and not yet given back (delivered, rescheduled, dead-lettered or
+    /// released). Kept here, not in the file: claiming writes nothing, so it works while the
+    /// disk refuses writes, and a restart finds every live job pending.
+    claimed: HashSet<i64>,
 }
 
 /// A handle to the writer thread; cheap to clone.
@@ -76,6 +82,10 @@ pub(super) struct Writer {
 pub struct SqliteStore {
     tx: mpsc::UnboundedSender<Op>,
     closed: Arc<AtomicBool>,
+    /// Whether the last write that was tried committed (`/-/ready` reads it).
+    writable: Arc<AtomicBool>,
+    /// Tests only: every commit fails, as on a full disk.
+    refuse_writes: Arc<AtomicBool>,
 }
 
 pub(super) fn db(e: rusqlite::Error) -> StoreError {
@@ -106,6 +116,7 @@ impl SqliteStore {
         conn.execute_batch(super::chatops::SCHEMA)
             .map_err(|e| err(e.to_string()))?;
         add_held_column(&conn).map_err(|e| err(e.to_string()))?;
+        add_starts_column(&conn).map_err(|e| err(e.to_string()))?;
         if owner {
             // A previous run's in-flight jobs may or may not have reached the upstream: again.
             conn.execute(
@@ -121,20 +132,99 @@ impl SqliteStore {
             .map_err(|e| err(e.to_string()))?;
         let (tx, rx) = mpsc::unbounded_channel();
         let closed = Arc::new(AtomicBool::new(false));
+        let refuse_writes = Arc::new(AtomicBool::new(false));
         let writer = Writer {
             conn,
             live: live.max(0) as u64,
             capacity: capacity as u64,
+            claimed: HashSet::new(),
         };
         let flag = closed.clone();
+        let refuse = refuse_writes.clone();
         std::thread::Builder::new()
             .name("store-writer".into())
             .spawn(move || {
-                run_writer(writer, rx);
+                run_writer(writer, rx, &refuse);
                 flag.store(true, Ordering::SeqCst);
             })
             .map_err(|e| err(e.to_string()))?;
-        Ok(SqliteStore { tx, closed })
+        Ok(SqliteStore {
+            tx,
+            closed,
+            writable: Arc::new(AtomicBool::new(true)),
+            refuse_writes,
+        })
+    }
+
+    /// Whether the last write tried was committed.
+    pub fn is_writable(&self) -> bool {
+        self.writable.load(Ordering::SeqCst)
+    }
+
+    /// Notes whether a write committed, for [`SqliteStore::is_writable`].
+    fn wrote<T>(&self, r: Result<T, StoreError>) -> Result<T, StoreError> {
+        match &r {
+            Ok(_) => self.writable.store(true, Ordering::SeqCst),
+            Err(StoreError::Db(_) | StoreError::Closed) => {
+                self.writable.store(false, Ordering::SeqCst)
+            }
+            Err(_) => {}
+        }
+        r
+    }
+
+    /// Tests only: makes every commit fail while `on`, as a full disk does.
+    #[doc(hidden)]
+    pub fn refuse_writes(&self, on: bool) {
+        self.refuse_writes.store(on, Ordering::SeqCst);
+    }
+
+    /// A small real write, so that [`SqliteStore::is_writable`] follows the disk even when
+    /// nothing else is written.
+    pub async fn probe(&self) -> Result<(), StoreError> {
+        let r = self
+            .call(|w| {
+                w.conn
+                    .execute(
+                        "INSERT OR REPLACE INTO counters (key, value, expires_at)
+                         VALUES ('store:probe', 0, ?1)",
+                        [ms(Utc::now() + chrono::Duration::minutes(1))],
+                    )
+                    .map_err(db)?;
+                Ok(())
+            })
+            .await;
+        self.wrote(r)
+    }
+
+    /// Gives back every claimed job not in `keep` (those still being delivered or recorded):
+    /// the scheduler's claims that were lost, e.g. to a task that ended early.
+    pub async fn release_stale(&self, keep: Vec<i64>) -> Result<usize, StoreError> {
+        self.call(move |w| {
+            let keep: HashSet<i64> = keep.into_iter().collect();
+            let before = w.claimed.len();
+            w.claimed.retain(|id| keep.contains(id));
+            Ok(before - w.claimed.len())
+        })
+        .await
+    }
+
+    /// Counts one more attempt begun on a job, durably, before it is rendered and sent;
+    /// returns how many were begun.
+    pub async fn started(&self, id: i64) -> Result<u32, StoreError> {
+        let r = self
+            .call(move |w| {
+                w.conn
+                    .query_row(
+                        "UPDATE jobs SET starts = starts + 1 WHERE id = ?1 RETURNING starts",
+                        [id],
+                        |r| r.get::<_, i64>(0),
+                    )
+                    .optional()
+                    .map_err(db)
+            })
+            .await;
+        self.wrote(r).map(|n| n.unwrap_or(0).max(0) as u32)
     }
 
     pub fn is_open(&self) -> bool {
@@ -168,15 +258,17 @@ impl SqliteStore {
 
     pub async fn enqueue(&self, jobs: Vec<NewJob>) -> Result<Vec<i64>, StoreError> {
         let jobs = encode_jobs(jobs)?;
-        self.call(move |w| {
-            if w.live + jobs.len() as u64 > w.capacity {
-                return Err(StoreError::Full);
-            }
-            let ids = insert_jobs(&w.conn, &jobs)?;
-            w.live += ids.len() as u64;
-            Ok(ids)
-        })
-        .await
+        let r = self
+            .call(move |w| {
+                if w.live + jobs.len() as u64 > w.capacity {
+                    return Err(StoreError::Full);
+                }
+                let ids = insert_jobs(&w.conn, &jobs)?;
+                w.live += ids.len() as u64;
+                Ok(ids)
+            })
+            .await;
+        self.wrote(r)
     }
 
     pub async fn claim(&self, now: DateTime<Utc>, limit: usize) -> Result<Vec<Job>, StoreError> {
@@ -184,10 +276,9 @@ impl SqliteStore {
             let jobs = select_jobs(
                 &w.conn,
                 "WHERE state = 'pending' AND not_before <= ?1 ORDER BY not_before, id LIMIT ?2",
-                params![ms(now), limit as i64],
+                params![ms(now), (limit + w.claimed.len()) as i64],
             )?;
-            mark_inflight(&w.conn, &jobs)?;
-            Ok(jobs)
+            Ok(take_claims(w, jobs, limit))
         })
         .await
         .and_then(decode_jobs)
@@ -206,10 +297,9 @@ impl SqliteStore {
                 &w.conn,
                 "WHERE state = 'pending' AND receiver = ?1 AND integration = ?2 ORDER BY id
                  LIMIT ?3",
-                params![receiver, integration, limit as i64],
+                params![receiver, integration, (limit + w.claimed.len()) as i64],
             )?;
-            mark_inflight(&w.conn, &jobs)?;
-            Ok(jobs)
+            Ok(take_claims(w, jobs, limit))
         })
         .await
         .and_then(decode_jobs)
@@ -232,19 +322,22 @@ impl SqliteStore {
 
     pub async fn complete(&self, ids: Vec<i64>, then: Vec<NewJob>) -> Result<(), StoreError> {
         let then = encode_jobs(then)?;
-        self.call(move |w| {
-            let mut removed = 0;
-            for id in &ids {
-                removed += w
-                    .conn
-                    .execute("DELETE FROM jobs WHERE id = ?1", [id])
-                    .map_err(db)?;
-            }
-            let added = insert_jobs(&w.conn, &then)?.len();
-            w.live = (w.live + added as u64).saturating_sub(removed as u64);
-            Ok(())
-        })
-        .await
+        let r = self
+            .call(move |w| {
+                let mut removed = 0;
+                for id in &ids {
+                    w.claimed.remove(id);
+                    removed += w
+                        .conn
+                        .execute("DELETE FROM jobs WHERE id = ?1", [id])
+                        .map_err(db)?;
+                }
+                let added = insert_jobs(&w.conn, &then)?.len();
+                w.live = (w.live + added as u64).saturating_sub(removed as u64);
+                Ok(())
+            })
+            .await;
+        self.wrote(r)
     }
 
     pub async fn reschedule(
@@ -253,7 +346,9 @@ impl SqliteStore {
         f: Failure,
         not_before: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        self.call(move |w| {
+        let r = self
+            .call(move |w| {
+            w.claimed.remove(&id);
             w.conn
                 .execute(
                     "UPDATE jobs SET state = 'pending', attempt = ?2, progress = ?3, last_error = ?4,
@@ -270,7 +365,8 @@ impl SqliteStore {
                 .map_err(db)?;
             Ok(())
         })
-        .await
+            .await;
+        self.wrote(r)
     }
 
     pub async fn dead_letter(
@@ -280,8 +376,10 @@ impl SqliteStore {
         fallback: Vec<NewJob>,
     ) -> Result<(), StoreError> {
         let fallback = encode_jobs(fallback)?;
-        self.call(move |w| {
-            let n = w
+        let r = self
+            .call(move |w| {
+                w.claimed.remove(&id);
+                let n = w
                 .conn
                 .execute(
                     "UPDATE jobs SET state = 'dead', attempt = ?2, progress = ?3, last_error = ?4,
@@ -296,11 +394,12 @@ impl SqliteStore {
                     ],
                 )
                 .map_err(db)?;
-            let added = insert_jobs(&w.conn, &fallback)?.len();
-            w.live = (w.live + added as u64).saturating_sub(n as u64);
-            Ok(())
-        })
-        .await
+                let added = insert_jobs(&w.conn, &fallback)?.len();
+                w.live = (w.live + added as u64).saturating_sub(n as u64);
+                Ok(())
+            })
+            .await;
+        self.wrote(r)
     }
 
     pub async fn depth(&self) -> Result<Vec<Depth>, StoreError> {
@@ -465,60 +564,62 @@ impl SqliteStore {
             .into_iter()
             .map(|a| Ok((encode(&a.job.notification)?, a)))
             .collect::<Result<Vec<_>, StoreError>>()?;
-        self.call(move |w| {
-            prune(&w.conn, now)?;
-            let mut out = Vec::with_capacity(admissions.len());
-            let mut queued = 0u64;
-            for (mut json, a) in admissions {
-                if let Some(identity) = &a.identity
-                    && !take(&w.conn, identity, now)?
-                {
-                    out.push(Admitted::Duplicate);
-                    continue;
-                }
-                let mut drop = Vec::new();
-                for (i, mark) in &a.once {
-                    if !take(&w.conn, mark, now)? {
-                        drop.push(*i);
-                    }
-                }
-                for mark in &a.remember {
-                    take_or_extend(&w.conn, mark, now)?;
-                }
-                let mut job = a.job;
-                if !drop.is_empty() {
-                    let keep = job
-                        .notification
-                        .alerts
-                        .iter()
-                        .enumerate()
-                        .filter(|(i, _)| !drop.contains(i))
-                        .map(|(_, a)| a.clone())
-                        .collect::<Vec<_>>();
-                    if keep.is_empty() {
-                        out.push(Admitted::Empty {
-                            dropped: drop.len(),
-                        });
+        let r = self
+            .call(move |w| {
+                prune(&w.conn, now)?;
+                let mut out = Vec::with_capacity(admissions.len());
+                let mut queued = 0u64;
+                for (mut json, a) in admissions {
+                    if let Some(identity) = &a.identity
+                        && !take(&w.conn, identity, now)?
+                    {
+                        out.push(Admitted::Duplicate);
                         continue;
                     }
-                    job.notification = job.notification.subset(keep);
-                    json = encode(&job.notification)?;
+                    let mut drop = Vec::new();
+                    for (i, mark) in &a.once {
+                        if !take(&w.conn, mark, now)? {
+                            drop.push(*i);
+                        }
+                    }
+                    for mark in &a.remember {
+                        take_or_extend(&w.conn, mark, now)?;
+                    }
+                    let mut job = a.job;
+                    if !drop.is_empty() {
+                        let keep = job
+                            .notification
+                            .alerts
+                            .iter()
+                            .enumerate()
+                            .filter(|(i, _)| !drop.contains(i))
+                            .map(|(_, a)| a.clone())
+                            .collect::<Vec<_>>();
+                        if keep.is_empty() {
+                            out.push(Admitted::Empty {
+                                dropped: drop.len(),
+                            });
+                            continue;
+                        }
+                        job.notification = job.notification.subset(keep);
+                        json = encode(&job.notification)?;
+                    }
+                    let id = insert_job(&w.conn, &job, &json, a.not_before, a.held)?;
+                    queued += 1;
+                    out.push(Admitted::Queued {
+                        id,
+                        dropped: drop.len(),
+                    });
                 }
-                let id = insert_job(&w.conn, &job, &json, a.not_before, a.held)?;
-                queued += 1;
-                out.push(Admitted::Queued {
-                    id,
-                    dropped: drop.len(),
-                });
-            }
-            if w.live + queued > w.capacity {
-                // The savepoint is rolled back: the state taken above is undone too.
-                return Err(StoreError::Full);
-            }
-            w.live += queued;
-            Ok(out)
-        })
-        .await
+                if w.live + queued > w.capacity {
+                    // The savepoint is rolled back: the state taken above is undone too.
+                    return Err(StoreError::Full);
+                }
+                w.live += queued;
+                Ok(out)
+            })
+            .await;
+        self.wrote(r)
     }
 
     pub async fn claim_held(
@@ -535,8 +636,7 @@ impl SqliteStore {
                  ORDER BY id",
                 params![receiver, integration],
             )?;
-            mark_inflight(&w.conn, &jobs)?;
-            Ok(jobs)
+            Ok(take_claims(w, jobs, usize::MAX))
         })
         .await
         .and_then(decode_jobs)
@@ -585,6 +685,19 @@ impl SqliteStore {
 }
 
 /// Stores created before held jobs existed get the column.
+/// Stores written before attempts were counted at their start lack `starts`.
+fn add_starts_column(conn: &Connection) -> Result<(), rusqlite::Error> {
+    let has: bool = conn.query_row(
+        "SELECT count(*) > 0 FROM pragma_table_info('jobs') WHERE name = 'starts'",
+        [],
+        |r| r.get(0),
+    )?;
+    if !has {
+        conn.execute_batch("ALTER TABLE jobs ADD COLUMN starts INTEGER NOT NULL DEFAULT 0")?;
+    }
+    Ok(())
+}
+
 fn add_held_column(conn: &Connection) -> Result<(), rusqlite::Error> {
     let has: bool = conn.query_row(
         "SELECT count(*) > 0 FROM pragma_table_info('jobs') WHERE name = 'held'",
@@ -657,7 +770,7 @@ fn insert_job(
     Ok(conn.last_insert_rowid())
 }
 
-fn run_writer(mut w: Writer, mut rx: mpsc::UnboundedReceiver<Op>) {
+fn run_writer(mut w: Writer, mut rx: mpsc::UnboundedReceiver<Op>, refuse: &AtomicBool) {
     while let Some(first) = rx.blocking_recv() {
         let mut ops = vec![first];
         while ops.len() < MAX_BATCH {
@@ -676,6 +789,9 @@ fn run_writer(mut w: Writer, mut rx: mpsc::UnboundedReceiver<Op>) {
             continue;
         }
         let live_before = w.live;
+        // Claims given back by this batch are taken again if it does not commit: the job's
+        // outcome was not recorded, so it must not be handed out again yet.
+        let claimed_before = w.claimed.clone();
         for op in ops {
             let _ = w.conn.execute_batch("SAVEPOINT op");
             let (ok, reply) = op(Ok(&mut w));
@@ -686,11 +802,21 @@ fn run_writer(mut w: Writer, mut rx: mpsc::UnboundedReceiver<Op>) {
             let _ = w.conn.execute_batch("RELEASE op");
             replies.push(reply);
         }
-        let commit = w.conn.execute_batch("COMMIT").map_err(db).err();
+        let commit = if refuse.load(Ordering::SeqCst) {
+            Some(StoreError::Db(
+                "database or disk is full (refused for a test)".into(),
+            ))
+        } else {
+            w.conn.execute_batch("COMMIT").map_err(db).err()
+        };
         if let Some(e) = &commit {
             tracing::error!(error = %e, "store: commit failed");
             let _ = w.conn.execute_batch("ROLLBACK");
             w.live = live_before;
+            let taken_now: Vec<i64> = w.claimed.difference(&claimed_before).copied().collect();
+            w.claimed = claimed_before;
+            // Claims made by this batch stand: claiming wrote nothing.
+            w.claimed.extend(taken_now);
         }
         for reply in replies {
             reply(commit.as_ref());
@@ -729,14 +855,18 @@ fn progress_json(p: &Progress) -> String {
     serde_json::to_string(p).unwrap_or_else(|_| "[]".into())
 }
 
-fn mark_inflight(conn: &Connection, jobs: &[RawJob]) -> Result<(), StoreError> {
-    let mut stmt = conn
-        .prepare_cached("UPDATE jobs SET state = 'inflight' WHERE id = ?1")
-        .map_err(db)?;
+/// The first `limit` of `jobs` not claimed already, now claimed.
+fn take_claims(w: &mut Writer, jobs: Vec<RawJob>, limit: usize) -> Vec<RawJob> {
+    let mut out = Vec::new();
     for j in jobs {
-        stmt.execute([j.id]).map_err(db)?;
+        if out.len() >= limit {
+            break;
+        }
+        if w.claimed.insert(j.id) {
+            out.push(j);
+        }
     }
-    Ok(())
+    out
 }
 
 /// A job row as stored: the notification and progress still JSON (see [`EncodedJob`]).
