@@ -231,9 +231,36 @@ pub struct WebConfig {
     /// Open connections at once; more wait in the kernel's backlog.
     #[serde(default = "default_max_connections")]
     pub max_connections: usize,
-    /// A client that has not sent its request headers by then is dropped (slowloris).
+    /// A connection that has not sent a complete request head this long after it was accepted
+    /// is closed: silent sockets, slow headers (slowloris), an HTTP/2 preface and nothing more.
+    /// On HTTP/1 it also bounds each later request head, from its first byte.
     #[serde(default = "default_header_read_timeout", with = "humantime_serde")]
     pub header_read_timeout: Duration,
+    /// A request body not complete this long after its head arrived is refused with 408 (the
+    /// connection is closed): a body trickling in at a byte a second holds nothing for long.
+    #[serde(default = "default_body_read_timeout", with = "humantime_serde")]
+    pub body_read_timeout: Duration,
+    /// A keep-alive connection (HTTP/1 or HTTP/2) with no request in progress for this long is
+    /// closed (HTTP/2: with a GOAWAY first).
+    #[serde(default = "default_idle_timeout", with = "humantime_serde")]
+    pub idle_timeout: Duration,
+    /// Request bodies held in memory at once, all connections and streams together, counted as
+    /// they are read (or as declared by `Content-Length`); a request that would go over gets
+    /// 503 with `Retry-After`, which Alertmanager retries. At least `max_body_bytes`.
+    #[serde(default = "default_max_inflight_body_bytes")]
+    pub max_inflight_body_bytes: usize,
+    /// Requests at once on one HTTP/2 connection (hyper's own default is 200).
+    #[serde(default = "default_http2_max_concurrent_streams")]
+    pub http2_max_concurrent_streams: u32,
+    /// An HTTP/2 connection is pinged after this long without a frame from the client…
+    #[serde(
+        default = "default_http2_keep_alive_interval",
+        with = "humantime_serde"
+    )]
+    pub http2_keep_alive_interval: Duration,
+    /// …and closed when the ping is not answered within this.
+    #[serde(default = "default_http2_keep_alive_timeout", with = "humantime_serde")]
+    pub http2_keep_alive_timeout: Duration,
 }
 
 impl Default for WebConfig {
@@ -242,10 +269,79 @@ impl Default for WebConfig {
             max_body_bytes: default_max_body_bytes(),
             max_connections: default_max_connections(),
             header_read_timeout: default_header_read_timeout(),
+            body_read_timeout: default_body_read_timeout(),
+            idle_timeout: default_idle_timeout(),
+            max_inflight_body_bytes: default_max_inflight_body_bytes(),
+            http2_max_concurrent_streams: default_http2_max_concurrent_streams(),
+            http2_keep_alive_interval: default_http2_keep_alive_interval(),
+            http2_keep_alive_timeout: default_http2_keep_alive_timeout(),
         }
     }
 }
 
+impl WebConfig {
+    /// What serde cannot check; `report(path, message)` for each problem.
+    fn check(&self, report: &mut dyn FnMut(String, String)) {
+        for (key, d) in [
+            ("web.header_read_timeout", self.header_read_timeout),
+            ("web.body_read_timeout", self.body_read_timeout),
+            ("web.idle_timeout", self.idle_timeout),
+            (
+                "web.http2_keep_alive_interval",
+                self.http2_keep_alive_interval,
+            ),
+            (
+                "web.http2_keep_alive_timeout",
+                self.http2_keep_alive_timeout,
+            ),
+        ] {
+            if d.is_zero() {
+                report(key.into(), "must be longer than 0s".into());
+            }
+        }
+        if self.max_inflight_body_bytes < self.max_body_bytes {
+            report(
+                "web.max_inflight_body_bytes".into(),
+                format!(
+                    "must be at least web.max_body_bytes ({}), or no body that large is ever accepted",
+                    self.max_body_bytes
+                ),
+            );
+        }
+        // Counted with a semaphore, whose requests are u32.
+        if self.max_inflight_body_bytes > u32::MAX as usize {
+            report(
+                "web.max_inflight_body_bytes".into(),
+                format!("must be at most {}", u32::MAX),
+            );
+        }
+        if self.http2_max_concurrent_streams == 0 {
+            report(
+                "web.http2_max_concurrent_streams".into(),
+                "must be at least 1".into(),
+            );
+        }
+    }
+}
+
+fn default_body_read_timeout() -> Duration {
+    Duration::from_secs(30)
+}
+fn default_idle_timeout() -> Duration {
+    Duration::from_secs(60)
+}
+fn default_max_inflight_body_bytes() -> usize {
+    64 * 1024 * 1024
+}
+fn default_http2_max_concurrent_streams() -> u32 {
+    16
+}
+fn default_http2_keep_alive_interval() -> Duration {
+    Duration::from_secs(30)
+}
+fn default_http2_keep_alive_timeout() -> Duration {
+    Duration::from_secs(10)
+}
 fn default_max_body_bytes() -> usize {
     4 * 1024 * 1024
 }
@@ -855,6 +951,7 @@ impl Config {
         if self.web.max_connections == 0 {
             report("web.max_connections".into(), "must be at least 1".into());
         }
+        self.web.check(report);
         if self.storage.queue_capacity == 0 {
             report("storage.queue_capacity".into(), "must be at least 1".into());
         }
