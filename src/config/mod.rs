@@ -1706,4 +1706,49 @@ mod tests {
             ]
         );
     }
+
+    #[test]
+    fn web_limits_have_defaults_and_are_checked() {
+        let c = Config::builtin().unwrap();
+        assert_eq!(c.web.header_read_timeout, Duration::from_secs(10));
+        assert_eq!(c.web.body_read_timeout, Duration::from_secs(30));
+        assert_eq!(c.web.idle_timeout, Duration::from_secs(60));
+        assert_eq!(c.web.max_inflight_body_bytes, 64 * 1024 * 1024);
+        assert_eq!(c.web.http2_max_concurrent_streams, 16);
+        assert_eq!(c.web.http2_keep_alive_interval, Duration::from_secs(30));
+        assert_eq!(c.web.http2_keep_alive_timeout, Duration::from_secs(10));
+        let route = "route: {receiver: a}\nreceivers: [{name: a, console_configs: [{}]}]\n";
+        let errors = |web: &str| -> Vec<String> {
+            match parse(&format!("web: {web}\n{route}")) {
+                Ok(_) => vec![],
+                Err(e) => e.0.iter().map(|e| e.to_string()).collect(),
+            }
+        };
+        assert_eq!(
+            errors("{max_body_bytes: 2000000, max_inflight_body_bytes: 1000000}"),
+            [
+                "test.yml: web.max_inflight_body_bytes: must be at least web.max_body_bytes (2000000), or no body that large is ever accepted"
+            ]
+        );
+        assert_eq!(
+            errors("{max_inflight_body_bytes: 5000000000}"),
+            ["test.yml: web.max_inflight_body_bytes: must be at most 4294967295"]
+        );
+        assert_eq!(
+            errors("{http2_max_concurrent_streams: 0}"),
+            ["test.yml: web.http2_max_concurrent_streams: must be at least 1"]
+        );
+        assert_eq!(
+            errors("{header_read_timeout: 0s, body_read_timeout: 0s, idle_timeout: 0s}"),
+            [
+                "test.yml: web.header_read_timeout: must be longer than 0s",
+                "test.yml: web.body_read_timeout: must be longer than 0s",
+                "test.yml: web.idle_timeout: must be longer than 0s",
+            ]
+        );
+        assert!(
+            errors("{body_read_timeout: 300ms, idle_timeout: 2m, http2_max_concurrent_streams: 4}")
+                .is_empty()
+        );
+    }
 }
