@@ -16,7 +16,8 @@
 //!   pairing; the state it keeps lives in the store.
 //! - [`store`]: the durable store (SQLite, or Redis shared by replicas): queued jobs, dead
 //!   letters, counters, dedupe state.
-//! - [`server`]: the HTTP endpoints and the accept loop.
+//! - [`server`]: the HTTP endpoints, the accept loop, and the limits on the way in
+//!   (`server::limits`: silent and idle connections, body deadline, in-flight body budget).
 //! - [`auth`]: webhook and management authentication.
 //! - [`metrics`]: Prometheus metric families.
 //! - [`secret`]: secrets that never print.

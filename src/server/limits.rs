@@ -247,9 +247,8 @@ impl Body for GuardedBody {
                 }
             }
         }
-        if Instant::now() >= this.deadline {
-            return this.fail(BodyError::TimedOut(this.budget.timeout));
-        }
+        // The deadline is looked at only when the client makes the handler wait: what has
+        // already arrived is never thrown away for a handler that was slow to read it.
         match Pin::new(&mut this.inner).poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => {
                 if let Some(data) = frame.data_ref() {

@@ -228,13 +228,28 @@ async fn a_trickling_body_is_cut_at_body_read_timeout() {
     );
     assert!(closed.is_ok(), "connection still open after the 408");
     assert!(started.elapsed() >= Duration::from_millis(290));
+    // HTTP/2: a stream whose body stalls is answered 408 too.
+    let a = addr(&srv);
+    let (mut client, _conn) = h2_connect(&a).await;
+    let (response, mut body) = client
+        .send_request(
+            h2_request("POST", &a, "/webhook", &[("content-length", "1000")]),
+            false,
+        )
+        .unwrap();
+    body.send_data(Bytes::from_static(b"{"), false).unwrap();
+    let response = tokio::time::timeout(SOON, response)
+        .await
+        .expect("a stalled HTTP/2 body was not cut")
+        .unwrap();
+    assert_eq!(response.status(), 408);
     let (_, m) = srv.get("/metrics").await;
     assert_eq!(
         crate::support::metric(
             &m,
             r#"alertmanager_wechat_webhooks_received_total{source="unknown",status="408"}"#
         ),
-        1.0,
+        2.0,
         "{m}"
     );
     srv.stop().await;
