@@ -4,6 +4,7 @@
 //! Its answers follow what Alertmanager and Grafana do with them: 2xx done, 4xx given up
 //! (the payload or the request is wrong and will stay wrong), 5xx retried.
 
+use std::convert::Infallible;
 use std::future::Future;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -24,7 +25,6 @@ use http_body_util::{BodyExt, LengthLimitError, Limited};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use std::convert::Infallible;
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
 use tower::ServiceExt;

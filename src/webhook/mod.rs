@@ -340,10 +340,14 @@ fn one_line(e: &serde_json::Error) -> String {
 /// written as `\u{XX}`: text from a payload cannot move a cursor, colour a terminal, forge a
 /// log line or reorder what a reader sees.
 pub fn escape_controls(s: &str) -> String {
-    let inert = |c: char| {
-        c.is_control()
-            || matches!(c, '\u{061c}' | '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
-    };
+    // Bidi marks, embeddings, overrides and isolates (the "Trojan Source" characters).
+    const BIDI: &[std::ops::RangeInclusive<char>] = &[
+        '\u{061c}'..='\u{061c}',
+        '\u{200e}'..='\u{200f}',
+        '\u{202a}'..='\u{202e}',
+        '\u{2066}'..='\u{2069}',
+    ];
+    let inert = |c: char| c.is_control() || BIDI.iter().any(|r| r.contains(&c));
     if !s.chars().any(inert) {
         return s.to_string();
     }
