@@ -190,6 +190,18 @@ pub struct AuthConfig {
     pub grafana_hmac_timestamp_header: Option<String>,
     #[serde(default = "default_grafana_hmac_max_skew", with = "humantime_serde")]
     pub grafana_hmac_max_skew: Duration,
+    /// People's credentials, separate from the webhook's: `/-/reload` takes them (as well as
+    /// the webhook's), and so will the console and `/api/v1/*`.
+    pub admin: Option<AdminAuth>,
+}
+
+/// `auth.admin`: basic auth, or a bearer token.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminAuth {
+    pub basic_auth: Option<BasicAuth>,
+    pub bearer_token: Option<Secret>,
+    pub bearer_token_file: Option<PathBuf>,
 }
 
 fn default_grafana_hmac_header() -> String {
@@ -210,6 +222,7 @@ impl Default for AuthConfig {
             grafana_hmac_header: default_grafana_hmac_header(),
             grafana_hmac_timestamp_header: None,
             grafana_hmac_max_skew: default_grafana_hmac_max_skew(),
+            admin: None,
         }
     }
 }
@@ -1029,6 +1042,37 @@ impl Config {
             false,
             report,
         );
+        if let Some(admin) = &mut auth.admin {
+            resolve_secret(
+                base,
+                "auth.admin",
+                "bearer_token",
+                &mut admin.bearer_token,
+                &admin.bearer_token_file,
+                false,
+                report,
+            );
+            match (&mut admin.basic_auth, admin.bearer_token.is_some()) {
+                (Some(_), true) => report(
+                    "auth.admin".into(),
+                    "bearer_token and basic_auth are mutually exclusive".into(),
+                ),
+                (Some(basic), false) => resolve_secret(
+                    base,
+                    "auth.admin.basic_auth",
+                    "password",
+                    &mut basic.password,
+                    &basic.password_file,
+                    true,
+                    report,
+                ),
+                (None, false) if admin.bearer_token_file.is_none() => report(
+                    "auth.admin".into(),
+                    "one of basic_auth, bearer_token and bearer_token_file is required".into(),
+                ),
+                (None, _) => {}
+            }
+        }
 
         if let Some(c) = &mut self.chatops {
             c.resolve(base, report);
@@ -1750,5 +1794,32 @@ mod tests {
             errors("{body_read_timeout: 300ms, idle_timeout: 2m, http2_max_concurrent_streams: 4}")
                 .is_empty()
         );
+    }
+
+    #[test]
+    fn admin_credentials_are_checked() {
+        let route = "route: {receiver: a}\nreceivers: [{name: a, console_configs: [{}]}]\n";
+        let errors = |admin: &str| -> Vec<String> {
+            match parse(&format!("auth: {{ admin: {admin} }}\n{route}")) {
+                Ok(_) => vec![],
+                Err(e) => e.0.iter().map(|e| e.to_string()).collect(),
+            }
+        };
+        assert_eq!(
+            errors("{}"),
+            [
+                "test.yml: auth.admin: one of basic_auth, bearer_token and bearer_token_file is required"
+            ]
+        );
+        assert_eq!(
+            errors("{bearer_token: tok-admin, basic_auth: {username: sre, password: pw-admin}}"),
+            ["test.yml: auth.admin: bearer_token and basic_auth are mutually exclusive"]
+        );
+        assert_eq!(
+            errors("{basic_auth: {username: sre}}"),
+            ["test.yml: auth.admin.basic_auth: one of password and password_file is required"]
+        );
+        assert!(errors("{basic_auth: {username: sre, password: pw-admin}}").is_empty());
+        assert!(errors("{bearer_token: tok-admin}").is_empty());
     }
 }

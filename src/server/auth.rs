@@ -9,17 +9,24 @@ use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use subtle::ConstantTimeEq;
 
-use crate::config::AuthConfig;
+use crate::config::{AuthConfig, BasicAuth};
+use crate::secret::Secret;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("unauthorized\n")]
 pub struct Unauthorized;
 
 impl AuthConfig {
+    /// No webhook credentials configured: `/webhook*` is open.
     pub fn is_open(&self) -> bool {
         self.bearer_token.is_none()
             && self.basic_auth.is_none()
             && self.grafana_hmac_secret.is_none()
+    }
+
+    /// No credentials of any kind: `/-/reload` is open too.
+    pub fn management_is_open(&self) -> bool {
+        self.is_open() && self.admin.is_none()
     }
 }
 
@@ -40,16 +47,40 @@ pub fn credentials<'a>(value: &'a str, scheme: &str) -> Option<&'a str> {
 
 /// Checks `Authorization` against the configured bearer token or basic auth, if any.
 fn check_authorization(auth: &AuthConfig, headers: &HeaderMap) -> Option<bool> {
+    check_credentials(
+        auth.bearer_token.as_ref(),
+        auth.basic_auth.as_ref(),
+        headers,
+    )
+}
+
+/// Checks `Authorization` against `auth.admin`, if configured.
+pub fn check_admin(auth: &AuthConfig, headers: &HeaderMap) -> Option<bool> {
+    let admin = auth.admin.as_ref()?;
+    check_credentials(
+        admin.bearer_token.as_ref(),
+        admin.basic_auth.as_ref(),
+        headers,
+    )
+    .or(Some(false))
+}
+
+/// `Some(matches)` when a bearer token or basic auth is given, `None` when neither is.
+fn check_credentials(
+    bearer: Option<&Secret>,
+    basic: Option<&BasicAuth>,
+    headers: &HeaderMap,
+) -> Option<bool> {
     let given = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
-    if let Some(token) = &auth.bearer_token {
+    if let Some(token) = bearer {
         let ok = given
             .and_then(|g| credentials(g, "Bearer"))
             .is_some_and(|g| ct_eq(g.as_bytes(), token.expose().as_bytes()));
         return Some(ok);
     }
-    if let Some(basic) = &auth.basic_auth {
+    if let Some(basic) = basic {
         use base64::Engine;
         let expected = base64::engine::general_purpose::STANDARD.encode(
             format!(
@@ -221,7 +252,6 @@ impl IntoResponse for Unauthorized {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::secret::Secret;
 
     fn sign(secret: &str, data: &[u8]) -> String {
         let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).unwrap();

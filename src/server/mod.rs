@@ -115,7 +115,7 @@ pub async fn run(
     grace: Duration,
 ) -> std::io::Result<()> {
     let web = app.runtime.load().config.web.clone();
-    if app.runtime.load().config.auth.is_open() {
+    if app.runtime.load().config.auth.management_is_open() {
         warn!(
             endpoint = "/-/reload",
             "management endpoint is open: anyone who can reach this port may reload the configuration; configure auth to protect it"
@@ -259,20 +259,30 @@ async fn ready(State(app): State<Arc<App>>) -> Response {
     }
 }
 
-/// `/-/reload` takes the webhook's credentials whenever any auth is configured: the bearer
-/// token or basic auth, or (with an HMAC secret only) a signature over its body, as Grafana
-/// would send it. Open only when auth is (warned at start-up).
+/// `/-/reload` needs credentials whenever any auth is configured: `auth.admin`'s, or the
+/// webhook's — the bearer token or basic auth, or (with an HMAC secret only) a signature over
+/// its body, as Grafana would send it. Open only when no auth at all is (warned at start-up).
 async fn reload(State(app): State<Arc<App>>, headers: HeaderMap, body: Body) -> Response {
     let rt = app.runtime.load_full();
-    if let Err(r) = auth::check_head(&rt.config.auth, &headers) {
-        return r.into_response();
-    }
-    let bytes = match read_body(body, &headers, rt.config.web.max_body_bytes).await {
-        Ok(b) => b,
-        Err((status, message)) => return (status, message).into_response(),
-    };
-    if let Err(r) = auth::check_webhook(&rt.config.auth, &headers, &bytes) {
-        return r.into_response();
+    let auth = &rt.config.auth;
+    if auth::check_admin(auth, &headers) != Some(true) {
+        if auth.is_open() {
+            // Only `auth.admin` is configured, and it did not match.
+            if auth.admin.is_some() {
+                return auth::Unauthorized.into_response();
+            }
+        } else {
+            if let Err(r) = auth::check_head(auth, &headers) {
+                return r.into_response();
+            }
+            let bytes = match read_body(body, &headers, rt.config.web.max_body_bytes).await {
+                Ok(b) => b,
+                Err((status, message)) => return (status, message).into_response(),
+            };
+            if let Err(r) = auth::check_webhook(auth, &headers, &bytes) {
+                return r.into_response();
+            }
+        }
     }
     let app2 = app.clone();
     match tokio::task::spawn_blocking(move || app2.reload()).await {

@@ -500,6 +500,54 @@ async fn reload_needs_credentials_with_hmac_only_auth() {
     assert_eq!(status(reload(Some(good), None).await.unwrap()), 200);
 }
 
+#[tokio::test]
+async fn reload_takes_admin_credentials_as_well_as_the_webhooks() {
+    alertmanager_wechat::runtime::install_tls_provider();
+    let mock = MockWxPusher::start().await;
+    let http = reqwest::Client::new();
+    let reload = |url: String, auth: Option<&'static str>| {
+        let mut r = http.post(format!("{url}/-/reload"));
+        if let Some(a) = auth {
+            r = r.header("authorization", a);
+        }
+        async move { r.send().await.unwrap().status().as_u16() }
+    };
+    // base64("sre:admin-pw-1")
+    const ADMIN: &str = "Basic c3JlOmFkbWluLXB3LTE=";
+    // Only auth.admin: the webhook is open, reload is not.
+    let srv = TestServer::start(&config(
+        &mock,
+        "auth: { admin: { basic_auth: { username: sre, password: admin-pw-1 } } }",
+    ))
+    .await;
+    assert_eq!(reload(srv.url.clone(), None).await, 401);
+    assert_eq!(
+        reload(srv.url.clone(), Some("Basic c3JlOndyb25n")).await,
+        401
+    );
+    assert_eq!(reload(srv.url.clone(), Some(ADMIN)).await, 200);
+    assert_eq!(
+        srv.post("/webhook", example("alertmanager-firing.json"))
+            .await
+            .0,
+        200
+    );
+    srv.stop().await;
+    // auth.admin and a webhook token: either reloads.
+    let srv = TestServer::start(&config(
+        &mock,
+        "auth: { bearer_token: tok-admin-1, admin: { basic_auth: { username: sre, password: admin-pw-1 } } }",
+    ))
+    .await;
+    assert_eq!(reload(srv.url.clone(), None).await, 401);
+    assert_eq!(reload(srv.url.clone(), Some(ADMIN)).await, 200);
+    assert_eq!(
+        reload(srv.url.clone(), Some("Bearer tok-admin-1")).await,
+        200
+    );
+    assert_eq!(reload(srv.url.clone(), Some("Bearer wrong")).await, 401);
+}
+
 /// Starts the binary on a free port with `config` (YAML; the built-in default when `None`),
 /// answers one `/-/healthy`, stops it and returns everything it logged up to then.
 async fn startup_logs(config: Option<&str>) -> String {
