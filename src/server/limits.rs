@@ -356,3 +356,60 @@ pub async fn idle(mut rx: watch::Receiver<Activity>, first: Duration, idle: Dura
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const FIRST: Duration = Duration::from_secs(10);
+    const IDLE: Duration = Duration::from_secs(60);
+
+    #[tokio::test(start_paused = true)]
+    async fn idle_counts_from_accept_then_from_the_last_request() {
+        let (tracker, rx) = ActivityTracker::new();
+        let accepted = Instant::now();
+        assert_eq!(idle(rx.clone(), FIRST, IDLE).await, Idle::NeverServed);
+        assert_eq!(accepted.elapsed(), FIRST);
+
+        // A request in progress keeps the connection, however long it takes.
+        let request = tracker.begin();
+        let watch = idle(rx.clone(), FIRST, IDLE);
+        tokio::pin!(watch);
+        assert!(
+            tokio::time::timeout(Duration::from_secs(3600), watch.as_mut())
+                .await
+                .is_err()
+        );
+        let finished = Instant::now();
+        drop(request);
+        assert_eq!(watch.await, Idle::AfterRequests);
+        assert_eq!(finished.elapsed(), IDLE);
+    }
+
+    #[test]
+    fn a_stopped_body_corrects_the_answer() {
+        let ledger = Ledger::default();
+        let ok = || (StatusCode::BAD_REQUEST, "cannot read body\n").into_response();
+        assert_eq!(ledger.correct(ok()).status(), StatusCode::BAD_REQUEST);
+        ledger.refuse(Refusal::Overloaded);
+        let r = ledger.correct(ok());
+        assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(r.headers()[header::RETRY_AFTER], "5");
+        let ledger = Ledger::default();
+        ledger.refuse(Refusal::TimedOut);
+        assert_eq!(ledger.correct(ok()).status(), StatusCode::REQUEST_TIMEOUT);
+    }
+
+    #[tokio::test]
+    async fn the_budget_is_given_back_with_the_ledger() {
+        let budget = BodyBudget::new(100, Duration::from_secs(1));
+        let a = Ledger::default();
+        a.take(&budget, 60).unwrap();
+        let b = Ledger::default();
+        assert!(matches!(b.take(&budget, 50), Err(BodyError::Overloaded)));
+        b.take(&budget, 40).unwrap();
+        assert_eq!(budget.bytes.available_permits(), 0);
+        drop(a);
+        assert_eq!(budget.bytes.available_permits(), 60);
+    }
+}
