@@ -28,7 +28,9 @@
 //!   schedule, storm digests, upstream health; it names no channel and no feature, and runs
 //!   the steps it is handed at start-up.
 //! - [`chatops`]: replies from WeChat: silence, acknowledge, list; subscribers by QR code.
-//! - [`server`]: the HTTP endpoints, authentication and the accept loop; nothing imports it.
+//! - [`server`]: the HTTP endpoints, authentication, the accept loop and the limits on the way
+//!   in (`server::limits`: silent and idle connections, body deadline, in-flight body budget);
+//!   nothing imports it.
 //! - [`cli`]: the `check-config`, `render`, `send-test`, `deadletters` and `qrcode` commands.
 //! - `steps` (private): the steps handed to the delivery engine (dedupe's, chatops').
 

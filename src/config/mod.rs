@@ -176,6 +176,18 @@ pub struct AuthConfig {
     pub grafana_hmac_timestamp_header: Option<String>,
     #[serde(default = "default_grafana_hmac_max_skew", with = "humantime_serde")]
     pub grafana_hmac_max_skew: Duration,
+    /// People's credentials, separate from the webhook's: `/-/reload` takes them (as well as
+    /// the webhook's), and so will the console and `/api/v1/*`.
+    pub admin: Option<AdminAuth>,
+}
+
+/// `auth.admin`: basic auth, or a bearer token.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminAuth {
+    pub basic_auth: Option<BasicAuth>,
+    pub bearer_token: Option<Secret>,
+    pub bearer_token_file: Option<PathBuf>,
 }
 
 fn default_grafana_hmac_header() -> String {
@@ -196,6 +208,7 @@ impl Default for AuthConfig {
             grafana_hmac_header: default_grafana_hmac_header(),
             grafana_hmac_timestamp_header: None,
             grafana_hmac_max_skew: default_grafana_hmac_max_skew(),
+            admin: None,
         }
     }
 }
@@ -217,9 +230,36 @@ pub struct WebConfig {
     /// Open connections at once; more wait in the kernel's backlog.
     #[serde(default = "default_max_connections")]
     pub max_connections: usize,
-    /// A client that has not sent its request headers by then is dropped (slowloris).
+    /// A connection that has not sent a complete request head this long after it was accepted
+    /// is closed: silent sockets, slow headers (slowloris), an HTTP/2 preface and nothing more.
+    /// On HTTP/1 it also bounds each later request head, from its first byte.
     #[serde(default = "default_header_read_timeout", with = "humantime_serde")]
     pub header_read_timeout: Duration,
+    /// A request body not complete this long after its head arrived is refused with 408 (the
+    /// connection is closed): a body trickling in at a byte a second holds nothing for long.
+    #[serde(default = "default_body_read_timeout", with = "humantime_serde")]
+    pub body_read_timeout: Duration,
+    /// A keep-alive connection (HTTP/1 or HTTP/2) with no request in progress for this long is
+    /// closed (HTTP/2: with a GOAWAY first).
+    #[serde(default = "default_idle_timeout", with = "humantime_serde")]
+    pub idle_timeout: Duration,
+    /// Request bodies held in memory at once, all connections and streams together, counted as
+    /// they are read (or as declared by `Content-Length`); a request that would go over gets
+    /// 503 with `Retry-After`, which Alertmanager retries. At least `max_body_bytes`.
+    #[serde(default = "default_max_inflight_body_bytes")]
+    pub max_inflight_body_bytes: usize,
+    /// Requests at once on one HTTP/2 connection (hyper's own default is 200).
+    #[serde(default = "default_http2_max_concurrent_streams")]
+    pub http2_max_concurrent_streams: u32,
+    /// An HTTP/2 connection is pinged after this long without a frame from the client…
+    #[serde(
+        default = "default_http2_keep_alive_interval",
+        with = "humantime_serde"
+    )]
+    pub http2_keep_alive_interval: Duration,
+    /// …and closed when the ping is not answered within this.
+    #[serde(default = "default_http2_keep_alive_timeout", with = "humantime_serde")]
+    pub http2_keep_alive_timeout: Duration,
 }
 
 impl Default for WebConfig {
@@ -228,10 +268,79 @@ impl Default for WebConfig {
             max_body_bytes: default_max_body_bytes(),
             max_connections: default_max_connections(),
             header_read_timeout: default_header_read_timeout(),
+            body_read_timeout: default_body_read_timeout(),
+            idle_timeout: default_idle_timeout(),
+            max_inflight_body_bytes: default_max_inflight_body_bytes(),
+            http2_max_concurrent_streams: default_http2_max_concurrent_streams(),
+            http2_keep_alive_interval: default_http2_keep_alive_interval(),
+            http2_keep_alive_timeout: default_http2_keep_alive_timeout(),
         }
     }
 }
 
+impl WebConfig {
+    /// What serde cannot check; `report(path, message)` for each problem.
+    fn check(&self, report: &mut dyn FnMut(String, String)) {
+        for (key, d) in [
+            ("web.header_read_timeout", self.header_read_timeout),
+            ("web.body_read_timeout", self.body_read_timeout),
+            ("web.idle_timeout", self.idle_timeout),
+            (
+                "web.http2_keep_alive_interval",
+                self.http2_keep_alive_interval,
+            ),
+            (
+                "web.http2_keep_alive_timeout",
+                self.http2_keep_alive_timeout,
+            ),
+        ] {
+            if d.is_zero() {
+                report(key.into(), "must be longer than 0s".into());
+            }
+        }
+        if self.max_inflight_body_bytes < self.max_body_bytes {
+            report(
+                "web.max_inflight_body_bytes".into(),
+                format!(
+                    "must be at least web.max_body_bytes ({}), or no body that large is ever accepted",
+                    self.max_body_bytes
+                ),
+            );
+        }
+        // Counted with a semaphore, whose requests are u32.
+        if self.max_inflight_body_bytes > u32::MAX as usize {
+            report(
+                "web.max_inflight_body_bytes".into(),
+                format!("must be at most {}", u32::MAX),
+            );
+        }
+        if self.http2_max_concurrent_streams == 0 {
+            report(
+                "web.http2_max_concurrent_streams".into(),
+                "must be at least 1".into(),
+            );
+        }
+    }
+}
+
+fn default_body_read_timeout() -> Duration {
+    Duration::from_secs(30)
+}
+fn default_idle_timeout() -> Duration {
+    Duration::from_secs(60)
+}
+fn default_max_inflight_body_bytes() -> usize {
+    64 * 1024 * 1024
+}
+fn default_http2_max_concurrent_streams() -> u32 {
+    16
+}
+fn default_http2_keep_alive_interval() -> Duration {
+    Duration::from_secs(30)
+}
+fn default_http2_keep_alive_timeout() -> Duration {
+    Duration::from_secs(10)
+}
 fn default_max_body_bytes() -> usize {
     4 * 1024 * 1024
 }
@@ -752,6 +861,7 @@ impl Config {
         if self.web.max_connections == 0 {
             report("web.max_connections".into(), "must be at least 1".into());
         }
+        self.web.check(report);
         if self.storage.queue_capacity == 0 {
             report("storage.queue_capacity".into(), "must be at least 1".into());
         }
@@ -829,6 +939,37 @@ impl Config {
             false,
             report,
         );
+        if let Some(admin) = &mut auth.admin {
+            resolve_secret(
+                base,
+                "auth.admin",
+                "bearer_token",
+                &mut admin.bearer_token,
+                &admin.bearer_token_file,
+                false,
+                report,
+            );
+            match (&mut admin.basic_auth, admin.bearer_token.is_some()) {
+                (Some(_), true) => report(
+                    "auth.admin".into(),
+                    "bearer_token and basic_auth are mutually exclusive".into(),
+                ),
+                (Some(basic), false) => resolve_secret(
+                    base,
+                    "auth.admin.basic_auth",
+                    "password",
+                    &mut basic.password,
+                    &basic.password_file,
+                    true,
+                    report,
+                ),
+                (None, false) if admin.bearer_token_file.is_none() => report(
+                    "auth.admin".into(),
+                    "one of basic_auth, bearer_token and bearer_token_file is required".into(),
+                ),
+                (None, _) => {}
+            }
+        }
 
         if let Some(c) = &mut self.chatops {
             c.resolve(base, report);
@@ -1505,5 +1646,77 @@ mod tests {
                 "test.yml: receivers[0].wxpusher_configs[0].subscriber_tags: needs chatops.wxpusher_callback_secret: subscribers are learned from WxPusher's callback",
             ]
         );
+    }
+
+    #[test]
+    fn web_limits_have_defaults_and_are_checked() {
+        let c = Config::builtin().unwrap();
+        assert_eq!(c.web.header_read_timeout, Duration::from_secs(10));
+        assert_eq!(c.web.body_read_timeout, Duration::from_secs(30));
+        assert_eq!(c.web.idle_timeout, Duration::from_secs(60));
+        assert_eq!(c.web.max_inflight_body_bytes, 64 * 1024 * 1024);
+        assert_eq!(c.web.http2_max_concurrent_streams, 16);
+        assert_eq!(c.web.http2_keep_alive_interval, Duration::from_secs(30));
+        assert_eq!(c.web.http2_keep_alive_timeout, Duration::from_secs(10));
+        let route = "route: {receiver: a}\nreceivers: [{name: a, console_configs: [{}]}]\n";
+        let errors = |web: &str| -> Vec<String> {
+            match parse(&format!("web: {web}\n{route}")) {
+                Ok(_) => vec![],
+                Err(e) => e.0.iter().map(|e| e.to_string()).collect(),
+            }
+        };
+        assert_eq!(
+            errors("{max_body_bytes: 2000000, max_inflight_body_bytes: 1000000}"),
+            [
+                "test.yml: web.max_inflight_body_bytes: must be at least web.max_body_bytes (2000000), or no body that large is ever accepted"
+            ]
+        );
+        assert_eq!(
+            errors("{max_inflight_body_bytes: 5000000000}"),
+            ["test.yml: web.max_inflight_body_bytes: must be at most 4294967295"]
+        );
+        assert_eq!(
+            errors("{http2_max_concurrent_streams: 0}"),
+            ["test.yml: web.http2_max_concurrent_streams: must be at least 1"]
+        );
+        assert_eq!(
+            errors("{header_read_timeout: 0s, body_read_timeout: 0s, idle_timeout: 0s}"),
+            [
+                "test.yml: web.header_read_timeout: must be longer than 0s",
+                "test.yml: web.body_read_timeout: must be longer than 0s",
+                "test.yml: web.idle_timeout: must be longer than 0s",
+            ]
+        );
+        assert!(
+            errors("{body_read_timeout: 300ms, idle_timeout: 2m, http2_max_concurrent_streams: 4}")
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn admin_credentials_are_checked() {
+        let route = "route: {receiver: a}\nreceivers: [{name: a, console_configs: [{}]}]\n";
+        let errors = |admin: &str| -> Vec<String> {
+            match parse(&format!("auth: {{ admin: {admin} }}\n{route}")) {
+                Ok(_) => vec![],
+                Err(e) => e.0.iter().map(|e| e.to_string()).collect(),
+            }
+        };
+        assert_eq!(
+            errors("{}"),
+            [
+                "test.yml: auth.admin: one of basic_auth, bearer_token and bearer_token_file is required"
+            ]
+        );
+        assert_eq!(
+            errors("{bearer_token: tok-admin, basic_auth: {username: sre, password: pw-admin}}"),
+            ["test.yml: auth.admin: bearer_token and basic_auth are mutually exclusive"]
+        );
+        assert_eq!(
+            errors("{basic_auth: {username: sre}}"),
+            ["test.yml: auth.admin.basic_auth: one of password and password_file is required"]
+        );
+        assert!(errors("{basic_auth: {username: sre, password: pw-admin}}").is_empty());
+        assert!(errors("{bearer_token: tok-admin}").is_empty());
     }
 }

@@ -9,17 +9,24 @@ use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use subtle::ConstantTimeEq;
 
-use crate::config::AuthConfig;
+use crate::config::{AuthConfig, BasicAuth};
+use crate::secret::Secret;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("unauthorized\n")]
 pub struct Unauthorized;
 
 impl AuthConfig {
+    /// No webhook credentials configured: `/webhook*` is open.
     pub fn is_open(&self) -> bool {
         self.bearer_token.is_none()
             && self.basic_auth.is_none()
             && self.grafana_hmac_secret.is_none()
+    }
+
+    /// No credentials of any kind: `/-/reload` is open too.
+    pub fn management_is_open(&self) -> bool {
+        self.is_open() && self.admin.is_none()
     }
 }
 
@@ -27,21 +34,53 @@ fn ct_eq(a: &[u8], b: &[u8]) -> bool {
     a.ct_eq(b).into()
 }
 
+/// The credentials of an `Authorization` value if its scheme is `scheme`. Schemes are
+/// case-insensitive (RFC 7235 §2.1): `Bearer`, `bearer` and `BEARER` are one scheme.
+pub fn credentials<'a>(value: &'a str, scheme: &str) -> Option<&'a str> {
+    let value = value.trim_start();
+    let (given, rest) = value.split_once([' ', '\t'])?;
+    given
+        .eq_ignore_ascii_case(scheme)
+        .then(|| rest.trim())
+        .filter(|c| !c.is_empty())
+}
+
 /// Checks `Authorization` against the configured bearer token or basic auth, if any.
 fn check_authorization(auth: &AuthConfig, headers: &HeaderMap) -> Option<bool> {
+    check_credentials(
+        auth.bearer_token.as_ref(),
+        auth.basic_auth.as_ref(),
+        headers,
+    )
+}
+
+/// Checks `Authorization` against `auth.admin`, if configured.
+pub fn check_admin(auth: &AuthConfig, headers: &HeaderMap) -> Option<bool> {
+    let admin = auth.admin.as_ref()?;
+    check_credentials(
+        admin.bearer_token.as_ref(),
+        admin.basic_auth.as_ref(),
+        headers,
+    )
+    .or(Some(false))
+}
+
+/// `Some(matches)` when a bearer token or basic auth is given, `None` when neither is.
+fn check_credentials(
+    bearer: Option<&Secret>,
+    basic: Option<&BasicAuth>,
+    headers: &HeaderMap,
+) -> Option<bool> {
     let given = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
-    if let Some(token) = &auth.bearer_token {
+    if let Some(token) = bearer {
         let ok = given
-            .and_then(|g| {
-                g.strip_prefix("Bearer ")
-                    .or_else(|| g.strip_prefix("bearer "))
-            })
-            .is_some_and(|g| ct_eq(g.trim().as_bytes(), token.expose().as_bytes()));
+            .and_then(|g| credentials(g, "Bearer"))
+            .is_some_and(|g| ct_eq(g.as_bytes(), token.expose().as_bytes()));
         return Some(ok);
     }
-    if let Some(basic) = &auth.basic_auth {
+    if let Some(basic) = basic {
         use base64::Engine;
         let expected = base64::engine::general_purpose::STANDARD.encode(
             format!(
@@ -52,47 +91,76 @@ fn check_authorization(auth: &AuthConfig, headers: &HeaderMap) -> Option<bool> {
             .as_bytes(),
         );
         let ok = given
-            .and_then(|g| {
-                g.strip_prefix("Basic ")
-                    .or_else(|| g.strip_prefix("basic "))
-            })
-            .is_some_and(|g| ct_eq(g.trim().as_bytes(), expected.as_bytes()));
+            .and_then(|g| credentials(g, "Basic"))
+            .is_some_and(|g| ct_eq(g.as_bytes(), expected.as_bytes()));
         return Some(ok);
     }
     None
+}
+
+/// The signature header's value, when an HMAC secret is configured and the request has one.
+fn signature_header<'a>(auth: &AuthConfig, headers: &'a HeaderMap) -> Option<&'a str> {
+    auth.grafana_hmac_secret.as_ref()?;
+    headers
+        .get(auth.grafana_hmac_header.as_str())?
+        .to_str()
+        .ok()
+}
+
+/// The signed timestamp when a timestamp header is configured: `Ok(None)` when none is,
+/// `Err` when it is missing, not a number, or outside the replay window. The skew is
+/// computed with checked arithmetic: an extreme timestamp is refused, never wrapped.
+fn signed_timestamp<'a>(
+    auth: &AuthConfig,
+    headers: &'a HeaderMap,
+    now: i64,
+) -> Result<Option<&'a str>, Unauthorized> {
+    let Some(ts_header) = &auth.grafana_hmac_timestamp_header else {
+        return Ok(None);
+    };
+    let Some(ts) = headers
+        .get(ts_header.as_str())
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+    else {
+        tracing::debug!("signature timestamp missing");
+        return Err(Unauthorized);
+    };
+    let Ok(when) = ts.parse::<i64>() else {
+        tracing::debug!("signature timestamp not a number");
+        return Err(Unauthorized);
+    };
+    match now.checked_sub(when) {
+        Some(skew) if skew.unsigned_abs() <= auth.grafana_hmac_max_skew.as_secs() => Ok(Some(ts)),
+        Some(skew) => {
+            tracing::debug!(
+                skew_seconds = skew,
+                "signature timestamp outside the replay window"
+            );
+            Err(Unauthorized)
+        }
+        None => {
+            tracing::debug!("signature timestamp outside the replay window");
+            Err(Unauthorized)
+        }
+    }
 }
 
 /// Verifies Grafana's HMAC-SHA256 signature: hex of HMAC(secret, body), or of
 /// `"<ts>:<body>"` when a timestamp header is configured (then `ts` must be recent).
 fn check_signature(auth: &AuthConfig, headers: &HeaderMap, body: &[u8], now: i64) -> Option<bool> {
     let secret = auth.grafana_hmac_secret.as_ref()?;
-    let sig = headers
-        .get(auth.grafana_hmac_header.as_str())?
-        .to_str()
-        .ok()?;
+    let sig = signature_header(auth, headers)?;
     let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(secret.expose().as_bytes()) else {
         return Some(false);
     };
-    if let Some(ts_header) = &auth.grafana_hmac_timestamp_header {
-        let Some(ts) = headers
-            .get(ts_header.as_str())
-            .and_then(|v| v.to_str().ok())
-        else {
-            tracing::debug!("signature timestamp missing");
-            return Some(false);
-        };
-        let Ok(when) = ts.trim().parse::<i64>() else {
-            return Some(false);
-        };
-        if (now - when).unsigned_abs() > auth.grafana_hmac_max_skew.as_secs() {
-            tracing::debug!(
-                skew_seconds = now - when,
-                "signature timestamp outside the replay window"
-            );
-            return Some(false);
+    match signed_timestamp(auth, headers, now) {
+        Err(Unauthorized) => return Some(false),
+        Ok(Some(ts)) => {
+            mac.update(ts.as_bytes());
+            mac.update(b":");
         }
-        mac.update(ts.trim().as_bytes());
-        mac.update(b":");
+        Ok(None) => {}
     }
     mac.update(body);
     let expected = hex::encode(mac.finalize().into_bytes());
@@ -100,6 +168,38 @@ fn check_signature(auth: &AuthConfig, headers: &HeaderMap, body: &[u8], now: i64
         sig.trim().to_ascii_lowercase().as_bytes(),
         expected.as_bytes(),
     ))
+}
+
+/// What can be decided from the request head alone, before a byte of the body is read (and
+/// so before hyper sends `100 Continue`): refuses every request that [`check_webhook`] would
+/// refuse whatever its body. With bearer or basic auth only, that is every unauthorized one;
+/// with an HMAC secret, one with neither a signature nor `Authorization`, a wrong
+/// `Authorization`, or a stale signature timestamp.
+pub fn check_head(auth: &AuthConfig, headers: &HeaderMap) -> Result<(), Unauthorized> {
+    check_head_at(auth, headers, chrono::Utc::now().timestamp())
+}
+
+pub fn check_head_at(auth: &AuthConfig, headers: &HeaderMap, now: i64) -> Result<(), Unauthorized> {
+    let signature = signature_header(auth, headers);
+    if signature.is_some() {
+        signed_timestamp(auth, headers, now)?;
+    }
+    match check_authorization(auth, headers) {
+        Some(true) => Ok(()),
+        // Only a valid signature with no Authorization header at all can still pass.
+        Some(false) if signature.is_some() && headers.get(header::AUTHORIZATION).is_none() => {
+            Ok(())
+        }
+        Some(false) => {
+            tracing::debug!("authorization header missing or wrong");
+            Err(Unauthorized)
+        }
+        None if auth.grafana_hmac_secret.is_some() && signature.is_none() => {
+            tracing::debug!("signature required but missing");
+            Err(Unauthorized)
+        }
+        None => Ok(()),
+    }
 }
 
 /// A webhook must pass every configured check that applies: a Grafana signature, when
@@ -143,14 +243,6 @@ pub fn check_webhook_at(
     }
 }
 
-/// Management endpoints take the same Authorization as webhooks.
-pub fn check_management(auth: &AuthConfig, headers: &HeaderMap) -> Result<(), Unauthorized> {
-    match check_authorization(auth, headers) {
-        Some(false) => Err(Unauthorized),
-        _ => Ok(()),
-    }
-}
-
 impl IntoResponse for Unauthorized {
     fn into_response(self) -> Response {
         (StatusCode::UNAUTHORIZED, "unauthorized\n").into_response()
@@ -160,7 +252,6 @@ impl IntoResponse for Unauthorized {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::secret::Secret;
 
     fn sign(secret: &str, data: &[u8]) -> String {
         let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).unwrap();
@@ -212,7 +303,122 @@ mod tests {
         assert!(
             check_webhook(&auth, &headers(&[("authorization", "Basic YW06cHc=")]), b"").is_err()
         );
-        assert!(check_management(&auth, &headers(&[])).is_err());
+        assert!(check_head(&auth, &headers(&[])).is_err());
+    }
+
+    #[test]
+    fn schemes_are_case_insensitive() {
+        let auth = AuthConfig {
+            bearer_token: Some(Secret::new("tok-123")),
+            ..Default::default()
+        };
+        for value in [
+            "Bearer tok-123",
+            "bearer tok-123",
+            "BEARER tok-123",
+            "bEaReR  tok-123 ",
+        ] {
+            let h = headers(&[("authorization", value)]);
+            assert!(check_webhook(&auth, &h, b"").is_ok(), "{value}");
+            assert!(check_head(&auth, &h).is_ok(), "{value}");
+        }
+        for value in ["Bearertok-123", "Basic tok-123", "Bearer", "tok-123"] {
+            let h = headers(&[("authorization", value)]);
+            assert!(check_webhook(&auth, &h, b"").is_err(), "{value}");
+        }
+        let auth = AuthConfig {
+            basic_auth: Some(crate::config::BasicAuth {
+                username: "am".into(),
+                password: Some(Secret::new("pw-secret")),
+                password_file: None,
+            }),
+            ..Default::default()
+        };
+        for scheme in ["Basic", "basic", "BASIC"] {
+            let h = headers(&[("authorization", &format!("{scheme} YW06cHctc2VjcmV0"))]);
+            assert!(check_webhook(&auth, &h, b"").is_ok(), "{scheme}");
+        }
+        assert_eq!(credentials("BeArEr x", "bearer"), Some("x"));
+        assert_eq!(credentials("Bearer ", "bearer"), None);
+    }
+
+    #[test]
+    fn extreme_signature_timestamps_are_refused_without_overflow() {
+        let body = br#"{"status":"firing"}"#;
+        let auth = AuthConfig {
+            grafana_hmac_secret: Some(Secret::new("hmac-secret")),
+            grafana_hmac_timestamp_header: Some("X-Ts".into()),
+            ..Default::default()
+        };
+        let now = 1_800_000_000i64;
+        for ts in [
+            i64::MAX,
+            -i64::MAX,
+            i64::MIN,
+            i64::MIN + 1,
+            now + 301,
+            now - 301,
+        ] {
+            let mut data = format!("{ts}:").into_bytes();
+            data.extend_from_slice(body);
+            let sig = sign("hmac-secret", &data);
+            let h = headers(&[
+                ("x-grafana-alerting-signature", &sig),
+                ("x-ts", &ts.to_string()),
+            ]);
+            for at in [now, -now, i64::MAX, i64::MIN] {
+                if (at as i128 - ts as i128).unsigned_abs() <= 300 {
+                    continue;
+                }
+                assert!(
+                    check_webhook_at(&auth, &h, body, at).is_err(),
+                    "{ts} at {at}"
+                );
+                assert!(check_head_at(&auth, &h, at).is_err(), "{ts} at {at}");
+            }
+        }
+        // The window itself still works at the edges of the range.
+        let ts = i64::MIN;
+        let mut data = format!("{ts}:").into_bytes();
+        data.extend_from_slice(body);
+        let h = headers(&[
+            ("x-grafana-alerting-signature", &sign("hmac-secret", &data)),
+            ("x-ts", &ts.to_string()),
+        ]);
+        assert!(check_webhook_at(&auth, &h, body, i64::MIN + 10).is_ok());
+    }
+
+    #[test]
+    fn the_head_alone_refuses_what_no_body_can_fix() {
+        let hmac_only = AuthConfig {
+            grafana_hmac_secret: Some(Secret::new("hmac-secret")),
+            ..Default::default()
+        };
+        assert!(check_head(&hmac_only, &headers(&[])).is_err());
+        assert!(
+            check_head(
+                &hmac_only,
+                &headers(&[("x-grafana-alerting-signature", "00")])
+            )
+            .is_ok(),
+            "a signature needs the body to be checked"
+        );
+        let both = AuthConfig {
+            bearer_token: Some(Secret::new("tok-123")),
+            ..hmac_only.clone()
+        };
+        let sig = [("x-grafana-alerting-signature", "00")];
+        assert!(check_head(&both, &headers(&sig)).is_ok());
+        assert!(
+            check_head(
+                &both,
+                &headers(&[sig[0], ("authorization", "Bearer wrong")])
+            )
+            .is_err(),
+            "a wrong Authorization is refused even with a signature"
+        );
+        assert!(check_head(&both, &headers(&[])).is_err());
+        assert!(check_head(&AuthConfig::default(), &headers(&[])).is_ok());
     }
 
     #[test]

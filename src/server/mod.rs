@@ -4,6 +4,7 @@
 //! Its answers follow what Alertmanager and Grafana do with them: 2xx done, 4xx given up
 //! (the payload or the request is wrong and will stay wrong), 5xx retried.
 
+use std::convert::Infallible;
 use std::future::Future;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -11,20 +12,22 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 pub mod auth;
+pub mod limits;
 
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, Request, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use chrono::Utc;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
+use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
+use tokio::sync::{Semaphore, watch};
+use tower::ServiceExt;
 use tracing::{Instrument, debug, info, warn};
 
 use crate::chatops::callback::Callbacks;
@@ -97,8 +100,20 @@ pub fn router(app: Arc<App>) -> Router {
         .with_state(app)
 }
 
+/// Largest HTTP/1 read buffer: bounds a request head, and what is read ahead of a handler.
+const HTTP1_MAX_BUF: usize = 64 * 1024;
+/// HTTP/2 flow-control windows (stream and connection): what a client may send ahead of a
+/// handler, per connection. hyper's default is 1 MiB.
+const HTTP2_WINDOW: u32 = 256 * 1024;
+
 /// Serves until `shutdown` completes, then stops accepting and gives open connections up to
 /// `grace` to finish.
+///
+/// Each connection is watched from accept: one that sends no complete request head within
+/// `web.header_read_timeout` is closed, and so is one with no request in progress for
+/// `web.idle_timeout` (HTTP/2 gets a GOAWAY first). Every request body goes through
+/// [`limits::GuardedBody`]. The `web` settings are read here, once; only `max_body_bytes`
+/// follows reloads.
 pub async fn run(
     listener: TcpListener,
     app: Arc<App>,
@@ -106,14 +121,31 @@ pub async fn run(
     grace: Duration,
 ) -> std::io::Result<()> {
     let web = app.runtime.load().config.web.clone();
-    let service = TowerToHyperService::new(router(app.clone()));
+    if app.runtime.load().config.auth.management_is_open() {
+        warn!(
+            endpoint = "/-/reload",
+            "management endpoint is open: anyone who can reach this port may reload the configuration; configure auth to protect it"
+        );
+    }
+    let router = router(app.clone());
+    let budget = limits::BodyBudget::new(web.max_inflight_body_bytes, web.body_read_timeout);
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(web.header_read_timeout);
+        .header_read_timeout(web.header_read_timeout)
+        .max_buf_size(HTTP1_MAX_BUF);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(web.http2_max_concurrent_streams)
+        .initial_stream_window_size(HTTP2_WINDOW)
+        .initial_connection_window_size(HTTP2_WINDOW)
+        .keep_alive_interval(web.http2_keep_alive_interval)
+        .keep_alive_timeout(web.http2_keep_alive_timeout);
     let connections = Arc::new(Semaphore::new(web.max_connections));
-    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    // Every connection holds a receiver: `closed()` tells when the last one has ended.
+    let (stop, stopped) = watch::channel(false);
     tokio::pin!(shutdown);
     loop {
         let permit = tokio::select! {
@@ -136,24 +168,91 @@ pub async fn run(
             () = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
-        let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service.clone());
-        let conn = graceful.watch(conn.into_owned());
+        let (tracker, activity) = limits::ActivityTracker::new();
+        let service = connection_service(app.clone(), router.clone(), budget.clone(), tracker);
+        let conn = builder
+            .serve_connection_with_upgrades(TokioIo::new(stream), service)
+            .into_owned();
+        let mut stopped = stopped.clone();
+        let (first, idle) = (web.header_read_timeout, web.idle_timeout);
         tokio::spawn(async move {
-            if let Err(e) = conn.await {
-                debug!(%peer, error = %e, "connection ended with an error");
+            tokio::pin!(conn);
+            let mut watchdog = Box::pin(limits::idle(activity.clone(), first, idle));
+            // Told to finish (graceful shutdown) already.
+            let mut notified = false;
+            loop {
+                tokio::select! {
+                    r = conn.as_mut() => {
+                        if let Err(e) = r {
+                            debug!(%peer, error = %e, "connection ended with an error");
+                        }
+                        break;
+                    }
+                    why = watchdog.as_mut() => {
+                        if why == limits::Idle::NeverServed {
+                            debug!(%peer, timeout = ?first, "closing a connection that sent no request head in time");
+                            break;
+                        }
+                        if notified {
+                            debug!(%peer, "closing a connection that did not finish after being told to");
+                            break;
+                        }
+                        debug!(%peer, timeout = ?idle, "closing an idle connection");
+                        conn.as_mut().graceful_shutdown();
+                        notified = true;
+                        // It has `first` more to finish what it is doing (an HTTP/2 client
+                        // answers the GOAWAY's ping), then it is dropped.
+                        watchdog = Box::pin(limits::idle(activity.clone(), first, first));
+                    }
+                    _ = stopped.changed(), if !notified => {
+                        conn.as_mut().graceful_shutdown();
+                        notified = true;
+                    }
+                }
             }
             drop(permit);
         });
     }
     app.draining.store(true, Ordering::SeqCst);
     drop(listener);
-    if tokio::time::timeout(grace, graceful.shutdown())
-        .await
-        .is_err()
-    {
+    let _ = stop.send(true);
+    drop(stopped);
+    if tokio::time::timeout(grace, stop.closed()).await.is_err() {
         warn!("connections still open after the shutdown grace period, closing them");
     }
     Ok(())
+}
+
+/// One connection's service: every request is counted as activity while it is in progress,
+/// its body guarded, and the answer corrected when a limit stopped the body.
+fn connection_service(
+    app: Arc<App>,
+    router: Router,
+    budget: limits::BodyBudget,
+    tracker: limits::ActivityTracker,
+) -> impl hyper::service::Service<
+    Request<Incoming>,
+    Response = Response,
+    Error = Infallible,
+    Future = impl Future<Output = Result<Response, Infallible>> + Send,
+> + Clone {
+    hyper::service::service_fn(move |req: Request<Incoming>| {
+        let in_progress = tracker.begin();
+        let max_body = app.runtime.load().config.web.max_body_bytes;
+        let (parts, body) = req.into_parts();
+        let (body, ledger) = budget.guard(body, max_body);
+        let req = Request::from_parts(parts, Body::new(body));
+        let router = router.clone();
+        async move {
+            let response = match router.oneshot(req).await {
+                Ok(r) => r,
+                Err(never) => match never {},
+            };
+            let response = ledger.correct(response);
+            drop(in_progress);
+            Ok(response)
+        }
+    })
 }
 
 async fn ready(State(app): State<Arc<App>>) -> Response {
@@ -168,16 +267,69 @@ async fn ready(State(app): State<Arc<App>>) -> Response {
     }
 }
 
-async fn reload(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
+/// `/-/reload` needs credentials whenever any auth is configured: `auth.admin`'s, or the
+/// webhook's — the bearer token or basic auth, or (with an HMAC secret only) a signature over
+/// its body, as Grafana would send it. Open only when no auth at all is (warned at start-up).
+async fn reload(State(app): State<Arc<App>>, headers: HeaderMap, body: Body) -> Response {
     let rt = app.runtime.load_full();
-    if let Err(r) = auth::check_management(&rt.config.auth, &headers) {
-        return r.into_response();
+    let auth = &rt.config.auth;
+    if auth::check_admin(auth, &headers) != Some(true) {
+        if auth.is_open() {
+            // Only `auth.admin` is configured, and it did not match.
+            if auth.admin.is_some() {
+                return auth::Unauthorized.into_response();
+            }
+        } else {
+            if let Err(r) = auth::check_head(auth, &headers) {
+                return r.into_response();
+            }
+            let bytes = match read_body(body, &headers, rt.config.web.max_body_bytes).await {
+                Ok(b) => b,
+                Err((status, message)) => return (status, message).into_response(),
+            };
+            if let Err(r) = auth::check_webhook(auth, &headers, &bytes) {
+                return r.into_response();
+            }
+        }
     }
     let app2 = app.clone();
     match tokio::task::spawn_blocking(move || app2.reload()).await {
         Ok(Ok(())) => (StatusCode::OK, "configuration reloaded\n").into_response(),
         Ok(Err(e)) => (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")).into_response(),
         Err(_) => (StatusCode::INTERNAL_SERVER_ERROR, "reload task failed\n").into_response(),
+    }
+}
+
+/// Reads a whole request body, at most `limit` bytes. The error is the answer to give: 413
+/// over the limit, 408 past `web.body_read_timeout`, 503 over `web.max_inflight_body_bytes`,
+/// 400 when the client broke off.
+async fn read_body(
+    body: Body,
+    headers: &HeaderMap,
+    limit: usize,
+) -> Result<bytes::Bytes, (StatusCode, String)> {
+    let too_large = || {
+        (
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("body larger than {limit} bytes\n"),
+        )
+    };
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(too_large());
+    }
+    // The limit is enforced while reading: a lying or absent Content-Length does not help.
+    match Limited::new(body, limit).collect().await {
+        Ok(c) => Ok(c.to_bytes()),
+        Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => Err(too_large()),
+        Err(e) => match limits::BodyError::find(&*e) {
+            Some(limits::BodyError::TooLarge(_)) => Err(too_large()),
+            Some(b) => Err((b.status(), format!("{b}\n"))),
+            None => Err((StatusCode::BAD_REQUEST, format!("cannot read body: {e}\n"))),
+        },
     }
 }
 
@@ -243,6 +395,7 @@ fn status_label(s: StatusCode) -> &'static str {
         200 => "200",
         400 => "400",
         401 => "401",
+        408 => "408",
         404 => "404",
         413 => "413",
         415 => "415",
@@ -265,35 +418,14 @@ async fn accept(
             "shutting down, retry later\n".into(),
         );
     }
-    let limit = rt.config.web.max_body_bytes;
-    let declared = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > limit as u64) {
-        return (
-            None,
-            StatusCode::PAYLOAD_TOO_LARGE,
-            format!("body larger than {limit} bytes\n"),
-        );
+    // Refused from the head alone, before a byte of the body is read: nothing is buffered
+    // for an unauthenticated client, and it gets no `100 Continue`.
+    if let Err(r) = auth::check_head(&rt.config.auth, headers) {
+        return (None, StatusCode::UNAUTHORIZED, r.to_string());
     }
-    // The limit is enforced while reading: a lying or absent Content-Length does not help.
-    let bytes = match Limited::new(body, limit).collect().await {
-        Ok(c) => c.to_bytes(),
-        Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => {
-            return (
-                None,
-                StatusCode::PAYLOAD_TOO_LARGE,
-                format!("body larger than {limit} bytes\n"),
-            );
-        }
-        Err(e) => {
-            return (
-                None,
-                StatusCode::BAD_REQUEST,
-                format!("cannot read body: {e}\n"),
-            );
-        }
+    let bytes = match read_body(body, headers, rt.config.web.max_body_bytes).await {
+        Ok(b) => b,
+        Err((status, message)) => return (None, status, message),
     };
     if let Err(r) = auth::check_webhook(&rt.config.auth, headers, &bytes) {
         return (None, StatusCode::UNAUTHORIZED, r.to_string());

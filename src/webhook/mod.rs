@@ -318,8 +318,10 @@ fn common<'a>(mut sets: impl Iterator<Item = &'a LabelSet>) -> LabelSet {
 const MAX_ERROR_CHARS: usize = 240;
 
 /// The error on one line, its middle cut when too long (the end says where: line, column).
+/// serde quotes the payload's own text, which can hold control characters or terminal
+/// escapes: they are written as `\u{1b}`, so the 400 answer and the log show them inert.
 fn one_line(e: &serde_json::Error) -> String {
-    let s = e.to_string().replace('\n', " ");
+    let s = escape_controls(&e.to_string().replace('\n', " "));
     if crate::text::visible_len(&s) <= MAX_ERROR_CHARS {
         return s;
     }
@@ -329,6 +331,32 @@ fn one_line(e: &serde_json::Error) -> String {
         g[g.len().saturating_sub(60)..].concat()
     };
     format!("{}{tail}", crate::text::truncate(&s, MAX_ERROR_CHARS - 60))
+}
+
+/// `s` with every control character (C0, DEL, C1) and bidirectional-formatting character
+/// written as `\u{XX}`: text from a payload cannot move a cursor, colour a terminal, forge a
+/// log line or reorder what a reader sees.
+pub fn escape_controls(s: &str) -> String {
+    // Bidi marks, embeddings, overrides and isolates (the "Trojan Source" characters).
+    const BIDI: &[std::ops::RangeInclusive<char>] = &[
+        '\u{061c}'..='\u{061c}',
+        '\u{200e}'..='\u{200f}',
+        '\u{202a}'..='\u{202e}',
+        '\u{2066}'..='\u{2069}',
+    ];
+    let inert = |c: char| c.is_control() || BIDI.iter().any(|r| r.contains(&c));
+    if !s.chars().any(inert) {
+        return s.to_string();
+    }
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        if inert(c) {
+            out.push_str(&format!("\\u{{{:x}}}", c as u32));
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// A firing and a resolved alert, to check that templates render.
@@ -378,6 +406,21 @@ mod tests {
  "groupLabels":{"alertname":"HighCPU"},"commonLabels":{"alertname":"HighCPU"},"commonAnnotations":{},
  "externalURL":"http://am:9093","version":"4","groupKey":"{}:{alertname=\"HighCPU\"}","truncatedAlerts":0,
  "notification_reason":"first notification","routeLabels":{"team":"a"},"someFutureField":1}"#;
+
+    #[test]
+    fn errors_show_control_characters_escaped() {
+        let body = br#"{"status":"\u001b[2J\u001b]0;pwned\u0007\u202e\r","alerts":[]}"#;
+        let e = Notification::parse(body).unwrap_err().to_string();
+        assert!(
+            !e.chars().any(|c| c.is_control() || c == '\u{202e}'),
+            "{e:?}"
+        );
+        assert!(
+            e.contains(r"\u{1b}[2J\u{1b}]0;pwned\u{7}\u{202e}\u{d}"),
+            "{e}"
+        );
+        assert_eq!(escape_controls("plain 文本"), "plain 文本");
+    }
 
     #[test]
     fn parses_alertmanager_v4_with_optional_fields() {

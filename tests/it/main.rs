@@ -8,6 +8,7 @@ mod chatops;
 mod dedupe;
 mod delivery;
 mod docs;
+mod hardening;
 mod identity;
 mod ingest;
 mod lifecycle;
