@@ -91,6 +91,17 @@ impl Scrubber {
     }
 }
 
+/// The credentials of an `Authorization` value if its scheme is `scheme`. Schemes are
+/// case-insensitive (RFC 7235 §2.1): `Bearer`, `bearer` and `BEARER` are one scheme.
+pub fn credentials<'a>(value: &'a str, scheme: &str) -> Option<&'a str> {
+    let value = value.trim_start();
+    let (given, rest) = value.split_once([' ', '\t'])?;
+    given
+        .eq_ignore_ascii_case(scheme)
+        .then(|| rest.trim())
+        .filter(|c| !c.is_empty())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

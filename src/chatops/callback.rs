@@ -210,7 +210,7 @@ async fn gateway(State(app): State<Callbacks>, headers: HeaderMap, body: Bytes) 
     let given = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| crate::server::auth::credentials(v, "Bearer"));
+        .and_then(|v| crate::secret::credentials(v, "Bearer"));
     if !given.is_some_and(|g| same(g, expected)) {
         info!("weixin-gateway callback without the right bearer token refused");
         return (StatusCode::UNAUTHORIZED, "unauthorized\n").into_response();
