@@ -274,7 +274,7 @@ async fn a_resolved_alert_is_announced_once() {
 #[tokio::test]
 async fn expired_dedupe_state_is_pruned() {
     let mock = MockWxPusher::start().await;
-    let srv = TestServer::start(&config(&mock, "window: 300ms, resolved_group_wait: 0s")).await;
+    let srv = TestServer::start(&config(&mock, "window: 2s, resolved_group_wait: 0s")).await;
     let store = srv.app.queue.store.clone();
     // Each firing notification takes three keys: its identity (for the window), and the
     // alert's first firing time and firing-sent time (for the retention, days).
@@ -290,8 +290,9 @@ async fn expired_dedupe_state_is_pruned() {
     // 10 identities + 10 first-firing times + 10 firing-sent times (recorded by the worker
     // just after each send: polled).
     state_reaches(&store, 30).await;
-    // The identities expire after the window; the next admission prunes them.
-    tokio::time::sleep(Duration::from_millis(350)).await;
+    // The identities expire after the window; the next admission prunes them. (The window
+    // is long enough for the ten posts above to land inside it on a loaded machine.)
+    tokio::time::sleep(Duration::from_millis(2050)).await;
     srv.post("/webhook", payload("Last", &[("last", "Flap", "firing")]))
         .await;
     mock.wait_for(11, WAIT).await;

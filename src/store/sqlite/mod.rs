@@ -307,15 +307,26 @@ impl SqliteStore {
 
     pub async fn next_due(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
         self.call(|w| {
-            let v: Option<i64> = w
+            // The earliest pending job not claimed already.
+            let mut stmt = w
                 .conn
-                .query_row(
-                    "SELECT min(not_before) FROM jobs WHERE state = 'pending'",
-                    [],
-                    |r| r.get(0),
+                .prepare_cached(
+                    "SELECT id, not_before FROM jobs WHERE state = 'pending'
+                     ORDER BY not_before LIMIT ?1",
                 )
                 .map_err(db)?;
-            Ok(v.map(from_ms))
+            let rows = stmt
+                .query_map([(w.claimed.len() + 1) as i64], |r| {
+                    Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?))
+                })
+                .map_err(db)?;
+            for row in rows {
+                let (id, at) = row.map_err(db)?;
+                if !w.claimed.contains(&id) {
+                    return Ok(Some(from_ms(at)));
+                }
+            }
+            Ok(None)
         })
         .await
     }
@@ -792,6 +803,7 @@ fn run_writer(mut w: Writer, mut rx: mpsc::UnboundedReceiver<Op>, refuse: &Atomi
         // Claims given back by this batch are taken again if it does not commit: the job's
         // outcome was not recorded, so it must not be handed out again yet.
         let claimed_before = w.claimed.clone();
+        let changes_before = w.conn.total_changes();
         for op in ops {
             let _ = w.conn.execute_batch("SAVEPOINT op");
             let (ok, reply) = op(Ok(&mut w));
@@ -802,7 +814,8 @@ fn run_writer(mut w: Writer, mut rx: mpsc::UnboundedReceiver<Op>, refuse: &Atomi
             let _ = w.conn.execute_batch("RELEASE op");
             replies.push(reply);
         }
-        let commit = if refuse.load(Ordering::SeqCst) {
+        let wrote = w.conn.total_changes() != changes_before;
+        let commit = if refuse.load(Ordering::SeqCst) && wrote {
             Some(StoreError::Db(
                 "database or disk is full (refused for a test)".into(),
             ))
