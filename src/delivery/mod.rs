@@ -12,10 +12,12 @@ pub mod coalesce;
 pub mod fanout;
 pub mod health;
 mod queue;
+pub mod retry;
 pub mod steps;
 mod worker;
 
 pub use crate::channels::error::{self, DeliveryError, Reason};
 pub use crate::channels::{options, ratelimit};
 pub use queue::Queue;
-pub use worker::{RetryPolicy, Workers};
+pub use retry::RetryPolicy;
+pub use worker::Workers;
