@@ -1,12 +1,16 @@
-//! Getting accepted notifications to their integrations.
+//! The delivery engine: from stored notifications to their integrations, naming no channel.
 //!
-//! The webhook handler turns a notification into jobs (one per receiver integration) and
-//! commits them to the durable [`crate::store`] through the [`Queue`]; it answers only once
-//! they are stored. Workers claim due jobs, render and send them, and reschedule what
-//! [`DeliveryError::is_retryable`] says may succeed later; what gives up becomes a dead letter
-//! and, once, goes to the integration's fallback receiver. Upstream requests pass a token
-//! bucket per credential ([`ratelimit`]); a backlog too long for the rate is merged into one
-//! digest ([`coalesce`]). What goes on the wire is [`crate::channels`]'s business.
+//! - [`fanout`]: a notification for a receiver → one delivery per integration, bound to the
+//!   integration's identity; the one function for the webhook, fallbacks and re-binding.
+//! - [`Queue`]: the durable store plus a wake-up; the webhook answers once it is committed.
+//! - `worker`: claims due deliveries, resolves each one's identity in the configuration in
+//!   force, runs the [`steps`] it was handed, sends, and acts on what the failure says happens
+//!   next ([`crate::channels::error::Next`]): back off per the [`retry`] schedule, wait until a
+//!   known time, or give up (a dead letter, once a fallback receiver).
+//! - [`coalesce`]: a backlog too long for its rate limit becomes one digest.
+//! - [`health`]: upstream health probes behind `integration_up`.
+//!
+//! What goes on the wire, and what an upstream's answer means, is [`crate::channels`]'s.
 
 pub mod coalesce;
 pub mod fanout;
