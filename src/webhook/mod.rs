@@ -328,7 +328,10 @@ fn one_line(e: &serde_json::Error) -> String {
             unicode_segmentation::UnicodeSegmentation::graphemes(s.as_str(), true).collect();
         g[g.len().saturating_sub(60)..].concat()
     };
-    format!("{}{tail}", crate::template::text::truncate(&s, MAX_ERROR_CHARS - 60))
+    format!(
+        "{}{tail}",
+        crate::template::text::truncate(&s, MAX_ERROR_CHARS - 60)
+    )
 }
 
 #[cfg(test)]

@@ -38,10 +38,7 @@ const PING_EVERY: Duration = Duration::from_secs(1);
 macro_rules! script {
     ($name:ident, $file:literal) => {
         static $name: LazyLock<Script> = LazyLock::new(|| {
-            Script::new(concat!(
-                include_str!("prelude.lua"),
-                include_str!($file)
-            ))
+            Script::new(concat!(include_str!("prelude.lua"), include_str!($file)))
         });
     };
 }
