@@ -559,3 +559,56 @@ async fn callbacks_do_not_exist_without_their_secret_and_refuse_malformed_bodies
     srv.stop().await;
     assert!(mock.requests().is_empty());
 }
+
+/// A payload whose `commonLabels` claims a label its only alert does not carry: the silence
+/// is scoped to what the alert has, not to `severity="critical"` (which would mute every
+/// critical alert).
+#[tokio::test]
+async fn a_silence_is_scoped_to_the_labels_the_alerts_share_not_the_claimed_common_labels() {
+    let mock = MockWxPusher::start().await;
+    let srv = TestServer::start(&chatops_config(&mock, "http://127.0.0.1:9")).await;
+    let Some(am) = start_alertmanager(&srv.url).await else {
+        return;
+    };
+    std::fs::write(
+        srv.dir.path().join("config.yml"),
+        chatops_config(&mock, &am.url),
+    )
+    .unwrap();
+    srv.app.reload().unwrap();
+    let payload = json!({
+        "version": "4", "receiver": "oncall", "status": "firing", "groupKey": "{}:{alertname=\"DiskA\"}",
+        "groupLabels": {}, "commonAnnotations": {}, "externalURL": "http://am.example",
+        "commonLabels": {"alertname": "DiskA", "severity": "critical"},
+        "alerts": [{"status": "firing", "labels": {"alertname": "DiskA"}, "annotations": {},
+                    "startsAt": "2026-11-25T08:00:00Z", "endsAt": "0001-01-01T00:00:00Z",
+                    "generatorURL": "", "fingerprint": "a1"}]
+    });
+    let r = reqwest::Client::new()
+        .post(format!("{}/webhook", srv.url))
+        .bearer_auth(TOKEN)
+        .json(&payload)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let reqs = mock.wait_for(1, SHORT).await;
+    let r = reference(content(&reqs[0]));
+    assert_eq!(
+        up_command(&srv, CALLBACK, "UID_e2e", &format!("silence {r} 1h disk")).await,
+        200
+    );
+    let reqs = mock.wait_for(2, SHORT).await;
+    assert!(
+        content(&reqs[1]).starts_with("Silenced"),
+        "{}",
+        content(&reqs[1])
+    );
+    let all = silences(&am).await;
+    let on = active(&all);
+    assert_eq!(on.len(), 1, "{all:#?}");
+    assert_eq!(
+        on[0]["matchers"],
+        json!([{"name": "alertname", "value": "DiskA", "isRegex": false, "isEqual": true}])
+    );
+}
