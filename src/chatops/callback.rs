@@ -21,7 +21,7 @@ use subtle::ConstantTimeEq;
 use tracing::{info, warn};
 
 use super::command::Name;
-use super::config::MAX_TAG;
+use super::config::{Channel, MAX_TAG};
 use super::handle::{self, Answer};
 use super::upstream;
 use crate::channels::Kind;
@@ -119,6 +119,7 @@ async fn wxpusher(
                 &rt,
                 chat,
                 &app.queue.store,
+                Channel::WxPusher,
                 &cmd.uid,
                 &cmd.content,
                 Utc::now(),
@@ -230,7 +231,16 @@ async fn gateway(State(app): State<Arc<App>>, headers: HeaderMap, body: Bytes) -
     if user.is_empty() {
         return (StatusCode::BAD_REQUEST, "event has no user_id\n").into_response();
     }
-    let answer = handle::run(&rt, chat, &app.queue.store, &user, &ev.text, Utc::now()).await;
+    let answer = handle::run(
+        &rt,
+        chat,
+        &app.queue.store,
+        Channel::WeixinGateway,
+        &user,
+        &ev.text,
+        Utc::now(),
+    )
+    .await;
     record(&app, "weixin_gateway", &user, &answer);
     let sent = match gateway_sender(&rt, &ev.account_id) {
         Some((url, bearer)) => upstream::gateway_reply(

@@ -9,7 +9,7 @@ use std::fmt::Write;
 use chrono::{DateTime, Utc};
 
 use super::command::{self, Command, Lang, Name, ParseError};
-use super::config::ChatopsConfig;
+use super::config::{Channel, ChatopsConfig};
 use super::upstream;
 use crate::config::Locale;
 use crate::runtime::Runtime;
@@ -61,6 +61,7 @@ pub async fn run(
     rt: &Runtime,
     chat: &ChatopsConfig,
     store: &Store,
+    channel: Channel,
     user: &str,
     text: &str,
     now: DateTime<Utc>,
@@ -91,7 +92,7 @@ pub async fn run(
     };
     let name = cmd.name();
     // Help tells nothing about alerts: anyone may ask for it.
-    if name != Name::Help && !chat.is_allowed(user) {
+    if name != Name::Help && !chat.is_allowed(channel, user) {
         let reply = if zh {
             "无权操作：你的 ID 不在 chatops.allowed 中，未做任何更改。".to_string()
         } else {

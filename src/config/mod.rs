@@ -1562,7 +1562,11 @@ mod tests {
     fn chatops_block_is_validated_and_its_secrets_scrubbed() {
         let c = parse("chatops:\n  alertmanager_url: http://am:9093\n  wxpusher_callback_secret: cb-secret-0123456789\n  weixin_gateway_secret: gw-secret-0123456789\n  allowed: [UID_a, u@im.wechat]\nroute: {receiver: a}\nreceivers:\n  - name: a\n    wxpusher_configs: [{app_token: AT_x, subscriber_tags: [team-db]}]\n").unwrap();
         let chat = c.chatops.as_ref().unwrap();
-        assert!(chat.is_allowed("u@im.wechat") && !chat.is_allowed("UID_b"));
+        use crate::chatops::config::Channel;
+        assert!(
+            chat.is_allowed(Channel::WeixinGateway, "u@im.wechat")
+                && !chat.is_allowed(Channel::WxPusher, "UID_b")
+        );
         assert_eq!(
             c.receivers[0].wxpusher_configs[0].subscriber_tags,
             ["team-db"]

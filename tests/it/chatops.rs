@@ -612,3 +612,84 @@ async fn a_silence_is_scoped_to_the_labels_the_alerts_share_not_the_claimed_comm
         json!([{"name": "alertname", "value": "DiskA", "isRegex": false, "isEqual": true}])
     );
 }
+
+fn both_channels_config(mock: &MockWxPusher, gw: &MockGateway, allowed: &str) -> String {
+    format!(
+        r#"
+global: {{ wxpusher_api_url: "{}" }}
+chatops:
+  alertmanager_url: http://127.0.0.1:9
+  wxpusher_callback_secret: {CALLBACK}
+  weixin_gateway_secret: {GATEWAY_SECRET}
+  allowed: {allowed}
+route: {{ receiver: oncall }}
+receivers:
+  - name: oncall
+    wxpusher_configs: [{{ app_token: AT_e2e, uids: [UID_e2e] }}]
+    weixin_gateway_configs:
+      - {{ url: "{}", account_id: wx-account-1, to_user_ids: [ "ops@im.wechat" ] }}
+"#,
+        mock.url, gw.url
+    )
+}
+
+/// An id is allowed on its own channel only: a gateway id through the WxPusher callback, or a
+/// UID through the gateway, is refused — in the list form (by the id's shape) and in the map
+/// form (by the key it is listed under).
+#[tokio::test]
+async fn allowed_ids_work_only_through_their_own_channel() {
+    for allowed in [
+        "[ UID_e2e, ops@im.wechat ]",
+        "{ wxpusher: [ UID_e2e ], weixin_gateway: [ ops@im.wechat ] }",
+    ] {
+        let mock = MockWxPusher::start().await;
+        let gw = MockGateway::start("wx-account-1").await;
+        let srv = TestServer::start(&both_channels_config(&mock, &gw, allowed)).await;
+        let bearer = format!("Bearer {GATEWAY_SECRET}");
+        // The wrong channel for each id: refused.
+        assert_eq!(
+            up_command(&srv, CALLBACK, "ops@im.wechat", "list").await,
+            200
+        );
+        let reqs = mock.wait_for(1, SHORT).await;
+        assert!(
+            content(&reqs[0]).starts_with("Not allowed"),
+            "{allowed}: {}",
+            content(&reqs[0])
+        );
+        assert_eq!(
+            gateway_event(&srv, Some(&bearer), "UID_e2e", "list").await,
+            200
+        );
+        let sends = gw.wait_for(1, SHORT).await;
+        assert!(
+            gateway_text(&sends[0]).starts_with("Not allowed"),
+            "{allowed}: {}",
+            gateway_text(&sends[0])
+        );
+        // The right channel: answered.
+        assert_eq!(up_command(&srv, CALLBACK, "UID_e2e", "list").await, 200);
+        let reqs = mock.wait_for(2, SHORT).await;
+        assert!(
+            !content(&reqs[1]).starts_with("Not allowed"),
+            "{allowed}: {}",
+            content(&reqs[1])
+        );
+        assert_eq!(
+            gateway_event(&srv, Some(&bearer), "ops@im.wechat", "list").await,
+            200
+        );
+        let sends = gw.wait_for(2, SHORT).await;
+        assert!(
+            !gateway_text(&sends[1]).starts_with("Not allowed"),
+            "{allowed}: {}",
+            gateway_text(&sends[1])
+        );
+        let (_, m) = srv.get("/metrics").await;
+        let denied = metric(
+            &m,
+            r#"alertmanager_wechat_chatops_commands_total{command="list",result="denied"}"#,
+        );
+        assert_eq!(denied, 2.0, "{allowed}: {m}");
+    }
+}
