@@ -374,6 +374,19 @@ mod allowed_tests {
         assert!(chatops("{}").unwrap_err().contains(
             "c.yml: chatops.allowed: needs at least one WxPusher UID or gateway user id"
         ));
+        let c = chatops("[UID_a]").unwrap();
+        assert_eq!(c.chatops.as_ref().unwrap().max_subscribers_per_hour, 100);
+        let e = Config::parse(
+            "chatops: {alertmanager_url: 'http://am', wxpusher_callback_secret: wxpusher-secret-0123456789, allowed: [UID_a], max_subscribers_per_hour: 0}\nroute: {receiver: a}\nreceivers: [{name: a}]\n",
+            "c.yml",
+            Path::new("."),
+        )
+        .unwrap_err()
+        .to_string();
+        assert_eq!(
+            e,
+            "c.yml: chatops.max_subscribers_per_hour: must be at least 1"
+        );
         let c = chatops("[UID_a, legacy]").unwrap();
         assert_eq!(
             super::warnings(&c),

@@ -693,3 +693,87 @@ async fn allowed_ids_work_only_through_their_own_channel() {
         assert_eq!(denied, 2.0, "{allowed}: {m}");
     }
 }
+
+/// Enrolments past `chatops.max_subscribers_per_hour` are refused and counted; the CLI lists
+/// the subscribers that got in and removes one, which the next alert then skips.
+#[tokio::test]
+async fn subscriber_enrolment_is_capped_per_hour_and_listed_and_removed_from_the_cli() {
+    let mock = MockWxPusher::start().await;
+    let data = tempfile::tempdir().unwrap();
+    let config = subscriber_config(&mock, data.path()).replace(
+        "  allowed: [ UID_db1 ]\n",
+        "  allowed: [ UID_db1 ]\n  max_subscribers_per_hour: 3\n",
+    );
+    let file = data.path().join("config.yml");
+    std::fs::write(&file, &config).unwrap();
+    let srv = TestServer::start(&config).await;
+    let mut codes = Vec::new();
+    for uid in ["UID_s1", "UID_s2", "UID_s3", "UID_s4", "UID_s5"] {
+        codes.push(subscribe(&srv, CALLBACK, uid, "team-db").await);
+    }
+    assert_eq!(codes, [200, 200, 200, 429, 429]);
+    let (_, m) = srv.get("/metrics").await;
+    let count = |r: &str| {
+        metric(
+            &m,
+            &format!(
+                r#"alertmanager_wechat_chatops_commands_total{{command="subscribe",result="{r}"}}"#
+            ),
+        )
+    };
+    assert_eq!(count("ok"), 3.0, "{m}");
+    assert_eq!(count("capped"), 2.0, "{m}");
+    assert_eq!(
+        srv.post("/webhook", example("alertmanager-firing.json"))
+            .await
+            .0,
+        200
+    );
+    let reqs = mock.wait_for(1, SHORT).await;
+    assert_eq!(reqs[0].body["uids"], json!(["UID_s1", "UID_s2", "UID_s3"]));
+    srv.stop().await;
+
+    let bin = env!("CARGO_BIN_EXE_alertmanager-wechat");
+    let cli = |args: &[&str]| {
+        let out = std::process::Command::new(bin)
+            .arg(format!("--config.file={}", file.display()))
+            .arg("subscribers")
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).to_string(),
+        )
+    };
+    let (ok, list) = cli(&["list"]);
+    assert!(ok, "{list}");
+    let uids: Vec<&str> = list
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split_whitespace().nth(1))
+        .collect();
+    assert_eq!(uids, ["UID_s1", "UID_s2", "UID_s3"], "{list}");
+    assert!(
+        list.lines().skip(1).all(|l| l.ends_with(" team-db")),
+        "{list}"
+    );
+    let (ok, out) = cli(&["remove", "UID_s2"]);
+    assert!(ok, "{out}");
+    assert_eq!(out, "removed UID_s2 (1 subscriptions)\n");
+    let (ok, out) = cli(&["remove", "UID_s2"]);
+    assert!(!ok);
+    assert_eq!(out, "no subscriber UID_s2\n");
+
+    // The next alert skips the removed UID.
+    let srv = TestServer::start(&config).await;
+    assert_eq!(
+        srv.post("/webhook", example("alertmanager-resolved.json"))
+            .await
+            .0,
+        200
+    );
+    let reqs = mock.wait_for(2, SHORT).await;
+    assert_eq!(reqs[1].body["uids"], json!(["UID_s1", "UID_s3"]));
+    srv.stop().await;
+}
