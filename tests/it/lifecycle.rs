@@ -295,3 +295,52 @@ fn a_failed_start_prints_no_secret() {
         }
     }
 }
+
+/// The console integration prints alert text among the log lines: a label cannot forge a log
+/// line, and no terminal escape reaches the output raw.
+#[tokio::test]
+async fn console_output_cannot_forge_log_lines_or_pass_terminal_escapes() {
+    let d = Daemon::start(
+        "alertmanager-wechat",
+        Path::new(BIN),
+        &[(
+            "config.yml",
+            "storage: { path: \"$DIR/data\" }\nroute: { receiver: c }\nreceivers: [{ name: c, console_configs: [{}] }]\n".to_string(),
+        )],
+        &[
+            "--config.file=$DIR/config.yml",
+            "--web.listen-address=127.0.0.1:$PORT",
+            "--log.format=logfmt",
+        ],
+    )
+    .await;
+    let mut payload: Value = serde_json::from_str(&example("alertmanager-firing.json")).unwrap();
+    let forged = "level=error msg=\"forged by a label\"";
+    payload["alerts"][0]["labels"]["alertname"] = Value::String(format!(
+        "Disk\u{1b}[31mRed\r\n{forged}\n\u{1b}]0;pwned\u{7}"
+    ));
+    payload["commonLabels"] = serde_json::json!({});
+    assert_eq!(
+        post(&format!("{}/webhook", d.url), payload.to_string()).await,
+        200
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !d.log().contains("Red") {
+        assert!(Instant::now() < deadline, "nothing printed:\n{}", d.log());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let log = d.log();
+    assert!(
+        !log.contains('\u{1b}') && !log.contains('\u{7}') && !log.contains('\r'),
+        "{log:?}"
+    );
+    for line in log.lines() {
+        if line.contains("forged by a label") {
+            assert!(
+                line.starts_with("│ "),
+                "a forged line at column 0: {line:?}\n{log}"
+            );
+        }
+    }
+    assert!(log.contains("Disk\\u{1b}[31mRed"), "{log}");
+}
