@@ -481,7 +481,7 @@ fn planted_config_base() -> Value {
 fn planted_tree() -> impl Strategy<Value = Value> {
     let leaf = prop_oneof![
         3 => prop_oneof![
-            Just(format!("{MARKER}")),
+            Just(MARKER.to_string()),
             Just(format!("user:{MARKER}")),
             Just(format!("Bearer {MARKER}")),
             Just(format!("\"{MARKER}\\n`x")),
