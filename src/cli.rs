@@ -1,5 +1,5 @@
-//! The commands SREs run beside the server: `check-config`, `render`, `send-test`, `deadletters`
-//! and `qrcode`.
+//! The commands SREs run beside the server: `check-config`, `render`, `send-test`, `deadletters`,
+//! `subscribers` and `qrcode`.
 //!
 //! They return what to print and an exit status; `main.rs` only parses arguments and prints.
 
@@ -265,6 +265,52 @@ pub async fn deadletters(store: &crate::store::Store, action: DeadLetterAction) 
         DeadLetterAction::Purge => match store.purge().await {
             Ok(n) => {
                 let _ = writeln!(out, "deleted {n} dead letters");
+            }
+            Err(e) => return (format!("{e}\n"), false),
+        },
+    }
+    (out, true)
+}
+
+/// What `subscribers` does.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SubscriberAction {
+    List,
+    /// Forget every subscription of this UID.
+    Remove(String),
+}
+
+/// `subscribers list|remove UID` against the configured store: the WxPusher UIDs learned from
+/// `app_subscribe` callbacks, which `subscriber_tags` send to.
+pub async fn subscribers(store: &crate::store::Store, action: SubscriberAction) -> (String, bool) {
+    use std::fmt::Write;
+    let mut out = String::new();
+    match action {
+        SubscriberAction::List => match store.subscriber_list().await {
+            Ok(list) if list.is_empty() => out.push_str("no subscribers\n"),
+            Ok(list) => {
+                let _ = writeln!(out, "{:<25} {:<40} TAG", "SUBSCRIBED AT", "UID");
+                for s in list {
+                    let _ = writeln!(
+                        out,
+                        "{:<25} {:<40} {}",
+                        s.subscribed_at
+                            .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                        crate::text::one_line(&s.uid),
+                        if s.extra.is_empty() {
+                            "-".to_string()
+                        } else {
+                            crate::text::one_line(&s.extra)
+                        }
+                    );
+                }
+            }
+            Err(e) => return (format!("{e}\n"), false),
+        },
+        SubscriberAction::Remove(uid) => match store.subscriber_remove(uid.clone()).await {
+            Ok(0) => return (format!("no subscriber {uid}\n"), false),
+            Ok(n) => {
+                let _ = writeln!(out, "removed {uid} ({n} subscriptions)");
             }
             Err(e) => return (format!("{e}\n"), false),
         },

@@ -89,6 +89,19 @@ enum Command {
         #[command(subcommand)]
         action: DeadLetters,
     },
+    /// WxPusher subscribers learned from callbacks: list them, or remove one by UID.
+    Subscribers {
+        #[command(subcommand)]
+        action: Subscribers,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum Subscribers {
+    /// One line per subscription: when, the UID, the QR-code tag.
+    List,
+    /// Forgets every subscription of a UID; later alerts no longer go to it.
+    Remove { uid: String },
 }
 
 #[derive(Subcommand, Debug)]
@@ -238,6 +251,30 @@ fn run(args: Args) -> anyhow::Result<ExitCode> {
             let (out, ok) = tokio.block_on(async {
                 match Store::admin_from_config(&config.storage) {
                     Ok(store) => cli::deadletters(&store, action).await,
+                    Err(e) => (format!("{e}\n"), false),
+                }
+            });
+            print!("{out}");
+            Ok(if ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
+        }
+        Some(Command::Subscribers { action }) => {
+            let config = match &args.config_file {
+                Some(p) => Config::load(p),
+                None => Config::builtin(),
+            }
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+            let action = match action {
+                Subscribers::List => cli::SubscriberAction::List,
+                Subscribers::Remove { uid } => cli::SubscriberAction::Remove(uid),
+            };
+            let tokio = tokio::runtime::Runtime::new()?;
+            let (out, ok) = tokio.block_on(async {
+                match Store::admin_from_config(&config.storage) {
+                    Ok(store) => cli::subscribers(&store, action).await,
                     Err(e) => (format!("{e}\n"), false),
                 }
             });

@@ -61,9 +61,11 @@ pub struct ReasonLabels {
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ChatopsLabels {
-    /// `silence`, `unsilence`, `ack`, `list`, `help` or `unknown`.
+    /// `silence`, `unsilence`, `ack`, `list`, `help`, `unknown`, or `subscribe` (a WxPusher
+    /// subscriber enrolment).
     pub command: &'static str,
-    /// `ok`, `denied`, `invalid`, `unknown_ref` or `failed`.
+    /// `ok`, `denied`, `invalid`, `unknown_ref` or `failed`; for `subscribe`, `ok`, `capped`
+    /// (over `chatops.max_subscribers_per_hour`) or `failed`.
     pub result: &'static str,
 }
 

@@ -25,7 +25,7 @@ use super::handle::{self, Answer};
 use crate::channels::Kind;
 use crate::channels::weixin_gateway::WeixinGateway;
 use crate::channels::wxpusher::WxPusher;
-use crate::config::chatops::MAX_TAG;
+use crate::config::chatops::{Channel, MAX_TAG};
 use crate::metrics::ChatopsLabels;
 use crate::metrics::Metrics;
 use crate::runtime::Runtime;
@@ -130,8 +130,16 @@ async fn wxpusher(
                 Ok(c) => c,
                 Err(e) => return bad_request(e),
             };
-            let answer =
-                handle::run(&rt, chat, &app.store, &cmd.uid, &cmd.content, Utc::now()).await;
+            let answer = handle::run(
+                &rt,
+                chat,
+                &app.store,
+                Channel::WxPusher,
+                &cmd.uid,
+                &cmd.content,
+                Utc::now(),
+            )
+            .await;
             record(&app, "wxpusher", &cmd.uid, &answer);
             let sent = match wxpusher_sender(&rt, &cmd.uid, answer_receiver(&rt, &answer)) {
                 Some(w) => w
@@ -158,6 +166,27 @@ async fn wxpusher(
                 .time
                 .and_then(DateTime::<Utc>::from_timestamp_millis)
                 .unwrap_or_else(Utc::now);
+            match take_enrolment(&app, expected, chat.max_subscribers_per_hour, Utc::now()).await {
+                Ok(true) => {}
+                Ok(false) => {
+                    warn!(uid = %s.uid, limit = chat.max_subscribers_per_hour, "wxpusher subscriber refused: chatops.max_subscribers_per_hour reached");
+                    count_enrolment(&app, "capped");
+                    return (
+                        StatusCode::TOO_MANY_REQUESTS,
+                        "too many subscribers this hour\n",
+                    )
+                        .into_response();
+                }
+                Err(e) => {
+                    warn!(error = %e, "cannot count wxpusher subscriber enrolments");
+                    count_enrolment(&app, "failed");
+                    return (
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "cannot store, retry later\n",
+                    )
+                        .into_response();
+                }
+            }
             match app
                 .store
                 .subscriber_add(s.uid.clone(), extra.clone(), at)
@@ -165,10 +194,12 @@ async fn wxpusher(
             {
                 Ok(()) => {
                     info!(uid = %s.uid, extra = %extra, "wxpusher subscriber stored");
+                    count_enrolment(&app, "ok");
                     ok("ok\n")
                 }
                 Err(e) => {
                     warn!(error = %e, "cannot store a wxpusher subscriber");
+                    count_enrolment(&app, "failed");
                     // WxPusher may call again; the subscription is not lost for good.
                     (
                         StatusCode::SERVICE_UNAVAILABLE,
@@ -230,7 +261,16 @@ async fn gateway(State(app): State<Callbacks>, headers: HeaderMap, body: Bytes) 
     if user.is_empty() {
         return (StatusCode::BAD_REQUEST, "event has no user_id\n").into_response();
     }
-    let answer = handle::run(&rt, chat, &app.store, &user, &ev.text, Utc::now()).await;
+    let answer = handle::run(
+        &rt,
+        chat,
+        &app.store,
+        Channel::WeixinGateway,
+        &user,
+        &ev.text,
+        Utc::now(),
+    )
+    .await;
     record(&app, "weixin_gateway", &user, &answer);
     let sent = match gateway_sender(&rt, &ev.account_id) {
         Some(g) => g
@@ -268,6 +308,45 @@ fn record(app: &Callbacks, channel: &'static str, user: &str, a: &Answer) {
         .get_or_create(&ChatopsLabels {
             command: a.command.as_str(),
             result: a.outcome.as_str(),
+        })
+        .inc();
+}
+
+/// Takes one enrolment of the hour's allowance for this callback secret; false when the
+/// allowance (`chatops.max_subscribers_per_hour`) is spent. The counter is keyed by a hash of
+/// the secret, so that a new secret (a leaked URL replaced) starts afresh and the store never
+/// holds the secret itself; it resets on the hour.
+async fn take_enrolment(
+    app: &Callbacks,
+    secret: &Secret,
+    limit: u32,
+    now: DateTime<Utc>,
+) -> Result<bool, crate::store::StoreError> {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(secret.expose().as_bytes());
+    let id: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
+    let hour = now.timestamp().div_euclid(3600);
+    let ends = DateTime::<Utc>::from_timestamp((hour + 1) * 3600, 0).unwrap_or(now);
+    let taken = app
+        .store
+        .take_counters(
+            vec![format!("chatops:enrol:{id}:{hour}")],
+            1,
+            Some(i64::from(limit)),
+            ends,
+        )
+        .await?;
+    Ok(taken.first().copied().unwrap_or(false))
+}
+
+/// Counts an `app_subscribe` callback as `chatops_commands_total{command="subscribe"}` with
+/// `result` `ok`, `capped` (over `max_subscribers_per_hour`) or `failed` (the store).
+fn count_enrolment(app: &Callbacks, result: &'static str) {
+    app.metrics
+        .chatops_commands
+        .get_or_create(&ChatopsLabels {
+            command: "subscribe",
+            result,
         })
         .inc();
 }

@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 
 use super::command::{self, Command, Lang, Name, ParseError};
 use super::upstream;
-use crate::config::chatops::ChatopsConfig;
+use crate::config::chatops::{Channel, ChatopsConfig};
 use crate::runtime::Runtime;
 use crate::store::Store;
 use crate::store::chatops::RefRecord;
@@ -61,6 +61,7 @@ pub async fn run(
     rt: &Runtime,
     chat: &ChatopsConfig,
     store: &Store,
+    channel: Channel,
     user: &str,
     text: &str,
     now: DateTime<Utc>,
@@ -91,7 +92,7 @@ pub async fn run(
     };
     let name = cmd.name();
     // Help tells nothing about alerts: anyone may ask for it.
-    if name != Name::Help && !chat.is_allowed(user) {
+    if name != Name::Help && !chat.is_allowed(channel, user) {
         let reply = if zh {
             "无权操作：你的 ID 不在 chatops.allowed 中，未做任何更改。".to_string()
         } else {

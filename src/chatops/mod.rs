@@ -27,7 +27,7 @@ use crate::channels::{Integration, Kind};
 use crate::runtime::Runtime;
 use crate::store::Store;
 use crate::store::chatops::Touch;
-use crate::webhook::{Notification, Status};
+use crate::webhook::{Alert, LabelSet, Notification, Status};
 
 /// Before a delivery: the UIDs subscribed through the integration's `subscriber_tags` (to be
 /// sent to as well), and, with chatops on, the group's reference and acknowledgement set on
@@ -61,15 +61,19 @@ pub async fn prepare_delivery(
         Kind::WeixinGateway(g) => g.to_user_ids.clone(),
         _ => return subscribers,
     };
+    // The silence scope: what the alerts present really share, never the payload's own
+    // `commonLabels` (a sender could claim `severity="critical"` for an alert without it, and
+    // the silence would then mute every critical alert).
+    let labels = shared_labels(&n.alerts);
     let group_key = if n.group_key.is_empty() {
-        serde_json::to_string(&n.common_labels).unwrap_or_default()
+        serde_json::to_string(&labels).unwrap_or_default()
     } else {
         n.group_key.clone()
     };
     let touch = Touch {
         receiver: integration.receiver.clone(),
         group_key,
-        labels: n.common_labels.clone(),
+        labels,
         alerts: n.firing().map(|a| a.labels.clone()).collect(),
         recipients,
         firing: n.status == Status::Firing,
@@ -88,6 +92,19 @@ pub async fn prepare_delivery(
     subscribers
 }
 
+/// The labels (name and value) every one of `alerts` carries; empty when there are none.
+pub fn shared_labels(alerts: &[Alert]) -> LabelSet {
+    let mut iter = alerts.iter();
+    let Some(first) = iter.next() else {
+        return LabelSet::new();
+    };
+    let mut shared = first.labels.clone();
+    for a in iter {
+        shared.retain(|k, v| a.labels.get(k) == Some(v));
+    }
+    shared
+}
+
 #[cfg(test)]
 mod tests {
     use chrono::{DateTime, Utc};
@@ -96,6 +113,35 @@ mod tests {
     use crate::template::Templates;
     use crate::webhook::Ack;
     use crate::webhook::sample_notification;
+
+    #[test]
+    fn the_silence_scope_is_what_the_alerts_present_share() {
+        let mut n = sample_notification();
+        let mut a = n.alerts[0].clone();
+        a.labels = [("alertname".to_string(), "DiskA".to_string())].into();
+        n.alerts = vec![a.clone()];
+        // The payload claims more than the alert carries.
+        n.common_labels = [
+            ("alertname".to_string(), "DiskA".to_string()),
+            ("severity".to_string(), "critical".to_string()),
+        ]
+        .into();
+        assert_eq!(super::shared_labels(&n.alerts), a.labels);
+        let mut b = a.clone();
+        b.labels.insert("instance".into(), "n2".into());
+        a.labels.insert("instance".into(), "n1".into());
+        a.labels.insert("team".into(), "db".into());
+        b.labels.insert("team".into(), "db".into());
+        assert_eq!(
+            super::shared_labels(&[a, b]),
+            [
+                ("alertname".to_string(), "DiskA".to_string()),
+                ("team".to_string(), "db".to_string())
+            ]
+            .into()
+        );
+        assert!(super::shared_labels(&[]).is_empty());
+    }
 
     fn render(locale: Locale, name: &str, with_ref: bool) -> String {
         let tpl = Templates::new(chrono_tz::Asia::Shanghai, locale);

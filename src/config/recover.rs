@@ -108,9 +108,83 @@ fn deserialize(text: &str) -> Result<Config, Failure> {
         }
         Failure {
             path: Some(path),
-            message,
+            message: redact_values(&message),
         }
     })
+}
+
+/// A serde or YAML message with the offending value taken out, its kind kept.
+///
+/// Serde quotes what it could not use — `invalid type: string "AT_…", expected struct Auth`,
+/// `invalid value: integer `123456`, …`, `unknown variant `…``. When a secret is written where a
+/// map or list is expected (`auth: <token>`, `basic_auth: user:pass`, a `wxpusher_configs`
+/// entry that is just the token), that value is the secret, and the message would carry it into
+/// `check-config` output, the `/-/reload` answer, logs and start-up errors. So no value from the
+/// file is ever quoted: the path and the line and column say where it is.
+pub(crate) fn redact_values(message: &str) -> String {
+    const KINDS: [(&str, &str); 5] = [
+        ("integer `", "an integer"),
+        ("floating point `", "a floating point number"),
+        ("boolean `", "a boolean"),
+        ("character `", "a character"),
+        ("unknown variant `", "unknown variant"),
+    ];
+    let mut out = String::with_capacity(message.len());
+    let mut rest = message;
+    'scan: while !rest.is_empty() {
+        if let Some(quoted) = rest.strip_prefix("string \"") {
+            // Rust's Debug quoting: `\` escapes the next character, `"` ends it.
+            let mut chars = quoted.char_indices();
+            while let Some((i, c)) = chars.next() {
+                match c {
+                    '\\' => {
+                        chars.next();
+                    }
+                    '"' => {
+                        out.push_str("a string");
+                        rest = &quoted[i + 1..];
+                        continue 'scan;
+                    }
+                    _ => {}
+                }
+            }
+            // Unterminated: drop the rest rather than quote part of it.
+            out.push_str("a string");
+            break;
+        }
+        for (prefix, kind) in KINDS {
+            let Some(value) = rest.strip_prefix(prefix) else {
+                continue;
+            };
+            let end = if prefix == "unknown variant `" {
+                // The variant may hold backticks; serde's own text follows it.
+                ["`, expected", "`, there are no variants"]
+                    .iter()
+                    .filter_map(|t| value.find(t))
+                    .min()
+            } else if prefix == "character `" {
+                value
+                    .chars()
+                    .next()
+                    .map(char::len_utf8)
+                    .filter(|n| value[*n..].starts_with('`'))
+            } else {
+                value.find('`')
+            };
+            out.push_str(kind);
+            match end {
+                Some(e) => rest = &value[e + 1..],
+                None => rest = "",
+            }
+            continue 'scan;
+        }
+        let mut chars = rest.chars();
+        if let Some(c) = chars.next() {
+            out.push(c);
+        }
+        rest = chars.as_str();
+    }
+    out
 }
 
 /// An error met while re-parsing the repaired tree.
@@ -524,5 +598,54 @@ mod tests {
         assert_eq!(render(&r.original(&p("a[0]"))), "a[2]");
         assert_eq!(render(&r.original(&p("a[1]"))), "a[3]");
         assert_eq!(r.original_text("a[1].b"), "a[3].b");
+    }
+}
+
+#[cfg(test)]
+mod redact_tests {
+    use super::redact_values;
+
+    #[test]
+    fn values_are_named_by_kind_only() {
+        for (message, want) in [
+            (
+                "invalid type: string \"AT_x \\\" \\\\ y\", expected struct Auth",
+                "invalid type: a string, expected struct Auth",
+            ),
+            (
+                "invalid value: integer `1234567`, expected u16",
+                "invalid value: an integer, expected u16",
+            ),
+            (
+                "invalid type: floating point `1.5`, expected a string",
+                "invalid type: a floating point number, expected a string",
+            ),
+            (
+                "invalid type: character ```, expected x",
+                "invalid type: a character, expected x",
+            ),
+            (
+                "unknown variant `a`, b`, expected `template` or `subscribe`",
+                "unknown variant, expected `template` or `subscribe`",
+            ),
+            (
+                "unknown variant `x`, there are no variants",
+                "unknown variant, there are no variants",
+            ),
+            (
+                "invalid type: string \"unterminated",
+                "invalid type: a string",
+            ),
+            (
+                "unknown field `colour`, expected one of `name`",
+                "unknown field `colour`, expected one of `name`",
+            ),
+            (
+                "invalid type: map, expected a string",
+                "invalid type: map, expected a string",
+            ),
+        ] {
+            assert_eq!(redact_values(message), want, "{message}");
+        }
     }
 }

@@ -75,6 +75,15 @@ pub struct RefRecord {
     pub ack: Option<Ack>,
 }
 
+/// One WxPusher subscription learned from an `app_subscribe` callback.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Subscriber {
+    pub uid: String,
+    /// The QR code's parameter (a `subscriber_tags` entry); empty for the plain code.
+    pub extra: String,
+    pub subscribed_at: DateTime<Utc>,
+}
+
 pub(super) fn new_reference(len: usize) -> String {
     let mut rng = rand::rng();
     (0..len)
@@ -278,6 +287,38 @@ impl SqliteStore {
         .await
     }
 
+    pub async fn subscriber_list(&self) -> Result<Vec<Subscriber>, StoreError> {
+        self.call(move |w| {
+            let mut stmt = w
+                .conn
+                .prepare_cached(
+                    "SELECT uid, extra, subscribed_at FROM chatops_subscribers
+                     ORDER BY subscribed_at, uid, extra",
+                )
+                .map_err(db)?;
+            stmt.query_map([], |r| {
+                Ok(Subscriber {
+                    uid: r.get(0)?,
+                    extra: r.get(1)?,
+                    subscribed_at: from_ms(r.get(2)?),
+                })
+            })
+            .map_err(db)?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(db)
+        })
+        .await
+    }
+
+    pub async fn subscriber_remove(&self, uid: String) -> Result<usize, StoreError> {
+        self.call(move |w| {
+            w.conn
+                .execute("DELETE FROM chatops_subscribers WHERE uid = ?1", [uid])
+                .map_err(db)
+        })
+        .await
+    }
+
     pub async fn subscribers(&self, tags: Vec<String>) -> Result<Vec<String>, StoreError> {
         self.call(move |w| {
             let mut stmt = w
@@ -362,6 +403,22 @@ impl Store {
         match self {
             Store::Sqlite(s) => s.subscribers(tags).await,
             Store::Redis(s) => s.subscribers(tags).await,
+        }
+    }
+
+    /// Every subscription (uid and tag), oldest first: for `subscribers list`.
+    pub async fn subscriber_list(&self) -> Result<Vec<Subscriber>, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.subscriber_list().await,
+            Store::Redis(s) => s.subscriber_list().await,
+        }
+    }
+
+    /// Forgets every subscription of `uid`, whatever its tag; how many there were.
+    pub async fn subscriber_remove(&self, uid: String) -> Result<usize, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.subscriber_remove(uid).await,
+            Store::Redis(s) => s.subscriber_remove(uid).await,
         }
     }
 }

@@ -5,6 +5,12 @@
 //! names (`commonLabels`, `alerts`, `externalURL`, …) and adds derived values (`firing`,
 //! `resolved`, `status_text`, per-alert `duration`). Output is not HTML-escaped: messages are
 //! markdown or plain text.
+//!
+//! Alert text is untrusted (anyone who can post a webhook, or set a label, writes it), so the
+//! context and the shipped templates are safe by default: the URL fields (`generatorURL`,
+//! `silenceURL`, `dashboardURL`, `panelURL`, `externalURL`) hold only `http`/`https` URLs (anything
+//! else becomes empty; `{{raw_url "generatorURL"}}` is the knowing opt-out), and the shipped
+//! templates pass text through `html`, `md_escape`, `md_code` and `md_url`.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -13,7 +19,8 @@ use crate::text;
 use chrono::{DateTime, FixedOffset, Utc};
 use chrono_tz::Tz;
 use handlebars::{
-    Context, Handlebars, Helper, HelperDef, RenderContext, RenderErrorReason, ScopedJson,
+    Context, Handlebars, Helper, HelperDef, RenderContext, RenderErrorReason, Renderable,
+    ScopedJson,
 };
 use serde_json::{Map, Value, json};
 
@@ -279,6 +286,7 @@ impl Templates {
             Ok(Value::Object(m)) => m,
             _ => Map::new(),
         };
+        keep_safe_urls(&mut root);
         let alerts: Vec<Value> = n.alerts.iter().map(|a| self.alert_value(a, now)).collect();
         let pick = |s: Status| -> Vec<Value> {
             n.alerts
@@ -312,6 +320,7 @@ impl Templates {
             Ok(Value::Object(m)) => m,
             _ => Map::new(),
         };
+        keep_safe_urls(&mut v);
         let end = a.ended().map(|e| e.with_timezone(&Utc)).unwrap_or(now);
         let secs = (end - a.starts_at.with_timezone(&Utc)).num_seconds().max(0);
         v.insert("duration".into(), json!(humanize(secs, self.locale)));
@@ -332,6 +341,128 @@ impl Templates {
         }
         Value::Object(v)
     }
+}
+
+/// The context's URL fields: only `http`/`https` values reach a template under these names.
+pub const URL_FIELDS: &[&str] = &[
+    "generatorURL",
+    "silenceURL",
+    "dashboardURL",
+    "panelURL",
+    "externalURL",
+];
+
+/// Where the context keeps the URL fields as the payload sent them, for `{{raw_url "name"}}`.
+const RAW_URLS: &str = "__raw_urls";
+
+/// `s` trimmed, when it is an absolute `http`/`https` URL with no control characters; `None`
+/// for every other scheme (`javascript:`, `data:`, `vbscript:`, …, whatever their case or the
+/// whitespace around them) and for relative or scheme-less text.
+pub fn safe_url(s: &str) -> Option<&str> {
+    let t = s.trim();
+    if t.chars().any(char::is_control) {
+        return None;
+    }
+    let lower = t.get(..8).unwrap_or(t).to_ascii_lowercase();
+    let host_starts = if lower.starts_with("https://") {
+        8
+    } else if lower.starts_with("http://") {
+        7
+    } else {
+        return None;
+    };
+    // "http://" alone, or "http:///x", names no host.
+    match t[host_starts..].chars().next() {
+        None | Some('/') => None,
+        Some(_) => Some(t),
+    }
+}
+
+/// Replaces each URL field of a context object by its safe form ("" when it is not http(s)),
+/// keeping what the payload sent under [`RAW_URLS`].
+fn keep_safe_urls(obj: &mut Map<String, Value>) {
+    let mut raw = Map::new();
+    for key in URL_FIELDS {
+        if let Some(Value::String(s)) = obj.get_mut(*key) {
+            raw.insert((*key).to_string(), Value::String(s.clone()));
+            *s = safe_url(s).unwrap_or_default().to_string();
+        }
+    }
+    obj.insert(RAW_URLS.into(), Value::Object(raw));
+}
+
+/// Text made safe for HTML element content and (double- or single-) quoted attribute values.
+pub fn html_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Text made inert in markdown: no link, image, autolink or HTML tag can start in it, and it
+/// cannot close a link or a code span around it. Emphasis characters are left alone (they can
+/// only change how the text looks).
+pub fn md_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '\\' | '[' | ']' | '`' => {
+                out.push('\\');
+                out.push(c);
+            }
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '&' => out.push_str("&amp;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Text for inside a markdown code span: backticks (which would end it) become `'`, and line
+/// breaks (which would end a line of markdown) spaces.
+pub fn md_code(s: &str) -> String {
+    s.chars()
+        .map(|c| match c {
+            '`' => '\'',
+            c if c.is_control() => ' ',
+            c => c,
+        })
+        .collect()
+}
+
+/// A markdown link target: the URL when it is http(s) (else ""), with every character that
+/// could end the target or the link percent-encoded.
+pub fn md_url(s: &str) -> String {
+    let Some(u) = safe_url(s) else {
+        return String::new();
+    };
+    let mut out = String::with_capacity(u.len());
+    for c in u.chars() {
+        match c {
+            ' ' => out.push_str("%20"),
+            '"' => out.push_str("%22"),
+            '\'' => out.push_str("%27"),
+            '(' => out.push_str("%28"),
+            ')' => out.push_str("%29"),
+            '<' => out.push_str("%3C"),
+            '>' => out.push_str("%3E"),
+            '[' => out.push_str("%5B"),
+            '\\' => out.push_str("%5C"),
+            ']' => out.push_str("%5D"),
+            '`' => out.push_str("%60"),
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 fn template_name(path: &Path) -> Option<String> {
@@ -437,7 +568,96 @@ fn parse_time(v: &Value) -> Option<DateTime<FixedOffset>> {
     }
 }
 
+/// `{{html text}}` escapes its parameter; `{{#html}}…{{/html}}` escapes what the block renders
+/// (for partials such as `{{> chatops.ref}}` inside an HTML template).
+struct HtmlHelper;
+
+impl HelperDef for HtmlHelper {
+    fn call<'reg: 'rc, 'rc>(
+        &self,
+        h: &Helper<'rc>,
+        r: &'reg Handlebars<'reg>,
+        ctx: &'rc Context,
+        rc: &mut RenderContext<'reg, 'rc>,
+        out: &mut dyn handlebars::Output,
+    ) -> handlebars::HelperResult {
+        let text = match h.template() {
+            Some(t) => {
+                let mut inner = handlebars::StringOutput::new();
+                t.render(r, ctx, rc, &mut inner)?;
+                inner
+                    .into_string()
+                    .map_err(|e| RenderErrorReason::Other(format!("html: {e}")))?
+            }
+            None => h.param(0).map(|p| as_text(p.value())).unwrap_or_default(),
+        };
+        out.write(&html_escape(&text))?;
+        Ok(())
+    }
+}
+
+/// `{{raw_url "generatorURL"}}`: the URL field as the payload sent it, whatever its scheme — the
+/// knowing opt-out of the context's http(s)-only URL fields. Looks in the current alert, then at
+/// the top level.
+struct RawUrlHelper;
+
+impl HelperDef for RawUrlHelper {
+    fn call_inner<'reg: 'rc, 'rc>(
+        &self,
+        h: &Helper<'rc>,
+        _: &'reg Handlebars<'reg>,
+        ctx: &'rc Context,
+        rc: &mut RenderContext<'reg, 'rc>,
+    ) -> Result<ScopedJson<'rc>, handlebars::RenderError> {
+        let name = h
+            .param(0)
+            .and_then(|p| p.value().as_str())
+            .filter(|n| URL_FIELDS.contains(n))
+            .ok_or_else(|| {
+                RenderErrorReason::Other(format!(
+                    "raw_url: expects one of {}",
+                    URL_FIELDS.join(", ")
+                ))
+            })?;
+        let here = rc.evaluate(ctx, &format!("{RAW_URLS}.{name}"))?;
+        let found = match here.as_json() {
+            Value::String(s) => Some(s.clone()),
+            _ => ctx
+                .data()
+                .get(RAW_URLS)
+                .and_then(|m| m.get(name))
+                .and_then(Value::as_str)
+                .map(str::to_string),
+        };
+        Ok(ScopedJson::Derived(json!(found.unwrap_or_default())))
+    }
+}
+
 fn register_helpers(hb: &mut Handlebars<'static>, tz: Tz, locale: Locale) {
+    hb.register_helper("html", Box::new(HtmlHelper));
+    hb.register_helper("raw_url", Box::new(RawUrlHelper));
+    // {{safe_url x}}: x when it is an http(s) URL, else "".
+    register(hb, "safe_url", |p, _| {
+        let s = p.first().map(|v| as_text(v)).unwrap_or_default();
+        Ok(json!(safe_url(&s).unwrap_or_default()))
+    });
+    // {{md_escape text}}: untrusted text in markdown; {{md_code text}}: inside `…`;
+    // {{md_url url}}: a link target, http(s) only.
+    register(hb, "md_escape", |p, _| {
+        Ok(json!(md_escape(
+            &p.first().map(|v| as_text(v)).unwrap_or_default()
+        )))
+    });
+    register(hb, "md_code", |p, _| {
+        Ok(json!(md_code(
+            &p.first().map(|v| as_text(v)).unwrap_or_default()
+        )))
+    });
+    register(hb, "md_url", |p, _| {
+        Ok(json!(md_url(
+            &p.first().map(|v| as_text(v)).unwrap_or_default()
+        )))
+    });
     // {{date startsAt}} / {{date startsAt "%H:%M"}}: a time in the configured zone; empty for
     // Go's zero time and for anything that is not a time.
     register(hb, "date", move |p, _| {
@@ -709,6 +929,87 @@ mod tests {
         assert_eq!(
             render(&tpl, "<b>{{labels.alertname}}&</b>", ctx),
             "<b>X&</b>"
+        );
+    }
+
+    #[test]
+    fn only_http_urls_are_safe() {
+        for ok in [
+            "http://a.example/x",
+            "HTTPS://A.example",
+            " https://a.example/?q=\"> ",
+        ] {
+            assert_eq!(safe_url(ok), Some(ok.trim()), "{ok}");
+        }
+        for bad in [
+            "javascript:alert(1)",
+            "JaVaScRiPt:alert(1)",
+            " \tjavascript:alert(1)",
+            "java\nscript:alert(1)",
+            "data:text/html,x",
+            "vbscript:x",
+            "//evil.example",
+            "/relative",
+            "http:/x",
+            "http://",
+            "https:///x",
+            "https://a.example/\u{0}",
+            "\u{1b}[31mhttp://x",
+            "",
+        ] {
+            assert_eq!(safe_url(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn escaping_helpers() {
+        assert_eq!(
+            html_escape("<a href=\"x\">'&'</a>"),
+            "&lt;a href=&quot;x&quot;&gt;&#39;&amp;&#39;&lt;/a&gt;"
+        );
+        assert_eq!(
+            md_escape("[x](javascript:y) \\ <b> `c` a_b"),
+            "\\[x\\](javascript:y) \\\\ &lt;b&gt; \\`c\\` a_b"
+        );
+        assert_eq!(md_code("a`b\nc"), "a'b c");
+        assert_eq!(md_url("javascript:x"), "");
+        assert_eq!(
+            md_url("https://a.example/(x) [y]\"<z>'"),
+            "https://a.example/%28x%29%20%5By%5D%22%3Cz%3E%27"
+        );
+    }
+
+    #[test]
+    fn url_fields_are_http_only_unless_raw_url_is_asked_for() {
+        let tpl = t(Locale::En);
+        let ctx = json!({
+            "externalURL": "javascript:top",
+            "__raw_urls": {"externalURL": "javascript:top"},
+            "alerts": [{"generatorURL": "", "__raw_urls": {"generatorURL": "javascript:a"}}]
+        });
+        assert_eq!(
+            render(
+                &tpl,
+                "{{#each alerts}}{{raw_url \"generatorURL\"}}|{{raw_url \"externalURL\"}}{{/each}}",
+                ctx.clone()
+            ),
+            "javascript:a|javascript:top"
+        );
+        let mut root = Map::new();
+        root.insert("externalURL".into(), json!(" javascript:x"));
+        keep_safe_urls(&mut root);
+        assert_eq!(root["externalURL"], json!(""));
+        assert_eq!(root[RAW_URLS]["externalURL"], json!(" javascript:x"));
+        let mut tpl2 = Templates::new(tpl.tz, tpl.locale);
+        assert!(tpl2.add("bad", "{{raw_url \"labels\"}}").is_ok());
+        assert!(tpl2.render("bad", &json!({})).is_err());
+        assert_eq!(
+            render(
+                &tpl,
+                "{{#html}}<{{x}}>{{/html}}|{{html x}}",
+                json!({"x": "<i>"})
+            ),
+            "&lt;&lt;i&gt;&gt;|&lt;i&gt;"
         );
     }
 

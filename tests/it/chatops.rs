@@ -559,3 +559,221 @@ async fn callbacks_do_not_exist_without_their_secret_and_refuse_malformed_bodies
     srv.stop().await;
     assert!(mock.requests().is_empty());
 }
+
+/// A payload whose `commonLabels` claims a label its only alert does not carry: the silence
+/// is scoped to what the alert has, not to `severity="critical"` (which would mute every
+/// critical alert).
+#[tokio::test]
+async fn a_silence_is_scoped_to_the_labels_the_alerts_share_not_the_claimed_common_labels() {
+    let mock = MockWxPusher::start().await;
+    let srv = TestServer::start(&chatops_config(&mock, "http://127.0.0.1:9")).await;
+    let Some(am) = start_alertmanager(&srv.url).await else {
+        return;
+    };
+    std::fs::write(
+        srv.dir.path().join("config.yml"),
+        chatops_config(&mock, &am.url),
+    )
+    .unwrap();
+    srv.app.reload().unwrap();
+    let payload = json!({
+        "version": "4", "receiver": "oncall", "status": "firing", "groupKey": "{}:{alertname=\"DiskA\"}",
+        "groupLabels": {}, "commonAnnotations": {}, "externalURL": "http://am.example",
+        "commonLabels": {"alertname": "DiskA", "severity": "critical"},
+        "alerts": [{"status": "firing", "labels": {"alertname": "DiskA"}, "annotations": {},
+                    "startsAt": "2026-11-25T08:00:00Z", "endsAt": "0001-01-01T00:00:00Z",
+                    "generatorURL": "", "fingerprint": "a1"}]
+    });
+    let r = reqwest::Client::new()
+        .post(format!("{}/webhook", srv.url))
+        .bearer_auth(TOKEN)
+        .json(&payload)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let reqs = mock.wait_for(1, SHORT).await;
+    let r = reference(content(&reqs[0]));
+    assert_eq!(
+        up_command(&srv, CALLBACK, "UID_e2e", &format!("silence {r} 1h disk")).await,
+        200
+    );
+    let reqs = mock.wait_for(2, SHORT).await;
+    assert!(
+        content(&reqs[1]).starts_with("Silenced"),
+        "{}",
+        content(&reqs[1])
+    );
+    let all = silences(&am).await;
+    let on = active(&all);
+    assert_eq!(on.len(), 1, "{all:#?}");
+    assert_eq!(
+        on[0]["matchers"],
+        json!([{"name": "alertname", "value": "DiskA", "isRegex": false, "isEqual": true}])
+    );
+}
+
+fn both_channels_config(mock: &MockWxPusher, gw: &MockGateway, allowed: &str) -> String {
+    format!(
+        r#"
+global: {{ wxpusher_api_url: "{}" }}
+chatops:
+  alertmanager_url: http://127.0.0.1:9
+  wxpusher_callback_secret: {CALLBACK}
+  weixin_gateway_secret: {GATEWAY_SECRET}
+  allowed: {allowed}
+route: {{ receiver: oncall }}
+receivers:
+  - name: oncall
+    wxpusher_configs: [{{ app_token: AT_e2e, uids: [UID_e2e] }}]
+    weixin_gateway_configs:
+      - {{ url: "{}", account_id: wx-account-1, to_user_ids: [ "ops@im.wechat" ] }}
+"#,
+        mock.url, gw.url
+    )
+}
+
+/// An id is allowed on its own channel only: a gateway id through the WxPusher callback, or a
+/// UID through the gateway, is refused — in the list form (by the id's shape) and in the map
+/// form (by the key it is listed under).
+#[tokio::test]
+async fn allowed_ids_work_only_through_their_own_channel() {
+    for allowed in [
+        "[ UID_e2e, ops@im.wechat ]",
+        "{ wxpusher: [ UID_e2e ], weixin_gateway: [ ops@im.wechat ] }",
+    ] {
+        let mock = MockWxPusher::start().await;
+        let gw = MockGateway::start("wx-account-1").await;
+        let srv = TestServer::start(&both_channels_config(&mock, &gw, allowed)).await;
+        let bearer = format!("Bearer {GATEWAY_SECRET}");
+        // The wrong channel for each id: refused.
+        assert_eq!(
+            up_command(&srv, CALLBACK, "ops@im.wechat", "list").await,
+            200
+        );
+        let reqs = mock.wait_for(1, SHORT).await;
+        assert!(
+            content(&reqs[0]).starts_with("Not allowed"),
+            "{allowed}: {}",
+            content(&reqs[0])
+        );
+        assert_eq!(
+            gateway_event(&srv, Some(&bearer), "UID_e2e", "list").await,
+            200
+        );
+        let sends = gw.wait_for(1, SHORT).await;
+        assert!(
+            gateway_text(&sends[0]).starts_with("Not allowed"),
+            "{allowed}: {}",
+            gateway_text(&sends[0])
+        );
+        // The right channel: answered.
+        assert_eq!(up_command(&srv, CALLBACK, "UID_e2e", "list").await, 200);
+        let reqs = mock.wait_for(2, SHORT).await;
+        assert!(
+            !content(&reqs[1]).starts_with("Not allowed"),
+            "{allowed}: {}",
+            content(&reqs[1])
+        );
+        assert_eq!(
+            gateway_event(&srv, Some(&bearer), "ops@im.wechat", "list").await,
+            200
+        );
+        let sends = gw.wait_for(2, SHORT).await;
+        assert!(
+            !gateway_text(&sends[1]).starts_with("Not allowed"),
+            "{allowed}: {}",
+            gateway_text(&sends[1])
+        );
+        let (_, m) = srv.get("/metrics").await;
+        let denied = metric(
+            &m,
+            r#"alertmanager_wechat_chatops_commands_total{command="list",result="denied"}"#,
+        );
+        assert_eq!(denied, 2.0, "{allowed}: {m}");
+    }
+}
+
+/// Enrolments past `chatops.max_subscribers_per_hour` are refused and counted; the CLI lists
+/// the subscribers that got in and removes one, which the next alert then skips.
+#[tokio::test]
+async fn subscriber_enrolment_is_capped_per_hour_and_listed_and_removed_from_the_cli() {
+    let mock = MockWxPusher::start().await;
+    let data = tempfile::tempdir().unwrap();
+    let config = subscriber_config(&mock, data.path()).replace(
+        "  allowed: [ UID_db1 ]\n",
+        "  allowed: [ UID_db1 ]\n  max_subscribers_per_hour: 3\n",
+    );
+    let file = data.path().join("config.yml");
+    std::fs::write(&file, &config).unwrap();
+    let srv = TestServer::start(&config).await;
+    let mut codes = Vec::new();
+    for uid in ["UID_s1", "UID_s2", "UID_s3", "UID_s4", "UID_s5"] {
+        codes.push(subscribe(&srv, CALLBACK, uid, "team-db").await);
+    }
+    assert_eq!(codes, [200, 200, 200, 429, 429]);
+    let (_, m) = srv.get("/metrics").await;
+    let count = |r: &str| {
+        metric(
+            &m,
+            &format!(
+                r#"alertmanager_wechat_chatops_commands_total{{command="subscribe",result="{r}"}}"#
+            ),
+        )
+    };
+    assert_eq!(count("ok"), 3.0, "{m}");
+    assert_eq!(count("capped"), 2.0, "{m}");
+    assert_eq!(
+        srv.post("/webhook", example("alertmanager-firing.json"))
+            .await
+            .0,
+        200
+    );
+    let reqs = mock.wait_for(1, SHORT).await;
+    assert_eq!(reqs[0].body["uids"], json!(["UID_s1", "UID_s2", "UID_s3"]));
+    srv.stop().await;
+
+    let bin = env!("CARGO_BIN_EXE_alertmanager-wechat");
+    let cli = |args: &[&str]| {
+        let out = std::process::Command::new(bin)
+            .arg(format!("--config.file={}", file.display()))
+            .arg("subscribers")
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).to_string(),
+        )
+    };
+    let (ok, list) = cli(&["list"]);
+    assert!(ok, "{list}");
+    let uids: Vec<&str> = list
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split_whitespace().nth(1))
+        .collect();
+    assert_eq!(uids, ["UID_s1", "UID_s2", "UID_s3"], "{list}");
+    assert!(
+        list.lines().skip(1).all(|l| l.ends_with(" team-db")),
+        "{list}"
+    );
+    let (ok, out) = cli(&["remove", "UID_s2"]);
+    assert!(ok, "{out}");
+    assert_eq!(out, "removed UID_s2 (1 subscriptions)\n");
+    let (ok, out) = cli(&["remove", "UID_s2"]);
+    assert!(!ok);
+    assert_eq!(out, "no subscriber UID_s2\n");
+
+    // The next alert skips the removed UID.
+    let srv = TestServer::start(&config).await;
+    assert_eq!(
+        srv.post("/webhook", example("alertmanager-resolved.json"))
+            .await
+            .0,
+        200
+    );
+    let reqs = mock.wait_for(2, SHORT).await;
+    assert_eq!(reqs[1].body["uids"], json!(["UID_s1", "UID_s3"]));
+    srv.stop().await;
+}

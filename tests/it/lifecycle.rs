@@ -223,3 +223,124 @@ async fn json_logs_carry_one_span_per_request_and_per_attempt_and_no_alert_bodie
         }
     }
 }
+
+/// Secrets written where a map or list is expected: the three mistakes serde used to quote.
+const SECRET_MISTAKES: &str = "auth: AT_leak_one_0123456789\nroute: {receiver: oncall}\nreceivers:\n  - name: oncall\n    wxpusher_configs: [ AT_leak_two_0123456789 ]\n    weixin_gateway_configs: [{url: 'http://gw:1', account_id: a, to_user_ids: [u@im.wechat], basic_auth: 'user:leak_three_0123456789'}]\n";
+const LEAKS: [&str; 3] = [
+    "AT_leak_one_0123456789",
+    "AT_leak_two_0123456789",
+    "leak_three_0123456789",
+];
+
+async fn reload_with_secret_mistakes(log_format: &str) {
+    let mock = MockWxPusher::start().await;
+    let d = Daemon::start(
+        "alertmanager-wechat",
+        Path::new(BIN),
+        &[("config.yml", config(&mock, "UID_a"))],
+        &[
+            "--config.file=$DIR/config.yml",
+            "--web.listen-address=127.0.0.1:$PORT",
+            &format!("--log.format={log_format}"),
+        ],
+    )
+    .await;
+    std::fs::write(d.dir.path().join("config.yml"), SECRET_MISTAKES).unwrap();
+    d.signal("HUP");
+    poll(&d, "/metrics", |_, m| metric(m, RELOAD_OK) == 0.0).await;
+    let log = d.log();
+    assert!(log.contains("configuration reload failed"), "{log}");
+    assert!(log.contains("wxpusher_configs[0]"), "{log}");
+    for secret in LEAKS {
+        assert!(
+            !log.contains(secret),
+            "{log_format} log quotes {secret}:\n{log}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_failed_reload_logs_no_secret_in_json() {
+    reload_with_secret_mistakes("json").await;
+}
+
+#[tokio::test]
+async fn a_failed_reload_logs_no_secret_in_logfmt() {
+    reload_with_secret_mistakes("logfmt").await;
+}
+
+#[test]
+fn a_failed_start_prints_no_secret() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("config.yml");
+    std::fs::write(&cfg, SECRET_MISTAKES).unwrap();
+    for args in [
+        vec![format!("--config.file={}", cfg.display())],
+        vec!["check-config".to_string(), cfg.display().to_string()],
+    ] {
+        let out = std::process::Command::new(BIN)
+            .arg("--web.listen-address=127.0.0.1:0")
+            .args(&args)
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{args:?}");
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(text.contains("wxpusher_configs[0]"), "{args:?}: {text}");
+        for secret in LEAKS {
+            assert!(!text.contains(secret), "{args:?} quotes {secret}:\n{text}");
+        }
+    }
+}
+
+/// The console integration prints alert text among the log lines: a label cannot forge a log
+/// line, and no terminal escape reaches the output raw.
+#[tokio::test]
+async fn console_output_cannot_forge_log_lines_or_pass_terminal_escapes() {
+    let d = Daemon::start(
+        "alertmanager-wechat",
+        Path::new(BIN),
+        &[(
+            "config.yml",
+            "storage: { path: \"$DIR/data\" }\nroute: { receiver: c }\nreceivers: [{ name: c, console_configs: [{}] }]\n".to_string(),
+        )],
+        &[
+            "--config.file=$DIR/config.yml",
+            "--web.listen-address=127.0.0.1:$PORT",
+            "--log.format=logfmt",
+        ],
+    )
+    .await;
+    let mut payload: Value = serde_json::from_str(&example("alertmanager-firing.json")).unwrap();
+    let forged = "level=error msg=\"forged by a label\"";
+    payload["alerts"][0]["labels"]["alertname"] = Value::String(format!(
+        "Disk\u{1b}[31mRed\r\n{forged}\n\u{1b}]0;pwned\u{7}"
+    ));
+    payload["commonLabels"] = serde_json::json!({});
+    assert_eq!(
+        post(&format!("{}/webhook", d.url), payload.to_string()).await,
+        200
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !d.log().contains("Red") {
+        assert!(Instant::now() < deadline, "nothing printed:\n{}", d.log());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let log = d.log();
+    assert!(
+        !log.contains('\u{1b}') && !log.contains('\u{7}') && !log.contains('\r'),
+        "{log:?}"
+    );
+    for line in log.lines() {
+        if line.contains("forged by a label") {
+            assert!(
+                line.starts_with("│ "),
+                "a forged line at column 0: {line:?}\n{log}"
+            );
+        }
+    }
+    assert!(log.contains("Disk\\u{1b}[31mRed"), "{log}");
+}

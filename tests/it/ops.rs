@@ -487,3 +487,49 @@ async fn reload_does_not_disturb_a_delivery_in_flight() {
         "{reqs:?}"
     );
 }
+
+/// Secrets written where a map or list is expected: serde used to quote them in its errors.
+const SECRET_MISTAKES: &str = "auth: AT_leak_one_0123456789\nroute: {receiver: a}\nreceivers:\n  - name: a\n    wxpusher_configs: [ AT_leak_two_0123456789 ]\n    weixin_gateway_configs: [{url: 'http://gw:1', account_id: a, to_user_ids: [u@im.wechat], basic_auth: 'user:leak_three_0123456789'}]\n    official_account_configs: [{app_id: wx1, app_secret: [12345678987654], template_id: T, to_openids: [o]}]\n";
+const LEAKS: [&str; 4] = [
+    "AT_leak_one_0123456789",
+    "AT_leak_two_0123456789",
+    "leak_three_0123456789",
+    "12345678987654",
+];
+
+#[test]
+fn check_config_names_the_place_of_a_misplaced_secret_not_the_secret() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c.yml");
+    std::fs::write(&path, SECRET_MISTAKES).unwrap();
+    let (out, ok) = alertmanager_wechat::cli::check_config(&[path]);
+    assert!(!ok);
+    assert!(
+        out.contains("auth: invalid type: a string, expected struct AuthConfig at line 1 column 7"),
+        "{out}"
+    );
+    assert!(
+        out.contains("receivers[0].wxpusher_configs[0]: invalid type: a string"),
+        "{out}"
+    );
+    assert!(
+        out.contains("receivers[0].weixin_gateway_configs[0].basic_auth: invalid type: a string"),
+        "{out}"
+    );
+    for secret in LEAKS {
+        assert!(!out.contains(secret), "quotes {secret}:\n{out}");
+    }
+}
+
+#[tokio::test]
+async fn a_failed_reload_answers_without_the_secret() {
+    let mock = MockWxPusher::start().await;
+    let srv = TestServer::start(&config(&mock, "")).await;
+    std::fs::write(srv.dir.path().join("config.yml"), SECRET_MISTAKES).unwrap();
+    let (code, body) = srv.post("/-/reload", "").await;
+    assert_eq!(code, 500);
+    assert!(body.contains("wxpusher_configs[0]"), "{body}");
+    for secret in LEAKS {
+        assert!(!body.contains(secret), "quotes {secret}:\n{body}");
+    }
+}

@@ -351,3 +351,272 @@ proptest! {
         }
     }
 }
+
+/// The marker planted as a "secret" in generated configurations; no error may contain it.
+const MARKER: &str = "MARKER_SECRET_7f3a";
+/// The same as a number, for secrets that are all digits.
+const NUMERIC_MARKER: i64 = 9_081_726_354;
+
+/// Keys of this service's configuration, secret-bearing ones included, for generated trees.
+const CONFIG_KEYS: &[&str] = &[
+    "global",
+    "auth",
+    "admin",
+    "basic_auth",
+    "username",
+    "password",
+    "bearer_token",
+    "grafana_hmac_secret",
+    "web",
+    "storage",
+    "redis_url",
+    "chatops",
+    "wxpusher_callback_secret",
+    "weixin_gateway_secret",
+    "allowed",
+    "dedupe",
+    "window",
+    "route",
+    "routes",
+    "continue",
+    "receivers",
+    "wxpusher_configs",
+    "app_token",
+    "uids",
+    "topic_ids",
+    "content_type",
+    "spts",
+    "official_account_configs",
+    "app_id",
+    "app_secret",
+    "kind",
+    "to_openids",
+    "send_resolved",
+    "weixin_gateway_configs",
+    "account_id",
+    "to_user_ids",
+    "console_configs",
+    "summary_max_chars",
+    "max_alerts",
+    "bogus",
+];
+
+/// Keys whose value is its own diagnostic (a name, a path, a URL, a matcher): errors about them
+/// quote it on purpose, so the generator never plants the marker directly under them.
+const QUOTES_ITS_VALUE: &[&str] = &[
+    "name",
+    "receiver",
+    "fallback_receiver",
+    "matchers",
+    "url",
+    "api_url",
+    "alertmanager_url",
+    "wxpusher_api_url",
+    "wechat_api_url",
+    "wecom_api_url",
+    "templates",
+    "timezone",
+    "path",
+];
+
+/// Where secrets are mistakenly written, in an otherwise valid configuration.
+const SECRET_PLACES: &[&[&str]] = &[
+    &["auth"],
+    &["auth", "basic_auth"],
+    &["auth", "admin"],
+    &["auth", "bearer_token"],
+    &["auth", "admin", "basic_auth"],
+    &["chatops"],
+    &["chatops", "allowed"],
+    &["receivers", "0", "wxpusher_configs"],
+    &["receivers", "0", "wxpusher_configs", "0"],
+    &["receivers", "0", "wxpusher_configs", "0", "app_token"],
+    &["receivers", "0", "wxpusher_configs", "0", "uids"],
+    &[
+        "receivers",
+        "0",
+        "weixin_gateway_configs",
+        "0",
+        "basic_auth",
+    ],
+    &[
+        "receivers",
+        "0",
+        "weixin_gateway_configs",
+        "0",
+        "bearer_token",
+    ],
+    &["receivers", "0", "official_account_configs", "0"],
+    &[
+        "receivers",
+        "0",
+        "official_account_configs",
+        "0",
+        "app_secret",
+    ],
+    &["receivers", "0", "official_account_configs", "0", "kind"],
+    &["storage"],
+    &["dedupe", "window"],
+    &["global"],
+    &["web"],
+    &["route"],
+    &["route", "continue"],
+];
+
+fn planted_config_base() -> Value {
+    json!({
+        "route": {"receiver": "a"},
+        "receivers": [{
+            "name": "a",
+            "wxpusher_configs": [{"app_token": "AT_ok_token", "uids": ["UID_a"]}],
+            "weixin_gateway_configs": [{"url": "http://gw:1", "account_id": "x", "to_user_ids": ["u@im.wechat"]}],
+            "official_account_configs": [{"app_id": "wx1", "app_secret": "sec_ok_1", "template_id": "T", "to_openids": ["o"]}]
+        }]
+    })
+}
+
+/// A YAML value tree whose scalars are often the marker, as text or as a number.
+fn planted_tree() -> impl Strategy<Value = Value> {
+    let leaf = prop_oneof![
+        3 => prop_oneof![
+            Just(MARKER.to_string()),
+            Just(format!("user:{MARKER}")),
+            Just(format!("Bearer {MARKER}")),
+            Just(format!("\"{MARKER}\\n`x")),
+        ]
+        .prop_map(Value::String),
+        1 => Just(json!(NUMERIC_MARKER)),
+        1 => Just(json!(-NUMERIC_MARKER)),
+        1 => Just(json!(0.5)),
+        1 => any::<bool>().prop_map(Value::Bool),
+        1 => Just(Value::Null),
+        1 => "[a-z0-9 :]{0,6}".prop_map(Value::String),
+    ];
+    leaf.prop_recursive(4, 24, 4, |inner| {
+        prop_oneof![
+            prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+            prop::collection::vec((prop::sample::select(CONFIG_KEYS), inner), 0..4).prop_map(
+                |kv| Value::Object(kv.into_iter().map(|(k, v)| (k.to_string(), v)).collect())
+            ),
+        ]
+    })
+}
+
+/// Replaces the marker directly under a key that quotes its value (see [`QUOTES_ITS_VALUE`]).
+fn unplant_quoted(v: &mut Value, key: &str) {
+    let quoted = QUOTES_ITS_VALUE.contains(&key) || key.ends_with("_file");
+    match v {
+        Value::String(s) if quoted => *s = "x".into(),
+        Value::Number(_) if quoted => *v = json!(1),
+        Value::Array(a) => a.iter_mut().for_each(|x| unplant_quoted(x, key)),
+        Value::Object(m) => m.iter_mut().for_each(|(k, x)| unplant_quoted(x, k)),
+        _ => {}
+    }
+}
+
+/// Sets `value` at `path` in `doc`, creating maps on the way.
+fn put(doc: &mut Value, path: &[&str], value: Value) {
+    let Some((first, rest)) = path.split_first() else {
+        *doc = value;
+        return;
+    };
+    let slot = match (first.parse::<usize>(), &mut *doc) {
+        (Ok(i), Value::Array(a)) if i < a.len() => &mut a[i],
+        _ => {
+            if !doc.is_object() {
+                *doc = json!({});
+            }
+            doc.as_object_mut()
+                .map(|m| m.entry(first.to_string()).or_insert(Value::Null))
+                .expect("an object")
+        }
+    };
+    put(slot, rest, value);
+}
+
+/// Every error `Config::parse` gives for `yaml`, as printed.
+fn config_errors(yaml: &str) -> Vec<String> {
+    match Config::parse(yaml, "t.yml", Path::new("/nonexistent")) {
+        Ok(_) => Vec::new(),
+        Err(e) => e.0.iter().map(|e| e.to_string()).collect(),
+    }
+}
+
+fn assert_no_marker(yaml: &str) {
+    for e in config_errors(yaml) {
+        assert!(
+            !e.contains(MARKER) && !e.contains(&NUMERIC_MARKER.to_string()),
+            "an error quotes the planted secret: {e}\n--- config ---\n{yaml}"
+        );
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 128, failure_persistence: None, ..ProptestConfig::default() })]
+
+    /// A secret written in the wrong place, or of the wrong shape, is never quoted in an error.
+    #[test]
+    fn config_errors_never_quote_a_planted_secret(
+        plants in prop::collection::vec((prop::sample::select(SECRET_PLACES), planted_tree()), 1..4),
+        root in prop::option::of(planted_tree()),
+        block_style in any::<bool>(),
+    ) {
+        let mut doc = planted_config_base();
+        for (place, mut tree) in plants {
+            unplant_quoted(&mut tree, place.last().copied().unwrap_or(""));
+            put(&mut doc, place, tree);
+        }
+        if let Some(mut tree) = root {
+            unplant_quoted(&mut tree, "");
+            if let (Value::Object(d), Value::Object(t)) = (&mut doc, tree) {
+                d.extend(t);
+            }
+        }
+        let yaml = if block_style {
+            yaml_serde::to_string(&doc).unwrap()
+        } else {
+            doc.to_string()
+        };
+        assert_no_marker(&yaml);
+    }
+}
+
+#[test]
+fn the_reported_secret_mistakes_are_named_by_kind_and_place() {
+    let cases = [
+        (
+            format!("auth: {MARKER}\nroute: {{receiver: a}}\nreceivers: [{{name: a}}]\n"),
+            "t.yml: auth: invalid type: a string, expected struct AuthConfig at line 1 column 7",
+        ),
+        (
+            format!(
+                "auth: {{basic_auth: user:{MARKER}}}\nroute: {{receiver: a}}\nreceivers: [{{name: a}}]\n"
+            ),
+            "t.yml: auth.basic_auth: invalid type: a string, expected struct BasicAuth",
+        ),
+        (
+            format!(
+                "route: {{receiver: a}}\nreceivers: [{{name: a, wxpusher_configs: [{MARKER}]}}]\n"
+            ),
+            "t.yml: receivers[0].wxpusher_configs[0]: invalid type: a string, expected struct WxPusherConfig",
+        ),
+        (
+            format!("auth: {NUMERIC_MARKER}\nroute: {{receiver: a}}\nreceivers: [{{name: a}}]\n"),
+            "t.yml: auth: invalid type: an integer, expected struct AuthConfig",
+        ),
+        (
+            format!(
+                "route: {{receiver: a}}\nreceivers: [{{name: a, official_account_configs: [{{app_id: w, app_secret: s3cret, template_id: T, to_openids: [o], kind: {MARKER}}}]}}]\n"
+            ),
+            "t.yml: receivers[0].official_account_configs[0].kind: unknown variant, expected `template` or `subscribe`",
+        ),
+    ];
+    for (yaml, expected) in cases {
+        let errors = config_errors(&yaml);
+        assert!(
+            errors.iter().any(|e| e.starts_with(expected)),
+            "{errors:#?}\nwanted {expected}"
+        );
+        assert_no_marker(&yaml);
+    }
+}

@@ -148,7 +148,7 @@ fn check_config_binary_lists_structural_and_semantic_errors_together() {
     let file = bad.display().to_string();
     for expected in [
         format!(
-            "{file}: dedupe.window: invalid value: string \"5 parsecs\", expected a duration at line 1 column 18"
+            "{file}: dedupe.window: invalid value: a string, expected a duration at line 1 column 18"
         ),
         format!(
             "{file}: route.routes[0].matchers[0]: matcher \"team=~\\\"(db\\\"\": invalid regex: unclosed group at line 5 column 18"
@@ -181,4 +181,200 @@ fn truncated_alerts_are_mentioned_only_when_there_are_some() {
         assert!(!none.contains(words), "{none}");
         assert!(some.ends_with(words), "{some}");
     }
+}
+
+/// A Grafana payload whose every label, annotation and URL is an attack: HTML, markdown links,
+/// attribute break-outs and non-http(s) schemes in every case and spacing.
+fn hostile_payload() -> String {
+    serde_json::json!({
+        "receiver": "wechat", "status": "firing", "orgId": 1, "version": "1",
+        "alerts": [
+            {
+                "status": "firing",
+                "labels": {
+                    "alertname": "<script>alert(1)</script>",
+                    "severity": "crit`<b>ical",
+                    "x": "\"><svg onload=alert(1)>](javascript:alert(3))"
+                },
+                "annotations": {
+                    "summary": "<img src=x onerror=alert(1)> [Click](javascript:alert(1))",
+                    "description": "<iframe src=javascript:alert(2)></iframe> ![i](data:x) \\[y](vbscript:z)"
+                },
+                "startsAt": "2026-11-25T09:51:03+08:00", "endsAt": "0001-01-01T00:00:00Z",
+                "generatorURL": "https://ok.example/a\"><script>x</script>(b)[c] d",
+                "silenceURL": "JaVaScRiPt:urlmark(1)",
+                "dashboardURL": " \tjavascript:urlmark(2)",
+                "panelURL": "data:text/html,<script>urlmark(3)</script>",
+                "fingerprint": "f1",
+                "values": {"B": 1.5}
+            },
+            {
+                "status": "resolved",
+                "labels": {"alertname": "[R](javascript:r)", "z": "<u>"},
+                "annotations": {"summary": "<script>r</script>"},
+                "startsAt": "2026-11-25T07:00:00Z", "endsAt": "2026-11-25T08:00:00Z",
+                "generatorURL": "java\nscript:urlmark(4)",
+                "fingerprint": "f2"
+            }
+        ],
+        "groupLabels": {}, "commonLabels": {}, "commonAnnotations": {},
+        "externalURL": "\u{0}vbscript:urlmark(5)",
+        "groupKey": "{}:{}", "truncatedAlerts": 0
+    })
+    .to_string()
+}
+
+fn hostile_runtime(locale: &str) -> Runtime {
+    let cfg = format!(
+        r#"
+global: {{ locale: {locale} }}
+route: {{ receiver: md }}
+receivers:
+  - name: md
+    wxpusher_configs: [{{ app_token: AT_secret_value, uids: [UID_a], content_type: markdown }}]
+  - name: html
+    wxpusher_configs: [{{ app_token: AT_secret_value, uids: [UID_a], content_type: html }}]
+  - name: text
+    wxpusher_configs: [{{ app_token: AT_secret_value, uids: [UID_a], content_type: text }}]
+  - name: oa
+    official_account_configs:
+      - app_id: wx0123456789abcdef
+        app_secret: oa_app_secret_0123456789abcdef
+        template_id: TPL_alert
+        to_openids: [o_a]
+  - name: gw
+    weixin_gateway_configs: [{{ url: 'http://gw:8787', account_id: wx-1, to_user_ids: [a@im.wechat] }}]
+  - name: console
+    console_configs: [{{}}]
+"#
+    );
+    Runtime::build(Config::parse(&cfg, "t.yml", Path::new(".")).unwrap()).unwrap()
+}
+
+fn hostile_bodies(locale: &str, receiver: &str) -> Vec<serde_json::Value> {
+    let rt = hostile_runtime(locale);
+    let out = cli::render(&rt, hostile_payload().as_bytes(), Some(receiver), now()).unwrap();
+    assert!(!out.is_empty(), "{receiver}");
+    out.into_iter()
+        .flat_map(|r| r.requests)
+        .map(|r| r.body)
+        .collect()
+}
+
+/// Every string in a JSON body, with the key it sits under.
+fn strings(v: &serde_json::Value, key: &str, out: &mut Vec<(String, String)>) {
+    match v {
+        serde_json::Value::String(s) => out.push((key.to_string(), s.clone())),
+        serde_json::Value::Array(a) => a.iter().for_each(|x| strings(x, key, out)),
+        serde_json::Value::Object(m) => m.iter().for_each(|(k, x)| strings(x, k, out)),
+        _ => {}
+    }
+}
+
+/// Each markdown link target in `s` (what follows `](` up to the next `)`), unless the `]` is
+/// escaped.
+fn md_link_targets(s: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut rest = s;
+    while let Some(i) = rest.find("](") {
+        let escaped = rest[..i].ends_with('\\') && !rest[..i].ends_with("\\\\");
+        let after = &rest[i + 2..];
+        if !escaped {
+            out.push(after.split(')').next().unwrap_or("").to_string());
+        }
+        rest = after;
+    }
+    out
+}
+
+#[test]
+fn hostile_text_is_inert_in_every_shipped_template() {
+    for locale in ["zh-CN", "en"] {
+        // Markdown: no tag, every link target http(s) and unbroken, no link from alert text.
+        for body in hostile_bodies(locale, "md") {
+            let content = body["content"].as_str().unwrap();
+            for tag in ["<script", "<img", "<iframe", "<svg", "<u>"] {
+                assert!(!content.contains(tag), "{locale} md {tag}: {content}");
+            }
+            let targets = md_link_targets(content);
+            assert_eq!(
+                targets,
+                vec!["https://ok.example/a%22%3E%3Cscript%3Ex%3C/script%3E%28b%29%5Bc%5D%20d"],
+                "{locale}: {content}"
+            );
+            // Inside a code span markup is literal; only the backtick that would end it goes.
+            assert!(content.contains("`crit'<b>ical`"), "{content}");
+            assert!(body.get("url").is_none_or(|u| u.is_null()), "{body}");
+        }
+        // HTML: everything from the payload escaped; the one href stays inside its quotes.
+        for body in hostile_bodies(locale, "html") {
+            let content = body["content"].as_str().unwrap();
+            for tag in [
+                "<script", "<img", "<iframe", "<svg", "<b>ical", "<u>", "\"><",
+            ] {
+                assert!(!content.contains(tag), "{locale} html {tag}: {content}");
+            }
+            assert_eq!(content.matches("href=").count(), 1, "{content}");
+            assert!(
+                content.contains(
+                    "href=\"https://ok.example/a&quot;&gt;&lt;script&gt;x&lt;/script&gt;(b)[c] d\""
+                ),
+                "{content}"
+            );
+            assert!(
+                content.contains("&lt;script&gt;alert(1)&lt;/script&gt;"),
+                "{content}"
+            );
+            assert!(body.get("url").is_none_or(|u| u.is_null()), "{body}");
+        }
+        // Every template, plain text included (WxPusher text, weixin-gateway, console, Official
+        // Account fields): text may say anything, but no non-http(s) URL field is offered.
+        for receiver in ["md", "html", "text", "gw", "console", "oa"] {
+            for body in hostile_bodies(locale, receiver) {
+                let mut all = Vec::new();
+                strings(&body, "", &mut all);
+                for (key, s) in all {
+                    let lower = s.to_lowercase();
+                    assert!(!lower.contains("urlmark"), "{locale} {receiver} {key}: {s}");
+                    if key == "url" {
+                        assert!(s.starts_with("http"), "{receiver}: {s}");
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn a_javascript_external_url_never_becomes_the_url_field() {
+    let cfg = r#"
+route: { receiver: both }
+receivers:
+  - name: both
+    wxpusher_configs: [{ app_token: AT_secret_value, uids: [UID_a], url: '{{raw_url "externalURL"}}' }]
+    official_account_configs:
+      - { app_id: wx1, app_secret: s3cret_value, template_id: T, to_openids: [o], url: '  JAVASCRIPT:alert(1)' }
+"#;
+    let rt = Runtime::build(Config::parse(cfg, "t.yml", Path::new(".")).unwrap()).unwrap();
+    let mut payload: serde_json::Value =
+        serde_json::from_str(&example("alertmanager-firing.json")).unwrap();
+    payload["externalURL"] = serde_json::json!("javascript:alert(1)");
+    let out = cli::render(&rt, payload.to_string().as_bytes(), None, now()).unwrap();
+    assert_eq!(out.len(), 2);
+    for r in &out {
+        for req in &r.requests {
+            assert!(
+                req.body.get("url").is_none_or(|u| u.is_null()),
+                "{}",
+                req.body
+            );
+        }
+    }
+    // An http(s) externalURL is still the link, trimmed.
+    payload["externalURL"] = serde_json::json!(" https://am.example/#/alerts ");
+    let out = cli::render(&rt, payload.to_string().as_bytes(), None, now()).unwrap();
+    assert_eq!(
+        out[0].requests[0].body["url"],
+        serde_json::json!("https://am.example/#/alerts")
+    );
 }

@@ -612,6 +612,61 @@ async fn subscribers_are_listed_by_tag_in_order(store: Store, _: &mut Guard) {
     );
 }
 
+both!(subscribers_are_listed_whole_and_removed_by_uid, 100);
+async fn subscribers_are_listed_whole_and_removed_by_uid(store: Store, _: &mut Guard) {
+    assert!(store.subscriber_list().await.unwrap().is_empty());
+    let t0: DateTime<Utc> = "2026-11-25T08:00:00Z".parse().unwrap();
+    let at = |s: i64| t0 + chrono::Duration::seconds(s);
+    for (uid, extra, s) in [
+        ("UID_b", "team-db", 2),
+        ("UID_a", "", 1),
+        ("UID_b", "team-web", 3),
+        ("UID_c", "team-db", 4),
+        // Subscribing again moves it to its new time, once.
+        ("UID_a", "", 5),
+    ] {
+        store
+            .subscriber_add(uid.into(), extra.into(), at(s))
+            .await
+            .unwrap();
+    }
+    let list: Vec<(String, String, i64)> = store
+        .subscriber_list()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|s| (s.uid, s.extra, s.subscribed_at.timestamp()))
+        .collect();
+    let row = |u: &str, e: &str, s: i64| (u.to_string(), e.to_string(), at(s).timestamp());
+    assert_eq!(
+        list,
+        [
+            row("UID_b", "team-db", 2),
+            row("UID_b", "team-web", 3),
+            row("UID_c", "team-db", 4),
+            row("UID_a", "", 5),
+        ]
+    );
+    assert_eq!(store.subscriber_remove("UID_b".into()).await.unwrap(), 2);
+    assert_eq!(store.subscriber_remove("UID_b".into()).await.unwrap(), 0);
+    assert_eq!(store.subscriber_remove("UID_zz".into()).await.unwrap(), 0);
+    let left: Vec<String> = store
+        .subscriber_list()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|s| s.uid)
+        .collect();
+    assert_eq!(left, ["UID_c", "UID_a"]);
+    assert_eq!(
+        store
+            .subscribers(vec!["team-db".into(), "team-web".into()])
+            .await
+            .unwrap(),
+        ["UID_c"]
+    );
+}
+
 #[tokio::test]
 async fn redis_chatops_touches_from_two_replicas_agree_on_one_reference() {
     let Some(server) = RedisServer::start().await else {

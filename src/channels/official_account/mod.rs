@@ -175,9 +175,16 @@ impl OfficialAccount {
             data.insert(key.clone(), json!({ "value": value }));
         }
         let url = env.templates.render(&self.url, &ctx)?.trim().to_string();
-        let link_key = match self.kind {
-            OfficialAccountKind::Template => "url",
-            OfficialAccountKind::Subscribe => "page",
+        let (link_key, url) = match self.kind {
+            // Only an http(s) link is offered to the reader, whatever the template produced.
+            OfficialAccountKind::Template => (
+                "url",
+                crate::template::safe_url(&url)
+                    .unwrap_or_default()
+                    .to_string(),
+            ),
+            // A mini-program page path, not a URL: WeChat opens it inside the mini program.
+            OfficialAccountKind::Subscribe => ("page", url),
         };
         let mut out = Vec::new();
         for openid in &self.to_openids {

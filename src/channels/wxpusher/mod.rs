@@ -255,7 +255,11 @@ impl WxPusher {
     fn parts(&self, env: &Env<'_>, n: &Notification) -> Result<Vec<Part>, DeliveryError> {
         let ctx = env.templates.context(n, env.now);
         let summary = text::one_line(&env.templates.render(&self.summary, &ctx)?);
-        let url = env.templates.render(&self.url, &ctx)?.trim().to_string();
+        let url = env.templates.render(&self.url, &ctx)?;
+        // Only an http(s) link is offered to the reader, whatever the template produced.
+        let url = crate::template::safe_url(&url)
+            .unwrap_or_default()
+            .to_string();
         let url = if url.is_empty() {
             None
         } else if text::upstream_len(&url) > URL_MAX {

@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use super::{RedisStore, from_ms, ms};
 use crate::store::StoreError;
 use crate::store::chatops::{
-    REF_LEN, RESOLVED_GRACE, RefRecord, STALE_AFTER, Touch, new_reference,
+    REF_LEN, RESOLVED_GRACE, RefRecord, STALE_AFTER, Subscriber, Touch, new_reference,
 };
 use crate::webhook::{Ack, LabelSet};
 
@@ -231,6 +231,70 @@ impl RedisStore {
             .arg(uid);
         let _: i64 = self.cmd(cmd).await?;
         Ok(())
+    }
+
+    /// The keys of every tag's subscriber set, found with `SCAN` (no index to keep in step).
+    async fn subscriber_keys(&self) -> Result<Vec<String>, StoreError> {
+        let prefix = self.key("co:subs:");
+        let mut pattern = String::with_capacity(prefix.len() + 1);
+        for c in prefix.chars() {
+            if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+                pattern.push('\\');
+            }
+            pattern.push(c);
+        }
+        pattern.push('*');
+        let mut keys = Vec::new();
+        let mut cursor: u64 = 0;
+        loop {
+            let mut cmd = redis::cmd("SCAN");
+            cmd.arg(cursor)
+                .arg("MATCH")
+                .arg(&pattern)
+                .arg("COUNT")
+                .arg(500);
+            let (next, batch): (u64, Vec<String>) = self.cmd(cmd).await?;
+            keys.extend(batch);
+            if next == 0 {
+                break;
+            }
+            cursor = next;
+        }
+        keys.sort();
+        keys.dedup();
+        Ok(keys)
+    }
+
+    pub async fn subscriber_list(&self) -> Result<Vec<Subscriber>, StoreError> {
+        let prefix = self.key("co:subs:");
+        let mut out = Vec::new();
+        for key in self.subscriber_keys().await? {
+            let extra = key.strip_prefix(&prefix).unwrap_or_default().to_string();
+            let mut cmd = redis::cmd("ZRANGE");
+            cmd.arg(&key).arg(0).arg(-1).arg("WITHSCORES");
+            // Scores are doubles on the wire; subscription times in ms fit one exactly.
+            let members: Vec<(String, f64)> = self.cmd(cmd).await?;
+            out.extend(members.into_iter().map(|(uid, at)| Subscriber {
+                uid,
+                extra: extra.clone(),
+                subscribed_at: from_ms(at as i64),
+            }));
+        }
+        out.sort_by(|a, b| {
+            (a.subscribed_at, &a.uid, &a.extra).cmp(&(b.subscribed_at, &b.uid, &b.extra))
+        });
+        Ok(out)
+    }
+
+    pub async fn subscriber_remove(&self, uid: String) -> Result<usize, StoreError> {
+        let mut removed = 0;
+        for key in self.subscriber_keys().await? {
+            let mut cmd = redis::cmd("ZREM");
+            cmd.arg(&key).arg(&uid);
+            let n: usize = self.cmd(cmd).await?;
+            removed += n;
+        }
+        Ok(removed)
     }
 
     pub async fn subscribers(&self, tags: Vec<String>) -> Result<Vec<String>, StoreError> {
