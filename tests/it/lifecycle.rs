@@ -225,12 +225,10 @@ async fn json_logs_carry_one_span_per_request_and_per_attempt_and_no_alert_bodie
 }
 
 /// Secrets written where a map or list is expected: the three mistakes serde used to quote.
-const SECRET_MISTAKES: &str = "auth: AT_leak_one_0123456789\nroute: {receiver: oncall}\nreceivers:\n  - name: oncall\n    wxpusher_configs: [ AT_leak_two_0123456789 ]\n    weixin_gateway_configs: [{url: 'http://gw:1', account_id: a, to_user_ids: [u@im.wechat], basic_auth: 'user:leak_three_0123456789'}]\n";
-const LEAKS: [&str; 3] = [
-    "AT_leak_one_0123456789",
-    "AT_leak_two_0123456789",
-    "leak_three_0123456789",
-];
+const BARE_TOKEN: &str =
+    "auth: AT_leak_one_0123456789\nroute: {receiver: oncall}\nreceivers: [{name: oncall}]\n";
+const SECRET_MISTAKES: &str = "auth: {basic_auth: 'user:leak_three_0123456789'}\nroute: {receiver: oncall}\nreceivers:\n  - name: oncall\n    wxpusher_configs: [ AT_leak_two_0123456789 ]\n    weixin_gateway_configs: [{url: 'http://gw:1', account_id: a, to_user_ids: [u@im.wechat]}]\n";
+const LEAKS: [&str; 2] = ["AT_leak_two_0123456789", "leak_three_0123456789"];
 
 async fn reload_with_secret_mistakes(log_format: &str) {
     let mock = MockWxPusher::start().await;
@@ -251,12 +249,31 @@ async fn reload_with_secret_mistakes(log_format: &str) {
     let log = d.log();
     assert!(log.contains("configuration reload failed"), "{log}");
     assert!(log.contains("wxpusher_configs[0]"), "{log}");
+    assert!(log.contains("auth.basic_auth"), "{log}");
     for secret in LEAKS {
         assert!(
             !log.contains(secret),
             "{log_format} log quotes {secret}:\n{log}"
         );
     }
+    // The token as the whole auth block.
+    std::fs::write(d.dir.path().join("config.yml"), BARE_TOKEN).unwrap();
+    d.signal("HUP");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !d.log().contains("expected struct AuthConfig") {
+        assert!(
+            Instant::now() < deadline,
+            "second reload not logged:\n{}",
+            d.log()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let log = d.log();
+    assert!(log.contains("expected struct AuthConfig"), "{log}");
+    assert!(
+        !log.contains("AT_leak_one_0123456789"),
+        "{log_format}:\n{log}"
+    );
 }
 
 #[tokio::test]
@@ -274,9 +291,12 @@ fn a_failed_start_prints_no_secret() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("config.yml");
     std::fs::write(&cfg, SECRET_MISTAKES).unwrap();
+    let bare = dir.path().join("bare.yml");
+    std::fs::write(&bare, BARE_TOKEN).unwrap();
     for args in [
         vec![format!("--config.file={}", cfg.display())],
         vec!["check-config".to_string(), cfg.display().to_string()],
+        vec![format!("--config.file={}", bare.display())],
     ] {
         let out = std::process::Command::new(BIN)
             .arg("--web.listen-address=127.0.0.1:0")
@@ -289,8 +309,8 @@ fn a_failed_start_prints_no_secret() {
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
         );
-        assert!(text.contains("wxpusher_configs[0]"), "{args:?}: {text}");
-        for secret in LEAKS {
+        assert!(text.contains("invalid type: a string"), "{args:?}: {text}");
+        for secret in LEAKS.iter().chain(&["AT_leak_one_0123456789"]) {
             assert!(!text.contains(secret), "{args:?} quotes {secret}:\n{text}");
         }
     }

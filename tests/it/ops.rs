@@ -489,9 +489,10 @@ async fn reload_does_not_disturb_a_delivery_in_flight() {
 }
 
 /// Secrets written where a map or list is expected: serde used to quote them in its errors.
-const SECRET_MISTAKES: &str = "auth: AT_leak_one_0123456789\nroute: {receiver: a}\nreceivers:\n  - name: a\n    wxpusher_configs: [ AT_leak_two_0123456789 ]\n    weixin_gateway_configs: [{url: 'http://gw:1', account_id: a, to_user_ids: [u@im.wechat], basic_auth: 'user:leak_three_0123456789'}]\n    official_account_configs: [{app_id: wx1, app_secret: [12345678987654], template_id: T, to_openids: [o]}]\n";
-const LEAKS: [&str; 4] = [
-    "AT_leak_one_0123456789",
+const BARE_TOKEN: &str =
+    "auth: AT_leak_one_0123456789\nroute: {receiver: a}\nreceivers: [{name: a}]\n";
+const SECRET_MISTAKES: &str = "auth: {basic_auth: 'user:leak_three_0123456789'}\nroute: {receiver: a}\nreceivers:\n  - name: a\n    wxpusher_configs: [ AT_leak_two_0123456789 ]\n    weixin_gateway_configs: [{url: 'http://gw:1', account_id: a, to_user_ids: [u@im.wechat]}]\n    official_account_configs: [{app_id: wx1, app_secret: [12345678987654], template_id: T, to_openids: [o]}]\n";
+const LEAKS: [&str; 3] = [
     "AT_leak_two_0123456789",
     "leak_three_0123456789",
     "12345678987654",
@@ -502,18 +503,22 @@ fn check_config_names_the_place_of_a_misplaced_secret_not_the_secret() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("c.yml");
     std::fs::write(&path, SECRET_MISTAKES).unwrap();
-    let (out, ok) = alertmanager_wechat::cli::check_config(&[path]);
+    // The token as the whole auth block, in a second file.
+    let bare = dir.path().join("bare.yml");
+    std::fs::write(&bare, BARE_TOKEN).unwrap();
+    let (out, ok) = alertmanager_wechat::cli::check_config(&[path, bare]);
     assert!(!ok);
     assert!(
         out.contains("auth: invalid type: a string, expected struct AuthConfig at line 1 column 7"),
         "{out}"
     );
+    assert!(!out.contains("AT_leak_one_0123456789"), "{out}");
     assert!(
         out.contains("receivers[0].wxpusher_configs[0]: invalid type: a string"),
         "{out}"
     );
     assert!(
-        out.contains("receivers[0].weixin_gateway_configs[0].basic_auth: invalid type: a string"),
+        out.contains("auth.basic_auth: invalid type: a string"),
         "{out}"
     );
     for secret in LEAKS {
@@ -529,7 +534,16 @@ async fn a_failed_reload_answers_without_the_secret() {
     let (code, body) = srv.post("/-/reload", "").await;
     assert_eq!(code, 500);
     assert!(body.contains("wxpusher_configs[0]"), "{body}");
+    assert!(
+        body.contains("auth.basic_auth: invalid type: a string"),
+        "{body}"
+    );
     for secret in LEAKS {
         assert!(!body.contains(secret), "quotes {secret}:\n{body}");
     }
+    std::fs::write(srv.dir.path().join("config.yml"), BARE_TOKEN).unwrap();
+    let (code, body) = srv.post("/-/reload", "").await;
+    assert_eq!(code, 500);
+    assert!(body.contains("auth: invalid type: a string"), "{body}");
+    assert!(!body.contains("AT_leak_one_0123456789"), "{body}");
 }
