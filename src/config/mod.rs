@@ -176,6 +176,18 @@ pub struct AuthConfig {
     pub grafana_hmac_timestamp_header: Option<String>,
     #[serde(default = "default_grafana_hmac_max_skew", with = "humantime_serde")]
     pub grafana_hmac_max_skew: Duration,
+    /// People's credentials, separate from the webhook's: `/-/reload` takes them (as well as
+    /// the webhook's), and so will the console and `/api/v1/*`.
+    pub admin: Option<AdminAuth>,
+}
+
+/// `auth.admin`: basic auth, or a bearer token.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminAuth {
+    pub basic_auth: Option<BasicAuth>,
+    pub bearer_token: Option<Secret>,
+    pub bearer_token_file: Option<PathBuf>,
 }
 
 fn default_grafana_hmac_header() -> String {
@@ -196,6 +208,7 @@ impl Default for AuthConfig {
             grafana_hmac_header: default_grafana_hmac_header(),
             grafana_hmac_timestamp_header: None,
             grafana_hmac_max_skew: default_grafana_hmac_max_skew(),
+            admin: None,
         }
     }
 }
@@ -220,6 +233,38 @@ pub struct WebConfig {
     /// A client that has not sent its request headers by then is dropped (slowloris).
     #[serde(default = "default_header_read_timeout", with = "humantime_serde")]
     pub header_read_timeout: Duration,
+    /// Serves the console (`/ui/`) and `/api/v1/*`; unset: on when `auth.admin` is set.
+    pub console: Option<bool>,
+    /// Serves every endpoint under this path (`/amw`), as Alertmanager's
+    /// `--web.route-prefix`; the console's pages use relative URLs, so a proxy that strips
+    /// the prefix works too.
+    pub route_prefix: Option<String>,
+    /// Delivery history older than this is pruned (on write).
+    #[serde(default = "default_history_retention", with = "humantime_serde")]
+    pub history_retention: Duration,
+    /// At most this many delivery history records are kept; the oldest go first.
+    #[serde(default = "default_history_max")]
+    pub history_max: usize,
+}
+
+impl WebConfig {
+    /// Whether `/ui/` and `/api/v1/*` are served.
+    pub fn console_enabled(&self, auth: &AuthConfig) -> bool {
+        self.console.unwrap_or(auth.admin.is_some())
+    }
+
+    /// `route_prefix` as `/a/b` (no trailing slash), `None` for the root.
+    pub fn prefix(&self) -> Option<String> {
+        let p = self.route_prefix.as_deref()?.trim_matches('/');
+        (!p.is_empty()).then(|| format!("/{p}"))
+    }
+}
+
+fn default_history_retention() -> Duration {
+    Duration::from_secs(7 * 86_400)
+}
+fn default_history_max() -> usize {
+    10_000
 }
 
 impl Default for WebConfig {
@@ -228,6 +273,10 @@ impl Default for WebConfig {
             max_body_bytes: default_max_body_bytes(),
             max_connections: default_max_connections(),
             header_read_timeout: default_header_read_timeout(),
+            console: None,
+            route_prefix: None,
+            history_retention: default_history_retention(),
+            history_max: default_history_max(),
         }
     }
 }
@@ -829,6 +878,37 @@ impl Config {
             false,
             report,
         );
+        if let Some(admin) = &mut auth.admin {
+            resolve_secret(
+                base,
+                "auth.admin",
+                "bearer_token",
+                &mut admin.bearer_token,
+                &admin.bearer_token_file,
+                false,
+                report,
+            );
+            match (&mut admin.basic_auth, admin.bearer_token.is_some()) {
+                (Some(_), true) => report(
+                    "auth.admin".into(),
+                    "bearer_token and basic_auth are mutually exclusive".into(),
+                ),
+                (Some(basic), false) => resolve_secret(
+                    base,
+                    "auth.admin.basic_auth",
+                    "password",
+                    &mut basic.password,
+                    &basic.password_file,
+                    true,
+                    report,
+                ),
+                (None, false) if admin.bearer_token_file.is_none() => report(
+                    "auth.admin".into(),
+                    "one of basic_auth, bearer_token and bearer_token_file is required".into(),
+                ),
+                (None, _) => {}
+            }
+        }
 
         if let Some(c) = &mut self.chatops {
             c.resolve(base, report);
@@ -975,6 +1055,10 @@ impl Config {
         out.extend(a.grafana_hmac_secret.clone());
         if let Some(b) = &a.basic_auth {
             out.extend(b.password.clone());
+        }
+        if let Some(admin) = &a.admin {
+            out.extend(admin.bearer_token.clone());
+            out.extend(admin.basic_auth.as_ref().and_then(|b| b.password.clone()));
         }
         if let Some(c) = &self.chatops {
             out.extend(c.secrets());

@@ -11,6 +11,7 @@
 pub mod coalesce;
 pub mod fanout;
 pub mod health;
+pub mod history;
 mod queue;
 pub mod steps;
 mod worker;

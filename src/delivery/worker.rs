@@ -271,11 +271,12 @@ async fn coalesce_backlogs(ctx: &Ctx, rt: &Runtime) {
         // for its commit. A crash in between leaves some merged jobs in flight: they are
         // reclaimed at the next start and merged again (the latest state of each alert wins),
         // so the cost is a repeated alert, never a lost one.
-        if let Err(e) = store.complete(Vec::new(), digests).await {
+        if let Err(e) = store.complete(Vec::new(), digests.clone()).await {
             error!(error = %e, "cannot store a digest; the backlog stays as it was");
             continue;
         }
         warn!(receiver = %d.receiver, integration = i.name(), notifications = count, alerts, "backlog too long for the rate limit, merged into a digest");
+        super::history::merged(store, &rt.config.web, &ids, &digests).await;
         ctx.queue.wake.notify_one();
         for chunk in ids.chunks(COALESCE_DELETE) {
             if let Err(e) = store.complete(chunk.to_vec(), Vec::new()).await {
@@ -301,10 +302,11 @@ async fn deliver(mut job: Job, ctx: &Ctx) {
             warn!(receiver = %job.receiver, integration = %job.integration, "receiver no longer configured, keeping the notification as a dead letter");
             let failure = Failure {
                 attempt: job.attempt,
-                progress: job.progress,
+                progress: job.progress.clone(),
                 error: format!("receiver {:?} is no longer configured", job.receiver),
                 reason: RECEIVER_REMOVED,
             };
+            super::history::dead(store, &rt.config.web, &job, &failure).await;
             if let Err(e) = store.dead_letter(job.id, failure, Vec::new()).await {
                 error!(error = %e, job = job.id, "cannot record a dead letter");
             }
@@ -378,7 +380,7 @@ async fn rebind(job: Job, integrations: &[Integration], ctx: &Ctx, rt: &Runtime)
     let count = jobs.len();
     let admissions =
         crate::dedupe::admissions(&crate::dedupe::Policy::new(&rt.config.dedupe), jobs, now);
-    if let Err(e) = ctx.queue.admit(admissions, now).await {
+    if let Err(e) = super::history::admit(&ctx.queue, &rt.config.web, admissions, now).await {
         error!(error = %e, job = job.id, "cannot re-route a delivery whose integration changed; it is tried again");
         let failure = Failure {
             attempt: job.attempt.saturating_sub(1),
@@ -431,6 +433,7 @@ async fn attempt(mut job: Job, ctx: &Ctx, rt: &Runtime, integration: &Integratio
                 // It was delivered; at worst it is delivered again after a restart.
                 error!(error = %e, "cannot mark a delivered job done");
             }
+            super::history::sent(store, &rt.config.web, &job).await;
             for step in ctx.steps.iter() {
                 step.delivered(&step_at, &notification).await;
             }
@@ -471,6 +474,7 @@ async fn attempt(mut job: Job, ctx: &Ctx, rt: &Runtime, integration: &Integratio
         && age < PARK_MAX_AGE
     {
         warn!(error = %failure.error, resumes_at = %at.to_rfc3339(), "nothing can succeed before the upstream renews its quota: the notification waits until then");
+        super::history::retrying(store, &rt.config.web, &job, &failure, at).await;
         if let Err(e) = store.reschedule(job.id, failure, at).await {
             error!(error = %e, "cannot reschedule a job; it is retried after a restart");
         }
@@ -488,6 +492,7 @@ async fn attempt(mut job: Job, ctx: &Ctx, rt: &Runtime, integration: &Integratio
             .get_or_create(&IntegrationLabels { integration: kind })
             .inc();
         let at = Utc::now() + chrono::Duration::from_std(delay).unwrap_or_default();
+        super::history::retrying(store, &rt.config.web, &job, &failure, at).await;
         if let Err(e) = store.reschedule(job.id, failure, at).await {
             error!(error = %e, "cannot reschedule a job; it is retried after a restart");
         }
@@ -507,6 +512,7 @@ async fn attempt(mut job: Job, ctx: &Ctx, rt: &Runtime, integration: &Integratio
         .get_or_create(&labels("failed"))
         .inc();
     let rerouted = !fallback.is_empty();
+    super::history::dead(store, &rt.config.web, &job, &failure).await;
     match store.dead_letter(job.id, failure, fallback).await {
         Ok(()) => {
             ctx.metrics.dead_letters.inc();

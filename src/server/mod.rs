@@ -327,7 +327,7 @@ async fn accept(
     // Answered 200 only once the jobs are committed to the store; duplicates are checked in
     // the same transaction.
     let admissions = dedupe::admissions(&dedupe::Policy::new(&rt.config.dedupe), jobs, now);
-    let outcome = match app.queue.admit(admissions, now).await {
+    let outcome = match crate::delivery::history::admit(&app.queue, &rt.config.web, admissions, now).await {
         Ok(admitted) => dedupe::Outcome::of(&admitted),
         Err(StoreError::Full) => {
             return (
