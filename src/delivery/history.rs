@@ -207,7 +207,9 @@ pub async fn replayed(store: &Store, web: &WebConfig, jobs: &[Job]) {
         .map(|j| Update {
             job: j.id,
             change: Change::Queued,
-            or_insert: Some(of_job(j)),
+            // Only records that exist are updated: replay runs where the configured
+            // retention may not be known (the command line), so it never prunes.
+            or_insert: None,
         })
         .collect();
     if let Err(e) = store

@@ -10,7 +10,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+pub mod api;
 pub mod auth;
+pub mod console;
 
 use axum::Router;
 use axum::body::Body;
@@ -82,7 +84,19 @@ impl App {
 }
 
 pub fn router(app: Arc<App>) -> Router {
+    let prefix = app.runtime.load().config.web.prefix();
+    let routes = routes(app);
+    match prefix {
+        // Everything under the prefix, as Alertmanager's `--web.route-prefix`.
+        Some(p) => Router::new().nest(&p, routes),
+        None => routes,
+    }
+}
+
+fn routes(app: Arc<App>) -> Router {
     Router::new()
+        .merge(console::routes())
+        .merge(api::routes())
         .route("/webhook", post(webhook_default))
         .route("/webhook/{receiver}", post(webhook_named))
         .route("/-/healthy", get(|| async { "OK\n" }))
