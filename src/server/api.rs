@@ -328,16 +328,25 @@ fn with_templates(rt: &Runtime, templates: &BTreeMap<String, String>) -> Result<
     Ok(fresh)
 }
 
-/// `line N` (and `col M`) out of handlebars' message.
+/// The line and column out of handlebars' message: `… in "name":3:9 …` (its parse
+/// errors) or `line 3, col 9` (its render errors).
 fn place(message: &str) -> (Option<u64>, Option<u64>) {
+    let digits = |s: &str| -> Option<u64> {
+        let d: String = s.chars().take_while(char::is_ascii_digit).collect();
+        d.parse().ok()
+    };
+    let mut rest = message;
+    while let Some(i) = rest.find("\":") {
+        rest = &rest[i + 2..];
+        if let Some(line) = digits(rest) {
+            let after = &rest[line.to_string().len()..];
+            let col = after.strip_prefix(':').and_then(digits);
+            return (Some(line), col);
+        }
+    }
     let num = |key: &str| {
         let i = message.find(key)? + key.len();
-        let digits: String = message[i..]
-            .chars()
-            .skip_while(|c| *c == ' ' || *c == ':')
-            .take_while(char::is_ascii_digit)
-            .collect();
-        digits.parse().ok()
+        digits(message[i..].trim_start_matches([' ', ':']))
     };
     (num("line"), num("col"))
 }
@@ -535,7 +544,13 @@ async fn send_test(State(app): State<Arc<App>>, headers: HeaderMap, body: Bytes)
     let rt = try_resp!(admin_post(&app, &headers));
     let req: SendTestRequest = match serde_json::from_slice(&body) {
         Ok(r) => r,
-        Err(e) => return error(StatusCode::BAD_REQUEST, format!("request: {e}"), Value::Null),
+        Err(e) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!("request: {e}"),
+                Value::Null,
+            );
+        }
     };
     if !rt.receivers.contains_key(&req.receiver) {
         return error(
@@ -558,6 +573,10 @@ mod tests {
         assert_eq!(
             place("Failed to parse template. invalid handlebars syntax at line 3, col 7"),
             (Some(3), Some(7))
+        );
+        assert_eq!(
+            place("Template error in \"wxpusher.content\":3:9  | reason"),
+            (Some(3), Some(9))
         );
         assert_eq!(place("no place"), (None, None));
     }

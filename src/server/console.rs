@@ -58,7 +58,10 @@ pub fn secure(mut r: Response) -> Response {
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),
     );
-    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     r
@@ -72,7 +75,13 @@ async fn js(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
     if let Err(r) = checked(&app, &headers) {
         return r;
     }
-    secure(([(header::CONTENT_TYPE, "text/javascript; charset=utf-8")], JS).into_response())
+    secure(
+        (
+            [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
+            JS,
+        )
+            .into_response(),
+    )
 }
 
 async fn css(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
@@ -221,7 +230,9 @@ async fn deliveries(
         limit: q.limit.unwrap_or(100).clamp(1, 1000),
     };
     let rt = app.runtime.load();
-    let mut body = String::from("<h1>Deliveries</h1>\n<form class=\"filters\" method=\"get\" action=\"deliveries\">");
+    let mut body = String::from(
+        "<h1>Deliveries</h1>\n<form class=\"filters\" method=\"get\" action=\"deliveries\">",
+    );
     let mut receivers = String::from("<option value=\"\">any receiver</option>");
     for name in rt.receivers.keys() {
         let sel = if filter.receiver.as_deref() == Some(name) {
@@ -256,7 +267,9 @@ async fn deliveries(
         }
     };
     if list.is_empty() {
-        body.push_str("<p class=\"note\" id=\"empty\">No deliveries recorded (yet) for this filter.</p>");
+        body.push_str(
+            "<p class=\"note\" id=\"empty\">No deliveries recorded (yet) for this filter.</p>",
+        );
         return page("Deliveries", "deliveries", &body);
     }
     body.push_str(

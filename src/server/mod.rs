@@ -341,24 +341,25 @@ async fn accept(
     // Answered 200 only once the jobs are committed to the store; duplicates are checked in
     // the same transaction.
     let admissions = dedupe::admissions(&dedupe::Policy::new(&rt.config.dedupe), jobs, now);
-    let outcome = match crate::delivery::history::admit(&app.queue, &rt.config.web, admissions, now).await {
-        Ok(admitted) => dedupe::Outcome::of(&admitted),
-        Err(StoreError::Full) => {
-            return (
-                source,
-                StatusCode::SERVICE_UNAVAILABLE,
-                "delivery queue full, retry later\n".into(),
-            );
-        }
-        Err(e) => {
-            warn!(error = %e, "cannot store an accepted notification");
-            return (
-                source,
-                StatusCode::SERVICE_UNAVAILABLE,
-                "cannot store the notification, retry later\n".into(),
-            );
-        }
-    };
+    let outcome =
+        match crate::delivery::history::admit(&app.queue, &rt.config.web, admissions, now).await {
+            Ok(admitted) => dedupe::Outcome::of(&admitted),
+            Err(StoreError::Full) => {
+                return (
+                    source,
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "delivery queue full, retry later\n".into(),
+                );
+            }
+            Err(e) => {
+                warn!(error = %e, "cannot store an accepted notification");
+                return (
+                    source,
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "cannot store the notification, retry later\n".into(),
+                );
+            }
+        };
     count_suppressed(&app.metrics, &outcome);
     for status in alerts {
         app.metrics

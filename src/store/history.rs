@@ -105,14 +105,21 @@ pub struct Delivery {
 pub enum Change {
     /// Stored again (a replayed dead letter).
     Queued,
-    Sent { attempts: u32 },
+    Sent {
+        attempts: u32,
+    },
     Retrying {
         attempts: u32,
         next: DateTime<Utc>,
         error: String,
     },
-    Dead { attempts: u32, error: String },
-    Merged { digest: i64 },
+    Dead {
+        attempts: u32,
+        error: String,
+    },
+    Merged {
+        digest: i64,
+    },
 }
 
 /// One change, and the record to start from when the job has none yet (a digest, a
@@ -204,8 +211,9 @@ impl Delivery {
 pub fn http_url(u: &str) -> Option<String> {
     let t = u.trim();
     let lower = t.to_ascii_lowercase();
-    ((lower.starts_with("http://") || lower.starts_with("https://")) && !t.contains(char::is_whitespace))
-        .then(|| t.to_string())
+    ((lower.starts_with("http://") || lower.starts_with("https://"))
+        && !t.contains(char::is_whitespace))
+    .then(|| t.to_string())
 }
 
 impl Store {

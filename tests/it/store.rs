@@ -853,7 +853,10 @@ async fn history_records_follow_their_job_and_filter(store: Store, _: &mut Guard
         },
         or_insert: None,
     };
-    store.history_update(vec![retry], keep(100), now).await.unwrap();
+    store
+        .history_update(vec![retry], keep(100), now)
+        .await
+        .unwrap();
     let list = store.history(all()).await.unwrap();
     assert_eq!(list.len(), 2);
     assert_eq!(list[0].id, ids[1], "newest first");
@@ -869,7 +872,10 @@ async fn history_records_follow_their_job_and_filter(store: Store, _: &mut Guard
         change: Change::Sent { attempts: 2 },
         or_insert: None,
     };
-    store.history_update(vec![sent], keep(100), now).await.unwrap();
+    store
+        .history_update(vec![sent], keep(100), now)
+        .await
+        .unwrap();
     let by = |f: HistoryFilter| {
         let store = store.clone();
         async move { store.history(f).await.unwrap() }
@@ -917,7 +923,10 @@ async fn history_records_follow_their_job_and_filter(store: Store, _: &mut Guard
         },
         or_insert: Some(fresh),
     };
-    store.history_update(vec![dead], keep(100), now).await.unwrap();
+    store
+        .history_update(vec![dead], keep(100), now)
+        .await
+        .unwrap();
     let dead = by(HistoryFilter {
         state: Some(DeliveryState::Dead),
         ..all()
@@ -939,10 +948,17 @@ async fn history_is_pruned_by_count_and_age_on_write(store: Store, _: &mut Guard
     store.history_add(records, keep(3), now).await.unwrap();
     let list = store.history(all()).await.unwrap();
     let names: Vec<&str> = list.iter().map(|d| d.alertnames[0].as_str()).collect();
-    assert_eq!(names, vec!["A4", "A3", "A2"], "the newest three, the old one gone");
+    assert_eq!(
+        names,
+        vec!["A4", "A3", "A2"],
+        "the newest three, the old one gone"
+    );
 }
 
-both!(a_digest_is_adopted_by_its_job_and_merged_ones_point_at_it, 10);
+both!(
+    a_digest_is_adopted_by_its_job_and_merged_ones_point_at_it,
+    10
+);
 async fn a_digest_is_adopted_by_its_job_and_merged_ones_point_at_it(store: Store, _: &mut Guard) {
     let now = Utc::now();
     let mut merged = Vec::new();
@@ -954,7 +970,10 @@ async fn a_digest_is_adopted_by_its_job_and_merged_ones_point_at_it(store: Store
     store.history_add(merged, keep(100), now).await.unwrap();
     let mut digest = delivery("oncall", "Storm", now);
     digest.merged = Some(2);
-    let digest_id = store.history_add(vec![digest], keep(100), now).await.unwrap()[0];
+    let digest_id = store
+        .history_add(vec![digest], keep(100), now)
+        .await
+        .unwrap()[0];
     let updates = [1, 2]
         .map(|job| Update {
             job,
@@ -969,12 +988,21 @@ async fn a_digest_is_adopted_by_its_job_and_merged_ones_point_at_it(store: Store
         change: Change::Sent { attempts: 1 },
         or_insert: Some(delivery("oncall", "Storm", now)),
     };
-    store.history_update(vec![sent], keep(100), now).await.unwrap();
+    store
+        .history_update(vec![sent], keep(100), now)
+        .await
+        .unwrap();
     let list = store.history(all()).await.unwrap();
     assert_eq!(list.len(), 3, "{list:#?}");
     let d = list.iter().find(|d| d.id == digest_id).unwrap();
-    assert_eq!((d.job, d.state, d.merged), (Some(3), DeliveryState::Sent, Some(2)));
+    assert_eq!(
+        (d.job, d.state, d.merged),
+        (Some(3), DeliveryState::Sent, Some(2))
+    );
     for m in list.iter().filter(|d| d.id != digest_id) {
-        assert_eq!((m.state, m.digest), (DeliveryState::Merged, Some(digest_id)));
+        assert_eq!(
+            (m.state, m.digest),
+            (DeliveryState::Merged, Some(digest_id))
+        );
     }
 }

@@ -91,7 +91,9 @@ impl RedisStore {
     async fn history_prune(&self, keep: Retention, now: DateTime<Utc>) -> Result<(), StoreError> {
         let time = self.key("h:time");
         let mut cmd = redis::cmd("ZRANGEBYSCORE");
-        cmd.arg(&time).arg("-inf").arg(format!("({}", ms(keep.cutoff(now))));
+        cmd.arg(&time)
+            .arg("-inf")
+            .arg(format!("({}", ms(keep.cutoff(now))));
         let mut old: Vec<i64> = self.cmd(cmd).await?;
         let mut cmd = redis::cmd("ZCARD");
         cmd.arg(&time);
