@@ -63,6 +63,8 @@ struct Browser {
 impl Browser {
     /// `None` (skipped, with a note) when Chromium is not installed outside CI.
     async fn start() -> Option<Browser> {
+        // The readiness probe below uses reqwest, which needs a TLS provider installed.
+        alertmanager_wechat::runtime::install_tls_provider();
         let chromium = binary(CHROMIUM)?;
         let driver_bin = binary(CHROMEDRIVER)?;
         let port = free_port();
