@@ -198,7 +198,7 @@ impl RedisStore {
                     .filter(|d| filter.matches(d)),
             );
         }
-        out.sort_by(|a, b| b.id.cmp(&a.id));
+        out.sort_by_key(|d| std::cmp::Reverse(d.id));
         out.truncate(filter.limit);
         Ok(out)
     }
