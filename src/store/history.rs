@@ -218,7 +218,8 @@ pub fn http_url(u: &str) -> Option<String> {
 
 impl Store {
     /// Adds records (their `id` is assigned), pruning what `keep` no longer allows; returns
-    /// the ids in order.
+    /// the ids in order. A record whose job already has one is not added (an outcome
+    /// recorded first is newer than the acceptance): that record's id is returned.
     pub async fn history_add(
         &self,
         records: Vec<Delivery>,

@@ -857,6 +857,11 @@ async fn history_records_follow_their_job_and_filter(store: Store, _: &mut Guard
         .history_update(vec![retry], keep(100), now)
         .await
         .unwrap();
+    // Accepted again after the worker's outcome (the accept path was slower): not twice.
+    let mut late = delivery("oncall", "HighLatency", now);
+    late.job = Some(7);
+    let again = store.history_add(vec![late], keep(100), now).await.unwrap();
+    assert_eq!(again, vec![ids[0]]);
     let list = store.history(all()).await.unwrap();
     assert_eq!(list.len(), 2);
     assert_eq!(list[0].id, ids[1], "newest first");

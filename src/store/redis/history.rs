@@ -127,6 +127,15 @@ impl RedisStore {
     ) -> Result<Vec<i64>, StoreError> {
         let mut ids = Vec::with_capacity(records.len());
         for mut d in records {
+            // The worker got there first (it delivered before the accept path recorded the
+            // job): its record is the newer truth.
+            if let Some(job) = d.job
+                && let Some(id) = self.history_pointer(format!("h:job:{job}")).await?
+                && self.history_read(id).await?.is_some()
+            {
+                ids.push(id);
+                continue;
+            }
             d.id = 0;
             ids.push(self.history_write(&mut d, keep, now).await?);
         }

@@ -121,6 +121,14 @@ impl SqliteStore {
         self.call(move |w| {
             let mut ids = Vec::with_capacity(records.len());
             for mut d in records {
+                // The worker got there first (it delivered before the accept path recorded
+                // the job): its record is the newer truth.
+                if let Some(job) = d.job
+                    && let Some(found) = newest_of_job(&w.conn, job)?
+                {
+                    ids.push(found.id);
+                    continue;
+                }
                 ids.push(insert(&w.conn, &mut d)?);
             }
             prune(&w.conn, keep, now)?;
