@@ -517,3 +517,37 @@ async fn no_secret_in_any_page_or_answer() {
     assert_eq!(v["ok"], false, "{v}");
     assert_no_secret("send-test", &v.to_string());
 }
+
+#[test]
+fn auth_admin_needs_credentials_and_takes_one_kind() {
+    let check = |yaml: &str| {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.yml");
+        std::fs::write(&path, yaml).unwrap();
+        alertmanager_wechat::config::Config::load(&path)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default()
+    };
+    let base = "route: { receiver: r }\nreceivers: [ { name: r, console_configs: [ {} ] } ]\n";
+    let empty = check(&format!("auth: {{ admin: {{}} }}\n{base}"));
+    assert!(
+        empty.contains(
+            "auth.admin: one of basic_auth, bearer_token and bearer_token_file is required"
+        ),
+        "{empty}"
+    );
+    let both = check(&format!(
+        "auth: {{ admin: {{ bearer_token: t0ken-abc, basic_auth: {{ username: a, password: b }} }} }}\n{base}"
+    ));
+    assert!(
+        both.contains("auth.admin: bearer_token and basic_auth are mutually exclusive"),
+        "{both}"
+    );
+    assert_eq!(
+        check(&format!(
+            "auth: {{ admin: {{ bearer_token: t0ken-abc }} }}\n{base}"
+        )),
+        ""
+    );
+}
