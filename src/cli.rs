@@ -72,6 +72,22 @@ pub struct Rendered {
     pub requests: Vec<Outbound>,
 }
 
+/// Why `render` (and `/api/v1/render`) could not render.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum RenderError {
+    /// The payload is not an Alertmanager or Grafana notification.
+    #[error("{0}")]
+    Payload(String),
+    #[error("unknown receiver {0:?}")]
+    UnknownReceiver(String),
+    /// A template failed to compile or render: its name and handlebars' message (with the
+    /// line and column).
+    #[error(transparent)]
+    Template(#[from] crate::template::TemplateError),
+    #[error("{0}")]
+    Other(String),
+}
+
 /// `render`: the exact requests each routed receiver integration would send, secrets masked.
 pub fn render(
     rt: &Runtime,
@@ -79,10 +95,20 @@ pub fn render(
     receiver: Option<&str>,
     now: DateTime<Utc>,
 ) -> Result<Vec<Rendered>, String> {
-    let n = Notification::parse(payload).map_err(|e| e.to_string())?;
+    render_typed(rt, payload, receiver, now).map_err(|e| e.to_string())
+}
+
+/// [`render`] with its error typed, for `/api/v1/render`.
+pub fn render_typed(
+    rt: &Runtime,
+    payload: &[u8],
+    receiver: Option<&str>,
+    now: DateTime<Utc>,
+) -> Result<Vec<Rendered>, RenderError> {
+    let n = Notification::parse(payload).map_err(|e| RenderError::Payload(e.to_string()))?;
     let routed = rt
         .route(n, receiver)
-        .ok_or_else(|| format!("unknown receiver {:?}", receiver.unwrap_or("")))?;
+        .ok_or_else(|| RenderError::UnknownReceiver(receiver.unwrap_or("").to_string()))?;
     let env = rt.env(now);
     let mut out = Vec::new();
     for r in routed {
@@ -90,7 +116,10 @@ pub fn render(
             let Some(n) = i.filter(&r.notification) else {
                 continue;
             };
-            let mut requests = i.prepare(&env, &n).map_err(|e| e.to_string())?;
+            let mut requests = i.prepare(&env, &n).map_err(|e| match e {
+                crate::channels::error::DeliveryError::Render(t) => RenderError::Template(t),
+                e => RenderError::Other(rt.scrubber.scrub(&e.to_string())),
+            })?;
             for req in &mut requests {
                 rt.scrubber.scrub_json(&mut req.body);
                 req.url = rt.scrubber.scrub(&req.url);
@@ -196,7 +225,7 @@ pub async fn deadletters(store: &crate::store::Store, action: DeadLetterAction) 
     use std::fmt::Write;
     let mut out = String::new();
     match action {
-        DeadLetterAction::List => match store.dead_letters().await {
+        DeadLetterAction::List => match dead_letter_items(store).await {
             Ok(list) if list.is_empty() => out.push_str("no dead letters\n"),
             Ok(list) => {
                 let _ = writeln!(
@@ -213,9 +242,9 @@ pub async fn deadletters(store: &crate::store::Store, action: DeadLetterAction) 
                             .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
                             .unwrap_or_default(),
                         format!("{}/{}", j.receiver, j.kind),
-                        j.notification.alerts.len(),
-                        j.attempt,
-                        crate::text::one_line(j.last_error.as_deref().unwrap_or(""))
+                        j.alerts,
+                        j.attempts,
+                        j.last_error
                     );
                 }
             }
@@ -250,7 +279,7 @@ pub async fn deadletters(store: &crate::store::Store, action: DeadLetterAction) 
             },
             Err(e) => return (format!("{e}\n"), false),
         },
-        DeadLetterAction::Replay(id) => match store.replay(id, Utc::now()).await {
+        DeadLetterAction::Replay(id) => match replay(store, id).await {
             Ok(0) if id.is_some() => {
                 return (
                     format!("no dead letter {}\n", id.unwrap_or_default()),
@@ -270,6 +299,79 @@ pub async fn deadletters(store: &crate::store::Store, action: DeadLetterAction) 
         },
     }
     (out, true)
+}
+
+/// One dead letter as `deadletters list` and `GET /api/v1/deadletters` show it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct DeadLetterItem {
+    pub id: i64,
+    pub receiver: String,
+    pub kind: String,
+    /// The integration's identity (what it sends to; no secret).
+    pub integration: String,
+    pub alerts: usize,
+    pub alertnames: Vec<String>,
+    pub attempts: u32,
+    pub reason: String,
+    /// Scrubbed of secrets when recorded; on one line.
+    pub last_error: String,
+    pub accepted_at: DateTime<Utc>,
+    pub failed_at: Option<DateTime<Utc>>,
+    pub fallback: bool,
+}
+
+/// Every dead letter, oldest first.
+pub async fn dead_letter_items(
+    store: &crate::store::Store,
+) -> Result<Vec<DeadLetterItem>, crate::store::StoreError> {
+    Ok(store
+        .dead_letters()
+        .await?
+        .into_iter()
+        .map(|j| {
+            let mut alertnames: Vec<String> = j
+                .notification
+                .alerts
+                .iter()
+                .filter_map(|a| a.labels.get("alertname").cloned())
+                .collect();
+            alertnames.sort();
+            alertnames.dedup();
+            DeadLetterItem {
+                id: j.id,
+                receiver: j.receiver,
+                kind: j.kind,
+                integration: j.integration.0,
+                alerts: j.notification.alerts.len(),
+                alertnames,
+                attempts: j.attempt,
+                reason: j.reason.unwrap_or_default(),
+                last_error: crate::text::one_line(j.last_error.as_deref().unwrap_or("")),
+                accepted_at: j.accepted_at,
+                failed_at: j.failed_at,
+                fallback: j.fallback,
+            }
+        })
+        .collect())
+}
+
+/// Re-queues one dead letter (or all), recording it in the delivery history; how many.
+pub async fn replay(
+    store: &crate::store::Store,
+    id: Option<i64>,
+) -> Result<u64, crate::store::StoreError> {
+    let jobs: Vec<_> = store
+        .dead_letters()
+        .await?
+        .into_iter()
+        .filter(|j| id.is_none_or(|id| j.id == id))
+        .collect();
+    let n = store.replay(id, Utc::now()).await?;
+    if n > 0 {
+        let web = crate::config::WebConfig::default();
+        crate::delivery::history::replayed(store, &web, &jobs).await;
+    }
+    Ok(n)
 }
 
 /// What `subscribers` does.

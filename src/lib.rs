@@ -12,7 +12,8 @@
 //! - [`route`]: Alertmanager matchers and the route tree → receivers.
 //! - [`store`] (store): the durable store, one interface with a folder per backend
 //!   (`store/sqlite/`, `store/redis/`) and typed records: jobs bound to an
-//!   [`store::IntegrationId`], dead letters, counters, dedupe and chatops state.
+//!   [`store::IntegrationId`], dead letters, counters, dedupe and chatops state, and the
+//!   delivery history ([`store::history`]).
 //! - [`channels`] (send): one folder per upstream (`wxpusher/`, `official_account/`,
 //!   `weixin_gateway/`, `console/`), each owning its requests, limits, error codes and client;
 //!   the channel contract ([`channels::Integration`], [`channels::error`] with what a failure
@@ -25,11 +26,14 @@
 //! - [`runtime`]: a valid config compiled into templates, routes and integrations, immutable
 //!   and swapped whole on reload; where a stored delivery's identity is bound now.
 //! - [`delivery`] (fan-out → dispatch → outcome): one fan-out function, the workers, the retry
-//!   schedule, storm digests, upstream health; it names no channel and no feature, and runs
-//!   the steps it is handed at start-up.
+//!   schedule, storm digests, upstream health, the history of each outcome
+//!   ([`delivery::history`]); it names no channel and no feature, and runs the steps it is
+//!   handed at start-up.
 //! - [`chatops`]: replies from WeChat: silence, acknowledge, list; subscribers by QR code.
 //! - [`server`]: the HTTP endpoints, authentication, the accept loop and the limits on the way
 //!   in (`server::limits`: silent and idle connections, body deadline, in-flight body budget);
+//!   the web console (`server/console.rs`, assets in `server/assets/`) and its JSON API
+//!   (`server/api.rs`);
 //!   nothing imports it.
 //! - [`cli`]: the `check-config`, `render`, `send-test`, `deadletters` and `qrcode` commands.
 //! - `steps` (private): the steps handed to the delivery engine (dedupe's, chatops').

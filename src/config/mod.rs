@@ -260,6 +260,38 @@ pub struct WebConfig {
     /// …and closed when the ping is not answered within this.
     #[serde(default = "default_http2_keep_alive_timeout", with = "humantime_serde")]
     pub http2_keep_alive_timeout: Duration,
+    /// Serves the console (`/ui/`) and `/api/v1/*`; unset: on when `auth.admin` is set.
+    pub console: Option<bool>,
+    /// Serves every endpoint under this path (`/amw`), as Alertmanager's
+    /// `--web.route-prefix`; the console's pages use relative URLs, so a proxy that strips
+    /// the prefix works too.
+    pub route_prefix: Option<String>,
+    /// Delivery history older than this is pruned (on write).
+    #[serde(default = "default_history_retention", with = "humantime_serde")]
+    pub history_retention: Duration,
+    /// At most this many delivery history records are kept; the oldest go first.
+    #[serde(default = "default_history_max")]
+    pub history_max: usize,
+}
+
+impl WebConfig {
+    /// Whether `/ui/` and `/api/v1/*` are served.
+    pub fn console_enabled(&self, auth: &AuthConfig) -> bool {
+        self.console.unwrap_or(auth.admin.is_some())
+    }
+
+    /// `route_prefix` as `/a/b` (no trailing slash), `None` for the root.
+    pub fn prefix(&self) -> Option<String> {
+        let p = self.route_prefix.as_deref()?.trim_matches('/');
+        (!p.is_empty()).then(|| format!("/{p}"))
+    }
+}
+
+fn default_history_retention() -> Duration {
+    Duration::from_secs(7 * 86_400)
+}
+fn default_history_max() -> usize {
+    10_000
 }
 
 impl Default for WebConfig {
@@ -274,6 +306,10 @@ impl Default for WebConfig {
             http2_max_concurrent_streams: default_http2_max_concurrent_streams(),
             http2_keep_alive_interval: default_http2_keep_alive_interval(),
             http2_keep_alive_timeout: default_http2_keep_alive_timeout(),
+            console: None,
+            route_prefix: None,
+            history_retention: default_history_retention(),
+            history_max: default_history_max(),
         }
     }
 }
@@ -1117,6 +1153,10 @@ impl Config {
         out.extend(a.grafana_hmac_secret.clone());
         if let Some(b) = &a.basic_auth {
             out.extend(b.password.clone());
+        }
+        if let Some(admin) = &a.admin {
+            out.extend(admin.bearer_token.clone());
+            out.extend(admin.basic_auth.as_ref().and_then(|b| b.password.clone()));
         }
         if let Some(c) = &self.chatops {
             out.extend(c.secrets());

@@ -15,6 +15,7 @@
 pub mod coalesce;
 pub mod fanout;
 pub mod health;
+pub mod history;
 mod queue;
 pub mod retry;
 pub mod steps;

@@ -325,11 +325,12 @@ async fn coalesce_backlogs(ctx: &Ctx, rt: &Runtime) {
         // for its commit. A crash in between leaves some merged jobs in flight: they are
         // reclaimed at the next start and merged again (the latest state of each alert wins),
         // so the cost is a repeated alert, never a lost one.
-        if let Err(e) = store.complete(Vec::new(), digests).await {
+        if let Err(e) = store.complete(Vec::new(), digests.clone()).await {
             error!(error = %e, "cannot store a digest; the backlog stays as it was");
             continue;
         }
         warn!(receiver = %d.receiver, integration = i.name(), notifications = count, alerts, "backlog too long for the rate limit, merged into a digest");
+        super::history::merged(store, &rt.config.web, &ids, &digests).await;
         ctx.queue.wake.notify_one();
         for chunk in ids.chunks(COALESCE_DELETE) {
             if let Err(e) = store.complete(chunk.to_vec(), Vec::new()).await {
@@ -353,7 +354,7 @@ async fn deliver(mut job: Job, ctx: &Arc<Ctx>) -> bool {
             // Kept, not dropped: replayable once the receiver is back.
             warn!(receiver = %job.receiver, integration = %job.integration, "receiver no longer configured, keeping the notification as a dead letter");
             let error = format!("receiver {:?} is no longer configured", job.receiver);
-            return give_up_unbound(job, ctx, error, RECEIVER_REMOVED).await;
+            return give_up_unbound(job, ctx, &rt, error, RECEIVER_REMOVED).await;
         }
     };
     // The attempt is counted before anything is rendered or sent: a notification the process
@@ -391,13 +392,20 @@ async fn deliver(mut job: Job, ctx: &Arc<Ctx>) -> bool {
 pub const RECEIVER_REMOVED: &str = "receiver_removed";
 
 /// A job that no configured integration can take, kept as a dead letter.
-async fn give_up_unbound(job: Job, ctx: &Arc<Ctx>, error: String, reason: &'static str) -> bool {
+async fn give_up_unbound(
+    job: Job,
+    ctx: &Arc<Ctx>,
+    rt: &Runtime,
+    error: String,
+    reason: &'static str,
+) -> bool {
     let failure = Failure {
         attempt: job.attempt,
-        progress: job.progress,
+        progress: job.progress.clone(),
         error,
         reason,
     };
+    super::history::dead(&ctx.queue.store, &rt.config.web, &job, &failure).await;
     ctx.metrics
         .deliveries_failed
         .get_or_create(&FailureLabels {
@@ -424,7 +432,7 @@ async fn give_up_unbound(job: Job, ctx: &Arc<Ctx>, error: String, reason: &'stat
 async fn rebind(job: Job, integrations: &[Integration], ctx: &Arc<Ctx>, rt: &Runtime) -> bool {
     if integrations.is_empty() {
         let error = format!("receiver {:?} has no integrations", job.receiver);
-        return give_up_unbound(job, ctx, error, RECEIVER_REMOVED).await;
+        return give_up_unbound(job, ctx, rt, error, RECEIVER_REMOVED).await;
     }
     let origin = if job.fallback {
         Origin::Fallback
@@ -442,7 +450,7 @@ async fn rebind(job: Job, integrations: &[Integration], ctx: &Arc<Ctx>, rt: &Run
     let count = jobs.len();
     let admissions =
         crate::dedupe::admissions(&crate::dedupe::Policy::new(&rt.config.dedupe), jobs, now);
-    if let Err(e) = ctx.queue.admit(admissions, now).await {
+    if let Err(e) = super::history::admit(&ctx.queue, &rt.config.web, admissions, now).await {
         error!(error = %e, job = job.id, "cannot re-route a delivery whose integration changed; it is tried again");
         let failure = Failure {
             attempt: job.attempt.saturating_sub(1),
@@ -485,6 +493,7 @@ async fn attempt(mut job: Job, ctx: &Arc<Ctx>, rt: &Runtime, integration: &Integ
         Ok(()) => {
             // Delivered: if the store refuses to forget it, it stays claimed until it does.
             let recorded = record_complete(ctx, job.id).await;
+            super::history::sent(store, &rt.config.web, &job).await;
             for step in ctx.steps.iter() {
                 step.delivered(&step_at, &notification).await;
             }
@@ -529,6 +538,7 @@ async fn attempt(mut job: Job, ctx: &Arc<Ctx>, rt: &Runtime, integration: &Integ
         && age < PARK_MAX_AGE
     {
         warn!(error = %failure.error, resumes_at = %at.to_rfc3339(), "nothing can succeed before the upstream renews its quota: the notification waits until then");
+        super::history::retrying(store, &rt.config.web, &job, &failure, at).await;
         let recorded = record_reschedule(ctx, job.id, failure, at).await;
         ctx.queue.wake.notify_one();
         return recorded;
@@ -544,6 +554,7 @@ async fn attempt(mut job: Job, ctx: &Arc<Ctx>, rt: &Runtime, integration: &Integ
             .get_or_create(&IntegrationLabels { integration: kind })
             .inc();
         let at = Utc::now() + chrono::Duration::from_std(delay).unwrap_or_default();
+        super::history::retrying(store, &rt.config.web, &job, &failure, at).await;
         let recorded = record_reschedule(ctx, job.id, failure, at).await;
         ctx.queue.wake.notify_one();
         return recorded;
@@ -579,11 +590,12 @@ async fn give_up(
         .inc();
     let failure = Failure {
         attempt: job.attempt,
-        progress: job.progress,
+        progress: job.progress.clone(),
         error,
         reason,
     };
     let rerouted = !fallback.is_empty();
+    super::history::dead(&ctx.queue.store, &rt.config.web, &job, &failure).await;
     let recorded = record_dead(ctx, job.id, failure, fallback).await;
     if recorded {
         ctx.metrics.dead_letters.inc();

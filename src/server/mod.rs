@@ -11,7 +11,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+pub mod api;
 pub mod auth;
+pub mod console;
 pub mod limits;
 
 use axum::Router;
@@ -85,7 +87,19 @@ impl App {
 }
 
 pub fn router(app: Arc<App>) -> Router {
+    let prefix = app.runtime.load().config.web.prefix();
+    let routes = routes(app);
+    match prefix {
+        // Everything under the prefix, as Alertmanager's `--web.route-prefix`.
+        Some(p) => Router::new().nest(&p, routes),
+        None => routes,
+    }
+}
+
+fn routes(app: Arc<App>) -> Router {
     Router::new()
+        .merge(console::routes())
+        .merge(api::routes())
         .route("/webhook", post(webhook_default))
         .route("/webhook/{receiver}", post(webhook_named))
         .route("/-/healthy", get(|| async { "OK\n" }))
@@ -461,24 +475,25 @@ async fn accept(
     // Answered 200 only once the jobs are committed to the store; duplicates are checked in
     // the same transaction.
     let admissions = dedupe::admissions(&dedupe::Policy::new(&rt.config.dedupe), jobs, now);
-    let outcome = match app.queue.admit(admissions, now).await {
-        Ok(admitted) => dedupe::Outcome::of(&admitted),
-        Err(StoreError::Full) => {
-            return (
-                source,
-                StatusCode::SERVICE_UNAVAILABLE,
-                "delivery queue full, retry later\n".into(),
-            );
-        }
-        Err(e) => {
-            warn!(error = %e, "cannot store an accepted notification");
-            return (
-                source,
-                StatusCode::SERVICE_UNAVAILABLE,
-                "cannot store the notification, retry later\n".into(),
-            );
-        }
-    };
+    let outcome =
+        match crate::delivery::history::admit(&app.queue, &rt.config.web, admissions, now).await {
+            Ok(admitted) => dedupe::Outcome::of(&admitted),
+            Err(StoreError::Full) => {
+                return (
+                    source,
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "delivery queue full, retry later\n".into(),
+                );
+            }
+            Err(e) => {
+                warn!(error = %e, "cannot store an accepted notification");
+                return (
+                    source,
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "cannot store the notification, retry later\n".into(),
+                );
+            }
+        };
     count_suppressed(&app.metrics, &outcome);
     for status in alerts {
         app.metrics

@@ -9,6 +9,7 @@
 //! decide when to retry or what to send ([`crate::delivery`] does).
 
 pub mod chatops;
+pub mod history;
 pub mod redis;
 pub mod sqlite;
 

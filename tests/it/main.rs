@@ -3,8 +3,10 @@
 mod support;
 
 mod alertmanager;
+mod browser;
 mod budget;
 mod chatops;
+mod console;
 mod dedupe;
 mod delivery;
 mod docs;

@@ -850,3 +850,219 @@ async fn dedupe_state_expires_and_held_jobs_wait_to_be_merged(store: Store, _: &
     assert_eq!(next.len(), 1);
     assert!(!next[0].held);
 }
+
+// ---- Delivery history ----
+
+use alertmanager_wechat::store::history::{
+    Change, Delivery, DeliveryState, HistoryFilter, Retention, Update,
+};
+
+fn delivery(receiver: &str, alertname: &str, at: DateTime<Utc>) -> Delivery {
+    let mut n = alertmanager_wechat::webhook::sample_notification();
+    n.alerts.truncate(1);
+    n.alerts[0]
+        .labels
+        .insert("alertname".into(), alertname.into());
+    alertmanager_wechat::delivery::history::record(
+        receiver,
+        "wxpusher",
+        id(1).as_str(),
+        &n,
+        DeliveryState::Queued,
+        at,
+    )
+}
+
+fn keep(max: usize) -> Retention {
+    Retention {
+        max_age: Duration::from_secs(3600),
+        max,
+    }
+}
+
+fn all() -> HistoryFilter {
+    HistoryFilter {
+        limit: 100,
+        ..HistoryFilter::default()
+    }
+}
+
+both!(history_records_follow_their_job_and_filter, 10);
+async fn history_records_follow_their_job_and_filter(store: Store, _: &mut Guard) {
+    let now = Utc::now();
+    let mut a = delivery("oncall", "HighLatency", now);
+    a.job = Some(7);
+    let mut b = delivery("dba", "DiskFull", now);
+    b.state = DeliveryState::Suppressed;
+    let ids = store.history_add(vec![a, b], keep(100), now).await.unwrap();
+    assert_eq!(ids.len(), 2);
+    assert!(ids[1] > ids[0], "ids increase: {ids:?}");
+
+    let next = now + chrono::Duration::seconds(30);
+    let retry = Update {
+        job: 7,
+        change: Change::Retrying {
+            attempts: 1,
+            next,
+            error: "wxpusher: HTTP 502".into(),
+        },
+        or_insert: None,
+    };
+    store
+        .history_update(vec![retry], keep(100), now)
+        .await
+        .unwrap();
+    // Accepted again after the worker's outcome (the accept path was slower): not twice.
+    let mut late = delivery("oncall", "HighLatency", now);
+    late.job = Some(7);
+    let again = store.history_add(vec![late], keep(100), now).await.unwrap();
+    assert_eq!(again, vec![ids[0]]);
+    let list = store.history(all()).await.unwrap();
+    assert_eq!(list.len(), 2);
+    assert_eq!(list[0].id, ids[1], "newest first");
+    let a = &list[1];
+    assert_eq!(a.state, DeliveryState::Retrying);
+    assert_eq!(a.attempts, 1);
+    assert_eq!(trunc(a.next_attempt.unwrap()), trunc(next));
+    assert_eq!(a.last_error.as_deref(), Some("wxpusher: HTTP 502"));
+    assert_eq!(a.alertnames, vec!["HighLatency".to_string()]);
+
+    let sent = Update {
+        job: 7,
+        change: Change::Sent { attempts: 2 },
+        or_insert: None,
+    };
+    store
+        .history_update(vec![sent], keep(100), now)
+        .await
+        .unwrap();
+    let by = |f: HistoryFilter| {
+        let store = store.clone();
+        async move { store.history(f).await.unwrap() }
+    };
+    let sent = by(HistoryFilter {
+        state: Some(DeliveryState::Sent),
+        ..all()
+    })
+    .await;
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0].receiver, "oncall");
+    assert!(sent[0].sent_at.is_some());
+    let dba = by(HistoryFilter {
+        receiver: Some("dba".into()),
+        ..all()
+    })
+    .await;
+    assert_eq!(dba.len(), 1);
+    assert_eq!(dba[0].state, DeliveryState::Suppressed);
+    let disk = by(HistoryFilter {
+        alertname: Some("DiskFull".into()),
+        ..all()
+    })
+    .await;
+    assert_eq!(disk.len(), 1);
+    assert!(
+        by(HistoryFilter {
+            alertname: Some("Disk".into()),
+            ..all()
+        })
+        .await
+        .is_empty(),
+        "alertname matches whole names"
+    );
+    let one = by(HistoryFilter { limit: 1, ..all() }).await;
+    assert_eq!(one.len(), 1);
+
+    // A job without a record (stored before the history, or a fallback copy) gets one.
+    let fresh = delivery("oncall", "Other", now);
+    let dead = Update {
+        job: 99,
+        change: Change::Dead {
+            attempts: 3,
+            error: "gave up".into(),
+        },
+        or_insert: Some(fresh),
+    };
+    store
+        .history_update(vec![dead], keep(100), now)
+        .await
+        .unwrap();
+    let dead = by(HistoryFilter {
+        state: Some(DeliveryState::Dead),
+        ..all()
+    })
+    .await;
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].job, Some(99));
+    assert_eq!(dead[0].attempts, 3);
+}
+
+both!(history_is_pruned_by_count_and_age_on_write, 10);
+async fn history_is_pruned_by_count_and_age_on_write(store: Store, _: &mut Guard) {
+    let now = Utc::now();
+    let old = delivery("oncall", "Old", now - chrono::Duration::hours(2));
+    store.history_add(vec![old], keep(100), now).await.unwrap();
+    let records: Vec<Delivery> = (0..5)
+        .map(|i| delivery("oncall", &format!("A{i}"), now))
+        .collect();
+    store.history_add(records, keep(3), now).await.unwrap();
+    let list = store.history(all()).await.unwrap();
+    let names: Vec<&str> = list.iter().map(|d| d.alertnames[0].as_str()).collect();
+    assert_eq!(
+        names,
+        vec!["A4", "A3", "A2"],
+        "the newest three, the old one gone"
+    );
+}
+
+both!(
+    a_digest_is_adopted_by_its_job_and_merged_ones_point_at_it,
+    10
+);
+async fn a_digest_is_adopted_by_its_job_and_merged_ones_point_at_it(store: Store, _: &mut Guard) {
+    let now = Utc::now();
+    let mut merged = Vec::new();
+    for job in [1, 2] {
+        let mut d = delivery("oncall", "Storm", now);
+        d.job = Some(job);
+        merged.push(d);
+    }
+    store.history_add(merged, keep(100), now).await.unwrap();
+    let mut digest = delivery("oncall", "Storm", now);
+    digest.merged = Some(2);
+    let digest_id = store
+        .history_add(vec![digest], keep(100), now)
+        .await
+        .unwrap()[0];
+    let updates = [1, 2]
+        .map(|job| Update {
+            job,
+            change: Change::Merged { digest: digest_id },
+            or_insert: None,
+        })
+        .to_vec();
+    store.history_update(updates, keep(100), now).await.unwrap();
+    // The digest's job is first attempted: it takes the digest's record, not a new one.
+    let sent = Update {
+        job: 3,
+        change: Change::Sent { attempts: 1 },
+        or_insert: Some(delivery("oncall", "Storm", now)),
+    };
+    store
+        .history_update(vec![sent], keep(100), now)
+        .await
+        .unwrap();
+    let list = store.history(all()).await.unwrap();
+    assert_eq!(list.len(), 3, "{list:#?}");
+    let d = list.iter().find(|d| d.id == digest_id).unwrap();
+    assert_eq!(
+        (d.job, d.state, d.merged),
+        (Some(3), DeliveryState::Sent, Some(2))
+    );
+    for m in list.iter().filter(|d| d.id != digest_id) {
+        assert_eq!(
+            (m.state, m.digest),
+            (DeliveryState::Merged, Some(digest_id))
+        );
+    }
+}

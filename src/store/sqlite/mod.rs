@@ -17,6 +17,8 @@ use chrono::{DateTime, TimeZone, Utc};
 use rusqlite::{Connection, OptionalExtension, params};
 use tokio::sync::{mpsc, oneshot};
 
+mod history;
+
 use super::Progress;
 use super::{Admission, Admitted, Depth, Failure, IntegrationId, Job, Mark, NewJob, StoreError};
 
@@ -114,6 +116,8 @@ impl SqliteStore {
             .map_err(|e| err(e.to_string()))?;
         conn.execute_batch(SCHEMA).map_err(|e| err(e.to_string()))?;
         conn.execute_batch(super::chatops::SCHEMA)
+            .map_err(|e| err(e.to_string()))?;
+        conn.execute_batch(history::SCHEMA)
             .map_err(|e| err(e.to_string()))?;
         add_held_column(&conn).map_err(|e| err(e.to_string()))?;
         add_starts_column(&conn).map_err(|e| err(e.to_string()))?;

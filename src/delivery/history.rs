@@ -1,0 +1,221 @@
+//! Recording what becomes of each delivery in the store's history ([`crate::store::history`]):
+//! one call at each outcome of the engine (accepted, sent, retrying, dead, merged), each
+//! best-effort: a history write that fails is logged and never holds up a delivery.
+
+use chrono::{DateTime, Utc};
+use tracing::debug;
+
+use super::Queue;
+use crate::config::WebConfig;
+use crate::store::history::{Change, Delivery, DeliveryState, Retention, Update, http_url};
+use crate::store::{Admission, Admitted, Failure, Job, NewJob, Store, StoreError};
+use crate::webhook::Notification;
+
+/// The history's bounds, from `web.history_retention` and `web.history_max`.
+pub fn retention(web: &WebConfig) -> Retention {
+    Retention {
+        max_age: web.history_retention,
+        max: web.history_max,
+    }
+}
+
+/// A fresh record of one delivery of `n`.
+pub fn record(
+    receiver: &str,
+    kind: &str,
+    integration: &str,
+    n: &Notification,
+    state: DeliveryState,
+    accepted_at: DateTime<Utc>,
+) -> Delivery {
+    let mut alertnames: Vec<String> = n
+        .alerts
+        .iter()
+        .filter_map(|a| a.labels.get("alertname").cloned())
+        .collect();
+    alertnames.sort();
+    alertnames.dedup();
+    let mut generator_urls: Vec<String> = n
+        .alerts
+        .iter()
+        .filter_map(|a| http_url(&a.generator_url))
+        .collect();
+    generator_urls.sort();
+    generator_urls.dedup();
+    Delivery {
+        id: 0,
+        job: None,
+        receiver: receiver.to_string(),
+        kind: kind.to_string(),
+        integration: integration.to_string(),
+        group_key: n.group_key.clone(),
+        status: n.status.as_str().to_string(),
+        alertnames,
+        external_url: http_url(&n.external_url),
+        generator_urls,
+        state,
+        attempts: 0,
+        accepted_at,
+        updated_at: accepted_at,
+        sent_at: None,
+        next_attempt: None,
+        last_error: None,
+        digest: None,
+        merged: None,
+        notification: Some(n.clone()),
+    }
+}
+
+fn of_job(job: &Job) -> Delivery {
+    record(
+        &job.receiver,
+        &job.kind,
+        job.integration.as_str(),
+        &job.notification,
+        DeliveryState::Queued,
+        job.accepted_at,
+    )
+}
+
+fn of_new(job: &NewJob, state: DeliveryState) -> Delivery {
+    record(
+        &job.receiver,
+        &job.kind,
+        job.integration.as_str(),
+        &job.notification,
+        state,
+        job.accepted_at,
+    )
+}
+
+/// [`Queue::admit`], recording each admission: queued under its job, or suppressed as a
+/// duplicate.
+pub async fn admit(
+    queue: &Queue,
+    web: &WebConfig,
+    admissions: Vec<Admission>,
+    now: DateTime<Utc>,
+) -> Result<Vec<Admitted>, StoreError> {
+    let seen: Vec<Delivery> = admissions
+        .iter()
+        .map(|a| of_new(&a.job, DeliveryState::Queued))
+        .collect();
+    let admitted = queue.admit(admissions, now).await?;
+    let records = seen
+        .into_iter()
+        .zip(&admitted)
+        .filter_map(|(mut d, a)| match a {
+            Admitted::Queued { id, .. } => {
+                d.job = Some(*id);
+                Some(d)
+            }
+            Admitted::Duplicate => {
+                d.state = DeliveryState::Suppressed;
+                Some(d)
+            }
+            Admitted::Empty { .. } => None,
+        })
+        .collect();
+    if let Err(e) = queue.store.history_add(records, retention(web), now).await {
+        debug!(error = %e, "cannot record accepted deliveries in the history");
+    }
+    Ok(admitted)
+}
+
+async fn update(store: &Store, web: &WebConfig, job: &Job, change: Change) {
+    let u = Update {
+        job: job.id,
+        change,
+        or_insert: Some(of_job(job)),
+    };
+    if let Err(e) = store
+        .history_update(vec![u], retention(web), Utc::now())
+        .await
+    {
+        debug!(error = %e, job = job.id, "cannot record a delivery outcome in the history");
+    }
+}
+
+/// Delivered now, at its `job.attempt`th attempt.
+pub async fn sent(store: &Store, web: &WebConfig, job: &Job) {
+    let attempts = job.attempt;
+    update(store, web, job, Change::Sent { attempts }).await;
+}
+
+/// Failed; tried again at `next`.
+pub async fn retrying(
+    store: &Store,
+    web: &WebConfig,
+    job: &Job,
+    failure: &Failure,
+    next: DateTime<Utc>,
+) {
+    let change = Change::Retrying {
+        attempts: failure.attempt,
+        next,
+        error: failure.error.clone(),
+    };
+    update(store, web, job, change).await;
+}
+
+/// Given up: a dead letter.
+pub async fn dead(store: &Store, web: &WebConfig, job: &Job, failure: &Failure) {
+    let change = Change::Dead {
+        attempts: failure.attempt,
+        error: failure.error.clone(),
+    };
+    update(store, web, job, change).await;
+}
+
+/// A backlog (`ids`) merged into `digests`: each digest gets a record, adopted by its job
+/// when first attempted, and each merged delivery points at it.
+pub async fn merged(store: &Store, web: &WebConfig, ids: &[i64], digests: &[NewJob]) {
+    let now = Utc::now();
+    let keep = retention(web);
+    let records = digests
+        .iter()
+        .map(|d| {
+            let mut r = of_new(d, DeliveryState::Queued);
+            r.merged = Some(ids.len() as u64);
+            r
+        })
+        .collect();
+    let digest = match store.history_add(records, keep, now).await {
+        Ok(ids) => ids.first().copied().unwrap_or_default(),
+        Err(e) => {
+            debug!(error = %e, "cannot record a digest in the history");
+            return;
+        }
+    };
+    let updates = ids
+        .iter()
+        .map(|&job| Update {
+            job,
+            change: Change::Merged { digest },
+            or_insert: None,
+        })
+        .collect();
+    if let Err(e) = store.history_update(updates, keep, now).await {
+        debug!(error = %e, "cannot record merged deliveries in the history");
+    }
+}
+
+/// Dead letters re-queued by `deadletters replay` or the console.
+pub async fn replayed(store: &Store, web: &WebConfig, jobs: &[Job]) {
+    let updates = jobs
+        .iter()
+        .map(|j| Update {
+            job: j.id,
+            change: Change::Queued,
+            // Only records that exist are updated: replay runs where the configured
+            // retention may not be known (the command line), so it never prunes.
+            or_insert: None,
+        })
+        .collect();
+    if let Err(e) = store
+        .history_update(updates, retention(web), Utc::now())
+        .await
+    {
+        debug!(error = %e, "cannot record replayed deliveries in the history");
+    }
+}

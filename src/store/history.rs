@@ -1,0 +1,263 @@
+//! The delivery history: what became of each accepted notification, per delivery (queued,
+//! sent, retrying, dead, suppressed as a duplicate, merged into a digest), for the console
+//! and `/api/v1/deliveries`.
+//!
+//! Records are informational: they are written beside the queue, not inside its
+//! transactions, and a failed history write never holds up a delivery. Retention is bounded
+//! by age and count ([`Retention`]) and pruned on every write, so the history never outgrows
+//! what is configured (`web.history_retention`, `web.history_max`). Each backend keeps one
+//! JSON record per delivery (`sqlite/history.rs`, `redis/history.rs`); this module owns the
+//! record's shape and how a change applies to it, so both backends agree.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::{Store, StoreError};
+use crate::webhook::Notification;
+
+/// What became of a delivery, as last recorded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DeliveryState {
+    /// Stored, waiting for its attempt.
+    Queued,
+    /// Delivered upstream at `sent_at`.
+    Sent,
+    /// Failed, tried again at `next_attempt`; `last_error` says why.
+    Retrying,
+    /// Given up: a dead letter (`deadletters`).
+    Dead,
+    /// The same notification was accepted within `dedupe.window`: not sent again.
+    Suppressed,
+    /// Merged with a backlog into the digest `digest`.
+    Merged,
+}
+
+impl DeliveryState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeliveryState::Queued => "queued",
+            DeliveryState::Sent => "sent",
+            DeliveryState::Retrying => "retrying",
+            DeliveryState::Dead => "dead",
+            DeliveryState::Suppressed => "suppressed",
+            DeliveryState::Merged => "merged",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<DeliveryState> {
+        Some(match s {
+            "queued" => DeliveryState::Queued,
+            "sent" => DeliveryState::Sent,
+            "retrying" => DeliveryState::Retrying,
+            "dead" => DeliveryState::Dead,
+            "suppressed" => DeliveryState::Suppressed,
+            "merged" => DeliveryState::Merged,
+            _ => return None,
+        })
+    }
+}
+
+/// One delivery: a notification for one receiver integration, and what became of it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Delivery {
+    /// Assigned by the store, increasing.
+    pub id: i64,
+    /// The queued job, while known (absent for suppressed duplicates and digests not yet
+    /// claimed).
+    pub job: Option<i64>,
+    pub receiver: String,
+    /// The integration's type (`wxpusher`, `official_account`, …).
+    pub kind: String,
+    /// The integration's identity ([`super::IntegrationId`]): what it sends to, never a
+    /// secret (a fingerprint of the credential at most).
+    pub integration: String,
+    pub group_key: String,
+    /// `firing` or `resolved`.
+    pub status: String,
+    /// The distinct `alertname` labels, for filtering.
+    pub alertnames: Vec<String>,
+    /// Alertmanager's or Grafana's `externalURL`, only when http(s).
+    pub external_url: Option<String>,
+    /// The alerts' distinct `generatorURL`s, only http(s) ones.
+    pub generator_urls: Vec<String>,
+    pub state: DeliveryState,
+    /// Attempts made so far.
+    pub attempts: u32,
+    pub accepted_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub sent_at: Option<DateTime<Utc>>,
+    pub next_attempt: Option<DateTime<Utc>>,
+    /// Scrubbed of secrets before it gets here.
+    pub last_error: Option<String>,
+    /// For a merged delivery: the history id of the digest it went into.
+    pub digest: Option<i64>,
+    /// For a digest: how many notifications it merges.
+    pub merged: Option<u64>,
+    /// The notification as accepted, so the playground can render it again.
+    pub notification: Option<Notification>,
+}
+
+/// A change to the newest record of a job.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Change {
+    /// Stored again (a replayed dead letter).
+    Queued,
+    Sent {
+        attempts: u32,
+    },
+    Retrying {
+        attempts: u32,
+        next: DateTime<Utc>,
+        error: String,
+    },
+    Dead {
+        attempts: u32,
+        error: String,
+    },
+    Merged {
+        digest: i64,
+    },
+}
+
+/// One change, and the record to start from when the job has none yet (a digest, a
+/// fallback copy, a job stored before the history existed).
+#[derive(Debug, Clone)]
+pub struct Update {
+    pub job: i64,
+    pub change: Change,
+    pub or_insert: Option<Delivery>,
+}
+
+/// How much history is kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retention {
+    pub max_age: Duration,
+    pub max: usize,
+}
+
+impl Retention {
+    /// Records accepted before this are pruned.
+    pub fn cutoff(&self, now: DateTime<Utc>) -> DateTime<Utc> {
+        now - chrono::Duration::from_std(self.max_age).unwrap_or(chrono::Duration::days(7))
+    }
+}
+
+/// What `/api/v1/deliveries` asks for; every filter is optional.
+#[derive(Debug, Clone, Default)]
+pub struct HistoryFilter {
+    pub receiver: Option<String>,
+    pub state: Option<DeliveryState>,
+    pub alertname: Option<String>,
+    /// At most this many, newest first.
+    pub limit: usize,
+}
+
+impl HistoryFilter {
+    pub fn matches(&self, d: &Delivery) -> bool {
+        self.receiver.as_ref().is_none_or(|r| &d.receiver == r)
+            && self.state.is_none_or(|s| d.state == s)
+            && self
+                .alertname
+                .as_ref()
+                .is_none_or(|a| d.alertnames.iter().any(|n| n == a))
+    }
+}
+
+impl Delivery {
+    /// Applies a change recorded at `now`.
+    pub fn apply(&mut self, change: &Change, now: DateTime<Utc>) {
+        self.updated_at = now;
+        match change {
+            Change::Queued => {
+                self.state = DeliveryState::Queued;
+                self.attempts = 0;
+                self.next_attempt = None;
+            }
+            Change::Sent { attempts } => {
+                self.state = DeliveryState::Sent;
+                self.attempts = *attempts;
+                self.sent_at = Some(now);
+                self.next_attempt = None;
+            }
+            Change::Retrying {
+                attempts,
+                next,
+                error,
+            } => {
+                self.state = DeliveryState::Retrying;
+                self.attempts = *attempts;
+                self.next_attempt = Some(*next);
+                self.last_error = Some(error.clone());
+            }
+            Change::Dead { attempts, error } => {
+                self.state = DeliveryState::Dead;
+                self.attempts = *attempts;
+                self.next_attempt = None;
+                self.last_error = Some(error.clone());
+            }
+            Change::Merged { digest } => {
+                self.state = DeliveryState::Merged;
+                self.digest = Some(*digest);
+                self.next_attempt = None;
+            }
+        }
+    }
+}
+
+/// Only http and https links are kept: a page links to them.
+pub fn http_url(u: &str) -> Option<String> {
+    let t = u.trim();
+    let lower = t.to_ascii_lowercase();
+    ((lower.starts_with("http://") || lower.starts_with("https://"))
+        && !t.contains(char::is_whitespace))
+    .then(|| t.to_string())
+}
+
+impl Store {
+    /// Adds records (their `id` is assigned), pruning what `keep` no longer allows; returns
+    /// the ids in order. A record whose job already has one is not added (an outcome
+    /// recorded first is newer than the acceptance): that record's id is returned.
+    pub async fn history_add(
+        &self,
+        records: Vec<Delivery>,
+        keep: Retention,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<i64>, StoreError> {
+        if records.is_empty() {
+            return Ok(Vec::new());
+        }
+        match self {
+            Store::Sqlite(s) => s.history_add(records, keep, now).await,
+            Store::Redis(s) => s.history_add(records, keep, now).await,
+        }
+    }
+
+    /// Applies each change to the newest record of its job (a digest not yet claimed is
+    /// adopted by the first job of its receiver integration that has no record), or inserts
+    /// `or_insert` with the change applied.
+    pub async fn history_update(
+        &self,
+        updates: Vec<Update>,
+        keep: Retention,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        if updates.is_empty() {
+            return Ok(());
+        }
+        match self {
+            Store::Sqlite(s) => s.history_update(updates, keep, now).await,
+            Store::Redis(s) => s.history_update(updates, keep, now).await,
+        }
+    }
+
+    /// Records matching `filter`, newest first.
+    pub async fn history(&self, filter: HistoryFilter) -> Result<Vec<Delivery>, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.history(filter).await,
+            Store::Redis(s) => s.history(filter).await,
+        }
+    }
+}
