@@ -12,6 +12,7 @@ use chrono::{DateTime, Utc};
 
 use crate::channels::official_account::{OfficialAccount, token};
 use crate::channels::weixin_gateway::WeixinGateway;
+use crate::channels::wxpusher::spt::Spt;
 use crate::channels::{Env, Integration, Kind, console::Console, wxpusher::WxPusher};
 use crate::config::{Config, ConfigError, ConfigErrors, ContentType};
 use crate::delivery::options::DEFAULT_DAILY_BUDGET_PER_UID;
@@ -99,6 +100,7 @@ impl Runtime {
                         .clone()
                         .unwrap_or_else(|| g.wxpusher_api_url.clone()),
                     app_token: w.app_token.clone().unwrap_or_default(),
+                    spts: w.spts.iter().cloned().map(Spt::new).collect(),
                     uids: w.uids.clone(),
                     topic_ids: w.topic_ids.clone(),
                     subscriber_tags: w.subscriber_tags.clone(),

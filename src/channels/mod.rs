@@ -91,7 +91,9 @@ impl Integration {
     /// Secrets this integration sends upstream.
     pub fn secrets(&self) -> Vec<Secret> {
         match &self.kind {
-            Kind::WxPusher(w) => vec![w.app_token.clone()],
+            Kind::WxPusher(w) => std::iter::once(w.app_token.clone())
+                .chain(w.spts.iter().map(|s| s.token.clone()))
+                .collect(),
             Kind::Console(_) => vec![],
             Kind::WeixinGateway(g) => g.bearer_token.iter().cloned().collect(),
             Kind::OfficialAccount(o) => vec![o.tokens.app_secret().clone()],

@@ -290,7 +290,8 @@ fn wxpusher_sender(rt: &Runtime, uid: &str, receiver: Option<&str>) -> Option<(S
     let all = || {
         rt.receivers.iter().flat_map(|(name, list)| {
             list.iter().filter_map(move |i| match &i.kind {
-                Kind::WxPusher(w) => Some((name.as_str(), w)),
+                // Simple-push integrations have no app token to reply with.
+                Kind::WxPusher(w) if !w.is_simple() => Some((name.as_str(), w)),
                 _ => None,
             })
         })

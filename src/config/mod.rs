@@ -419,6 +419,13 @@ pub struct WxPusherConfig {
     /// `AT_…`; exactly one of this and `app_token_file`.
     pub app_token: Option<Secret>,
     pub app_token_file: Option<PathBuf>,
+    /// Simple-push tokens (`SPT_…`), instead of `app_token` with uids and topics: each one a
+    /// person who opened WxPusher's simple push for themselves. At most one of this and
+    /// `spts_file`.
+    #[serde(default)]
+    pub spts: Vec<Secret>,
+    /// A file of SPTs, one a line (blank lines and `#` comments skipped).
+    pub spts_file: Option<PathBuf>,
     #[serde(default)]
     pub uids: Vec<String>,
     #[serde(default)]
@@ -950,16 +957,23 @@ impl Config {
             }
             for (j, w) in r.wxpusher_configs.iter_mut().enumerate() {
                 let at = format!("{at}.wxpusher_configs[{j}]");
-                resolve_secret(
-                    base,
-                    &at,
-                    "app_token",
-                    &mut w.app_token,
-                    &w.app_token_file,
-                    true,
-                    report,
-                );
-                if w.uids.is_empty() && w.topic_ids.is_empty() && w.subscriber_tags.is_empty() {
+                let simple = crate::channels::wxpusher::spt::resolve_config(base, &at, w, report);
+                if !simple {
+                    resolve_secret(
+                        base,
+                        &at,
+                        "app_token",
+                        &mut w.app_token,
+                        &w.app_token_file,
+                        true,
+                        report,
+                    );
+                }
+                if !simple
+                    && w.uids.is_empty()
+                    && w.topic_ids.is_empty()
+                    && w.subscriber_tags.is_empty()
+                {
                     report(
                         at.clone(),
                         "needs at least one of uids, topic_ids and subscriber_tags".into(),
@@ -1085,6 +1099,7 @@ impl Config {
         for r in &self.receivers {
             for w in &r.wxpusher_configs {
                 out.extend(w.app_token.clone());
+                out.extend(w.spts.iter().cloned());
             }
             for g in &r.weixin_gateway_configs {
                 out.extend(g.bearer_token.clone());
@@ -1322,7 +1337,7 @@ mod tests {
         );
         assert_eq!(
             all[3],
-            "test.yml: receivers[1].wxpusher_configs[0]: one of app_token and app_token_file is required"
+            "test.yml: receivers[1].wxpusher_configs[0]: one of app_token, app_token_file, spts and spts_file is required"
         );
         // Not one mapping: nothing to repair, the one error stands.
         assert_eq!(
@@ -1385,7 +1400,7 @@ mod tests {
         )
         .unwrap_err();
         let all: Vec<String> = err.0.iter().map(|e| e.to_string()).collect();
-        assert!(all.contains(&"test.yml: receivers[0].wxpusher_configs[0]: one of app_token and app_token_file is required".to_string()), "{all:?}");
+        assert!(all.contains(&"test.yml: receivers[0].wxpusher_configs[0]: one of app_token, app_token_file, spts and spts_file is required".to_string()), "{all:?}");
         assert!(
             all.contains(&"test.yml: route.receiver: unknown receiver \"nope\"".to_string()),
             "{all:?}"
