@@ -13,6 +13,7 @@ mod lifecycle;
 mod metrics;
 mod official_account;
 mod ops;
+mod simple_push;
 mod props;
 mod render;
 mod replicas;
