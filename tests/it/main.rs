@@ -11,6 +11,7 @@ mod docs;
 mod ingest;
 mod lifecycle;
 mod metrics;
+mod oa_fields;
 mod official_account;
 mod ops;
 mod simple_push;
