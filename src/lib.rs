@@ -102,6 +102,7 @@ impl Service {
         let health = tokio::spawn(channels::weixin_gateway::health_loop(
             runtime.clone(),
             metrics.clone(),
+            queue.store.clone(),
         ));
         let app = Arc::new(App {
             runtime,

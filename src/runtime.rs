@@ -140,6 +140,8 @@ impl Runtime {
                     user_backoff: w.user_backoff,
                     health_interval: w.health_interval,
                     rate_limit: w.delivery_options(&at, &mut |_, _| {}).rate_limit,
+                    window_size: w.window_size,
+                    window_warn_at: w.window_warn_at,
                 });
                 let delivery = w.delivery_options(&at, &mut |_, _| {});
                 list.push((w.send_resolved, w.fallback_receiver.clone(), delivery, kind));

@@ -230,6 +230,14 @@ async fn gateway(State(app): State<Arc<App>>, headers: HeaderMap, body: Bytes) -
     if user.is_empty() {
         return (StatusCode::BAD_REQUEST, "event has no user_id\n").into_response();
     }
+    // The user wrote: iLink's window for them is open again.
+    crate::channels::weixin_gateway::window::inbound(
+        &app.queue.store,
+        &ev.account_id,
+        &user,
+        Utc::now(),
+    )
+    .await;
     let answer = handle::run(&rt, chat, &app.queue.store, &user, &ev.text, Utc::now()).await;
     record(&app, "weixin_gateway", &user, &answer);
     let sent = match gateway_sender(&rt, &ev.account_id) {
@@ -250,8 +258,20 @@ async fn gateway(State(app): State<Arc<App>>, headers: HeaderMap, body: Bytes) -
             ev.account_id
         )),
     };
-    if let Err(e) = sent {
-        warn!(channel = "weixin_gateway", user = %user, error = %rt.scrubber.scrub(&e), "cannot send the chatops reply");
+    match sent {
+        // The reply is one of the user's window messages too.
+        Ok(_) => {
+            crate::channels::weixin_gateway::window::sent(
+                &app.queue.store,
+                &ev.account_id,
+                &user,
+                Utc::now(),
+            )
+            .await;
+        }
+        Err(e) => {
+            warn!(channel = "weixin_gateway", user = %user, error = %rt.scrubber.scrub(&e), "cannot send the chatops reply")
+        }
     }
     ok("ok\n")
 }

@@ -544,9 +544,18 @@ pub struct WeixinGatewayConfig {
     /// once, without a request, for this long.
     #[serde(default = "default_user_backoff", with = "humantime_serde")]
     pub user_backoff: Duration,
-    /// How often `GET {url}/health` is probed for the `integration_up` metric.
+    /// How often `GET {url}/health` is probed for the `integration_up` metric (and the
+    /// window metrics read).
     #[serde(default = "default_health_interval", with = "humantime_serde")]
     pub health_interval: Duration,
+    /// Messages a user can get between two of their own (iLink's window, about 10); with
+    /// that many sent since the user last wrote, alerts go to the fallback receiver without a
+    /// call. 0: not counted.
+    #[serde(default = "default_window_size")]
+    pub window_size: u32,
+    /// From this many sent, each message asks the user to reply; 0: never.
+    #[serde(default = "default_window_warn_at")]
+    pub window_warn_at: u32,
     /// Attempts before giving up (default 10).
     pub max_attempts: Option<u32>,
     /// Older than this since acceptance, a failing notification is given up (default 1h).
@@ -564,6 +573,12 @@ fn default_user_backoff() -> Duration {
 }
 fn default_health_interval() -> Duration {
     Duration::from_secs(30)
+}
+fn default_window_size() -> u32 {
+    crate::channels::weixin_gateway::window::DEFAULT_WINDOW_SIZE
+}
+fn default_window_warn_at() -> u32 {
+    crate::channels::weixin_gateway::window::DEFAULT_WINDOW_WARN_AT
 }
 
 /// Which Official Account API messages go through.
@@ -1041,6 +1056,15 @@ impl Config {
                     report(
                         format!("{at}.user_backoff"),
                         "must be longer than 0s".into(),
+                    );
+                }
+                if g.window_size > 0 && g.window_warn_at > g.window_size {
+                    report(
+                        format!("{at}.window_warn_at"),
+                        format!(
+                            "must not be more than window_size ({}); 0 turns the reminder off",
+                            g.window_size
+                        ),
                     );
                 }
                 if g.health_interval < Duration::from_millis(100) {

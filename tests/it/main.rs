@@ -8,6 +8,7 @@ mod chatops;
 mod dedupe;
 mod delivery;
 mod docs;
+mod gateway_window;
 mod ingest;
 mod lifecycle;
 mod metrics;

@@ -14,6 +14,8 @@
 //! [`Reason::RecipientWindow`] so the delivery engine hands the notification to the
 //! integration's fallback receiver at once. This module does not retry or re-route itself.
 
+pub mod window;
+
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, LazyLock, Mutex};
 use std::time::Duration;
@@ -67,6 +69,10 @@ pub struct WeixinGateway {
     /// `/send` requests per second allowed for this gateway account (`rate_limit`); `None`:
     /// unlimited.
     pub rate_limit: Option<crate::delivery::options::RateLimit>,
+    /// Messages a user can get between two of their own ([`window`]); 0: not counted.
+    pub window_size: u32,
+    /// From this many, each message asks the user to reply; 0: never.
+    pub window_warn_at: u32,
 }
 
 /// The request body, as the gateway's `/send` reads it.
@@ -202,6 +208,7 @@ impl WeixinGateway {
         let mut permanent: Option<DeliveryError> = None;
         let mut refused: Vec<String> = Vec::new();
         let mut refused_for = Duration::ZERO;
+        let mut spent = 0usize;
         for user in &self.to_user_ids {
             let missing: Vec<usize> = (0..parts.len())
                 .filter(|i| !progress.contains(&part_key(*i, user)))
@@ -215,10 +222,19 @@ impl WeixinGateway {
                 refused_for = refused_for.max(left);
                 continue;
             }
+            let mut used = self.window_used(env, user).await;
             for i in missing {
-                match self.call(env, user, &parts[i]).await {
+                if self.window_spent(used) {
+                    tracing::info!(user = %user, account_id = %self.account_id, sent = used.unwrap_or_default(), "weixin-gateway user's send window is spent until they write to the bot, not sending");
+                    refused.push(user.clone());
+                    spent += 1;
+                    break;
+                }
+                let text = self.with_note(env, &parts[i], used);
+                match self.call(env, user, &text).await {
                     Ok(()) => {
                         progress.insert(part_key(i, user));
+                        used = self.window_count(env, user, used).await;
                     }
                     Err(e) if e.reason() == Reason::RecipientWindow => {
                         self.close_window(user);
@@ -258,6 +274,19 @@ impl WeixinGateway {
         }
         if refused.is_empty() {
             return Ok(());
+        }
+        if spent == refused.len() {
+            return Err(DeliveryError::Upstream {
+                service: SERVICE,
+                code: -2,
+                message: format!(
+                    "send window spent ({} messages since the user last wrote to the bot); not sending until they reply",
+                    self.window_size
+                ),
+                reason: Reason::RecipientWindow,
+                retryable: false,
+                recipients: refused,
+            });
         }
         Err(DeliveryError::Upstream {
             service: SERVICE,
@@ -431,7 +460,7 @@ fn snippet(bytes: &[u8]) -> String {
 /// receiver answers, else 0. Reads the runtime in force each round, so reloads apply; series
 /// of receivers no longer configured are removed. The round period is the shortest
 /// `health_interval` configured (30s when there is none).
-pub async fn health_loop(runtime: Shared, metrics: Arc<Metrics>) {
+pub async fn health_loop(runtime: Shared, metrics: Arc<Metrics>, store: crate::store::Store) {
     let mut shown: HashSet<ReceiverIntegrationLabels> = HashSet::new();
     loop {
         let rt = runtime.load_full();
@@ -480,6 +509,7 @@ pub async fn health_loop(runtime: Shared, metrics: Arc<Metrics>) {
             metrics.integration_up.remove(gone);
         }
         shown = now_shown;
+        window::refresh_metrics(&rt, &store, &metrics).await;
         drop(rt);
         tokio::time::sleep(interval).await;
     }
