@@ -84,6 +84,9 @@ impl Runtime {
                 }
             }
         };
+        let gateway_callback = config.chatops.as_ref().is_some_and(|c| {
+            c.weixin_gateway_secret.is_some() || c.weixin_gateway_secret_file.is_some()
+        });
         let mut receivers = BTreeMap::new();
         for (i, r) in config.receivers.iter().enumerate() {
             let mut list = Vec::new();
@@ -140,7 +143,9 @@ impl Runtime {
                     user_backoff: w.user_backoff,
                     health_interval: w.health_interval,
                     rate_limit: w.delivery_options(&at, &mut |_, _| {}).rate_limit,
-                    window_size: w.window_size,
+                    // Counting needs the gateway's callback: without it, nobody learns that a
+                    // user wrote, and a spent window would never open again.
+                    window_size: if gateway_callback { w.window_size } else { 0 },
                     window_warn_at: w.window_warn_at,
                 });
                 let delivery = w.delivery_options(&at, &mut |_, _| {});

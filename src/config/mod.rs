@@ -550,7 +550,8 @@ pub struct WeixinGatewayConfig {
     pub health_interval: Duration,
     /// Messages a user can get between two of their own (iLink's window, about 10); with
     /// that many sent since the user last wrote, alerts go to the fallback receiver without a
-    /// call. 0: not counted.
+    /// call. 0: not counted. Counted only with `chatops.weixin_gateway_secret` set: the
+    /// gateway's callback is how the service learns that a user wrote.
     #[serde(default = "default_window_size")]
     pub window_size: u32,
     /// From this many sent, each message asks the user to reply; 0: never.

@@ -269,3 +269,27 @@ fn window_warn_at_over_window_size_is_refused() {
         "t.yml: receivers[0].weixin_gateway_configs[0].window_warn_at: must not be more than window_size (5); 0 turns the reminder off"
     );
 }
+
+#[tokio::test]
+async fn without_the_gateway_callback_nothing_is_counted() {
+    let gw = MockGateway::start("wx-account-1").await;
+    let wx = MockWxPusher::start().await;
+    // No chatops block: the service would never learn that a user wrote.
+    let yaml = config(&gw, &wx, "", ", window_size: 2, window_warn_at: 1")
+        .replace(
+            &format!(
+                "chatops:\n  alertmanager_url: http://127.0.0.1:9\n  weixin_gateway_secret: {SECRET}\n  allowed: [ \"{USER}\" ]\n"
+            ),
+            "",
+        );
+    assert!(!yaml.contains("chatops"), "{yaml}");
+    let srv = TestServer::start(&yaml).await;
+    for k in 1..=3 {
+        alert(&srv, &format!("d{k}")).await;
+        gw.wait_for(k, WAIT).await;
+    }
+    srv.stop().await;
+    assert_eq!(gw.sends().len(), 3);
+    assert!(gw.sends().iter().all(|s| !text(s).contains("⚠️")));
+    assert!(wx.requests().is_empty());
+}
