@@ -134,7 +134,12 @@ async fn ten_sends_then_the_eleventh_goes_to_the_fallback_without_a_gateway_call
         }
     }
     assert_eq!(fallback.len(), 1);
-    assert!(fallback[0].body["content"].as_str().unwrap().contains("i-a11"));
+    assert!(
+        fallback[0].body["content"]
+            .as_str()
+            .unwrap()
+            .contains("i-a11")
+    );
     assert_eq!(
         metric(
             &metrics,
@@ -194,7 +199,11 @@ async fn a_reply_resets_the_window_and_lifts_the_back_off_at_once() {
     let sends = gw.wait_for(6, WAIT).await;
     srv.stop().await;
     // The reply and b5 were the two; b6 is the third of three.
-    assert!(text(&sends[5]).ends_with("已发送 3/3 条。请回复任意消息，以便继续接收告警。"), "{}", text(&sends[5]));
+    assert!(
+        text(&sends[5]).ends_with("已发送 3/3 条。请回复任意消息，以便继续接收告警。"),
+        "{}",
+        text(&sends[5])
+    );
     assert_eq!(wx.requests().len(), 2);
 }
 
@@ -226,7 +235,10 @@ async fn the_count_survives_a_restart(storage: &str) {
     .await;
     let m = second.app.metrics.encode();
     assert_eq!(
-        metric(&m, r#"alertmanager_wechat_weixin_gateway_window_users{receiver="dba",state="low"}"#),
+        metric(
+            &m,
+            r#"alertmanager_wechat_weixin_gateway_window_users{receiver="dba",state="low"}"#
+        ),
         1.0
     );
     alert(&second, "c4").await;

@@ -165,8 +165,13 @@ fn check_config_and_render_name_a_field_that_cannot_fit() {
     );
     let rt = Runtime::build(Config::parse(&cfg, "t.yml", Path::new(".")).unwrap()).unwrap();
     let payload = example("alertmanager-firing.json").replace("node-1:9100", "db-primary");
-    let err = cli::render(&rt, payload.as_bytes(), None, "2026-11-25T08:30:00Z".parse().unwrap())
-        .unwrap_err();
+    let err = cli::render(
+        &rt,
+        payload.as_bytes(),
+        None,
+        "2026-11-25T08:30:00Z".parse().unwrap(),
+    )
+    .unwrap_err();
     assert_eq!(
         err,
         "template receivers[0].official_account_configs[0].data.number2: template field number2 (number: at most 32 digits, a decimal point allowed): \"db-primary\" has no digits"
@@ -197,7 +202,11 @@ async fn a_value_that_cannot_fit_at_send_time_is_a_render_error_sent_nowhere_but
     let store = srv.app.queue.store.clone();
     let metrics = srv.app.metrics.encode();
     srv.stop().await;
-    assert!(mock.send_requests().is_empty(), "{:#?}", mock.send_requests());
+    assert!(
+        mock.send_requests().is_empty(),
+        "{:#?}",
+        mock.send_requests()
+    );
     assert_eq!(fallback[0].body["uids"], json!(["UID_backup"]));
     assert_eq!(
         metric(
@@ -220,7 +229,10 @@ async fn a_47003_names_the_field_or_lists_the_fields_sent() {
     let mock = MockOfficialAccount::start().await;
     mock.script_send([
         Reply::Err(47003, "argument invalid! rid: 6929d1b4-1"),
-        Reply::Err(47003, "argument invalid! data.time2.value invalid rid: 6929d1b4-2"),
+        Reply::Err(
+            47003,
+            "argument invalid! data.time2.value invalid rid: 6929d1b4-2",
+        ),
     ]);
     let srv = TestServer::start(&config(&mock, "", "")).await;
     srv.post("/webhook", example("alertmanager-firing.json"))

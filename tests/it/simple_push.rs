@@ -110,7 +110,13 @@ async fn twelve_spts_go_out_as_ten_and_two_with_the_app_token_paths_body() {
     assert_eq!(mock.requests().len(), 2);
     for r in &reqs {
         assert_eq!(r.path, SIMPLE);
-        let keys: Vec<&str> = r.body.as_object().unwrap().keys().map(|k| k.as_str()).collect();
+        let keys: Vec<&str> = r
+            .body
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(|k| k.as_str())
+            .collect();
         assert_eq!(
             keys,
             ["content", "contentType", "sptList", "summary", "url"],
@@ -167,10 +173,7 @@ async fn a_refused_spt_is_not_retried_and_the_alert_goes_to_the_fallback() {
     mock.script([Reply::FailSpts(vec![all[0].clone()], "SPT不存在或已失效")]);
     let srv = TestServer::start(&config(
         &mock,
-        &format!(
-            "{{spts: {}, fallback_receiver: backup}}",
-            yaml_list(&all)
-        ),
+        &format!("{{spts: {}, fallback_receiver: backup}}", yaml_list(&all)),
     ))
     .await;
     srv.post("/webhook", example("alertmanager-firing.json"))
@@ -205,7 +208,11 @@ async fn spts_file_one_a_line_and_a_daily_budget_per_spt() {
     let mock = MockWxPusher::start().await;
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("spts");
-    std::fs::write(&file, "# the on-call pair\nSPT_secret_aa\n\n  SPT_secret_bb  \n").unwrap();
+    std::fs::write(
+        &file,
+        "# the on-call pair\nSPT_secret_aa\n\n  SPT_secret_bb  \n",
+    )
+    .unwrap();
     let srv = TestServer::start(&config(
         &mock,
         &format!(
@@ -261,7 +268,13 @@ fn render_masks_every_spt() {
     let cfg = "route: {receiver: a}\nreceivers:\n  - name: a\n    wxpusher_configs: [{spts: [SPT_secret_render_1, SPT_secret_render_2]}]\n";
     let rt = Runtime::build(Config::parse(cfg, "t.yml", Path::new(".")).unwrap()).unwrap();
     let now = "2026-11-25T08:30:00Z".parse().unwrap();
-    let out = cli::render(&rt, example("alertmanager-firing.json").as_bytes(), None, now).unwrap();
+    let out = cli::render(
+        &rt,
+        example("alertmanager-firing.json").as_bytes(),
+        None,
+        now,
+    )
+    .unwrap();
     let req = &out[0].requests[0];
     assert_eq!(
         req.url,
@@ -288,10 +301,14 @@ fn check_config_refuses_spts_mixed_with_an_app_token_or_neither() {
     };
     assert_eq!(
         errors(&cfg("{spts: [SPT_x1], app_token: AT_x, uids: [UID_a]}")),
-        ["t.yml: receivers[0].wxpusher_configs[0]: spts (simple push) cannot be combined with app_token, uids: simple push sends to the SPTs' owners only; use another wxpusher_configs entry for the app token"]
+        [
+            "t.yml: receivers[0].wxpusher_configs[0]: spts (simple push) cannot be combined with app_token, uids: simple push sends to the SPTs' owners only; use another wxpusher_configs entry for the app token"
+        ]
     );
     assert_eq!(
-        errors(&cfg("{spts_file: /nonexistent/spts, topic_ids: [1], subscriber_tags: [t]}")),
+        errors(&cfg(
+            "{spts_file: /nonexistent/spts, topic_ids: [1], subscriber_tags: [t]}"
+        )),
         [
             "t.yml: receivers[0].wxpusher_configs[0].spts_file: cannot read /nonexistent/spts: No such file or directory (os error 2)",
             "t.yml: receivers[0].wxpusher_configs[0]: spts_file (simple push) cannot be combined with topic_ids, subscriber_tags: simple push sends to the SPTs' owners only; use another wxpusher_configs entry for the app token",
@@ -300,7 +317,9 @@ fn check_config_refuses_spts_mixed_with_an_app_token_or_neither() {
     );
     assert_eq!(
         errors(&cfg("{content_type: text}")),
-        ["t.yml: receivers[0].wxpusher_configs[0]: one of app_token, app_token_file, spts and spts_file is required"]
+        [
+            "t.yml: receivers[0].wxpusher_configs[0]: one of app_token, app_token_file, spts and spts_file is required"
+        ]
     );
     assert_eq!(
         errors(&cfg("{spts: [SPT_x1, AT_not_an_spt, SPT_x1]}")),
@@ -309,7 +328,10 @@ fn check_config_refuses_spts_mixed_with_an_app_token_or_neither() {
             "t.yml: receivers[0].wxpusher_configs[0].spts[2]: repeats an earlier SPT",
         ]
     );
-    assert_eq!(errors(&cfg("{spts: [SPT_x1, SPT_x2]}")), Vec::<String>::new());
+    assert_eq!(
+        errors(&cfg("{spts: [SPT_x1, SPT_x2]}")),
+        Vec::<String>::new()
+    );
 }
 
 // ---- WxPusher's generic 1001 ----

@@ -134,7 +134,12 @@ pub fn fit(key: &str, rendered: &str, tz: Tz) -> Result<String, FieldError> {
         FieldType::CharacterString => kept(cut(&ascii_only(&v), 32), "ASCII characters"),
         FieldType::Number => kept(cut(&number(&v), 32), "digits"),
         FieldType::Letter => kept(
-            cut(&v.chars().filter(char::is_ascii_alphabetic).collect::<String>(), 32),
+            cut(
+                &v.chars()
+                    .filter(char::is_ascii_alphabetic)
+                    .collect::<String>(),
+                32,
+            ),
             "letters",
         ),
         FieldType::Symbol => kept(
@@ -297,7 +302,10 @@ fn car_number(v: &str) -> String {
 /// One currency symbol (¥ when none is given), the digits with an optional fraction, an
 /// optional 元. More than 10 digits before the point cannot be cut without changing the sum.
 fn amount(v: &str) -> Result<String, String> {
-    let v: String = v.chars().filter(|c| !c.is_whitespace() && *c != ',').collect();
+    let v: String = v
+        .chars()
+        .filter(|c| !c.is_whitespace() && *c != ',')
+        .collect();
     let yuan = v.ends_with('元');
     let symbol = v
         .chars()
@@ -409,7 +417,10 @@ mod tests {
 
     #[test]
     fn thing_is_twenty_visible_characters_with_ellipsis() {
-        assert_eq!(ok("thing1", LONG_CJK), "磁盘空间不足告警：生产环境数据库服务器…");
+        assert_eq!(
+            ok("thing1", LONG_CJK),
+            "磁盘空间不足告警：生产环境数据库服务器…"
+        );
         assert_eq!(ok("thing1", "短的"), "短的");
         assert_eq!(ok("thing2", "第一行\n第二行"), "第一行 第二行");
         assert_eq!(ok("const1", &"x".repeat(30)).chars().count(), 20);
@@ -417,7 +428,10 @@ mod tests {
 
     #[test]
     fn character_string_is_ascii_only_and_32_long() {
-        assert_eq!(ok("character_string1", "节点 node-1:9100 告警"), "node-1:9100");
+        assert_eq!(
+            ok("character_string1", "节点 node-1:9100 告警"),
+            "node-1:9100"
+        );
         assert_eq!(ok("character_string1", &"a".repeat(40)), "a".repeat(32));
         assert_eq!(
             err("character_string1", "磁盘告警"),
@@ -472,14 +486,23 @@ mod tests {
 
     #[test]
     fn name_is_ten_cjk_or_twenty_latin() {
-        assert_eq!(ok("name1", "欧阳娜娜张三李四王五赵六"), "欧阳娜娜张三李四王五");
-        assert_eq!(ok("name1", "Alexander Hamilton-Burr Jr"), "Alexander Hamilton-B");
+        assert_eq!(
+            ok("name1", "欧阳娜娜张三李四王五赵六"),
+            "欧阳娜娜张三李四王五"
+        );
+        assert_eq!(
+            ok("name1", "Alexander Hamilton-Burr Jr"),
+            "Alexander Hamilton-B"
+        );
         assert_eq!(ok("name1", "Ops-Team/张"), "Ops-Team/张");
     }
 
     #[test]
     fn phone_number_is_digits_and_symbols() {
-        assert_eq!(ok("phone_number1", "+86 138 0013 8000 转 123"), "+86 138 0013 8000");
+        assert_eq!(
+            ok("phone_number1", "+86 138 0013 8000 转 123"),
+            "+86 138 0013 8000"
+        );
         assert_eq!(ok("phone_number1", "tel: 0766-66888866."), "0766-66888866");
         assert!(err("phone_number1", "值班电话").ends_with("has no digits"));
     }
@@ -526,13 +549,19 @@ mod tests {
 
     #[test]
     fn unknown_types_are_cut_like_thing() {
-        assert_eq!(ok("keyword1", LONG_CJK), "磁盘空间不足告警：生产环境数据库服务器…");
+        assert_eq!(
+            ok("keyword1", LONG_CJK),
+            "磁盘空间不足告警：生产环境数据库服务器…"
+        );
     }
 
     #[test]
     fn a_47003_names_the_field_or_lists_the_fields_sent() {
         assert_eq!(
-            explain_47003("argument invalid! data.phrase3.value invalid rid: 1", ["thing1", "phrase3"]),
+            explain_47003(
+                "argument invalid! data.phrase3.value invalid rid: 1",
+                ["thing1", "phrase3"]
+            ),
             "template field phrase3 (phrase: at most 5 Chinese characters, nothing else) rejected: argument invalid! data.phrase3.value invalid rid: 1"
         );
         assert_eq!(

@@ -57,8 +57,14 @@ pub async fn inbound(store: &Store, account_id: &str, user: &str, now: DateTime<
         Err(e) => Err(e),
     };
     match result {
-        Ok(_) => tracing::debug!(account_id, user, "weixin-gateway user wrote: send window reset"),
-        Err(e) => tracing::warn!(account_id, user, error = %e, "cannot reset the weixin-gateway send window"),
+        Ok(_) => tracing::debug!(
+            account_id,
+            user,
+            "weixin-gateway user wrote: send window reset"
+        ),
+        Err(e) => {
+            tracing::warn!(account_id, user, error = %e, "cannot reset the weixin-gateway send window")
+        }
     }
 }
 
@@ -80,9 +86,9 @@ pub async fn sent(store: &Store, account_id: &str, user: &str, now: DateTime<Utc
 /// that message.
 pub fn note(locale: Locale, n: u32, size: u32) -> String {
     match locale {
-        Locale::ZhCn => format!(
-            "⚠️ 自您上次发消息以来已发送 {n}/{size} 条。请回复任意消息，以便继续接收告警。"
-        ),
+        Locale::ZhCn => {
+            format!("⚠️ 自您上次发消息以来已发送 {n}/{size} 条。请回复任意消息，以便继续接收告警。")
+        }
         Locale::En => format!(
             "⚠️ {n} of {size} messages sent since you last wrote. Reply anything to keep receiving alerts."
         ),
@@ -167,10 +173,7 @@ pub async fn refresh_metrics(rt: &Runtime, store: &Store, metrics: &Metrics) {
             }
             let counts = users.entry(receiver.clone()).or_default();
             for user in &g.to_user_ids {
-                let Ok(used) = store
-                    .counter(counter_key(&g.account_id, user), now)
-                    .await
-                else {
+                let Ok(used) = store.counter(counter_key(&g.account_id, user), now).await else {
                     return;
                 };
                 let (size, warn) = (i64::from(g.window_size), i64::from(g.window_warn_at));

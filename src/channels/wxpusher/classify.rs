@@ -57,7 +57,12 @@ mod tests {
 
     #[test]
     fn a_1001_naming_the_token_is_bad_credentials() {
-        for msg in ["appToken不正确", "appToken错误", "token错误", "AppToken is invalid"] {
+        for msg in [
+            "appToken不正确",
+            "appToken错误",
+            "token错误",
+            "AppToken is invalid",
+        ] {
             let e = call_error(1001, msg.into());
             assert_eq!(e.reason(), Reason::BadCredentials, "{msg}");
             assert!(!e.is_retryable(), "{msg}");
@@ -85,7 +90,10 @@ mod tests {
 
     #[test]
     fn other_codes() {
-        assert_eq!(call_error(1002, String::new()).reason(), Reason::BadCredentials);
+        assert_eq!(
+            call_error(1002, String::new()).reason(),
+            Reason::BadCredentials
+        );
         assert!(!call_error(1003, String::new()).is_retryable());
         assert!(!call_error(1004, String::new()).is_retryable());
         assert!(call_error(1005, String::new()).is_retryable());

@@ -213,7 +213,10 @@ pub fn resolve_config(
     report: &mut dyn FnMut(String, String),
 ) -> bool {
     if !w.spts.is_empty() && w.spts_file.is_some() {
-        report(at.to_string(), "spts and spts_file are mutually exclusive".into());
+        report(
+            at.to_string(),
+            "spts and spts_file are mutually exclusive".into(),
+        );
     }
     if let (true, Some(f)) = (w.spts.is_empty(), &w.spts_file) {
         let p = base.join(f);

@@ -306,25 +306,25 @@ pub fn invalid_field(data: &Value) -> Option<String> {
                 "thing" | "const" => n <= 20,
                 "character_string" => n <= 32 && !value.chars().any(is_cjk),
                 "number" => {
-                    n >= 1
-                        && n <= 32
+                    (1..=32).contains(&n)
                         && all(&|c| c.is_ascii_digit() || c == '.')
                         && value.matches('.').count() <= 1
                 }
-                "letter" => n >= 1 && n <= 32 && all(&|c| c.is_ascii_alphabetic()),
+                "letter" => (1..=32).contains(&n) && all(&|c| c.is_ascii_alphabetic()),
                 "symbol" => {
-                    n >= 1 && n <= 5 && all(&|c| !c.is_alphanumeric() && !c.is_whitespace())
+                    (1..=5).contains(&n) && all(&|c| !c.is_alphanumeric() && !c.is_whitespace())
                 }
-                "phrase" => n >= 1 && n <= 5 && all(&is_cjk),
+                "phrase" => (1..=5).contains(&n) && all(&is_cjk),
                 "phone_number" => {
-                    n >= 1 && n <= 17 && all(&|c| c.is_ascii_digit() || c.is_ascii_punctuation() || c == ' ')
+                    (1..=17).contains(&n)
+                        && all(&|c| c.is_ascii_digit() || c.is_ascii_punctuation() || c == ' ')
                 }
-                "car_number" => n >= 1 && n <= 8,
+                "car_number" => (1..=8).contains(&n),
                 "name" => {
                     if value.chars().any(is_cjk) {
                         n <= 10
                     } else {
-                        n >= 1 && n <= 20
+                        (1..=20).contains(&n)
                     }
                 }
                 "amount" => {

@@ -169,10 +169,10 @@ async fn answer(
     let simple = path.ends_with("simple-push");
     let too_many = body["sptList"].as_array().is_some_and(|l| l.len() > 10);
     let response = match reply {
-        _ if simple && too_many => Json(
-            json!({"code": 1001, "msg": "sptList最多10个", "data": null, "success": false}),
-        )
-        .into_response(),
+        _ if simple && too_many => {
+            Json(json!({"code": 1001, "msg": "sptList最多10个", "data": null, "success": false}))
+                .into_response()
+        }
         Reply::Success if simple => simple_success(&body, &[], ""),
         Reply::FailSpts(spts, status) => simple_success(&body, &spts, status),
         Reply::Success => success(&body, &[]),
