@@ -216,3 +216,28 @@ pub async fn refresh_metrics(rt: &Runtime, store: &Store, metrics: &Metrics) {
             .set(left);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_reminder_is_localized_and_names_the_count() {
+        assert_eq!(
+            note(Locale::ZhCn, 8, 10),
+            "⚠️ 自您上次发消息以来已发送 8/10 条。请回复任意消息，以便继续接收告警。"
+        );
+        assert_eq!(
+            note(Locale::En, 9, 10),
+            "⚠️ 9 of 10 messages sent since you last wrote. Reply anything to keep receiving alerts."
+        );
+    }
+
+    #[test]
+    fn the_counter_key_names_account_and_user() {
+        assert_eq!(
+            counter_key("wx-account-1", "ops@im.wechat"),
+            "weixin_gateway:window:wx-account-1:ops@im.wechat"
+        );
+    }
+}
