@@ -523,3 +523,43 @@ receivers:
         "{shown}"
     );
 }
+
+#[tokio::test]
+async fn over_long_content_is_split_into_numbered_parts_each_to_every_spt() {
+    let mock = MockWxPusher::start().await;
+    let all = spts(11);
+    let srv = TestServer::start(&config(&mock, &format!("{{spts: {}}}", yaml_list(&all)))).await;
+    // 30 alerts with 2000-character descriptions: about 60000 characters of markdown.
+    let mut payload: Value = serde_json::from_str(&example("alertmanager-firing.json")).unwrap();
+    let template = payload["alerts"][0].clone();
+    let alerts: Vec<Value> = (0..30)
+        .map(|i| {
+            let mut a = template.clone();
+            a["labels"]["instance"] = json!(format!("node-{i}"));
+            a["annotations"]["description"] = json!(format!("告{i:02}-{}", "警".repeat(2000)));
+            a
+        })
+        .collect();
+    payload["alerts"] = json!(alerts);
+    srv.post("/webhook", payload.to_string()).await;
+    let reqs = mock.wait_for(4, WAIT).await;
+    srv.stop().await;
+    assert_eq!(mock.requests().len(), 4, "2 parts × (10 + 1) SPTs");
+    let mut per_part = std::collections::BTreeMap::<String, Vec<String>>::new();
+    for r in &reqs {
+        let c = r.body["content"].as_str().unwrap();
+        assert!(c.encode_utf16().count() <= 40_000);
+        let summary = r.body["summary"].as_str().unwrap().to_string();
+        assert!(
+            summary.starts_with("[1/2]") || summary.starts_with("[2/2]"),
+            "{summary}"
+        );
+        per_part
+            .entry(summary[..5].to_string())
+            .or_default()
+            .extend(spt_list(r));
+    }
+    for (part, got) in per_part {
+        assert_eq!(got, all, "part {part} to every SPT once");
+    }
+}
