@@ -303,6 +303,53 @@ mod tests {
     use super::*;
 
     #[test]
+    fn spts_come_from_the_environment_or_a_file_one_a_line() {
+        // SAFETY: no other test reads this variable.
+        unsafe { std::env::set_var("AMW_TEST_SPT", "SPT_from_env_01") };
+        let parse = |wx: &str| {
+            crate::config::Config::parse(
+                &format!("route: {{receiver: a}}\nreceivers:\n  - name: a\n    wxpusher_configs: [{wx}]\n"),
+                "t.yml",
+                Path::new("."),
+            )
+            .map(|c| c.receivers[0].wxpusher_configs[0].spts.clone())
+        };
+        assert_eq!(
+            parse("{spts: ['${AMW_TEST_SPT}', SPT_literal_02]}").unwrap(),
+            [
+                Secret::new("SPT_from_env_01"),
+                Secret::new("SPT_literal_02")
+            ]
+        );
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("spts"),
+            "SPT_a1\r\n# off duty: SPT_zz\n\nSPT_b2",
+        )
+        .unwrap();
+        assert_eq!(
+            parse(&format!("{{spts_file: '{}/spts'}}", dir.path().display())).unwrap(),
+            [Secret::new("SPT_a1"), Secret::new("SPT_b2")]
+        );
+        std::fs::write(dir.path().join("empty"), "# nobody yet\n").unwrap();
+        let e = parse(&format!("{{spts_file: '{}/empty'}}", dir.path().display())).unwrap_err();
+        assert_eq!(
+            e.to_string().trim(),
+            format!(
+                "t.yml: receivers[0].wxpusher_configs[0].spts_file: {}/empty holds no SPT (one SPT_… a line)",
+                dir.path().display()
+            )
+        );
+        let e = parse("{spts: [SPT_a1], spts_file: x}").unwrap_err();
+        assert!(
+            e.to_string().contains(
+                "t.yml: receivers[0].wxpusher_configs[0]: spts and spts_file are mutually exclusive"
+            ),
+            "{e}"
+        );
+    }
+
+    #[test]
     fn spt_id_is_stable_short_and_not_the_token() {
         let a = Spt::new(Secret::new("SPT_secret_one"));
         assert!(a.id.starts_with("spt:"));
