@@ -305,3 +305,39 @@ async fn without_the_gateway_callback_nothing_is_counted() {
     assert!(gw.sends().iter().all(|s| !text(s).contains("⚠️")));
     assert!(wx.requests().is_empty());
 }
+
+#[tokio::test]
+async fn a_reply_seen_by_another_replica_lifts_the_back_off_here() {
+    let gw = MockGateway::start("wx-account-1").await;
+    gw.set_quota(1);
+    let wx = MockWxPusher::start().await;
+    let srv = TestServer::start(&config(&gw, &wx, "", "")).await;
+    alert(&srv, "e1").await;
+    gw.wait_for(1, WAIT).await;
+    alert(&srv, "e2").await;
+    // ret=-2: back-off, fallback.
+    wx.wait_for(1, WAIT).await;
+    alert(&srv, "e3").await;
+    wx.wait_for(2, WAIT).await;
+    assert_eq!(gw.sends().len(), 2);
+    // The user writes; the callback lands on another replica, which records it in the
+    // shared store (what its `window::inbound` does there) but not in this process.
+    gw.inbound(USER);
+    let store = srv.app.queue.store.clone();
+    store
+        .add_counter(
+            alertmanager_wechat::channels::weixin_gateway::window::inbound_key(
+                "wx-account-1",
+                USER,
+            ),
+            1,
+            chrono::Utc::now() + chrono::Duration::hours(1),
+        )
+        .await
+        .unwrap();
+    alert(&srv, "e4").await;
+    let sends = gw.wait_for(3, WAIT).await;
+    srv.stop().await;
+    assert!(text(&sends[2]).contains("i-e4"), "{}", text(&sends[2]));
+    assert_eq!(wx.requests().len(), 2);
+}

@@ -216,7 +216,9 @@ impl WeixinGateway {
             if missing.is_empty() {
                 continue;
             }
-            if let Some(left) = self.window_remaining(user) {
+            if let Some(left) = self.window_remaining(user)
+                && !self.replied_since_backoff(env, user).await
+            {
                 tracing::debug!(user = %user, remaining_s = left.as_secs(), "weixin-gateway user in back-off, not sending");
                 refused.push(user.clone());
                 refused_for = refused_for.max(left);
@@ -238,6 +240,7 @@ impl WeixinGateway {
                     }
                     Err(e) if e.reason() == Reason::RecipientWindow => {
                         self.close_window(user);
+                        self.remember_inbound(env, user).await;
                         tracing::warn!(
                             user = %user,
                             account_id = %self.account_id,

@@ -19,7 +19,8 @@
 //! replies is probed again after a week. Store errors never stop an alert: the user is then
 //! sent to uncounted, and a warning logged.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{LazyLock, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -42,6 +43,19 @@ pub fn counter_key(account_id: &str, user: &str) -> String {
     format!("{SERVICE}:window:{account_id}:{user}")
 }
 
+/// The store counter of messages `user` wrote to the bot `account_id`: a replica that backed
+/// a user off sees another replica's callback by this changing.
+pub fn inbound_key(account_id: &str, user: &str) -> String {
+    format!("{SERVICE}:inbound:{account_id}:{user}")
+}
+
+/// The [`inbound_key`] count when a user's back-off began, by back-off key.
+static SEEN: LazyLock<Mutex<HashMap<String, i64>>> = LazyLock::new(Default::default);
+
+fn seen() -> std::sync::MutexGuard<'static, HashMap<String, i64>> {
+    SEEN.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 fn expiry(now: DateTime<Utc>) -> DateTime<Utc> {
     now + chrono::Duration::from_std(STATE_TTL).unwrap_or(chrono::Duration::days(7))
 }
@@ -50,6 +64,12 @@ fn expiry(now: DateTime<Utc>) -> DateTime<Utc> {
 /// back-off of every gateway integration sending as `account_id`.
 pub async fn inbound(store: &Store, account_id: &str, user: &str, now: DateTime<Utc>) {
     super::windows().retain(|k, _| !k.ends_with(&format!("\n{account_id}\n{user}")));
+    if let Err(e) = store
+        .add_counter(inbound_key(account_id, user), 1, expiry(now))
+        .await
+    {
+        tracing::warn!(account_id, user, error = %e, "cannot record a weixin-gateway user's message for the other replicas");
+    }
     let key = counter_key(account_id, user);
     let result = match store.counter(key.clone(), now).await {
         Ok(0) => Ok(0),
@@ -112,6 +132,40 @@ impl WeixinGateway {
                 tracing::warn!(user, error = %e, "cannot read the weixin-gateway send window, sending uncounted");
                 None
             }
+        }
+    }
+
+    /// Notes how often the user had written when their back-off began (after a `ret=-2`).
+    pub(super) async fn remember_inbound(&self, env: &Env<'_>, user: &str) {
+        let Some(store) = env.store else { return };
+        match store
+            .counter(inbound_key(&self.account_id, user), env.now)
+            .await
+        {
+            Ok(n) => seen().insert(self.window_key(user), n),
+            Err(_) => seen().remove(&self.window_key(user)),
+        };
+    }
+
+    /// Whether the user wrote since their back-off began, through any replica; if so the
+    /// back-off is lifted. A back-off whose start was not noted (no store) stays.
+    pub(super) async fn replied_since_backoff(&self, env: &Env<'_>, user: &str) -> bool {
+        let key = self.window_key(user);
+        let Some(before) = seen().get(&key).copied() else {
+            return false;
+        };
+        let Some(store) = env.store else { return false };
+        match store
+            .counter(inbound_key(&self.account_id, user), env.now)
+            .await
+        {
+            Ok(now) if now != before => {
+                super::windows().remove(&key);
+                seen().remove(&key);
+                tracing::info!(user, account_id = %self.account_id, "weixin-gateway user wrote to the bot: back-off lifted");
+                true
+            }
+            _ => false,
         }
     }
 
