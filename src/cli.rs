@@ -47,7 +47,7 @@ pub fn check_config(files: &[std::path::PathBuf]) -> (String, bool) {
 /// Things that are valid but probably wrong, printed by `check-config` without failing it.
 pub fn warnings(config: &Config) -> Vec<String> {
     use crate::channels::official_account::fields::FieldType;
-    let mut out = crate::chatops::config::warnings(config);
+    let mut out = crate::config::chatops::warnings(config);
     for (i, r) in config.receivers.iter().enumerate() {
         for (j, o) in r.official_account_configs.iter().enumerate() {
             for key in o.data.iter().flat_map(|d| d.keys()) {
@@ -124,7 +124,7 @@ pub fn format_rendered(list: &[Rendered]) -> String {
 
 /// A one-alert notification for `send-test`.
 pub fn test_notification(receiver: &str, now: DateTime<Utc>) -> Notification {
-    let mut n = crate::runtime::sample_notification();
+    let mut n = crate::webhook::sample_notification();
     n.alerts.truncate(1);
     let a = &mut n.alerts[0];
     a.labels.clear();
@@ -212,10 +212,10 @@ pub async fn deadletters(store: &crate::store::Store, action: DeadLetterAction) 
                         j.failed_at
                             .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
                             .unwrap_or_default(),
-                        format!("{}/{}[{}]", j.receiver, j.kind, j.integration),
+                        format!("{}/{}", j.receiver, j.kind),
                         j.notification.alerts.len(),
                         j.attempt,
-                        crate::template::text::one_line(j.last_error.as_deref().unwrap_or(""))
+                        crate::text::one_line(j.last_error.as_deref().unwrap_or(""))
                     );
                 }
             }
@@ -226,7 +226,7 @@ pub async fn deadletters(store: &crate::store::Store, action: DeadLetterAction) 
                 Some(j) => {
                     let _ = writeln!(out, "id: {}", j.id);
                     let _ = writeln!(out, "receiver: {}", j.receiver);
-                    let _ = writeln!(out, "integration: {}[{}]", j.kind, j.integration);
+                    let _ = writeln!(out, "integration: {} ({})", j.kind, j.integration);
                     let _ = writeln!(out, "fallback: {}", j.fallback);
                     let _ = writeln!(out, "accepted_at: {}", j.accepted_at.to_rfc3339());
                     if let Some(t) = j.failed_at {
@@ -304,7 +304,7 @@ pub async fn qrcode(
             _ => None,
         })
         .ok_or_else(|| format!("receiver {receiver:?} has no wxpusher_configs"))?;
-    let max_tag = crate::chatops::config::MAX_TAG;
+    let max_tag = crate::config::chatops::MAX_TAG;
     if extra.trim().is_empty() || extra.chars().count() > max_tag {
         return Err(format!("--extra must be 1 to {max_tag} characters"));
     }

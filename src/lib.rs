@@ -2,26 +2,35 @@
 //! them to WeChat through WxPusher, a WeChat Official Account or weixin-gateway.
 //!
 //! # Layout
-//! - [`config`]: the YAML file, strict loading and validation with errors that name the path.
-//! - [`runtime`]: a valid config turned into compiled templates, routes and integrations.
-//! - [`webhook`]: Alertmanager and Grafana payloads → one [`webhook::Notification`].
-//! - [`route`]: Alertmanager matchers and the route tree.
-//! - [`template`]: handlebars templates, the context and helpers.
-//! - [`text`]: measuring and cutting text by user-visible characters.
-//! - [`channels`]: one file per upstream (WxPusher, Official Account, weixin-gateway,
-//!   console): requests, responses, upstream limits and error codes.
-//! - [`delivery`]: the queue between webhook and workers, retries, failure classification,
-//!   rate limits, storm coalescing and fallback receivers.
+//! The modules follow a notification's path, and each uses only the ones listed before it
+//! (checked by `tests/architecture.rs`):
+//! - [`secret`], [`text`], [`metrics`]: secrets that never print; measuring and cutting text
+//!   by user-visible characters; the Prometheus metric families.
+//! - [`webhook`] (accept): Alertmanager and Grafana payloads → one [`webhook::Notification`];
+//!   types and parsing, no I/O.
+//! - [`template`] (render): handlebars templates, the context, helpers, the locale.
+//! - [`route`]: Alertmanager matchers and the route tree → receivers.
+//! - [`store`] (store): the durable store, one interface with a folder per backend
+//!   (`store/sqlite/`, `store/redis/`) and typed records: jobs bound to an
+//!   [`store::IntegrationId`], dead letters, counters, dedupe and chatops state.
+//! - [`channels`] (send): one folder per upstream (`wxpusher/`, `official_account/`,
+//!   `weixin_gateway/`, `console/`), each owning its requests, limits, error codes and client;
+//!   the channel contract ([`channels::Integration`], [`channels::error`] with what a failure
+//!   says happens next), per-integration options, rate limits and the long-lived upstream
+//!   state ([`channels::state`]).
 //! - [`dedupe`]: duplicate suppression, resolved-once, resolved grouping, firing → resolved
 //!   pairing; the state it keeps lives in the store.
-//! - [`store`]: the durable store (SQLite, or Redis shared by replicas): queued jobs, dead
-//!   letters, counters, dedupe state.
-//! - [`server`]: the HTTP endpoints and the accept loop.
-//! - [`auth`]: webhook and management authentication.
-//! - [`metrics`]: Prometheus metric families.
-//! - [`secret`]: secrets that never print.
+//! - [`config`]: the loader: strict YAML, `${VAR}`, `*_file` secrets, every error with its
+//!   YAML path; never touches the store or the network.
+//! - [`runtime`]: a valid config compiled into templates, routes and integrations, immutable
+//!   and swapped whole on reload; where a stored delivery's identity is bound now.
+//! - [`delivery`] (fan-out → dispatch → outcome): one fan-out function, the workers, the retry
+//!   schedule, storm digests, upstream health; it names no channel and no feature, and runs
+//!   the steps it is handed at start-up.
 //! - [`chatops`]: replies from WeChat: silence, acknowledge, list; subscribers by QR code.
+//! - [`server`]: the HTTP endpoints, authentication and the accept loop; nothing imports it.
 //! - [`cli`]: the `check-config`, `render`, `send-test`, `deadletters` and `qrcode` commands.
+//! - `steps` (private): the steps handed to the delivery engine (dedupe's, chatops').
 
 pub mod channels;
 pub mod chatops;
@@ -34,8 +43,10 @@ pub mod route;
 pub mod runtime;
 pub mod secret;
 pub mod server;
+mod steps;
 pub mod store;
 pub mod template;
+pub mod text;
 pub mod webhook;
 
 use std::path::PathBuf;
@@ -44,6 +55,7 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 
+use crate::channels::state::Upstreams;
 use crate::config::ConfigErrors;
 use crate::delivery::{Queue, RetryPolicy, Workers};
 use crate::metrics::Metrics;
@@ -78,12 +90,13 @@ impl Service {
         config_path: Option<PathBuf>,
         policy: RetryPolicy,
     ) -> Result<Service, StartError> {
-        let mut runtime = Runtime::build(config)?;
-        let store = Store::from_config(&runtime.config.storage)?;
-        if let Store::Redis(redis) = &store {
+        let store = Store::from_config(&config.storage)?;
+        let upstreams = match &store {
             // Several replicas: the rate limits are shared through Redis too.
-            runtime.limits = Arc::new(delivery::ratelimit::RateLimits::shared(redis.clone()));
-        }
+            Store::Redis(redis) => Upstreams::shared(redis.clone()),
+            Store::Sqlite(_) => Upstreams::local(),
+        };
+        let runtime = Runtime::build_with(config, upstreams.clone())?;
         let metrics = Arc::new(Metrics::new());
         metrics.config_last_reload_successful.set(1);
         metrics
@@ -97,13 +110,18 @@ impl Service {
             runtime.clone(),
             metrics.clone(),
             policy,
+            steps::all(),
             stopped,
         );
-        let health = tokio::spawn(channels::weixin_gateway::health_loop(
-            runtime.clone(),
-            metrics.clone(),
-            queue.store.clone(),
-        ));
+        let health = tokio::spawn({
+            let (runtime, metrics, store) = (runtime.clone(), metrics.clone(), queue.store.clone());
+            async move {
+                tokio::join!(
+                    delivery::health::health_loop(runtime.clone(), metrics.clone()),
+                    window_metrics_loop(runtime, metrics, store),
+                );
+            }
+        });
         let app = Arc::new(App {
             runtime,
             queue,
@@ -154,5 +172,33 @@ impl Service {
         health.abort();
         drop(app);
         Ok(())
+    }
+}
+
+/// Refreshes the weixin-gateway send-window gauges from the store forever, every shortest
+/// `health_interval` of the gateways configured (30s when there is none); reads the runtime
+/// in force each round, so reloads apply.
+async fn window_metrics_loop(runtime: runtime::Shared, metrics: Arc<Metrics>, store: Store) {
+    use channels::Kind;
+    loop {
+        let rt = runtime.load_full();
+        let gateways: Vec<(&str, &channels::weixin_gateway::WeixinGateway)> = rt
+            .receivers
+            .iter()
+            .flat_map(|(receiver, list)| {
+                list.iter().filter_map(move |i| match &i.kind {
+                    Kind::WeixinGateway(g) => Some((receiver.as_str(), g)),
+                    _ => None,
+                })
+            })
+            .collect();
+        let interval = gateways
+            .iter()
+            .map(|(_, g)| g.health_interval)
+            .min()
+            .unwrap_or(Duration::from_secs(30));
+        channels::weixin_gateway::window::refresh_metrics(gateways, &store, &metrics).await;
+        drop(rt);
+        tokio::time::sleep(interval).await;
     }
 }

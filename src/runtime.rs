@@ -10,16 +10,18 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 use chrono::{DateTime, Utc};
 
-use crate::channels::official_account::{OfficialAccount, token};
+use crate::channels::official_account::OfficialAccount;
+use crate::channels::options::DEFAULT_DAILY_BUDGET_PER_UID;
+use crate::channels::state::Upstreams;
 use crate::channels::weixin_gateway::WeixinGateway;
 use crate::channels::wxpusher::spt::Spt;
 use crate::channels::{Env, Integration, Kind, console::Console, wxpusher::WxPusher};
 use crate::config::{Config, ConfigError, ConfigErrors, ContentType};
-use crate::delivery::options::DEFAULT_DAILY_BUDGET_PER_UID;
-use crate::delivery::ratelimit::RateLimits;
 use crate::secret::Scrubber;
+use crate::store::IntegrationId;
 use crate::template::Templates;
 use crate::webhook::Notification;
+pub use crate::webhook::sample_notification;
 
 /// The configuration in force, swapped whole on reload.
 pub type Shared = Arc<ArcSwap<Runtime>>;
@@ -32,8 +34,10 @@ pub struct Runtime {
     pub receivers: BTreeMap<String, Vec<Integration>>,
     pub scrubber: Scrubber,
     pub client: reqwest::Client,
-    /// Token buckets; shared with the previous runtime on reload so limits hold across it.
-    pub limits: Arc<RateLimits>,
+    /// Long-lived upstream state (token buckets, access tokens), handed in by whoever builds
+    /// this configuration and shared with the one before it, so limits and tokens hold across
+    /// a reload.
+    pub upstreams: Upstreams,
 }
 
 /// The Official Account `data` used when a config gives none: the keys of the most common
@@ -43,6 +47,18 @@ pub const DEFAULT_OA_DATA: &[(&str, &str)] = &[
     ("time2", "official_account.time"),
     ("phrase3", "official_account.status"),
 ];
+
+/// What a stored delivery's integration identity names in the configuration in force.
+#[derive(Debug, Clone, Copy)]
+pub enum Bound<'a> {
+    /// The same identity, wherever it now sits in the receiver's list.
+    Integration(&'a Integration),
+    /// The receiver is still there but no integration has that identity any more (its
+    /// credential or recipients changed): the receiver's current integrations.
+    Changed(&'a [Integration]),
+    /// The receiver was removed.
+    ReceiverGone,
+}
 
 /// A notification's alerts for one receiver.
 #[derive(Debug, Clone)]
@@ -57,7 +73,13 @@ pub fn install_tls_provider() {
 }
 
 impl Runtime {
+    /// Compiles `config` with state of its own: for the command line and tests.
     pub fn build(config: Config) -> Result<Runtime, ConfigErrors> {
+        Runtime::build_with(config, Upstreams::local())
+    }
+
+    /// Compiles `config` with the service's long-lived upstream state.
+    pub fn build_with(config: Config, upstreams: Upstreams) -> Result<Runtime, ConfigErrors> {
         let file = config.source.clone();
         let mut errors = Vec::new();
         let mut report = |path: String, message: String| {
@@ -172,8 +194,8 @@ impl Runtime {
                         .map(|(k, name)| (k.to_string(), name.to_string()))
                         .collect(),
                 };
-                // Tokens outlive this runtime: the cache is process-wide, keyed by app.
-                let tokens = token::global().source(
+                // Tokens outlive this runtime: the cache is the service's, keyed by app.
+                let tokens = upstreams.tokens.source(
                     &api_url,
                     &o.app_id,
                     o.app_secret.clone().unwrap_or_default(),
@@ -202,6 +224,7 @@ impl Runtime {
                 .map(
                     |(index, (send_resolved, fallback_receiver, delivery, kind))| Integration {
                         receiver: r.name.clone(),
+                        id: Integration::identity(&kind),
                         index,
                         send_resolved,
                         fallback_receiver,
@@ -243,7 +266,7 @@ impl Runtime {
             templates,
             receivers,
             client,
-            limits: Arc::new(RateLimits::new()),
+            upstreams,
         };
         // Every template must render the sample without error before this config may run.
         let sample = sample_notification();
@@ -274,14 +297,33 @@ impl Runtime {
             now,
             client: &self.client,
             scrubber: &self.scrubber,
-            limits: &self.limits,
+            limits: &self.upstreams.limits,
             subscribers: &[],
             store: None,
         }
     }
 
-    pub fn integration(&self, receiver: &str, index: usize) -> Option<&Integration> {
-        self.receivers.get(receiver).and_then(|l| l.get(index))
+    /// Where a stored delivery for `receiver` bound to `id` goes now (see [`Bound`]).
+    pub fn resolve(&self, receiver: &str, id: &IntegrationId) -> Bound<'_> {
+        let Some(list) = self.receivers.get(receiver) else {
+            return Bound::ReceiverGone;
+        };
+        if let Some(i) = list.iter().find(|i| &i.id == id) {
+            return Bound::Integration(i);
+        }
+        // A job stored by a version that named integrations by position.
+        if let Some(i) = id.legacy_index().and_then(|n| list.get(n)) {
+            return Bound::Integration(i);
+        }
+        Bound::Changed(list)
+    }
+
+    /// The integration `id` names in `receiver`, if it is still configured.
+    pub fn integration(&self, receiver: &str, id: &IntegrationId) -> Option<&Integration> {
+        match self.resolve(receiver, id) {
+            Bound::Integration(i) => Some(i),
+            _ => None,
+        }
     }
 
     /// Splits a notification by receiver: to the named one, or through the route tree, each
@@ -322,42 +364,6 @@ impl Runtime {
                 .collect(),
         )
     }
-}
-
-/// A firing and a resolved alert, to check that templates render.
-pub fn sample_notification() -> Notification {
-    const SAMPLE: &str = r#"{"receiver":"sample","status":"firing","version":"4",
-      "groupKey":"{}:{alertname=\"Sample\"}","externalURL":"http://alertmanager:9093","truncatedAlerts":0,
-      "groupLabels":{"alertname":"Sample"},"commonLabels":{"alertname":"Sample"},"commonAnnotations":{},
-      "alerts":[
-        {"status":"firing","labels":{"alertname":"Sample","severity":"critical","instance":"node-1"},
-         "annotations":{"summary":"Sample alert","description":"A sample alert to check templates"},
-         "startsAt":"2026-01-01T00:00:00Z","endsAt":"0001-01-01T00:00:00Z",
-         "generatorURL":"http://prometheus:9090/graph","fingerprint":"0123456789abcdef"},
-        {"status":"resolved","labels":{"alertname":"Sample","severity":"warning","instance":"node-2"},
-         "annotations":{"summary":"Sample resolved"},
-         "startsAt":"2026-01-01T00:00:00Z","endsAt":"2026-01-01T00:12:00Z",
-         "generatorURL":"http://prometheus:9090/graph","fingerprint":"fedcba9876543210"}]}"#;
-    // A constant that is tested to parse; an empty fallback keeps this infallible.
-    Notification::parse(SAMPLE.as_bytes()).unwrap_or_else(|_| Notification {
-        source: crate::webhook::Source::Alertmanager,
-        version: "4".into(),
-        receiver: String::new(),
-        status: crate::webhook::Status::Firing,
-        alerts: vec![],
-        group_labels: Default::default(),
-        common_labels: Default::default(),
-        common_annotations: Default::default(),
-        external_url: String::new(),
-        group_key: String::new(),
-        truncated_alerts: 0,
-        fallback: false,
-        digest: None,
-        reference: None,
-        ack: None,
-        alertmanager: Default::default(),
-        grafana: Default::default(),
-    })
 }
 
 #[cfg(test)]

@@ -7,26 +7,28 @@
 //! Retry decisions are not made here: errors say whether they are retryable.
 
 pub mod console;
+pub mod error;
+pub mod http;
 pub mod official_account;
+pub mod options;
+pub mod ratelimit;
+pub mod state;
 pub mod weixin_gateway;
 pub mod wxpusher;
-
-use std::collections::BTreeSet;
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::delivery::DeliveryError;
-use crate::delivery::options::DeliveryOptions;
-use crate::delivery::ratelimit::RateLimits;
+use crate::channels::error::DeliveryError;
+use crate::channels::options::DeliveryOptions;
+use crate::channels::ratelimit::RateLimits;
 use crate::secret::{Scrubber, Secret};
-use crate::store::Store;
+use crate::store::{IntegrationId, Store};
 use crate::template::Templates;
 use crate::webhook::{Notification, Status};
 
-/// Recipients (per message part) already delivered for one job.
-pub type Progress = BTreeSet<String>;
+pub use crate::store::Progress;
 
 /// What an integration needs from the running configuration to render.
 pub struct Env<'a> {
@@ -58,7 +60,10 @@ pub struct Outbound {
 pub struct Integration {
     /// The receiver it belongs to.
     pub receiver: String,
-    /// Its position among the receiver's integrations; stable across reloads of the same file.
+    /// What it sends to, as stored with each delivery: a delivery stays bound to this, never
+    /// to a position in the receiver's list ([`Integration::identity`]).
+    pub id: IntegrationId,
+    /// Its position among the receiver's integrations, for people (`render`, `send-test`).
     pub index: usize,
     /// Whether resolved alerts are sent at all.
     pub send_resolved: bool,
@@ -77,14 +82,93 @@ pub enum Kind {
     OfficialAccount(official_account::OfficialAccount),
 }
 
+fn kind_name(kind: &Kind) -> &'static str {
+    match kind {
+        Kind::WxPusher(_) => "wxpusher",
+        Kind::Console(_) => "console",
+        Kind::WeixinGateway(_) => "weixin_gateway",
+        Kind::OfficialAccount(_) => "official_account",
+    }
+}
+
 impl Integration {
     /// The integration's type, as used in metric labels and logs.
     pub fn name(&self) -> &'static str {
+        kind_name(&self.kind)
+    }
+
+    /// The identity of an integration of this kind: its kind, a fingerprint of its credential
+    /// and its recipients (sorted, so reordering them changes nothing). The endpoint's URL is
+    /// left out: moving to a proxy or a new address sends to the same people.
+    pub fn identity(kind: &Kind) -> IntegrationId {
+        use sha2::{Digest, Sha256};
+        let fingerprint = |s: &Secret| hex::encode(&Sha256::digest(s.expose().as_bytes())[..8]);
+        let sorted = |v: &[String]| {
+            let mut v = v.to_vec();
+            v.sort();
+            v.dedup();
+            v
+        };
+        let mut parts: Vec<String> = Vec::new();
+        match kind {
+            Kind::WxPusher(w) => {
+                parts.push(fingerprint(&w.app_token));
+                parts.extend(sorted(&w.uids).into_iter().map(|u| format!("uid={u}")));
+                let topics: Vec<String> =
+                    w.topic_ids.iter().map(|t| format!("topic={t}")).collect();
+                parts.extend(sorted(&topics));
+                parts.extend(
+                    sorted(&w.subscriber_tags)
+                        .into_iter()
+                        .map(|t| format!("tag={t}")),
+                );
+                // Simple push: each SPT by its id (a hash, not the secret).
+                let spts: Vec<String> = w.spts.iter().map(|s| format!("spt={}", s.id)).collect();
+                parts.extend(sorted(&spts));
+            }
+            Kind::Console(_) => {}
+            Kind::WeixinGateway(g) => {
+                parts.push(format!("account={}", g.account_id));
+                parts.extend(g.bearer_token.iter().map(fingerprint));
+                parts.extend(
+                    sorted(&g.to_user_ids)
+                        .into_iter()
+                        .map(|u| format!("user={u}")),
+                );
+            }
+            Kind::OfficialAccount(o) => {
+                parts.push(format!("app={}", o.app_id));
+                parts.push(fingerprint(o.tokens.app_secret()));
+                parts.push(format!("kind={:?}", o.kind));
+                parts.extend(
+                    sorted(&o.to_openids)
+                        .into_iter()
+                        .map(|u| format!("openid={u}")),
+                );
+            }
+        }
+        let mut h = Sha256::new();
+        for p in &parts {
+            h.update(p.as_bytes());
+            h.update([0]);
+        }
+        let name = kind_name(kind).replace('_', "-");
+        IntegrationId(format!("{name}-{}", hex::encode(&h.finalize()[..8])))
+    }
+
+    /// How often the upstream's health endpoint is probed, for integrations that have one.
+    pub fn health_interval(&self) -> Option<std::time::Duration> {
         match &self.kind {
-            Kind::WxPusher(_) => "wxpusher",
-            Kind::Console(_) => "console",
-            Kind::WeixinGateway(_) => "weixin_gateway",
-            Kind::OfficialAccount(_) => "official_account",
+            Kind::WeixinGateway(g) => Some(g.health_interval),
+            _ => None,
+        }
+    }
+
+    /// Whether the upstream answers its health endpoint (`false` for kinds without one).
+    pub async fn probe(&self, client: &reqwest::Client) -> bool {
+        match &self.kind {
+            Kind::WeixinGateway(g) => g.probe(client).await,
+            _ => false,
         }
     }
 

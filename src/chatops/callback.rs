@@ -21,23 +21,38 @@ use subtle::ConstantTimeEq;
 use tracing::{info, warn};
 
 use super::command::Name;
-use super::config::MAX_TAG;
 use super::handle::{self, Answer};
-use super::upstream;
 use crate::channels::Kind;
+use crate::channels::weixin_gateway::WeixinGateway;
+use crate::channels::wxpusher::WxPusher;
+use crate::config::chatops::MAX_TAG;
 use crate::metrics::ChatopsLabels;
+use crate::metrics::Metrics;
 use crate::runtime::Runtime;
+use crate::runtime::Shared;
 use crate::secret::Secret;
-use crate::server::App;
+use crate::store::Store;
 
 /// Callback bodies are small JSON documents.
 const BODY_LIMIT: usize = 64 * 1024;
 
-pub fn routes() -> Router<Arc<App>> {
+/// What the callbacks need of the running service, handed in by the server.
+#[derive(Clone)]
+pub struct Callbacks {
+    /// The configuration in force: who may act, which integrations reply.
+    pub runtime: Shared,
+    /// Chatops state: references, acknowledgements, subscribers.
+    pub store: Store,
+    pub metrics: Arc<Metrics>,
+}
+
+/// The callback endpoints, for the server to mount.
+pub fn routes<S: Clone + Send + Sync + 'static>(state: Callbacks) -> Router<S> {
     Router::new()
         .route("/callback/wxpusher/{secret}", post(wxpusher))
         .route("/callback/weixin-gateway", post(gateway))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .with_state(state)
 }
 
 fn same(given: &str, expected: &Secret) -> bool {
@@ -57,7 +72,7 @@ fn bad_request(e: serde_json::Error) -> Response {
         StatusCode::BAD_REQUEST,
         format!(
             "malformed callback: {}\n",
-            crate::template::text::one_line(&e.to_string())
+            crate::text::one_line(&e.to_string())
         ),
     )
         .into_response()
@@ -90,7 +105,7 @@ struct Subscribe {
 }
 
 async fn wxpusher(
-    State(app): State<Arc<App>>,
+    State(app): State<Callbacks>,
     Path(secret): Path<String>,
     body: Bytes,
 ) -> Response {
@@ -115,27 +130,14 @@ async fn wxpusher(
                 Ok(c) => c,
                 Err(e) => return bad_request(e),
             };
-            let answer = handle::run(
-                &rt,
-                chat,
-                &app.queue.store,
-                &cmd.uid,
-                &cmd.content,
-                Utc::now(),
-            )
-            .await;
+            let answer =
+                handle::run(&rt, chat, &app.store, &cmd.uid, &cmd.content, Utc::now()).await;
             record(&app, "wxpusher", &cmd.uid, &answer);
             let sent = match wxpusher_sender(&rt, &cmd.uid, answer_receiver(&rt, &answer)) {
-                Some((api_url, token)) => upstream::wxpusher_reply(
-                    &rt.client,
-                    &api_url,
-                    &token,
-                    &cmd.uid,
-                    &answer.reply,
-                    &rt.scrubber,
-                )
-                .await
-                .map_err(|e| e.to_string()),
+                Some(w) => w
+                    .reply(&reply_env(&rt, &app.store), &cmd.uid, &answer.reply)
+                    .await
+                    .map_err(|e| e.to_string()),
                 None => Err("no wxpusher integration is configured to reply with".into()),
             };
             if let Err(e) = sent {
@@ -157,7 +159,6 @@ async fn wxpusher(
                 .and_then(DateTime::<Utc>::from_timestamp_millis)
                 .unwrap_or_else(Utc::now);
             match app
-                .queue
                 .store
                 .subscriber_add(s.uid.clone(), extra.clone(), at)
                 .await
@@ -198,7 +199,7 @@ struct GatewayEvent {
     context_token: String,
 }
 
-async fn gateway(State(app): State<Arc<App>>, headers: HeaderMap, body: Bytes) -> Response {
+async fn gateway(State(app): State<Callbacks>, headers: HeaderMap, body: Bytes) -> Response {
     let rt = app.runtime.load_full();
     let Some(chat) = rt.config.chatops.as_ref() else {
         return not_found();
@@ -231,53 +232,33 @@ async fn gateway(State(app): State<Arc<App>>, headers: HeaderMap, body: Bytes) -
         return (StatusCode::BAD_REQUEST, "event has no user_id\n").into_response();
     }
     // The user wrote: iLink's window for them is open again.
-    crate::channels::weixin_gateway::window::inbound(
-        &app.queue.store,
-        &ev.account_id,
-        &user,
-        Utc::now(),
-    )
-    .await;
-    let answer = handle::run(&rt, chat, &app.queue.store, &user, &ev.text, Utc::now()).await;
+    crate::channels::weixin_gateway::window::inbound(&app.store, &ev.account_id, &user, Utc::now())
+        .await;
+    let answer = handle::run(&rt, chat, &app.store, &user, &ev.text, Utc::now()).await;
     record(&app, "weixin_gateway", &user, &answer);
     let sent = match gateway_sender(&rt, &ev.account_id) {
-        Some((url, bearer)) => upstream::gateway_reply(
-            &rt.client,
-            &url,
-            bearer.as_ref(),
-            &ev.account_id,
-            &user,
-            &ev.context_token,
-            &answer.reply,
-            &rt.scrubber,
-        )
-        .await
-        .map_err(|e| e.to_string()),
+        Some(g) => g
+            .reply(
+                &reply_env(&rt, &app.store),
+                &user,
+                &ev.context_token,
+                &answer.reply,
+            )
+            .await
+            .map_err(|e| e.to_string()),
         None => Err(format!(
             "no weixin_gateway integration with account_id {:?} to reply through",
             ev.account_id
         )),
     };
-    match sent {
-        // The reply is one of the user's window messages too.
-        Ok(_) => {
-            crate::channels::weixin_gateway::window::sent(
-                &app.queue.store,
-                &ev.account_id,
-                &user,
-                Utc::now(),
-            )
-            .await;
-        }
-        Err(e) => {
-            warn!(channel = "weixin_gateway", user = %user, error = %rt.scrubber.scrub(&e), "cannot send the chatops reply")
-        }
+    if let Err(e) = sent {
+        warn!(channel = "weixin_gateway", user = %user, error = %rt.scrubber.scrub(&e), "cannot send the chatops reply");
     }
     ok("ok\n")
 }
 
 /// Logs and counts one command.
-fn record(app: &App, channel: &'static str, user: &str, a: &Answer) {
+fn record(app: &Callbacks, channel: &'static str, user: &str, a: &Answer) {
     info!(
         channel,
         user,
@@ -304,9 +285,16 @@ fn answer_receiver<'a>(rt: &'a Runtime, a: &Answer) -> Option<&'a str> {
     rt.receivers.get_key_value(name).map(|(k, _)| k.as_str())
 }
 
+/// What a reply is sent with: the channels' own clients, limits and budgets.
+fn reply_env<'a>(rt: &'a Runtime, store: &'a Store) -> crate::channels::Env<'a> {
+    let mut env = rt.env(Utc::now());
+    env.store = Some(store);
+    env
+}
+
 /// Which WxPusher app replies to a UID: the one of the receiver the command acted on, else
 /// one that lists the UID, else one with subscriber tags, else the first configured.
-fn wxpusher_sender(rt: &Runtime, uid: &str, receiver: Option<&str>) -> Option<(String, Secret)> {
+fn wxpusher_sender<'a>(rt: &'a Runtime, uid: &str, receiver: Option<&str>) -> Option<&'a WxPusher> {
     let all = || {
         rt.receivers.iter().flat_map(|(name, list)| {
             list.iter().filter_map(move |i| match &i.kind {
@@ -321,15 +309,13 @@ fn wxpusher_sender(rt: &Runtime, uid: &str, receiver: Option<&str>) -> Option<(S
         .or_else(|| all().find(|(_, w)| w.uids.iter().any(|u| u == uid)))
         .or_else(|| all().find(|(_, w)| !w.subscriber_tags.is_empty()))
         .or_else(|| all().next())
-        .map(|(_, w)| (w.api_url.clone(), w.app_token.clone()))
+        .map(|(_, w)| w)
 }
 
 /// The gateway integration of the bot account an event came in on.
-fn gateway_sender(rt: &Runtime, account_id: &str) -> Option<(String, Option<Secret>)> {
+fn gateway_sender<'a>(rt: &'a Runtime, account_id: &str) -> Option<&'a WeixinGateway> {
     rt.receivers.values().flatten().find_map(|i| match &i.kind {
-        Kind::WeixinGateway(g) if g.account_id == account_id => {
-            Some((g.url.clone(), g.bearer_token.clone()))
-        }
+        Kind::WeixinGateway(g) if g.account_id == account_id => Some(g),
         _ => None,
     })
 }

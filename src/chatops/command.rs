@@ -85,8 +85,7 @@ pub enum ParseError {
     SilenceId(String),
 }
 
-/// The characters references are made of: no `0`/`O`, `1`/`I`/`L`, which read alike.
-pub const REF_ALPHABET: &[u8] = b"23456789ABCDEFGHJKMNPQRSTUVWXYZ";
+pub use crate::store::chatops::REF_ALPHABET;
 /// Longest accepted duration of a silence made from WeChat.
 pub const MAX_SILENCE: Duration = Duration::from_secs(90 * 86_400);
 

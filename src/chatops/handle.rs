@@ -9,12 +9,12 @@ use std::fmt::Write;
 use chrono::{DateTime, Utc};
 
 use super::command::{self, Command, Lang, Name, ParseError};
-use super::config::ChatopsConfig;
 use super::upstream;
-use crate::config::Locale;
+use crate::config::chatops::ChatopsConfig;
 use crate::runtime::Runtime;
 use crate::store::Store;
 use crate::store::chatops::RefRecord;
+use crate::template::Locale;
 use crate::template::humanize;
 use crate::webhook::Ack;
 
@@ -181,7 +181,7 @@ pub async fn run(
                 .await
             {
                 Ok(id) => {
-                    let matchers = crate::template::text::one_line(
+                    let matchers = crate::text::one_line(
                         &rec.labels
                             .iter()
                             .map(|(k, v)| format!("{k}=\"{v}\""))

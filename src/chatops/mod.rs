@@ -3,7 +3,7 @@
 //! acknowledgement shown in later messages, the list of what fires for them.
 //!
 //! # Layout
-//! - [`config`]: the `chatops:` configuration block.
+//! - [`crate::config::chatops`]: the `chatops:` configuration block (kept with the loader).
 //! - [`command`]: parsing the commands, in Chinese and English.
 //! - [`handle`]: running one command for one user, and the reply text.
 //! - [`callback`]: the two callback endpoints and replying on the channel used.
@@ -16,7 +16,7 @@
 
 pub mod callback;
 pub mod command;
-pub mod config;
+
 pub mod handle;
 pub mod upstream;
 
@@ -93,9 +93,9 @@ mod tests {
     use chrono::{DateTime, Utc};
 
     use crate::config::Locale;
-    use crate::runtime::sample_notification;
     use crate::template::Templates;
     use crate::webhook::Ack;
+    use crate::webhook::sample_notification;
 
     fn render(locale: Locale, name: &str, with_ref: bool) -> String {
         let tpl = Templates::new(chrono_tz::Asia::Shanghai, locale);

@@ -1,5 +1,6 @@
-//! The requests chatops makes: Alertmanager's silences API (v2), replies through WxPusher and
-//! weixin-gateway, and WxPusher's parameter QR code.
+//! The requests chatops makes of Alertmanager's silences API (v2), and WxPusher's parameter QR
+//! code. Replies to users go through the channels' own clients ([`crate::channels`]), so they
+//! honour the same rate limits and budgets as alerts.
 //!
 //! Each returns a typed error whose text is scrubbed of the secrets it was given; nothing here
 //! decides what to tell the user.
@@ -9,7 +10,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::secret::{Scrubber, Secret};
-use crate::template::text;
+use crate::text;
 use crate::webhook::LabelSet;
 
 /// What went wrong talking to an upstream.
@@ -167,89 +168,6 @@ fn wxpusher_data(bytes: &[u8]) -> Result<Value, UpstreamError> {
         });
     }
     Ok(e.data)
-}
-
-/// The reply to one WxPusher user: a text message from the receiver's app.
-pub fn wxpusher_reply_body(app_token: &Secret, uid: &str, text: &str) -> Value {
-    let summary = crate::template::text::truncate(&crate::template::text::one_line(text), 20);
-    json!({
-        "appToken": app_token.expose(),
-        "content": text,
-        "summary": summary,
-        "contentType": 1,
-        "uids": [uid],
-    })
-}
-
-pub async fn wxpusher_reply(
-    client: &reqwest::Client,
-    api_url: &str,
-    app_token: &Secret,
-    uid: &str,
-    text: &str,
-    scrubber: &Scrubber,
-) -> Result<(), UpstreamError> {
-    let bytes = call(
-        "wxpusher",
-        client
-            .post(format!("{}/api/send/message", base(api_url)))
-            .json(&wxpusher_reply_body(app_token, uid, text)),
-        scrubber,
-    )
-    .await?;
-    wxpusher_data(&bytes).map(|_| ()).map_err(|e| match e {
-        UpstreamError::Refused {
-            service,
-            code,
-            message,
-        } => UpstreamError::Refused {
-            service,
-            code,
-            message: scrubber.scrub(&message),
-        },
-        e => e,
-    })
-}
-
-/// The reply through weixin-gateway: the event's account, user and `context_token`.
-pub fn gateway_reply_body(
-    account_id: &str,
-    user_id: &str,
-    context_token: &str,
-    text: &str,
-) -> Value {
-    json!({
-        "account_id": account_id,
-        "to_user_id": user_id,
-        "context_token": context_token,
-        "chat_type": "c2c",
-        "items": [{"type": "text", "text": text}],
-    })
-}
-
-#[allow(clippy::too_many_arguments)]
-pub async fn gateway_reply(
-    client: &reqwest::Client,
-    url: &str,
-    bearer: Option<&Secret>,
-    account_id: &str,
-    user_id: &str,
-    context_token: &str,
-    text: &str,
-    scrubber: &Scrubber,
-) -> Result<(), UpstreamError> {
-    let mut req = client
-        .post(format!("{}/send", base(url)))
-        .json(&gateway_reply_body(
-            account_id,
-            user_id,
-            context_token,
-            text,
-        ));
-    if let Some(b) = bearer {
-        req = req.bearer_auth(b.expose());
-    }
-    call("weixin_gateway", req, scrubber).await.map(|_| ())
 }
 
 /// A parameter QR code: users who subscribe by scanning it arrive in the `app_subscribe`

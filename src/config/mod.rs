@@ -18,10 +18,15 @@ use serde::Deserialize;
 use recover::Recovery;
 
 use crate::channels::official_account::token::TokenEndpoint;
-use crate::delivery::options::{DeliveryOptions, RateLimit, WXPUSHER_RATE};
+pub use crate::channels::official_account::{MiniProgramConfig, OfficialAccountKind};
+use crate::channels::options::{DeliveryOptions, RateLimit, WXPUSHER_RATE};
+pub use crate::channels::wxpusher::ContentType;
 use crate::route::RouteConfig;
 use crate::secret::Secret;
+pub use crate::store::StorageConfig;
+pub use crate::template::Locale;
 
+pub mod chatops;
 mod recover;
 
 /// The built-in configuration used when no `--config.file` is given: every alert to the console.
@@ -95,7 +100,7 @@ pub struct Config {
     #[serde(default)]
     pub dedupe: DedupeConfig,
     /// Replies from WeChat (silence, acknowledge, list); off when absent.
-    pub chatops: Option<crate::chatops::config::ChatopsConfig>,
+    pub chatops: Option<crate::config::chatops::ChatopsConfig>,
     /// The route tree; its root names the default receiver.
     pub route: RouteConfig,
     /// Every receiver a route can name.
@@ -153,25 +158,6 @@ fn default_wechat_api_url() -> String {
 }
 fn default_http_timeout() -> Duration {
     Duration::from_secs(10)
-}
-
-/// Language of the default templates and of derived words (`status_text`, durations).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-pub enum Locale {
-    #[default]
-    #[serde(rename = "zh-CN")]
-    ZhCn,
-    #[serde(rename = "en")]
-    En,
-}
-
-impl Locale {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Locale::ZhCn => "zh-CN",
-            Locale::En => "en",
-        }
-    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -254,55 +240,6 @@ fn default_max_connections() -> usize {
 }
 fn default_header_read_timeout() -> Duration {
     Duration::from_secs(10)
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct StorageConfig {
-    /// Directory of the embedded store.
-    #[serde(default = "default_storage_path")]
-    pub path: PathBuf,
-    /// How many notifications may wait for delivery before the webhook answers 503.
-    #[serde(default = "default_queue_capacity")]
-    pub queue_capacity: usize,
-    /// A shared Redis (`redis://` or `rediss://`) used instead of the embedded store, so that
-    /// several replicas share one queue. May carry a password: a secret.
-    pub redis_url: Option<Secret>,
-    pub redis_url_file: Option<PathBuf>,
-    /// Prefix of every Redis key, so several installations can share one Redis.
-    #[serde(default = "default_redis_prefix")]
-    pub redis_prefix: String,
-    /// A delivery claimed by a replica that stopped answering for this long (crashed, or cut
-    /// off from Redis) is taken over by another replica.
-    #[serde(default = "default_redis_visibility_timeout", with = "humantime_serde")]
-    pub redis_visibility_timeout: Duration,
-}
-
-impl Default for StorageConfig {
-    fn default() -> Self {
-        StorageConfig {
-            path: default_storage_path(),
-            queue_capacity: default_queue_capacity(),
-            redis_url: None,
-            redis_url_file: None,
-            redis_prefix: default_redis_prefix(),
-            redis_visibility_timeout: default_redis_visibility_timeout(),
-        }
-    }
-}
-
-fn default_redis_prefix() -> String {
-    "amw:".into()
-}
-fn default_redis_visibility_timeout() -> Duration {
-    Duration::from_secs(30)
-}
-
-fn default_storage_path() -> PathBuf {
-    PathBuf::from("./data")
-}
-fn default_queue_capacity() -> usize {
-    10_000
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -390,27 +327,6 @@ impl ReceiverConfig {
 
 fn default_true() -> bool {
     true
-}
-
-/// WxPusher's message body types.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ContentType {
-    Text,
-    Html,
-    #[default]
-    Markdown,
-}
-
-impl ContentType {
-    /// The number WxPusher's `contentType` field takes.
-    pub fn code(self) -> u8 {
-        match self {
-            ContentType::Text => 1,
-            ContentType::Html => 2,
-            ContentType::Markdown => 3,
-        }
-    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -580,25 +496,6 @@ fn default_window_size() -> u32 {
 }
 fn default_window_warn_at() -> u32 {
     crate::channels::weixin_gateway::window::DEFAULT_WINDOW_WARN_AT
-}
-
-/// Which Official Account API messages go through.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum OfficialAccountKind {
-    /// Template messages: users who follow the account.
-    #[default]
-    Template,
-    /// Subscribe notifications: one message per subscription a user granted.
-    Subscribe,
-}
-
-/// A mini program page opened instead of `url` when tapped.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct MiniProgramConfig {
-    pub appid: String,
-    pub pagepath: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -973,7 +870,22 @@ impl Config {
             }
             for (j, w) in r.wxpusher_configs.iter_mut().enumerate() {
                 let at = format!("{at}.wxpusher_configs[{j}]");
-                let simple = crate::channels::wxpusher::spt::resolve_config(base, &at, w, report);
+                let simple = crate::channels::wxpusher::spt::resolve_config(
+                    base,
+                    &at,
+                    crate::channels::wxpusher::spt::SptKeys {
+                        spts: &mut w.spts,
+                        spts_file: &w.spts_file,
+                        app_keys: [
+                            ("app_token", w.app_token.is_some()),
+                            ("app_token_file", w.app_token_file.is_some()),
+                            ("uids", !w.uids.is_empty()),
+                            ("topic_ids", !w.topic_ids.is_empty()),
+                            ("subscriber_tags", !w.subscriber_tags.is_empty()),
+                        ],
+                    },
+                    report,
+                );
                 if !simple {
                     resolve_secret(
                         base,
@@ -995,7 +907,7 @@ impl Config {
                         "needs at least one of uids, topic_ids and subscriber_tags".into(),
                     );
                 }
-                crate::chatops::config::check_subscriber_tags(
+                crate::config::chatops::check_subscriber_tags(
                     &at,
                     &w.subscriber_tags,
                     self.chatops.as_ref(),

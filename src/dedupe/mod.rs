@@ -33,8 +33,7 @@ use sha2::{Digest, Sha256};
 use tracing::{debug, warn};
 
 use crate::config::DedupeConfig;
-use crate::delivery::coalesce;
-use crate::store::{Admission, Admitted, Job, Mark, NewJob, Store};
+use crate::store::{Admission, Admitted, IntegrationId, Job, Mark, NewJob, Store};
 use crate::webhook::{Alert, Notification, Status};
 
 /// How long per-alert state (resolved-once, pairing) is kept after its last use. A firing
@@ -111,10 +110,10 @@ fn episode(a: &Alert) -> String {
 }
 
 /// The key of one piece of per-alert state for a receiver integration.
-fn alert_key(kind: &str, receiver: &str, integration: usize, a: &Alert) -> String {
+fn alert_key(kind: &str, receiver: &str, integration: &IntegrationId, a: &Alert) -> String {
     format!(
         "{kind}:{}",
-        hash(&[receiver, &integration.to_string(), &episode(a)])
+        hash(&[receiver, integration.as_str(), &episode(a)])
     )
 }
 
@@ -133,7 +132,7 @@ pub fn identity(job: &NewJob) -> String {
         "dup:{}",
         hash(&[
             &job.receiver,
-            &job.integration.to_string(),
+            job.integration.as_str(),
             &n.group_key,
             n.status.as_str(),
             &set
@@ -147,7 +146,7 @@ pub fn admissions(policy: &Policy, jobs: Vec<NewJob>, now: DateTime<Utc>) -> Vec
     jobs.into_iter()
         .map(|job| {
             let n = &job.notification;
-            let (r, i) = (job.receiver.as_str(), job.integration);
+            let (r, i) = (job.receiver.as_str(), &job.integration);
             let identity = (!policy.window.is_zero()).then(|| Mark {
                 key: identity(&job),
                 value: now.timestamp_millis(),
@@ -227,8 +226,8 @@ impl Outcome {
 /// Merges held resolved jobs, all of one receiver integration, into one job per kind
 /// (ordinary, fallback), due at once and no longer held. Each alert appears once.
 pub fn merge_held(jobs: Vec<Job>) -> Vec<NewJob> {
-    let jobs = jobs.into_iter().map(coalesce::unclaimed).collect();
-    coalesce::merge_by_kind(jobs, merge)
+    let jobs = jobs.into_iter().map(NewJob::from).collect();
+    crate::store::merge_by_kind(jobs, merge)
 }
 
 /// One resolved notification holding every alert of `notifications`, oldest resolution
@@ -276,7 +275,12 @@ fn common_pairs<'a>(
 /// Fills in, on the resolved alerts of a notification about to be sent through a receiver
 /// integration, when their firing notification first came and whether its message went out.
 /// Best effort: without the store, the message goes without them.
-pub async fn annotate(store: &Store, receiver: &str, integration: usize, n: &mut Notification) {
+pub async fn annotate(
+    store: &Store,
+    receiver: &str,
+    integration: &IntegrationId,
+    n: &mut Notification,
+) {
     let resolved: Vec<usize> = (0..n.alerts.len())
         .filter(|&i| n.alerts[i].status == Status::Resolved)
         .collect();
@@ -309,7 +313,7 @@ pub async fn sent(
     store: &Store,
     policy: &Policy,
     receiver: &str,
-    integration: usize,
+    integration: &IntegrationId,
     n: &Notification,
     now: DateTime<Utc>,
 ) {
@@ -339,16 +343,16 @@ pub async fn release_held(store: &Store, jobs: Vec<Job>) -> (Vec<Job>, bool) {
     if held.is_empty() {
         return (rest, false);
     }
-    let mut by_target: BTreeMap<(String, usize), Vec<Job>> = BTreeMap::new();
+    let mut by_target: BTreeMap<(String, IntegrationId), Vec<Job>> = BTreeMap::new();
     for j in held {
         by_target
-            .entry((j.receiver.clone(), j.integration))
+            .entry((j.receiver.clone(), j.integration.clone()))
             .or_default()
             .push(j);
     }
     let mut merged_any = false;
     for ((receiver, integration), mut jobs) in by_target {
-        match store.claim_held(&receiver, integration).await {
+        match store.claim_held(&receiver, &integration).await {
             Ok(more) => jobs.extend(more),
             Err(e) => warn!(error = %e, "cannot claim the other held resolved jobs"),
         }
@@ -358,7 +362,7 @@ pub async fn release_held(store: &Store, jobs: Vec<Job>) -> (Vec<Job>, bool) {
         let alerts: usize = merged.iter().map(|m| m.notification.alerts.len()).sum();
         match store.complete(ids, merged).await {
             Ok(()) => {
-                debug!(%receiver, integration, notifications = count, alerts, "resolved alerts merged into one message");
+                debug!(%receiver, %integration, notifications = count, alerts, "resolved alerts merged into one message");
                 merged_any = true;
             }
             Err(e) => {
@@ -405,7 +409,7 @@ mod tests {
     fn job(n: Notification) -> NewJob {
         NewJob {
             receiver: "oncall".into(),
-            integration: 0,
+            integration: IntegrationId("console-0".into()),
             kind: "wxpusher".into(),
             notification: n,
             accepted_at: Utc::now(),

@@ -9,7 +9,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::store::{Job, NewJob};
+use crate::store::NewJob;
 use crate::webhook::{Alert, Notification, Status};
 
 /// Sort rank of a `severity` label: lower is more severe.
@@ -28,55 +28,10 @@ fn severity_rank(a: &Alert) -> u8 {
     }
 }
 
-/// A claimed job as a job to add again: what a digest is merged from.
-pub fn unclaimed(j: Job) -> NewJob {
-    NewJob {
-        receiver: j.receiver,
-        integration: j.integration,
-        kind: j.kind,
-        notification: j.notification,
-        accepted_at: j.accepted_at,
-        fallback: j.fallback,
-    }
-}
-
 /// One digest per kind of job (ordinary, fallback), replacing `jobs`. A digest may be merged
 /// again with more jobs: the latest state of each alert still wins.
 pub fn digest_jobs(jobs: Vec<NewJob>) -> Vec<NewJob> {
-    merge_by_kind(jobs, digest)
-}
-
-/// Jobs of one receiver integration merged into one job per kind (ordinary, fallback) by
-/// `merge`, accepted when the oldest of them was (so `max_age` still counts from there).
-pub fn merge_by_kind(
-    jobs: Vec<NewJob>,
-    merge: impl Fn(Vec<Notification>) -> Option<Notification>,
-) -> Vec<NewJob> {
-    let mut groups: BTreeMap<bool, Vec<NewJob>> = BTreeMap::new();
-    for j in jobs {
-        groups.entry(j.fallback).or_default().push(j);
-    }
-    groups
-        .into_iter()
-        .filter_map(|(fallback, jobs)| {
-            let first = jobs.first()?;
-            let (receiver, integration, kind) = (
-                first.receiver.clone(),
-                first.integration,
-                first.kind.clone(),
-            );
-            let accepted_at = jobs.iter().map(|j| j.accepted_at).min()?;
-            let notification = merge(jobs.into_iter().map(|j| j.notification).collect())?;
-            Some(NewJob {
-                receiver,
-                integration,
-                kind,
-                notification,
-                accepted_at,
-                fallback,
-            })
-        })
-        .collect()
+    crate::store::merge_by_kind(jobs, digest)
 }
 
 /// Merges notifications into one; `None` for an empty list.

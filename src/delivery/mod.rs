@@ -9,12 +9,13 @@
 //! digest ([`coalesce`]). What goes on the wire is [`crate::channels`]'s business.
 
 pub mod coalesce;
-pub mod error;
-pub mod options;
+pub mod fanout;
+pub mod health;
 mod queue;
-pub mod ratelimit;
+pub mod steps;
 mod worker;
 
-pub use error::{DeliveryError, Reason};
+pub use crate::channels::error::{self, DeliveryError, Reason};
+pub use crate::channels::{options, ratelimit};
 pub use queue::Queue;
 pub use worker::{RetryPolicy, Workers};

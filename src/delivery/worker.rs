@@ -15,15 +15,17 @@ use std::time::Duration;
 use chrono::Utc;
 use rand::Rng;
 use tokio::sync::{Semaphore, watch};
-use tracing::{Instrument, debug, error, warn};
+use tracing::{Instrument, debug, error, info, warn};
 
 use super::Queue;
-use super::Reason;
 use super::coalesce;
+use super::error::Next;
+use super::fanout::{Origin, fan_out};
 use super::ratelimit::RateLimits;
+use super::steps::{Attempt, Steps};
 use crate::channels::Integration;
 use crate::metrics::{FailureLabels, IntegrationLabels, Metrics, NotificationLabels};
-use crate::runtime::{Runtime, Shared};
+use crate::runtime::{Bound, Runtime, Shared};
 use crate::store::{Failure, Job, NewJob};
 
 /// Longest the dispatcher sleeps without looking at the store: jobs re-queued by another
@@ -74,6 +76,8 @@ struct Ctx {
     runtime: Shared,
     metrics: Arc<Metrics>,
     policy: RetryPolicy,
+    /// Run around each attempt ([`super::steps`]).
+    steps: Steps,
 }
 
 impl Workers {
@@ -84,6 +88,7 @@ impl Workers {
         runtime: Shared,
         metrics: Arc<Metrics>,
         policy: RetryPolicy,
+        steps: Steps,
         mut stop: watch::Receiver<bool>,
     ) -> tokio::task::JoinHandle<()> {
         let concurrency = policy.concurrency.max(1);
@@ -92,6 +97,7 @@ impl Workers {
             runtime,
             metrics,
             policy,
+            steps,
         });
         tokio::spawn(async move {
             let slots = Arc::new(Semaphore::new(concurrency));
@@ -169,7 +175,7 @@ async fn refresh_gauges(ctx: &Ctx) {
             }
         }
         for d in depth {
-            if let Some(i) = rt.integration(&d.receiver, d.integration) {
+            if let Some(i) = rt.integration(&d.receiver, &d.integration) {
                 *by_kind.entry(i.name()).or_default() += d.count as i64;
             }
         }
@@ -200,7 +206,7 @@ async fn coalesce_backlogs(ctx: &Ctx, rt: &Runtime) {
         return;
     };
     for d in depth {
-        let Some(i) = rt.integration(&d.receiver, d.integration) else {
+        let Some(i) = rt.integration(&d.receiver, &d.integration) else {
             continue;
         };
         let Some(limit) = i.delivery.rate_limit else {
@@ -216,7 +222,7 @@ async fn coalesce_backlogs(ctx: &Ctx, rt: &Runtime) {
         let mut first: Option<Job> = None;
         loop {
             let jobs = match store
-                .claim_target(&d.receiver, d.integration, COALESCE_CHUNK)
+                .claim_target(&d.receiver, &d.integration, COALESCE_CHUNK)
                 .await
             {
                 Ok(j) => j,
@@ -237,8 +243,8 @@ async fn coalesce_backlogs(ctx: &Ctx, rt: &Runtime) {
             }
             ids.extend(jobs.iter().map(|j| j.id));
             let mut merge = std::mem::take(&mut digests);
-            merge.extend(first.take().map(coalesce::unclaimed));
-            merge.extend(jobs.into_iter().map(coalesce::unclaimed));
+            merge.extend(first.take().map(NewJob::from));
+            merge.extend(jobs.into_iter().map(NewJob::from));
             digests = coalesce::digest_jobs(merge);
             if taken < COALESCE_CHUNK || ids.len() >= COALESCE_MAX {
                 break;
@@ -284,27 +290,41 @@ async fn deliver(mut job: Job, ctx: &Ctx) {
     let store = &ctx.queue.store;
     let rt = ctx.runtime.load_full();
     job.attempt += 1;
-    let Some(integration) = rt.integration(&job.receiver, job.integration) else {
-        // Kept, not dropped: replayable once the integration is back.
-        warn!(receiver = %job.receiver, index = job.integration, "integration no longer configured, keeping the notification as a dead letter");
-        let failure = Failure {
-            attempt: job.attempt,
-            progress: job.progress,
-            error: "integration no longer configured".into(),
-            reason: "unconfigured",
-        };
-        if let Err(e) = store.dead_letter(job.id, failure, Vec::new()).await {
-            error!(error = %e, job = job.id, "cannot record a dead letter");
+    let integration = match rt.resolve(&job.receiver, &job.integration) {
+        Bound::Integration(i) => i,
+        Bound::Changed(list) => {
+            rebind(job, list, ctx, &rt).await;
+            return;
         }
-        ctx.metrics
-            .notifications
-            .get_or_create(&NotificationLabels {
-                receiver: job.receiver.clone(),
-                integration: "unknown",
-                result: "failed",
-            })
-            .inc();
-        return;
+        Bound::ReceiverGone => {
+            // Kept, not dropped: replayable once the receiver is back.
+            warn!(receiver = %job.receiver, integration = %job.integration, "receiver no longer configured, keeping the notification as a dead letter");
+            let failure = Failure {
+                attempt: job.attempt,
+                progress: job.progress,
+                error: format!("receiver {:?} is no longer configured", job.receiver),
+                reason: RECEIVER_REMOVED,
+            };
+            if let Err(e) = store.dead_letter(job.id, failure, Vec::new()).await {
+                error!(error = %e, job = job.id, "cannot record a dead letter");
+            }
+            ctx.metrics
+                .deliveries_failed
+                .get_or_create(&FailureLabels {
+                    integration: "unknown",
+                    reason: RECEIVER_REMOVED,
+                })
+                .inc();
+            ctx.metrics
+                .notifications
+                .get_or_create(&NotificationLabels {
+                    receiver: job.receiver.clone(),
+                    integration: "unknown",
+                    result: "failed",
+                })
+                .inc();
+            return;
+        }
     };
     let kind = integration.name();
     let span = tracing::info_span!(
@@ -320,15 +340,80 @@ async fn deliver(mut job: Job, ctx: &Ctx) {
     attempt(job, ctx, &rt, integration).instrument(span).await;
 }
 
+/// The dead-letter reason of a delivery whose receiver was removed from the configuration.
+pub const RECEIVER_REMOVED: &str = "receiver_removed";
+
+/// A stored delivery whose integration is gone from its (still configured) receiver: the
+/// receiver's current integrations that accept it get it instead, each once. Dedupe applies,
+/// so an integration that already has the same notification does not get it again. The new
+/// deliveries are stored before the old one is forgotten: a crash in between repeats this,
+/// and dedupe keeps the repeat from reaching anyone twice.
+async fn rebind(job: Job, integrations: &[Integration], ctx: &Ctx, rt: &Runtime) {
+    let store = &ctx.queue.store;
+    let origin = if job.fallback {
+        Origin::Fallback
+    } else {
+        Origin::Accepted
+    };
+    let now = Utc::now();
+    let jobs = fan_out(
+        &job.receiver,
+        integrations,
+        &job.notification,
+        job.accepted_at,
+        origin,
+    );
+    if integrations.is_empty() {
+        let failure = Failure {
+            attempt: job.attempt,
+            progress: job.progress,
+            error: format!("receiver {:?} has no integrations", job.receiver),
+            reason: RECEIVER_REMOVED,
+        };
+        if let Err(e) = store.dead_letter(job.id, failure, Vec::new()).await {
+            error!(error = %e, job = job.id, "cannot record a dead letter");
+        }
+        return;
+    }
+    let count = jobs.len();
+    let admissions =
+        crate::dedupe::admissions(&crate::dedupe::Policy::new(&rt.config.dedupe), jobs, now);
+    if let Err(e) = ctx.queue.admit(admissions, now).await {
+        error!(error = %e, job = job.id, "cannot re-route a delivery whose integration changed; it is tried again");
+        let failure = Failure {
+            attempt: job.attempt.saturating_sub(1),
+            progress: job.progress,
+            error: job.last_error.unwrap_or_default(),
+            reason: "",
+        };
+        let later = now + chrono::Duration::seconds(1);
+        let _ = store.reschedule(job.id, failure, later).await;
+        return;
+    }
+    info!(receiver = %job.receiver, integration = %job.integration, deliveries = count, "integration changed by a reload: the notification goes to the receiver's current integrations");
+    if let Err(e) = store.complete(vec![job.id], Vec::new()).await {
+        error!(error = %e, job = job.id, "cannot forget a re-routed delivery; dedupe keeps it from being sent twice");
+    }
+}
+
 /// One delivery attempt of a claimed job, and recording its outcome.
 async fn attempt(mut job: Job, ctx: &Ctx, rt: &Runtime, integration: &Integration) {
     let store = &ctx.queue.store;
     let kind = integration.name();
     let mut notification = job.notification.clone();
     notification.fallback = job.fallback;
-    crate::dedupe::annotate(store, &job.receiver, job.integration, &mut notification).await;
-    let subscribers =
-        crate::chatops::prepare_delivery(store, rt, integration, &mut notification).await;
+    let mut subscribers = Vec::new();
+    let step_at = Attempt {
+        store,
+        runtime: rt,
+        integration,
+        receiver: &job.receiver,
+        bound: &job.integration,
+    };
+    for step in ctx.steps.iter() {
+        step.prepare(&step_at, &mut notification, &mut subscribers)
+            .await;
+    }
     let mut env = rt.env(Utc::now());
     env.subscribers = &subscribers;
     env.store = Some(store);
@@ -346,16 +431,9 @@ async fn attempt(mut job: Job, ctx: &Ctx, rt: &Runtime, integration: &Integratio
                 // It was delivered; at worst it is delivered again after a restart.
                 error!(error = %e, "cannot mark a delivered job done");
             }
-            let policy = crate::dedupe::Policy::new(&rt.config.dedupe);
-            crate::dedupe::sent(
-                store,
-                &policy,
-                &job.receiver,
-                job.integration,
-                &notification,
-                Utc::now(),
-            )
-            .await;
+            for step in ctx.steps.iter() {
+                step.delivered(&step_at, &notification).await;
+            }
             let latency = (Utc::now() - job.accepted_at).num_milliseconds().max(0) as f64 / 1000.0;
             ctx.metrics
                 .notification_latency
@@ -385,24 +463,25 @@ async fn attempt(mut job: Job, ctx: &Ctx, rt: &Runtime, integration: &Integratio
     };
     let age = (Utc::now() - job.accepted_at).to_std().unwrap_or_default();
     let opts = &integration.delivery;
-    // An Official Account's daily quota (45009): nothing can succeed before it is renewed at
-    // midnight Beijing time. Without a fallback receiver the notification waits for that, once
-    // (a notification already a day old is given up instead).
-    if err.reason() == Reason::Quota
-        && kind == "official_account"
+    let next = err.next();
+    // Nothing can succeed before a known time (a daily quota): without a fallback receiver the
+    // notification waits for it, once (one already a day old is given up instead).
+    if let Next::RetryAt(at) = next
         && integration.fallback_receiver.is_none()
-        && age < QUOTA_PARK_MAX_AGE
+        && age < PARK_MAX_AGE
     {
-        let at = crate::channels::official_account::quota_resets_at(Utc::now());
-        warn!(error = %failure.error, resumes_at = %at.to_rfc3339(), "daily quota used up, the notification waits until it is renewed");
+        warn!(error = %failure.error, resumes_at = %at.to_rfc3339(), "nothing can succeed before the upstream renews its quota: the notification waits until then");
         if let Err(e) = store.reschedule(job.id, failure, at).await {
             error!(error = %e, "cannot reschedule a job; it is retried after a restart");
         }
         ctx.queue.wake.notify_one();
         return;
     }
-    if err.is_retryable() && job.attempt < opts.max_attempts && age < opts.max_age {
-        let delay = ctx.policy.delay(job.attempt, err.retry_after());
+    if let Next::Backoff { at_least } = next
+        && job.attempt < opts.max_attempts
+        && age < opts.max_age
+    {
+        let delay = ctx.policy.delay(job.attempt, at_least);
         warn!(error = %failure.error, reason = failure.reason, delay_ms = delay.as_millis() as u64, "delivery failed, will retry");
         ctx.metrics
             .deliveries_retried
@@ -440,7 +519,7 @@ async fn attempt(mut job: Job, ctx: &Ctx, rt: &Runtime, integration: &Integratio
 }
 
 /// A notification older than this is not parked for a daily quota again.
-const QUOTA_PARK_MAX_AGE: Duration = Duration::from_secs(24 * 3600);
+const PARK_MAX_AGE: Duration = Duration::from_secs(24 * 3600);
 
 /// Copies of a given-up job for every integration of the fallback receiver; none when the
 /// job already is a fallback (never chained).
@@ -451,23 +530,14 @@ fn fallback_jobs(rt: &Runtime, job: &Job, fallback: Option<&str>) -> Vec<NewJob>
     if job.fallback {
         return Vec::new();
     }
-    let now = Utc::now();
-    rt.receivers
-        .get(name)
-        .into_iter()
-        .flatten()
-        .filter_map(|i| {
-            let notification = i.filter(&job.notification)?;
-            Some(NewJob {
-                receiver: name.to_string(),
-                integration: i.index,
-                kind: i.name().to_string(),
-                notification,
-                accepted_at: now,
-                fallback: true,
-            })
-        })
-        .collect()
+    let integrations = rt.receivers.get(name).map_or(&[][..], Vec::as_slice);
+    fan_out(
+        name,
+        integrations,
+        &job.notification,
+        Utc::now(),
+        Origin::Fallback,
+    )
 }
 
 #[cfg(test)]

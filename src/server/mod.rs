@@ -27,12 +27,14 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tracing::{Instrument, debug, info, warn};
 
+use crate::chatops::callback::Callbacks;
 use crate::config::{Config, ConfigErrors};
 use crate::dedupe;
 use crate::delivery::Queue;
+use crate::delivery::fanout::{Origin, fan_out};
 use crate::metrics::{Metrics, ReasonLabels, StatusLabels, WebhookLabels};
 use crate::runtime::{Runtime, Shared};
-use crate::store::{NewJob, StoreError};
+use crate::store::StoreError;
 use crate::webhook::{Notification, Source};
 
 /// Everything the endpoints share.
@@ -54,11 +56,11 @@ impl App {
             None => Config::builtin(),
             Some(p) => Config::load(p),
         }
-        .and_then(Runtime::build);
+        // Rate limits and access tokens hold across reloads: the new configuration is
+        // compiled with the running one's upstream state.
+        .and_then(|c| Runtime::build_with(c, self.runtime.load().upstreams.clone()));
         match result {
-            Ok(mut rt) => {
-                // Rate limits hold across reloads: the buckets carry over.
-                rt.limits = self.runtime.load().limits.clone();
+            Ok(rt) => {
                 self.runtime.store(Arc::new(rt));
                 self.queue.wake.notify_one();
                 self.metrics.config_last_reload_successful.set(1);
@@ -87,7 +89,11 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/-/ready", get(ready))
         .route("/-/reload", post(reload))
         .route("/metrics", get(metrics))
-        .merge(crate::chatops::callback::routes())
+        .merge(crate::chatops::callback::routes(Callbacks {
+            runtime: app.runtime.clone(),
+            store: app.queue.store.clone(),
+            metrics: app.metrics.clone(),
+        }))
         .with_state(app)
 }
 
@@ -309,19 +315,14 @@ async fn accept(
     let now = Utc::now();
     let mut jobs = Vec::new();
     for r in routed {
-        for integration in rt.receivers.get(&r.receiver).into_iter().flatten() {
-            let Some(notification) = integration.filter(&r.notification) else {
-                continue;
-            };
-            jobs.push(NewJob {
-                receiver: r.receiver.clone(),
-                integration: integration.index,
-                kind: integration.name().to_string(),
-                notification,
-                accepted_at: now,
-                fallback: false,
-            });
-        }
+        let integrations = rt.receivers.get(&r.receiver).map_or(&[][..], Vec::as_slice);
+        jobs.extend(fan_out(
+            &r.receiver,
+            integrations,
+            &r.notification,
+            now,
+            Origin::Accepted,
+        ));
     }
     // Answered 200 only once the jobs are committed to the store; duplicates are checked in
     // the same transaction.

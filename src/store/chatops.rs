@@ -12,8 +12,10 @@ use rusqlite::{OptionalExtension, params};
 
 use super::sqlite::{SqliteStore, db, from_ms, ms};
 use super::{Store, StoreError};
-use crate::chatops::command::REF_ALPHABET;
 use crate::webhook::{Ack, LabelSet};
+
+/// The characters references are made of: no `0`/`O`, `1`/`I`/`L`, which read alike.
+pub const REF_ALPHABET: &[u8] = b"23456789ABCDEFGHJKMNPQRSTUVWXYZ";
 
 pub(super) const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS chatops_refs (

@@ -12,12 +12,15 @@ pub mod chatops;
 pub mod redis;
 pub mod sqlite;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::secret::Secret;
 
 use chrono::{DateTime, Utc};
 
-use crate::channels::Progress;
-use crate::config::StorageConfig;
 use crate::webhook::Notification;
 
 /// What can go wrong talking to the store.
@@ -40,12 +43,47 @@ pub enum StoreError {
     Closed,
 }
 
+/// Recipients (per message part) already delivered for one job, so a retry after a partial
+/// failure goes only to those still missing. Each channel names its own entries.
+pub type Progress = std::collections::BTreeSet<String>;
+
+/// Which integration of a receiver a stored delivery is bound to: derived from what the
+/// integration sends to (its kind, a fingerprint of its credential, its recipients), so it
+/// survives reordering and reloads. Only hex digits, letters and `-`: safe inside store keys.
+///
+/// Stores written before identities existed hold the integration's position instead (all
+/// digits); [`IntegrationId::legacy_index`] reads it back.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct IntegrationId(pub String);
+
+impl IntegrationId {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The position a job stored by an older version names, if this is one.
+    pub fn legacy_index(&self) -> Option<usize> {
+        if !self.0.is_empty() && self.0.bytes().all(|b| b.is_ascii_digit()) {
+            self.0.parse().ok()
+        } else {
+            None
+        }
+    }
+}
+
+impl std::fmt::Display for IntegrationId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
 /// A job to add: one notification for one receiver integration.
 #[derive(Debug, Clone)]
 pub struct NewJob {
     pub receiver: String,
-    /// Index of the integration within the receiver.
-    pub integration: usize,
+    /// The identity of the integration within the receiver: what it sends to (kind,
+    /// credential fingerprint, recipients), never its position ([`IntegrationId`]).
+    pub integration: IntegrationId,
     /// The integration's type, shown by `deadletters list`.
     pub kind: String,
     pub notification: Notification,
@@ -54,13 +92,60 @@ pub struct NewJob {
     pub fallback: bool,
 }
 
+/// Jobs of one receiver integration merged into one job per kind (ordinary, fallback) by
+/// `merge`, accepted when the oldest of them was (so `max_age` still counts from there).
+pub fn merge_by_kind(
+    jobs: Vec<NewJob>,
+    merge: impl Fn(Vec<Notification>) -> Option<Notification>,
+) -> Vec<NewJob> {
+    let mut groups: std::collections::BTreeMap<bool, Vec<NewJob>> = Default::default();
+    for j in jobs {
+        groups.entry(j.fallback).or_default().push(j);
+    }
+    groups
+        .into_iter()
+        .filter_map(|(fallback, jobs)| {
+            let first = jobs.first()?;
+            let (receiver, integration, kind) = (
+                first.receiver.clone(),
+                first.integration.clone(),
+                first.kind.clone(),
+            );
+            let accepted_at = jobs.iter().map(|j| j.accepted_at).min()?;
+            let notification = merge(jobs.into_iter().map(|j| j.notification).collect())?;
+            Some(NewJob {
+                receiver,
+                integration,
+                kind,
+                notification,
+                accepted_at,
+                fallback,
+            })
+        })
+        .collect()
+}
+
+/// A claimed job as a job to add again: what a digest or a merge is made from.
+impl From<Job> for NewJob {
+    fn from(j: Job) -> NewJob {
+        NewJob {
+            receiver: j.receiver,
+            integration: j.integration,
+            kind: j.kind,
+            notification: j.notification,
+            accepted_at: j.accepted_at,
+            fallback: j.fallback,
+        }
+    }
+}
+
 /// A stored job, as a worker or `deadletters` sees it.
 #[derive(Debug, Clone)]
 pub struct Job {
     /// Store-assigned, stable across restarts.
     pub id: i64,
     pub receiver: String,
-    pub integration: usize,
+    pub integration: IntegrationId,
     pub kind: String,
     pub notification: Notification,
     /// Attempts made so far.
@@ -96,7 +181,7 @@ pub struct Failure {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Depth {
     pub receiver: String,
-    pub integration: usize,
+    pub integration: IntegrationId,
     pub count: u64,
 }
 
@@ -212,7 +297,7 @@ impl Store {
     pub async fn claim_target(
         &self,
         receiver: &str,
-        integration: usize,
+        integration: &IntegrationId,
         limit: usize,
     ) -> Result<Vec<Job>, StoreError> {
         match self {
@@ -370,7 +455,7 @@ impl Store {
     pub async fn claim_held(
         &self,
         receiver: &str,
-        integration: usize,
+        integration: &IntegrationId,
     ) -> Result<Vec<Job>, StoreError> {
         match self {
             Store::Sqlite(s) => s.claim_held(receiver, integration).await,
@@ -414,4 +499,55 @@ impl Store {
             Store::Redis(s) => s.is_open(),
         }
     }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StorageConfig {
+    /// Directory of the embedded store.
+    #[serde(default = "default_storage_path")]
+    pub path: PathBuf,
+    /// How many notifications may wait for delivery before the webhook answers 503.
+    #[serde(default = "default_queue_capacity")]
+    pub queue_capacity: usize,
+    /// A shared Redis (`redis://` or `rediss://`) used instead of the embedded store, so that
+    /// several replicas share one queue. May carry a password: a secret.
+    pub redis_url: Option<Secret>,
+    pub redis_url_file: Option<PathBuf>,
+    /// Prefix of every Redis key, so several installations can share one Redis.
+    #[serde(default = "default_redis_prefix")]
+    pub redis_prefix: String,
+    /// A delivery claimed by a replica that stopped answering for this long (crashed, or cut
+    /// off from Redis) is taken over by another replica.
+    #[serde(default = "default_redis_visibility_timeout", with = "humantime_serde")]
+    pub redis_visibility_timeout: Duration,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        StorageConfig {
+            path: default_storage_path(),
+            queue_capacity: default_queue_capacity(),
+            redis_url: None,
+            redis_url_file: None,
+            redis_prefix: default_redis_prefix(),
+            redis_visibility_timeout: default_redis_visibility_timeout(),
+        }
+    }
+}
+
+fn default_redis_prefix() -> String {
+    "amw:".into()
+}
+
+fn default_redis_visibility_timeout() -> Duration {
+    Duration::from_secs(30)
+}
+
+fn default_storage_path() -> PathBuf {
+    PathBuf::from("./data")
+}
+
+fn default_queue_capacity() -> usize {
+    10_000
 }

@@ -9,16 +9,14 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use crate::text;
 use chrono::{DateTime, FixedOffset, Utc};
 use chrono_tz::Tz;
-pub mod text;
-
 use handlebars::{
     Context, Handlebars, Helper, HelperDef, RenderContext, RenderErrorReason, ScopedJson,
 };
 use serde_json::{Map, Value, json};
 
-use crate::config::Locale;
 use crate::webhook::{Alert, Notification, Status};
 
 /// The shipped templates: (locale, name, source). Names are what `{{> name}}` and the config's
@@ -587,6 +585,25 @@ fn register_helpers(hb: &mut Handlebars<'static>, tz: Tz, locale: Locale) {
             .collect();
         Ok(json!(out))
     });
+}
+
+/// Language of the default templates and of derived words (`status_text`, durations).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
+pub enum Locale {
+    #[default]
+    #[serde(rename = "zh-CN")]
+    ZhCn,
+    #[serde(rename = "en")]
+    En,
+}
+
+impl Locale {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Locale::ZhCn => "zh-CN",
+            Locale::En => "en",
+        }
+    }
 }
 
 #[cfg(test)]

@@ -320,7 +320,7 @@ const MAX_ERROR_CHARS: usize = 240;
 /// The error on one line, its middle cut when too long (the end says where: line, column).
 fn one_line(e: &serde_json::Error) -> String {
     let s = e.to_string().replace('\n', " ");
-    if crate::template::text::visible_len(&s) <= MAX_ERROR_CHARS {
+    if crate::text::visible_len(&s) <= MAX_ERROR_CHARS {
         return s;
     }
     let tail: String = {
@@ -328,7 +328,43 @@ fn one_line(e: &serde_json::Error) -> String {
             unicode_segmentation::UnicodeSegmentation::graphemes(s.as_str(), true).collect();
         g[g.len().saturating_sub(60)..].concat()
     };
-    format!("{}{tail}", crate::template::text::truncate(&s, MAX_ERROR_CHARS - 60))
+    format!("{}{tail}", crate::text::truncate(&s, MAX_ERROR_CHARS - 60))
+}
+
+/// A firing and a resolved alert, to check that templates render.
+pub fn sample_notification() -> Notification {
+    const SAMPLE: &str = r#"{"receiver":"sample","status":"firing","version":"4",
+      "groupKey":"{}:{alertname=\"Sample\"}","externalURL":"http://alertmanager:9093","truncatedAlerts":0,
+      "groupLabels":{"alertname":"Sample"},"commonLabels":{"alertname":"Sample"},"commonAnnotations":{},
+      "alerts":[
+        {"status":"firing","labels":{"alertname":"Sample","severity":"critical","instance":"node-1"},
+         "annotations":{"summary":"Sample alert","description":"A sample alert to check templates"},
+         "startsAt":"2026-01-01T00:00:00Z","endsAt":"0001-01-01T00:00:00Z",
+         "generatorURL":"http://prometheus:9090/graph","fingerprint":"0123456789abcdef"},
+        {"status":"resolved","labels":{"alertname":"Sample","severity":"warning","instance":"node-2"},
+         "annotations":{"summary":"Sample resolved"},
+         "startsAt":"2026-01-01T00:00:00Z","endsAt":"2026-01-01T00:12:00Z",
+         "generatorURL":"http://prometheus:9090/graph","fingerprint":"fedcba9876543210"}]}"#;
+    // A constant that is tested to parse; an empty fallback keeps this infallible.
+    Notification::parse(SAMPLE.as_bytes()).unwrap_or_else(|_| Notification {
+        source: Source::Alertmanager,
+        version: "4".into(),
+        receiver: String::new(),
+        status: Status::Firing,
+        alerts: vec![],
+        group_labels: Default::default(),
+        common_labels: Default::default(),
+        common_annotations: Default::default(),
+        external_url: String::new(),
+        group_key: String::new(),
+        truncated_alerts: 0,
+        fallback: false,
+        digest: None,
+        reference: None,
+        ack: None,
+        alertmanager: Default::default(),
+        grafana: Default::default(),
+    })
 }
 
 #[cfg(test)]

@@ -1,5 +1,6 @@
 //! The documentation cannot drift from the code: every YAML block in `README.md`,
-//! `README.zh-CN.md` and `docs/*.md` is checked.
+//! `README.zh-CN.md`, `docs/*.md` and their Chinese twins `docs/zh-CN/*.md` is checked, and
+//! every page under `docs/` has its twin (same name, same blocks) in the other language.
 //!
 //! The rule, per fenced block (```` ```yaml ```` or ```` ```yml ````), decided by an optional
 //! `<!-- check: … -->` comment on the line before the fence:
@@ -333,18 +334,57 @@ fn check_alertmanager_config(mut config: Value, file: &Path) -> Result<(), Strin
     }
 }
 
-/// The pages: the two READMEs and every Markdown file in docs/.
+/// The Markdown files of one directory, sorted.
+fn markdown_in(dir: &Path) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.is_file() && p.extension().is_some_and(|e| e == "md"))
+        .collect();
+    files.sort();
+    files
+}
+
+fn docs_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("docs")
+}
+
+/// The pages: the two READMEs, every Markdown file in docs/ and every one in docs/zh-CN/.
 fn pages() -> Vec<PathBuf> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let mut pages = vec![root.join("README.md"), root.join("README.zh-CN.md")];
-    let mut docs: Vec<PathBuf> = std::fs::read_dir(root.join("docs"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "md"))
-        .collect();
-    docs.sort();
-    pages.extend(docs);
+    pages.extend(markdown_in(&docs_dir()));
+    pages.extend(markdown_in(&docs_dir().join("zh-CN")));
     pages
+}
+
+/// File names of the Markdown pages in one directory.
+fn names(dir: &Path) -> Vec<String> {
+    markdown_in(dir)
+        .iter()
+        .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+        .collect()
+}
+
+/// What a twin must share with its page: the YAML blocks, by how the checker treats them, and
+/// the rendered outputs it compares.
+fn block_kinds(markdown: &str) -> Vec<String> {
+    blocks(markdown)
+        .into_iter()
+        .filter(|b| matches!(b.lang.as_str(), "yaml" | "yml") || b.marker.is_some())
+        .map(|b| {
+            let marker = b.marker.unwrap_or_default();
+            if marker.starts_with("skip") {
+                format!("{} skip", b.lang)
+            } else if marker.is_empty() && b.text.contains("webhook_configs") {
+                format!("{} alertmanager", b.lang)
+            } else if marker.is_empty() {
+                format!("{} config", b.lang)
+            } else {
+                format!("{} {marker}", b.lang)
+            }
+        })
+        .collect()
 }
 
 #[test]
@@ -475,4 +515,58 @@ env-SOME_VAR-value 告警: HighCPU
     let report = check_page("page.md", page, dir.path());
     assert!(report.problems.is_empty(), "{:?}", report.problems);
     assert_eq!((report.configs, report.skipped, report.rendered), (2, 1, 1));
+}
+
+#[test]
+fn every_page_has_its_chinese_twin_and_back() {
+    let english = names(&docs_dir());
+    let chinese = names(&docs_dir().join("zh-CN"));
+    let missing: Vec<String> = english
+        .iter()
+        .filter(|n| !chinese.contains(n))
+        .map(|n| format!("docs/{n} has no twin docs/zh-CN/{n}"))
+        .chain(
+            chinese
+                .iter()
+                .filter(|n| !english.contains(n))
+                .map(|n| format!("docs/zh-CN/{n} has no twin docs/{n}")),
+        )
+        .collect();
+    assert!(missing.is_empty(), "\n{}", missing.join("\n"));
+    assert!(english.iter().any(|n| n == "README.md"), "{english:?}");
+
+    let mut problems = Vec::new();
+    for name in &english {
+        let en = std::fs::read_to_string(docs_dir().join(name)).unwrap();
+        let zh = std::fs::read_to_string(docs_dir().join("zh-CN").join(name)).unwrap();
+        let twin = format!("zh-CN/{name}");
+        if !en.contains(&format!("]({twin})")) {
+            problems.push(format!("docs/{name} does not link to its twin ({twin})"));
+        }
+        if !zh.contains(&format!("](../{name})")) {
+            problems.push(format!("docs/{twin} does not link back to ../{name}"));
+        }
+        let (ke, kz) = (block_kinds(&en), block_kinds(&zh));
+        if ke != kz {
+            problems.push(format!(
+                "docs/{name} and docs/{twin} differ in their checked blocks:\n  {ke:?}\n  {kz:?}"
+            ));
+        }
+    }
+    let readme =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.zh-CN.md"))
+            .unwrap();
+    for link in ["](docs/", "](./docs/"] {
+        for (i, _) in readme.match_indices(link) {
+            let rest = &readme[i + link.len()..];
+            if !rest.starts_with("zh-CN/") {
+                let end = rest.find(')').unwrap_or(rest.len());
+                problems.push(format!(
+                    "README.zh-CN.md links to the English docs/{}",
+                    &rest[..end]
+                ));
+            }
+        }
+    }
+    assert!(problems.is_empty(), "\n{}", problems.join("\n"));
 }

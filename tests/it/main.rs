@@ -9,6 +9,7 @@ mod dedupe;
 mod delivery;
 mod docs;
 mod gateway_window;
+mod identity;
 mod ingest;
 mod lifecycle;
 mod metrics;

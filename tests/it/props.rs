@@ -8,7 +8,7 @@ use alertmanager_wechat::config::Config;
 use alertmanager_wechat::route::{Matcher, Op};
 use alertmanager_wechat::runtime::{Runtime, sample_notification};
 use alertmanager_wechat::template::Templates;
-use alertmanager_wechat::template::text::{ELLIPSIS, truncate, upstream_len, upstream_prefix, visible_len};
+use alertmanager_wechat::text::{ELLIPSIS, truncate, upstream_len, upstream_prefix, visible_len};
 use alertmanager_wechat::webhook::Notification;
 use proptest::prelude::*;
 use serde_json::{Value, json};

@@ -563,3 +563,55 @@ async fn over_long_content_is_split_into_numbered_parts_each_to_every_spt() {
         assert_eq!(got, all, "part {part} to every SPT once");
     }
 }
+
+#[test]
+fn spts_come_from_the_environment_or_a_file_one_a_line() {
+    // SAFETY: no other test reads this variable.
+    unsafe { std::env::set_var("AMW_TEST_SPT", "SPT_from_env_01") };
+    let parse = |wx: &str| {
+        Config::parse(
+            &format!(
+                "route: {{receiver: a}}\nreceivers:\n  - name: a\n    wxpusher_configs: [{wx}]\n"
+            ),
+            "t.yml",
+            Path::new("."),
+        )
+        .map(|c| c.receivers[0].wxpusher_configs[0].spts.clone())
+    };
+    assert_eq!(
+        parse("{spts: ['${AMW_TEST_SPT}', SPT_literal_02]}").unwrap(),
+        [
+            alertmanager_wechat::secret::Secret::new("SPT_from_env_01"),
+            alertmanager_wechat::secret::Secret::new("SPT_literal_02")
+        ]
+    );
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("spts"),
+        "SPT_a1\r\n# off duty: SPT_zz\n\nSPT_b2",
+    )
+    .unwrap();
+    assert_eq!(
+        parse(&format!("{{spts_file: '{}/spts'}}", dir.path().display())).unwrap(),
+        [
+            alertmanager_wechat::secret::Secret::new("SPT_a1"),
+            alertmanager_wechat::secret::Secret::new("SPT_b2")
+        ]
+    );
+    std::fs::write(dir.path().join("empty"), "# nobody yet\n").unwrap();
+    let e = parse(&format!("{{spts_file: '{}/empty'}}", dir.path().display())).unwrap_err();
+    assert_eq!(
+        e.to_string().trim(),
+        format!(
+            "t.yml: receivers[0].wxpusher_configs[0].spts_file: {}/empty holds no SPT (one SPT_… a line)",
+            dir.path().display()
+        )
+    );
+    let e = parse("{spts: [SPT_a1], spts_file: x}").unwrap_err();
+    assert!(
+        e.to_string().contains(
+            "t.yml: receivers[0].wxpusher_configs[0]: spts and spts_file are mutually exclusive"
+        ),
+        "{e}"
+    );
+}

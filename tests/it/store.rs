@@ -9,7 +9,7 @@ use alertmanager_wechat::config::StorageConfig;
 use alertmanager_wechat::secret::Secret;
 use alertmanager_wechat::store::chatops::{self, Touch};
 use alertmanager_wechat::store::{
-    Admission, Admitted, Failure, Job, Mark, NewJob, Store, StoreError,
+    Admission, Admitted, Failure, IntegrationId, Job, Mark, NewJob, Store, StoreError,
 };
 use alertmanager_wechat::webhook::Ack;
 use chrono::{DateTime, Utc};
@@ -70,10 +70,23 @@ macro_rules! both {
     };
 }
 
+/// The identity of the test's integration number `n`.
+fn id(n: usize) -> IntegrationId {
+    IntegrationId(format!("wxpusher-{n:016x}"))
+}
+
+/// The number [`id`] was made from.
+fn number(id: &IntegrationId) -> usize {
+    id.as_str()
+        .strip_prefix("wxpusher-")
+        .and_then(|h| usize::from_str_radix(h, 16).ok())
+        .unwrap_or(usize::MAX)
+}
+
 fn job(receiver: &str, integration: usize) -> NewJob {
     NewJob {
         receiver: receiver.into(),
-        integration,
+        integration: id(integration),
         kind: "wxpusher".into(),
         notification: alertmanager_wechat::runtime::sample_notification(),
         accepted_at: Utc::now(),
@@ -105,7 +118,7 @@ async fn depth_of(store: &Store) -> Vec<(String, usize, u64)> {
         .await
         .unwrap()
         .into_iter()
-        .map(|d| (d.receiver, d.integration, d.count))
+        .map(|d| (d.receiver, number(&d.integration), d.count))
         .collect()
 }
 
@@ -122,7 +135,11 @@ async fn jobs_round_trip_and_are_claimed_once(store: Store, _: &mut Guard) {
     assert_eq!(ids(&claimed), new);
     let (ja, jb) = (&claimed[0], &claimed[1]);
     assert_eq!(
-        (ja.receiver.as_str(), ja.integration, ja.kind.as_str()),
+        (
+            ja.receiver.as_str(),
+            number(&ja.integration),
+            ja.kind.as_str()
+        ),
         ("oncall", 0, "wxpusher")
     );
     assert_eq!(ja.notification, a.notification);
@@ -131,7 +148,7 @@ async fn jobs_round_trip_and_are_claimed_once(store: Store, _: &mut Guard) {
     assert_eq!((ja.attempt, ja.fallback), (0, false));
     assert!(ja.progress.is_empty() && ja.last_error.is_none() && ja.failed_at.is_none());
     assert_eq!(
-        (jb.receiver.as_str(), jb.integration, jb.fallback),
+        (jb.receiver.as_str(), number(&jb.integration), jb.fallback),
         ("dba:east", 1, true)
     );
     // In flight: nobody else gets them, but they still count as waiting.
@@ -284,13 +301,13 @@ async fn claim_target_takes_one_backlog_for_a_digest(store: Store, _: &mut Guard
         .await
         .unwrap();
     // Taken in chunks, oldest first.
-    let mut backlog = store.claim_target("oncall", 0, 2).await.unwrap();
+    let mut backlog = store.claim_target("oncall", &id(0), 2).await.unwrap();
     assert_eq!(ids(&backlog), [a[0], a[1]]);
-    backlog.extend(store.claim_target("oncall", 0, 10).await.unwrap());
+    backlog.extend(store.claim_target("oncall", &id(0), 10).await.unwrap());
     assert_eq!(ids(&backlog), [a[0], a[1], later[0]]);
     assert!(
         store
-            .claim_target("oncall", 0, 10)
+            .claim_target("oncall", &id(0), 10)
             .await
             .unwrap()
             .is_empty()
@@ -766,10 +783,10 @@ async fn dedupe_state_expires_and_held_jobs_wait_to_be_merged(store: Store, _: &
         store.next_due().await.unwrap().map(trunc),
         Some(trunc(now + chrono::Duration::hours(1)))
     );
-    let merged = store.claim_held("oncall", 0).await.unwrap();
+    let merged = store.claim_held("oncall", &id(0)).await.unwrap();
     assert_eq!(ids(&merged), queued);
     assert!(merged.iter().all(|j| j.held));
-    assert!(store.claim_held("oncall", 0).await.unwrap().is_empty());
+    assert!(store.claim_held("oncall", &id(0)).await.unwrap().is_empty());
     store
         .complete(queued, vec![job("oncall", 0)])
         .await

@@ -6,8 +6,8 @@ use std::io::Write;
 use serde_json::json;
 
 use super::{Env, Outbound};
-use crate::delivery::DeliveryError;
-use crate::template::text;
+use crate::channels::error::DeliveryError;
+use crate::text;
 use crate::webhook::Notification;
 
 #[derive(Debug)]

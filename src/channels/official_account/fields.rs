@@ -6,7 +6,7 @@
 //!
 //! A field's type is its key without the trailing number (`thing1` → `thing`,
 //! `character_string12` → `character_string`). Lengths count user-visible characters
-//! ([`crate::template::text`]). Every value is folded to one line first: no field may hold a newline.
+//! ([`crate::text`]). Every value is folded to one line first: no field may hold a newline.
 //! Only free text (`thing`, and types we do not know) is cut with an ellipsis; the other types
 //! are validated by character class, where `…` itself would be invalid, so they are cut hard
 //! after the characters their class does not allow are dropped.
@@ -14,7 +14,7 @@
 use chrono::DateTime;
 use chrono_tz::Tz;
 
-use crate::template::text;
+use crate::text;
 
 /// The field types WeChat documents for category templates and subscribe notifications.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

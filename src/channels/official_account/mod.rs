@@ -11,9 +11,9 @@
 //! `<openid>`, openids WeChat refused for good (not following, bad openid, blocked, no
 //! subscription left) as `failed/<openid>/<errcode>`; a retry goes to neither.
 //!
-//! Daily quota (45009) is a non-retryable error with [`Reason::Quota`]: trying again before
-//! [`quota_resets_at`] (midnight, Beijing time) cannot succeed, so the delivery engine parks
-//! the notification until then or hands it to the integration's `fallback_receiver`.
+//! Daily quota (45009) is [`DeliveryError::Until`] [`quota_resets_at`] (midnight, Beijing
+//! time) with [`Reason::Quota`]: trying again before then cannot succeed, so the delivery
+//! engine parks the notification until then or hands it to the `fallback_receiver`.
 
 pub mod fields;
 pub mod token;
@@ -24,11 +24,9 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 
-use super::{Env, Outbound, Progress};
-use crate::config::{MiniProgramConfig, OfficialAccountKind};
-use crate::delivery::{DeliveryError, Reason};
+use super::{Env, Outbound, Progress, http};
+use crate::channels::error::{DeliveryError, Reason};
 use crate::secret::Secret;
-use crate::template::text;
 use crate::webhook::Notification;
 use token::TokenSource;
 
@@ -53,7 +51,7 @@ pub struct OfficialAccount {
     pub max_concurrency: usize,
     pub tokens: TokenSource,
     /// Send requests per second allowed for this app (`rate_limit`); `None`: unlimited.
-    pub rate_limit: Option<crate::delivery::options::RateLimit>,
+    pub rate_limit: Option<crate::channels::options::RateLimit>,
 }
 
 /// What both send endpoints answer.
@@ -319,7 +317,11 @@ impl OfficialAccount {
             other => other,
         };
         if let Some(e) = quota {
-            return Err(with_recipients(e, still));
+            // Nothing can succeed before the quota is renewed: said as data, for the engine.
+            return Err(DeliveryError::Until {
+                at: quota_resets_at(env.now),
+                error: Box::new(with_recipients(e, still)),
+            });
         }
         if let Some(e) = permanent {
             return Err(with_recipients(e, still));
@@ -408,47 +410,41 @@ impl OfficialAccount {
         if let Some(limit) = self.rate_limit {
             env.limits.acquire(&self.rate_key(), limit).await;
         }
-        let resp = env
+        let request = env
             .client
             .post(self.endpoint())
             .query(&[("access_token", token.expose())])
-            .json(body)
-            .send()
-            .await
-            .map_err(|e| DeliveryError::transport(SERVICE, e))?;
-        let status = resp.status();
-        let retry_after = crate::delivery::error::parse_retry_after(resp.headers());
-        let bytes = resp
-            .bytes()
-            .await
-            .map_err(|e| DeliveryError::transport(SERVICE, e))?;
+            .json(body);
         // Upstream text is scrubbed of configured secrets and of the token in use.
         let clean = |s: &str| {
             env.scrubber
                 .scrub(&s.replace(token.expose(), "<access_token>"))
         };
-        if !status.is_success() {
-            return Err(DeliveryError::Http {
-                service: SERVICE,
-                status: status.as_u16(),
-                retry_after,
-                body: clean(&snippet(&bytes)),
-            });
-        }
-        let mut result: SendResult =
-            serde_json::from_slice(&bytes).map_err(|e| DeliveryError::BadResponse {
-                service: SERVICE,
-                message: format!("{e}: {}", clean(&snippet(&bytes))),
-            })?;
+        let mut result: SendResult = http::send(SERVICE, request)
+            .await?
+            .success_json(SERVICE, clean)?;
         result.errmsg = clean(&result.errmsg);
         Ok(result)
     }
 }
 
-/// The start of a body, for error messages.
-fn snippet(bytes: &[u8]) -> String {
-    let s = String::from_utf8_lossy(bytes);
-    text::upstream_prefix(&text::one_line(&s), 200).to_string()
+/// Which Official Account API messages go through.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OfficialAccountKind {
+    /// Template messages: users who follow the account.
+    #[default]
+    Template,
+    /// Subscribe notifications: one message per subscription a user granted.
+    Subscribe,
+}
+
+/// A mini program page opened instead of `url` when tapped.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MiniProgramConfig {
+    pub appid: String,
+    pub pagepath: String,
 }
 
 #[cfg(test)]

@@ -1,10 +1,11 @@
 //! Access tokens for the WeChat Official Account API: fetching, caching, single-flight refresh
 //! and rate limiting of token calls.
 //!
-//! Tokens live in one process-wide cache ([`global`]) keyed by API base URL, app id and token
-//! endpoint. A process-wide cache (rather than one per [`crate::runtime::Runtime`]) is what lets
-//! a token survive `/-/reload`: reloading builds new integrations, which look up the same
-//! slot, so a reload never spends a token call. Each slot sits behind its own
+//! Tokens live in one [`TokenCache`] keyed by API base URL, app id and token endpoint, kept in
+//! the service's long-lived upstream state ([`crate::channels::state::Upstreams`]) rather than
+//! in one [`crate::runtime::Runtime`]: that is what lets a token survive `/-/reload`, since
+//! reloading builds new integrations, which look up the same slot, so a reload never spends a
+//! token call. Each slot sits behind its own
 //! `tokio::sync::Mutex`: whoever holds it and finds no usable token fetches one while every
 //! other sender of that app waits on the lock and then reuses what was fetched (single-flight).
 //! Token calls are spaced at least `min_interval` apart per slot, because the classic endpoint
@@ -14,7 +15,7 @@
 //! travels in the query string, so URLs are not logged either.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex as StdMutex, OnceLock};
+use std::sync::{Arc, Mutex as StdMutex};
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -23,7 +24,7 @@ use tokio::time::Instant;
 
 use super::{SERVICE, classify};
 use crate::channels::Env;
-use crate::delivery::DeliveryError;
+use crate::channels::error::DeliveryError;
 use crate::secret::Secret;
 
 /// Which token API to call.
@@ -74,12 +75,6 @@ struct Key {
 #[derive(Debug, Default)]
 pub struct TokenCache {
     slots: StdMutex<HashMap<Key, Arc<Mutex<Slot>>>>,
-}
-
-/// The process-wide cache, shared by every runtime built in this process.
-pub fn global() -> &'static TokenCache {
-    static CACHE: OnceLock<TokenCache> = OnceLock::new();
-    CACHE.get_or_init(TokenCache::default)
 }
 
 impl TokenCache {
@@ -235,29 +230,18 @@ impl TokenSource {
                     ("secret", self.app_secret.expose()),
                 ]),
         };
-        let resp = request
-            .send()
-            .await
-            .map_err(|e| DeliveryError::transport(SERVICE, e))?;
-        let status = resp.status();
-        let bytes = resp
-            .bytes()
-            .await
-            .map_err(|e| DeliveryError::transport(SERVICE, e))?;
-        if !status.is_success() {
-            // The body is not kept: on a token call it could echo the secret or a token.
+        let answer = crate::channels::http::send(SERVICE, request).await?;
+        // The body is never kept: on a token call it could echo the secret or a token.
+        let hide = |_: &str| "access token response".to_string();
+        if !answer.is_success() {
             return Err(DeliveryError::Http {
                 service: SERVICE,
-                status: status.as_u16(),
+                status: answer.status,
                 retry_after: None,
                 body: "access token request failed".into(),
             });
         }
-        let parsed: TokenResponse =
-            serde_json::from_slice(&bytes).map_err(|e| DeliveryError::BadResponse {
-                service: SERVICE,
-                message: format!("access token response: {e}"),
-            })?;
+        let parsed: TokenResponse = answer.json(SERVICE, hide)?;
         match (parsed.errcode, parsed.access_token) {
             (0, Some(token)) if !token.is_empty() => {
                 Ok((Secret::new(token), parsed.expires_in.unwrap_or(7200)))
@@ -431,7 +415,7 @@ mod tests {
         };
         for _ in 0..5 {
             let e = src.get_with(failing).await.unwrap_err();
-            assert_eq!(e.reason(), crate::delivery::Reason::BadCredentials);
+            assert_eq!(e.reason(), crate::channels::error::Reason::BadCredentials);
         }
         assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 1);
         tokio::time::advance(Duration::from_secs(60)).await;

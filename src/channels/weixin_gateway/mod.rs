@@ -16,22 +16,20 @@
 
 pub mod window;
 
-use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::{Arc, LazyLock, Mutex};
+use std::collections::HashMap;
+use std::sync::{LazyLock, Mutex};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tokio::time::Instant;
 
-use super::{Env, Kind, Outbound, Progress};
-use crate::config::Locale;
-use crate::delivery::error::parse_retry_after;
-use crate::delivery::{DeliveryError, Reason};
-use crate::metrics::{Metrics, ReceiverIntegrationLabels};
-use crate::runtime::Shared;
+use super::{Env, Outbound, Progress};
+use crate::channels::error::{DeliveryError, Reason};
+use crate::channels::http;
 use crate::secret::Secret;
-use crate::template::text;
+use crate::template::Locale;
+use crate::text;
 use crate::webhook::Notification;
 
 /// Longest text sent in one message, in UTF-16 units (what the Java/iLink side counts).
@@ -68,7 +66,7 @@ pub struct WeixinGateway {
     pub health_interval: Duration,
     /// `/send` requests per second allowed for this gateway account (`rate_limit`); `None`:
     /// unlimited.
-    pub rate_limit: Option<crate::delivery::options::RateLimit>,
+    pub rate_limit: Option<crate::channels::options::RateLimit>,
     /// Messages a user can get between two of their own ([`window`]); 0: not counted.
     pub window_size: u32,
     /// From this many, each message asks the user to reply; 0: never.
@@ -160,10 +158,15 @@ impl WeixinGateway {
     }
 
     fn body(&self, user: &str, text: &str) -> Value {
+        self.body_in(user, &self.context_token, text)
+    }
+
+    /// The `/send` body to `user` in the conversation `context_token` names.
+    fn body_in(&self, user: &str, context_token: &str, text: &str) -> Value {
         serde_json::to_value(SendBody {
             account_id: &self.account_id,
             to_user_id: user,
-            context_token: &self.context_token,
+            context_token,
             chat_type: "c2c",
             items: [TextItem { kind: "text", text }],
         })
@@ -305,43 +308,45 @@ impl WeixinGateway {
     }
 
     async fn call(&self, env: &Env<'_>, user: &str, text: &str) -> Result<(), DeliveryError> {
+        self.call_with(env, self.body(user, text)).await
+    }
+
+    /// A reply to a user's message (a chat command's answer), in the conversation the message
+    /// came in on, through this integration's own client: its rate limit and its reading of
+    /// the gateway's errors.
+    pub async fn reply(
+        &self,
+        env: &Env<'_>,
+        user: &str,
+        context_token: &str,
+        text: &str,
+    ) -> Result<(), DeliveryError> {
+        self.call_with(env, self.body_in(user, context_token, text))
+            .await?;
+        // The reply is one of the user's window messages too.
+        let used = self.window_used(env, user).await;
+        self.window_count(env, user, used).await;
+        Ok(())
+    }
+
+    async fn call_with(&self, env: &Env<'_>, body: Value) -> Result<(), DeliveryError> {
         if let Some(limit) = self.rate_limit {
             env.limits.acquire(&self.rate_key(), limit).await;
         }
-        let mut req = env
-            .client
-            .post(self.endpoint("send"))
-            .json(&self.body(user, text));
+        let mut req = env.client.post(self.endpoint("send")).json(&body);
         if let Some(t) = &self.bearer_token {
             req = req.bearer_auth(t.expose());
         }
-        let resp = req
-            .send()
-            .await
-            .map_err(|e| DeliveryError::transport(SERVICE, e))?;
-        let status = resp.status();
-        let retry_after = parse_retry_after(resp.headers());
-        let bytes = resp
-            .bytes()
-            .await
-            .map_err(|e| DeliveryError::transport(SERVICE, e))?;
-        let reply = serde_json::from_slice::<Reply>(&bytes);
-        match (status.as_u16(), reply) {
+        let answer = http::send(SERVICE, req).await?;
+        let scrub = |s: &str| env.scrubber.scrub(s);
+        match (answer.status, answer.json::<Reply>(SERVICE, scrub)) {
             (200..=299, Ok(r)) if r.ok => Ok(()),
             // The gateway reports every failure as 500 with its `error` text; a 2xx saying
             // `ok:false` is read the same way.
             (200..=299 | 500, Ok(r)) => Err(classify(&env.scrubber.scrub(&r.error))),
-            (200..=299, Err(e)) => Err(DeliveryError::BadResponse {
-                service: SERVICE,
-                message: format!("{e}: {}", env.scrubber.scrub(&snippet(&bytes))),
-            }),
+            (200..=299, Err(e)) => Err(e),
             // A proxy in front, or the gateway crashing: not the gateway's own answer.
-            (status, _) => Err(DeliveryError::Http {
-                service: SERVICE,
-                status,
-                retry_after,
-                body: env.scrubber.scrub(&snippet(&bytes)),
-            }),
+            _ => Err(answer.http_error(SERVICE, scrub)),
         }
     }
 
@@ -450,72 +455,6 @@ pub fn split(text: &str, locale: Locale) -> Vec<String> {
             format!("{header}\n{body}")
         })
         .collect()
-}
-
-/// The start of a body, for error messages.
-fn snippet(bytes: &[u8]) -> String {
-    let s = String::from_utf8_lossy(bytes);
-    text::upstream_prefix(&text::one_line(&s), 200).to_string()
-}
-
-/// Probes every configured gateway's `/health` forever and sets
-/// `integration_up{receiver,integration="weixin_gateway"}`: 1 when every gateway of that
-/// receiver answers, else 0. Reads the runtime in force each round, so reloads apply; series
-/// of receivers no longer configured are removed. The round period is the shortest
-/// `health_interval` configured (30s when there is none).
-pub async fn health_loop(runtime: Shared, metrics: Arc<Metrics>, store: crate::store::Store) {
-    let mut shown: HashSet<ReceiverIntegrationLabels> = HashSet::new();
-    loop {
-        let rt = runtime.load_full();
-        let mut probes = tokio::task::JoinSet::new();
-        let mut interval = Duration::from_secs(30);
-        let mut first = true;
-        for (receiver, list) in &rt.receivers {
-            for integration in list {
-                if let Kind::WeixinGateway(g) = &integration.kind {
-                    interval = if first {
-                        g.health_interval
-                    } else {
-                        interval.min(g.health_interval)
-                    };
-                    first = false;
-                    let (rt, receiver, index) = (rt.clone(), receiver.clone(), integration.index);
-                    probes.spawn(async move {
-                        let up = match rt.integration(&receiver, index).map(|i| &i.kind) {
-                            Some(Kind::WeixinGateway(g)) => g.probe(&rt.client).await,
-                            _ => false,
-                        };
-                        (receiver, up)
-                    });
-                }
-            }
-        }
-        let mut up: BTreeMap<String, bool> = BTreeMap::new();
-        while let Some(joined) = probes.join_next().await {
-            if let Ok((receiver, ok)) = joined {
-                *up.entry(receiver).or_insert(true) &= ok;
-            }
-        }
-        let mut now_shown = HashSet::new();
-        for (receiver, ok) in up {
-            let labels = ReceiverIntegrationLabels {
-                receiver,
-                integration: SERVICE,
-            };
-            metrics
-                .integration_up
-                .get_or_create(&labels)
-                .set(i64::from(ok));
-            now_shown.insert(labels);
-        }
-        for gone in shown.difference(&now_shown) {
-            metrics.integration_up.remove(gone);
-        }
-        shown = now_shown;
-        window::refresh_metrics(&rt, &store, &metrics).await;
-        drop(rt);
-        tokio::time::sleep(interval).await;
-    }
 }
 
 #[cfg(test)]

@@ -25,13 +25,12 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-use super::{Kind, SERVICE, WeixinGateway};
+use super::{SERVICE, WeixinGateway};
 use crate::channels::Env;
-use crate::config::Locale;
 use crate::metrics::{Metrics, WindowLabels};
-use crate::runtime::Runtime;
 use crate::store::Store;
-use crate::template::text;
+use crate::template::Locale;
+use crate::text;
 
 /// How long a window count is kept without being reset.
 pub const STATE_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
@@ -213,38 +212,37 @@ impl WeixinGateway {
 /// their window `open`, nearly spent: `low`, or `spent`) and
 /// `weixin_gateway_window_remaining{receiver}` (the fewest sends any of them has left) from
 /// the store. Labels are receiver names and fixed states: never user ids.
-pub async fn refresh_metrics(rt: &Runtime, store: &Store, metrics: &Metrics) {
+pub async fn refresh_metrics<'a>(
+    gateways: impl IntoIterator<Item = (&'a str, &'a WeixinGateway)>,
+    store: &Store,
+    metrics: &Metrics,
+) {
     let now = Utc::now();
     let mut users: BTreeMap<String, [i64; 3]> = BTreeMap::new();
     let mut remaining: BTreeMap<String, i64> = BTreeMap::new();
-    for (receiver, list) in &rt.receivers {
-        for i in list {
-            let Kind::WeixinGateway(g) = &i.kind else {
-                continue;
+    for (receiver, g) in gateways {
+        if g.window_size == 0 {
+            continue;
+        }
+        let counts = users.entry(receiver.to_string()).or_default();
+        for user in &g.to_user_ids {
+            let Ok(used) = store.counter(counter_key(&g.account_id, user), now).await else {
+                return;
             };
-            if g.window_size == 0 {
-                continue;
-            }
-            let counts = users.entry(receiver.clone()).or_default();
-            for user in &g.to_user_ids {
-                let Ok(used) = store.counter(counter_key(&g.account_id, user), now).await else {
-                    return;
-                };
-                let (size, warn) = (i64::from(g.window_size), i64::from(g.window_warn_at));
-                let state = if used >= size {
-                    2
-                } else if warn > 0 && used + 1 >= warn {
-                    1
-                } else {
-                    0
-                };
-                counts[state] += 1;
-                let left = (size - used).max(0);
-                remaining
-                    .entry(receiver.clone())
-                    .and_modify(|r| *r = (*r).min(left))
-                    .or_insert(left);
-            }
+            let (size, warn) = (i64::from(g.window_size), i64::from(g.window_warn_at));
+            let state = if used >= size {
+                2
+            } else if warn > 0 && used + 1 >= warn {
+                1
+            } else {
+                0
+            };
+            counts[state] += 1;
+            let left = (size - used).max(0);
+            remaining
+                .entry(receiver.to_string())
+                .and_modify(|r| *r = (*r).min(left))
+                .or_insert(left);
         }
     }
     metrics.window_users.clear();

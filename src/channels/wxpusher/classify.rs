@@ -10,7 +10,7 @@
 //!
 //! Owns no I/O; the caller scrubs `msg` of secrets before it gets here.
 
-use crate::delivery::{DeliveryError, Reason};
+use crate::channels::error::{DeliveryError, Reason};
 
 use super::SERVICE;
 

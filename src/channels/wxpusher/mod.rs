@@ -23,12 +23,12 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::{Env, Outbound, Progress};
-use crate::config::{ContentType, Locale};
-use crate::delivery::error::parse_retry_after;
-use crate::delivery::{DeliveryError, Reason};
+use crate::channels::error::{DeliveryError, Reason};
+use crate::channels::http;
 use crate::secret::Secret;
 use crate::store::Store;
-use crate::template::text;
+use crate::template::Locale;
+use crate::text;
 use crate::webhook::Notification;
 use classify::call_error;
 
@@ -62,7 +62,7 @@ pub struct WxPusher {
     /// Preview length in visible characters (≤ 100).
     pub summary_max: usize,
     /// Requests per second allowed for this app token; `None`: unlimited.
-    pub rate_limit: Option<crate::delivery::options::RateLimit>,
+    pub rate_limit: Option<crate::channels::options::RateLimit>,
     /// Messages one UID may get from this app token per day (≥ 1).
     pub daily_budget: u32,
 }
@@ -165,6 +165,58 @@ impl WxPusher {
     /// token (never the token, a secret) and the UID.
     fn budget_key(&self, day: NaiveDate, uid: &str) -> String {
         format!("{}:budget:{day}:{uid}", self.rate_key())
+    }
+
+    /// A plain-text reply to one user (a chat command's answer) through this integration's own
+    /// client: its rate limit, its daily budget when `env.store` is set, and its reading of
+    /// WxPusher's codes.
+    pub async fn reply(&self, env: &Env<'_>, uid: &str, text: &str) -> Result<(), DeliveryError> {
+        let part = Part {
+            summary: fit_summary(&text::one_line(text), self.summary_max),
+            content: text.to_string(),
+            url: None,
+        };
+        let batch = Batch {
+            part_index: 0,
+            part,
+            uids: vec![uid.to_string()],
+            topic_ids: Vec::new(),
+            content_type: Some(ContentType::Text),
+        };
+        let mut counted = None;
+        if let Some(store) = env.store
+            && let Some(over) = self.reserve(store, &batch.uids, env.now).await
+        {
+            if !over.is_empty() {
+                return Err(DeliveryError::Budget {
+                    service: SERVICE,
+                    recipients: over.len(),
+                    budget: self.daily_budget,
+                });
+            }
+            counted = Some(store);
+        }
+        let (mut progress, mut failed, mut last_failure) = (Progress::new(), Vec::new(), None);
+        let outcome = self
+            .send_batch(env, &batch, &mut progress, &mut failed, &mut last_failure)
+            .await;
+        if let Some(store) = counted
+            && progress.is_empty()
+        {
+            self.release(store, &batch.uids, env.now).await;
+        }
+        outcome?;
+        match last_failure {
+            Some((code, message)) => Err(DeliveryError::Upstream {
+                service: SERVICE,
+                code,
+                message,
+                reason: Reason::Recipient,
+                retryable: true,
+                recipients: failed,
+            }),
+            None => Ok(()),
+        }
     }
 
     /// Takes one message of each UID's budget for today, in one store round trip; returns
@@ -341,7 +393,7 @@ impl WxPusher {
             app_token: self.app_token.expose(),
             content: &b.part.content,
             summary: &b.part.summary,
-            content_type: self.content_type.code(),
+            content_type: b.content_type.unwrap_or(self.content_type).code(),
             uids: &b.uids,
             topic_ids: &b.topic_ids,
             url: b.part.url.as_deref(),
@@ -386,6 +438,7 @@ impl WxPusher {
                     part: part.clone(),
                     uids: uid_chunks.get(i).map(|c| c.to_vec()).unwrap_or_default(),
                     topic_ids: topic_chunks.get(i).map(|c| c.to_vec()).unwrap_or_default(),
+                    content_type: None,
                 });
             }
         }
@@ -545,31 +598,10 @@ impl WxPusher {
         if let Some(limit) = self.rate_limit {
             env.limits.acquire(&self.rate_key(), limit).await;
         }
-        let resp = env
-            .client
-            .post(self.endpoint())
-            .json(&self.body(batch))
-            .send()
-            .await
-            .map_err(|e| DeliveryError::transport(SERVICE, e))?;
-        let status = resp.status();
-        let retry_after = parse_retry_after(resp.headers());
-        let bytes = resp
-            .bytes()
-            .await
-            .map_err(|e| DeliveryError::transport(SERVICE, e))?;
-        if !status.is_success() {
-            return Err(DeliveryError::Http {
-                service: SERVICE,
-                status: status.as_u16(),
-                retry_after,
-                body: env.scrubber.scrub(&snippet(&bytes)),
-            });
-        }
-        serde_json::from_slice(&bytes).map_err(|e| DeliveryError::BadResponse {
-            service: SERVICE,
-            message: format!("{e}: {}", env.scrubber.scrub(&snippet(&bytes))),
-        })
+        let request = env.client.post(self.endpoint()).json(&self.body(batch));
+        http::send(SERVICE, request)
+            .await?
+            .success_json(SERVICE, |s| env.scrubber.scrub(s))
     }
 }
 
@@ -579,6 +611,8 @@ struct Batch {
     part: Part,
     uids: Vec<String>,
     topic_ids: Vec<i64>,
+    /// The body type, when not the integration's own (a chat reply is plain text).
+    content_type: Option<ContentType>,
 }
 
 /// The preview cut to `max` visible characters, and further if WxPusher's own limit
@@ -594,10 +628,25 @@ fn fit_summary(summary: &str, max: usize) -> String {
     }
 }
 
-/// The start of a body, for error messages.
-fn snippet(bytes: &[u8]) -> String {
-    let s = String::from_utf8_lossy(bytes);
-    text::upstream_prefix(&text::one_line(&s), 200).to_string()
+/// WxPusher's message body types.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ContentType {
+    Text,
+    Html,
+    #[default]
+    Markdown,
+}
+
+impl ContentType {
+    /// The number WxPusher's `contentType` field takes.
+    pub fn code(self) -> u8 {
+        match self {
+            ContentType::Text => 1,
+            ContentType::Html => 2,
+            ContentType::Markdown => 3,
+        }
+    }
 }
 
 #[cfg(test)]

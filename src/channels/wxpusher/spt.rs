@@ -22,8 +22,7 @@ use serde_json::Value;
 
 use super::{Batch, Progress, RecipientResult, SendResult, WxPusher, uid_key};
 use crate::channels::Env;
-use crate::config::WxPusherConfig;
-use crate::delivery::{DeliveryError, Reason};
+use crate::channels::error::{DeliveryError, Reason};
 use crate::secret::Secret;
 
 /// The API's `sptList` limit.
@@ -203,32 +202,42 @@ impl WxPusher {
     }
 }
 
+/// What of a `wxpusher_configs` entry the simple-push checks look at; the app-token keys
+/// only by whether they are set.
+pub struct SptKeys<'a> {
+    pub spts: &'a mut Vec<Secret>,
+    pub spts_file: &'a Option<std::path::PathBuf>,
+    /// `(key, set)` for `app_token`, `app_token_file`, `uids`, `topic_ids`, `subscriber_tags`.
+    pub app_keys: [(&'static str, bool); 5],
+}
+
 /// Checks `spts` / `spts_file` of one `wxpusher_configs` entry, reading the file into `spts`.
 /// Returns whether the app-token checks are to be skipped: the entry uses simple push, or
 /// names no credential at all (reported here, once).
 pub fn resolve_config(
     base: &Path,
     at: &str,
-    w: &mut WxPusherConfig,
+    k: SptKeys<'_>,
     report: &mut dyn FnMut(String, String),
 ) -> bool {
-    if !w.spts.is_empty() && w.spts_file.is_some() {
+    let (spts, spts_file) = (k.spts, k.spts_file);
+    if !spts.is_empty() && spts_file.is_some() {
         report(
             at.to_string(),
             "spts and spts_file are mutually exclusive".into(),
         );
     }
-    if let (true, Some(f)) = (w.spts.is_empty(), &w.spts_file) {
+    if let (true, Some(f)) = (spts.is_empty(), spts_file) {
         let p = base.join(f);
         match std::fs::read_to_string(&p) {
             Ok(text) => {
-                w.spts = text
+                *spts = text
                     .lines()
                     .map(str::trim)
                     .filter(|l| !l.is_empty() && !l.starts_with('#'))
                     .map(Secret::new)
                     .collect();
-                if w.spts.is_empty() {
+                if spts.is_empty() {
                     report(
                         format!("{at}.spts_file"),
                         format!("{} holds no SPT (one SPT_… a line)", p.display()),
@@ -241,14 +250,14 @@ pub fn resolve_config(
             ),
         }
     }
-    let simple = !w.spts.is_empty() || w.spts_file.is_some();
-    let key = if w.spts_file.is_some() {
+    let simple = !spts.is_empty() || spts_file.is_some();
+    let key = if spts_file.is_some() {
         "spts_file"
     } else {
         "spts"
     };
     if !simple {
-        if w.app_token.is_none() && w.app_token_file.is_none() {
+        if !k.app_keys[0].1 && !k.app_keys[1].1 {
             report(
                 at.to_string(),
                 "one of app_token, app_token_file, spts and spts_file is required".into(),
@@ -257,17 +266,12 @@ pub fn resolve_config(
         }
         return false;
     }
-    let mixed: Vec<&str> = [
-        ("app_token", w.app_token.is_some()),
-        ("app_token_file", w.app_token_file.is_some()),
-        ("uids", !w.uids.is_empty()),
-        ("topic_ids", !w.topic_ids.is_empty()),
-        ("subscriber_tags", !w.subscriber_tags.is_empty()),
-    ]
-    .into_iter()
-    .filter(|(_, set)| *set)
-    .map(|(k, _)| k)
-    .collect();
+    let mixed: Vec<&str> = k
+        .app_keys
+        .into_iter()
+        .filter(|(_, set)| *set)
+        .map(|(k, _)| k)
+        .collect();
     if !mixed.is_empty() {
         report(
             at.to_string(),
@@ -282,7 +286,7 @@ pub fn resolve_config(
     } else {
         format!("{at}.spts")
     };
-    for (k, s) in w.spts.iter().enumerate() {
+    for (k, s) in spts.iter().enumerate() {
         // The value is a secret: errors say where, never what.
         let place = if key == "spts" {
             format!("{field}[{k}]")
@@ -291,7 +295,7 @@ pub fn resolve_config(
         };
         if !s.expose().starts_with("SPT_") || s.expose().contains(char::is_whitespace) {
             report(place, "is not a simple-push token (SPT_…)".into());
-        } else if w.spts[..k].contains(s) {
+        } else if spts[..k].contains(s) {
             report(place, "repeats an earlier SPT".into());
         }
     }
@@ -301,53 +305,6 @@ pub fn resolve_config(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn spts_come_from_the_environment_or_a_file_one_a_line() {
-        // SAFETY: no other test reads this variable.
-        unsafe { std::env::set_var("AMW_TEST_SPT", "SPT_from_env_01") };
-        let parse = |wx: &str| {
-            crate::config::Config::parse(
-                &format!("route: {{receiver: a}}\nreceivers:\n  - name: a\n    wxpusher_configs: [{wx}]\n"),
-                "t.yml",
-                Path::new("."),
-            )
-            .map(|c| c.receivers[0].wxpusher_configs[0].spts.clone())
-        };
-        assert_eq!(
-            parse("{spts: ['${AMW_TEST_SPT}', SPT_literal_02]}").unwrap(),
-            [
-                Secret::new("SPT_from_env_01"),
-                Secret::new("SPT_literal_02")
-            ]
-        );
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(
-            dir.path().join("spts"),
-            "SPT_a1\r\n# off duty: SPT_zz\n\nSPT_b2",
-        )
-        .unwrap();
-        assert_eq!(
-            parse(&format!("{{spts_file: '{}/spts'}}", dir.path().display())).unwrap(),
-            [Secret::new("SPT_a1"), Secret::new("SPT_b2")]
-        );
-        std::fs::write(dir.path().join("empty"), "# nobody yet\n").unwrap();
-        let e = parse(&format!("{{spts_file: '{}/empty'}}", dir.path().display())).unwrap_err();
-        assert_eq!(
-            e.to_string().trim(),
-            format!(
-                "t.yml: receivers[0].wxpusher_configs[0].spts_file: {}/empty holds no SPT (one SPT_… a line)",
-                dir.path().display()
-            )
-        );
-        let e = parse("{spts: [SPT_a1], spts_file: x}").unwrap_err();
-        assert!(
-            e.to_string().contains(
-                "t.yml: receivers[0].wxpusher_configs[0]: spts and spts_file are mutually exclusive"
-            ),
-            "{e}"
-        );
-    }
 
     #[test]
     fn spt_id_is_stable_short_and_not_the_token() {

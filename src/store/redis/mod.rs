@@ -27,7 +27,7 @@ use redis::{FromRedisValue, RedisError, Script, ScriptInvocation};
 
 mod chatops;
 
-use super::{Admission, Admitted, Depth, Failure, Job, Mark, NewJob, StoreError};
+use super::{Admission, Admitted, Depth, Failure, IntegrationId, Job, Mark, NewJob, StoreError};
 use crate::secret::{Scrubber, Secret};
 
 /// No store operation waits longer than this for Redis; the webhook then answers 503.
@@ -38,10 +38,7 @@ const PING_EVERY: Duration = Duration::from_secs(1);
 macro_rules! script {
     ($name:ident, $file:literal) => {
         static $name: LazyLock<Script> = LazyLock::new(|| {
-            Script::new(concat!(
-                include_str!("prelude.lua"),
-                include_str!($file)
-            ))
+            Script::new(concat!(include_str!("prelude.lua"), include_str!($file)))
         });
     };
 }
@@ -316,7 +313,7 @@ impl RedisStore {
     pub async fn claim_target(
         &self,
         receiver: &str,
-        integration: usize,
+        integration: &IntegrationId,
         limit: usize,
     ) -> Result<Vec<Job>, StoreError> {
         let target = format!("{integration}:{receiver}");
@@ -402,12 +399,12 @@ impl RedisStore {
                 let (index, receiver) = target.split_once(':')?;
                 Some(Depth {
                     receiver: receiver.to_string(),
-                    integration: index.parse().ok()?,
+                    integration: IntegrationId(index.to_string()),
                     count: n as u64,
                 })
             })
             .collect();
-        out.sort_by(|a, b| (&a.receiver, a.integration).cmp(&(&b.receiver, b.integration)));
+        out.sort_by(|a, b| (&a.receiver, &a.integration).cmp(&(&b.receiver, &b.integration)));
         Ok(out)
     }
 
@@ -539,7 +536,7 @@ impl RedisStore {
     pub async fn claim_held(
         &self,
         receiver: &str,
-        integration: usize,
+        integration: &IntegrationId,
     ) -> Result<Vec<Job>, StoreError> {
         let target = format!("{integration}:{receiver}");
         let lease = self.inner.visibility.as_millis() as u64;
@@ -675,7 +672,7 @@ fn push_job(
     let n = serde_json::to_string(&j.notification)
         .map_err(|e| StoreError::Db(format!("cannot encode a notification: {e}")))?;
     out.push(j.receiver.clone());
-    out.push(j.integration.to_string());
+    out.push(j.integration.0.clone());
     out.push(j.kind.clone());
     out.push(n);
     out.push(ms(j.accepted_at).to_string());
@@ -691,7 +688,7 @@ fn push_mark(out: &mut Vec<String>, m: &Mark) {
     out.push(ms(m.expires_at).to_string());
 }
 
-fn progress_json(p: &crate::channels::Progress) -> String {
+fn progress_json(p: &super::Progress) -> String {
     serde_json::to_string(p).unwrap_or_else(|_| "[]".into())
 }
 
@@ -721,7 +718,11 @@ fn to_job(id: i64, mut f: HashMap<String, String>) -> Result<Job, StoreError> {
         .map_err(|e| corrupt(e.to_string()))?;
     Ok(Job {
         id,
-        integration: num(&f, "integration")?.max(0) as usize,
+        integration: IntegrationId(
+            f.get("integration")
+                .cloned()
+                .ok_or_else(|| corrupt("field integration missing".into()))?,
+        ),
         attempt: num(&f, "attempt")?.max(0) as u32,
         accepted_at: from_ms(num(&f, "accepted_at")?),
         not_before: from_ms(num(&f, "not_before")?),

@@ -16,8 +16,8 @@ use chrono::{DateTime, TimeZone, Utc};
 use rusqlite::{Connection, OptionalExtension, params};
 use tokio::sync::{mpsc, oneshot};
 
-use super::{Admission, Admitted, Depth, Failure, Job, Mark, NewJob, StoreError};
-use crate::channels::Progress;
+use super::Progress;
+use super::{Admission, Admitted, Depth, Failure, IntegrationId, Job, Mark, NewJob, StoreError};
 
 /// The database file inside `storage.path`.
 pub const FILE: &str = "queue.sqlite3";
@@ -29,7 +29,7 @@ const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS jobs (
     id          INTEGER PRIMARY KEY AUTOINCREMENT,
     receiver    TEXT    NOT NULL,
-    integration INTEGER NOT NULL,
+    integration TEXT    NOT NULL,            -- the integration's identity (older stores: its position)
     kind        TEXT    NOT NULL,
     notification TEXT   NOT NULL,            -- the Notification as JSON
     attempt     INTEGER NOT NULL DEFAULT 0,
@@ -196,16 +196,17 @@ impl SqliteStore {
     pub async fn claim_target(
         &self,
         receiver: &str,
-        integration: usize,
+        integration: &IntegrationId,
         limit: usize,
     ) -> Result<Vec<Job>, StoreError> {
         let receiver = receiver.to_string();
+        let integration = integration.0.clone();
         self.call(move |w| {
             let jobs = select_jobs(
                 &w.conn,
                 "WHERE state = 'pending' AND receiver = ?1 AND integration = ?2 ORDER BY id
                  LIMIT ?3",
-                params![receiver, integration as i64, limit as i64],
+                params![receiver, integration, limit as i64],
             )?;
             mark_inflight(&w.conn, &jobs)?;
             Ok(jobs)
@@ -315,7 +316,7 @@ impl SqliteStore {
                 .query_map([], |r| {
                     Ok(Depth {
                         receiver: r.get(0)?,
-                        integration: r.get::<_, i64>(1)? as usize,
+                        integration: id_of(r.get(1)?),
                         count: r.get::<_, i64>(2)? as u64,
                     })
                 })
@@ -523,15 +524,16 @@ impl SqliteStore {
     pub async fn claim_held(
         &self,
         receiver: &str,
-        integration: usize,
+        integration: &IntegrationId,
     ) -> Result<Vec<Job>, StoreError> {
         let receiver = receiver.to_string();
+        let integration = integration.0.clone();
         self.call(move |w| {
             let jobs = select_jobs(
                 &w.conn,
                 "WHERE state = 'pending' AND held = 1 AND receiver = ?1 AND integration = ?2
                  ORDER BY id",
-                params![receiver, integration as i64],
+                params![receiver, integration],
             )?;
             mark_inflight(&w.conn, &jobs)?;
             Ok(jobs)
@@ -642,7 +644,7 @@ fn insert_job(
     .and_then(|mut s| {
         s.execute(params![
             j.receiver,
-            j.integration as i64,
+            j.integration.0,
             j.kind,
             json,
             ms(j.accepted_at),
@@ -741,7 +743,7 @@ fn mark_inflight(conn: &Connection, jobs: &[RawJob]) -> Result<(), StoreError> {
 struct RawJob {
     id: i64,
     receiver: String,
-    integration: i64,
+    integration: IntegrationId,
     kind: String,
     notification: String,
     attempt: i64,
@@ -753,6 +755,18 @@ struct RawJob {
     reason: Option<String>,
     failed_at: Option<i64>,
     held: bool,
+}
+
+/// The `integration` column: an identity (text), or the position a store written by an
+/// older version holds (an integer).
+fn id_of(v: rusqlite::types::Value) -> IntegrationId {
+    use rusqlite::types::Value;
+    IntegrationId(match v {
+        Value::Text(s) => s,
+        Value::Integer(n) => n.to_string(),
+        Value::Real(f) => (f as i64).to_string(),
+        Value::Null | Value::Blob(_) => String::new(),
+    })
 }
 
 fn select_jobs(
@@ -770,7 +784,7 @@ fn select_jobs(
             Ok(RawJob {
                 id: r.get(0)?,
                 receiver: r.get(1)?,
-                integration: r.get(2)?,
+                integration: id_of(r.get(2)?),
                 kind: r.get(3)?,
                 notification: r.get(4)?,
                 attempt: r.get(5)?,
@@ -800,7 +814,7 @@ fn decode_jobs(rows: Vec<RawJob>) -> Result<Vec<Job>, StoreError> {
                 progress: serde_json::from_str(&r.progress).map_err(corrupt)?,
                 id: r.id,
                 receiver: r.receiver,
-                integration: r.integration.max(0) as usize,
+                integration: r.integration,
                 kind: r.kind,
                 attempt: r.attempt.max(0) as u32,
                 accepted_at: from_ms(r.accepted_at),
@@ -823,9 +837,9 @@ mod tests {
     fn job(receiver: &str) -> NewJob {
         NewJob {
             receiver: receiver.into(),
-            integration: 0,
+            integration: crate::store::IntegrationId("console-0".into()),
             kind: "console".into(),
-            notification: crate::runtime::sample_notification(),
+            notification: crate::webhook::sample_notification(),
             accepted_at: Utc::now(),
             fallback: false,
         }
@@ -857,7 +871,7 @@ mod tests {
         assert_eq!(claimed.len(), 2);
         assert_eq!(
             claimed[0].notification,
-            crate::runtime::sample_notification()
+            crate::webhook::sample_notification()
         );
         assert!(store.claim(Utc::now(), 10).await.unwrap().is_empty());
         store.complete(vec![ids[0]], Vec::new()).await.unwrap();

@@ -1,12 +1,13 @@
 //! The `chatops:` block of the configuration and its validation.
 //!
-//! Kept beside the feature rather than in [`crate::config`], which only holds the field.
+//! The `chatops:` section: its types and checks. Kept with the loader, below everything that
+//! uses it, so that [`crate::chatops`] can read the running configuration.
 
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use crate::config::{check_http_url, resolve_secret};
+use super::{check_http_url, resolve_secret};
 use crate::secret::Secret;
 
 /// Shortest callback secret accepted: it is the only credential of the WxPusher callback.

@@ -9,6 +9,18 @@ use std::time::Duration;
 
 use crate::template::TemplateError;
 
+/// What a failure says should happen next ([`DeliveryError::next`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Next {
+    /// Try again after the engine's backoff, and not sooner than `at_least` (`Retry-After`).
+    Backoff { at_least: Option<Duration> },
+    /// Nothing can succeed before this time: wait for it, unless a fallback receiver can take
+    /// the notification now.
+    RetryAt(chrono::DateTime<chrono::Utc>),
+    /// Retrying cannot help: a fallback receiver, then a dead letter.
+    GiveUp,
+}
+
 /// Bounded set of failure reasons, used as the `reason` metric label.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Reason {
@@ -84,6 +96,13 @@ pub enum DeliveryError {
     /// A template failed; retrying renders the same failure.
     #[error(transparent)]
     Render(#[from] TemplateError),
+    /// `error`, and nothing can succeed before `at` (a daily quota renewed at midnight): the
+    /// engine waits for it, or hands the notification to a fallback receiver now.
+    #[error("{error}")]
+    Until {
+        at: chrono::DateTime<chrono::Utc>,
+        error: Box<DeliveryError>,
+    },
     /// Recipients left out because their daily budget (ours, kept in the store) is spent;
     /// it resets at the next midnight, Asia/Shanghai, so retrying today cannot help.
     #[error(
@@ -118,6 +137,18 @@ impl DeliveryError {
             DeliveryError::BadResponse { .. } => true,
             DeliveryError::Render(_) => false,
             DeliveryError::Budget { .. } => false,
+            DeliveryError::Until { .. } => false,
+        }
+    }
+
+    /// What the engine does next, as data: the one question it asks of a failure.
+    pub fn next(&self) -> Next {
+        match self {
+            DeliveryError::Until { at, .. } => Next::RetryAt(*at),
+            e if e.is_retryable() => Next::Backoff {
+                at_least: e.retry_after(),
+            },
+            _ => Next::GiveUp,
         }
     }
 
@@ -140,6 +171,7 @@ impl DeliveryError {
             DeliveryError::BadResponse { .. } => Reason::BadResponse,
             DeliveryError::Render(_) => Reason::Render,
             DeliveryError::Budget { .. } => Reason::Quota,
+            DeliveryError::Until { error, .. } => error.reason(),
         }
     }
 

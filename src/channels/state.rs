@@ -1,0 +1,35 @@
+//! Long-lived upstream state, in one home: what must outlive any one configuration (token
+//! buckets, Official Account access tokens) is made once by the service and handed to every
+//! configuration it compiles, so a reload keeps limits and tokens, and nothing lives in a
+//! process global. What replicas must share goes through the store: with Redis the buckets are
+//! kept there ([`RateLimits::shared`]).
+
+use std::sync::Arc;
+
+use super::official_account::token::TokenCache;
+use super::ratelimit::RateLimits;
+use crate::store::redis::RedisStore;
+
+/// Cheap to clone: every field is shared.
+#[derive(Debug, Clone, Default)]
+pub struct Upstreams {
+    /// Token buckets per upstream credential.
+    pub limits: Arc<RateLimits>,
+    /// Official Account access tokens, per app.
+    pub tokens: Arc<TokenCache>,
+}
+
+impl Upstreams {
+    /// State kept in this process alone (one replica, or the command line).
+    pub fn local() -> Upstreams {
+        Upstreams::default()
+    }
+
+    /// State shared by the replicas on one Redis: the token buckets are kept there.
+    pub fn shared(redis: RedisStore) -> Upstreams {
+        Upstreams {
+            limits: Arc::new(RateLimits::shared(redis)),
+            tokens: Arc::default(),
+        }
+    }
+}

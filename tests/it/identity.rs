@@ -1,0 +1,337 @@
+//! A stored delivery stays bound to the integration it was accepted for, by what that
+//! integration sends to (kind, credential, recipients), never by its position: across a reload
+//! and across a restart on a changed file, on both store backends.
+//!
+//! Each test runs once on SQLite and once on a real Redis (skipped locally without
+//! `redis-server`, a failure under `CI=true`).
+
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::support::redis::RedisServer;
+use crate::support::wxpusher::{MockWxPusher, Recorded, Reply};
+use crate::support::{TestServer, example};
+
+/// Retried quickly and for long: the upstream is down until the test brings it back.
+const PATIENT: &str = "max_attempts: 100000, max_age: 1h";
+
+/// Duplicate suppression on (re-routed deliveries go through it), resolved grouping off.
+const DEDUPE: &str = "dedupe: { window: 5m, resolved_group_wait: 0s }";
+
+/// Where a test's server keeps its state.
+enum Backend {
+    Sqlite,
+    Redis(RedisServer),
+}
+
+impl Backend {
+    async fn start(redis: bool) -> Option<Backend> {
+        if redis {
+            RedisServer::start().await.map(Backend::Redis)
+        } else {
+            Some(Backend::Sqlite)
+        }
+    }
+
+    /// The `storage:` block; `path` is the SQLite directory (Redis ignores it).
+    fn storage(&self, path: &str) -> String {
+        match self {
+            Backend::Sqlite => format!("storage: {{ path: \"{path}\" }}"),
+            Backend::Redis(r) => {
+                format!("storage: {{ path: \"{path}\", redis_url: \"{}\" }}", r.url)
+            }
+        }
+    }
+}
+
+macro_rules! both {
+    ($name:ident) => {
+        mod $name {
+            #[tokio::test]
+            async fn sqlite() {
+                super::$name(false).await
+            }
+            #[tokio::test]
+            async fn redis() {
+                super::$name(true).await
+            }
+        }
+    };
+}
+
+/// One WxPusher integration entry of a receiver, sending through `mock`.
+fn wxpusher(mock: &MockWxPusher, token: &str, uid: &str) -> String {
+    format!(
+        "{{ api_url: \"{}\", app_token: {token}, uids: [{uid}], {PATIENT} }}",
+        mock.url
+    )
+}
+
+/// A whole config: `storage`, then receivers given as `(name, [entries])`.
+fn config(storage: &str, receivers: &[(&str, Vec<String>)]) -> String {
+    let mut yaml = format!(
+        "{storage}\n{DEDUPE}\nroute: {{ receiver: {} }}\nreceivers:\n",
+        receivers[0].0
+    );
+    for (name, entries) in receivers {
+        yaml += &format!(
+            "  - name: {name}\n    wxpusher_configs: [{}]\n",
+            entries.join(", ")
+        );
+    }
+    yaml
+}
+
+fn tokens_and_uids(requests: &[Recorded]) -> Vec<(String, Vec<String>)> {
+    requests
+        .iter()
+        .map(|r| {
+            let token = r.body["appToken"].as_str().unwrap_or_default().to_string();
+            let uids = r.body["uids"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+                .map(String::from)
+                .collect();
+            (token, uids)
+        })
+        .collect()
+}
+
+/// Rewrites the server's config file and reloads it, as `POST /-/reload` does.
+async fn reload(srv: &TestServer, yaml: &str) {
+    std::fs::write(srv.dir.path().join("config.yml"), yaml).unwrap();
+    let (status, body) = srv.post("/-/reload", "").await;
+    assert_eq!(status, 200, "{body}");
+}
+
+/// Waits until nothing is pending or in flight in the server's store.
+async fn drained(srv: &TestServer) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let depth = srv.app.queue.store.depth().await.unwrap();
+        if depth.is_empty() {
+            return;
+        }
+        assert!(Instant::now() < deadline, "still queued: {depth:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Accepts the example notification while `down` answers 500, and waits for a failed try.
+async fn accept_while_down(srv: &TestServer, down: &MockWxPusher) {
+    let (status, body) = srv
+        .post("/webhook", example("alertmanager-firing.json"))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    down.wait_for(1, Duration::from_secs(10)).await;
+}
+
+both!(reordered_receiver_still_delivers_to_the_bound_integration);
+/// The scenario of the misdelivery: a second integration put in front of the first while a
+/// delivery is retrying. The delivery still goes to the first, with its token, and the new one
+/// gets nothing of it.
+async fn reordered_receiver_still_delivers_to_the_bound_integration(redis: bool) {
+    alertmanager_wechat::runtime::install_tls_provider();
+    let Some(backend) = Backend::start(redis).await else {
+        return;
+    };
+    let orig = MockWxPusher::start().await;
+    orig.set_default(Reply::Http(500));
+    let new = MockWxPusher::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let storage = backend.storage(&dir.path().display().to_string());
+    let first = config(
+        &storage,
+        &[("oncall", vec![wxpusher(&orig, "AT_token_A", "UID_ORIG")])],
+    );
+    let srv = TestServer::start(&first).await;
+    accept_while_down(&srv, &orig).await;
+    let second = config(
+        &storage,
+        &[(
+            "oncall",
+            vec![
+                wxpusher(&new, "AT_token_B", "UID_NEW"),
+                wxpusher(&orig, "AT_token_A", "UID_ORIG"),
+            ],
+        )],
+    );
+    reload(&srv, &second).await;
+    let failed = orig.requests().len();
+    orig.set_default(Reply::Success);
+    let got = orig.wait_for(failed + 1, Duration::from_secs(20)).await;
+    drained(&srv).await;
+    assert!(
+        tokens_and_uids(&got)
+            .iter()
+            .all(|(t, u)| t == "AT_token_A" && u == &["UID_ORIG"]),
+        "{:?}",
+        tokens_and_uids(&got)
+    );
+    assert!(
+        new.requests().is_empty(),
+        "{:?}",
+        tokens_and_uids(&new.requests())
+    );
+    srv.stop().await;
+}
+
+both!(changed_integration_goes_to_the_receivers_current_ones_each_once);
+/// The bound integration's recipients changed: the receiver's current integrations get the
+/// notification instead, each once. One of them had it delivered already: dedupe keeps it
+/// from getting it twice.
+async fn changed_integration_goes_to_the_receivers_current_ones_each_once(redis: bool) {
+    alertmanager_wechat::runtime::install_tls_provider();
+    let Some(backend) = Backend::start(redis).await else {
+        return;
+    };
+    let down = MockWxPusher::start().await;
+    down.set_default(Reply::Http(500));
+    let up = MockWxPusher::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let storage = backend.storage(&dir.path().display().to_string());
+    let steady = wxpusher(&up, "AT_token_X", "UID_X");
+    let first = config(
+        &storage,
+        &[(
+            "oncall",
+            vec![steady.clone(), wxpusher(&down, "AT_token_A", "UID_ORIG")],
+        )],
+    );
+    let srv = TestServer::start(&first).await;
+    accept_while_down(&srv, &down).await;
+    up.wait_for(1, Duration::from_secs(10)).await;
+    // A's recipients change (a new identity), and a third integration appears.
+    let second = config(
+        &storage,
+        &[(
+            "oncall",
+            vec![
+                wxpusher(&up, "AT_token_B", "UID_NEW"),
+                wxpusher(&up, "AT_token_A", "UID_OTHER"),
+                steady,
+            ],
+        )],
+    );
+    reload(&srv, &second).await;
+    let got = up.wait_for(3, Duration::from_secs(20)).await;
+    drained(&srv).await;
+    let mut sent = tokens_and_uids(&up.requests());
+    sent.sort();
+    assert_eq!(
+        sent,
+        vec![
+            ("AT_token_A".to_string(), vec!["UID_OTHER".to_string()]),
+            ("AT_token_B".to_string(), vec!["UID_NEW".to_string()]),
+            ("AT_token_X".to_string(), vec!["UID_X".to_string()]),
+        ],
+        "{got:?}"
+    );
+    srv.stop().await;
+}
+
+both!(removed_receiver_keeps_the_delivery_as_a_replayable_dead_letter);
+/// The receiver was removed: a dead letter `receiver_removed`, replayed once it is back.
+async fn removed_receiver_keeps_the_delivery_as_a_replayable_dead_letter(redis: bool) {
+    alertmanager_wechat::runtime::install_tls_provider();
+    let Some(backend) = Backend::start(redis).await else {
+        return;
+    };
+    let mock = MockWxPusher::start().await;
+    mock.set_default(Reply::Http(500));
+    let dir = tempfile::tempdir().unwrap();
+    let storage = backend.storage(&dir.path().display().to_string());
+    let oncall = ("oncall", vec![wxpusher(&mock, "AT_token_A", "UID_ORIG")]);
+    let other = ("other", vec![wxpusher(&mock, "AT_token_O", "UID_O")]);
+    let first = config(&storage, std::slice::from_ref(&oncall));
+    let srv = TestServer::start(&first).await;
+    accept_while_down(&srv, &mock).await;
+    reload(&srv, &config(&storage, std::slice::from_ref(&other))).await;
+    let store = &srv.app.queue.store;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let dead = loop {
+        let dead = store.dead_letters().await.unwrap();
+        if !dead.is_empty() {
+            break dead;
+        }
+        assert!(Instant::now() < deadline, "no dead letter");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].reason.as_deref(), Some("receiver_removed"));
+    assert_eq!(dead[0].receiver, "oncall");
+    assert!(
+        dead[0]
+            .last_error
+            .as_deref()
+            .unwrap_or_default()
+            .contains("no longer configured"),
+        "{:?}",
+        dead[0].last_error
+    );
+    // Back, and replayed: delivered to the integration it was accepted for.
+    mock.set_default(Reply::Success);
+    reload(&srv, &config(&storage, &[oncall, other])).await;
+    let before = mock.requests().len();
+    assert_eq!(
+        store
+            .replay(Some(dead[0].id), chrono::Utc::now())
+            .await
+            .unwrap(),
+        1
+    );
+    srv.app.queue.wake.notify_one();
+    let got = mock.wait_for(before + 1, Duration::from_secs(20)).await;
+    drained(&srv).await;
+    assert_eq!(
+        tokens_and_uids(&got[before..]),
+        vec![("AT_token_A".to_string(), vec!["UID_ORIG".to_string()])]
+    );
+    srv.stop().await;
+}
+
+both!(restart_on_a_reordered_file_delivers_to_the_bound_integration);
+/// As the reload case, across a restart: the stored delivery is read back by a new process
+/// whose file has another integration in front.
+async fn restart_on_a_reordered_file_delivers_to_the_bound_integration(redis: bool) {
+    alertmanager_wechat::runtime::install_tls_provider();
+    let Some(backend) = Backend::start(redis).await else {
+        return;
+    };
+    let orig = MockWxPusher::start().await;
+    orig.set_default(Reply::Http(500));
+    let new = MockWxPusher::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let storage = backend.storage(&dir.path().display().to_string());
+    let first = config(
+        &storage,
+        &[("oncall", vec![wxpusher(&orig, "AT_token_A", "UID_ORIG")])],
+    );
+    let srv = TestServer::start(&first).await;
+    accept_while_down(&srv, &orig).await;
+    srv.stop().await;
+    orig.set_default(Reply::Success);
+    let failed = orig.requests().len();
+    let second = config(
+        &storage,
+        &[(
+            "oncall",
+            vec![
+                wxpusher(&new, "AT_token_B", "UID_NEW"),
+                wxpusher(&orig, "AT_token_A", "UID_ORIG"),
+            ],
+        )],
+    );
+    let srv = TestServer::start(&second).await;
+    let got = orig.wait_for(failed + 1, Duration::from_secs(30)).await;
+    drained(&srv).await;
+    assert_eq!(
+        tokens_and_uids(&got[failed..]),
+        vec![("AT_token_A".to_string(), vec!["UID_ORIG".to_string()])]
+    );
+    assert!(new.requests().is_empty());
+    srv.stop().await;
+}
