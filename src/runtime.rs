@@ -165,10 +165,9 @@ impl Runtime {
                     user_backoff: w.user_backoff,
                     health_interval: w.health_interval,
                     rate_limit: w.delivery_options(&at, &mut |_, _| {}).rate_limit,
-                    // Counting needs the gateway's callback: without it, nobody learns that a
-                    // user wrote, and a spent window would never open again.
-                    window_size: if gateway_callback { w.window_size } else { 0 },
+                    window_size: w.window_size,
                     window_warn_at: w.window_warn_at,
+                    replies_seen: gateway_callback,
                 });
                 let delivery = w.delivery_options(&at, &mut |_, _| {});
                 list.push((w.send_resolved, w.fallback_receiver.clone(), delivery, kind));

@@ -160,7 +160,7 @@ async fn ten_sends_then_the_eleventh_goes_to_the_fallback_without_a_gateway_call
     assert!(!metrics.contains(USER), "no user ids in metrics");
     let (list, _) = deadletters(&store, DeadLetterAction::List).await;
     assert!(
-        list.contains("send window spent (10 messages since the user last wrote to the bot); not sending until they reply"),
+        list.contains("send window spent (10 messages since the user last wrote to the bot, or ~24h since then); not sending until they reply"),
         "{list}"
     );
 }
@@ -283,27 +283,81 @@ fn window_warn_at_over_window_size_is_refused() {
 }
 
 #[tokio::test]
-async fn without_the_gateway_callback_nothing_is_counted() {
+async fn without_the_gateway_callback_a_spent_window_gets_user_backoff_to_reopen() {
     let gw = MockGateway::start("wx-account-1").await;
     let wx = MockWxPusher::start().await;
-    // No chatops block: the service would never learn that a user wrote.
-    let yaml = config(&gw, &wx, "", ", window_size: 2, window_warn_at: 1")
-        .replace(
-            &format!(
-                "chatops:\n  alertmanager_url: http://127.0.0.1:9\n  weixin_gateway_secret: {SECRET}\n  allowed: [ \"{USER}\" ]\n"
-            ),
-            "",
-        );
+    // No chatops block: the service never learns that a user wrote.
+    let yaml = config(
+        &gw,
+        &wx,
+        "",
+        ", window_size: 2, window_warn_at: 2, user_backoff: 1s",
+    )
+    .replace(
+        &format!(
+            "chatops:\n  alertmanager_url: http://127.0.0.1:9\n  weixin_gateway_secret: {SECRET}\n  allowed: [ \"{USER}\" ]\n"
+        ),
+        "",
+    );
     assert!(!yaml.contains("chatops"), "{yaml}");
     let srv = TestServer::start(&yaml).await;
-    for k in 1..=3 {
-        alert(&srv, &format!("d{k}")).await;
-        gw.wait_for(k, WAIT).await;
-    }
+    alert(&srv, "d1").await;
+    gw.wait_for(1, WAIT).await;
+    alert(&srv, "d2").await;
+    let sends = gw.wait_for(2, WAIT).await;
+    assert!(text(&sends[1]).ends_with("已发送 2/2 条。请回复任意消息，以便继续接收告警。"));
+    // Spent: the fallback, no call; the user is given user_backoff (1s) to reopen it.
+    alert(&srv, "d3").await;
+    wx.wait_for(1, WAIT).await;
+    assert_eq!(gw.sends().len(), 2);
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    alert(&srv, "d4").await;
+    let sends = gw.wait_for(3, WAIT).await;
+    let store = srv.app.queue.store.clone();
     srv.stop().await;
-    assert_eq!(gw.sends().len(), 3);
-    assert!(gw.sends().iter().all(|s| !text(s).contains("⚠️")));
-    assert!(wx.requests().is_empty());
+    assert!(text(&sends[2]).contains("i-d4"));
+    assert!(
+        !text(&sends[2]).contains("已发送"),
+        "counted afresh: {}",
+        text(&sends[2])
+    );
+    let (list, _) = deadletters(&store, DeadLetterAction::List).await;
+    assert!(
+        list.contains("send window spent (2 messages); not sending for 1s (without the gateway callback, replies are not seen)"),
+        "{list}"
+    );
+}
+
+#[tokio::test]
+async fn a_day_after_the_users_last_message_the_window_is_closed() {
+    let gw = MockGateway::start("wx-account-1").await;
+    let wx = MockWxPusher::start().await;
+    let srv = TestServer::start(&config(&gw, &wx, "", "")).await;
+    // The user last wrote 25 hours ago (as the callback would have recorded it).
+    let now = chrono::Utc::now();
+    srv.app
+        .queue
+        .store
+        .add_counter(
+            alertmanager_wechat::channels::weixin_gateway::window::inbound_key(
+                "wx-account-1",
+                USER,
+            ),
+            (now - chrono::Duration::hours(25)).timestamp(),
+            now + chrono::Duration::hours(1),
+        )
+        .await
+        .unwrap();
+    alert(&srv, "f1").await;
+    wx.wait_for(1, WAIT).await;
+    assert!(gw.sends().is_empty(), "no call into a closed window");
+    // They write: open again.
+    user_writes(&srv, &gw, "hi").await;
+    gw.wait_for(1, WAIT).await;
+    alert(&srv, "f2").await;
+    let sends = gw.wait_for(2, WAIT).await;
+    srv.stop().await;
+    assert!(text(&sends[1]).contains("i-f2"));
 }
 
 #[tokio::test]
@@ -330,7 +384,8 @@ async fn a_reply_seen_by_another_replica_lifts_the_back_off_here() {
                 "wx-account-1",
                 USER,
             ),
-            1,
+            // When they wrote (Unix seconds), as `window::inbound` records it.
+            chrono::Utc::now().timestamp(),
             chrono::Utc::now() + chrono::Duration::hours(1),
         )
         .await

@@ -76,7 +76,7 @@ async fn default_phrase_with_locale_en_is_chinese_status_words() {
         json!({
             "thing1": {"value": "HighCPU ×2"},
             "time2": {"value": "2026-11-25 16:00"},
-            "phrase3": {"value": "告警中"},
+            "phrase3": {"value": "告警"},
         })
     );
     assert_eq!(sends[1].body["data"]["phrase3"], json!({"value": "已恢复"}));
@@ -119,7 +119,7 @@ async fn every_type_is_made_to_fit_and_the_mock_accepts_it() {
         sends[0].body["data"],
         json!({
             "thing1": {"value": "CPU 使用率超过 90% on no…"},
-            "phrase2": {"value": "告警中"},
+            "phrase2": {"value": "告警"},
             "number3": {"value": "20.5"},
             "letter4": {"value": "HighCPU"},
             "symbol5": {"value": ">=%!!"},

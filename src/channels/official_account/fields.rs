@@ -102,7 +102,7 @@ impl FieldType {
 ///
 /// Each type is made to fit where that keeps the meaning: free text is cut, characters a type
 /// does not allow are dropped (`95.5 %` → `95.5` in a number field), timestamps are formatted,
-/// status words become Chinese in a phrase field whatever the locale (`FIRING` → `告警中`).
+/// status words become Chinese in a phrase field whatever the locale (`FIRING` → `告警`, as zh-CN's `status_text`).
 /// Where nothing acceptable is left (a phrase with no Chinese, a number with no digits), or
 /// fitting would change the meaning (an amount over 10 digits), it is an error: WeChat would
 /// refuse the whole message with 47003.
@@ -240,7 +240,7 @@ fn time_value(v: &str, tz: Tz) -> String {
 /// shipped English `status_text` is `FIRING` / `RESOLVED`, which WeChat refuses there.
 fn phrase_word(v: &str) -> Option<&'static str> {
     Some(match v.trim().to_ascii_lowercase().as_str() {
-        "firing" | "alerting" | "alert" | "problem" => "告警中",
+        "firing" | "alerting" | "alert" | "problem" => "告警",
         "resolved" | "ok" | "recovered" | "normal" => "已恢复",
         "pending" => "待处理",
         "acknowledged" | "acked" | "ack" => "已确认",
@@ -475,7 +475,7 @@ mod tests {
         assert_eq!(ok("phrase3", "告警"), "告警");
         assert_eq!(ok("phrase3", "已恢复 ✅"), "已恢复");
         // The English status_text, whatever the locale: never "FIRIN".
-        assert_eq!(ok("phrase3", "FIRING"), "告警中");
+        assert_eq!(ok("phrase3", "FIRING"), "告警");
         assert_eq!(ok("phrase3", "RESOLVED"), "已恢复");
         assert_eq!(ok("phrase1", "critical"), "严重");
         assert_eq!(

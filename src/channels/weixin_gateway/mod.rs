@@ -71,6 +71,9 @@ pub struct WeixinGateway {
     pub window_size: u32,
     /// From this many, each message asks the user to reply; 0: never.
     pub window_warn_at: u32,
+    /// Whether the gateway's callback is configured, so that a user's message resets their
+    /// window; without it a spent window is given `user_backoff` to reopen instead.
+    pub replies_seen: bool,
 }
 
 /// The request body, as the gateway's `/send` reads it.
@@ -230,6 +233,12 @@ impl WeixinGateway {
             let mut used = self.window_used(env, user).await;
             for i in missing {
                 if self.window_spent(used) {
+                    if !self.replies_seen {
+                        // Nobody will say when the user writes: assume the window reopens
+                        // after the back-off, and count afresh from then.
+                        self.close_window(user);
+                        self.window_reset(env, user).await;
+                    }
                     tracing::info!(user = %user, account_id = %self.account_id, sent = used.unwrap_or_default(), "weixin-gateway user's send window is spent until they write to the bot, not sending");
                     refused.push(user.clone());
                     spent += 1;
@@ -285,10 +294,18 @@ impl WeixinGateway {
             return Err(DeliveryError::Upstream {
                 service: SERVICE,
                 code: -2,
-                message: format!(
-                    "send window spent ({} messages since the user last wrote to the bot); not sending until they reply",
-                    self.window_size
-                ),
+                message: if self.replies_seen {
+                    format!(
+                        "send window spent ({} messages since the user last wrote to the bot, or ~24h since then); not sending until they reply",
+                        self.window_size
+                    )
+                } else {
+                    format!(
+                        "send window spent ({} messages); not sending for {} (without the gateway callback, replies are not seen)",
+                        self.window_size,
+                        humantime::format_duration(self.user_backoff)
+                    )
+                },
                 reason: Reason::RecipientWindow,
                 retryable: false,
                 recipients: refused,

@@ -35,6 +35,8 @@ use crate::text;
 /// How long a window count is kept without being reset.
 pub const STATE_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
 pub const DEFAULT_WINDOW_SIZE: u32 = 10;
+/// How long after a user's last message iLink delivers to them (about 24 hours).
+pub const WINDOW_OPEN: Duration = Duration::from_secs(24 * 3600);
 pub const DEFAULT_WINDOW_WARN_AT: u32 = 8;
 
 /// The store counter of sends to `user` through the bot `account_id`.
@@ -42,8 +44,9 @@ pub fn counter_key(account_id: &str, user: &str) -> String {
     format!("{SERVICE}:window:{account_id}:{user}")
 }
 
-/// The store counter of messages `user` wrote to the bot `account_id`: a replica that backed
-/// a user off sees another replica's callback by this changing.
+/// The store counter holding when `user` last wrote to the bot `account_id` (Unix seconds): a
+/// replica that backed a user off sees another replica's callback by this changing, and a
+/// window is closed [`WINDOW_OPEN`] after it.
 pub fn inbound_key(account_id: &str, user: &str) -> String {
     format!("{SERVICE}:inbound:{account_id}:{user}")
 }
@@ -63,10 +66,16 @@ fn expiry(now: DateTime<Utc>) -> DateTime<Utc> {
 /// back-off of every gateway integration sending as `account_id`.
 pub async fn inbound(store: &Store, account_id: &str, user: &str, now: DateTime<Utc>) {
     super::windows().retain(|k, _| !k.ends_with(&format!("\n{account_id}\n{user}")));
-    if let Err(e) = store
-        .add_counter(inbound_key(account_id, user), 1, expiry(now))
-        .await
-    {
+    let at = inbound_key(account_id, user);
+    let recorded = match store.counter(at.clone(), now).await {
+        Ok(before) => {
+            store
+                .add_counter(at, now.timestamp() - before, expiry(now))
+                .await
+        }
+        Err(e) => Err(e),
+    };
+    if let Err(e) = recorded {
         tracing::warn!(account_id, user, error = %e, "cannot record a weixin-gateway user's message for the other replicas");
     }
     let key = counter_key(account_id, user);
@@ -122,6 +131,16 @@ impl WeixinGateway {
             return None;
         }
         let store = env.store?;
+        // About a day after the user last wrote (when that is known), the window is closed.
+        if self.replies_seen
+            && let Ok(last) = store
+                .counter(inbound_key(&self.account_id, user), env.now)
+                .await
+            && last > 0
+            && env.now.timestamp() - last > WINDOW_OPEN.as_secs() as i64
+        {
+            return Some(self.window_size);
+        }
         match store
             .counter(counter_key(&self.account_id, user), env.now)
             .await
@@ -170,6 +189,18 @@ impl WeixinGateway {
 
     pub(super) fn window_spent(&self, used: Option<u32>) -> bool {
         used.is_some_and(|u| self.window_size > 0 && u >= self.window_size)
+    }
+
+    /// Starts the count afresh (a spent window given `user_backoff` to reopen).
+    pub(super) async fn window_reset(&self, env: &Env<'_>, user: &str) {
+        let Some(store) = env.store else { return };
+        let key = counter_key(&self.account_id, user);
+        if let Ok(used) = store.counter(key.clone(), env.now).await
+            && used != 0
+            && let Err(e) = store.add_counter(key, -used, expiry(env.now)).await
+        {
+            tracing::warn!(user, error = %e, "cannot reset the weixin-gateway send window");
+        }
     }
 
     /// Counts a send that went through; the new count.
