@@ -466,8 +466,9 @@ pub struct WeixinGatewayConfig {
     pub health_interval: Duration,
     /// Messages a user can get between two of their own (iLink's window, about 10); with
     /// that many sent since the user last wrote, alerts go to the fallback receiver without a
-    /// call. 0: not counted. Counted only with `chatops.weixin_gateway_secret` set: the
-    /// gateway's callback is how the service learns that a user wrote.
+    /// call. 0: not counted. A user's message, seen through the gateway's callback
+    /// (`chatops.weixin_gateway_secret`), resets the count; without the callback a spent
+    /// window is given `user_backoff` to reopen.
     #[serde(default = "default_window_size")]
     pub window_size: u32,
     /// From this many sent, each message asks the user to reply; 0: never.

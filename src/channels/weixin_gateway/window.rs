@@ -14,10 +14,12 @@
 //! engine hands the notification to the fallback receiver.
 //!
 //! A user the service has never seen write is counted from the first send: the window is
-//! unknown, so it is assumed open, and a `ret=-2` still closes it through the back-off.
-//! A counter unused for [`STATE_TTL`] is dropped (the count restarts), so a user who never
-//! replies is probed again after a week. Store errors never stop an alert: the user is then
-//! sent to uncounted, and a warning logged.
+//! unknown, so it is assumed open, and a `ret=-2` still closes it through the back-off. When
+//! the user's last message is known, the window is closed [`WINDOW_OPEN`] (~24 h) after it.
+//! Without the gateway's callback nobody says when a user writes: a spent window then puts
+//! the user in the `user_backoff` back-off and the count restarts after it. Counters expire
+//! [`STATE_TTL`] after they were made (the count restarts). Store errors never stop an
+//! alert: the user is then sent to uncounted, and a warning logged.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{LazyLock, Mutex};
