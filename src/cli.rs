@@ -447,7 +447,8 @@ pub async fn qrcode(
     let w = list
         .iter()
         .find_map(|i| match &i.kind {
-            Kind::WxPusher(w) => Some(w),
+            // A QR code needs an app token; simple push has none.
+            Kind::WxPusher(w) if !w.is_simple() => Some(w),
             _ => None,
         })
         .ok_or_else(|| format!("receiver {receiver:?} has no wxpusher_configs"))?;

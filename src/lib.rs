@@ -119,10 +119,15 @@ impl Service {
             steps::all(),
             stopped,
         );
-        let health = tokio::spawn(delivery::health::health_loop(
-            runtime.clone(),
-            metrics.clone(),
-        ));
+        let health = tokio::spawn({
+            let (runtime, metrics, store) = (runtime.clone(), metrics.clone(), queue.store.clone());
+            async move {
+                tokio::join!(
+                    delivery::health::health_loop(runtime.clone(), metrics.clone()),
+                    window_metrics_loop(runtime, metrics, store),
+                );
+            }
+        });
         let app = Arc::new(App {
             runtime,
             queue,
@@ -173,5 +178,33 @@ impl Service {
         health.abort();
         drop(app);
         Ok(())
+    }
+}
+
+/// Refreshes the weixin-gateway send-window gauges from the store forever, every shortest
+/// `health_interval` of the gateways configured (30s when there is none); reads the runtime
+/// in force each round, so reloads apply.
+async fn window_metrics_loop(runtime: runtime::Shared, metrics: Arc<Metrics>, store: Store) {
+    use channels::Kind;
+    loop {
+        let rt = runtime.load_full();
+        let gateways: Vec<(&str, &channels::weixin_gateway::WeixinGateway)> = rt
+            .receivers
+            .iter()
+            .flat_map(|(receiver, list)| {
+                list.iter().filter_map(move |i| match &i.kind {
+                    Kind::WeixinGateway(g) => Some((receiver.as_str(), g)),
+                    _ => None,
+                })
+            })
+            .collect();
+        let interval = gateways
+            .iter()
+            .map(|(_, g)| g.health_interval)
+            .min()
+            .unwrap_or(Duration::from_secs(30));
+        channels::weixin_gateway::window::refresh_metrics(gateways, &store, &metrics).await;
+        drop(rt);
+        tokio::time::sleep(interval).await;
     }
 }

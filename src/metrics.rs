@@ -49,6 +49,13 @@ pub struct ReceiverIntegrationLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct WindowLabels {
+    pub receiver: String,
+    /// `open`, `low` (the next message asks the user to reply) or `spent`.
+    pub state: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct FailureLabels {
     pub integration: &'static str,
     pub reason: &'static str,
@@ -92,6 +99,10 @@ pub struct Metrics {
     pub integration_up: Family<ReceiverIntegrationLabels, Gauge>,
     /// Commands received from WeChat, by command and result.
     pub chatops_commands: Family<ChatopsLabels, Counter>,
+    /// weixin-gateway users per receiver whose iLink send window is open, low or spent.
+    pub window_users: Family<WindowLabels, Gauge>,
+    /// The fewest sends any of a receiver's weixin-gateway users has left in their window.
+    pub window_remaining: Family<ReceiverIntegrationLabels, Gauge>,
     pub config_last_reload_successful: Gauge,
     pub config_last_reload_success_timestamp_seconds: Gauge<f64, AtomicU64>,
 }
@@ -130,6 +141,8 @@ impl Metrics {
             dedupe_suppressed: Family::default(),
             integration_up: Family::default(),
             chatops_commands: Family::default(),
+            window_users: Family::default(),
+            window_remaining: Family::default(),
             config_last_reload_successful: Gauge::default(),
             config_last_reload_success_timestamp_seconds: Gauge::default(),
             registry: Registry::default(),
@@ -188,6 +201,16 @@ impl Metrics {
             "chatops_commands",
             "Commands received from WeChat replies, by command and result",
             m.chatops_commands.clone(),
+        );
+        registry.register(
+            "weixin_gateway_window_users",
+            "weixin-gateway users whose send window (messages since they last wrote) is open, low or spent",
+            m.window_users.clone(),
+        );
+        registry.register(
+            "weixin_gateway_window_remaining",
+            "Fewest messages any of the receiver's weixin-gateway users can still get before they write again",
+            m.window_remaining.clone(),
         );
         registry.register(
             "config_last_reload_successful",

@@ -14,6 +14,7 @@ use crate::channels::official_account::OfficialAccount;
 use crate::channels::options::DEFAULT_DAILY_BUDGET_PER_UID;
 use crate::channels::state::Upstreams;
 use crate::channels::weixin_gateway::WeixinGateway;
+use crate::channels::wxpusher::spt::Spt;
 use crate::channels::{Env, Integration, Kind, console::Console, wxpusher::WxPusher};
 use crate::config::{Config, ConfigError, ConfigErrors, ContentType};
 use crate::secret::Scrubber;
@@ -105,6 +106,9 @@ impl Runtime {
                 }
             }
         };
+        let gateway_callback = config.chatops.as_ref().is_some_and(|c| {
+            c.weixin_gateway_secret.is_some() || c.weixin_gateway_secret_file.is_some()
+        });
         let mut receivers = BTreeMap::new();
         for (i, r) in config.receivers.iter().enumerate() {
             let mut list = Vec::new();
@@ -121,6 +125,7 @@ impl Runtime {
                         .clone()
                         .unwrap_or_else(|| g.wxpusher_api_url.clone()),
                     app_token: w.app_token.clone().unwrap_or_default(),
+                    spts: w.spts.iter().cloned().map(Spt::new).collect(),
                     uids: w.uids.clone(),
                     topic_ids: w.topic_ids.clone(),
                     subscriber_tags: w.subscriber_tags.clone(),
@@ -160,6 +165,9 @@ impl Runtime {
                     user_backoff: w.user_backoff,
                     health_interval: w.health_interval,
                     rate_limit: w.delivery_options(&at, &mut |_, _| {}).rate_limit,
+                    window_size: w.window_size,
+                    window_warn_at: w.window_warn_at,
+                    replies_seen: gateway_callback,
                 });
                 let delivery = w.delivery_options(&at, &mut |_, _| {});
                 list.push((w.send_resolved, w.fallback_receiver.clone(), delivery, kind));

@@ -137,6 +137,9 @@ impl Integration {
                         .into_iter()
                         .map(|t| format!("tag={t}")),
                 );
+                // Simple push: each SPT by its id (a hash, not the secret).
+                let spts: Vec<String> = w.spts.iter().map(|s| format!("spt={}", s.id)).collect();
+                parts.extend(sorted(&spts));
             }
             Kind::Console(_) => {}
             Kind::WeixinGateway(g) => {
@@ -187,7 +190,9 @@ impl Integration {
     /// Secrets this integration sends upstream.
     pub fn secrets(&self) -> Vec<Secret> {
         match &self.kind {
-            Kind::WxPusher(w) => vec![w.app_token.clone()],
+            Kind::WxPusher(w) => std::iter::once(w.app_token.clone())
+                .chain(w.spts.iter().map(|s| s.token.clone()))
+                .collect(),
             Kind::Console(_) => vec![],
             Kind::WeixinGateway(g) => g.bearer_token.iter().cloned().collect(),
             Kind::OfficialAccount(o) => vec![o.tokens.app_secret().clone()],

@@ -261,6 +261,9 @@ async fn gateway(State(app): State<Callbacks>, headers: HeaderMap, body: Bytes) 
     if user.is_empty() {
         return (StatusCode::BAD_REQUEST, "event has no user_id\n").into_response();
     }
+    // The user wrote: iLink's window for them is open again.
+    crate::channels::weixin_gateway::window::inbound(&app.store, &ev.account_id, &user, Utc::now())
+        .await;
     let answer = handle::run(
         &rt,
         chat,
@@ -373,7 +376,8 @@ fn wxpusher_sender<'a>(rt: &'a Runtime, uid: &str, receiver: Option<&str>) -> Op
     let all = || {
         rt.receivers.iter().flat_map(|(name, list)| {
             list.iter().filter_map(move |i| match &i.kind {
-                Kind::WxPusher(w) => Some((name.as_str(), w)),
+                // Simple-push integrations have no app token to reply with.
+                Kind::WxPusher(w) if !w.is_simple() => Some((name.as_str(), w)),
                 _ => None,
             })
         })

@@ -480,6 +480,13 @@ pub struct WxPusherConfig {
     /// `AT_…`; exactly one of this and `app_token_file`.
     pub app_token: Option<Secret>,
     pub app_token_file: Option<PathBuf>,
+    /// Simple-push tokens (`SPT_…`), instead of `app_token` with uids and topics: each one a
+    /// person who opened WxPusher's simple push for themselves. At most one of this and
+    /// `spts_file`.
+    #[serde(default)]
+    pub spts: Vec<Secret>,
+    /// A file of SPTs, one a line (blank lines and `#` comments skipped).
+    pub spts_file: Option<PathBuf>,
     #[serde(default)]
     pub uids: Vec<String>,
     #[serde(default)]
@@ -598,9 +605,20 @@ pub struct WeixinGatewayConfig {
     /// once, without a request, for this long.
     #[serde(default = "default_user_backoff", with = "humantime_serde")]
     pub user_backoff: Duration,
-    /// How often `GET {url}/health` is probed for the `integration_up` metric.
+    /// How often `GET {url}/health` is probed for the `integration_up` metric (and the
+    /// window metrics read).
     #[serde(default = "default_health_interval", with = "humantime_serde")]
     pub health_interval: Duration,
+    /// Messages a user can get between two of their own (iLink's window, about 10); with
+    /// that many sent since the user last wrote, alerts go to the fallback receiver without a
+    /// call. 0: not counted. A user's message, seen through the gateway's callback
+    /// (`chatops.weixin_gateway_secret`), resets the count; without the callback a spent
+    /// window is given `user_backoff` to reopen.
+    #[serde(default = "default_window_size")]
+    pub window_size: u32,
+    /// From this many sent, each message asks the user to reply; 0: never.
+    #[serde(default = "default_window_warn_at")]
+    pub window_warn_at: u32,
     /// Attempts before giving up (default 10).
     pub max_attempts: Option<u32>,
     /// Older than this since acceptance, a failing notification is given up (default 1h).
@@ -618,6 +636,12 @@ fn default_user_backoff() -> Duration {
 }
 fn default_health_interval() -> Duration {
     Duration::from_secs(30)
+}
+fn default_window_size() -> u32 {
+    crate::channels::weixin_gateway::window::DEFAULT_WINDOW_SIZE
+}
+fn default_window_warn_at() -> u32 {
+    crate::channels::weixin_gateway::window::DEFAULT_WINDOW_WARN_AT
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -1025,16 +1049,38 @@ impl Config {
             }
             for (j, w) in r.wxpusher_configs.iter_mut().enumerate() {
                 let at = format!("{at}.wxpusher_configs[{j}]");
-                resolve_secret(
+                let simple = crate::channels::wxpusher::spt::resolve_config(
                     base,
                     &at,
-                    "app_token",
-                    &mut w.app_token,
-                    &w.app_token_file,
-                    true,
+                    crate::channels::wxpusher::spt::SptKeys {
+                        spts: &mut w.spts,
+                        spts_file: &w.spts_file,
+                        app_keys: [
+                            ("app_token", w.app_token.is_some()),
+                            ("app_token_file", w.app_token_file.is_some()),
+                            ("uids", !w.uids.is_empty()),
+                            ("topic_ids", !w.topic_ids.is_empty()),
+                            ("subscriber_tags", !w.subscriber_tags.is_empty()),
+                        ],
+                    },
                     report,
                 );
-                if w.uids.is_empty() && w.topic_ids.is_empty() && w.subscriber_tags.is_empty() {
+                if !simple {
+                    resolve_secret(
+                        base,
+                        &at,
+                        "app_token",
+                        &mut w.app_token,
+                        &w.app_token_file,
+                        true,
+                        report,
+                    );
+                }
+                if !simple
+                    && w.uids.is_empty()
+                    && w.topic_ids.is_empty()
+                    && w.subscriber_tags.is_empty()
+                {
                     report(
                         at.clone(),
                         "needs at least one of uids, topic_ids and subscriber_tags".into(),
@@ -1104,6 +1150,15 @@ impl Config {
                         "must be longer than 0s".into(),
                     );
                 }
+                if g.window_size > 0 && g.window_warn_at > g.window_size {
+                    report(
+                        format!("{at}.window_warn_at"),
+                        format!(
+                            "must not be more than window_size ({}); 0 turns the reminder off",
+                            g.window_size
+                        ),
+                    );
+                }
                 if g.health_interval < Duration::from_millis(100) {
                     report(
                         format!("{at}.health_interval"),
@@ -1164,6 +1219,7 @@ impl Config {
         for r in &self.receivers {
             for w in &r.wxpusher_configs {
                 out.extend(w.app_token.clone());
+                out.extend(w.spts.iter().cloned());
             }
             for g in &r.weixin_gateway_configs {
                 out.extend(g.bearer_token.clone());
@@ -1401,7 +1457,7 @@ mod tests {
         );
         assert_eq!(
             all[3],
-            "test.yml: receivers[1].wxpusher_configs[0]: one of app_token and app_token_file is required"
+            "test.yml: receivers[1].wxpusher_configs[0]: one of app_token, app_token_file, spts and spts_file is required"
         );
         // Not one mapping: nothing to repair, the one error stands.
         assert_eq!(
@@ -1464,7 +1520,7 @@ mod tests {
         )
         .unwrap_err();
         let all: Vec<String> = err.0.iter().map(|e| e.to_string()).collect();
-        assert!(all.contains(&"test.yml: receivers[0].wxpusher_configs[0]: one of app_token and app_token_file is required".to_string()), "{all:?}");
+        assert!(all.contains(&"test.yml: receivers[0].wxpusher_configs[0]: one of app_token, app_token_file, spts and spts_file is required".to_string()), "{all:?}");
         assert!(
             all.contains(&"test.yml: route.receiver: unknown receiver \"nope\"".to_string()),
             "{all:?}"

@@ -436,7 +436,10 @@ async fn wrong_secret_fails_without_sending_and_secrets_stay_out_of_errors() {
     let (out, ok) = cli::send_test(&rt, "oa").await;
     assert!(!ok);
     assert!(!out.contains("TOKEN_1") && !out.contains(SECRET), "{out}");
-    assert!(out.contains("template field thing1 rejected"), "{out}");
+    assert!(
+        out.contains("template field thing1 (thing: at most 20 characters) rejected"),
+        "{out}"
+    );
 }
 
 #[test]

@@ -93,10 +93,7 @@ pub(crate) fn classify(code: i64, message: String, openid: Option<&str>) -> Deli
         _ => (Reason::Upstream, true),
     };
     let message = match code {
-        47003 => match bad_field(&message) {
-            Some(field) => format!("template field {field} rejected: {message}"),
-            None => message,
-        },
+        47003 => fields::explain_47003(&message, []),
         40037 => format!("template_id rejected: {message}"),
         _ => message,
     };
@@ -171,7 +168,12 @@ impl OfficialAccount {
         let tz = env.templates.timezone();
         let mut data = Map::new();
         for (key, name) in &self.data {
-            let value = fields::fit(key, &env.templates.render(name, &ctx)?, tz);
+            let value = fields::fit(key, &env.templates.render(name, &ctx)?, tz).map_err(|e| {
+                DeliveryError::Render(crate::template::TemplateError {
+                    name: name.clone(),
+                    message: e.to_string(),
+                })
+            })?;
             data.insert(key.clone(), json!({ "value": value }));
         }
         let url = env.templates.render(&self.url, &ctx)?.trim().to_string();
@@ -380,6 +382,28 @@ impl OfficialAccount {
         }
         match result.errcode {
             0 => Ok(()),
+            // A 47003 that names no field: say which fields were sent.
+            47003 => Err(match classify(47003, result.errmsg.clone(), Some(openid)) {
+                DeliveryError::Upstream {
+                    service,
+                    code,
+                    reason,
+                    retryable,
+                    recipients,
+                    ..
+                } => DeliveryError::Upstream {
+                    service,
+                    code,
+                    message: fields::explain_47003(
+                        &result.errmsg,
+                        self.data.iter().map(|(k, _)| k.as_str()),
+                    ),
+                    reason,
+                    retryable,
+                    recipients,
+                },
+                other => other,
+            }),
             code => Err(classify(code, result.errmsg, Some(openid))),
         }
     }
@@ -468,7 +492,7 @@ mod tests {
         );
         assert_eq!(
             e.to_string(),
-            "official_account: error 47003: template field phrase3 rejected: argument invalid! data.phrase3.value invalid"
+            "official_account: error 47003: template field phrase3 (phrase: at most 5 Chinese characters, nothing else) rejected: argument invalid! data.phrase3.value invalid"
         );
     }
 

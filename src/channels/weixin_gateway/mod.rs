@@ -14,6 +14,8 @@
 //! [`Reason::RecipientWindow`] so the delivery engine hands the notification to the
 //! integration's fallback receiver at once. This module does not retry or re-route itself.
 
+pub mod window;
+
 use std::collections::HashMap;
 use std::sync::{LazyLock, Mutex};
 use std::time::Duration;
@@ -65,6 +67,13 @@ pub struct WeixinGateway {
     /// `/send` requests per second allowed for this gateway account (`rate_limit`); `None`:
     /// unlimited.
     pub rate_limit: Option<crate::channels::options::RateLimit>,
+    /// Messages a user can get between two of their own ([`window`]); 0: not counted.
+    pub window_size: u32,
+    /// From this many, each message asks the user to reply; 0: never.
+    pub window_warn_at: u32,
+    /// Whether the gateway's callback is configured, so that a user's message resets their
+    /// window; without it a spent window is given `user_backoff` to reopen instead.
+    pub replies_seen: bool,
 }
 
 /// The request body, as the gateway's `/send` reads it.
@@ -205,6 +214,7 @@ impl WeixinGateway {
         let mut permanent: Option<DeliveryError> = None;
         let mut refused: Vec<String> = Vec::new();
         let mut refused_for = Duration::ZERO;
+        let mut spent = 0usize;
         for user in &self.to_user_ids {
             let missing: Vec<usize> = (0..parts.len())
                 .filter(|i| !progress.contains(&part_key(*i, user)))
@@ -212,19 +222,37 @@ impl WeixinGateway {
             if missing.is_empty() {
                 continue;
             }
-            if let Some(left) = self.window_remaining(user) {
+            if let Some(left) = self.window_remaining(user)
+                && !self.replied_since_backoff(env, user).await
+            {
                 tracing::debug!(user = %user, remaining_s = left.as_secs(), "weixin-gateway user in back-off, not sending");
                 refused.push(user.clone());
                 refused_for = refused_for.max(left);
                 continue;
             }
+            let mut used = self.window_used(env, user).await;
             for i in missing {
-                match self.call(env, user, &parts[i]).await {
+                if self.window_spent(used) {
+                    if !self.replies_seen {
+                        // Nobody will say when the user writes: assume the window reopens
+                        // after the back-off, and count afresh from then.
+                        self.close_window(user);
+                        self.window_reset(env, user).await;
+                    }
+                    tracing::info!(user = %user, account_id = %self.account_id, sent = used.unwrap_or_default(), "weixin-gateway user's send window is spent until they write to the bot, not sending");
+                    refused.push(user.clone());
+                    spent += 1;
+                    break;
+                }
+                let text = self.with_note(env, &parts[i], used);
+                match self.call(env, user, &text).await {
                     Ok(()) => {
                         progress.insert(part_key(i, user));
+                        used = self.window_count(env, user, used).await;
                     }
                     Err(e) if e.reason() == Reason::RecipientWindow => {
                         self.close_window(user);
+                        self.remember_inbound(env, user).await;
                         tracing::warn!(
                             user = %user,
                             account_id = %self.account_id,
@@ -262,6 +290,27 @@ impl WeixinGateway {
         if refused.is_empty() {
             return Ok(());
         }
+        if spent == refused.len() {
+            return Err(DeliveryError::Upstream {
+                service: SERVICE,
+                code: -2,
+                message: if self.replies_seen {
+                    format!(
+                        "send window spent ({} messages since the user last wrote to the bot, or ~24h since then); not sending until they reply",
+                        self.window_size
+                    )
+                } else {
+                    format!(
+                        "send window spent ({} messages); not sending for {} (without the gateway callback, replies are not seen)",
+                        self.window_size,
+                        humantime::format_duration(self.user_backoff)
+                    )
+                },
+                reason: Reason::RecipientWindow,
+                retryable: false,
+                recipients: refused,
+            });
+        }
         Err(DeliveryError::Upstream {
             service: SERVICE,
             code: -2,
@@ -290,7 +339,11 @@ impl WeixinGateway {
         text: &str,
     ) -> Result<(), DeliveryError> {
         self.call_with(env, self.body_in(user, context_token, text))
-            .await
+            .await?;
+        // The reply is one of the user's window messages too.
+        let used = self.window_used(env, user).await;
+        self.window_count(env, user, used).await;
+        Ok(())
     }
 
     async fn call_with(&self, env: &Env<'_>, body: Value) -> Result<(), DeliveryError> {

@@ -15,6 +15,9 @@
 //! those UIDs (dead letter, fallback receiver). Topics are not budgeted: their members are
 //! unknown.
 
+pub mod classify;
+pub mod spt;
+
 use chrono::{DateTime, NaiveDate, TimeZone, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -27,6 +30,7 @@ use crate::store::Store;
 use crate::template::Locale;
 use crate::text;
 use crate::webhook::Notification;
+use classify::call_error;
 
 pub const CONTENT_MAX: usize = 40_000;
 pub const SUMMARY_MAX: usize = 100;
@@ -42,6 +46,9 @@ pub struct WxPusher {
     /// `{api_url}/api/send/message` is called.
     pub api_url: String,
     pub app_token: Secret,
+    /// Simple-push tokens, sent to instead of `app_token` with uids and topics (never both:
+    /// config validation refuses the mix). Each is a recipient named by its [`spt::Spt::id`].
+    pub spts: Vec<spt::Spt>,
     pub uids: Vec<String>,
     pub topic_ids: Vec<i64>,
     /// `extra` tags of QR-code subscribers who get the messages too (resolved per delivery
@@ -113,8 +120,10 @@ fn topic_key(part: usize, topic: i64) -> String {
 
 /// Progress mark of a UID left out on `day` because its budget was spent: retries that day
 /// leave it out too; on a later day (a retry across midnight, a replay) it is sent to again.
-fn quota_key(day: NaiveDate, uid: &str) -> String {
-    format!("quota/{day}/uid/{uid}")
+/// The mark names the budget it was made under: after `daily_budget_per_uid` is raised (a
+/// replayed dead letter, a retry after a reload), the UID is counted again against the new one.
+fn quota_key(day: NaiveDate, budget: u32, uid: &str) -> String {
+    format!("quota/{day}/{budget}/uid/{uid}")
 }
 
 /// The budget day `now` falls in and when it ends. The day is WxPusher's: midnight to
@@ -135,11 +144,20 @@ impl WxPusher {
     /// Names the app token's rate-limit bucket without holding the token itself.
     pub fn rate_key(&self) -> String {
         use sha2::Digest;
-        let digest = sha2::Sha256::digest(self.app_token.expose().as_bytes());
+        let mut h = sha2::Sha256::new();
+        h.update(self.app_token.expose().as_bytes());
+        for s in &self.spts {
+            h.update(b"\n");
+            h.update(s.token.expose().as_bytes());
+        }
+        let digest = h.finalize();
         format!("wxpusher:{}", hex::encode(&digest[..8]))
     }
 
     fn endpoint(&self) -> String {
+        if self.is_simple() {
+            return self.simple_endpoint();
+        }
         format!("{}/api/send/message", self.api_url.trim_end_matches('/'))
     }
 
@@ -372,6 +390,9 @@ impl WxPusher {
     }
 
     fn body(&self, b: &Batch) -> Value {
+        if self.is_simple() {
+            return self.simple_body(b);
+        }
         serde_json::to_value(SendBody {
             app_token: self.app_token.expose(),
             content: &b.part.content,
@@ -396,7 +417,9 @@ impl WxPusher {
             let uids: Vec<String> = self
                 .recipients(env)
                 .filter(|u| {
-                    !progress.contains(&uid_key(p, u)) && !progress.contains(&quota_key(day, u))
+                    !progress.contains(&uid_key(p, u))
+                        && !progress.contains(&quota_key(day, self.daily_budget, u))
+                        && !progress.contains(&spt::refused_key(u))
                 })
                 .cloned()
                 .collect();
@@ -406,7 +429,12 @@ impl WxPusher {
                 .filter(|t| !progress.contains(&topic_key(p, **t)))
                 .copied()
                 .collect();
-            let uid_chunks: Vec<&[String]> = uids.chunks(UIDS_PER_CALL).collect();
+            let per_call = if self.is_simple() {
+                spt::SPTS_PER_CALL
+            } else {
+                UIDS_PER_CALL
+            };
+            let uid_chunks: Vec<&[String]> = uids.chunks(per_call).collect();
             let topic_chunks: Vec<&[i64]> = topics.chunks(TOPICS_PER_CALL).collect();
             for i in 0..uid_chunks.len().max(topic_chunks.len()) {
                 out.push(Batch {
@@ -437,7 +465,7 @@ impl WxPusher {
             // Left out of an earlier part during this attempt.
             batch
                 .uids
-                .retain(|u| !progress.contains(&quota_key(day, u)));
+                .retain(|u| !progress.contains(&quota_key(day, self.daily_budget, u)));
             let mut counted = None;
             if let Some(store) = env.store
                 && let Some(over) = self.reserve(store, &batch.uids, env.now).await
@@ -450,7 +478,7 @@ impl WxPusher {
                         "WxPusher UIDs over their daily budget are left out of this message until midnight (Asia/Shanghai)"
                     );
                     for uid in &over {
-                        progress.insert(quota_key(day, uid));
+                        progress.insert(quota_key(day, self.daily_budget, uid));
                     }
                     batch.uids.retain(|u| !over.contains(u));
                 }
@@ -472,7 +500,9 @@ impl WxPusher {
             }
             outcome?;
         }
-        if let Some((code, message)) = last_failure {
+        if !failed.is_empty()
+            && let Some((code, message)) = last_failure
+        {
             return Err(DeliveryError::Upstream {
                 service: SERVICE,
                 code,
@@ -483,9 +513,12 @@ impl WxPusher {
                 recipients: failed,
             });
         }
+        if let Some(e) = self.refused_error(progress, last_failure.as_ref()) {
+            return Err(e);
+        }
         let skipped = self
             .recipients(env)
-            .filter(|u| progress.contains(&quota_key(day, u)))
+            .filter(|u| progress.contains(&quota_key(day, self.daily_budget, u)))
             .count();
         if skipped > 0 {
             return Err(DeliveryError::Budget {
@@ -497,10 +530,12 @@ impl WxPusher {
         Ok(())
     }
 
-    /// The configured UIDs, then the subscribers not among them.
+    /// The configured SPTs or UIDs, then the subscribers not among them.
     fn recipients<'e>(&'e self, env: &'e Env<'_>) -> impl Iterator<Item = &'e String> {
-        self.uids
+        self.spts
             .iter()
+            .map(|s| &s.id)
+            .chain(&self.uids)
             .chain(env.subscribers.iter().filter(|u| !self.uids.contains(u)))
     }
 
@@ -516,6 +551,10 @@ impl WxPusher {
         let result = self.call(env, batch).await?;
         if result.code != 1000 {
             return Err(call_error(result.code, env.scrubber.scrub(&result.msg)));
+        }
+        if self.is_simple() {
+            self.account_spts(env, batch, &result, progress, failed, last_failure);
+            return Ok(());
         }
         let entries: Vec<RecipientResult> = match &result.data {
             Value::Array(items) => items
@@ -593,26 +632,6 @@ fn fit_summary(summary: &str, max: usize) -> String {
     }
 }
 
-/// Classifies a call-level WxPusher code (the Java SDK's `ResultCode`).
-fn call_error(code: i64, message: String) -> DeliveryError {
-    let (reason, retryable) = match code {
-        // BIZ_FAIL (what a wrong appToken gets), UNAUTHORIZED, SIGN_FAIL.
-        1001..=1003 => (Reason::BadCredentials, false),
-        // NOT_FOUND, DATA_ERROR: the request itself is wrong.
-        1004 | 1008 => (Reason::Upstream, false),
-        // INTERNAL_SERVER_ERROR, WEIXIN_ERROR, NETWORK_ERROR, UNKNOWN_ERROR and anything new.
-        _ => (Reason::Upstream, true),
-    };
-    DeliveryError::Upstream {
-        service: SERVICE,
-        code,
-        message,
-        reason,
-        retryable,
-        recipients: vec![],
-    }
-}
-
 /// WxPusher's message body types.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -652,18 +671,6 @@ mod tests {
         assert_eq!(fit_summary(&"a".repeat(120), 100).chars().count(), 100);
     }
 
-    #[test]
-    fn call_codes() {
-        assert!(!call_error(1001, "appToken不正确".into()).is_retryable());
-        assert!(!call_error(1002, String::new()).is_retryable());
-        assert!(call_error(1005, String::new()).is_retryable());
-        assert!(call_error(1007, String::new()).is_retryable());
-        assert_eq!(
-            call_error(1001, String::new()).reason(),
-            Reason::BadCredentials
-        );
-    }
-
     fn at(s: &str) -> DateTime<Utc> {
         s.parse().unwrap()
     }
@@ -700,6 +707,7 @@ mod tests {
         WxPusher {
             api_url: "http://127.0.0.1:1".into(),
             app_token: Secret::new(token),
+            spts: vec![],
             uids: vec!["UID_a".into()],
             topic_ids: vec![],
             subscriber_tags: vec![],
@@ -725,7 +733,10 @@ mod tests {
         assert_ne!(key, pusher("AT_secret_two").budget_key(day, "UID_a"));
         assert_ne!(key, a.budget_key(day, "UID_b"));
         assert_ne!(key, a.budget_key(day.succ_opt().unwrap(), "UID_a"));
-        assert_eq!(quota_key(day, "UID_a"), "quota/2026-11-26/uid/UID_a");
+        assert_eq!(
+            quota_key(day, 500, "UID_a"),
+            "quota/2026-11-26/500/uid/UID_a"
+        );
     }
 
     #[test]

@@ -238,6 +238,7 @@ async fn send(State(mock): State<MockOfficialAccount>, req: Request) -> Response
     let rec = read(req).await;
     let used = rec.token().unwrap_or("").to_string();
     let openid = rec.openid().to_string();
+    let rec_data = rec.body["data"].clone();
     mock.record(rec);
     let response = {
         let mut inner = mock.inner.lock().unwrap();
@@ -259,7 +260,12 @@ async fn send(State(mock): State<MockOfficialAccount>, req: Request) -> Response
                 .or_else(|| inner.send_default.clone())
                 .unwrap_or(Reply::Ok);
             match reply {
-                Reply::Ok => json!({"errcode": 0, "errmsg": "ok", "msgid": 200228332}),
+                Reply::Ok => match invalid_field(&rec_data) {
+                    // WeChat checks category-template fields by type (contract §D).
+                    Some(key) => json!({"errcode": 47003,
+                        "errmsg": format!("argument invalid! data.{key}.value invalid rid: 4")}),
+                    None => json!({"errcode": 0, "errmsg": "ok", "msgid": 200228332}),
+                },
                 Reply::Err(code, msg) => {
                     json!({"errcode": code, "errmsg": msg.replace("{token}", &used)})
                 }
@@ -277,4 +283,66 @@ async fn send(State(mock): State<MockOfficialAccount>, req: Request) -> Response
     };
     mock.done();
     axum::Json(response).into_response()
+}
+
+fn is_cjk(c: char) -> bool {
+    matches!(c as u32, 0x3400..=0x4DBF | 0x4E00..=0x9FFF | 0xF900..=0xFAFF | 0x20000..=0x2FFFF)
+}
+
+/// The first data key whose value breaks its type's rule, per the contract's table:
+/// thing ≤ 20; character_string ≤ 32 without Chinese; number ≤ 32 digits (a decimal point
+/// allowed); letter ≤ 32 letters; symbol ≤ 5 symbols; phrase ≤ 5 Chinese characters only;
+/// phone_number ≤ 17 digits and symbols; car_number ≤ 8; name ≤ 10 Chinese or ≤ 20 letters;
+/// amount a currency symbol, ≤ 10 digits, optional 元; time/date not empty; no newlines.
+pub fn invalid_field(data: &Value) -> Option<String> {
+    let map = data.as_object()?;
+    for (key, v) in map {
+        let value = v["value"].as_str().unwrap_or_default();
+        let n = value.chars().count();
+        let prefix = key.trim_end_matches(|c: char| c.is_ascii_digit());
+        let all = |f: &dyn Fn(char) -> bool| value.chars().all(f);
+        let ok = !value.contains('\n')
+            && match prefix {
+                "thing" | "const" => n <= 20,
+                "character_string" => n <= 32 && !value.chars().any(is_cjk),
+                "number" => {
+                    (1..=32).contains(&n)
+                        && all(&|c| c.is_ascii_digit() || c == '.')
+                        && value.matches('.').count() <= 1
+                }
+                "letter" => (1..=32).contains(&n) && all(&|c| c.is_ascii_alphabetic()),
+                "symbol" => {
+                    (1..=5).contains(&n) && all(&|c| !c.is_alphanumeric() && !c.is_whitespace())
+                }
+                "phrase" => (1..=5).contains(&n) && all(&is_cjk),
+                "phone_number" => {
+                    (1..=17).contains(&n)
+                        && all(&|c| c.is_ascii_digit() || c.is_ascii_punctuation() || c == ' ')
+                }
+                "car_number" => (1..=8).contains(&n),
+                "name" => {
+                    if value.chars().any(is_cjk) {
+                        n <= 10
+                    } else {
+                        (1..=20).contains(&n)
+                    }
+                }
+                "amount" => {
+                    let body = value.strip_suffix('元').unwrap_or(value);
+                    let digits = body.trim_start_matches(|c: char| !c.is_ascii_digit());
+                    let symbols = body.len() - digits.len();
+                    let whole = digits.split('.').next().unwrap_or_default();
+                    (symbols > 0 || value.ends_with('元'))
+                        && !whole.is_empty()
+                        && whole.len() <= 10
+                        && digits.chars().all(|c| c.is_ascii_digit() || c == '.')
+                }
+                "time" | "date" => n >= 1,
+                _ => true,
+            };
+        if !ok {
+            return Some(key.clone());
+        }
+    }
+    None
 }

@@ -99,6 +99,11 @@ impl MockGateway {
         self.inner.lock().unwrap().quota = n;
     }
 
+    /// The user wrote to the bot: iLink opens their window again (their count restarts).
+    pub fn inbound(&self, user: &str) {
+        self.inner.lock().unwrap().sent.remove(user);
+    }
+
     pub fn script(&self, replies: impl IntoIterator<Item = Reply>) {
         self.inner.lock().unwrap().script.extend(replies);
     }

@@ -1,5 +1,9 @@
 //! A mock WxPusher `POST /api/send/message` that follows the API's contract: HTTP 200 with a
 //! business `code`, a `data` entry per uid and per topic. Tests script the replies.
+//!
+//! `POST /api/send/message/simple-push` (simple push) answers "the same result shape": a
+//! `data` entry per SPT of `sptList` (or the one `spt`), in order, with the owner's `uid` and
+//! no field naming the SPT; more than 10 SPTs in one call is refused (code 1001).
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
@@ -26,10 +30,14 @@ pub enum Reply {
     Http(u16),
     /// Waits, then succeeds.
     Slow(Duration),
+    /// Simple push: only these SPTs fail (code 1001 and the given status in their entry).
+    FailSpts(Vec<String>, &'static str),
 }
 
 #[derive(Debug, Clone)]
 pub struct Recorded {
+    /// `/api/send/message` or `/api/send/message/simple-push`.
+    pub path: &'static str,
     pub body: Value,
     pub headers: HeaderMap,
     pub at: Instant,
@@ -69,6 +77,7 @@ impl MockWxPusher {
         };
         let app = Router::new()
             .route("/api/send/message", post(send))
+            .route("/api/send/message/simple-push", post(simple_push))
             .route("/api/fun/create/qrcode", post(qrcode))
             .with_state(mock.clone());
         tokio::spawn(async move {
@@ -125,9 +134,27 @@ async fn send(
     headers: HeaderMap,
     Json(body): Json<Value>,
 ) -> Response {
+    answer(mock, "/api/send/message", headers, body).await
+}
+
+async fn simple_push(
+    State(mock): State<MockWxPusher>,
+    headers: HeaderMap,
+    Json(body): Json<Value>,
+) -> Response {
+    answer(mock, "/api/send/message/simple-push", headers, body).await
+}
+
+async fn answer(
+    mock: MockWxPusher,
+    path: &'static str,
+    headers: HeaderMap,
+    body: Value,
+) -> Response {
     let reply = {
         let mut inner = mock.inner.lock().unwrap();
         inner.requests.push(Recorded {
+            path,
             body: body.clone(),
             headers,
             at: Instant::now(),
@@ -139,7 +166,15 @@ async fn send(
             .unwrap_or(Reply::Success)
     };
     let _ = mock.open.subscribe().wait_for(|open| *open).await;
+    let simple = path.ends_with("simple-push");
+    let too_many = body["sptList"].as_array().is_some_and(|l| l.len() > 10);
     let response = match reply {
+        _ if simple && too_many => {
+            Json(json!({"code": 1001, "msg": "sptList最多10个", "data": null, "success": false}))
+                .into_response()
+        }
+        Reply::Success if simple => simple_success(&body, &[], ""),
+        Reply::FailSpts(spts, status) => simple_success(&body, &spts, status),
         Reply::Success => success(&body, &[]),
         Reply::FailUids(uids) => success(&body, &uids),
         Reply::Code(code, msg) => {
@@ -178,6 +213,26 @@ async fn qrcode(State(mock): State<MockWxPusher>, Json(body): Json<Value>) -> Re
         }}),
     )
     .into_response()
+}
+
+/// One entry per SPT, in the order of the request, naming the owner's uid, not the SPT.
+fn simple_success(body: &Value, failing: &[String], status: &str) -> Response {
+    let spts: Vec<&Value> = match body["sptList"].as_array() {
+        Some(list) => list.iter().collect(),
+        None => body.get("spt").into_iter().collect(),
+    };
+    let data: Vec<Value> = spts
+        .iter()
+        .enumerate()
+        .map(|(i, spt)| {
+            let failed = failing.iter().any(|f| Some(f.as_str()) == spt.as_str());
+            json!({"uid": format!("UID_owner_{i}"), "topicId": null, "messageId": 200 + i,
+                "messageContentId": 9, "sendRecordId": 200 + i,
+                "code": if failed { 1001 } else { 1000 },
+                "status": if failed { status } else { "创建发送任务成功" }})
+        })
+        .collect();
+    Json(json!({"code": 1000, "msg": "处理成功", "data": data, "success": true})).into_response()
 }
 
 fn success(body: &Value, failing: &[String]) -> Response {
