@@ -19,5 +19,6 @@ mod props;
 mod render;
 mod replicas;
 mod store;
+mod wecom;
 mod weixin_gateway;
 mod wxpusher;
