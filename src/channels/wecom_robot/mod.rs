@@ -35,9 +35,10 @@ pub const TEXT_MAX_BYTES: usize = 2048;
 /// Room kept in each part for its "(i/n)" line.
 const PART_HEADER_ROOM: usize = 32;
 /// WeCom's documented limit: 20 messages a minute per robot. A bucket of one token refilled
-/// every three seconds never lets more than 20 through in any 60-second window.
+/// every 3.05 seconds lets at most 20 through in any 60-second window, with 50 ms of slack per
+/// message so that network jitter cannot put a 21st into WeCom's minute.
 pub const ROBOT_RATE: RateLimit = RateLimit {
-    rate: 1.0 / 3.0,
+    rate: 1.0 / 3.05,
     burst: 1,
 };
 /// 45009 says "retry after the minute": the minute window must pass first.
