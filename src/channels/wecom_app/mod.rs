@@ -378,10 +378,7 @@ impl WecomApp {
         let mut refused: Option<DeliveryError> = None;
         for batch in self.batches(env, n, progress)? {
             let all: Vec<String> = batch.keys().collect();
-            let result = match self.send_one(env, &self.body(&batch)).await {
-                Ok(r) => r,
-                Err(e) => return Err(e),
-            };
+            let result = self.send_one(env, &self.body(&batch)).await?;
             match result.errcode {
                 0 => {
                     let p = batch.part;

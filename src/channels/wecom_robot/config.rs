@@ -117,16 +117,15 @@ impl WecomRobotConfig {
     /// Checks what serde cannot and replaces a pasted URL by its key; `key` was already read
     /// from `key_file` by the loader.
     pub fn check(&mut self, at: &str, report: &mut dyn FnMut(String, String)) {
-        if let Some(k) = &self.key {
-            let key_at = if self.key_file.is_some() {
-                "key_file"
-            } else {
-                "key"
-            };
-            match robot_key(k.expose()) {
-                Ok(key) => self.key = Some(Secret::new(key)),
-                Err(m) => report(format!("{at}.{key_at}"), m),
-            }
+        let key_at = if self.key_file.is_some() {
+            "key_file"
+        } else {
+            "key"
+        };
+        match self.key.as_ref().map(|k| robot_key(k.expose())) {
+            Some(Ok(key)) => self.key = Some(Secret::new(key)),
+            Some(Err(m)) => report(format!("{at}.{key_at}"), m),
+            None => {}
         }
         for (name, list) in [
             ("mentioned_list", &self.mentioned_list),
