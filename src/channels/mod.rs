@@ -177,7 +177,11 @@ impl Integration {
                 parts.push(format!("corp={}", a.corp_id));
                 parts.push(format!("agent={}", a.agent_id));
                 parts.push(fingerprint(a.tokens.secret()));
-                for (k, t) in [("user", &a.to_user), ("party", &a.to_party), ("tag", &a.to_tag)] {
+                for (k, t) in [
+                    ("user", &a.to_user),
+                    ("party", &a.to_party),
+                    ("tag", &a.to_tag),
+                ] {
                     let ids: Vec<String> = t
                         .iter()
                         .flat_map(|t| t.split('|'))

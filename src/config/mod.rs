@@ -19,9 +19,9 @@ use recover::Recovery;
 
 use crate::channels::official_account::token::TokenEndpoint;
 pub use crate::channels::official_account::{MiniProgramConfig, OfficialAccountKind};
+use crate::channels::options::{DeliveryOptions, RateLimit, WXPUSHER_RATE};
 pub use crate::channels::wecom_app::{AppMsgType, WecomAppConfig};
 pub use crate::channels::wecom_robot::{RobotMsgType, WecomRobotConfig};
-use crate::channels::options::{DeliveryOptions, RateLimit, WXPUSHER_RATE};
 pub use crate::channels::wxpusher::ContentType;
 use crate::route::RouteConfig;
 use crate::secret::Secret;

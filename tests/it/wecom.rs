@@ -89,10 +89,14 @@ fn errors(yaml: &str) -> String {
 async fn wecom_robot_markdown_is_the_exact_request_coloured_by_state() {
     let mock = mock().await;
     let srv = TestServer::start(&robot_config(&mock, "")).await;
-    srv.post("/webhook", example("alertmanager-firing.json")).await;
+    srv.post("/webhook", example("alertmanager-firing.json"))
+        .await;
     let reqs = mock.wait_robot(1, WAIT).await;
     let r = &reqs[0];
-    assert_eq!((r.method.as_str(), r.path.as_str()), ("POST", "/cgi-bin/webhook/send"));
+    assert_eq!(
+        (r.method.as_str(), r.path.as_str()),
+        ("POST", "/cgi-bin/webhook/send")
+    );
     assert_eq!(r.param("key").as_deref(), Some(KEY));
     assert_eq!(r.body["msgtype"], "markdown");
     let content = r.body["markdown"]["content"].as_str().unwrap();
@@ -101,10 +105,14 @@ async fn wecom_robot_markdown_is_the_exact_request_coloured_by_state() {
     let preview = first
         .trim_start_matches("<font color=\"warning\">**")
         .trim_end_matches("**</font>");
-    assert!(alertmanager_wechat::text::visible_len(preview) <= 20, "{preview}");
+    assert!(
+        alertmanager_wechat::text::visible_len(preview) <= 20,
+        "{preview}"
+    );
     assert!(content.contains("HighCPU"), "{content}");
 
-    srv.post("/webhook", example("alertmanager-resolved.json")).await;
+    srv.post("/webhook", example("alertmanager-resolved.json"))
+        .await;
     let reqs = mock.wait_robot(2, WAIT).await;
     let content = reqs[1].body["markdown"]["content"].as_str().unwrap();
     assert!(content.starts_with("<font color=\"info\">"), "{content}");
@@ -145,10 +153,15 @@ async fn wecom_robot_markdown_mentions_inline_and_mobiles_in_a_text_message() {
         "        mentioned_list: [zhangsan]\n        mentioned_mobiles: ['13800000000']",
     ))
     .await;
-    srv.post("/webhook", example("alertmanager-firing.json")).await;
+    srv.post("/webhook", example("alertmanager-firing.json"))
+        .await;
     let reqs = mock.wait_robot(2, WAIT).await;
     srv.stop().await;
-    assert!(reqs[0].content().ends_with("<@zhangsan>"), "{}", reqs[0].content());
+    assert!(
+        reqs[0].content().ends_with("<@zhangsan>"),
+        "{}",
+        reqs[0].content()
+    );
     assert_eq!(reqs[1].body["msgtype"], "text");
     assert_eq!(
         reqs[1].body["text"]["mentioned_mobile_list"],
@@ -168,7 +181,10 @@ async fn wecom_robot_splits_on_alert_boundaries_within_the_byte_limits() {
         let summary = "数据库主库的磁盘使用率已经超过百分之九十，请尽快清理🔥".repeat(2);
         srv.post("/webhook", many(40, &summary)).await;
         mock.wait(WAIT, "every alert", |r| {
-            (0..40).all(|i| r.iter().any(|r| r.content().contains(&format!("Alert{i:03}"))))
+            (0..40).all(|i| {
+                r.iter()
+                    .any(|r| r.content().contains(&format!("Alert{i:03}")))
+            })
         })
         .await;
         let reqs = mock.robot_requests();
@@ -206,7 +222,8 @@ async fn wecom_robot_one_huge_alert_is_cut_on_a_character_boundary() {
 async fn wecom_robot_93000_is_permanent_with_a_hint_and_no_key_anywhere() {
     let mock = MockWecom::start(&["another-key"], CORP, SECRET).await;
     let srv = TestServer::start(&robot_config(&mock, "")).await;
-    srv.post("/webhook", example("alertmanager-firing.json")).await;
+    srv.post("/webhook", example("alertmanager-firing.json"))
+        .await;
     mock.wait_robot(1, WAIT).await;
     let mut dead = String::new();
     for _ in 0..100 {
@@ -220,7 +237,9 @@ async fn wecom_robot_93000_is_permanent_with_a_hint_and_no_key_anywhere() {
     assert!(!dead.is_empty(), "no dead letter");
     assert!(dead.contains(r#"integration="wecom_robot""#), "{dead}");
     assert!(
-        dead.contains(r#"deliveries_failed_total{integration="wecom_robot",reason="bad_credentials"} 1"#),
+        dead.contains(
+            r#"deliveries_failed_total{integration="wecom_robot",reason="bad_credentials"} 1"#
+        ),
         "{dead}"
     );
     let store = srv.app.queue.store.clone();
@@ -236,14 +255,16 @@ async fn wecom_robot_minus_one_is_retried_and_45009_waits_for_the_minute() {
     let mock = mock().await;
     mock.script_robot([Reply::Err(-1, "system busy")]);
     let srv = TestServer::start(&robot_config(&mock, "")).await;
-    srv.post("/webhook", example("alertmanager-firing.json")).await;
+    srv.post("/webhook", example("alertmanager-firing.json"))
+        .await;
     mock.wait_robot(2, WAIT).await;
     srv.stop().await;
 
     let mock = crate::support::wecom::MockWecom::start(&[KEY], CORP, SECRET).await;
     mock.script_robot([Reply::Err(45009, "api freq out of limit")]);
     let srv = TestServer::start(&robot_config(&mock, "")).await;
-    srv.post("/webhook", example("alertmanager-firing.json")).await;
+    srv.post("/webhook", example("alertmanager-firing.json"))
+        .await;
     mock.wait_robot(1, WAIT).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     let (_, m) = srv.get("/metrics").await;
@@ -251,7 +272,10 @@ async fn wecom_robot_minus_one_is_retried_and_45009_waits_for_the_minute() {
     // Retried (counted), but not within the minute.
     assert_eq!(mock.robot_requests().len(), 1);
     assert_eq!(
-        metric(&m, r#"alertmanager_wechat_deliveries_retried_total{integration="wecom_robot"}"#),
+        metric(
+            &m,
+            r#"alertmanager_wechat_deliveries_retried_total{integration="wecom_robot"}"#
+        ),
         1.0,
         "{m}"
     );
@@ -295,7 +319,10 @@ async fn wecom_robot_storm_never_exceeds_the_window_and_keeps_every_group() {
             .iter()
             .take_while(|r| r.at.duration_since(reqs[i].at) < window)
             .count();
-        assert!(within <= 20, "{within} messages within 2 s from message {i}");
+        assert!(
+            within <= 20,
+            "{within} messages within 2 s from message {i}"
+        );
     }
 }
 
@@ -307,7 +334,8 @@ async fn wecom_app_text_token_cache_duplicate_check_and_refresh() {
         "        to_user: 'zhangsan|lisi'\n        to_party: '{{commonLabels.severity}}'",
     ))
     .await;
-    srv.post("/webhook", example("alertmanager-firing.json")).await;
+    srv.post("/webhook", example("alertmanager-firing.json"))
+        .await;
     let reqs = mock.wait_app(1, WAIT).await;
     let b = &reqs[0].body;
     assert_eq!(b["touser"], "zhangsan|lisi");
@@ -324,7 +352,8 @@ async fn wecom_app_text_token_cache_duplicate_check_and_refresh() {
     assert_eq!(tokens[0].param("corpsecret").as_deref(), Some(SECRET));
 
     // Cached for the next message; refreshed once when it expires (42001).
-    srv.post("/webhook", example("alertmanager-resolved.json")).await;
+    srv.post("/webhook", example("alertmanager-resolved.json"))
+        .await;
     mock.wait_app(2, WAIT).await;
     assert_eq!(mock.token_requests().len(), 1);
     mock.expire_token();
@@ -341,8 +370,13 @@ async fn wecom_app_text_token_cache_duplicate_check_and_refresh() {
 async fn wecom_app_invaliduser_retries_only_the_missing() {
     let mock = mock().await;
     mock.script_send([Reply::Invalid("lisi", "")]);
-    let srv = TestServer::start(&app_config(&mock, "        to_user: 'zhangsan|lisi|wangwu'")).await;
-    srv.post("/webhook", example("alertmanager-firing.json")).await;
+    let srv = TestServer::start(&app_config(
+        &mock,
+        "        to_user: 'zhangsan|lisi|wangwu'",
+    ))
+    .await;
+    srv.post("/webhook", example("alertmanager-firing.json"))
+        .await;
     let reqs = mock.wait_app(2, WAIT).await;
     srv.stop().await;
     assert_eq!(reqs[0].body["touser"], "zhangsan|lisi|wangwu");
@@ -358,7 +392,8 @@ async fn wecom_app_60020_is_permanent_and_81013_a_recipient_error() {
         let mock = mock().await;
         mock.script_send([Reply::Err(code, "not allowed, hint: [x]")]);
         let srv = TestServer::start(&app_config(&mock, "        to_user: zhangsan")).await;
-        srv.post("/webhook", example("alertmanager-firing.json")).await;
+        srv.post("/webhook", example("alertmanager-firing.json"))
+            .await;
         mock.wait_app(1, WAIT).await;
         let mut m = String::new();
         for _ in 0..100 {
@@ -389,12 +424,16 @@ async fn wecom_app_textcard_fits_the_limits() {
         "        to_tag: '1'\n        msgtype: textcard\n        btntxt: 详情",
     ))
     .await;
-    srv.post("/webhook", many(30, &"很长的描述".repeat(50))).await;
+    srv.post("/webhook", many(30, &"很长的描述".repeat(50)))
+        .await;
     let reqs = mock.wait_app(1, WAIT).await;
     srv.stop().await;
     let card = &reqs[0].body["textcard"];
     let title = card["title"].as_str().unwrap();
-    assert!(alertmanager_wechat::text::visible_len(title) <= 20, "{title}");
+    assert!(
+        alertmanager_wechat::text::visible_len(title) <= 20,
+        "{title}"
+    );
     assert!(title.len() <= 128);
     assert!(card["description"].as_str().unwrap().len() <= 512);
     assert_eq!(card["url"], "http://alertmanager:9093");
@@ -447,7 +486,13 @@ async fn wecom_render_masks_the_key_and_the_secret() {
     );
     let rt = load(&yaml).unwrap();
     let now = "2026-11-25T08:30:00Z".parse().unwrap();
-    let out = cli::render(&rt, example("alertmanager-firing.json").as_bytes(), None, now).unwrap();
+    let out = cli::render(
+        &rt,
+        example("alertmanager-firing.json").as_bytes(),
+        None,
+        now,
+    )
+    .unwrap();
     let text = cli::format_rendered(&out);
     assert!(!text.contains(KEY) && !text.contains(SECRET), "{text}");
     assert!(
@@ -455,7 +500,9 @@ async fn wecom_render_masks_the_key_and_the_secret() {
         "{text}"
     );
     assert!(
-        text.contains("POST https://qyapi.weixin.qq.com/cgi-bin/message/send?access_token=ACCESS_TOKEN"),
+        text.contains(
+            "POST https://qyapi.weixin.qq.com/cgi-bin/message/send?access_token=ACCESS_TOKEN"
+        ),
         "{text}"
     );
     assert_eq!(out[0].integration, "wecom_robot[0]");
@@ -475,7 +522,10 @@ async fn wecom_send_test_reaches_both_and_reports_a_wrong_key() {
     assert!(!ok);
     assert_eq!(
         out.lines().collect::<Vec<_>>()[..2],
-        ["wecom_robot[0]: sent", "wecom_robot[1]: failed (permanent): wecom_robot: error 93000: invalid webhook url: the robot's key is wrong or the robot was removed from the group; put the key of a robot in the group in key/key_file (invalid webhook url, hint: [1733000000_1_abc], from ip: 10.0.0.1, more info at https://open.work.weixin.qq.com/devtool/query?e=93000)"]
+        [
+            "wecom_robot[0]: sent",
+            "wecom_robot[1]: failed (permanent): wecom_robot: error 93000: invalid webhook url: the robot's key is wrong or the robot was removed from the group; put the key of a robot in the group in key/key_file (invalid webhook url, hint: [1733000000_1_abc], from ip: 10.0.0.1, more info at https://open.work.weixin.qq.com/devtool/query?e=93000)"
+        ]
     );
     assert_eq!(out.lines().nth(2), Some("wecom_app[2]: sent"));
     assert!(!out.contains("wrong-key-0000"));

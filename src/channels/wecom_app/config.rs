@@ -72,10 +72,7 @@ pub struct WecomAppConfig {
     pub btntxt: Option<String>,
     /// WeCom drops the same content sent again within this (≤ 4h), so a send retried after
     /// a timeout is not shown twice.
-    #[serde(
-        default = "default_duplicate_check_interval",
-        with = "humantime_serde"
-    )]
+    #[serde(default = "default_duplicate_check_interval", with = "humantime_serde")]
     pub duplicate_check_interval: Duration,
     #[serde(default = "default_true")]
     pub send_resolved: bool,
@@ -108,7 +105,10 @@ impl WecomAppConfig {
             );
         }
         let targets = [&self.to_user, &self.to_party, &self.to_tag];
-        if targets.iter().all(|t| t.as_deref().is_none_or(|t| t.trim().is_empty())) {
+        if targets
+            .iter()
+            .all(|t| t.as_deref().is_none_or(|t| t.trim().is_empty()))
+        {
             report(
                 at.to_string(),
                 "needs at least one of to_user, to_party and to_tag".into(),
@@ -117,10 +117,7 @@ impl WecomAppConfig {
         if let Some(b) = &self.btntxt
             && (b.trim().is_empty() || b.chars().count() > super::BTNTXT_MAX_CHARS)
         {
-            report(
-                format!("{at}.btntxt"),
-                "must be 1 to 4 characters".into(),
-            );
+            report(format!("{at}.btntxt"), "must be 1 to 4 characters".into());
         }
         if self.msgtype != AppMsgType::Textcard {
             for (key, v) in [

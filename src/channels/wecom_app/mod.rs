@@ -121,7 +121,9 @@ pub(crate) fn classify(code: i64, message: String, recipients: &[String]) -> Del
         40001 | 40013 | 40091 => (
             Reason::BadCredentials,
             false,
-            format!("wrong corp_id or api_secret: check both in the WeCom admin console ({message})"),
+            format!(
+                "wrong corp_id or api_secret: check both in the WeCom admin console ({message})"
+            ),
         ),
         60020 => (
             Reason::BadCredentials,
@@ -133,7 +135,9 @@ pub(crate) fn classify(code: i64, message: String, recipients: &[String]) -> Del
         81013 => (
             Reason::Recipient,
             false,
-            format!("user, party and tag all invalid: check to_user, to_party and to_tag and the application's visible range ({message})"),
+            format!(
+                "user, party and tag all invalid: check to_user, to_party and to_tag and the application's visible range ({message})"
+            ),
         ),
         // Bad agent id, message type, empty content, API not allowed: the config is wrong.
         40056 | 301002 | 40008 | 44004 | 48002 | 82001 => (Reason::Upstream, false, message),
@@ -196,7 +200,10 @@ impl WecomApp {
     }
 
     fn endpoint(&self) -> String {
-        format!("{}/cgi-bin/message/send", self.api_url.trim_end_matches('/'))
+        format!(
+            "{}/cgi-bin/message/send",
+            self.api_url.trim_end_matches('/')
+        )
     }
 
     pub fn secrets(&self) -> Vec<Secret> {
@@ -214,11 +221,7 @@ impl WecomApp {
     }
 
     /// The recipients, rendered from the templates.
-    fn recipients(
-        &self,
-        env: &Env<'_>,
-        ctx: &Value,
-    ) -> Result<[Vec<String>; 3], DeliveryError> {
+    fn recipients(&self, env: &Env<'_>, ctx: &Value) -> Result<[Vec<String>; 3], DeliveryError> {
         let render = |t: &Option<String>| -> Result<Vec<String>, DeliveryError> {
             match t {
                 Some(name) => Ok(split_ids(&env.templates.render(name, ctx)?)),
@@ -328,7 +331,11 @@ impl WecomApp {
 
     fn body(&self, b: &Batch) -> Value {
         let mut body = Map::new();
-        for (key, ids) in [("touser", &b.users), ("toparty", &b.parties), ("totag", &b.tags)] {
+        for (key, ids) in [
+            ("touser", &b.users),
+            ("toparty", &b.parties),
+            ("totag", &b.tags),
+        ] {
             if !ids.is_empty() {
                 body.insert(key.into(), json!(ids.join("|")));
             }
@@ -352,7 +359,10 @@ impl WecomApp {
         n: &Notification,
         progress: &Progress,
     ) -> Result<Vec<Outbound>, DeliveryError> {
-        let url = format!("{}?access_token={ACCESS_TOKEN_PLACEHOLDER}", self.endpoint());
+        let url = format!(
+            "{}?access_token={ACCESS_TOKEN_PLACEHOLDER}",
+            self.endpoint()
+        );
         Ok(self
             .batches(env, n, progress)?
             .iter()
@@ -409,10 +419,13 @@ impl WecomApp {
                     }
                     if !invalid.is_empty() {
                         tracing::warn!(corp_id = %self.corp_id, agent_id = self.agent_id, recipients = invalid.len(), "WeCom could not deliver to some recipients; the others got the message, the rest is retried");
-                        last_missing = Some((0, format!(
-                            "invalid recipients (invaliduser {:?}, invalidparty {:?}, invalidtag {:?}): not in the application's visible range, or no such id",
-                            result.invaliduser, result.invalidparty, result.invalidtag
-                        )));
+                        last_missing = Some((
+                            0,
+                            format!(
+                                "invalid recipients (invaliduser {:?}, invalidparty {:?}, invalidtag {:?}): not in the application's visible range, or no such id",
+                                result.invaliduser, result.invalidparty, result.invalidtag
+                            ),
+                        ));
                     }
                 }
                 81013 => {

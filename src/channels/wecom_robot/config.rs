@@ -104,7 +104,11 @@ pub fn robot_key(raw: &str) -> Result<String, String> {
     } else {
         raw
     };
-    if key.is_empty() || !key.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+    if key.is_empty()
+        || !key
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    {
         return Err(
             "must be the robot's key (letters, digits and -, as in key=… of its webhook URL) or the whole URL"
                 .into(),

@@ -144,7 +144,10 @@ impl WecomRobot {
     }
 
     fn endpoint(&self) -> String {
-        format!("{}/cgi-bin/webhook/send", self.api_url.trim_end_matches('/'))
+        format!(
+            "{}/cgi-bin/webhook/send",
+            self.api_url.trim_end_matches('/')
+        )
     }
 
     /// The key travels in the URL; callers mask it (it is one of the integration's secrets).
@@ -184,10 +187,12 @@ impl WecomRobot {
         suffix: &str,
     ) -> Result<Vec<String>, DeliveryError> {
         let max = self.msgtype.max_bytes() - suffix.len();
-        Ok(split_by_bytes(env, n, max, |n| self.render_content(env, n))?
-            .into_iter()
-            .map(|p| format!("{p}{suffix}"))
-            .collect())
+        Ok(
+            split_by_bytes(env, n, max, |n| self.render_content(env, n))?
+                .into_iter()
+                .map(|p| format!("{p}{suffix}"))
+                .collect(),
+        )
     }
 
     /// Every message body, in order: the content parts, then (markdown with mobile-number or
@@ -306,10 +311,7 @@ impl WecomRobot {
             .post(self.endpoint())
             .query(&[("key", self.key.expose())])
             .json(body);
-        let clean = |s: &str| {
-            env.scrubber
-                .scrub(&s.replace(self.key.expose(), "<key>"))
-        };
+        let clean = |s: &str| env.scrubber.scrub(&s.replace(self.key.expose(), "<key>"));
         let result: SendResult = http::send(SERVICE, request)
             .await?
             .success_json(SERVICE, clean)?;

@@ -153,10 +153,16 @@ impl MockWecom {
         self.inner.lock().unwrap().requests.clone()
     }
     pub fn robot_requests(&self) -> Vec<Recorded> {
-        self.requests().into_iter().filter(|r| r.is_robot()).collect()
+        self.requests()
+            .into_iter()
+            .filter(|r| r.is_robot())
+            .collect()
     }
     pub fn token_requests(&self) -> Vec<Recorded> {
-        self.requests().into_iter().filter(|r| r.is_token()).collect()
+        self.requests()
+            .into_iter()
+            .filter(|r| r.is_token())
+            .collect()
     }
     pub fn app_requests(&self) -> Vec<Recorded> {
         self.requests()
@@ -187,7 +193,10 @@ impl MockWecom {
 
     pub async fn wait_app(&self, n: usize, timeout: Duration) -> Vec<Recorded> {
         self.wait(timeout, &format!("{n} app messages"), |r| {
-            r.iter().filter(|r| r.path == "/cgi-bin/message/send").count() >= n
+            r.iter()
+                .filter(|r| r.path == "/cgi-bin/message/send")
+                .count()
+                >= n
         })
         .await;
         self.app_requests()
@@ -324,8 +333,12 @@ async fn send(State(mock): State<MockWecom>, req: Request) -> Response {
             json!({"errcode": 40058, "errmsg": "content exceed max length 2048"})
         } else {
             match inner.send_script.pop_front().unwrap_or(Reply::Ok) {
-                Reply::Ok => json!({"errcode": 0, "errmsg": "ok", "invaliduser": "", "invalidparty": "", "invalidtag": "", "unlicenseduser": "", "msgid": "m1"}),
-                Reply::Invalid(u, p) => json!({"errcode": 0, "errmsg": "ok", "invaliduser": u, "invalidparty": p, "invalidtag": "", "unlicenseduser": "", "msgid": "m2"}),
+                Reply::Ok => {
+                    json!({"errcode": 0, "errmsg": "ok", "invaliduser": "", "invalidparty": "", "invalidtag": "", "unlicenseduser": "", "msgid": "m1"})
+                }
+                Reply::Invalid(u, p) => {
+                    json!({"errcode": 0, "errmsg": "ok", "invaliduser": u, "invalidparty": p, "invalidtag": "", "unlicenseduser": "", "msgid": "m2"})
+                }
                 Reply::Err(code, msg) => json!({"errcode": code, "errmsg": msg}),
                 Reply::Expire => {
                     inner.current = None;
