@@ -529,6 +529,58 @@ mod tests {
         assert!(c(42001).is_retryable());
     }
 
+    fn app(to_user: &str, secret: &str) -> WecomApp {
+        WecomApp {
+            api_url: "http://x".into(),
+            corp_id: "ww1".into(),
+            agent_id: 1000002,
+            to_user: Some(to_user.into()),
+            to_party: None,
+            to_tag: None,
+            msgtype: AppMsgType::Text,
+            content: "wecom.text".into(),
+            summary: "wecom.summary".into(),
+            title: String::new(),
+            description: String::new(),
+            url: String::new(),
+            btntxt: None,
+            duplicate_check_interval: 1800,
+            summary_max: 20,
+            tokens: token::TokenCache::default().source("http://x", "ww1", Secret::new(secret)),
+            rate_limit: None,
+        }
+    }
+
+    #[test]
+    fn identity_is_corp_agent_secret_and_recipients_in_any_order() {
+        use crate::channels::{Integration, Kind, kind_of};
+        let id = |a| Integration::identity(&Kind::WecomApp(a));
+        let a = id(app("u1|u2", "secret-1"));
+        assert_eq!(kind_of(&a), "wecom_app");
+        assert!(a.as_str().starts_with("wecom-app-"), "{}", a.as_str());
+        assert_eq!(a, id(app("u2| u1", "secret-1")));
+        assert_ne!(a, id(app("u1|u3", "secret-1")));
+        assert_ne!(a, id(app("u1|u2", "secret-2")));
+        let r = |key: &str| {
+            Integration::identity(&Kind::WecomRobot(
+                crate::channels::wecom_robot::WecomRobot {
+                    api_url: "http://x".into(),
+                    key: Secret::new(key),
+                    msgtype: crate::channels::wecom_robot::RobotMsgType::Markdown,
+                    content: String::new(),
+                    summary: String::new(),
+                    mentioned_list: vec![],
+                    mentioned_mobiles: vec![],
+                    summary_max: 20,
+                    rate_limit: None,
+                },
+            ))
+        };
+        assert_eq!(kind_of(&r("k1")), "wecom_robot");
+        assert_ne!(r("k1"), r("k2"));
+        assert!(!r("k1").as_str().contains("k1"));
+    }
+
     #[test]
     fn ids_split_on_bars() {
         assert_eq!(split_ids(" a| b||a "), ["a", "b"]);

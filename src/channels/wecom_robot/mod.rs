@@ -187,12 +187,12 @@ impl WecomRobot {
         suffix: &str,
     ) -> Result<Vec<String>, DeliveryError> {
         let max = self.msgtype.max_bytes() - suffix.len();
-        Ok(
-            split_by_bytes(env, n, max, |n| self.render_content(env, n))?
-                .into_iter()
-                .map(|p| format!("{p}{suffix}"))
-                .collect(),
-        )
+        let mut parts = split_by_bytes(env, n, max, |n| self.render_content(env, n))?;
+        // Mentions once, on the last part, so people are notified once.
+        if let Some(last) = parts.last_mut() {
+            last.push_str(suffix);
+        }
+        Ok(parts)
     }
 
     /// Every message body, in order: the content parts, then (markdown with mobile-number or
@@ -207,9 +207,9 @@ impl WecomRobot {
                 for content in self.parts(env, n, "")? {
                     let mut text = serde_json::Map::new();
                     text.insert("content".into(), json!(content));
-                    // Mentions once, on the last part, so people are notified once.
                     out.push(text);
                 }
+                // Mentions once, on the last part, so people are notified once.
                 if let Some(last) = out.last_mut() {
                     if !users.is_empty() {
                         last.insert("mentioned_list".into(), json!(users));

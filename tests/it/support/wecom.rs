@@ -44,10 +44,10 @@ pub struct Recorded {
 
 impl Recorded {
     pub fn param(&self, name: &str) -> Option<String> {
-        self.query.split('&').find_map(|kv| {
-            kv.strip_prefix(&format!("{name}="))
-                .map(|v| urlencoding_decode(v))
-        })
+        let prefix = format!("{name}=");
+        self.query
+            .split('&')
+            .find_map(|kv| kv.strip_prefix(prefix.as_str()).map(decode))
     }
     pub fn is_token(&self) -> bool {
         self.path == "/cgi-bin/gettoken"
@@ -62,17 +62,19 @@ impl Recorded {
     }
 }
 
-fn urlencoding_decode(v: &str) -> String {
+/// Percent-decoding of a query value.
+fn decode(v: &str) -> String {
     let bytes = v.as_bytes();
     let mut out = Vec::new();
     let mut i = 0;
     while i < bytes.len() {
-        if bytes[i] == b'%' && i + 2 < bytes.len() {
-            if let Ok(b) = u8::from_str_radix(&v[i + 1..i + 3], 16) {
-                out.push(b);
-                i += 3;
-                continue;
-            }
+        if bytes[i] == b'%'
+            && i + 2 < bytes.len()
+            && let Ok(b) = u8::from_str_radix(&v[i + 1..i + 3], 16)
+        {
+            out.push(b);
+            i += 3;
+            continue;
         }
         out.push(if bytes[i] == b'+' { b' ' } else { bytes[i] });
         i += 1;
