@@ -310,13 +310,11 @@ impl WecomApp {
                 pending("party", &parties),
                 pending("tag", &tags),
             );
-            let (u, x, t): (Vec<&[String]>, Vec<&[String]>, Vec<&[String]>) = (
-                u.chunks(USERS_PER_CALL).collect(),
-                x.chunks(PARTIES_PER_CALL).collect(),
-                t.chunks(TAGS_PER_CALL).collect(),
-            );
+            let u: Vec<&[String]> = u.chunks(USERS_PER_CALL).collect();
+            let x: Vec<&[String]> = x.chunks(PARTIES_PER_CALL).collect();
+            let t: Vec<&[String]> = t.chunks(TAGS_PER_CALL).collect();
             for i in 0..u.len().max(x.len()).max(t.len()) {
-                let get = |v: &Vec<&[String]>| v.get(i).map(|c| c.to_vec()).unwrap_or_default();
+                let get = |v: &[&[String]]| v.get(i).map(|c| c.to_vec()).unwrap_or_default();
                 out.push(Batch {
                     part: p,
                     message: message.clone(),
