@@ -217,6 +217,85 @@ impl Runtime {
                 let delivery = o.delivery_options(&at, &mut |_, _| {});
                 list.push((o.send_resolved, o.fallback_receiver.clone(), delivery, kind));
             }
+            for (j, w) in r.wecom_robot_configs.iter().enumerate() {
+                let at = format!("receivers[{i}].wecom_robot_configs[{j}]");
+                use crate::channels::wecom_robot::{RobotMsgType, WecomRobot};
+                let default_content = match w.msgtype {
+                    RobotMsgType::Markdown => "wecom.markdown",
+                    RobotMsgType::MarkdownV2 => "wecom.markdown_v2",
+                    RobotMsgType::Text => "wecom.text",
+                };
+                let mut mention = |key: &str, list: &[String]| -> Vec<String> {
+                    list.iter()
+                        .enumerate()
+                        .map(|(k, src)| inline(format!("{at}.{key}[{k}]"), &Some(src.clone()), ""))
+                        .collect()
+                };
+                let mentioned_list = mention("mentioned_list", &w.mentioned_list);
+                let mentioned_mobiles = mention("mentioned_mobiles", &w.mentioned_mobiles);
+                let delivery = w.delivery_options(&at, &mut |_, _| {});
+                let kind = Kind::WecomRobot(WecomRobot {
+                    api_url: w.api_url.clone().unwrap_or_else(|| g.wecom_api_url.clone()),
+                    key: w.key.clone().unwrap_or_default(),
+                    msgtype: w.msgtype,
+                    content: inline(format!("{at}.content"), &w.content, default_content),
+                    summary: "wecom.summary".into(),
+                    mentioned_list,
+                    mentioned_mobiles,
+                    summary_max: g.summary_max_chars,
+                    rate_limit: delivery.rate_limit,
+                });
+                list.push((w.send_resolved, w.fallback_receiver.clone(), delivery, kind));
+            }
+            for (j, w) in r.wecom_app_configs.iter().enumerate() {
+                let at = format!("receivers[{i}].wecom_app_configs[{j}]");
+                use crate::channels::wecom_app::{AppMsgType, WecomApp};
+                let api_url = w.api_url.clone().unwrap_or_else(|| g.wecom_api_url.clone());
+                // Tokens outlive this runtime: the cache is the service's, per (corp, secret).
+                let tokens = upstreams.wecom_tokens.source(
+                    &api_url,
+                    &w.corp_id,
+                    w.api_secret.clone().unwrap_or_default(),
+                );
+                let default_content = match w.msgtype {
+                    AppMsgType::Markdown => "wecom.markdown",
+                    _ => "wecom.text",
+                };
+                let mut target = |key: &str, src: &Option<String>| {
+                    src.as_ref()
+                        .map(|s| inline(format!("{at}.{key}"), &Some(s.clone()), ""))
+                };
+                let (to_user, to_party, to_tag) = (
+                    target("to_user", &w.to_user),
+                    target("to_party", &w.to_party),
+                    target("to_tag", &w.to_tag),
+                );
+                let delivery = w.delivery_options(&at, &mut |_, _| {});
+                let kind = Kind::WecomApp(WecomApp {
+                    api_url,
+                    corp_id: w.corp_id.clone(),
+                    agent_id: w.agent_id,
+                    to_user,
+                    to_party,
+                    to_tag,
+                    msgtype: w.msgtype,
+                    content: inline(format!("{at}.content"), &w.content, default_content),
+                    summary: "wecom.summary".into(),
+                    title: inline(format!("{at}.title"), &w.title, "wecom.textcard.title"),
+                    description: inline(
+                        format!("{at}.description"),
+                        &w.description,
+                        "wecom.textcard.description",
+                    ),
+                    url: inline(format!("{at}.url"), &w.url, "wxpusher.url"),
+                    btntxt: w.btntxt.clone(),
+                    duplicate_check_interval: w.duplicate_check_interval.as_secs().max(1),
+                    summary_max: g.summary_max_chars,
+                    tokens,
+                    rate_limit: delivery.rate_limit,
+                });
+                list.push((w.send_resolved, w.fallback_receiver.clone(), delivery, kind));
+            }
             let integrations = list
                 .into_iter()
                 .enumerate()

@@ -59,6 +59,31 @@ pub fn upstream_prefix(s: &str, max: usize) -> &str {
     &s[..end]
 }
 
+/// The longest prefix of `s` within `max` UTF-8 bytes that ends on a grapheme boundary
+/// (WeCom measures its limits in bytes).
+pub fn byte_prefix(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = 0;
+    for (i, g) in s.grapheme_indices(true) {
+        if i + g.len() > max {
+            break;
+        }
+        end = i + g.len();
+    }
+    &s[..end]
+}
+
+/// `s` cut to at most `max` UTF-8 bytes, the ellipsis included, never inside a character.
+pub fn truncate_bytes(s: &str, max: usize) -> String {
+    if s.len() <= max {
+        return s.to_string();
+    }
+    let room = max.saturating_sub(ELLIPSIS.len());
+    format!("{}{ELLIPSIS}", byte_prefix(s, room))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -129,5 +154,16 @@ mod tests {
         assert_eq!(upstream_prefix("ab🔥c", 3), "ab");
         assert_eq!(upstream_prefix("ab🔥c", 4), "ab🔥");
         assert_eq!(one_line("  a\n b\t\tc "), "a b c");
+    }
+
+    #[test]
+    fn byte_measure_never_cuts_a_character() {
+        // 告 is three bytes in UTF-8.
+        assert_eq!(byte_prefix("告警abc", 5), "告");
+        assert_eq!(byte_prefix("告警abc", 6), "告警");
+        assert_eq!(byte_prefix("ab", 10), "ab");
+        let t = truncate_bytes(&"告".repeat(10), 10);
+        assert_eq!(t, "告告…");
+        assert!(t.len() <= 10);
     }
 }

@@ -103,6 +103,13 @@ pub enum DeliveryError {
         at: chrono::DateTime<chrono::Utc>,
         error: Box<DeliveryError>,
     },
+    /// `error`, and the upstream said when to try again (WeCom's 45009, "retry after the
+    /// minute"): retried with the engine's backoff, but not sooner than `after`.
+    #[error("{error}")]
+    After {
+        after: Duration,
+        error: Box<DeliveryError>,
+    },
     /// Recipients left out because their daily budget (ours, kept in the store) is spent;
     /// it resets at the next midnight, Asia/Shanghai, so retrying today cannot help.
     #[error(
@@ -138,6 +145,7 @@ impl DeliveryError {
             DeliveryError::Render(_) => false,
             DeliveryError::Budget { .. } => false,
             DeliveryError::Until { .. } => false,
+            DeliveryError::After { .. } => true,
         }
     }
 
@@ -156,6 +164,7 @@ impl DeliveryError {
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
             DeliveryError::Http { retry_after, .. } => *retry_after,
+            DeliveryError::After { after, .. } => Some(*after),
             _ => None,
         }
     }
@@ -172,6 +181,7 @@ impl DeliveryError {
             DeliveryError::Render(_) => Reason::Render,
             DeliveryError::Budget { .. } => Reason::Quota,
             DeliveryError::Until { error, .. } => error.reason(),
+            DeliveryError::After { error, .. } => error.reason(),
         }
     }
 

@@ -13,6 +13,8 @@ pub mod official_account;
 pub mod options;
 pub mod ratelimit;
 pub mod state;
+pub mod wecom_app;
+pub mod wecom_robot;
 pub mod weixin_gateway;
 pub mod wxpusher;
 
@@ -80,12 +82,21 @@ pub enum Kind {
     Console(console::Console),
     WeixinGateway(weixin_gateway::WeixinGateway),
     OfficialAccount(official_account::OfficialAccount),
+    WecomRobot(wecom_robot::WecomRobot),
+    WecomApp(wecom_app::WecomApp),
 }
 
 /// The kind an identity was made for (its prefix, see [`Integration::identity`]), as a metric
 /// label; `unknown` for a position stored by an older version.
 pub fn kind_of(id: &IntegrationId) -> &'static str {
-    const KINDS: &[&str] = &["wxpusher", "console", "weixin_gateway", "official_account"];
+    const KINDS: &[&str] = &[
+        "wxpusher",
+        "console",
+        "weixin_gateway",
+        "official_account",
+        "wecom_robot",
+        "wecom_app",
+    ];
     KINDS
         .iter()
         .find(|k| {
@@ -103,6 +114,8 @@ fn kind_name(kind: &Kind) -> &'static str {
         Kind::Console(_) => "console",
         Kind::WeixinGateway(_) => "weixin_gateway",
         Kind::OfficialAccount(_) => "official_account",
+        Kind::WecomRobot(_) => "wecom_robot",
+        Kind::WecomApp(_) => "wecom_app",
     }
 }
 
@@ -161,6 +174,26 @@ impl Integration {
                         .map(|u| format!("openid={u}")),
                 );
             }
+            // The key is the robot: whoever holds it posts to that one group.
+            Kind::WecomRobot(r) => parts.push(fingerprint(&r.key)),
+            Kind::WecomApp(a) => {
+                parts.push(format!("corp={}", a.corp_id));
+                parts.push(format!("agent={}", a.agent_id));
+                parts.push(fingerprint(a.tokens.secret()));
+                for (k, t) in [
+                    ("user", &a.to_user),
+                    ("party", &a.to_party),
+                    ("tag", &a.to_tag),
+                ] {
+                    let ids: Vec<String> = t
+                        .iter()
+                        .flat_map(|t| t.split('|'))
+                        .map(|s| s.trim().to_string())
+                        .filter(|s| !s.is_empty())
+                        .collect();
+                    parts.extend(sorted(&ids).into_iter().map(|i| format!("{k}={i}")));
+                }
+            }
         }
         let mut h = Sha256::new();
         for p in &parts {
@@ -196,6 +229,8 @@ impl Integration {
             Kind::Console(_) => vec![],
             Kind::WeixinGateway(g) => g.bearer_token.iter().cloned().collect(),
             Kind::OfficialAccount(o) => vec![o.tokens.app_secret().clone()],
+            Kind::WecomRobot(r) => r.secrets(),
+            Kind::WecomApp(a) => a.secrets(),
         }
     }
 
@@ -225,6 +260,8 @@ impl Integration {
             Kind::Console(c) => c.prepare(env, n),
             Kind::WeixinGateway(g) => g.prepare(env, n, &Progress::new()),
             Kind::OfficialAccount(o) => o.prepare(env, n, &Progress::new()),
+            Kind::WecomRobot(r) => r.prepare(env, n, &Progress::new()),
+            Kind::WecomApp(a) => a.prepare(env, n, &Progress::new()),
         }
     }
 
@@ -239,6 +276,8 @@ impl Integration {
             Kind::Console(c) => c.send(env, n),
             Kind::WeixinGateway(g) => g.send(env, n, progress).await,
             Kind::OfficialAccount(o) => o.send(env, n, progress).await,
+            Kind::WecomRobot(r) => r.send(env, n, progress).await,
+            Kind::WecomApp(a) => a.send(env, n, progress).await,
         }
     }
 }

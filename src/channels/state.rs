@@ -17,6 +17,8 @@ pub struct Upstreams {
     pub limits: Arc<RateLimits>,
     /// Official Account access tokens, per app.
     pub tokens: Arc<TokenCache>,
+    /// WeCom application access tokens, per (corp, secret).
+    pub wecom_tokens: Arc<super::wecom_app::token::TokenCache>,
 }
 
 impl Upstreams {
@@ -30,6 +32,7 @@ impl Upstreams {
         Upstreams {
             limits: Arc::new(RateLimits::shared(redis)),
             tokens: Arc::default(),
+            wecom_tokens: Arc::default(),
         }
     }
 }

@@ -20,6 +20,8 @@ use recover::Recovery;
 use crate::channels::official_account::token::TokenEndpoint;
 pub use crate::channels::official_account::{MiniProgramConfig, OfficialAccountKind};
 use crate::channels::options::{DeliveryOptions, RateLimit, WXPUSHER_RATE};
+pub use crate::channels::wecom_app::{AppMsgType, WecomAppConfig};
+pub use crate::channels::wecom_robot::{RobotMsgType, WecomRobotConfig};
 pub use crate::channels::wxpusher::ContentType;
 use crate::route::RouteConfig;
 use crate::secret::Secret;
@@ -126,6 +128,9 @@ pub struct Global {
     pub wxpusher_api_url: String,
     #[serde(default = "default_wechat_api_url")]
     pub wechat_api_url: String,
+    /// Base URL of WeCom's API (`qyapi`): group robots and application messages.
+    #[serde(default = "default_wecom_api_url")]
+    pub wecom_api_url: String,
     /// Timeout of one upstream HTTP request.
     #[serde(default = "default_http_timeout", with = "humantime_serde")]
     pub http_timeout: Duration,
@@ -139,6 +144,7 @@ impl Default for Global {
             summary_max_chars: default_summary_max_chars(),
             wxpusher_api_url: default_wxpusher_api_url(),
             wechat_api_url: default_wechat_api_url(),
+            wecom_api_url: default_wecom_api_url(),
             http_timeout: default_http_timeout(),
         }
     }
@@ -155,6 +161,9 @@ fn default_wxpusher_api_url() -> String {
 }
 fn default_wechat_api_url() -> String {
     "https://api.weixin.qq.com".into()
+}
+fn default_wecom_api_url() -> String {
+    "https://qyapi.weixin.qq.com".into()
 }
 fn default_http_timeout() -> Duration {
     Duration::from_secs(10)
@@ -429,6 +438,10 @@ pub struct ReceiverConfig {
     pub weixin_gateway_configs: Vec<WeixinGatewayConfig>,
     #[serde(default)]
     pub official_account_configs: Vec<OfficialAccountConfig>,
+    #[serde(default)]
+    pub wecom_robot_configs: Vec<WecomRobotConfig>,
+    #[serde(default)]
+    pub wecom_app_configs: Vec<WecomAppConfig>,
 }
 
 impl ReceiverConfig {
@@ -437,6 +450,8 @@ impl ReceiverConfig {
             + self.console_configs.len()
             + self.weixin_gateway_configs.len()
             + self.official_account_configs.len()
+            + self.wecom_robot_configs.len()
+            + self.wecom_app_configs.len()
     }
 
     /// `(yaml key, fallback_receiver)` of every integration, for validation.
@@ -464,6 +479,18 @@ impl ReceiverConfig {
             out.push((
                 format!("official_account_configs[{j}]"),
                 o.fallback_receiver.as_ref(),
+            ));
+        }
+        for (j, w) in self.wecom_robot_configs.iter().enumerate() {
+            out.push((
+                format!("wecom_robot_configs[{j}]"),
+                w.fallback_receiver.as_ref(),
+            ));
+        }
+        for (j, w) in self.wecom_app_configs.iter().enumerate() {
+            out.push((
+                format!("wecom_app_configs[{j}]"),
+                w.fallback_receiver.as_ref(),
             ));
         }
         out
@@ -576,6 +603,8 @@ delivery_options! {
     ConsoleConfig => None,
     OfficialAccountConfig => None,
     WeixinGatewayConfig => None,
+    WecomRobotConfig => Some(crate::channels::wecom_robot::ROBOT_RATE),
+    WecomAppConfig => Some(crate::channels::wecom_app::APP_RATE),
 }
 
 /// A weixin-gateway bridge: `POST {url}/send` as a logged-in personal WeChat bot account.
@@ -911,6 +940,7 @@ impl Config {
         for (key, url) in [
             ("global.wxpusher_api_url", &g.wxpusher_api_url),
             ("global.wechat_api_url", &g.wechat_api_url),
+            ("global.wecom_api_url", &g.wecom_api_url),
         ] {
             if let Err(m) = check_http_url(url) {
                 report(key.into(), m);
@@ -1171,6 +1201,26 @@ impl Config {
                 o.delivery_options(&at, report);
                 resolve_official_account(base, &at, o, report);
             }
+            for (j, w) in r.wecom_robot_configs.iter_mut().enumerate() {
+                let at = format!("receivers[{i}].wecom_robot_configs[{j}]");
+                w.delivery_options(&at, report);
+                resolve_secret(base, &at, "key", &mut w.key, &w.key_file, true, report);
+                w.check(&at, report);
+            }
+            for (j, w) in r.wecom_app_configs.iter_mut().enumerate() {
+                let at = format!("receivers[{i}].wecom_app_configs[{j}]");
+                w.delivery_options(&at, report);
+                resolve_secret(
+                    base,
+                    &at,
+                    "api_secret",
+                    &mut w.api_secret,
+                    &w.api_secret_file,
+                    true,
+                    report,
+                );
+                w.check(&at, report);
+            }
         }
         if self.receivers.is_empty() {
             report(
@@ -1226,6 +1276,12 @@ impl Config {
             }
             for o in &r.official_account_configs {
                 out.extend(o.app_secret.clone());
+            }
+            for w in &r.wecom_robot_configs {
+                out.extend(w.key.clone());
+            }
+            for w in &r.wecom_app_configs {
+                out.extend(w.api_secret.clone());
             }
         }
         out
@@ -1415,7 +1471,7 @@ mod tests {
             [
                 "test.yml: dedupe.window: invalid value: a string, expected a duration at line 2 column 11",
                 "test.yml: route.routes[0].matchers[0]: matcher \"team=~\\\"(db\\\"\": invalid regex: unclosed group at line 6 column 18",
-                "test.yml: receivers[0].colour: unknown field `colour`, expected one of `name`, `wxpusher_configs`, `console_configs`, `weixin_gateway_configs`, `official_account_configs` at line 10 column 5",
+                "test.yml: receivers[0].colour: unknown field `colour`, expected one of `name`, `wxpusher_configs`, `console_configs`, `weixin_gateway_configs`, `official_account_configs`, `wecom_robot_configs`, `wecom_app_configs` at line 10 column 5",
                 "test.yml: receivers[0].console_configs[0].speed: unknown field `speed`, expected one of `text`, `send_resolved`, `fallback_receiver`, `max_attempts`, `max_age`, `rate_limit`, `coalesce_after` at line 11 column 47",
                 "test.yml: receivers[0].console_configs[0].fallback_receiver: unknown receiver \"zz\"",
             ]

@@ -169,6 +169,66 @@ const DEFAULTS: &[(&str, &str, &str)] = &[
         "official_account.url",
         include_str!("../../templates/en/official_account.url.hbs"),
     ),
+    (
+        "zh-CN",
+        "wecom.summary",
+        include_str!("../../templates/zh-CN/wecom.summary.hbs"),
+    ),
+    (
+        "zh-CN",
+        "wecom.markdown",
+        include_str!("../../templates/zh-CN/wecom.markdown.hbs"),
+    ),
+    (
+        "zh-CN",
+        "wecom.markdown_v2",
+        include_str!("../../templates/zh-CN/wecom.markdown_v2.hbs"),
+    ),
+    (
+        "zh-CN",
+        "wecom.text",
+        include_str!("../../templates/zh-CN/wecom.text.hbs"),
+    ),
+    (
+        "zh-CN",
+        "wecom.textcard.title",
+        include_str!("../../templates/zh-CN/wecom.textcard.title.hbs"),
+    ),
+    (
+        "zh-CN",
+        "wecom.textcard.description",
+        include_str!("../../templates/zh-CN/wecom.textcard.description.hbs"),
+    ),
+    (
+        "en",
+        "wecom.summary",
+        include_str!("../../templates/en/wecom.summary.hbs"),
+    ),
+    (
+        "en",
+        "wecom.markdown",
+        include_str!("../../templates/en/wecom.markdown.hbs"),
+    ),
+    (
+        "en",
+        "wecom.markdown_v2",
+        include_str!("../../templates/en/wecom.markdown_v2.hbs"),
+    ),
+    (
+        "en",
+        "wecom.text",
+        include_str!("../../templates/en/wecom.text.hbs"),
+    ),
+    (
+        "en",
+        "wecom.textcard.title",
+        include_str!("../../templates/en/wecom.textcard.title.hbs"),
+    ),
+    (
+        "en",
+        "wecom.textcard.description",
+        include_str!("../../templates/en/wecom.textcard.description.hbs"),
+    ),
 ];
 
 /// A template failed to compile or render.

@@ -24,5 +24,6 @@ mod render;
 mod replicas;
 mod simple_push;
 mod store;
+mod wecom;
 mod weixin_gateway;
 mod wxpusher;
