@@ -376,6 +376,7 @@ impl Runtime {
             client: &self.client,
             scrubber: &self.scrubber,
             limits: &self.upstreams.limits,
+            upstreams: &self.upstreams,
             subscribers: &[],
             store: None,
         }

@@ -41,6 +41,8 @@ pub struct Env<'a> {
     pub scrubber: &'a Scrubber,
     /// Token buckets per upstream credential; integrations acquire before each request.
     pub limits: &'a RateLimits,
+    /// The rest of the long-lived upstream state ([`state::Upstreams`]).
+    pub upstreams: &'a state::Upstreams,
     /// UIDs subscribed through a WxPusher integration's `subscriber_tags`, looked up by the
     /// worker before a delivery (see [`crate::chatops::prepare_delivery`]); sent to as well.
     pub subscribers: &'a [String],

@@ -1,5 +1,5 @@
 //! Long-lived upstream state, in one home: what must outlive any one configuration (token
-//! buckets, Official Account access tokens) is made once by the service and handed to every
+//! buckets, access tokens, weixin-gateway back-offs) is made once by the service and handed to every
 //! configuration it compiles, so a reload keeps limits and tokens, and nothing lives in a
 //! process global. What replicas must share goes through the store: with Redis the buckets are
 //! kept there ([`RateLimits::shared`]).
@@ -19,6 +19,8 @@ pub struct Upstreams {
     pub tokens: Arc<TokenCache>,
     /// WeCom application access tokens, per (corp, secret).
     pub wecom_tokens: Arc<super::wecom_app::token::TokenCache>,
+    /// weixin-gateway users refused for a while, and what was known of them then.
+    pub gateway: Arc<super::weixin_gateway::Backoffs>,
 }
 
 impl Upstreams {
@@ -33,6 +35,7 @@ impl Upstreams {
             limits: Arc::new(RateLimits::shared(redis)),
             tokens: Arc::default(),
             wecom_tokens: Arc::default(),
+            gateway: Arc::default(),
         }
     }
 }

@@ -262,8 +262,14 @@ async fn gateway(State(app): State<Callbacks>, headers: HeaderMap, body: Bytes) 
         return (StatusCode::BAD_REQUEST, "event has no user_id\n").into_response();
     }
     // The user wrote: iLink's window for them is open again.
-    crate::channels::weixin_gateway::window::inbound(&app.store, &ev.account_id, &user, Utc::now())
-        .await;
+    crate::channels::weixin_gateway::window::inbound(
+        &app.store,
+        &rt.upstreams.gateway,
+        &ev.account_id,
+        &user,
+        Utc::now(),
+    )
+    .await;
     let answer = handle::run(
         &rt,
         chat,

@@ -17,7 +17,7 @@
 pub mod window;
 
 use std::collections::HashMap;
-use std::sync::{LazyLock, Mutex};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -101,13 +101,25 @@ struct Reply {
     error: String,
 }
 
-/// Users refused by the upstream, until when. Keyed by gateway, account and user so that
-/// reloads (which rebuild every integration) and several gateway configs share it.
-static WINDOWS: LazyLock<Mutex<HashMap<String, Instant>>> = LazyLock::new(Default::default);
+/// Users refused by the upstream, until when, and the count of their messages when it began.
+/// Kept in the service's long-lived upstream state ([`crate::channels::state::Upstreams`]),
+/// keyed by gateway, account and user, so that reloads (which rebuild every integration) and
+/// several gateway configs share it.
+#[derive(Debug, Default)]
+pub struct Backoffs {
+    until: Mutex<HashMap<String, Instant>>,
+    seen: Mutex<HashMap<String, i64>>,
+}
 
-fn windows() -> std::sync::MutexGuard<'static, HashMap<String, Instant>> {
-    // The map holds plain data; a panic elsewhere while holding the lock leaves it usable.
-    WINDOWS.lock().unwrap_or_else(|e| e.into_inner())
+impl Backoffs {
+    fn until(&self) -> std::sync::MutexGuard<'_, HashMap<String, Instant>> {
+        // Plain data: a panic elsewhere while holding the lock leaves it usable.
+        self.until.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn seen(&self) -> std::sync::MutexGuard<'_, HashMap<String, i64>> {
+        self.seen.lock().unwrap_or_else(|e| e.into_inner())
+    }
 }
 
 fn part_key(part: usize, user: &str) -> String {
@@ -137,9 +149,9 @@ impl WeixinGateway {
     }
 
     /// How much longer `user` is refused, if they are.
-    fn window_remaining(&self, user: &str) -> Option<Duration> {
+    fn window_remaining(&self, env: &Env<'_>, user: &str) -> Option<Duration> {
         let key = self.window_key(user);
-        let mut w = windows();
+        let mut w = env.upstreams.gateway.until();
         let until = *w.get(&key)?;
         let now = Instant::now();
         if until <= now {
@@ -149,8 +161,11 @@ impl WeixinGateway {
         Some(until - now)
     }
 
-    fn close_window(&self, user: &str) {
-        windows().insert(self.window_key(user), Instant::now() + self.user_backoff);
+    fn close_window(&self, env: &Env<'_>, user: &str) {
+        env.upstreams
+            .gateway
+            .until()
+            .insert(self.window_key(user), Instant::now() + self.user_backoff);
     }
 
     /// The rendered text, split into the messages to send in order.
@@ -222,7 +237,7 @@ impl WeixinGateway {
             if missing.is_empty() {
                 continue;
             }
-            if let Some(left) = self.window_remaining(user)
+            if let Some(left) = self.window_remaining(env, user)
                 && !self.replied_since_backoff(env, user).await
             {
                 tracing::debug!(user = %user, remaining_s = left.as_secs(), "weixin-gateway user in back-off, not sending");
@@ -236,7 +251,7 @@ impl WeixinGateway {
                     if !self.replies_seen {
                         // Nobody will say when the user writes: assume the window reopens
                         // after the back-off, and count afresh from then.
-                        self.close_window(user);
+                        self.close_window(env, user);
                         self.window_reset(env, user).await;
                     }
                     tracing::info!(user = %user, account_id = %self.account_id, sent = used.unwrap_or_default(), "weixin-gateway user's send window is spent until they write to the bot, not sending");
@@ -251,7 +266,7 @@ impl WeixinGateway {
                         used = self.window_count(env, user, used).await;
                     }
                     Err(e) if e.reason() == Reason::RecipientWindow => {
-                        self.close_window(user);
+                        self.close_window(env, user);
                         self.remember_inbound(env, user).await;
                         tracing::warn!(
                             user = %user,

@@ -21,8 +21,7 @@
 //! [`STATE_TTL`] after they were made (the count restarts). Store errors never stop an
 //! alert: the user is then sent to uncounted, and a warning logged.
 
-use std::collections::{BTreeMap, HashMap};
-use std::sync::{LazyLock, Mutex};
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -53,21 +52,22 @@ pub fn inbound_key(account_id: &str, user: &str) -> String {
     format!("{SERVICE}:inbound:{account_id}:{user}")
 }
 
-/// The [`inbound_key`] count when a user's back-off began, by back-off key.
-static SEEN: LazyLock<Mutex<HashMap<String, i64>>> = LazyLock::new(Default::default);
-
-fn seen() -> std::sync::MutexGuard<'static, HashMap<String, i64>> {
-    SEEN.lock().unwrap_or_else(|e| e.into_inner())
-}
-
 fn expiry(now: DateTime<Utc>) -> DateTime<Utc> {
     now + chrono::Duration::from_std(STATE_TTL).unwrap_or(chrono::Duration::days(7))
 }
 
 /// The user wrote to the bot: their window is open again. Resets the count and lifts the
 /// back-off of every gateway integration sending as `account_id`.
-pub async fn inbound(store: &Store, account_id: &str, user: &str, now: DateTime<Utc>) {
-    super::windows().retain(|k, _| !k.ends_with(&format!("\n{account_id}\n{user}")));
+pub async fn inbound(
+    store: &Store,
+    backoffs: &super::Backoffs,
+    account_id: &str,
+    user: &str,
+    now: DateTime<Utc>,
+) {
+    backoffs
+        .until()
+        .retain(|k, _| !k.ends_with(&format!("\n{account_id}\n{user}")));
     let at = inbound_key(account_id, user);
     let recorded = match store.counter(at.clone(), now).await {
         Ok(before) => {
@@ -162,8 +162,12 @@ impl WeixinGateway {
             .counter(inbound_key(&self.account_id, user), env.now)
             .await
         {
-            Ok(n) => seen().insert(self.window_key(user), n),
-            Err(_) => seen().remove(&self.window_key(user)),
+            Ok(n) => env
+                .upstreams
+                .gateway
+                .seen()
+                .insert(self.window_key(user), n),
+            Err(_) => env.upstreams.gateway.seen().remove(&self.window_key(user)),
         };
     }
 
@@ -171,7 +175,8 @@ impl WeixinGateway {
     /// back-off is lifted. A back-off whose start was not noted (no store) stays.
     pub(super) async fn replied_since_backoff(&self, env: &Env<'_>, user: &str) -> bool {
         let key = self.window_key(user);
-        let Some(before) = seen().get(&key).copied() else {
+        let backoffs = &env.upstreams.gateway;
+        let Some(before) = backoffs.seen().get(&key).copied() else {
             return false;
         };
         let Some(store) = env.store else { return false };
@@ -180,8 +185,8 @@ impl WeixinGateway {
             .await
         {
             Ok(now) if now != before => {
-                super::windows().remove(&key);
-                seen().remove(&key);
+                backoffs.until().remove(&key);
+                backoffs.seen().remove(&key);
                 tracing::info!(user, account_id = %self.account_id, "weixin-gateway user wrote to the bot: back-off lifted");
                 true
             }
