@@ -9,6 +9,7 @@
 //! digest ([`coalesce`]). What goes on the wire is [`crate::channels`]'s business.
 
 pub mod coalesce;
+mod digest;
 pub mod fanout;
 pub mod health;
 mod queue;
