@@ -12,16 +12,28 @@ use super::ratelimit::RateLimits;
 use crate::runtime::Runtime;
 use crate::store::{Failure, Job, NewJob};
 
-/// Jobs claimed at once while coalescing.
-const COALESCE_CHUNK: usize = 64;
+/// Jobs claimed at once while coalescing: with the digest so far, all that is decoded at once.
+const COALESCE_CHUNK: usize = 16;
 /// Jobs merged in one coalescing pass at most; the rest wait for the next pass.
-const COALESCE_MAX: usize = 256 * COALESCE_CHUNK;
+const COALESCE_MAX: usize = 16_384;
+/// Backlogs are looked at for coalescing at most this often.
+const SCAN_EVERY: std::time::Duration = std::time::Duration::from_millis(250);
 /// Merged jobs deleted per store write.
 const COALESCE_DELETE: usize = 64;
 
 /// Merges the backlog of every rate-limited integration that would take longer than its
 /// `coalesce_after` to send into one digest job.
 pub(super) async fn coalesce_backlogs(queue: &Queue, rt: &Runtime) {
+    {
+        // The depth scan reads every waiting job on the store's writer, between the commits
+        // webhooks wait for: under a burst, once per dispatcher turn would starve them.
+        let mut at = queue.coalesced_at.lock().unwrap_or_else(|e| e.into_inner());
+        let now = tokio::time::Instant::now();
+        if at.is_some_and(|t| now.duration_since(t) < SCAN_EVERY) {
+            return;
+        }
+        *at = Some(now);
+    }
     let store = &queue.store;
     let Ok(depth) = store.depth().await else {
         return;
@@ -36,10 +48,10 @@ pub(super) async fn coalesce_backlogs(queue: &Queue, rt: &Runtime) {
         if d.count < 2 || RateLimits::drain_time(d.count, limit) <= i.delivery.coalesce_after {
             continue;
         }
-        // Claimed in chunks, each folded into the digest so far: memory stays bounded by one
-        // chunk plus the digest (one entry per distinct alert), however long the backlog.
+        // Claimed in chunks, each job folded into a bounded digest and dropped: memory stays
+        // bounded by one chunk plus the digest's fixed-size summary, however long the backlog.
         let mut ids: Vec<i64> = Vec::new();
-        let mut digests: Vec<NewJob> = Vec::new();
+        let mut digest = coalesce::DigestBuilder::new();
         let mut first: Option<Job> = None;
         loop {
             let jobs = match store
@@ -63,10 +75,9 @@ pub(super) async fn coalesce_backlogs(queue: &Queue, rt: &Runtime) {
                 break;
             }
             ids.extend(jobs.iter().map(|j| j.id));
-            let mut merge = std::mem::take(&mut digests);
-            merge.extend(first.take().map(NewJob::from));
-            merge.extend(jobs.into_iter().map(NewJob::from));
-            digests = coalesce::digest_jobs(merge);
+            for job in first.take().into_iter().chain(jobs) {
+                digest.add(NewJob::from(job));
+            }
             if taken < COALESCE_CHUNK || ids.len() >= COALESCE_MAX {
                 break;
             }
@@ -82,11 +93,12 @@ pub(super) async fn coalesce_backlogs(queue: &Queue, rt: &Runtime) {
             let _ = store.reschedule(j.id, failure, j.not_before).await;
             continue;
         }
-        if digests.is_empty() {
+        if digest.is_empty() {
             continue;
         }
         let count = ids.len();
-        let alerts: usize = digests.iter().map(|d| d.notification.alerts.len()).sum();
+        let alerts = digest.alerts();
+        let digests = digest.finish();
         // The digest is stored first, then the merged jobs are deleted in small steps: one
         // long delete would hold the store's single writer, and with it every webhook waiting
         // for its commit. A crash in between leaves some merged jobs in flight: they are

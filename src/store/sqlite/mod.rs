@@ -71,10 +71,27 @@ pub(super) struct Writer {
     /// Jobs not dead (pending or in flight), for the capacity check.
     live: u64,
     capacity: u64,
+    /// Bytes the database may use (pages in use × page size) before new jobs are refused.
+    max_bytes: u64,
     /// Jobs handed out and not yet given back (delivered, rescheduled, dead-lettered or
     /// released). Kept here, not in the file: claiming writes nothing, so it works while the
     /// disk refuses writes, and a restart finds every live job pending.
     claimed: HashSet<i64>,
+}
+
+impl Writer {
+    /// Whether the database uses more than `max_bytes`: pages in use (not on the free list)
+    /// times the page size, both read from the file header, so the check costs no I/O.
+    fn over_size(&self) -> Result<bool, StoreError> {
+        let pragma = |name: &str| -> Result<u64, StoreError> {
+            self.conn
+                .query_row(&format!("PRAGMA {name}"), [], |r| r.get::<_, i64>(0))
+                .map(|v| v.max(0) as u64)
+                .map_err(db)
+        };
+        let used = pragma("page_count")?.saturating_sub(pragma("freelist_count")?);
+        Ok(used.saturating_mul(pragma("page_size")?) > self.max_bytes)
+    }
 }
 
 /// A handle to the writer thread; cheap to clone.
@@ -102,6 +119,16 @@ pub(super) fn from_ms(v: i64) -> DateTime<Utc> {
 
 impl SqliteStore {
     pub fn open(dir: &Path, capacity: usize, owner: bool) -> Result<SqliteStore, StoreError> {
+        Self::open_with(dir, capacity, super::DEFAULT_MAX_BYTES, owner)
+    }
+
+    /// As [`SqliteStore::open`], refusing new jobs once the database uses `max_bytes`.
+    pub fn open_with(
+        dir: &Path,
+        capacity: usize,
+        max_bytes: u64,
+        owner: bool,
+    ) -> Result<SqliteStore, StoreError> {
         let err = |message: String| StoreError::Open {
             path: dir.display().to_string(),
             message,
@@ -137,6 +164,7 @@ impl SqliteStore {
             conn,
             live: live.max(0) as u64,
             capacity: capacity as u64,
+            max_bytes,
             claimed: HashSet::new(),
         };
         let flag = closed.clone();
@@ -260,7 +288,7 @@ impl SqliteStore {
         let jobs = encode_jobs(jobs)?;
         let r = self
             .call(move |w| {
-                if w.live + jobs.len() as u64 > w.capacity {
+                if w.live + jobs.len() as u64 > w.capacity || w.over_size()? {
                     return Err(StoreError::Full);
                 }
                 let ids = insert_jobs(&w.conn, &jobs)?;
@@ -611,7 +639,7 @@ impl SqliteStore {
                         dropped: drop.len(),
                     });
                 }
-                if w.live + queued > w.capacity {
+                if w.live + queued > w.capacity || (queued > 0 && w.over_size()?) {
                     // The savepoint is rolled back: the state taken above is undone too.
                     return Err(StoreError::Full);
                 }
