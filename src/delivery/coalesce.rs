@@ -105,6 +105,7 @@ struct Part {
     integration: IntegrationId,
     kind: String,
     accepted_at: DateTime<Utc>,
+    fallback: bool,
     /// The first notification, without its alerts: the digest's envelope.
     base: Notification,
     counts: DigestCounts,
@@ -123,6 +124,7 @@ impl Part {
             integration: job.integration.clone(),
             kind: job.kind.clone(),
             accepted_at: job.accepted_at,
+            fallback: job.fallback,
             base,
             counts: DigestCounts::default(),
             seen: HashMap::new(),
@@ -278,7 +280,7 @@ impl Part {
             kind: self.kind,
             notification: n,
             accepted_at: self.accepted_at,
-            fallback: self.base.fallback,
+            fallback: self.fallback,
         }
     }
 }
@@ -443,9 +445,9 @@ mod tests {
                 let n = notification(
                     &format!("grp{g}"),
                     &[
-                        (&fps[0], "HighCPU", sev, "firing"),
-                        (&fps[1], "DiskFull", "warning", "firing"),
-                        (&fps[2], "DiskFull", "info", "resolved"),
+                        (fps[0].as_str(), "HighCPU", sev, "firing"),
+                        (fps[1].as_str(), "DiskFull", "warning", "firing"),
+                        (fps[2].as_str(), "DiskFull", "info", "resolved"),
                     ],
                 );
                 total += n.alerts.len() as u64;

@@ -314,7 +314,7 @@ async fn a_10000_alert_group_is_split_into_parts_representing_every_alert() {
             let c = r.body["content"].as_str().unwrap();
             assert!(c.encode_utf16().count() <= 40_000);
             for (at, _) in c.match_indices("node-") {
-                if let Ok(i) = c[at + 5..at + 10].parse::<usize>() {
+                if let Some(Ok(i)) = c.get(at + 5..at + 10).map(str::parse::<usize>) {
                     seen[i] += 1;
                 }
             }

@@ -308,7 +308,7 @@ impl WxPusher {
     ) -> Vec<Part> {
         let total = bodies.len();
         let locale = env.templates.locale();
-        Ok(bodies
+        bodies
             .into_iter()
             .enumerate()
             .map(|(i, body)| {
