@@ -441,7 +441,11 @@ mod tests {
         for g in 0..300 {
             for k in 0..10 {
                 let fps: Vec<String> = (0..3).map(|i| format!("{g}-{k}-{i}")).collect();
-                let sev = if g == 150 && k == 5 { "critical" } else { "warning" };
+                let sev = if g == 150 && k == 5 {
+                    "critical"
+                } else {
+                    "warning"
+                };
                 let n = notification(
                     &format!("grp{g}"),
                     &[

@@ -47,7 +47,13 @@ fn delivered(mock: &MockWxPusher) -> BTreeSet<String> {
 /// Alerts shown in full in these requests.
 fn delivered_since_of(reqs: &[crate::support::wxpusher::Recorded]) -> usize {
     reqs.iter()
-        .map(|r| r.body["content"].as_str().unwrap_or("").matches("instance=i-").count())
+        .map(|r| {
+            r.body["content"]
+                .as_str()
+                .unwrap_or("")
+                .matches("instance=i-")
+                .count()
+        })
         .sum()
 }
 
@@ -413,7 +419,10 @@ async fn storm_is_merged_into_bounded_digests_that_count_every_alert_critical_fi
         }
         n
     };
-    wait_until("every alert accounted for", || accounted(&mock.requests()) >= 2000).await;
+    wait_until("every alert accounted for", || {
+        accounted(&mock.requests()) >= 2000
+    })
+    .await;
     let reqs = mock.requests();
     assert_eq!(accounted(&reqs), 2000, "an alert counted twice");
     srv.stop().await;

@@ -323,9 +323,20 @@ async fn a_10000_alert_group_is_split_into_parts_representing_every_alert() {
     srv.stop().await;
     assert!(parts > 1, "split into several parts");
     let missing: Vec<usize> = (0..10_000).filter(|i| seen[*i] == 0).collect();
-    assert!(missing.is_empty(), "{} alerts missing, e.g. {:?}", missing.len(), &missing[..missing.len().min(5)]);
-    let summary = mock.requests()[0].body["summary"].as_str().unwrap().to_string();
-    assert!(summary.starts_with(&format!("[1/{parts}]")) || summary.contains(&format!("/{parts}]")), "{summary}");
+    assert!(
+        missing.is_empty(),
+        "{} alerts missing, e.g. {:?}",
+        missing.len(),
+        &missing[..missing.len().min(5)]
+    );
+    let summary = mock.requests()[0].body["summary"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        summary.starts_with(&format!("[1/{parts}]")) || summary.contains(&format!("/{parts}]")),
+        "{summary}"
+    );
 }
 
 #[tokio::test]

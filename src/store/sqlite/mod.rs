@@ -1018,8 +1018,11 @@ mod tests {
     #[tokio::test]
     async fn a_burst_far_past_the_old_count_fits_while_the_file_has_room() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path(), crate::store::StorageConfig::default().queue_capacity)
-            .unwrap();
+        let store = Store::open(
+            dir.path(),
+            crate::store::StorageConfig::default().queue_capacity,
+        )
+        .unwrap();
         // 25,000 distinct deliveries: 2.5 times what the old 10,000 cap refused beyond.
         for _ in 0..25 {
             let jobs: Vec<NewJob> = (0..1000).map(|_| job("a")).collect();
@@ -1032,7 +1035,8 @@ mod tests {
     #[tokio::test]
     async fn the_file_size_bound_refuses_new_jobs_with_full() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::Sqlite(SqliteStore::open_with(dir.path(), 1_000_000, 64 * 1024, true).unwrap());
+        let store =
+            Store::Sqlite(SqliteStore::open_with(dir.path(), 1_000_000, 64 * 1024, true).unwrap());
         let mut refused = false;
         // Bounded: 64 KiB is a few hundred sample jobs.
         for _ in 0..2000 {
@@ -1047,7 +1051,13 @@ mod tests {
         }
         assert!(refused, "never refused past max_bytes");
         // Room again once deliveries are done and their pages are free.
-        let ids: Vec<i64> = store.claim(Utc::now(), 5000).await.unwrap().iter().map(|j| j.id).collect();
+        let ids: Vec<i64> = store
+            .claim(Utc::now(), 5000)
+            .await
+            .unwrap()
+            .iter()
+            .map(|j| j.id)
+            .collect();
         store.complete(ids, Vec::new()).await.unwrap();
         store.enqueue(vec![job("b")]).await.unwrap();
     }
