@@ -335,15 +335,23 @@ impl SqliteStore {
 
     pub async fn next_due(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
         self.call(|w| {
-            let v: Option<i64> = w
+            // Claimed jobs are pending in the file but not due: skipped, or the dispatcher
+            // would wake every few milliseconds while deliveries are in flight.
+            let mut stmt = w
                 .conn
-                .query_row(
-                    "SELECT min(not_before) FROM jobs WHERE state = 'pending'",
-                    [],
-                    |r| r.get(0),
+                .prepare_cached(
+                    "SELECT id, not_before FROM jobs WHERE state = 'pending'
+                     ORDER BY not_before LIMIT ?1",
                 )
                 .map_err(db)?;
-            Ok(v.map(from_ms))
+            let mut rows = stmt.query([(w.claimed.len() + 1) as i64]).map_err(db)?;
+            while let Some(r) = rows.next().map_err(db)? {
+                let id: i64 = r.get(0).map_err(db)?;
+                if !w.claimed.contains(&id) {
+                    return Ok(Some(from_ms(r.get(1).map_err(db)?)));
+                }
+            }
+            Ok(None)
         })
         .await
     }
