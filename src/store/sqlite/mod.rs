@@ -815,7 +815,9 @@ fn run_writer(mut w: Writer, mut rx: mpsc::UnboundedReceiver<Op>, refuse: &Atomi
                 Err(_) => break,
             }
         }
-        let mut replies: Vec<Reply> = Vec::with_capacity(ops.len());
+        // Each reply, and whether its request changed the file: one that changed nothing
+        // (a claim, a read) has nothing to lose when the commit fails.
+        let mut replies: Vec<(Reply, bool)> = Vec::with_capacity(ops.len());
         if let Err(e) = w.conn.execute_batch("BEGIN IMMEDIATE").map_err(db) {
             tracing::error!(error = %e, "store: cannot begin a transaction");
             for op in ops {
@@ -830,13 +832,15 @@ fn run_writer(mut w: Writer, mut rx: mpsc::UnboundedReceiver<Op>, refuse: &Atomi
         let claimed_before = w.claimed.clone();
         for op in ops {
             let _ = w.conn.execute_batch("SAVEPOINT op");
+            let changes = w.conn.total_changes();
             let (ok, reply) = op(Ok(&mut w));
+            let wrote = w.conn.total_changes() != changes;
             // A failed request undoes its own writes only; it already holds its error.
             if !ok {
                 let _ = w.conn.execute_batch("ROLLBACK TO op");
             }
             let _ = w.conn.execute_batch("RELEASE op");
-            replies.push(reply);
+            replies.push((reply, wrote));
         }
         let commit = if refuse.load(Ordering::SeqCst) {
             Some(StoreError::Db(
@@ -854,8 +858,8 @@ fn run_writer(mut w: Writer, mut rx: mpsc::UnboundedReceiver<Op>, refuse: &Atomi
             // Claims made by this batch stand: claiming wrote nothing.
             w.claimed.extend(taken_now);
         }
-        for reply in replies {
-            reply(commit.as_ref());
+        for (reply, wrote) in replies {
+            reply(if wrote { commit.as_ref() } else { None });
         }
     }
 }
