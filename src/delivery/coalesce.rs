@@ -458,7 +458,7 @@ mod tests {
                 b.add(NewJob {
                     receiver: "r".into(),
                     integration: IntegrationId("i".into()),
-                    kind: "wxpusher".into(),
+                    kind: "k".into(),
                     notification: n,
                     accepted_at: Utc::now(),
                     fallback: false,
@@ -490,7 +490,7 @@ mod tests {
         again.add(NewJob {
             receiver: "r".into(),
             integration: IntegrationId("i".into()),
-            kind: "wxpusher".into(),
+            kind: "k".into(),
             notification: n,
             accepted_at: Utc::now(),
             fallback: false,
