@@ -32,6 +32,19 @@ async fn send(req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallibl
         return Ok(r);
     };
     SENT.fetch_add(1, Ordering::Relaxed);
+    // `MOCK_WXPUSHER_LOG=file`: every message's content appended, one record per line (the
+    // storm benchmark counts the groups it names).
+    if let Some(path) = std::env::var_os("MOCK_WXPUSHER_LOG") {
+        use std::io::Write;
+        if let Ok(mut f) = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+        {
+            let content = msg["content"].as_str().unwrap_or("").replace('\n', " ");
+            let _ = writeln!(f, "{content}");
+        }
+    }
     let data: Vec<Value> = msg["uids"]
         .as_array()
         .into_iter()

@@ -13,6 +13,7 @@
 //! What goes on the wire, and what an upstream's answer means, is [`crate::channels`]'s.
 
 pub mod coalesce;
+mod digest;
 pub mod fanout;
 pub mod health;
 pub mod history;

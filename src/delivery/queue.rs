@@ -18,6 +18,9 @@ pub struct Queue {
     pub store: Store,
     /// Wakes the dispatcher when new jobs are due now.
     pub wake: Arc<Notify>,
+    /// When backlogs were last looked at for coalescing ([`super::digest`]): that scan counts
+    /// every waiting job inside the store's group commit, so it runs at most every so often.
+    pub(super) coalesced_at: Arc<std::sync::Mutex<Option<tokio::time::Instant>>>,
 }
 
 impl Queue {
@@ -25,6 +28,7 @@ impl Queue {
         Queue {
             store,
             wake: Arc::new(Notify::new()),
+            coalesced_at: Default::default(),
         }
     }
 

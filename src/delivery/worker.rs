@@ -18,10 +18,8 @@ use tokio::sync::{Semaphore, watch};
 use tracing::{Instrument, debug, error, info, warn};
 
 use super::Queue;
-use super::coalesce;
 use super::error::Next;
 use super::fanout::{Origin, fan_out};
-use super::ratelimit::RateLimits;
 use super::retry::RetryPolicy;
 use super::steps::{Attempt, Steps};
 use crate::channels::Integration;
@@ -97,7 +95,7 @@ impl Workers {
                     continue;
                 }
                 let rt = ctx.runtime.load_full();
-                coalesce_backlogs(&ctx, &rt).await;
+                super::digest::coalesce_backlogs(&ctx.queue, &rt).await;
                 let store = &ctx.queue.store;
                 let jobs = match store.claim(Utc::now(), free).await {
                     Ok(j) => j,
@@ -242,102 +240,6 @@ async fn refresh_gauges(ctx: &Ctx) {
     }
     if let Ok(n) = ctx.queue.store.dead_letter_count().await {
         ctx.metrics.dead_letters.set(n as i64);
-    }
-}
-
-/// Jobs claimed at once while coalescing.
-const COALESCE_CHUNK: usize = 64;
-/// Jobs merged in one coalescing pass at most; the rest wait for the next pass.
-const COALESCE_MAX: usize = 256 * COALESCE_CHUNK;
-/// Merged jobs deleted per store write.
-const COALESCE_DELETE: usize = 64;
-
-/// Merges the backlog of every rate-limited integration that would take longer than its
-/// `coalesce_after` to send into one digest job.
-async fn coalesce_backlogs(ctx: &Ctx, rt: &Runtime) {
-    let store = &ctx.queue.store;
-    let Ok(depth) = store.depth().await else {
-        return;
-    };
-    for d in depth {
-        let Some(i) = rt.integration(&d.receiver, &d.integration) else {
-            continue;
-        };
-        let Some(limit) = i.delivery.rate_limit else {
-            continue;
-        };
-        if d.count < 2 || RateLimits::drain_time(d.count, limit) <= i.delivery.coalesce_after {
-            continue;
-        }
-        // Claimed in chunks, each folded into the digest so far: memory stays bounded by one
-        // chunk plus the digest (one entry per distinct alert), however long the backlog.
-        let mut ids: Vec<i64> = Vec::new();
-        let mut digests: Vec<NewJob> = Vec::new();
-        let mut first: Option<Job> = None;
-        loop {
-            let jobs = match store
-                .claim_target(&d.receiver, &d.integration, COALESCE_CHUNK)
-                .await
-            {
-                Ok(j) => j,
-                Err(e) => {
-                    warn!(error = %e, "cannot claim a backlog to coalesce");
-                    break;
-                }
-            };
-            let taken = jobs.len();
-            if ids.is_empty() && taken == 1 {
-                // Possibly the whole backlog: kept aside, merged only if more follows.
-                ids.push(jobs[0].id);
-                first = jobs.into_iter().next();
-                continue;
-            }
-            if taken == 0 {
-                break;
-            }
-            ids.extend(jobs.iter().map(|j| j.id));
-            let mut merge = std::mem::take(&mut digests);
-            merge.extend(first.take().map(NewJob::from));
-            merge.extend(jobs.into_iter().map(NewJob::from));
-            digests = coalesce::digest_jobs(merge);
-            if taken < COALESCE_CHUNK || ids.len() >= COALESCE_MAX {
-                break;
-            }
-        }
-        if let Some(j) = first {
-            // Only one job was pending (the rest in flight): give it back as it was.
-            let failure = Failure {
-                attempt: j.attempt,
-                progress: j.progress.clone(),
-                error: j.last_error.clone().unwrap_or_default(),
-                reason: "",
-            };
-            let _ = store.reschedule(j.id, failure, j.not_before).await;
-            continue;
-        }
-        if digests.is_empty() {
-            continue;
-        }
-        let count = ids.len();
-        let alerts: usize = digests.iter().map(|d| d.notification.alerts.len()).sum();
-        // The digest is stored first, then the merged jobs are deleted in small steps: one
-        // long delete would hold the store's single writer, and with it every webhook waiting
-        // for its commit. A crash in between leaves some merged jobs in flight: they are
-        // reclaimed at the next start and merged again (the latest state of each alert wins),
-        // so the cost is a repeated alert, never a lost one.
-        if let Err(e) = store.complete(Vec::new(), digests.clone()).await {
-            error!(error = %e, "cannot store a digest; the backlog stays as it was");
-            continue;
-        }
-        warn!(receiver = %d.receiver, integration = i.name(), notifications = count, alerts, "backlog too long for the rate limit, merged into a digest");
-        super::history::merged(store, &rt.config.web, &ids, &digests).await;
-        ctx.queue.wake.notify_one();
-        for chunk in ids.chunks(COALESCE_DELETE) {
-            if let Err(e) = store.complete(chunk.to_vec(), Vec::new()).await {
-                error!(error = %e, "cannot delete jobs merged into a digest; they are merged again after a restart");
-                break;
-            }
-        }
     }
 }
 

@@ -253,7 +253,13 @@ impl Store {
     pub fn from_config(storage: &StorageConfig) -> Result<Store, StoreError> {
         match redis_options(storage) {
             Some(o) => redis::RedisStore::open(&o, true).map(Store::Redis),
-            None => Store::open(&storage.path, storage.queue_capacity),
+            None => sqlite::SqliteStore::open_with(
+                &storage.path,
+                storage.queue_capacity,
+                storage.max_bytes,
+                true,
+            )
+            .map(Store::Sqlite),
         }
     }
 
@@ -545,9 +551,14 @@ pub struct StorageConfig {
     /// Directory of the embedded store.
     #[serde(default = "default_storage_path")]
     pub path: PathBuf,
-    /// How many notifications may wait for delivery before the webhook answers 503.
+    /// How many deliveries may wait before the webhook answers 503: a safety net far above
+    /// what a storm leaves once coalescing has folded it, not the back-pressure itself.
     #[serde(default = "default_queue_capacity")]
     pub queue_capacity: usize,
+    /// SQLite: the database may grow to this many bytes (pages in use) before new
+    /// notifications are refused with 503. A full disk refuses earlier, also with 503.
+    #[serde(default = "default_max_bytes")]
+    pub max_bytes: u64,
     /// A shared Redis (`redis://` or `rediss://`) used instead of the embedded store, so that
     /// several replicas share one queue. May carry a password: a secret.
     pub redis_url: Option<Secret>,
@@ -566,6 +577,7 @@ impl Default for StorageConfig {
         StorageConfig {
             path: default_storage_path(),
             queue_capacity: default_queue_capacity(),
+            max_bytes: default_max_bytes(),
             redis_url: None,
             redis_url_file: None,
             redis_prefix: default_redis_prefix(),
@@ -587,5 +599,12 @@ fn default_storage_path() -> PathBuf {
 }
 
 fn default_queue_capacity() -> usize {
-    10_000
+    1_000_000
+}
+
+/// The SQLite store's default size bound: 1 GiB.
+pub const DEFAULT_MAX_BYTES: u64 = 1 << 30;
+
+fn default_max_bytes() -> u64 {
+    DEFAULT_MAX_BYTES
 }

@@ -136,6 +136,10 @@ pub struct Notification {
     /// (`digest` in templates).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub digest: Option<String>,
+    /// Not in the payload: the counts behind a storm digest's `digest` line, kept so a digest
+    /// merged again with more notifications adds to them (`digestCounts` in templates).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub digest_counts: Option<DigestCounts>,
     /// Not in the payload: the short reference a WeChat reply names this group by (`ref` in
     /// templates), set at delivery when chatops is on.
     #[serde(default, rename = "ref", skip_serializing_if = "Option::is_none")]
@@ -147,6 +151,38 @@ pub struct Notification {
     pub alertmanager: AlertmanagerExtras,
     #[serde(flatten)]
     pub grafana: GrafanaExtras,
+}
+
+/// What a storm digest counted: every alert of every notification it merged, including those
+/// not kept in full. `groups` holds at most [`DigestCounts::MAX_GROUPS`] keys and the other
+/// maps [`DigestCounts::MAX_KEYS`]; what does not fit is counted in the `other_*` fields, so
+/// the record stays small however large the storm.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DigestCounts {
+    /// Notifications merged.
+    pub notifications: u64,
+    /// Alerts merged (distinct by fingerprint within a coalescing pass).
+    pub alerts: u64,
+    pub firing: u64,
+    pub resolved: u64,
+    /// Alerts per group (its group labels, or its group key).
+    pub groups: BTreeMap<String, u64>,
+    /// Alerts of groups beyond the first `MAX_GROUPS`.
+    pub other_groups: u64,
+    /// Alerts per `alertname`.
+    pub alertnames: BTreeMap<String, u64>,
+    pub other_alertnames: u64,
+    /// Alerts per `severity` label (`""` when absent).
+    pub severities: BTreeMap<String, u64>,
+    pub other_severities: u64,
+}
+
+impl DigestCounts {
+    /// Groups named per digest.
+    pub const MAX_GROUPS: usize = 512;
+    /// `alertname`s and severities named per digest.
+    pub const MAX_KEYS: usize = 64;
 }
 
 /// An acknowledgement of a group, made by replying `ack <ref>` in WeChat.
@@ -388,6 +424,7 @@ pub fn sample_notification() -> Notification {
         truncated_alerts: 0,
         fallback: false,
         digest: None,
+        digest_counts: None,
         reference: None,
         ack: None,
         alertmanager: Default::default(),

@@ -44,6 +44,19 @@ fn delivered(mock: &MockWxPusher) -> BTreeSet<String> {
     delivered_since(mock, 0)
 }
 
+/// Alerts shown in full in these requests.
+fn delivered_since_of(reqs: &[crate::support::wxpusher::Recorded]) -> usize {
+    reqs.iter()
+        .map(|r| {
+            r.body["content"]
+                .as_str()
+                .unwrap_or("")
+                .matches("instance=i-")
+                .count()
+        })
+        .sum()
+}
+
 /// As [`delivered`], counting only requests from the `from`-th on.
 fn delivered_since(mock: &MockWxPusher, from: usize) -> BTreeSet<String> {
     let mut out = BTreeSet::new();
@@ -353,7 +366,7 @@ async fn fifty_notifications_to_one_token_never_exceed_its_bucket() {
 }
 
 #[tokio::test]
-async fn storm_is_merged_into_digests_that_keep_every_alert_critical_first() {
+async fn storm_is_merged_into_bounded_digests_that_count_every_alert_critical_first() {
     let mock = MockWxPusher::start().await;
     let srv = TestServer::start_with(
         &wx_config(
@@ -394,11 +407,24 @@ async fn storm_is_merged_into_digests_that_keep_every_alert_critical_first() {
         );
     }
     assert_eq!(all.len(), 2000);
-    wait_until("every alert delivered", || {
-        delivered(&mock).is_superset(&all)
+    // Each alert is sent in full or counted in a digest's line ("N alerts in …").
+    let accounted = |reqs: &[crate::support::wxpusher::Recorded]| -> u64 {
+        let mut n = 0;
+        for r in reqs {
+            let c = r.body["content"].as_str().unwrap_or("");
+            match c.lines().find(|l| l.contains(" alerts in ")) {
+                Some(line) => n += line.split(' ').next().unwrap().parse::<u64>().unwrap(),
+                None => n += delivered_since_of(std::slice::from_ref(r)) as u64,
+            }
+        }
+        n
+    };
+    wait_until("every alert accounted for", || {
+        accounted(&mock.requests()) >= 2000
     })
     .await;
     let reqs = mock.requests();
+    assert_eq!(accounted(&reqs), 2000, "an alert counted twice");
     srv.stop().await;
     // Far fewer requests than notifications, and never faster than the bucket.
     assert!(reqs.len() < 100, "{} requests", reqs.len());
@@ -415,21 +441,24 @@ async fn storm_is_merged_into_digests_that_keep_every_alert_critical_first() {
             );
         }
     }
-    // A digest says what it holds and lists critical firing alerts first.
+    // A digest says what it holds, keeps a bounded number of alerts in full and lists
+    // critical firing alerts first.
     let digest = reqs
         .iter()
         .filter_map(|r| r.body["content"].as_str())
-        .find(|c| c.contains(" alerts: "))
+        .filter(|c| c.contains(" alerts in "))
+        .max_by_key(|c| c.len())
         .expect("a digest message");
-    // A long digest is split into numbered parts; the digest line opens its first part.
     let line = digest
         .lines()
-        .find(|l| l.contains(" alerts: "))
+        .find(|l| l.contains(" alerts in "))
         .expect("the digest line");
     assert!(
-        line.contains("firing,") && line.contains("resolved · "),
+        line.contains("firing,") && line.contains("resolved · ") && line.contains("groups: "),
         "{line}"
     );
+    let full = digest.matches("instance=i-").count();
+    assert!(full <= 20, "{full} alerts in full in one digest");
     let crit = digest.find("`critical`").expect("a critical alert");
     let warn = digest.find("`warning`").expect("a warning alert");
     assert!(crit < warn, "critical after warning in the digest");

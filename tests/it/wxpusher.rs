@@ -279,6 +279,67 @@ async fn over_long_content_is_split_on_alert_boundaries_into_numbered_parts() {
 }
 
 #[tokio::test]
+async fn a_10000_alert_group_is_split_into_parts_representing_every_alert() {
+    let mock = MockWxPusher::start().await;
+    let srv = TestServer::start(&receiver(
+        &mock,
+        "{app_token: AT_test_token, uids: [UID_a], rate_limit: {rate: 1000, burst: 1000}}",
+    ))
+    .await;
+    // The poison payload of issue 19: the largest group accepted, rendered block by block.
+    let mut payload: serde_json::Value =
+        serde_json::from_str(&example("alertmanager-firing.json")).unwrap();
+    let template = payload["alerts"][0].clone();
+    let alerts: Vec<serde_json::Value> = (0..10_000)
+        .map(|i| {
+            let mut a = template.clone();
+            a["labels"]["instance"] = json!(format!("node-{i:05}"));
+            a["fingerprint"] = json!(format!("fp{i:05}"));
+            a
+        })
+        .collect();
+    payload["alerts"] = json!(alerts);
+    let (code, _) = srv.post("/webhook", payload.to_string()).await;
+    assert_eq!(code, 200);
+    let mut seen = vec![0u32; 10_000];
+    let mut parts = 0;
+    // Bounded: until every alert is seen or the deadline passes.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while seen.contains(&0) && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let reqs = mock.requests();
+        parts = reqs.len();
+        seen = vec![0u32; 10_000];
+        for r in &reqs {
+            let c = r.body["content"].as_str().unwrap();
+            assert!(c.encode_utf16().count() <= 40_000);
+            for (at, _) in c.match_indices("node-") {
+                if let Some(Ok(i)) = c.get(at + 5..at + 10).map(str::parse::<usize>) {
+                    seen[i] += 1;
+                }
+            }
+        }
+    }
+    srv.stop().await;
+    assert!(parts > 1, "split into several parts");
+    let missing: Vec<usize> = (0..10_000).filter(|i| seen[*i] == 0).collect();
+    assert!(
+        missing.is_empty(),
+        "{} alerts missing, e.g. {:?}",
+        missing.len(),
+        &missing[..missing.len().min(5)]
+    );
+    let summary = mock.requests()[0].body["summary"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        summary.starts_with(&format!("[1/{parts}]")) || summary.contains(&format!("/{parts}]")),
+        "{summary}"
+    );
+}
+
+#[tokio::test]
 async fn over_long_url_is_omitted() {
     let mock = MockWxPusher::start().await;
     let long = format!("https://example.com/{}", "a".repeat(1100));

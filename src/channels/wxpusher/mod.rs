@@ -39,6 +39,10 @@ pub const UIDS_PER_CALL: usize = 2_000;
 pub const TOPICS_PER_CALL: usize = 5;
 /// Room kept in each part for the "(part 1/3)" line.
 const PART_HEADER_ROOM: usize = 40;
+
+/// A group with more alerts than this is rendered and split block by block, this many alerts
+/// at a time: its memory is bounded by a block, not by the group (10,000 alerts at most).
+const SPLIT_BLOCK: usize = 128;
 const SERVICE: &str = "wxpusher";
 
 #[derive(Debug)]
@@ -273,12 +277,35 @@ impl WxPusher {
     fn parts(&self, env: &Env<'_>, n: &Notification) -> Result<Vec<Part>, DeliveryError> {
         let ctx = env.templates.context(n, env.now);
         let summary = text::one_line(&env.templates.render(&self.summary, &ctx)?);
-        let url = env.templates.render(&self.url, &ctx)?;
+        let url = env.templates.render(&self.url, &ctx)?.trim().to_string();
+        if n.alerts.len() > SPLIT_BLOCK {
+            // A large group is never rendered whole: its content goes block by block.
+            drop(ctx);
+            let url = self.checked_url(n, url);
+            return Ok(self.numbered(env, summary, url, self.split(env, n)?));
+        }
+        let url = self.checked_url(n, url);
+        let content = env
+            .templates
+            .render(&self.content, &ctx)?
+            .trim()
+            .to_string();
+        let bodies = if text::upstream_len(&content) <= CONTENT_MAX {
+            vec![content]
+        } else {
+            drop(ctx);
+            self.split(env, n)?
+        };
+        Ok(self.numbered(env, summary, url, bodies))
+    }
+
+    /// The url field, unless it is empty or over the upstream's limit.
+    fn checked_url(&self, n: &Notification, url: String) -> Option<String> {
         // Only an http(s) link is offered to the reader, whatever the template produced.
         let url = crate::template::safe_url(&url)
             .unwrap_or_default()
             .to_string();
-        let url = if url.is_empty() {
+        if url.is_empty() {
             None
         } else if text::upstream_len(&url) > URL_MAX {
             tracing::warn!(
@@ -290,20 +317,20 @@ impl WxPusher {
             None
         } else {
             Some(url)
-        };
-        let content = env
-            .templates
-            .render(&self.content, &ctx)?
-            .trim()
-            .to_string();
-        let bodies = if text::upstream_len(&content) <= CONTENT_MAX {
-            vec![content]
-        } else {
-            self.split(env, n)?
-        };
+        }
+    }
+
+    /// The bodies as parts, numbered when there are several.
+    fn numbered(
+        &self,
+        env: &Env<'_>,
+        summary: String,
+        url: Option<String>,
+        bodies: Vec<String>,
+    ) -> Vec<Part> {
         let total = bodies.len();
         let locale = env.templates.locale();
-        Ok(bodies
+        bodies
             .into_iter()
             .enumerate()
             .map(|(i, body)| {
@@ -321,7 +348,7 @@ impl WxPusher {
                     url: url.clone(),
                 }
             })
-            .collect())
+            .collect()
     }
 
     fn part_header(&self, locale: Locale, i: usize, total: usize) -> String {
@@ -336,36 +363,46 @@ impl WxPusher {
     }
 
     /// Splits the alerts into consecutive groups whose rendering fits, as few as it can.
+    /// Incremental: blocks of [`SPLIT_BLOCK`] alerts are rendered one at a time and each
+    /// piece is merged into the part being built at once, so what is held besides the parts
+    /// is one block's context, never the whole group's.
     fn split(&self, env: &Env<'_>, n: &Notification) -> Result<Vec<String>, DeliveryError> {
         let limit = CONTENT_MAX - PART_HEADER_ROOM;
-        // Halve until every piece fits (or is a single alert), then merge neighbours back while
-        // the merged rendering still fits.
-        let mut pending = vec![(0, n.alerts.len())];
-        let mut leaves: Vec<(usize, usize, String)> = Vec::new();
-        while let Some((from, to)) = pending.pop() {
-            let body = self.render_content(env, &n.subset(n.alerts[from..to].to_vec()))?;
-            if text::upstream_len(&body) <= limit {
-                leaves.push((from, to, body));
-            } else if to - from == 1 {
-                let cut = text::upstream_prefix(&body, limit - 1);
-                leaves.push((from, to, format!("{cut}{}", text::ELLIPSIS)));
-            } else {
-                let mid = from + (to - from) / 2;
-                // Pushed in reverse so the stack pops them in alert order.
-                pending.push((mid, to));
-                pending.push((from, mid));
-            }
-        }
+        let mut shell = n.clone();
+        shell.alerts = Vec::new();
+        let render = |from: usize, to: usize| {
+            self.render_content(env, &shell.subset(n.alerts[from..to].to_vec()))
+        };
         let mut merged: Vec<(usize, usize, String)> = Vec::new();
-        for (from, to, body) in leaves {
-            if let Some(last) = merged.last_mut() {
-                let both = self.render_content(env, &n.subset(n.alerts[last.0..to].to_vec()))?;
-                if text::upstream_len(&both) <= limit {
-                    *last = (last.0, to, both);
+        let blocks = n.alerts.len().div_ceil(SPLIT_BLOCK);
+        for b in 0..blocks {
+            let (start, end) = (b * SPLIT_BLOCK, ((b + 1) * SPLIT_BLOCK).min(n.alerts.len()));
+            // Halve until every piece fits (or is a single alert), then merge each piece into
+            // the previous part while the merged rendering still fits.
+            let mut pending = vec![(start, end)];
+            while let Some((from, to)) = pending.pop() {
+                let body = render(from, to)?;
+                let body = if text::upstream_len(&body) <= limit {
+                    body
+                } else if to - from == 1 {
+                    let cut = text::upstream_prefix(&body, limit - 1);
+                    format!("{cut}{}", text::ELLIPSIS)
+                } else {
+                    let mid = from + (to - from) / 2;
+                    // Pushed in reverse so the stack pops them in alert order.
+                    pending.push((mid, to));
+                    pending.push((from, mid));
                     continue;
+                };
+                if let Some(last) = merged.last_mut() {
+                    let both = render(last.0, to)?;
+                    if text::upstream_len(&both) <= limit {
+                        *last = (last.0, to, both);
+                        continue;
+                    }
                 }
+                merged.push((from, to, body));
             }
-            merged.push((from, to, body));
         }
         Ok(merged.into_iter().map(|(_, _, body)| body).collect())
     }

@@ -73,10 +73,27 @@ pub(super) struct Writer {
     /// Jobs not dead (pending or in flight), for the capacity check.
     live: u64,
     capacity: u64,
+    /// Bytes the database may use (pages in use × page size) before new jobs are refused.
+    max_bytes: u64,
     /// Jobs handed out and not yet given back (delivered, rescheduled, dead-lettered or
     /// released). Kept here, not in the file: claiming writes nothing, so it works while the
     /// disk refuses writes, and a restart finds every live job pending.
     claimed: HashSet<i64>,
+}
+
+impl Writer {
+    /// Whether the database uses more than `max_bytes`: pages in use (not on the free list)
+    /// times the page size, both read from the file header, so the check costs no I/O.
+    fn over_size(&self) -> Result<bool, StoreError> {
+        let pragma = |name: &str| -> Result<u64, StoreError> {
+            self.conn
+                .query_row(&format!("PRAGMA {name}"), [], |r| r.get::<_, i64>(0))
+                .map(|v| v.max(0) as u64)
+                .map_err(db)
+        };
+        let used = pragma("page_count")?.saturating_sub(pragma("freelist_count")?);
+        Ok(used.saturating_mul(pragma("page_size")?) > self.max_bytes)
+    }
 }
 
 /// A handle to the writer thread; cheap to clone.
@@ -104,6 +121,16 @@ pub(super) fn from_ms(v: i64) -> DateTime<Utc> {
 
 impl SqliteStore {
     pub fn open(dir: &Path, capacity: usize, owner: bool) -> Result<SqliteStore, StoreError> {
+        Self::open_with(dir, capacity, super::DEFAULT_MAX_BYTES, owner)
+    }
+
+    /// As [`SqliteStore::open`], refusing new jobs once the database uses `max_bytes`.
+    pub fn open_with(
+        dir: &Path,
+        capacity: usize,
+        max_bytes: u64,
+        owner: bool,
+    ) -> Result<SqliteStore, StoreError> {
         let err = |message: String| StoreError::Open {
             path: dir.display().to_string(),
             message,
@@ -141,6 +168,7 @@ impl SqliteStore {
             conn,
             live: live.max(0) as u64,
             capacity: capacity as u64,
+            max_bytes,
             claimed: HashSet::new(),
         };
         let flag = closed.clone();
@@ -264,7 +292,7 @@ impl SqliteStore {
         let jobs = encode_jobs(jobs)?;
         let r = self
             .call(move |w| {
-                if w.live + jobs.len() as u64 > w.capacity {
+                if w.live + jobs.len() as u64 > w.capacity || w.over_size()? {
                     return Err(StoreError::Full);
                 }
                 let ids = insert_jobs(&w.conn, &jobs)?;
@@ -311,7 +339,8 @@ impl SqliteStore {
 
     pub async fn next_due(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
         self.call(|w| {
-            // The earliest pending job not claimed already.
+            // Claimed jobs are pending in the file but not due: skipped, or the dispatcher
+            // would wake every few milliseconds while deliveries are in flight.
             let mut stmt = w
                 .conn
                 .prepare_cached(
@@ -319,15 +348,11 @@ impl SqliteStore {
                      ORDER BY not_before LIMIT ?1",
                 )
                 .map_err(db)?;
-            let rows = stmt
-                .query_map([(w.claimed.len() + 1) as i64], |r| {
-                    Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?))
-                })
-                .map_err(db)?;
-            for row in rows {
-                let (id, at) = row.map_err(db)?;
+            let mut rows = stmt.query([(w.claimed.len() + 1) as i64]).map_err(db)?;
+            while let Some(r) = rows.next().map_err(db)? {
+                let id: i64 = r.get(0).map_err(db)?;
                 if !w.claimed.contains(&id) {
-                    return Ok(Some(from_ms(at)));
+                    return Ok(Some(from_ms(r.get(1).map_err(db)?)));
                 }
             }
             Ok(None)
@@ -626,7 +651,7 @@ impl SqliteStore {
                         dropped: drop.len(),
                     });
                 }
-                if w.live + queued > w.capacity {
+                if w.live + queued > w.capacity || (queued > 0 && w.over_size()?) {
                     // The savepoint is rolled back: the state taken above is undone too.
                     return Err(StoreError::Full);
                 }
@@ -794,7 +819,9 @@ fn run_writer(mut w: Writer, mut rx: mpsc::UnboundedReceiver<Op>, refuse: &Atomi
                 Err(_) => break,
             }
         }
-        let mut replies: Vec<Reply> = Vec::with_capacity(ops.len());
+        // Each reply, and whether its request changed the file: one that changed nothing
+        // (a claim, a read) has nothing to lose when the commit fails.
+        let mut replies: Vec<(Reply, bool)> = Vec::with_capacity(ops.len());
         if let Err(e) = w.conn.execute_batch("BEGIN IMMEDIATE").map_err(db) {
             tracing::error!(error = %e, "store: cannot begin a transaction");
             for op in ops {
@@ -810,13 +837,15 @@ fn run_writer(mut w: Writer, mut rx: mpsc::UnboundedReceiver<Op>, refuse: &Atomi
         let changes_before = w.conn.total_changes();
         for op in ops {
             let _ = w.conn.execute_batch("SAVEPOINT op");
+            let changes = w.conn.total_changes();
             let (ok, reply) = op(Ok(&mut w));
+            let wrote = w.conn.total_changes() != changes;
             // A failed request undoes its own writes only; it already holds its error.
             if !ok {
                 let _ = w.conn.execute_batch("ROLLBACK TO op");
             }
             let _ = w.conn.execute_batch("RELEASE op");
-            replies.push(reply);
+            replies.push((reply, wrote));
         }
         let wrote = w.conn.total_changes() != changes_before;
         let commit = if refuse.load(Ordering::SeqCst) && wrote {
@@ -835,8 +864,8 @@ fn run_writer(mut w: Writer, mut rx: mpsc::UnboundedReceiver<Op>, refuse: &Atomi
             // Claims made by this batch stand: claiming wrote nothing.
             w.claimed.extend(taken_now);
         }
-        for reply in replies {
-            reply(commit.as_ref());
+        for (reply, wrote) in replies {
+            reply(if wrote { commit.as_ref() } else { None });
         }
     }
 }
@@ -1002,6 +1031,53 @@ mod tests {
             e.to_string().starts_with("cannot open the store at "),
             "{e}"
         );
+    }
+
+    #[tokio::test]
+    async fn a_burst_far_past_the_old_count_fits_while_the_file_has_room() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(
+            dir.path(),
+            crate::store::StorageConfig::default().queue_capacity,
+        )
+        .unwrap();
+        // 25,000 distinct deliveries: 2.5 times what the old 10,000 cap refused beyond.
+        for _ in 0..25 {
+            let jobs: Vec<NewJob> = (0..1000).map(|_| job("a")).collect();
+            store.enqueue(jobs).await.unwrap();
+        }
+        let depth: u64 = store.depth().await.unwrap().iter().map(|d| d.count).sum();
+        assert_eq!(depth, 25_000);
+    }
+
+    #[tokio::test]
+    async fn the_file_size_bound_refuses_new_jobs_with_full() {
+        let dir = tempfile::tempdir().unwrap();
+        let store =
+            Store::Sqlite(SqliteStore::open_with(dir.path(), 1_000_000, 64 * 1024, true).unwrap());
+        let mut refused = false;
+        // Bounded: 64 KiB is a few hundred sample jobs.
+        for _ in 0..2000 {
+            match store.enqueue(vec![job("a")]).await {
+                Ok(_) => {}
+                Err(StoreError::Full) => {
+                    refused = true;
+                    break;
+                }
+                Err(e) => panic!("{e}"),
+            }
+        }
+        assert!(refused, "never refused past max_bytes");
+        // Room again once deliveries are done and their pages are free.
+        let ids: Vec<i64> = store
+            .claim(Utc::now(), 5000)
+            .await
+            .unwrap()
+            .iter()
+            .map(|j| j.id)
+            .collect();
+        store.complete(ids, Vec::new()).await.unwrap();
+        store.enqueue(vec![job("b")]).await.unwrap();
     }
 
     #[tokio::test]
