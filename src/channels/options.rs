@@ -102,3 +102,8 @@ impl DeliveryOptions {
         }
     }
 }
+
+/// `send_resolved` and the like default to on.
+pub fn default_true() -> bool {
+    true
+}

@@ -8,7 +8,7 @@
 //! the running pieces (templates, routes, integrations) from a valid config is
 //! [`crate::runtime`]'s job.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -17,12 +17,15 @@ use serde::Deserialize;
 
 use recover::Recovery;
 
-use crate::channels::official_account::token::TokenEndpoint;
+pub use crate::channels::console::config::ConsoleConfig;
+pub use crate::channels::official_account::config::OfficialAccountConfig;
 pub use crate::channels::official_account::{MiniProgramConfig, OfficialAccountKind};
-use crate::channels::options::{DeliveryOptions, RateLimit, WXPUSHER_RATE};
+use crate::channels::options::{DeliveryOptions, WXPUSHER_RATE};
 pub use crate::channels::wecom_app::{AppMsgType, WecomAppConfig};
 pub use crate::channels::wecom_robot::{RobotMsgType, WecomRobotConfig};
+pub use crate::channels::weixin_gateway::config::WeixinGatewayConfig;
 pub use crate::channels::wxpusher::ContentType;
+pub use crate::channels::wxpusher::config::WxPusherConfig;
 use crate::route::RouteConfig;
 use crate::secret::Secret;
 pub use crate::store::StorageConfig;
@@ -497,81 +500,6 @@ impl ReceiverConfig {
     }
 }
 
-fn default_true() -> bool {
-    true
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct WxPusherConfig {
-    /// `AT_…`; exactly one of this and `app_token_file`.
-    pub app_token: Option<Secret>,
-    pub app_token_file: Option<PathBuf>,
-    /// Simple-push tokens (`SPT_…`), instead of `app_token` with uids and topics: each one a
-    /// person who opened WxPusher's simple push for themselves. At most one of this and
-    /// `spts_file`.
-    #[serde(default)]
-    pub spts: Vec<Secret>,
-    /// A file of SPTs, one a line (blank lines and `#` comments skipped).
-    pub spts_file: Option<PathBuf>,
-    #[serde(default)]
-    pub uids: Vec<String>,
-    #[serde(default)]
-    pub topic_ids: Vec<i64>,
-    /// Users who subscribed through a QR code whose `extra` is one of these also get the
-    /// messages (learned from WxPusher's `app_subscribe` callback).
-    #[serde(default)]
-    pub subscriber_tags: Vec<String>,
-    #[serde(default)]
-    pub content_type: ContentType,
-    /// Preview template; cut to `global.summary_max_chars` after rendering.
-    pub summary: Option<String>,
-    /// Body template; the default depends on `content_type`.
-    pub content: Option<String>,
-    /// Tap-through link template.
-    pub url: Option<String>,
-    #[serde(default = "default_true")]
-    pub send_resolved: bool,
-    /// Overrides `global.wxpusher_api_url`.
-    pub api_url: Option<String>,
-    /// Receiver that gets the notification when this integration gives up on it.
-    pub fallback_receiver: Option<String>,
-    /// Attempts before giving up (default 10).
-    pub max_attempts: Option<u32>,
-    /// Older than this since acceptance, a failing notification is given up (default 1h).
-    #[serde(default, with = "humantime_serde")]
-    pub max_age: Option<Duration>,
-    /// Upstream requests allowed per second for this integration's credential.
-    pub rate_limit: Option<RateLimit>,
-    /// A backlog that would take longer than this to send is merged into one digest (10s).
-    #[serde(default, with = "humantime_serde")]
-    pub coalesce_after: Option<Duration>,
-    /// Messages one UID may get from this app token per day (midnight to midnight,
-    /// Asia/Shanghai); default 500. UIDs over it are left out until the next day.
-    pub daily_budget_per_uid: Option<u32>,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ConsoleConfig {
-    /// Template of what is printed; defaults to the WxPusher markdown.
-    pub text: Option<String>,
-    #[serde(default = "default_true")]
-    pub send_resolved: bool,
-    /// Receiver that gets the notification when this integration gives up on it.
-    pub fallback_receiver: Option<String>,
-    /// Attempts before giving up (default 10).
-    pub max_attempts: Option<u32>,
-    /// Older than this since acceptance, a failing notification is given up (default 1h).
-    #[serde(default, with = "humantime_serde")]
-    pub max_age: Option<Duration>,
-    /// Upstream requests allowed per second for this integration's credential.
-    pub rate_limit: Option<RateLimit>,
-    /// A backlog that would take longer than this to send is merged into one digest (10s).
-    #[serde(default, with = "humantime_serde")]
-    pub coalesce_after: Option<Duration>,
-}
-
 /// Every integration config has the same four delivery keys (`max_attempts`, `max_age`,
 /// `rate_limit`, `coalesce_after`); serde cannot flatten them into a shared struct under
 /// `deny_unknown_fields`, so the one method that reads them is generated here.
@@ -605,128 +533,6 @@ delivery_options! {
     WeixinGatewayConfig => None,
     WecomRobotConfig => Some(crate::channels::wecom_robot::ROBOT_RATE),
     WecomAppConfig => Some(crate::channels::wecom_app::APP_RATE),
-}
-
-/// A weixin-gateway bridge: `POST {url}/send` as a logged-in personal WeChat bot account.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct WeixinGatewayConfig {
-    /// Base URL of the gateway (`http://weixin-gateway:8787`); `/send` and `/health` are appended.
-    pub url: String,
-    /// The bot account the gateway sends as (its `account_id`).
-    pub account_id: String,
-    /// WeChat user ids (`…@im.wechat`) that get every message, one request each.
-    pub to_user_ids: Vec<String>,
-    /// Passed through as `context_token`; the bridge works without one (empty string).
-    pub context_token: Option<String>,
-    /// For a gateway behind an auth proxy: sent as `Authorization: Bearer …`. The gateway itself
-    /// has no authentication.
-    pub bearer_token: Option<Secret>,
-    pub bearer_token_file: Option<PathBuf>,
-    /// Plain-text message template; defaults to `{{> gateway.text}}`.
-    pub text: Option<String>,
-    #[serde(default = "default_true")]
-    pub send_resolved: bool,
-    /// Receiver that gets the notification when this integration gives up on it, at once when a
-    /// user's send window is exhausted.
-    pub fallback_receiver: Option<String>,
-    /// After the upstream refuses a user (`ret=-2`, `rate limited`), sends to that user fail at
-    /// once, without a request, for this long.
-    #[serde(default = "default_user_backoff", with = "humantime_serde")]
-    pub user_backoff: Duration,
-    /// How often `GET {url}/health` is probed for the `integration_up` metric (and the
-    /// window metrics read).
-    #[serde(default = "default_health_interval", with = "humantime_serde")]
-    pub health_interval: Duration,
-    /// Messages a user can get between two of their own (iLink's window, about 10); with
-    /// that many sent since the user last wrote, alerts go to the fallback receiver without a
-    /// call. 0: not counted. A user's message, seen through the gateway's callback
-    /// (`chatops.weixin_gateway_secret`), resets the count; without the callback a spent
-    /// window is given `user_backoff` to reopen.
-    #[serde(default = "default_window_size")]
-    pub window_size: u32,
-    /// From this many sent, each message asks the user to reply; 0: never.
-    #[serde(default = "default_window_warn_at")]
-    pub window_warn_at: u32,
-    /// Attempts before giving up (default 10).
-    pub max_attempts: Option<u32>,
-    /// Older than this since acceptance, a failing notification is given up (default 1h).
-    #[serde(default, with = "humantime_serde")]
-    pub max_age: Option<Duration>,
-    /// Upstream requests allowed per second through this gateway.
-    pub rate_limit: Option<RateLimit>,
-    /// A backlog that would take longer than this to send is merged into one digest (10s).
-    #[serde(default, with = "humantime_serde")]
-    pub coalesce_after: Option<Duration>,
-}
-
-fn default_user_backoff() -> Duration {
-    Duration::from_secs(30 * 60)
-}
-fn default_health_interval() -> Duration {
-    Duration::from_secs(30)
-}
-fn default_window_size() -> u32 {
-    crate::channels::weixin_gateway::window::DEFAULT_WINDOW_SIZE
-}
-fn default_window_warn_at() -> u32 {
-    crate::channels::weixin_gateway::window::DEFAULT_WINDOW_WARN_AT
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct OfficialAccountConfig {
-    /// The Service Account's AppID (`wx…`).
-    pub app_id: String,
-    /// AppSecret; exactly one of this and `app_secret_file`.
-    pub app_secret: Option<Secret>,
-    pub app_secret_file: Option<PathBuf>,
-    #[serde(default)]
-    pub kind: OfficialAccountKind,
-    /// The template's id as the platform shows it.
-    pub template_id: String,
-    pub to_openids: Vec<String>,
-    /// Tap-through link template (`page` for subscribe notifications); `{{externalURL}}` when
-    /// absent, none when it renders empty.
-    pub url: Option<String>,
-    pub miniprogram: Option<MiniProgramConfig>,
-    /// Field key → template. The key's type prefix (`thing`, `time`, …) sets the value rules.
-    /// Defaults to `thing1`/`time2`/`phrase3` filled with the shipped `official_account.*`
-    /// templates.
-    pub data: Option<BTreeMap<String, String>>,
-    #[serde(default = "default_true")]
-    pub send_resolved: bool,
-    /// Receiver that gets the notification when this integration gives up on it (or the
-    /// account's daily quota is used up).
-    pub fallback_receiver: Option<String>,
-    /// `stable` (`/cgi-bin/stable_token`) or `classic` (`/cgi-bin/token`).
-    #[serde(default)]
-    pub token_endpoint: TokenEndpoint,
-    /// Least time between two access token calls for this app, to save the daily quota.
-    #[serde(default = "default_token_min_interval", with = "humantime_serde")]
-    pub token_min_interval: Duration,
-    /// Requests in flight at once for one notification.
-    #[serde(default = "default_oa_max_concurrency")]
-    pub max_concurrency: usize,
-    /// Overrides `global.wechat_api_url`.
-    pub api_url: Option<String>,
-    /// Attempts before giving up (default 10).
-    pub max_attempts: Option<u32>,
-    /// Older than this since acceptance, a failing notification is given up (default 1h).
-    #[serde(default, with = "humantime_serde")]
-    pub max_age: Option<Duration>,
-    /// Upstream requests allowed per second for this app id.
-    pub rate_limit: Option<RateLimit>,
-    /// A backlog that would take longer than this to send is merged into one digest (10s).
-    #[serde(default, with = "humantime_serde")]
-    pub coalesce_after: Option<Duration>,
-}
-
-fn default_token_min_interval() -> Duration {
-    Duration::from_secs(60)
-}
-fn default_oa_max_concurrency() -> usize {
-    4
 }
 
 /// Checks one `official_account_configs` entry and reads its secret file.

@@ -7,6 +7,8 @@
 //! pass for a log line), and control characters other than the message's own line breaks are
 //! shown escaped (`\u{1b}`), as are Unicode line separators and bidirectional overrides.
 
+pub mod config;
+
 use std::io::Write;
 
 use serde_json::json;

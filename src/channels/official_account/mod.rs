@@ -15,6 +15,8 @@
 //! time) with [`Reason::Quota`]: trying again before then cannot succeed, so the delivery
 //! engine parks the notification until then or hands it to the `fallback_receiver`.
 
+pub mod config;
+
 pub mod fields;
 pub mod token;
 

@@ -14,6 +14,8 @@
 //! [`Reason::RecipientWindow`] so the delivery engine hands the notification to the
 //! integration's fallback receiver at once. This module does not retry or re-route itself.
 
+pub mod config;
+
 pub mod window;
 
 use std::collections::HashMap;

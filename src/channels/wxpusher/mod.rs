@@ -15,6 +15,8 @@
 //! those UIDs (dead letter, fallback receiver). Topics are not budgeted: their members are
 //! unknown.
 
+pub mod config;
+
 pub mod classify;
 pub mod spt;
 
