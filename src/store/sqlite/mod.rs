@@ -1054,10 +1054,10 @@ mod tests {
     async fn the_file_size_bound_refuses_new_jobs_with_full() {
         let dir = tempfile::tempdir().unwrap();
         let store =
-            Store::Sqlite(SqliteStore::open_with(dir.path(), 1_000_000, 64 * 1024, true).unwrap());
+            Store::Sqlite(SqliteStore::open_with(dir.path(), 1_000_000, 512 * 1024, true).unwrap());
         let mut refused = false;
-        // Bounded: 64 KiB is a few hundred sample jobs.
-        for _ in 0..2000 {
+        // Bounded: 512 KiB, the empty schema's pages included, is a few hundred sample jobs.
+        for _ in 0..5000 {
             match store.enqueue(vec![job("a")]).await {
                 Ok(_) => {}
                 Err(StoreError::Full) => {
