@@ -226,6 +226,10 @@ async fn dead_letters_keep_their_error_and_replay_or_purge(store: Store, _: &mut
         .await
         .unwrap();
     store.claim(Utc::now(), 10).await.unwrap();
+    // Three attempts begun (and ended) on the first before it gave up.
+    for _ in 0..3 {
+        store.started(new[0]).await.unwrap();
+    }
     let mut backup = job("backup", 0);
     backup.fallback = true;
     store
@@ -256,6 +260,9 @@ async fn dead_letters_keep_their_error_and_replay_or_purge(store: Store, _: &mut
     let back = store.claim(Utc::now(), 10).await.unwrap();
     assert_eq!(ids(&back), [new[0]]);
     assert_eq!(back[0].attempt, 0);
+    // The attempts begun before are forgotten too, so the replay is not taken for a
+    // notification the process died on.
+    assert_eq!(store.started(new[0]).await.unwrap(), 1);
     assert_eq!(trunc(back[0].accepted_at), trunc(now));
     assert!(back[0].failed_at.is_none());
     assert_eq!(store.dead_letter_count().await.unwrap(), 1);
