@@ -578,14 +578,20 @@ receivers:
     let alertmanager_wechat::store::Store::Sqlite(sqlite) = &srv.app.queue.store else {
         panic!("this test runs on SQLite");
     };
-    sqlite.refuse_writes(true);
+    // Park the next attempt of every job at the mock, so that none is between its answer and
+    // its record when writes start to fail (that one would wait, claimed, for the store).
+    mock.hold();
     let before = mock.requests().len();
-    mock.set_default(Reply::Success);
-    // Delivered although nothing can be written.
-    wait_until("deliveries while writes are refused", || {
+    wait_until("every job's next attempt", || {
         delivered_since(&mock, before).len() == fps.len()
     })
     .await;
+    sqlite.refuse_writes(true);
+    mock.set_default(Reply::Success);
+    mock.release();
+    // Delivered although nothing can be written: the parked attempts are answered 200.
+    mock.wait_for(before + fps.len(), Duration::from_secs(30))
+        .await;
     let (status, _) = srv.post("/webhook", one("d4")).await;
     assert_eq!(status, 503);
     assert_eq!(srv.get("/-/ready").await.0, 503);

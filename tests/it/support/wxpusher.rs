@@ -101,7 +101,7 @@ impl MockWxPusher {
         self.open.send_replace(false);
     }
 
-    /// Answers every held request and the ones after it.
+    /// Answers every held request (with the reply configured now) and the ones after it.
     pub fn release(&self) {
         self.open.send_replace(true);
     }
@@ -151,21 +151,22 @@ async fn answer(
     headers: HeaderMap,
     body: Value,
 ) -> Response {
+    mock.inner.lock().unwrap().requests.push(Recorded {
+        path,
+        body: body.clone(),
+        headers,
+        at: Instant::now(),
+    });
+    // A held request is answered with what is configured when it is let go.
+    let _ = mock.open.subscribe().wait_for(|open| *open).await;
     let reply = {
         let mut inner = mock.inner.lock().unwrap();
-        inner.requests.push(Recorded {
-            path,
-            body: body.clone(),
-            headers,
-            at: Instant::now(),
-        });
         inner
             .script
             .pop_front()
             .or_else(|| inner.default.clone())
             .unwrap_or(Reply::Success)
     };
-    let _ = mock.open.subscribe().wait_for(|open| *open).await;
     let simple = path.ends_with("simple-push");
     let too_many = body["sptList"].as_array().is_some_and(|l| l.len() > 10);
     let response = match reply {
