@@ -8,6 +8,7 @@ use alertmanager_wechat::chatops::command::REF_ALPHABET;
 use alertmanager_wechat::config::StorageConfig;
 use alertmanager_wechat::secret::Secret;
 use alertmanager_wechat::store::chatops::{self, Touch};
+use alertmanager_wechat::store::progress::{Entry, Recipient};
 use alertmanager_wechat::store::{
     Admission, Admitted, Failure, IntegrationId, Job, Mark, NewJob, Store, StoreError,
 };
@@ -97,7 +98,12 @@ fn job(receiver: &str, integration: usize) -> NewJob {
 fn failure(attempt: u32, error: &str) -> Failure {
     Failure {
         attempt,
-        progress: ["0/uid/UID_a".to_string()].into_iter().collect(),
+        progress: [Entry::Sent {
+            part: 0,
+            to: Recipient::Uid("UID_a".into()),
+        }]
+        .into_iter()
+        .collect(),
         error: error.into(),
         reason: "http_5xx",
     }
