@@ -221,6 +221,20 @@ pub struct Admission {
     pub remember: Vec<Mark>,
 }
 
+impl Admission {
+    /// `job` admitted unconditionally, due when it was accepted: what conditions are put on.
+    pub fn of(job: NewJob) -> Admission {
+        Admission {
+            not_before: job.accepted_at,
+            job,
+            held: false,
+            identity: None,
+            once: Vec::new(),
+            remember: Vec::new(),
+        }
+    }
+}
+
 /// What [`Store::admit`] did with one admission.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Admitted {
