@@ -232,6 +232,9 @@ async fn dead_letters_keep_their_error_and_replay_or_purge(store: Store, _: &mut
         .await
         .unwrap();
     store.claim(Utc::now(), 10).await.unwrap();
+    for _ in 0..3 {
+        store.started(new[0]).await.unwrap();
+    }
     let mut backup = job("backup", 0);
     backup.fallback = true;
     store
@@ -262,6 +265,8 @@ async fn dead_letters_keep_their_error_and_replay_or_purge(store: Store, _: &mut
     let back = store.claim(Utc::now(), 10).await.unwrap();
     assert_eq!(ids(&back), [new[0]]);
     assert_eq!(back[0].attempt, 0);
+    // Its attempts begun are reset too: the three that ended are not runs the process died in.
+    assert_eq!(store.started(new[0]).await.unwrap(), 1);
     assert_eq!(trunc(back[0].accepted_at), trunc(now));
     assert!(back[0].failed_at.is_none());
     assert_eq!(store.dead_letter_count().await.unwrap(), 1);

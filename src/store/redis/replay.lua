@@ -12,7 +12,7 @@ for _, id in ipairs(ids) do
   redis.call('ZREM', P .. 'dead', id)
   local target = redis.call('HGET', jk(id), 'target')
   if target then
-    redis.call('HSET', jk(id), 'state', 'pending', 'attempt', '0', 'not_before', ARGV[3],
+    redis.call('HSET', jk(id), 'state', 'pending', 'attempt', '0', 'starts', '0', 'not_before', ARGV[3],
       'accepted_at', ARGV[3])
     redis.call('HDEL', jk(id), 'failed_at')
     repend(id, target)

@@ -489,7 +489,7 @@ impl SqliteStore {
             let n = w
                 .conn
                 .execute(
-                    "UPDATE jobs SET state = 'pending', attempt = 0, not_before = ?1,
+                    "UPDATE jobs SET state = 'pending', attempt = 0, starts = 0, not_before = ?1,
                      accepted_at = ?1, failed_at = NULL
                      WHERE state = 'dead' AND (?2 IS NULL OR id = ?2)",
                     params![ms(now), id],
