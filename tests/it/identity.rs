@@ -56,6 +56,32 @@ impl Backend {
     }
 }
 
+/// A backend, a WxPusher that answers 500 for now, and the `storage:` block for both.
+struct Down {
+    backend: Backend,
+    mock: MockWxPusher,
+    /// The SQLite directory (unused with Redis, but the config names it).
+    dir: tempfile::TempDir,
+    storage: String,
+}
+
+impl Down {
+    async fn start(redis: bool) -> Option<Down> {
+        alertmanager_wechat::runtime::install_tls_provider();
+        let backend = Backend::start(redis).await?;
+        let mock = MockWxPusher::start().await;
+        mock.set_default(Reply::Http(500));
+        let dir = tempfile::tempdir().unwrap();
+        let storage = backend.storage(&dir.path().display().to_string());
+        Some(Down {
+            backend,
+            mock,
+            dir,
+            storage,
+        })
+    }
+}
+
 macro_rules! both {
     ($name:ident) => {
         mod $name {
@@ -127,6 +153,22 @@ async fn drained(srv: &TestServer) {
             return;
         }
         assert!(Instant::now() < deadline, "still queued: {depth:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The dead letters once one has `reason`.
+async fn dead_with(srv: &TestServer, reason: &str) -> Vec<alertmanager_wechat::store::Job> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let dead = srv.app.queue.store.dead_letters().await.unwrap();
+        if dead.iter().any(|j| j.reason.as_deref() == Some(reason)) {
+            return dead;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no {reason} dead letter: {dead:?}"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
@@ -247,14 +289,15 @@ async fn changed_integration_goes_to_the_receivers_current_ones_each_once(redis:
 both!(removed_receiver_keeps_the_delivery_as_a_replayable_dead_letter);
 /// The receiver was removed: a dead letter `receiver_removed`, replayed once it is back.
 async fn removed_receiver_keeps_the_delivery_as_a_replayable_dead_letter(redis: bool) {
-    alertmanager_wechat::runtime::install_tls_provider();
-    let Some(backend) = Backend::start(redis).await else {
+    let Some(Down {
+        backend: _backend,
+        mock,
+        dir: _dir,
+        storage,
+    }) = Down::start(redis).await
+    else {
         return;
     };
-    let mock = MockWxPusher::start().await;
-    mock.set_default(Reply::Http(500));
-    let dir = tempfile::tempdir().unwrap();
-    let storage = backend.storage(&dir.path().display().to_string());
     let oncall = ("oncall", vec![wxpusher(&mock, "AT_token_A", "UID_ORIG")]);
     let other = ("other", vec![wxpusher(&mock, "AT_token_O", "UID_O")]);
     let first = config(&storage, std::slice::from_ref(&oncall));
@@ -262,15 +305,7 @@ async fn removed_receiver_keeps_the_delivery_as_a_replayable_dead_letter(redis: 
     accept_while_down(&srv, &mock).await;
     reload(&srv, &config(&storage, std::slice::from_ref(&other))).await;
     let store = &srv.app.queue.store;
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let dead = loop {
-        let dead = store.dead_letters().await.unwrap();
-        if !dead.is_empty() {
-            break dead;
-        }
-        assert!(Instant::now() < deadline, "no dead letter");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let dead = dead_with(&srv, "receiver_removed").await;
     assert_eq!(dead.len(), 1);
     assert_eq!(dead[0].reason.as_deref(), Some("receiver_removed"));
     assert_eq!(dead[0].receiver, "oncall");
@@ -351,14 +386,15 @@ both!(a_retry_of_a_job_stored_by_an_earlier_version_skips_who_already_had_it);
 /// A job stored by an earlier version, its progress in that version's strings: the retry goes
 /// only to the UID it lacks.
 async fn a_retry_of_a_job_stored_by_an_earlier_version_skips_who_already_had_it(redis: bool) {
-    alertmanager_wechat::runtime::install_tls_provider();
-    let Some(backend) = Backend::start(redis).await else {
+    let Some(Down {
+        backend,
+        mock,
+        dir,
+        storage,
+    }) = Down::start(redis).await
+    else {
         return;
     };
-    let mock = MockWxPusher::start().await;
-    mock.set_default(Reply::Http(500));
-    let dir = tempfile::tempdir().unwrap();
-    let storage = backend.storage(&dir.path().display().to_string());
     let yaml = config(
         &storage,
         &[(
@@ -391,22 +427,6 @@ fn budget_day(days_ago: i64) -> String {
         .to_string()
 }
 
-/// The dead letters once one has `reason`.
-async fn dead_with(srv: &TestServer, reason: &str) -> Vec<alertmanager_wechat::store::Job> {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let dead = srv.app.queue.store.dead_letters().await.unwrap();
-        if dead.iter().any(|j| j.reason.as_deref() == Some(reason)) {
-            return dead;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no {reason} dead letter: {dead:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 both!(a_budget_dead_letter_stored_by_an_earlier_version_replays_to_who_was_left_out);
 /// A dead letter stored by an earlier version: UID_b had the message, UID_a was over
 /// yesterday's budget, UID_c is over today's. Replayed, it goes to UID_a only, and UID_c's
@@ -414,14 +434,15 @@ both!(a_budget_dead_letter_stored_by_an_earlier_version_replays_to_who_was_left_
 async fn a_budget_dead_letter_stored_by_an_earlier_version_replays_to_who_was_left_out(
     redis: bool,
 ) {
-    alertmanager_wechat::runtime::install_tls_provider();
-    let Some(backend) = Backend::start(redis).await else {
+    let Some(Down {
+        backend,
+        mock,
+        dir,
+        storage,
+    }) = Down::start(redis).await
+    else {
         return;
     };
-    let mock = MockWxPusher::start().await;
-    mock.set_default(Reply::Http(500));
-    let dir = tempfile::tempdir().unwrap();
-    let storage = backend.storage(&dir.path().display().to_string());
     let entry = format!(
         "{{ api_url: \"{}\", app_token: AT_token_A, uids: [UID_a, UID_b, UID_c], max_attempts: 1 }}",
         mock.url
