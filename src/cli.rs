@@ -264,11 +264,7 @@ pub async fn deadletters(store: &crate::store::Store, action: DeadLetterAction) 
                     let _ = writeln!(out, "attempts: {}", j.attempt);
                     let _ = writeln!(out, "reason: {}", j.reason.unwrap_or_default());
                     let _ = writeln!(out, "last_error: {}", j.last_error.unwrap_or_default());
-                    let _ = writeln!(
-                        out,
-                        "delivered_to: {}",
-                        j.progress.into_iter().collect::<Vec<_>>().join(", ")
-                    );
+                    let _ = writeln!(out, "delivered_to: {}", j.progress.stored().join(", "));
                     let _ = writeln!(
                         out,
                         "notification: {}",

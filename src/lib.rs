@@ -12,8 +12,10 @@
 //! - [`route`]: Alertmanager matchers and the route tree → receivers.
 //! - [`store`] (store): the durable store, one interface with a folder per backend
 //!   (`store/sqlite/`, `store/redis/`) and typed records: jobs bound to an
-//!   [`store::IntegrationId`], dead letters, counters, dedupe and chatops state, and the
-//!   delivery history ([`store::history`]).
+//!   [`store::IntegrationId`] with what they already did ([`store::Progress`]), dead letters,
+//!   counters, dedupe and chatops state ([`store::chatops`]), and the delivery history
+//!   ([`store::history`]); each record's module holds its types and the dispatch, each
+//!   backend's folder how it keeps them.
 //! - [`channels`] (send): one folder per upstream (`wxpusher/`, `official_account/`,
 //!   `weixin_gateway/`, `console/`), each owning its requests, limits, error codes and client;
 //!   the channel contract ([`channels::Integration`], [`channels::error`] with what a failure
@@ -36,7 +38,8 @@
 //!   (`server/api.rs`);
 //!   nothing imports it.
 //! - [`cli`]: the `check-config`, `render`, `send-test`, `deadletters` and `qrcode` commands.
-//! - `steps` (private): the steps handed to the delivery engine (dedupe's, chatops').
+//! - `steps` (private): the steps handed to the delivery engine: dedupe's (admission of
+//!   re-fanned-out deliveries, release of held resolved jobs, pairing) and chatops'.
 
 pub mod channels;
 pub mod chatops;

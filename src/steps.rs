@@ -1,18 +1,35 @@
 //! The steps the delivery engine is handed at start-up ([`crate::delivery::steps`]): dedupe's
-//! firing → resolved pairing and its record of what was sent, and chatops' references and
-//! WxPusher subscribers. They live here, above the engine and the features both, so that
-//! neither names the other.
+//! admission of re-fanned-out deliveries, its release of held resolved jobs, its firing →
+//! resolved pairing and record of what was sent; chatops' references and WxPusher
+//! subscribers. They live here, above the engine and the features both, so that neither
+//! names the other.
 
+use chrono::{DateTime, Utc};
 use futures_util::future::BoxFuture;
 
-use crate::delivery::steps::{Attempt, Step, Steps};
+use crate::delivery::steps::{Attempt, Claimed, Step, Steps};
+use crate::runtime::Runtime;
+use crate::store::{Admission, Job, Store};
 use crate::webhook::Notification;
 
-/// Dedupe: when the alerts first fired and whether their firing message went out (before),
-/// and that they went out through this integration (after).
+/// Dedupe: the same conditions on the engine's own deliveries as on the webhook's; held
+/// resolved jobs merged when the first is due; when the alerts first fired and whether their
+/// firing message went out (before), and that they went out through this integration (after).
 struct Dedupe;
 
 impl Step for Dedupe {
+    fn admit(&self, runtime: &Runtime, admission: &mut Admission, now: DateTime<Utc>) {
+        let policy = crate::dedupe::Policy::new(&runtime.config.dedupe);
+        crate::dedupe::condition(&policy, admission, now);
+    }
+
+    fn claimed<'a>(&'a self, store: &'a Store, jobs: Vec<Job>) -> BoxFuture<'a, Claimed> {
+        Box::pin(async move {
+            let (jobs, queued) = crate::dedupe::release_held(store, jobs).await;
+            Claimed { jobs, queued }
+        })
+    }
+
     fn prepare<'a>(
         &'a self,
         at: &'a Attempt<'a>,

@@ -1,7 +1,8 @@
 //! The layout is a pipeline, and its dependencies point one way: this test reads every
 //! `crate::…` path in `src/` (comments aside) and fails when the library's top-level modules
 //! reach each other in a circle, naming one place of each edge in it. It also keeps the
-//! delivery engine free of channel names, and `server` unimported.
+//! delivery engine free of channel names and of the features' modules (their behaviour reaches
+//! it as steps), and `server` unimported.
 //!
 //! `.ci/run` runs it on its own (`cargo test --test architecture`) before the test suite.
 
@@ -17,6 +18,10 @@ const CHANNELS: &[&str] = &[
     "wecom_app",
     "console",
 ];
+
+/// The features that reach the delivery engine as steps (`src/steps.rs`): `src/delivery/`
+/// must import none of them.
+const FEATURES: &[&str] = &["dedupe", "chatops", "steps"];
 
 fn src() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("src")
@@ -233,6 +238,21 @@ fn the_delivery_engine_names_no_channel() {
         }
     }
     assert!(found.is_empty(), "{found:#?}");
+}
+
+#[test]
+fn the_delivery_engine_imports_no_feature() {
+    let edges = edges();
+    let found: Vec<String> = FEATURES
+        .iter()
+        .filter_map(|f| {
+            edges
+                .get("delivery")?
+                .get(*f)
+                .map(|at| format!("{f} ({at})"))
+        })
+        .collect();
+    assert!(found.is_empty(), "src/delivery/ imports {found:?}");
 }
 
 #[test]

@@ -31,6 +31,7 @@ use crate::template::Templates;
 use crate::webhook::{Notification, Status};
 
 pub use crate::store::Progress;
+pub use crate::store::progress::{Entry, Recipient};
 
 /// What an integration needs from the running configuration to render.
 pub struct Env<'a> {

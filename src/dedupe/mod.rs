@@ -142,52 +142,52 @@ pub fn identity(job: &NewJob) -> String {
 
 /// Turns a webhook's jobs into admissions for [`Store::admit`].
 pub fn admissions(policy: &Policy, jobs: Vec<NewJob>, now: DateTime<Utc>) -> Vec<Admission> {
-    let keep = after(now, policy.retention);
     jobs.into_iter()
         .map(|job| {
-            let n = &job.notification;
-            let (r, i) = (job.receiver.as_str(), &job.integration);
-            let identity = (!policy.window.is_zero()).then(|| Mark {
-                key: identity(&job),
-                value: now.timestamp_millis(),
-                expires_at: after(now, policy.window),
-            });
-            let mut once = Vec::new();
-            let mut remember = Vec::new();
-            for (idx, a) in n.alerts.iter().enumerate() {
-                match a.status {
-                    Status::Resolved => once.push((
-                        idx,
-                        Mark {
-                            key: alert_key("resolved", r, i, a),
-                            value: now.timestamp_millis(),
-                            expires_at: keep,
-                        },
-                    )),
-                    Status::Firing => remember.push(Mark {
-                        key: alert_key("firing", r, i, a),
-                        value: now.timestamp_millis(),
-                        expires_at: keep,
-                    }),
-                }
-            }
-            // Firing alerts are never delayed: only resolved-only notifications wait.
-            let held = !policy.resolved_group_wait.is_zero() && n.firing().next().is_none();
-            let not_before = if held {
-                after(now, policy.resolved_group_wait)
-            } else {
-                job.accepted_at
-            };
-            Admission {
-                job,
-                not_before,
-                held,
-                identity,
-                once,
-                remember,
-            }
+            let mut a = Admission::of(job);
+            condition(policy, &mut a, now);
+            a
         })
         .collect()
+}
+
+/// Puts dedupe's conditions on one admission: its identity (duplicates), each resolved
+/// alert's once-key, each firing alert's first-seen time, and the hold of a resolved-only
+/// notification.
+pub fn condition(policy: &Policy, admission: &mut Admission, now: DateTime<Utc>) {
+    let keep = after(now, policy.retention);
+    let job = &admission.job;
+    let n = &job.notification;
+    let (r, i) = (job.receiver.as_str(), &job.integration);
+    if !policy.window.is_zero() {
+        admission.identity = Some(Mark {
+            key: identity(job),
+            value: now.timestamp_millis(),
+            expires_at: after(now, policy.window),
+        });
+    }
+    for (idx, a) in n.alerts.iter().enumerate() {
+        match a.status {
+            Status::Resolved => admission.once.push((
+                idx,
+                Mark {
+                    key: alert_key("resolved", r, i, a),
+                    value: now.timestamp_millis(),
+                    expires_at: keep,
+                },
+            )),
+            Status::Firing => admission.remember.push(Mark {
+                key: alert_key("firing", r, i, a),
+                value: now.timestamp_millis(),
+                expires_at: keep,
+            }),
+        }
+    }
+    // Firing alerts are never delayed: only resolved-only notifications wait.
+    if !policy.resolved_group_wait.is_zero() && n.firing().next().is_none() {
+        admission.held = true;
+        admission.not_before = after(now, policy.resolved_group_wait);
+    }
 }
 
 /// What one webhook's admission came to, for the metrics and the answer.

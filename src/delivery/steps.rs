@@ -1,17 +1,21 @@
-//! Steps the engine runs around each delivery attempt, handed to it at start-up.
+//! Steps the engine runs around each delivery, handed to it at start-up.
 //!
-//! The engine knows only this contract: a step may annotate the notification and add
-//! recipients before it is rendered, and learn that it was delivered. What the steps are
-//! (dedupe's pairing, chatops' references, WxPusher subscribers) is decided by whoever starts
-//! the workers, so the engine names no feature.
+//! The engine knows only this contract: a step may put conditions on a delivery the engine
+//! stores itself before it is queued ([`Step::admit`]), take freshly claimed deliveries out of
+//! a round and queue others in their place ([`Step::claimed`]), annotate the notification and
+//! add recipients before it is rendered ([`Step::prepare`]), and learn that it was delivered
+//! ([`Step::delivered`]). What the steps are (dedupe's admission, held-job release and pairing,
+//! chatops' references, WxPusher subscribers) is decided by whoever starts the workers, so the
+//! engine names no feature.
 
 use std::sync::Arc;
 
+use chrono::{DateTime, Utc};
 use futures_util::future::BoxFuture;
 
 use crate::channels::Integration;
 use crate::runtime::Runtime;
-use crate::store::{IntegrationId, Store};
+use crate::store::{Admission, IntegrationId, Job, NewJob, Store};
 use crate::webhook::Notification;
 
 /// One attempt, as a step sees it.
@@ -25,7 +29,33 @@ pub struct Attempt<'a> {
     pub bound: &'a IntegrationId,
 }
 
+/// What is left of a round of claimed jobs once the steps had them.
+pub struct Claimed {
+    /// To deliver now.
+    pub jobs: Vec<Job>,
+    /// New jobs were queued, due at once: worth claiming again without waiting.
+    pub queued: bool,
+}
+
 pub trait Step: Send + Sync {
+    /// Before a delivery the engine made itself (a re-fan-out after a reload) is queued: may
+    /// put conditions on it, as the webhook's deliveries get.
+    fn admit(&self, runtime: &Runtime, admission: &mut Admission, now: DateTime<Utc>) {
+        let _ = (runtime, admission, now);
+    }
+
+    /// Freshly claimed jobs, before any is delivered: may take some out of the round (settling
+    /// them in the store) and queue others; returns the rest, to deliver.
+    fn claimed<'a>(&'a self, store: &'a Store, jobs: Vec<Job>) -> BoxFuture<'a, Claimed> {
+        let _ = store;
+        Box::pin(async move {
+            Claimed {
+                jobs,
+                queued: false,
+            }
+        })
+    }
+
     /// Before rendering: may annotate `n` and add recipients to `extra` (sent to as well).
     /// A step that cannot do its part logs it and lets the delivery go on.
     fn prepare<'a>(
@@ -44,3 +74,37 @@ pub trait Step: Send + Sync {
 
 /// The steps, in the order they run.
 pub type Steps = Arc<Vec<Box<dyn Step>>>;
+
+/// `jobs` as admissions, each with every step's conditions.
+pub fn admissions(
+    steps: &Steps,
+    runtime: &Runtime,
+    jobs: Vec<NewJob>,
+    now: DateTime<Utc>,
+) -> Vec<Admission> {
+    jobs.into_iter()
+        .map(|job| {
+            let mut a = Admission::of(job);
+            for step in steps.iter() {
+                step.admit(runtime, &mut a, now);
+            }
+            a
+        })
+        .collect()
+}
+
+/// Hands freshly claimed `jobs` through every step in turn.
+pub async fn claimed(steps: &Steps, store: &Store, jobs: Vec<Job>) -> Claimed {
+    let mut out = Claimed {
+        jobs,
+        queued: false,
+    };
+    for step in steps.iter() {
+        let c = step.claimed(store, out.jobs).await;
+        out = Claimed {
+            jobs: c.jobs,
+            queued: out.queued || c.queued,
+        };
+    }
+    out
+}

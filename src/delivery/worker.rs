@@ -108,9 +108,10 @@ impl Workers {
                         continue;
                     }
                 };
-                // Held resolved jobs are merged into one job per integration, claimed next.
-                let (jobs, merged) = crate::dedupe::release_held(store, jobs).await;
-                if merged {
+                // The steps may settle some (held jobs merged into one, claimed next).
+                let super::steps::Claimed { jobs, queued } =
+                    super::steps::claimed(&ctx.steps, store, jobs).await;
+                if queued {
                     ctx.queue.wake.notify_one();
                 }
                 if jobs.is_empty() {
@@ -350,8 +351,7 @@ async fn rebind(job: Job, integrations: &[Integration], ctx: &Arc<Ctx>, rt: &Run
         origin,
     );
     let count = jobs.len();
-    let admissions =
-        crate::dedupe::admissions(&crate::dedupe::Policy::new(&rt.config.dedupe), jobs, now);
+    let admissions = super::steps::admissions(&ctx.steps, rt, jobs, now);
     if let Err(e) = super::history::admit(&ctx.queue, &rt.config.web, admissions, now).await {
         error!(error = %e, job = job.id, "cannot re-route a delivery whose integration changed; it is tried again");
         let failure = Failure {

@@ -10,6 +10,7 @@
 
 pub mod chatops;
 pub mod history;
+pub mod progress;
 pub mod redis;
 pub mod sqlite;
 
@@ -44,9 +45,7 @@ pub enum StoreError {
     Closed,
 }
 
-/// Recipients (per message part) already delivered for one job, so a retry after a partial
-/// failure goes only to those still missing. Each channel names its own entries.
-pub type Progress = std::collections::BTreeSet<String>;
+pub use progress::Progress;
 
 /// Which integration of a receiver a stored delivery is bound to: derived from what the
 /// integration sends to (its kind, a fingerprint of its credential, its recipients), so it
@@ -220,6 +219,20 @@ pub struct Admission {
     pub once: Vec<(usize, Mark)>,
     /// Taken if absent, extended if present; never prevents anything.
     pub remember: Vec<Mark>,
+}
+
+impl Admission {
+    /// `job` admitted unconditionally, due when it was accepted: what conditions are put on.
+    pub fn of(job: NewJob) -> Admission {
+        Admission {
+            not_before: job.accepted_at,
+            job,
+            held: false,
+            identity: None,
+            once: Vec::new(),
+            remember: Vec::new(),
+        }
+    }
 }
 
 /// What [`Store::admit`] did with one admission.

@@ -1,15 +1,18 @@
 //! A stored delivery stays bound to the integration it was accepted for, by what that
 //! integration sends to (kind, credential, recipients), never by its position: across a reload
-//! and across a restart on a changed file, on both store backends.
+//! and across a restart on a changed file, on both store backends. And what it already did
+//! survives an upgrade: progress stored by an earlier version is honoured.
 //!
 //! Each test runs once on SQLite and once on a real Redis (skipped locally without
 //! `redis-server`, a failure under `CI=true`).
 
+use std::path::Path;
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use crate::support::redis::RedisServer;
+use crate::support::stored::{self, Raw};
 use crate::support::wxpusher::{MockWxPusher, Recorded, Reply};
 use crate::support::{TestServer, example};
 
@@ -34,6 +37,14 @@ impl Backend {
         }
     }
 
+    /// The stored jobs themselves, for SQLite in `dir`.
+    fn raw<'a>(&'a self, dir: &'a Path) -> Raw<'a> {
+        match self {
+            Backend::Sqlite => Raw::Sqlite(dir),
+            Backend::Redis(r) => Raw::Redis(r, "amw:"),
+        }
+    }
+
     /// The `storage:` block; `path` is the SQLite directory (Redis ignores it).
     fn storage(&self, path: &str) -> String {
         match self {
@@ -42,6 +53,32 @@ impl Backend {
                 format!("storage: {{ path: \"{path}\", redis_url: \"{}\" }}", r.url)
             }
         }
+    }
+}
+
+/// A backend, a WxPusher that answers 500 for now, and the `storage:` block for both.
+struct Down {
+    backend: Backend,
+    mock: MockWxPusher,
+    /// The SQLite directory (unused with Redis, but the config names it).
+    dir: tempfile::TempDir,
+    storage: String,
+}
+
+impl Down {
+    async fn start(redis: bool) -> Option<Down> {
+        alertmanager_wechat::runtime::install_tls_provider();
+        let backend = Backend::start(redis).await?;
+        let mock = MockWxPusher::start().await;
+        mock.set_default(Reply::Http(500));
+        let dir = tempfile::tempdir().unwrap();
+        let storage = backend.storage(&dir.path().display().to_string());
+        Some(Down {
+            backend,
+            mock,
+            dir,
+            storage,
+        })
     }
 }
 
@@ -116,6 +153,22 @@ async fn drained(srv: &TestServer) {
             return;
         }
         assert!(Instant::now() < deadline, "still queued: {depth:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The dead letters once one has `reason`.
+async fn dead_with(srv: &TestServer, reason: &str) -> Vec<alertmanager_wechat::store::Job> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let dead = srv.app.queue.store.dead_letters().await.unwrap();
+        if dead.iter().any(|j| j.reason.as_deref() == Some(reason)) {
+            return dead;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no {reason} dead letter: {dead:?}"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
@@ -236,14 +289,15 @@ async fn changed_integration_goes_to_the_receivers_current_ones_each_once(redis:
 both!(removed_receiver_keeps_the_delivery_as_a_replayable_dead_letter);
 /// The receiver was removed: a dead letter `receiver_removed`, replayed once it is back.
 async fn removed_receiver_keeps_the_delivery_as_a_replayable_dead_letter(redis: bool) {
-    alertmanager_wechat::runtime::install_tls_provider();
-    let Some(backend) = Backend::start(redis).await else {
+    let Some(Down {
+        backend: _backend,
+        mock,
+        dir: _dir,
+        storage,
+    }) = Down::start(redis).await
+    else {
         return;
     };
-    let mock = MockWxPusher::start().await;
-    mock.set_default(Reply::Http(500));
-    let dir = tempfile::tempdir().unwrap();
-    let storage = backend.storage(&dir.path().display().to_string());
     let oncall = ("oncall", vec![wxpusher(&mock, "AT_token_A", "UID_ORIG")]);
     let other = ("other", vec![wxpusher(&mock, "AT_token_O", "UID_O")]);
     let first = config(&storage, std::slice::from_ref(&oncall));
@@ -251,15 +305,7 @@ async fn removed_receiver_keeps_the_delivery_as_a_replayable_dead_letter(redis: 
     accept_while_down(&srv, &mock).await;
     reload(&srv, &config(&storage, std::slice::from_ref(&other))).await;
     let store = &srv.app.queue.store;
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let dead = loop {
-        let dead = store.dead_letters().await.unwrap();
-        if !dead.is_empty() {
-            break dead;
-        }
-        assert!(Instant::now() < deadline, "no dead letter");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let dead = dead_with(&srv, "receiver_removed").await;
     assert_eq!(dead.len(), 1);
     assert_eq!(dead[0].reason.as_deref(), Some("receiver_removed"));
     assert_eq!(dead[0].receiver, "oncall");
@@ -333,5 +379,111 @@ async fn restart_on_a_reordered_file_delivers_to_the_bound_integration(redis: bo
         vec![("AT_token_A".to_string(), vec!["UID_ORIG".to_string()])]
     );
     assert!(new.requests().is_empty());
+    srv.stop().await;
+}
+
+both!(a_retry_of_a_job_stored_by_an_earlier_version_skips_who_already_had_it);
+/// A job stored by an earlier version, its progress in that version's strings: the retry goes
+/// only to the UID it lacks.
+async fn a_retry_of_a_job_stored_by_an_earlier_version_skips_who_already_had_it(redis: bool) {
+    let Some(Down {
+        backend,
+        mock,
+        dir,
+        storage,
+    }) = Down::start(redis).await
+    else {
+        return;
+    };
+    let yaml = config(
+        &storage,
+        &[(
+            "oncall",
+            vec![wxpusher(&mock, "AT_token_A", "UID_a, UID_b")],
+        )],
+    );
+    let srv = TestServer::start(&yaml).await;
+    accept_while_down(&srv, &mock).await;
+    srv.stop().await;
+    // What an earlier version recorded after part 0 reached UID_a.
+    stored::set_progress(backend.raw(dir.path()), r#"["0/uid/UID_a"]"#).await;
+    mock.set_default(Reply::Success);
+    let before = mock.requests().len();
+    let srv = TestServer::start(&yaml).await;
+    mock.wait_for(before + 1, Duration::from_secs(30)).await;
+    drained(&srv).await;
+    assert_eq!(
+        tokens_and_uids(&mock.requests()[before..]),
+        vec![("AT_token_A".to_string(), vec!["UID_b".to_string()])]
+    );
+    srv.stop().await;
+}
+
+/// The budget day WxPusher counts in (Asia/Shanghai), as progress names it.
+fn budget_day(days_ago: i64) -> String {
+    let now = chrono::Utc::now().with_timezone(&chrono_tz::Asia::Shanghai);
+    (now.date_naive() - chrono::Duration::days(days_ago))
+        .format("%Y-%m-%d")
+        .to_string()
+}
+
+both!(a_budget_dead_letter_stored_by_an_earlier_version_replays_to_who_was_left_out);
+/// A dead letter stored by an earlier version: UID_b had the message, UID_a was over
+/// yesterday's budget, UID_c is over today's. Replayed, it goes to UID_a only, and UID_c's
+/// part is a dead letter again for its budget.
+async fn a_budget_dead_letter_stored_by_an_earlier_version_replays_to_who_was_left_out(
+    redis: bool,
+) {
+    let Some(Down {
+        backend,
+        mock,
+        dir,
+        storage,
+    }) = Down::start(redis).await
+    else {
+        return;
+    };
+    let entry = format!(
+        "{{ api_url: \"{}\", app_token: AT_token_A, uids: [UID_a, UID_b, UID_c], max_attempts: 1 }}",
+        mock.url
+    );
+    let yaml = config(&storage, &[("oncall", vec![entry])]);
+    let srv = TestServer::start(&yaml).await;
+    srv.post("/webhook", example("alertmanager-firing.json"))
+        .await;
+    dead_with(&srv, "http_5xx").await;
+    srv.stop().await;
+    let today = budget_day(0);
+    let progress = json!([
+        "0/uid/UID_b",
+        format!("quota/{}/500/uid/UID_a", budget_day(1)),
+        format!("quota/{today}/500/uid/UID_c"),
+    ]);
+    stored::set_progress(backend.raw(dir.path()), &progress.to_string()).await;
+    mock.set_default(Reply::Success);
+    let before = mock.requests().len();
+    let srv = TestServer::start(&yaml).await;
+    let store = &srv.app.queue.store;
+    assert_eq!(store.replay(None, chrono::Utc::now()).await.unwrap(), 1);
+    srv.app.queue.wake.notify_one();
+    mock.wait_for(before + 1, Duration::from_secs(20)).await;
+    let dead = dead_with(&srv, "quota").await;
+    if budget_day(0) != today {
+        return; // Midnight in Shanghai passed meanwhile: UID_c's budget is renewed.
+    }
+    assert_eq!(
+        tokens_and_uids(&mock.requests()[before..]),
+        vec![("AT_token_A".to_string(), vec!["UID_a".to_string()])]
+    );
+    assert_eq!(dead.len(), 1);
+    assert!(
+        dead[0]
+            .last_error
+            .as_deref()
+            .unwrap_or_default()
+            .contains("over the daily budget"),
+        "{:?}",
+        dead[0].last_error
+    );
     srv.stop().await;
 }

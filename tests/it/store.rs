@@ -8,6 +8,7 @@ use alertmanager_wechat::chatops::command::REF_ALPHABET;
 use alertmanager_wechat::config::StorageConfig;
 use alertmanager_wechat::secret::Secret;
 use alertmanager_wechat::store::chatops::{self, Touch};
+use alertmanager_wechat::store::progress::{Entry, Recipient};
 use alertmanager_wechat::store::{
     Admission, Admitted, Failure, IntegrationId, Job, Mark, NewJob, Store, StoreError,
 };
@@ -15,6 +16,7 @@ use alertmanager_wechat::webhook::Ack;
 use chrono::{DateTime, Utc};
 
 use crate::support::redis::RedisServer;
+use crate::support::stored::{self, Raw};
 
 /// What keeps a backend alive for the test (held for its `Drop`).
 #[allow(dead_code)]
@@ -97,7 +99,12 @@ fn job(receiver: &str, integration: usize) -> NewJob {
 fn failure(attempt: u32, error: &str) -> Failure {
     Failure {
         attempt,
-        progress: ["0/uid/UID_a".to_string()].into_iter().collect(),
+        progress: [Entry::Sent {
+            part: 0,
+            to: Recipient::Uid("UID_a".into()),
+        }]
+        .into_iter()
+        .collect(),
         error: error.into(),
         reason: "http_5xx",
     }
@@ -288,6 +295,72 @@ async fn dead_letters_keep_their_error_and_replay_or_purge(store: Store, _: &mut
     assert!(store.dead_letters().await.unwrap().is_empty());
     assert!(depth_of(&store).await.is_empty());
     assert!(store.claim(Utc::now(), 10).await.unwrap().is_empty());
+}
+
+impl Guard {
+    /// The backend's own rows, around the store's interface.
+    fn raw(&self) -> Raw<'_> {
+        match self {
+            Guard::Sqlite(dir) => Raw::Sqlite(dir.path()),
+            Guard::Redis(server) => Raw::Redis(server, "test:"),
+        }
+    }
+}
+
+both!(progress_stored_by_earlier_versions_reads_back_typed, 100);
+/// Jobs stored before progress was typed hold its entries as strings: they read back as the
+/// typed entries, and are written back as the same strings (so an earlier version can read
+/// them again).
+async fn progress_stored_by_earlier_versions_reads_back_typed(store: Store, guard: &mut Guard) {
+    let id = store.enqueue(vec![job("oncall", 0)]).await.unwrap()[0];
+    store.claim(Utc::now(), 10).await.unwrap();
+    let mut f = failure(1, "HTTP 502");
+    f.progress = Default::default();
+    store.reschedule(id, f, Utc::now()).await.unwrap();
+    let legacy = [
+        "0/uid/UID_a",
+        "1/wxid_b",
+        "failed/o1/43004",
+        "quota/2026-11-26/500/uid/UID_c",
+    ];
+    stored::set_progress(guard.raw(), &serde_json::to_string(&legacy).unwrap()).await;
+    let j = store.claim(Utc::now(), 10).await.unwrap().remove(0);
+    let day = chrono::NaiveDate::from_ymd_opt(2026, 11, 26).unwrap();
+    let want = [
+        Entry::Sent {
+            part: 0,
+            to: Recipient::Uid("UID_a".into()),
+        },
+        Entry::Sent {
+            part: 1,
+            to: Recipient::Id("wxid_b".into()),
+        },
+        Entry::RefusedWith {
+            to: "o1".into(),
+            code: 43004,
+        },
+        Entry::OverBudget {
+            day,
+            budget: 500,
+            to: "UID_c".into(),
+        },
+    ];
+    assert_eq!(j.progress.len(), want.len());
+    for e in &want {
+        assert!(j.progress.contains(e), "{e:?} not in {:?}", j.progress);
+    }
+    // Dead-lettered with one more entry: stored as the strings earlier versions write.
+    let mut f = failure(2, "gave up");
+    f.progress = j.progress.clone();
+    f.progress.insert(Entry::SentPart(2));
+    store.dead_letter(id, f, Vec::new()).await.unwrap();
+    let raw = stored::progress(guard.raw()).await;
+    let written: BTreeSet<String> = serde_json::from_str(&raw[&id]).unwrap();
+    let mut expected: BTreeSet<String> = legacy.iter().map(|s| s.to_string()).collect();
+    expected.insert("part/2".into());
+    assert_eq!(written, expected);
+    let dead = store.dead_letters().await.unwrap();
+    assert!(dead[0].progress.contains(&Entry::SentPart(2)));
 }
 
 both!(claim_target_takes_one_backlog_for_a_digest, 100);

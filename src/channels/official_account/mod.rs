@@ -8,8 +8,8 @@
 //! [`ACCESS_TOKEN_PLACEHOLDER`] where the token goes and never fetches one.
 //!
 //! Per openid, the outcome is recorded in the job's [`Progress`]: delivered openids as
-//! `<openid>`, openids WeChat refused for good (not following, bad openid, blocked, no
-//! subscription left) as `failed/<openid>/<errcode>`; a retry goes to neither.
+//! [`Entry::Delivered`], openids WeChat refused for good (not following, bad openid, blocked,
+//! no subscription left) as [`Entry::RefusedWith`] their errcode; a retry goes to neither.
 //!
 //! Daily quota (45009) is [`DeliveryError::Until`] [`quota_resets_at`] (midnight, Beijing
 //! time) with [`Reason::Quota`]: trying again before then cannot succeed, so the delivery
@@ -26,7 +26,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 
-use super::{Env, Outbound, Progress, http};
+use super::{Entry, Env, Outbound, Progress, http};
 use crate::channels::error::{DeliveryError, Reason};
 use crate::secret::Secret;
 use crate::webhook::Notification;
@@ -127,18 +127,10 @@ pub fn quota_resets_at(now: DateTime<Utc>) -> DateTime<Utc> {
         .unwrap_or(now + chrono::Duration::days(1))
 }
 
-fn failed_prefix(openid: &str) -> String {
-    format!("failed/{openid}/")
-}
-
-/// Whether `openid` still needs the message.
+/// Whether `openid` still needs the message: neither delivered nor refused for good.
 fn pending(progress: &Progress, openid: &str) -> bool {
-    let prefix = failed_prefix(openid);
-    !progress.contains(openid)
-        && progress
-            .range(prefix.clone()..)
-            .next()
-            .is_none_or(|k| !k.starts_with(&prefix))
+    !progress.contains(&Entry::Delivered(openid.to_string()))
+        && progress.refused_with(openid).is_none()
 }
 
 impl OfficialAccount {
@@ -281,7 +273,7 @@ impl OfficialAccount {
         for (openid, result) in results {
             match result {
                 Ok(()) => {
-                    progress.insert(openid);
+                    progress.insert(Entry::Delivered(openid));
                 }
                 Err(e @ DeliveryError::Upstream { code, .. }) if is_recipient_error(code) => {
                     tracing::warn!(
@@ -291,7 +283,7 @@ impl OfficialAccount {
                         error = %e,
                         "openid refused the message; it will not be retried"
                     );
-                    progress.insert(format!("{}{code}", failed_prefix(&openid)));
+                    progress.insert(Entry::RefusedWith { to: openid, code });
                 }
                 Err(e) if e.reason() == Reason::Quota => quota = Some(e),
                 Err(e) if !e.is_retryable() => permanent = Some(e),
@@ -341,13 +333,11 @@ impl OfficialAccount {
         // Everyone is done; say so if some openids refused for good.
         let refused: Vec<(String, i64)> = progress
             .iter()
-            .filter_map(|k| {
-                let rest = k.strip_prefix("failed/")?;
-                let (openid, code) = rest.rsplit_once('/')?;
-                self.to_openids
-                    .iter()
-                    .any(|o| o == openid)
-                    .then(|| (openid.to_string(), code.parse().unwrap_or_default()))
+            .filter_map(|e| match e {
+                Entry::RefusedWith { to, code } if self.to_openids.contains(to) => {
+                    Some((to.clone(), *code))
+                }
+                _ => None,
             })
             .collect();
         match refused.last() {
@@ -516,8 +506,11 @@ mod tests {
     #[test]
     fn pending_skips_delivered_and_refused() {
         let mut p = Progress::new();
-        p.insert("o1".into());
-        p.insert("failed/o2/43004".into());
+        p.insert(Entry::Delivered("o1".into()));
+        p.insert(Entry::RefusedWith {
+            to: "o2".into(),
+            code: 43004,
+        });
         assert!(!pending(&p, "o1"));
         assert!(!pending(&p, "o2"));
         assert!(pending(&p, "o3"));

@@ -7,8 +7,9 @@
 //! 20-character preview, description ≤ 512 bytes, button text ≤ 4 characters; ≤ 1000 users and
 //! ≤ 100 departments per call), access tokens ([`token`]) and the reading of `errcode`s.
 //!
-//! Per recipient and part, delivery is recorded in the job's [`Progress`] as
-//! `<part>/user/<id>`, `<part>/party/<id>`, `<part>/tag/<id>`: WeCom names the recipients it
+//! Per recipient and part, delivery is recorded in the job's [`Progress`] as an
+//! [`Entry::Sent`] to a [`Recipient::User`], [`Recipient::Party`] or [`Recipient::Tag`]; a
+//! recipient refused for good (81013) as [`Entry::Refused`]. WeCom names the recipients it
 //! could not reach (`invaliduser`, `invalidparty`, `invalidtag`), everyone else in the call
 //! counts as delivered, and a retry goes only to those missing. `enable_duplicate_check` is
 //! always on, so a send retried after a timeout that WeCom had in fact taken is not shown
@@ -21,7 +22,7 @@ pub mod token;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
-use super::{Env, Outbound, Progress, http};
+use super::{Entry, Env, Outbound, Progress, Recipient, http};
 use crate::channels::error::{DeliveryError, Reason};
 use crate::channels::options::RateLimit;
 use crate::channels::wecom_robot::{FREQ_LIMIT_WAIT, split_by_bytes};
@@ -164,18 +165,14 @@ struct Batch {
 }
 
 impl Batch {
-    fn keys(&self) -> impl Iterator<Item = String> + '_ {
-        let p = self.part;
-        self.users
-            .iter()
-            .map(move |u| format!("{p}/user/{u}"))
-            .chain(self.parties.iter().map(move |x| format!("{p}/party/{x}")))
-            .chain(self.tags.iter().map(move |t| format!("{p}/tag/{t}")))
+    /// Everyone the call goes to.
+    fn recipients(&self) -> impl Iterator<Item = Recipient> + '_ {
+        let users = self.users.iter().cloned().map(Recipient::User);
+        let parties = self.parties.iter().cloned().map(Recipient::Party);
+        users
+            .chain(parties)
+            .chain(self.tags.iter().cloned().map(Recipient::Tag))
     }
-}
-
-fn failed_key(kind: &str, id: &str) -> String {
-    format!("failed/{kind}/{id}")
 }
 
 fn split_ids(s: &str) -> Vec<String> {
@@ -296,19 +293,20 @@ impl WecomApp {
         let [users, parties, tags] = self.recipients(env, &ctx)?;
         let mut out = Vec::new();
         for (p, message) in self.messages(env, n)?.into_iter().enumerate() {
-            let pending = |kind: &str, ids: &[String]| -> Vec<String> {
+            let pending = |kind: fn(String) -> Recipient, ids: &[String]| -> Vec<String> {
                 ids.iter()
                     .filter(|id| {
-                        !progress.contains(&format!("{p}/{kind}/{id}"))
-                            && !progress.contains(&failed_key(kind, id))
+                        let to = kind(id.to_string());
+                        !progress.contains(&Entry::Refused(to.clone()))
+                            && !progress.contains(&Entry::Sent { part: p, to })
                     })
                     .cloned()
                     .collect()
             };
             let (u, x, t) = (
-                pending("user", &users),
-                pending("party", &parties),
-                pending("tag", &tags),
+                pending(Recipient::User, &users),
+                pending(Recipient::Party, &parties),
+                pending(Recipient::Tag, &tags),
             );
             let u: Vec<&[String]> = u.chunks(USERS_PER_CALL).collect();
             let x: Vec<&[String]> = x.chunks(PARTIES_PER_CALL).collect();
@@ -385,34 +383,36 @@ impl WecomApp {
         let mut last_missing: Option<(i64, String)> = None;
         let mut refused: Option<DeliveryError> = None;
         for batch in self.batches(env, n, progress)? {
-            let all: Vec<String> = batch.keys().collect();
+            let all: Vec<Recipient> = batch.recipients().collect();
             let result = self.send_one(env, &self.body(&batch)).await?;
             match result.errcode {
                 0 => {
-                    let p = batch.part;
-                    let invalid: Vec<String> = split_ids(&result.invaliduser)
+                    let invalid: Vec<Recipient> = split_ids(&result.invaliduser)
                         .into_iter()
                         .chain(split_ids(&result.unlicenseduser))
-                        .map(|u| format!("{p}/user/{u}"))
+                        .map(Recipient::User)
                         .chain(
                             split_ids(&result.invalidparty)
                                 .into_iter()
-                                .map(|x| format!("{p}/party/{x}")),
+                                .map(Recipient::Party),
                         )
                         .chain(
                             split_ids(&result.invalidtag)
                                 .into_iter()
-                                .map(|t| format!("{p}/tag/{t}")),
+                                .map(Recipient::Tag),
                         )
                         .collect();
-                    for key in all {
-                        if invalid.contains(&key) {
-                            let who = key.split_once('/').map(|(_, w)| w).unwrap_or(&key);
-                            if !missing.iter().any(|m| m == who) {
-                                missing.push(who.to_string());
+                    for to in all {
+                        if invalid.contains(&to) {
+                            let who = to.to_string();
+                            if !missing.contains(&who) {
+                                missing.push(who);
                             }
                         } else {
-                            progress.insert(key);
+                            progress.insert(Entry::Sent {
+                                part: batch.part,
+                                to,
+                            });
                         }
                     }
                     if !invalid.is_empty() {
@@ -427,27 +427,12 @@ impl WecomApp {
                     }
                 }
                 81013 => {
-                    let names: Vec<String> = batch
-                        .users
-                        .iter()
-                        .map(|u| failed_key("user", u))
-                        .chain(batch.parties.iter().map(|x| failed_key("party", x)))
-                        .chain(batch.tags.iter().map(|t| failed_key("tag", t)))
-                        .collect();
-                    let who: Vec<String> = names
-                        .iter()
-                        .filter_map(|k| k.strip_prefix("failed/").map(str::to_string))
-                        .collect();
-                    for k in names {
-                        progress.insert(k);
-                    }
+                    let who: Vec<String> = all.iter().map(Recipient::to_string).collect();
+                    progress.extend(all.into_iter().map(Entry::Refused));
                     refused = Some(classify(result.errcode, result.errmsg, &who));
                 }
                 code => {
-                    let who: Vec<String> = all
-                        .iter()
-                        .filter_map(|k| k.split_once('/').map(|(_, w)| w.to_string()))
-                        .collect();
+                    let who: Vec<String> = all.iter().map(Recipient::to_string).collect();
                     return Err(classify(code, result.errmsg, &who));
                 }
             }

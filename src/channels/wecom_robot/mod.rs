@@ -7,7 +7,7 @@
 //!
 //! The key is the credential and travels in the query string: no real URL is logged or kept in
 //! an error, and `render` prints it masked (the key is one of [`WecomRobot::secrets`]).
-//! Each part sent is recorded in the job's [`Progress`] as `part/<i>`, so a retry after a
+//! Each part sent is recorded in the job's [`Progress`] as [`Entry::SentPart`], so a retry after a
 //! failure in the middle sends only the parts still missing.
 //!
 //! Markdown cannot mention by mobile number or `@all`: when those are configured, a short
@@ -18,7 +18,7 @@ pub mod config;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{Env, Outbound, Progress, http};
+use super::{Entry, Env, Outbound, Progress, http};
 use crate::channels::error::{DeliveryError, Reason};
 use crate::channels::options::RateLimit;
 use crate::secret::Secret;
@@ -114,8 +114,9 @@ pub(crate) fn classify(code: i64, message: String) -> DeliveryError {
     }
 }
 
-fn part_key(i: usize) -> String {
-    format!("part/{i}")
+/// Progress entry of part `i` delivered (a robot posts to one group: no recipients of its own).
+fn part_key(i: usize) -> Entry {
+    Entry::SentPart(i)
 }
 
 /// Rendered mentions: empty values dropped, a value with commas or spaces split.

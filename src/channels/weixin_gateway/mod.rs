@@ -26,7 +26,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tokio::time::Instant;
 
-use super::{Env, Outbound, Progress};
+use super::{Entry, Env, Outbound, Progress, Recipient};
 use crate::channels::error::{DeliveryError, Reason};
 use crate::channels::http;
 use crate::secret::Secret;
@@ -124,8 +124,12 @@ impl Backoffs {
     }
 }
 
-fn part_key(part: usize, user: &str) -> String {
-    format!("{part}/{user}")
+/// Progress entry of part `part` delivered to `user`.
+fn part_key(part: usize, user: &str) -> Entry {
+    Entry::Sent {
+        part,
+        to: Recipient::Id(user.to_string()),
+    }
 }
 
 impl WeixinGateway {

@@ -24,7 +24,7 @@ use chrono::{DateTime, NaiveDate, TimeZone, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::{Env, Outbound, Progress};
+use super::{Entry, Env, Outbound, Progress, Recipient};
 use crate::channels::error::{DeliveryError, Reason};
 use crate::channels::http;
 use crate::secret::Secret;
@@ -116,20 +116,31 @@ struct Part {
     url: Option<String>,
 }
 
-fn uid_key(part: usize, uid: &str) -> String {
-    format!("{part}/uid/{uid}")
+/// Progress entry of part `part` delivered to a UID (or an SPT, by its id).
+fn uid_key(part: usize, uid: &str) -> Entry {
+    Entry::Sent {
+        part,
+        to: Recipient::Uid(uid.to_string()),
+    }
 }
 
-fn topic_key(part: usize, topic: i64) -> String {
-    format!("{part}/topic/{topic}")
+fn topic_key(part: usize, topic: i64) -> Entry {
+    Entry::Sent {
+        part,
+        to: Recipient::Topic(topic),
+    }
 }
 
-/// Progress mark of a UID left out on `day` because its budget was spent: retries that day
+/// Progress entry of a UID left out on `day` because its budget was spent: retries that day
 /// leave it out too; on a later day (a retry across midnight, a replay) it is sent to again.
-/// The mark names the budget it was made under: after `daily_budget_per_uid` is raised (a
+/// The entry names the budget it was made under: after `daily_budget_per_uid` is raised (a
 /// replayed dead letter, a retry after a reload), the UID is counted again against the new one.
-fn quota_key(day: NaiveDate, budget: u32, uid: &str) -> String {
-    format!("quota/{day}/{budget}/uid/{uid}")
+fn quota_key(day: NaiveDate, budget: u32, uid: &str) -> Entry {
+    Entry::OverBudget {
+        day,
+        budget,
+        to: uid.to_string(),
+    }
 }
 
 /// The budget day `now` falls in and when it ends. The day is WxPusher's: midnight to
@@ -773,7 +784,7 @@ mod tests {
         assert_ne!(key, a.budget_key(day, "UID_b"));
         assert_ne!(key, a.budget_key(day.succ_opt().unwrap(), "UID_a"));
         assert_eq!(
-            quota_key(day, 500, "UID_a"),
+            quota_key(day, 500, "UID_a").to_string(),
             "quota/2026-11-26/500/uid/UID_a"
         );
     }

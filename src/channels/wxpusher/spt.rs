@@ -20,7 +20,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::{Batch, Progress, RecipientResult, SendResult, WxPusher, uid_key};
+use super::{Batch, Entry, Progress, Recipient, RecipientResult, SendResult, WxPusher, uid_key};
 use crate::channels::Env;
 use crate::channels::error::{DeliveryError, Reason};
 use crate::secret::Secret;
@@ -66,9 +66,9 @@ struct SptResult {
     spt: Option<String>,
 }
 
-/// Progress mark of an SPT WxPusher refused for good: retries leave it out.
-pub(super) fn refused_key(id: &str) -> String {
-    format!("refused/{id}")
+/// Progress entry of an SPT WxPusher refused for good: retries leave it out.
+pub(super) fn refused_key(id: &str) -> Entry {
+    Entry::Refused(Recipient::Uid(id.to_string()))
 }
 
 impl WxPusher {

@@ -1,5 +1,5 @@
 //! Chatops records in the shared Redis: group references and WxPusher subscribers, with the
-//! same meaning as [`crate::store::chatops`] gives them in SQLite.
+//! same meaning as [`crate::store::chatops`] gives them and `sqlite/chatops.rs` keeps in SQLite.
 //!
 //! A reference is one JSON value (`co:ref:<ref>`) plus an index from its group
 //! (`co:group:<receiver>\n<group key>`), both expiring when the SQLite store would prune them

@@ -17,6 +17,7 @@ use chrono::{DateTime, TimeZone, Utc};
 use rusqlite::{Connection, OptionalExtension, params};
 use tokio::sync::{mpsc, oneshot};
 
+mod chatops;
 mod history;
 
 use super::Progress;
@@ -142,7 +143,7 @@ impl SqliteStore {
         conn.execute_batch("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;")
             .map_err(|e| err(e.to_string()))?;
         conn.execute_batch(SCHEMA).map_err(|e| err(e.to_string()))?;
-        conn.execute_batch(super::chatops::SCHEMA)
+        conn.execute_batch(chatops::SCHEMA)
             .map_err(|e| err(e.to_string()))?;
         conn.execute_batch(history::SCHEMA)
             .map_err(|e| err(e.to_string()))?;
