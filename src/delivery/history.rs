@@ -27,7 +27,7 @@ pub const RECORD_ALERTS: usize = 128;
 /// The notification as a record keeps it: whole when it has at most [`RECORD_ALERTS`]
 /// alerts, else its first [`RECORD_ALERTS`], the others counted in `truncatedAlerts` (as
 /// Alertmanager's `max_alerts` counts the alerts it leaves out).
-fn kept(n: &Notification) -> Notification {
+pub(crate) fn kept(n: &Notification) -> Notification {
     if n.alerts.len() <= RECORD_ALERTS {
         return n.clone();
     }
