@@ -272,7 +272,14 @@ mod tests {
         assert_eq!(r.alertnames[0], "A00000");
         assert_eq!(r.generator_urls.len(), RECORD_ALERTS);
         // A small one is kept whole.
-        let r = record("r", "wxpusher", "id", &base, DeliveryState::Queued, Utc::now());
+        let r = record(
+            "r",
+            "wxpusher",
+            "id",
+            &base,
+            DeliveryState::Queued,
+            Utc::now(),
+        );
         assert_eq!(r.notification.unwrap(), base);
     }
 }
