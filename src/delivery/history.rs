@@ -263,7 +263,14 @@ mod tests {
             a.generator_url = format!("http://prom/{i}");
             n.alerts.push(a);
         }
-        let r = record("r", "wxpusher", "id", &n, DeliveryState::Queued, Utc::now());
+        let r = record(
+            "r",
+            "some_kind",
+            "id",
+            &n,
+            DeliveryState::Queued,
+            Utc::now(),
+        );
         let kept = r.notification.unwrap();
         assert_eq!(kept.alerts[..], n.alerts[..RECORD_ALERTS]);
         assert_eq!(kept.truncated_alerts, 5 + 10_000 - RECORD_ALERTS as u64);
@@ -274,7 +281,7 @@ mod tests {
         // A small one is kept whole.
         let r = record(
             "r",
-            "wxpusher",
+            "some_kind",
             "id",
             &base,
             DeliveryState::Queued,
