@@ -776,16 +776,20 @@ async fn callback_bad_request_answers_show_control_characters_escaped() {
     let raw = "\u{1b}[2J\u{1b}]0;pwned\u{7}\u{202e}";
     let escaped = r"\u{1b}[2J\u{1b}]0;pwned\u{7}\u{202e}";
     let client = reqwest::Client::new();
-    for (path, body) in [
+    // The first quotes the text in its error; the others name only its place.
+    for (quoted, path, body) in [
         (
+            true,
             "/callback/wxpusher/cb-secret-0123456789",
             r#"{"action":"app_subscribe","data":{"uid":"UID_x","time":"\u001b[2J\u001b]0;pwned\u0007\u202e"}}"#,
         ),
         (
+            false,
             "/callback/wxpusher/cb-secret-0123456789",
             r#"{"action":"\u001b[2J\u001b]0;pwned\u0007\u202e","data":{},"action":1}"#,
         ),
         (
+            false,
             "/callback/weixin-gateway",
             r#"{"type":"message","user_id":"u","text":["\u001b[2J\u001b]0;pwned\u0007\u202e"]}"#,
         ),
@@ -809,7 +813,7 @@ async fn callback_bad_request_answers_show_control_characters_escaped() {
             "raw control characters in the answer: {text:?}"
         );
         assert!(!text.contains(raw), "{text:?}");
-        let _ = escaped;
+        assert_eq!(text.contains(escaped), quoted, "{text:?}");
     }
     srv.stop().await;
     assert!(mock.requests().is_empty());
