@@ -426,6 +426,15 @@ impl Runtime {
                 }
             }
         }
+        // One receiver for the whole group, the usual case: it gets the notification itself,
+        // not a copy (a large group is not held twice while it is accepted).
+        if by_receiver.len() == 1 && by_receiver[0].1.len() == n.alerts.len() {
+            let (receiver, _) = by_receiver.remove(0);
+            return Some(vec![Routed {
+                receiver,
+                notification: n,
+            }]);
+        }
         Some(
             by_receiver
                 .into_iter()

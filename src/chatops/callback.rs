@@ -4,14 +4,16 @@
 //!
 //! WxPusher signs nothing, so the secret path segment is the credential; a wrong one gets a
 //! bare 404, as if the endpoint did not exist. The gateway sends its shared secret as a bearer
-//! token; a wrong or missing one gets 401. Both are compared in constant time. A command is
-//! run and answered before the callback returns, so its effects are visible once it has.
+//! token; a wrong or missing one gets 401. Both are compared in constant time, and both are
+//! checked from the request head, before a byte of the body is read: nothing is buffered for
+//! a caller without the secret, and it gets no `100 Continue`. A command is run and answered
+//! before the callback returns, so its effects are visible once it has.
 
 use std::sync::Arc;
 
 use axum::Router;
-use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
@@ -51,7 +53,6 @@ pub fn routes<S: Clone + Send + Sync + 'static>(state: Callbacks) -> Router<S> {
     Router::new()
         .route("/callback/wxpusher/{secret}", post(wxpusher))
         .route("/callback/weixin-gateway", post(gateway))
-        .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .with_state(state)
 }
 
@@ -67,15 +68,38 @@ fn ok(text: &'static str) -> Response {
     (StatusCode::OK, text).into_response()
 }
 
+/// The 400 for a body that does not parse. serde quotes the sender's own text, which can
+/// hold control characters or terminal escapes: they are written inert, as the webhook's are.
 fn bad_request(e: serde_json::Error) -> Response {
     (
         StatusCode::BAD_REQUEST,
         format!(
             "malformed callback: {}\n",
-            crate::text::one_line(&e.to_string())
+            crate::webhook::escape_controls(&crate::text::one_line(&e.to_string()))
         ),
     )
         .into_response()
+}
+
+/// Reads the body, at most [`BODY_LIMIT`] bytes; called only once the caller's secret has
+/// been checked. A body over the limit gets 413 (from `Content-Length` before reading, or
+/// while reading); one the server's limits stopped (`web.body_read_timeout`,
+/// `web.max_inflight_body_bytes`) gets the answer the server gives it.
+async fn read_body(headers: &HeaderMap, body: Body) -> Result<Bytes, Response> {
+    use http_body_util::{BodyExt, LengthLimitError, Limited};
+    let too_large = || (StatusCode::PAYLOAD_TOO_LARGE, "callback body too large\n").into_response();
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > BODY_LIMIT as u64) {
+        return Err(too_large());
+    }
+    match Limited::new(body, BODY_LIMIT).collect().await {
+        Ok(c) => Ok(c.to_bytes()),
+        Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => Err(too_large()),
+        Err(_) => Err((StatusCode::BAD_REQUEST, "cannot read the callback body\n").into_response()),
+    }
 }
 
 /// `{"action": …, "data": {…}}`; other actions (`order_pay`, future ones) are acknowledged
@@ -107,7 +131,8 @@ struct Subscribe {
 async fn wxpusher(
     State(app): State<Callbacks>,
     Path(secret): Path<String>,
-    body: Bytes,
+    headers: HeaderMap,
+    body: Body,
 ) -> Response {
     let rt = app.runtime.load_full();
     let Some(chat) = rt.config.chatops.as_ref() else {
@@ -120,6 +145,10 @@ async fn wxpusher(
         info!("wxpusher callback with a wrong secret refused");
         return not_found();
     }
+    let body = match read_body(&headers, body).await {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
     let cb: WxPusherCallback = match serde_json::from_slice(&body) {
         Ok(c) => c,
         Err(e) => return bad_request(e),
@@ -230,7 +259,7 @@ struct GatewayEvent {
     context_token: String,
 }
 
-async fn gateway(State(app): State<Callbacks>, headers: HeaderMap, body: Bytes) -> Response {
+async fn gateway(State(app): State<Callbacks>, headers: HeaderMap, body: Body) -> Response {
     let rt = app.runtime.load_full();
     let Some(chat) = rt.config.chatops.as_ref() else {
         return not_found();
@@ -246,6 +275,10 @@ async fn gateway(State(app): State<Callbacks>, headers: HeaderMap, body: Bytes) 
         info!("weixin-gateway callback without the right bearer token refused");
         return (StatusCode::UNAUTHORIZED, "unauthorized\n").into_response();
     }
+    let body = match read_body(&headers, body).await {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
     let ev: GatewayEvent = match serde_json::from_slice(&body) {
         Ok(e) => e,
         Err(e) => return bad_request(e),

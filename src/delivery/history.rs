@@ -19,6 +19,38 @@ pub fn retention(web: &WebConfig) -> Retention {
     }
 }
 
+/// Most alerts a history record keeps of its notification, and most distinct `alertname`s
+/// and `generatorURL`s it lists: a record stays small however large the group (up to 10,000
+/// alerts), and the console still has a payload to render again.
+pub const RECORD_ALERTS: usize = 128;
+
+/// The notification as a record keeps it: whole when it has at most [`RECORD_ALERTS`]
+/// alerts, else its first [`RECORD_ALERTS`], the others counted in `truncatedAlerts` (as
+/// Alertmanager's `max_alerts` counts the alerts it leaves out).
+pub(crate) fn kept(n: &Notification) -> Notification {
+    if n.alerts.len() <= RECORD_ALERTS {
+        return n.clone();
+    }
+    let mut kept = n.without_alerts();
+    kept.alerts = n.alerts[..RECORD_ALERTS].to_vec();
+    kept.truncated_alerts = n
+        .truncated_alerts
+        .saturating_add((n.alerts.len() - RECORD_ALERTS) as u64);
+    kept
+}
+
+/// The first `max` distinct values, sorted.
+fn distinct(values: impl Iterator<Item = String>, max: usize) -> Vec<String> {
+    let mut set = std::collections::BTreeSet::new();
+    for v in values {
+        if set.len() == max {
+            break;
+        }
+        set.insert(v);
+    }
+    set.into_iter().collect()
+}
+
 /// A fresh record of one delivery of `n`.
 pub fn record(
     receiver: &str,
@@ -28,20 +60,16 @@ pub fn record(
     state: DeliveryState,
     accepted_at: DateTime<Utc>,
 ) -> Delivery {
-    let mut alertnames: Vec<String> = n
-        .alerts
-        .iter()
-        .filter_map(|a| a.labels.get("alertname").cloned())
-        .collect();
-    alertnames.sort();
-    alertnames.dedup();
-    let mut generator_urls: Vec<String> = n
-        .alerts
-        .iter()
-        .filter_map(|a| http_url(&a.generator_url))
-        .collect();
-    generator_urls.sort();
-    generator_urls.dedup();
+    let alertnames = distinct(
+        n.alerts
+            .iter()
+            .filter_map(|a| a.labels.get("alertname").cloned()),
+        RECORD_ALERTS,
+    );
+    let generator_urls = distinct(
+        n.alerts.iter().filter_map(|a| http_url(&a.generator_url)),
+        RECORD_ALERTS,
+    );
     Delivery {
         id: 0,
         job: None,
@@ -62,7 +90,7 @@ pub fn record(
         last_error: None,
         digest: None,
         merged: None,
-        notification: Some(n.clone()),
+        notification: Some(kept(n)),
     }
 }
 
@@ -217,5 +245,48 @@ pub async fn replayed(store: &Store, web: &WebConfig, jobs: &[Job]) {
         .await
     {
         debug!(error = %e, "cannot record replayed deliveries in the history");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_record_keeps_a_bounded_part_of_a_large_notification() {
+        let base = crate::webhook::sample_notification();
+        let mut n = base.without_alerts();
+        n.truncated_alerts = 5;
+        for i in 0..10_000 {
+            let mut a = base.alerts[0].clone();
+            a.labels.insert("alertname".into(), format!("A{i:05}"));
+            a.generator_url = format!("http://prom/{i}");
+            n.alerts.push(a);
+        }
+        let r = record(
+            "r",
+            "some_kind",
+            "id",
+            &n,
+            DeliveryState::Queued,
+            Utc::now(),
+        );
+        let kept = r.notification.unwrap();
+        assert_eq!(kept.alerts[..], n.alerts[..RECORD_ALERTS]);
+        assert_eq!(kept.truncated_alerts, 5 + 10_000 - RECORD_ALERTS as u64);
+        assert_eq!(kept.group_key, n.group_key);
+        assert_eq!(r.alertnames.len(), RECORD_ALERTS);
+        assert_eq!(r.alertnames[0], "A00000");
+        assert_eq!(r.generator_urls.len(), RECORD_ALERTS);
+        // A small one is kept whole.
+        let r = record(
+            "r",
+            "some_kind",
+            "id",
+            &base,
+            DeliveryState::Queued,
+            Utc::now(),
+        );
+        assert_eq!(r.notification.unwrap(), base);
     }
 }

@@ -371,7 +371,16 @@ async fn rebind(job: Job, integrations: &[Integration], ctx: &Arc<Ctx>, rt: &Run
 async fn attempt(mut job: Job, ctx: &Arc<Ctx>, rt: &Runtime, integration: &Integration) -> bool {
     let store = &ctx.queue.store;
     let kind = integration.name();
-    let mut notification = job.notification.clone();
+    // The attempt's own copy, which the steps change. The job keeps the notification as
+    // stored only when a fallback receiver may need a copy of it if this gives up
+    // ([`fallback_jobs`]); otherwise the attempt takes it, and the job keeps the bounded part
+    // its history records need: a large group is not held twice.
+    let mut notification = if job.fallback || integration.fallback_receiver.is_none() {
+        let kept = super::history::kept(&job.notification);
+        std::mem::replace(&mut job.notification, kept)
+    } else {
+        job.notification.clone()
+    };
     notification.fallback = job.fallback;
     let mut subscribers = Vec::new();
     let step_at = Attempt {

@@ -77,11 +77,11 @@ pub struct Delivery {
     pub group_key: String,
     /// `firing` or `resolved`.
     pub status: String,
-    /// The distinct `alertname` labels, for filtering.
+    /// The distinct `alertname` labels, for filtering (the first 128 of a larger group).
     pub alertnames: Vec<String>,
     /// Alertmanager's or Grafana's `externalURL`, only when http(s).
     pub external_url: Option<String>,
-    /// The alerts' distinct `generatorURL`s, only http(s) ones.
+    /// The alerts' distinct `generatorURL`s, only http(s) ones (128 at most).
     pub generator_urls: Vec<String>,
     pub state: DeliveryState,
     /// Attempts made so far.
@@ -96,7 +96,8 @@ pub struct Delivery {
     pub digest: Option<i64>,
     /// For a digest: how many notifications it merges.
     pub merged: Option<u64>,
-    /// The notification as accepted, so the playground can render it again.
+    /// The notification as accepted, so the playground can render it again: of a group of
+    /// more than 128 alerts, the first 128, the rest counted in its `truncated_alerts`.
     pub notification: Option<Notification>,
 }
 

@@ -342,7 +342,9 @@ impl Templates {
 
     /// The template context for a notification: the payload's names plus derived values.
     pub fn context(&self, n: &Notification, now: DateTime<Utc>) -> Value {
-        let mut root = match serde_json::to_value(n) {
+        // Everything but the alerts, which are added below in their template form: they are
+        // serialized once, not twice.
+        let mut root = match serde_json::to_value(n.without_alerts()) {
             Ok(Value::Object(m)) => m,
             _ => Map::new(),
         };
@@ -365,14 +367,39 @@ impl Templates {
         );
         root.insert("now".into(), json!(now.to_rfc3339()));
         root.insert("locale".into(), json!(self.locale.as_str()));
-        let mut names: Vec<&str> = Vec::new();
-        for a in &n.alerts {
-            if !names.contains(&a.name()) && !a.name().is_empty() {
-                names.push(a.name());
-            }
+        let mut ctx = Value::Object(root);
+        describe_group(&mut ctx, n);
+        ctx
+    }
+
+    /// The context of a notification for its one-line fields (a preview, a link, a card's
+    /// fields), bounded whatever the size of the group: of a group of more than
+    /// [`BOUNDED_ALERTS`] alerts, `alerts` holds only the first [`BOUNDED_ALERTS`] of each
+    /// status (`firing` and `resolved` likewise), while `alertnames`, `alertCount`,
+    /// `firingCount` and `resolvedCount` still describe the whole group. A smaller group gets
+    /// its whole [`Templates::context`].
+    pub fn bounded_context(&self, n: &Notification, now: DateTime<Utc>) -> Value {
+        if n.alerts.len() <= BOUNDED_ALERTS {
+            return self.context(n, now);
         }
-        root.insert("alertnames".into(), json!(names.join(", ")));
-        Value::Object(root)
+        let mut shown = n.without_alerts();
+        let (mut firing, mut resolved) = (0, 0);
+        shown.alerts = n
+            .alerts
+            .iter()
+            .filter(|a| {
+                let taken = match a.status {
+                    Status::Firing => &mut firing,
+                    Status::Resolved => &mut resolved,
+                };
+                *taken += 1;
+                *taken <= BOUNDED_ALERTS
+            })
+            .cloned()
+            .collect();
+        let mut ctx = self.context(&shown, now);
+        describe_group(&mut ctx, n);
+        ctx
     }
 
     fn alert_value(&self, a: &Alert, now: DateTime<Utc>) -> Value {
@@ -401,6 +428,30 @@ impl Templates {
         }
         Value::Object(v)
     }
+}
+
+/// Most alerts of each status in a [`Templates::bounded_context`].
+pub const BOUNDED_ALERTS: usize = 128;
+
+/// Sets, in a context made from some or all of `n`'s alerts, what describes the whole group:
+/// `alertnames` (the distinct `alertname` labels, comma-separated), `alertCount`,
+/// `firingCount` and `resolvedCount`.
+pub fn describe_group(ctx: &mut Value, n: &Notification) {
+    let Value::Object(root) = ctx else {
+        return;
+    };
+    let mut names: Vec<&str> = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    for a in &n.alerts {
+        if !a.name().is_empty() && seen.insert(a.name()) {
+            names.push(a.name());
+        }
+    }
+    let firing = n.firing().count();
+    root.insert("alertnames".into(), json!(names.join(", ")));
+    root.insert("alertCount".into(), json!(n.alerts.len()));
+    root.insert("firingCount".into(), json!(firing));
+    root.insert("resolvedCount".into(), json!(n.alerts.len() - firing));
 }
 
 /// The context's URL fields: only `http`/`https` values reach a template under these names.
@@ -898,6 +949,48 @@ mod tests {
         let mut tpl_owned = Templates::new(tpl.tz, tpl.locale);
         tpl_owned.add("t", src).unwrap();
         tpl_owned.render("t", &ctx).unwrap()
+    }
+
+    /// A group of `firing` firing alerts followed by `resolved` resolved ones, named after
+    /// their status and number.
+    fn group(firing: usize, resolved: usize) -> Notification {
+        let base = crate::webhook::sample_notification();
+        let mut n = base.without_alerts();
+        for i in 0..firing + resolved {
+            let mut a = base.alerts[0].clone();
+            a.status = if i < firing {
+                Status::Firing
+            } else {
+                Status::Resolved
+            };
+            a.labels
+                .insert("alertname".into(), format!("{}{i}", a.status.as_str()));
+            n.alerts.push(a);
+        }
+        n
+    }
+
+    #[test]
+    fn a_bounded_context_holds_the_first_alerts_of_each_status_and_counts_the_group() {
+        let tpl = t(Locale::En);
+        let now = Utc::now();
+        let src = "{{len alerts}} {{len firing}} {{len resolved}} {{alertCount}} {{firingCount}} {{resolvedCount}} {{alerts.0.labels.alertname}} {{resolved.0.labels.alertname}}";
+        let n = group(1000, 200);
+        assert_eq!(
+            render(&tpl, src, tpl.bounded_context(&n, now)),
+            "256 128 128 1200 1000 200 firing0 resolved1000"
+        );
+        assert_eq!(
+            render(&tpl, src, tpl.context(&n, now)),
+            "1200 1000 200 1200 1000 200 firing0 resolved1000"
+        );
+        // The names are the whole group's.
+        let names = render(&tpl, "{{alertnames}}", tpl.bounded_context(&n, now));
+        assert!(names.ends_with("resolved1199"), "{names}");
+        assert_eq!(names.split(", ").count(), 1200);
+        // A small group gets its whole context.
+        let n = group(BOUNDED_ALERTS, 0);
+        assert_eq!(tpl.bounded_context(&n, now), tpl.context(&n, now));
     }
 
     #[test]

@@ -300,9 +300,55 @@ impl Notification {
         self.alerts.iter().filter(|a| a.status == Status::Resolved)
     }
 
+    /// A copy of everything but the alerts, without copying them: what a large group's
+    /// blocks and bounded contexts are built on.
+    pub fn without_alerts(&self) -> Notification {
+        // Spelled out field by field, so that a field added later cannot be forgotten here.
+        let Notification {
+            source,
+            version,
+            receiver,
+            status,
+            alerts: _,
+            group_labels,
+            common_labels,
+            common_annotations,
+            external_url,
+            group_key,
+            truncated_alerts,
+            fallback,
+            digest,
+            digest_counts,
+            reference,
+            ack,
+            alertmanager,
+            grafana,
+        } = self;
+        Notification {
+            source: *source,
+            version: version.clone(),
+            receiver: receiver.clone(),
+            status: *status,
+            alerts: Vec::new(),
+            group_labels: group_labels.clone(),
+            common_labels: common_labels.clone(),
+            common_annotations: common_annotations.clone(),
+            external_url: external_url.clone(),
+            group_key: group_key.clone(),
+            truncated_alerts: *truncated_alerts,
+            fallback: *fallback,
+            digest: digest.clone(),
+            digest_counts: digest_counts.clone(),
+            reference: reference.clone(),
+            ack: ack.clone(),
+            alertmanager: alertmanager.clone(),
+            grafana: grafana.clone(),
+        }
+    }
+
     /// A copy holding only some of the alerts, with status and common labels recomputed.
     pub fn subset(&self, alerts: Vec<Alert>) -> Notification {
-        let mut n = self.clone();
+        let mut n = self.without_alerts();
         n.status = if alerts.iter().any(|a| a.status == Status::Firing) {
             Status::Firing
         } else {

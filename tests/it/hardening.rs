@@ -701,3 +701,120 @@ async fn bad_request_answers_show_control_characters_escaped() {
     srv.stop().await;
     assert!(mock.requests().is_empty());
 }
+
+/// Chatops on, both callbacks with their secrets; the Alertmanager URL is never called here.
+fn callbacks_config(mock: &MockWxPusher) -> String {
+    config(
+        mock,
+        "chatops: { alertmanager_url: 'http://127.0.0.1:1', wxpusher_callback_secret: cb-secret-0123456789, weixin_gateway_secret: gw-secret-0123456789, allowed: [UID_a] }",
+    )
+}
+
+#[tokio::test]
+async fn callbacks_refuse_a_wrong_secret_before_reading_the_body() {
+    let mock = MockWxPusher::start().await;
+    let srv = TestServer::start(&callbacks_config(&mock)).await;
+    let addr = addr(&srv);
+    let head = |path: &str, auth: &str| {
+        format!(
+            "POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 60000\r\nExpect: 100-continue\r\n{auth}\r\n"
+        )
+    };
+    for (path, auth, status) in [
+        ("/callback/wxpusher/wrong", "", "404 Not Found"),
+        ("/callback/weixin-gateway", "", "401 Unauthorized"),
+        (
+            "/callback/weixin-gateway",
+            "Authorization: Bearer wrong\r\n",
+            "401 Unauthorized",
+        ),
+    ] {
+        let mut s = TcpStream::connect(&addr).await.unwrap();
+        s.write_all(head(path, auth).as_bytes()).await.unwrap();
+        // No body is sent: the answer comes from the head alone, with no `100 Continue`.
+        let text = final_head(&mut s).await;
+        assert!(
+            text.starts_with(&format!("HTTP/1.1 {status}")),
+            "{path} {auth:?}: {text}"
+        );
+        assert!(!text.contains("100 Continue"), "{path} {auth:?}: {text}");
+    }
+    // With the secret the body is asked for, then read.
+    let body = r#"{"action":"order_pay","data":{}}"#;
+    let mut s = TcpStream::connect(&addr).await.unwrap();
+    s.write_all(
+        format!(
+            "POST /callback/wxpusher/cb-secret-0123456789 HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\nExpect: 100-continue\r\n\r\n",
+            body.len()
+        )
+        .as_bytes(),
+    )
+    .await
+    .unwrap();
+    let interim = read_until(&mut s, "\r\n\r\n").await;
+    assert!(interim.starts_with("HTTP/1.1 100 Continue"), "{interim}");
+    s.write_all(body.as_bytes()).await.unwrap();
+    let text = final_head(&mut s).await;
+    assert!(text.starts_with("HTTP/1.1 200 OK"), "{text}");
+    // Over 64 KiB, declared: 413 without reading it.
+    let mut s = TcpStream::connect(&addr).await.unwrap();
+    s.write_all(
+        b"POST /callback/weixin-gateway HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer gw-secret-0123456789\r\nContent-Length: 70000\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    let text = final_head(&mut s).await;
+    assert!(text.starts_with("HTTP/1.1 413"), "{text}");
+    srv.stop().await;
+    assert!(mock.requests().is_empty());
+}
+
+#[tokio::test]
+async fn callback_bad_request_answers_show_control_characters_escaped() {
+    let mock = MockWxPusher::start().await;
+    let srv = TestServer::start(&callbacks_config(&mock)).await;
+    let raw = "\u{1b}[2J\u{1b}]0;pwned\u{7}\u{202e}";
+    let escaped = r"\u{1b}[2J\u{1b}]0;pwned\u{7}\u{202e}";
+    let client = reqwest::Client::new();
+    // The first quotes the text in its error; the others name only its place.
+    for (quoted, path, body) in [
+        (
+            true,
+            "/callback/wxpusher/cb-secret-0123456789",
+            r#"{"action":"app_subscribe","data":{"uid":"UID_x","time":"\u001b[2J\u001b]0;pwned\u0007\u202e"}}"#,
+        ),
+        (
+            false,
+            "/callback/wxpusher/cb-secret-0123456789",
+            r#"{"action":"\u001b[2J\u001b]0;pwned\u0007\u202e","data":{},"action":1}"#,
+        ),
+        (
+            false,
+            "/callback/weixin-gateway",
+            r#"{"type":"message","user_id":"u","text":["\u001b[2J\u001b]0;pwned\u0007\u202e"]}"#,
+        ),
+    ] {
+        let r = client
+            .post(format!("{}{path}", srv.url))
+            .bearer_auth("gw-secret-0123456789")
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        let code = r.status().as_u16();
+        let text = r.text().await.unwrap();
+        assert_eq!(code, 400, "{path} {body}: {text}");
+        assert!(
+            !text
+                .trim_end_matches('\n')
+                .chars()
+                .any(|c| c.is_control() || c == '\u{202e}'),
+            "raw control characters in the answer: {text:?}"
+        );
+        assert!(!text.contains(raw), "{text:?}");
+        assert_eq!(text.contains(escaped), quoted, "{text:?}");
+    }
+    srv.stop().await;
+    assert!(mock.requests().is_empty());
+}

@@ -158,7 +158,7 @@ impl OfficialAccount {
         n: &Notification,
         progress: &Progress,
     ) -> Result<Vec<(String, Value)>, DeliveryError> {
-        let ctx = env.templates.context(n, env.now);
+        let ctx = env.templates.bounded_context(n, env.now);
         let tz = env.templates.timezone();
         let mut data = Map::new();
         for (key, name) in &self.data {

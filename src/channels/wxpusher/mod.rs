@@ -44,7 +44,8 @@ const PART_HEADER_ROOM: usize = 40;
 
 /// A group with more alerts than this is rendered and split block by block, this many alerts
 /// at a time: its memory is bounded by a block, not by the group (10,000 alerts at most).
-const SPLIT_BLOCK: usize = 128;
+/// The size of a bounded context, so that a group no larger has its whole context there.
+const SPLIT_BLOCK: usize = crate::template::BOUNDED_ALERTS;
 const SERVICE: &str = "wxpusher";
 
 #[derive(Debug)]
@@ -277,36 +278,29 @@ impl WxPusher {
         }
     }
 
-    fn render_content(&self, env: &Env<'_>, n: &Notification) -> Result<String, DeliveryError> {
-        let ctx = env.templates.context(n, env.now);
-        Ok(env
-            .templates
-            .render(&self.content, &ctx)?
-            .trim()
-            .to_string())
-    }
-
-    /// Renders the message, split into parts when the content is over the limit.
+    /// Renders the message, split into parts when the content is over the limit. The summary
+    /// and the url come from a bounded context; the content of a group of more than
+    /// [`SPLIT_BLOCK`] alerts is rendered block by block ([`WxPusher::split`]).
     fn parts(&self, env: &Env<'_>, n: &Notification) -> Result<Vec<Part>, DeliveryError> {
-        let ctx = env.templates.context(n, env.now);
+        let ctx = env.templates.bounded_context(n, env.now);
         let summary = text::one_line(&env.templates.render(&self.summary, &ctx)?);
         let url = env.templates.render(&self.url, &ctx)?.trim().to_string();
+        let url = self.checked_url(n, url);
         if n.alerts.len() > SPLIT_BLOCK {
             // A large group is never rendered whole: its content goes block by block.
             drop(ctx);
-            let url = self.checked_url(n, url);
             return Ok(self.numbered(env, summary, url, self.split(env, n)?));
         }
-        let url = self.checked_url(n, url);
+        // A group this small has its whole context (SPLIT_BLOCK is the bounded context's size).
         let content = env
             .templates
             .render(&self.content, &ctx)?
             .trim()
             .to_string();
+        drop(ctx);
         let bodies = if text::upstream_len(&content) <= CONTENT_MAX {
             vec![content]
         } else {
-            drop(ctx);
             self.split(env, n)?
         };
         Ok(self.numbered(env, summary, url, bodies))
@@ -381,10 +375,18 @@ impl WxPusher {
     /// is one block's context, never the whole group's.
     fn split(&self, env: &Env<'_>, n: &Notification) -> Result<Vec<String>, DeliveryError> {
         let limit = CONTENT_MAX - PART_HEADER_ROOM;
-        let mut shell = n.clone();
-        shell.alerts = Vec::new();
-        let render = |from: usize, to: usize| {
-            self.render_content(env, &shell.subset(n.alerts[from..to].to_vec()))
+        let shell = n.without_alerts();
+        let render = |from: usize, to: usize| -> Result<String, DeliveryError> {
+            let mut ctx = env
+                .templates
+                .context(&shell.subset(n.alerts[from..to].to_vec()), env.now);
+            // The counts and names still describe the whole group.
+            crate::template::describe_group(&mut ctx, n);
+            Ok(env
+                .templates
+                .render(&self.content, &ctx)?
+                .trim()
+                .to_string())
         };
         let mut merged: Vec<(usize, usize, String)> = Vec::new();
         let blocks = n.alerts.len().div_ceil(SPLIT_BLOCK);
