@@ -111,6 +111,30 @@ fn adoptable(conn: &Connection, d: &Delivery) -> Result<Option<Delivery>, StoreE
     row.map(|(id, raw)| decode(id, &raw)).transpose()
 }
 
+/// [`SqliteStore::history_add`] inside a transaction already begun (the admission's, or its
+/// own).
+pub(super) fn add(
+    conn: &Connection,
+    records: Vec<Delivery>,
+    keep: Retention,
+    now: DateTime<Utc>,
+) -> Result<Vec<i64>, StoreError> {
+    let mut ids = Vec::with_capacity(records.len());
+    for mut d in records {
+        // The worker got there first (it delivered before the accept path recorded the job):
+        // its record is the newer truth.
+        if let Some(job) = d.job
+            && let Some(found) = newest_of_job(conn, job)?
+        {
+            ids.push(found.id);
+            continue;
+        }
+        ids.push(insert(conn, &mut d)?);
+    }
+    prune(conn, keep, now)?;
+    Ok(ids)
+}
+
 impl SqliteStore {
     pub async fn history_add(
         &self,
@@ -118,23 +142,7 @@ impl SqliteStore {
         keep: Retention,
         now: DateTime<Utc>,
     ) -> Result<Vec<i64>, StoreError> {
-        self.call(move |w| {
-            let mut ids = Vec::with_capacity(records.len());
-            for mut d in records {
-                // The worker got there first (it delivered before the accept path recorded
-                // the job): its record is the newer truth.
-                if let Some(job) = d.job
-                    && let Some(found) = newest_of_job(&w.conn, job)?
-                {
-                    ids.push(found.id);
-                    continue;
-                }
-                ids.push(insert(&w.conn, &mut d)?);
-            }
-            prune(&w.conn, keep, now)?;
-            Ok(ids)
-        })
-        .await
+        self.call(move |w| add(&w.conn, records, keep, now)).await
     }
 
     pub async fn history_update(

@@ -20,6 +20,7 @@ use tokio::sync::{mpsc, oneshot};
 mod history;
 
 use super::Progress;
+use super::history::{Delivery, Retention};
 use super::{Admission, Admitted, Depth, Failure, IntegrationId, Job, Mark, NewJob, StoreError};
 
 /// The database file inside `storage.path`.
@@ -600,63 +601,40 @@ impl SqliteStore {
         admissions: Vec<Admission>,
         now: DateTime<Utc>,
     ) -> Result<Vec<Admitted>, StoreError> {
-        let admissions = admissions
-            .into_iter()
-            .map(|a| Ok((encode(&a.job.notification)?, a)))
-            .collect::<Result<Vec<_>, StoreError>>()?;
+        let admissions = encode_admissions(admissions)?;
+        let r = self.call(move |w| admit_in(w, admissions, now)).await;
+        self.wrote(r)
+    }
+
+    /// [`SqliteStore::admit`], and the history records of what was admitted added in the same
+    /// transaction: one commit before the answer. A history write that fails is undone alone
+    /// (its own savepoint) and returned beside the admissions, which stand.
+    pub async fn admit_recorded(
+        &self,
+        admissions: Vec<Admission>,
+        records: Vec<Delivery>,
+        keep: Retention,
+        now: DateTime<Utc>,
+    ) -> Result<(Vec<Admitted>, Option<StoreError>), StoreError> {
+        let admissions = encode_admissions(admissions)?;
         let r = self
             .call(move |w| {
-                prune(&w.conn, now)?;
-                let mut out = Vec::with_capacity(admissions.len());
-                let mut queued = 0u64;
-                for (mut json, a) in admissions {
-                    if let Some(identity) = &a.identity
-                        && !take(&w.conn, identity, now)?
-                    {
-                        out.push(Admitted::Duplicate);
-                        continue;
-                    }
-                    let mut drop = Vec::new();
-                    for (i, mark) in &a.once {
-                        if !take(&w.conn, mark, now)? {
-                            drop.push(*i);
-                        }
-                    }
-                    for mark in &a.remember {
-                        take_or_extend(&w.conn, mark, now)?;
-                    }
-                    let mut job = a.job;
-                    if !drop.is_empty() {
-                        let keep = job
-                            .notification
-                            .alerts
-                            .iter()
-                            .enumerate()
-                            .filter(|(i, _)| !drop.contains(i))
-                            .map(|(_, a)| a.clone())
-                            .collect::<Vec<_>>();
-                        if keep.is_empty() {
-                            out.push(Admitted::Empty {
-                                dropped: drop.len(),
-                            });
-                            continue;
-                        }
-                        job.notification = job.notification.subset(keep);
-                        json = encode(&job.notification)?;
-                    }
-                    let id = insert_job(&w.conn, &job, &json, a.not_before, a.held)?;
-                    queued += 1;
-                    out.push(Admitted::Queued {
-                        id,
-                        dropped: drop.len(),
-                    });
+                let admitted = admit_in(w, admissions, now)?;
+                let records = records
+                    .into_iter()
+                    .zip(&admitted)
+                    .filter_map(|(d, a)| super::history::of_admission(d, a))
+                    .collect::<Vec<_>>();
+                if records.is_empty() {
+                    return Ok((admitted, None));
                 }
-                if w.live + queued > w.capacity || (queued > 0 && w.over_size()?) {
-                    // The savepoint is rolled back: the state taken above is undone too.
-                    return Err(StoreError::Full);
+                w.conn.execute_batch("SAVEPOINT history").map_err(db)?;
+                let failed = history::add(&w.conn, records, keep, now).err();
+                if failed.is_some() {
+                    let _ = w.conn.execute_batch("ROLLBACK TO history");
                 }
-                w.live += queued;
-                Ok(out)
+                let _ = w.conn.execute_batch("RELEASE history");
+                Ok((admitted, failed))
             })
             .await;
         self.wrote(r)
@@ -722,6 +700,75 @@ impl SqliteStore {
         })
         .await
     }
+}
+
+/// Notifications ready for [`admit_in`]: each job's notification already JSON.
+type EncodedAdmissions = Vec<(String, Admission)>;
+
+fn encode_admissions(admissions: Vec<Admission>) -> Result<EncodedAdmissions, StoreError> {
+    admissions
+        .into_iter()
+        .map(|a| Ok((encode(&a.job.notification)?, a)))
+        .collect()
+}
+
+/// [`SqliteStore::admit`] on the writer thread.
+fn admit_in(
+    w: &mut Writer,
+    admissions: EncodedAdmissions,
+    now: DateTime<Utc>,
+) -> Result<Vec<Admitted>, StoreError> {
+    prune(&w.conn, now)?;
+    let mut out = Vec::with_capacity(admissions.len());
+    let mut queued = 0u64;
+    for (mut json, a) in admissions {
+        if let Some(identity) = &a.identity
+            && !take(&w.conn, identity, now)?
+        {
+            out.push(Admitted::Duplicate);
+            continue;
+        }
+        let mut drop = Vec::new();
+        for (i, mark) in &a.once {
+            if !take(&w.conn, mark, now)? {
+                drop.push(*i);
+            }
+        }
+        for mark in &a.remember {
+            take_or_extend(&w.conn, mark, now)?;
+        }
+        let mut job = a.job;
+        if !drop.is_empty() {
+            let keep = job
+                .notification
+                .alerts
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| !drop.contains(i))
+                .map(|(_, a)| a.clone())
+                .collect::<Vec<_>>();
+            if keep.is_empty() {
+                out.push(Admitted::Empty {
+                    dropped: drop.len(),
+                });
+                continue;
+            }
+            job.notification = job.notification.subset(keep);
+            json = encode(&job.notification)?;
+        }
+        let id = insert_job(&w.conn, &job, &json, a.not_before, a.held)?;
+        queued += 1;
+        out.push(Admitted::Queued {
+            id,
+            dropped: drop.len(),
+        });
+    }
+    if w.live + queued > w.capacity || (queued > 0 && w.over_size()?) {
+        // The savepoint is rolled back: the state taken above is undone too.
+        return Err(StoreError::Full);
+    }
+    w.live += queued;
+    Ok(out)
 }
 
 /// Stores created before held jobs existed get the column.
