@@ -80,20 +80,25 @@ pub(super) struct Writer {
     /// released). Kept here, not in the file: claiming writes nothing, so it works while the
     /// disk refuses writes, and a restart finds every live job pending.
     claimed: HashSet<i64>,
+    /// Records in the history table, once counted (`None`: not known, counted when needed),
+    /// so that pruning to `web.history_max` costs what it deletes, not a scan of what is kept.
+    /// Forgotten whenever a batch does not commit.
+    history_rows: Option<u64>,
 }
 
 impl Writer {
     /// Whether the database uses more than `max_bytes`: pages in use (not on the free list)
     /// times the page size, both read from the file header, so the check costs no I/O.
     fn over_size(&self) -> Result<bool, StoreError> {
-        let pragma = |name: &str| -> Result<u64, StoreError> {
+        let pragma = |sql: &str| -> Result<u64, StoreError> {
             self.conn
-                .query_row(&format!("PRAGMA {name}"), [], |r| r.get::<_, i64>(0))
+                .prepare_cached(sql)
+                .and_then(|mut s| s.query_row([], |r| r.get::<_, i64>(0)))
                 .map(|v| v.max(0) as u64)
                 .map_err(db)
         };
-        let used = pragma("page_count")?.saturating_sub(pragma("freelist_count")?);
-        Ok(used.saturating_mul(pragma("page_size")?) > self.max_bytes)
+        let used = pragma("PRAGMA page_count")?.saturating_sub(pragma("PRAGMA freelist_count")?);
+        Ok(used.saturating_mul(pragma("PRAGMA page_size")?) > self.max_bytes)
     }
 }
 
@@ -171,6 +176,7 @@ impl SqliteStore {
             capacity: capacity as u64,
             max_bytes,
             claimed: HashSet::new(),
+            history_rows: None,
         };
         let flag = closed.clone();
         let refuse = refuse_writes.clone();
@@ -628,12 +634,13 @@ impl SqliteStore {
                 if records.is_empty() {
                     return Ok((admitted, None));
                 }
-                w.conn.execute_batch("SAVEPOINT history").map_err(db)?;
-                let failed = history::add(&w.conn, records, keep, now).err();
+                run(&w.conn, "SAVEPOINT history")?;
+                let failed = history::add(w, records, keep, now).err();
                 if failed.is_some() {
-                    let _ = w.conn.execute_batch("ROLLBACK TO history");
+                    let _ = run(&w.conn, "ROLLBACK TO history");
+                    w.history_rows = None;
                 }
-                let _ = w.conn.execute_batch("RELEASE history");
+                let _ = run(&w.conn, "RELEASE history");
                 Ok((admitted, failed))
             })
             .await;
@@ -857,6 +864,15 @@ fn insert_job(
     Ok(conn.last_insert_rowid())
 }
 
+/// Runs one statement without parameters, compiled once and kept (transaction control runs
+/// several times per batch).
+fn run(conn: &Connection, sql: &str) -> Result<(), StoreError> {
+    conn.prepare_cached(sql)
+        .and_then(|mut s| s.execute([]))
+        .map(|_| ())
+        .map_err(db)
+}
+
 fn run_writer(mut w: Writer, mut rx: mpsc::UnboundedReceiver<Op>, refuse: &AtomicBool) {
     while let Some(first) = rx.blocking_recv() {
         let mut ops = vec![first];
@@ -869,7 +885,7 @@ fn run_writer(mut w: Writer, mut rx: mpsc::UnboundedReceiver<Op>, refuse: &Atomi
         // Each reply, and whether its request changed the file: one that changed nothing
         // (a claim, a read) has nothing to lose when the commit fails.
         let mut replies: Vec<(Reply, bool)> = Vec::with_capacity(ops.len());
-        if let Err(e) = w.conn.execute_batch("BEGIN IMMEDIATE").map_err(db) {
+        if let Err(e) = run(&w.conn, "BEGIN IMMEDIATE") {
             tracing::error!(error = %e, "store: cannot begin a transaction");
             for op in ops {
                 let (_, reply) = op(Err(&e));
@@ -883,15 +899,16 @@ fn run_writer(mut w: Writer, mut rx: mpsc::UnboundedReceiver<Op>, refuse: &Atomi
         let claimed_before = w.claimed.clone();
         let changes_before = w.conn.total_changes();
         for op in ops {
-            let _ = w.conn.execute_batch("SAVEPOINT op");
+            let _ = run(&w.conn, "SAVEPOINT op");
             let changes = w.conn.total_changes();
             let (ok, reply) = op(Ok(&mut w));
             let wrote = w.conn.total_changes() != changes;
             // A failed request undoes its own writes only; it already holds its error.
             if !ok {
-                let _ = w.conn.execute_batch("ROLLBACK TO op");
+                let _ = run(&w.conn, "ROLLBACK TO op");
+                w.history_rows = None;
             }
-            let _ = w.conn.execute_batch("RELEASE op");
+            let _ = run(&w.conn, "RELEASE op");
             replies.push((reply, wrote));
         }
         let wrote = w.conn.total_changes() != changes_before;
@@ -900,12 +917,13 @@ fn run_writer(mut w: Writer, mut rx: mpsc::UnboundedReceiver<Op>, refuse: &Atomi
                 "database or disk is full (refused for a test)".into(),
             ))
         } else {
-            w.conn.execute_batch("COMMIT").map_err(db).err()
+            run(&w.conn, "COMMIT").err()
         };
         if let Some(e) = &commit {
             tracing::error!(error = %e, "store: commit failed");
             let _ = w.conn.execute_batch("ROLLBACK");
             w.live = live_before;
+            w.history_rows = None;
             let taken_now: Vec<i64> = w.claimed.difference(&claimed_before).copied().collect();
             w.claimed = claimed_before;
             // Claims made by this batch stand: claiming wrote nothing.
