@@ -426,6 +426,16 @@ impl Runtime {
                 }
             }
         }
+        // One receiver for every alert, the usual case: the notification itself, not a copy.
+        if let [(_, idx)] = by_receiver.as_slice()
+            && idx.len() == n.alerts.len()
+        {
+            let receiver = by_receiver.pop().map(|(r, _)| r).unwrap_or_default();
+            return Some(vec![Routed {
+                receiver,
+                notification: n,
+            }]);
+        }
         Some(
             by_receiver
                 .into_iter()

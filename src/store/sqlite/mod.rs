@@ -312,12 +312,12 @@ impl SqliteStore {
 
     pub async fn claim(&self, now: DateTime<Utc>, limit: usize) -> Result<Vec<Job>, StoreError> {
         self.call(move |w| {
-            let jobs = select_jobs(
+            let ids = select_ids(
                 &w.conn,
                 "WHERE state = 'pending' AND not_before <= ?1 ORDER BY not_before, id LIMIT ?2",
                 params![ms(now), (limit + w.claimed.len()) as i64],
             )?;
-            Ok(take_claims(w, jobs, limit))
+            take_claims(w, ids, limit)
         })
         .await
         .and_then(decode_jobs)
@@ -332,13 +332,13 @@ impl SqliteStore {
         let receiver = receiver.to_string();
         let integration = integration.0.clone();
         self.call(move |w| {
-            let jobs = select_jobs(
+            let ids = select_ids(
                 &w.conn,
                 "WHERE state = 'pending' AND receiver = ?1 AND integration = ?2 ORDER BY id
                  LIMIT ?3",
                 params![receiver, integration, (limit + w.claimed.len()) as i64],
             )?;
-            Ok(take_claims(w, jobs, limit))
+            take_claims(w, ids, limit)
         })
         .await
         .and_then(decode_jobs)
@@ -655,13 +655,13 @@ impl SqliteStore {
         let receiver = receiver.to_string();
         let integration = integration.0.clone();
         self.call(move |w| {
-            let jobs = select_jobs(
+            let ids = select_ids(
                 &w.conn,
                 "WHERE state = 'pending' AND held = 1 AND receiver = ?1 AND integration = ?2
                  ORDER BY id",
                 params![receiver, integration],
             )?;
-            Ok(take_claims(w, jobs, usize::MAX))
+            take_claims(w, ids, usize::MAX)
         })
         .await
         .and_then(decode_jobs)
@@ -966,18 +966,37 @@ fn progress_json(p: &Progress) -> String {
     serde_json::to_string(p).unwrap_or_else(|_| "[]".into())
 }
 
-/// The first `limit` of `jobs` not claimed already, now claimed.
-fn take_claims(w: &mut Writer, jobs: Vec<RawJob>, limit: usize) -> Vec<RawJob> {
+/// The first `limit` of the jobs `ids` not claimed already, now claimed, read in full. Only
+/// those are read: the rows skipped (claimed, in flight) cost an index step, not their
+/// notification.
+fn take_claims(w: &mut Writer, ids: Vec<i64>, limit: usize) -> Result<Vec<RawJob>, StoreError> {
     let mut out = Vec::new();
-    for j in jobs {
+    for id in ids {
         if out.len() >= limit {
             break;
         }
-        if w.claimed.insert(j.id) {
-            out.push(j);
+        if w.claimed.contains(&id) {
+            continue;
+        }
+        if let Some(job) = select_jobs(&w.conn, "WHERE id = ?1", [id])?.pop() {
+            w.claimed.insert(id);
+            out.push(job);
         }
     }
-    out
+    Ok(out)
+}
+
+/// The ids of the jobs `tail` selects, in its order.
+fn select_ids(
+    conn: &Connection,
+    tail: &str,
+    params: impl rusqlite::Params,
+) -> Result<Vec<i64>, StoreError> {
+    let mut stmt = conn
+        .prepare_cached(&format!("SELECT id FROM jobs {tail}"))
+        .map_err(db)?;
+    let rows = stmt.query_map(params, |r| r.get(0)).map_err(db)?;
+    rows.collect::<Result<_, _>>().map_err(db)
 }
 
 /// A job row as stored: the notification and progress still JSON (see [`EncodedJob`]).
