@@ -578,12 +578,22 @@ receivers:
     let alertmanager_wechat::store::Store::Sqlite(sqlite) = &srv.app.queue.store else {
         panic!("this test runs on SQLite");
     };
-    sqlite.refuse_writes(true);
+    // The next attempts are held at the mock: one of each job means every failure before it
+    // was recorded (a job is attempted again only once rescheduled), so none of them has a
+    // write still on its way when the store starts refusing.
+    mock.hold();
     let before = mock.requests().len();
     mock.set_default(Reply::Success);
-    // Delivered although nothing can be written.
-    wait_until("deliveries while writes are refused", || {
+    wait_until("the next attempt of every job", || {
         delivered_since(&mock, before).len() == fps.len()
+    })
+    .await;
+    sqlite.refuse_writes(true);
+    mock.release();
+    // Delivered although nothing can be written.
+    let sent = before + fps.len();
+    wait_until("deliveries while writes are refused", || {
+        mock.requests().len() >= sent && !sqlite.is_writable()
     })
     .await;
     let (status, _) = srv.post("/webhook", one("d4")).await;
