@@ -116,8 +116,9 @@ fn of_new(job: &NewJob, state: DeliveryState) -> Delivery {
     )
 }
 
-/// [`Queue::admit`], recording each admission: queued under its job, or suppressed as a
-/// duplicate.
+/// [`Queue::admit_recorded`], recording each admission: queued under its job, or suppressed as a
+/// duplicate. The records are committed with the admission (SQLite: the same transaction), so
+/// the answer waits for one commit, not two.
 pub async fn admit(
     queue: &Queue,
     web: &WebConfig,
@@ -128,23 +129,10 @@ pub async fn admit(
         .iter()
         .map(|a| of_new(&a.job, DeliveryState::Queued))
         .collect();
-    let admitted = queue.admit(admissions, now).await?;
-    let records = seen
-        .into_iter()
-        .zip(&admitted)
-        .filter_map(|(mut d, a)| match a {
-            Admitted::Queued { id, .. } => {
-                d.job = Some(*id);
-                Some(d)
-            }
-            Admitted::Duplicate => {
-                d.state = DeliveryState::Suppressed;
-                Some(d)
-            }
-            Admitted::Empty { .. } => None,
-        })
-        .collect();
-    if let Err(e) = queue.store.history_add(records, retention(web), now).await {
+    let (admitted, failed) = queue
+        .admit_recorded(admissions, seen, retention(web), now)
+        .await?;
+    if let Some(e) = failed {
         debug!(error = %e, "cannot record accepted deliveries in the history");
     }
     Ok(admitted)

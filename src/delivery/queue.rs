@@ -11,6 +11,7 @@ use tokio::sync::Notify;
 
 use chrono::{DateTime, Utc};
 
+use crate::store::history::{Delivery, Retention};
 use crate::store::{Admission, Admitted, NewJob, Store, StoreError};
 
 #[derive(Debug, Clone)]
@@ -42,17 +43,22 @@ impl Queue {
         Ok(ids)
     }
 
-    /// Stores the admissions that are not duplicates ([`Store::admit`]), then wakes the
-    /// workers.
-    pub async fn admit(
+    /// Stores the admissions that are not duplicates, with their history records
+    /// ([`Store::admit_recorded`]), then wakes the workers.
+    pub async fn admit_recorded(
         &self,
         admissions: Vec<Admission>,
+        records: Vec<Delivery>,
+        keep: Retention,
         now: DateTime<Utc>,
-    ) -> Result<Vec<Admitted>, StoreError> {
+    ) -> Result<(Vec<Admitted>, Option<StoreError>), StoreError> {
         if admissions.is_empty() {
-            return Ok(Vec::new());
+            return Ok((Vec::new(), None));
         }
-        let admitted = self.store.admit(admissions, now).await?;
+        let admitted = self
+            .store
+            .admit_recorded(admissions, records, keep, now)
+            .await?;
         self.wake.notify_one();
         Ok(admitted)
     }

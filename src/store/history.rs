@@ -2,8 +2,10 @@
 //! sent, retrying, dead, suppressed as a duplicate, merged into a digest), for the console
 //! and `/api/v1/deliveries`.
 //!
-//! Records are informational: they are written beside the queue, not inside its
-//! transactions, and a failed history write never holds up a delivery. Retention is bounded
+//! Records are informational: a failed history write never holds up a delivery. The
+//! records of an admission are written with it ([`Store::admit_recorded`]: in SQLite, the same
+//! transaction, so one commit before the webhook's answer), each later change beside the
+//! queue. Retention is bounded
 //! by age and count ([`Retention`]) and pruned on every write, so the history never outgrows
 //! what is configured (`web.history_retention`, `web.history_max`). Each backend keeps one
 //! JSON record per delivery (`sqlite/history.rs`, `redis/history.rs`); this module owns the
@@ -217,7 +219,53 @@ pub fn http_url(u: &str) -> Option<String> {
     .then(|| t.to_string())
 }
 
+/// The record of an admission, from the one made before it was admitted: queued under its
+/// job, suppressed as a duplicate, or none when every alert was left out.
+pub fn of_admission(mut d: Delivery, a: &super::Admitted) -> Option<Delivery> {
+    match a {
+        super::Admitted::Queued { id, .. } => {
+            d.job = Some(*id);
+            Some(d)
+        }
+        super::Admitted::Duplicate => {
+            d.state = DeliveryState::Suppressed;
+            Some(d)
+        }
+        super::Admitted::Empty { .. } => None,
+    }
+}
+
 impl Store {
+    /// [`Store::admit`], and the history records of what was admitted (`records`, one per
+    /// admission in order, made as if queued; see [`of_admission`]). SQLite adds them in the
+    /// admission's transaction, Redis right after it. A failed history write does not undo
+    /// the admission: it is returned beside it.
+    pub async fn admit_recorded(
+        &self,
+        admissions: Vec<super::Admission>,
+        records: Vec<Delivery>,
+        keep: Retention,
+        now: DateTime<Utc>,
+    ) -> Result<(Vec<super::Admitted>, Option<StoreError>), StoreError> {
+        match self {
+            Store::Sqlite(s) => s.admit_recorded(admissions, records, keep, now).await,
+            Store::Redis(s) => {
+                let admitted = s.admit(admissions, now).await?;
+                let records: Vec<Delivery> = records
+                    .into_iter()
+                    .zip(&admitted)
+                    .filter_map(|(d, a)| of_admission(d, a))
+                    .collect();
+                let failed = if records.is_empty() {
+                    None
+                } else {
+                    s.history_add(records, keep, now).await.err()
+                };
+                Ok((admitted, failed))
+            }
+        }
+    }
+
     /// Adds records (their `id` is assigned), pruning what `keep` no longer allows; returns
     /// the ids in order. A record whose job already has one is not added (an outcome
     /// recorded first is newer than the acceptance): that record's id is returned.

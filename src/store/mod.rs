@@ -190,6 +190,7 @@ fn redis_options(storage: &StorageConfig) -> Option<redis::RedisOptions> {
         url: url.clone(),
         prefix: storage.redis_prefix.clone(),
         capacity: storage.queue_capacity,
+        max_bytes: storage.max_bytes,
         visibility: storage.redis_visibility_timeout,
     })
 }
@@ -568,8 +569,10 @@ pub struct StorageConfig {
     /// what a storm leaves once coalescing has folded it, not the back-pressure itself.
     #[serde(default = "default_queue_capacity")]
     pub queue_capacity: usize,
-    /// SQLite: the database may grow to this many bytes (pages in use) before new
-    /// notifications are refused with 503. A full disk refuses earlier, also with 503.
+    /// How many bytes the store may use before new notifications are refused with 503.
+    /// SQLite: the database's pages in use (a full disk refuses earlier, also with 503).
+    /// Redis: the stored jobs, dead letters included, as counted by the scripts (each job's
+    /// values plus a fixed share for its keys and indexes).
     #[serde(default = "default_max_bytes")]
     pub max_bytes: u64,
     /// A shared Redis (`redis://` or `rediss://`) used instead of the embedded store, so that
@@ -615,7 +618,7 @@ fn default_queue_capacity() -> usize {
     1_000_000
 }
 
-/// The SQLite store's default size bound: 1 GiB.
+/// The store's default size bound (`storage.max_bytes`): 1 GiB.
 pub const DEFAULT_MAX_BYTES: u64 = 1 << 30;
 
 fn default_max_bytes() -> u64 {

@@ -1146,3 +1146,91 @@ async fn a_digest_is_adopted_by_its_job_and_merged_ones_point_at_it(store: Store
         );
     }
 }
+
+/// `storage.max_bytes` on either backend: SQLite counts the file's pages in use, Redis what
+/// its scripts count for the stored jobs.
+async fn bounded(backend: &str, max_bytes: u64) -> Option<(Store, Guard)> {
+    if backend == "sqlite" {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = StorageConfig {
+            path: dir.path().to_path_buf(),
+            max_bytes,
+            ..StorageConfig::default()
+        };
+        return Some((Store::from_config(&storage).unwrap(), Guard::Sqlite(dir)));
+    }
+    let server = RedisServer::start().await?;
+    let storage = StorageConfig {
+        max_bytes,
+        ..redis_config(&server.url, 1_000_000, Duration::from_secs(30))
+    };
+    Some((Store::from_config(&storage).unwrap(), Guard::Redis(server)))
+}
+
+/// Enqueues one job at a time until the store answers Full; how many it took (bounded).
+async fn fill(store: &Store) -> usize {
+    for n in 0..20_000 {
+        match store.enqueue(vec![job("oncall", 0)]).await {
+            Ok(_) => {}
+            Err(StoreError::Full) => return n,
+            Err(e) => panic!("{e}"),
+        }
+    }
+    panic!("never refused past max_bytes");
+}
+
+async fn the_byte_bound_refuses_new_jobs_until_they_are_gone(backend: &str) {
+    // 512 KiB: a few hundred sample jobs, the empty SQLite schema's pages included.
+    let Some((store, guard)) = bounded(backend, 512 * 1024).await else {
+        return;
+    };
+    let first = fill(&store).await;
+    assert!(first > 10, "{backend}: refused after {first} jobs");
+    // Admission is refused too, and takes no dedupe state.
+    let t0 = Utc::now();
+    let minute = chrono::Duration::minutes(1);
+    assert!(matches!(
+        store.admit(vec![admission("x", t0, minute)], t0).await,
+        Err(StoreError::Full)
+    ));
+    assert_eq!(store.state_size().await.unwrap(), 0);
+    // Dead letters still hold their bytes.
+    let claimed = store.claim(Utc::now(), first + 10).await.unwrap();
+    assert_eq!(claimed.len(), first);
+    for j in &claimed {
+        store
+            .dead_letter(j.id, failure(1, "gave up"), Vec::new())
+            .await
+            .unwrap();
+    }
+    assert!(matches!(
+        store.enqueue(vec![job("oncall", 0)]).await,
+        Err(StoreError::Full)
+    ));
+    // Purged, they make room again; so do delivered jobs.
+    assert_eq!(store.purge().await.unwrap(), first as u64);
+    let id = store.enqueue(vec![job("oncall", 0)]).await.unwrap()[0];
+    store.claim(Utc::now(), 10).await.unwrap();
+    store.complete(vec![id], Vec::new()).await.unwrap();
+    let second = fill(&store).await;
+    if let Guard::Redis(_) = guard {
+        // The scripts' count went back to nothing: the same room as at first.
+        assert_eq!(second, first);
+    } else {
+        assert!(
+            second > 10,
+            "sqlite: refused after {second} jobs once emptied"
+        );
+    }
+}
+
+mod the_byte_bound_refuses_new_jobs_until_they_are_gone {
+    #[tokio::test]
+    async fn sqlite() {
+        super::the_byte_bound_refuses_new_jobs_until_they_are_gone("sqlite").await;
+    }
+    #[tokio::test]
+    async fn redis() {
+        super::the_byte_bound_refuses_new_jobs_until_they_are_gone("redis").await;
+    }
+}

@@ -1,11 +1,12 @@
 -- Dedupe state is P..'dd:'..key with a value and an absolute expiry (PXAT).
--- ARGV[2] capacity, ARGV[3] number of admissions, then per admission:
+-- ARGV[2] capacity, ARGV[3] max bytes, ARGV[4] number of admissions, then per admission:
 --   identity key ('' for none), value, expires at;
 --   n once, then (alert index, key, value, expires at) each;
 --   n remember, then (key, value, expires at) each;
 --   number of alerts; the job's eight values.
 -- Answers per admission {0} duplicate, {1, id, dropped} queued, {2, 0, dropped} empty; or
--- false, with nothing changed, when the queue cannot take the admitted jobs.
+-- false, with nothing changed, when the queue cannot take the admitted jobs (past its capacity,
+-- or its jobs past max bytes).
 local function dk(k) return P .. 'dd:' .. k end
 -- Pass 1: decide, as if each key taken so far were set.
 local plan = {}
@@ -13,9 +14,10 @@ local seen = {}
 local function held(k)
   return seen[k] or redis.call('EXISTS', dk(k)) == 1
 end
-local pos = 4
+local pos = 5
 local queued = 0
-for a = 1, tonumber(ARGV[3]) do
+local bytes = 0
+for a = 1, tonumber(ARGV[4]) do
   local p = {identity = ARGV[pos], iv = ARGV[pos + 1], ix = ARGV[pos + 2]}
   pos = pos + 3
   p.once = {}
@@ -46,12 +48,14 @@ for a = 1, tonumber(ARGV[3]) do
     else
       p.kind = 1
       queued = queued + 1
+      bytes = bytes + job_bytes(p.job)
     end
   end
   plan[a] = p
 end
 local live = tonumber(redis.call('GET', P .. 'live') or '0')
 if live + queued > tonumber(ARGV[2]) then return false end
+if over_bytes(bytes, ARGV[3]) then return false end
 -- Pass 2: do it.
 local out = {}
 for a, p in ipairs(plan) do

@@ -13,7 +13,7 @@ for i = 3, 2 + n do
       unpend(id, h[3])
       count(h[3], -1)
     end
-    redis.call('DEL', jk(id))
+    drop_job(id)
   end
 end
 add_jobs(3 + n)

@@ -85,6 +85,8 @@ pub struct RedisOptions {
     pub url: Secret,
     pub prefix: String,
     pub capacity: usize,
+    /// Bytes the jobs may hold (`storage.max_bytes`) before new ones are refused.
+    pub max_bytes: u64,
     pub visibility: Duration,
 }
 
@@ -100,6 +102,7 @@ struct Inner {
     /// This process's name in the consumer group.
     consumer: String,
     capacity: usize,
+    max_bytes: u64,
     visibility: Duration,
     /// Whether the last exchange with Redis succeeded.
     healthy: AtomicBool,
@@ -172,6 +175,7 @@ impl RedisStore {
             prefix: o.prefix.clone(),
             consumer: consumer_name(),
             capacity: o.capacity,
+            max_bytes: o.max_bytes,
             visibility: o.visibility,
             healthy: AtomicBool::new(false),
             inflight: Mutex::new(HashMap::new()),
@@ -293,10 +297,10 @@ impl RedisStore {
 
     pub async fn enqueue(&self, jobs: Vec<NewJob>) -> Result<Vec<i64>, StoreError> {
         let args = job_args(&jobs)?;
-        let capacity = self.inner.capacity;
+        let (capacity, max_bytes) = (self.inner.capacity, self.inner.max_bytes);
         let ids: Option<Vec<i64>> = self
             .eval(&ENQUEUE, move |i| {
-                i.arg(capacity);
+                i.arg(capacity).arg(max_bytes);
                 i.arg(args);
             })
             .await?;
@@ -528,10 +532,10 @@ impl RedisStore {
             args.push(a.job.notification.alerts.len().to_string());
             push_job(&mut args, &a.job, a.not_before, a.held)?;
         }
-        let capacity = self.inner.capacity;
+        let (capacity, max_bytes) = (self.inner.capacity, self.inner.max_bytes);
         let out: Option<Vec<(i64, i64, i64)>> = self
             .eval(&ADMIT, move |i| {
-                i.arg(capacity).arg(args);
+                i.arg(capacity).arg(max_bytes).arg(args);
             })
             .await?;
         let out = out.ok_or(StoreError::Full)?;

@@ -5,7 +5,8 @@
 -- pending list under the consumer that claimed it, or (taken for coalescing or merging) in
 -- P..'leased' with a lease. Held jobs (resolved alerts waiting to be merged) are also in
 -- P..'heldq:'..target while pending. Dead jobs are in P..'dead'. P..'depth' counts live jobs per target,
--- P..'live' in all.
+-- P..'live' in all. P..'bytes' is what the jobs hold, dead letters included (each job's share
+-- in its 'bytes' field): storage.max_bytes bounds it.
 local P = ARGV[1]
 local S = P .. 'stream'
 local G = 'workers'
@@ -32,15 +33,37 @@ local function count(target, by)
   end
   if redis.call('INCRBY', P .. 'live', by) < 0 then redis.call('SET', P .. 'live', 0) end
 end
+-- Bytes a job takes in the count P..'bytes': its eight values at ARGV[b..b+7], and a fixed
+-- share for the field names, its stream entry and its places in the indexes.
+local JOB_OVERHEAD = 256
+local function job_bytes(b)
+  local n = JOB_OVERHEAD
+  for i = b, b + 7 do n = n + #ARGV[i] end
+  return n
+end
+-- Whether `bytes` more (the jobs about to be added) would take the jobs past `max` bytes.
+local function over_bytes(bytes, max)
+  return bytes > 0 and tonumber(redis.call('GET', P .. 'bytes') or '0') + bytes > tonumber(max)
+end
+-- Forgets a job's hash and its bytes.
+local function drop_job(id)
+  local bytes = tonumber(redis.call('HGET', jk(id), 'bytes') or '0')
+  if bytes > 0 and redis.call('DECRBY', P .. 'bytes', bytes) < 0 then
+    redis.call('SET', P .. 'bytes', 0)
+  end
+  redis.call('DEL', jk(id))
+end
 -- Adds the jobs described from ARGV[from]: a count, then eight values per job. A job due
 -- later than its acceptance (held for merging) waits in the delayed set.
 local function add_job(b, drop)
   local id = redis.call('INCR', P .. 'seq')
   local target = ARGV[b + 1] .. ':' .. ARGV[b]
+  local bytes = job_bytes(b)
   redis.call('HSET', jk(id), 'receiver', ARGV[b], 'integration', ARGV[b + 1],
     'kind', ARGV[b + 2], 'notification', ARGV[b + 3], 'attempt', '0', 'progress', '[]',
     'accepted_at', ARGV[b + 4], 'not_before', ARGV[b + 6], 'fallback', ARGV[b + 5],
-    'held', ARGV[b + 7], 'state', 'pending', 'target', target)
+    'held', ARGV[b + 7], 'state', 'pending', 'target', target, 'bytes', bytes)
+  redis.call('INCRBY', P .. 'bytes', bytes)
   if drop then redis.call('HSET', jk(id), 'drop', drop) end
   if tonumber(ARGV[b + 6]) > tonumber(ARGV[b + 4]) then
     redis.call('ZADD', P .. 'delayed', ARGV[b + 6], id)

@@ -5,7 +5,7 @@
 use chrono::{DateTime, Utc};
 use rusqlite::{Connection, OptionalExtension, params};
 
-use super::{SqliteStore, db, ms};
+use super::{SqliteStore, Writer, db, ms};
 use crate::store::StoreError;
 use crate::store::history::{Delivery, DeliveryState, HistoryFilter, Retention, Update};
 
@@ -31,84 +31,153 @@ fn encode(d: &Delivery) -> Result<String, StoreError> {
 }
 
 fn decode(id: i64, raw: &str) -> Result<Delivery, StoreError> {
-    serde_json::from_str(raw).map_err(|e| StoreError::Corrupt {
+    let mut d: Delivery = serde_json::from_str(raw).map_err(|e| StoreError::Corrupt {
         id,
         message: e.to_string(),
-    })
+    })?;
+    // The row's id is the truth: a record is written once with its row, before the row has one.
+    d.id = id;
+    Ok(d)
 }
 
-fn insert(conn: &Connection, d: &mut Delivery) -> Result<i64, StoreError> {
-    conn.execute(
-        "INSERT INTO history (job, receiver, integration, state, alertnames, adoptable, accepted_at, record)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, '')",
-        params![
-            d.job,
-            d.receiver,
-            d.integration,
-            d.state.as_str(),
-            serde_json::to_string(&d.alertnames).unwrap_or_default(),
-            (d.job.is_none() && d.merged.is_some() && d.state == DeliveryState::Queued) as i64,
-            ms(d.accepted_at),
-        ],
-    )
-    .map_err(db)?;
-    d.id = conn.last_insert_rowid();
-    write(conn, d)?;
+/// Whether a record is a digest waiting for its job.
+fn adoptable_flag(d: &Delivery) -> i64 {
+    (d.job.is_none() && d.merged.is_some() && d.state == DeliveryState::Queued) as i64
+}
+
+/// Inserts a record, JSON and all, in one statement; its id is the row's.
+fn insert(w: &mut Writer, d: &mut Delivery) -> Result<i64, StoreError> {
+    let record = encode(d)?;
+    w.conn
+        .prepare_cached(
+            "INSERT INTO history (job, receiver, integration, state, alertnames, adoptable, accepted_at, record)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        )
+        .and_then(|mut s| {
+            s.execute(params![
+                d.job,
+                d.receiver,
+                d.integration,
+                d.state.as_str(),
+                serde_json::to_string(&d.alertnames).unwrap_or_default(),
+                adoptable_flag(d),
+                ms(d.accepted_at),
+                record,
+            ])
+        })
+        .map_err(db)?;
+    d.id = w.conn.last_insert_rowid();
+    if let Some(n) = &mut w.history_rows {
+        *n += 1;
+    }
     Ok(d.id)
 }
 
 fn write(conn: &Connection, d: &Delivery) -> Result<(), StoreError> {
-    conn.execute(
+    let record = encode(d)?;
+    conn.prepare_cached(
         "UPDATE history SET job = ?2, state = ?3, adoptable = ?4, record = ?5 WHERE id = ?1",
-        params![
+    )
+    .and_then(|mut s| {
+        s.execute(params![
             d.id,
             d.job,
             d.state.as_str(),
-            (d.job.is_none() && d.merged.is_some() && d.state == DeliveryState::Queued) as i64,
-            encode(d)?
-        ],
-    )
+            adoptable_flag(d),
+            record
+        ])
+    })
     .map_err(db)?;
     Ok(())
 }
 
-fn prune(conn: &Connection, keep: Retention, now: DateTime<Utc>) -> Result<(), StoreError> {
-    conn.execute(
-        "DELETE FROM history WHERE accepted_at < ?1",
-        params![ms(keep.cutoff(now))],
-    )
-    .map_err(db)?;
-    conn.execute(
-        "DELETE FROM history WHERE id <= (SELECT id FROM history ORDER BY id DESC LIMIT 1 OFFSET ?1)",
-        params![keep.max as i64],
-    )
-    .map_err(db)?;
+/// Records in the table: counted once, then kept by the writer (see `Writer::history_rows`).
+fn rows(w: &mut Writer) -> Result<u64, StoreError> {
+    if let Some(n) = w.history_rows {
+        return Ok(n);
+    }
+    let n = w
+        .conn
+        .query_row("SELECT count(*) FROM history", [], |r| r.get::<_, i64>(0))
+        .map_err(db)?
+        .max(0) as u64;
+    w.history_rows = Some(n);
+    Ok(n)
+}
+
+/// Drops records older than `keep.max_age`, then the oldest past `keep.max`: each costs what
+/// it deletes, not what is kept.
+fn prune(w: &mut Writer, keep: Retention, now: DateTime<Utc>) -> Result<(), StoreError> {
+    let aged = w
+        .conn
+        .prepare_cached("DELETE FROM history WHERE accepted_at < ?1")
+        .and_then(|mut s| s.execute(params![ms(keep.cutoff(now))]))
+        .map_err(db)? as u64;
+    let left = rows(w)?.saturating_sub(aged);
+    w.history_rows = Some(left);
+    let excess = left.saturating_sub(keep.max as u64);
+    if excess > 0 {
+        let n = w
+            .conn
+            .prepare_cached(
+                "DELETE FROM history WHERE id IN (SELECT id FROM history ORDER BY id LIMIT ?1)",
+            )
+            .and_then(|mut s| s.execute(params![excess as i64]))
+            .map_err(db)? as u64;
+        w.history_rows = Some(left.saturating_sub(n));
+    }
     Ok(())
 }
 
 fn newest_of_job(conn: &Connection, job: i64) -> Result<Option<Delivery>, StoreError> {
     let row: Option<(i64, String)> = conn
-        .query_row(
-            "SELECT id, record FROM history WHERE job = ?1 ORDER BY id DESC LIMIT 1",
-            params![job],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
-        .optional()
+        .prepare_cached("SELECT id, record FROM history WHERE job = ?1 ORDER BY id DESC LIMIT 1")
+        .and_then(|mut s| {
+            s.query_row(params![job], |r| Ok((r.get(0)?, r.get(1)?)))
+                .optional()
+        })
         .map_err(db)?;
     row.map(|(id, raw)| decode(id, &raw)).transpose()
 }
 
 fn adoptable(conn: &Connection, d: &Delivery) -> Result<Option<Delivery>, StoreError> {
     let row: Option<(i64, String)> = conn
-        .query_row(
+        .prepare_cached(
             "SELECT id, record FROM history WHERE receiver = ?1 AND integration = ?2 AND adoptable = 1
              ORDER BY id LIMIT 1",
-            params![d.receiver, d.integration],
-            |r| Ok((r.get(0)?, r.get(1)?)),
         )
-        .optional()
+        .and_then(|mut s| {
+            s.query_row(params![d.receiver, d.integration], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .optional()
+        })
         .map_err(db)?;
     row.map(|(id, raw)| decode(id, &raw)).transpose()
+}
+
+/// [`SqliteStore::history_add`] inside a transaction already begun (the admission's, or its
+/// own).
+pub(super) fn add(
+    w: &mut Writer,
+    records: Vec<Delivery>,
+    keep: Retention,
+    now: DateTime<Utc>,
+) -> Result<Vec<i64>, StoreError> {
+    let mut ids = Vec::with_capacity(records.len());
+    for mut d in records {
+        // The worker got there first (it delivered before the accept path recorded the job):
+        // its record is the newer truth.
+        if let Some(job) = d.job
+            && let Some(found) = newest_of_job(&w.conn, job)?
+        {
+            ids.push(found.id);
+            continue;
+        }
+        ids.push(insert(w, &mut d)?);
+    }
+    prune(w, keep, now)?;
+    Ok(ids)
 }
 
 impl SqliteStore {
@@ -118,23 +187,7 @@ impl SqliteStore {
         keep: Retention,
         now: DateTime<Utc>,
     ) -> Result<Vec<i64>, StoreError> {
-        self.call(move |w| {
-            let mut ids = Vec::with_capacity(records.len());
-            for mut d in records {
-                // The worker got there first (it delivered before the accept path recorded
-                // the job): its record is the newer truth.
-                if let Some(job) = d.job
-                    && let Some(found) = newest_of_job(&w.conn, job)?
-                {
-                    ids.push(found.id);
-                    continue;
-                }
-                ids.push(insert(&w.conn, &mut d)?);
-            }
-            prune(&w.conn, keep, now)?;
-            Ok(ids)
-        })
-        .await
+        self.call(move |w| add(w, records, keep, now)).await
     }
 
     pub async fn history_update(
@@ -162,11 +215,11 @@ impl SqliteStore {
                 }
                 fresh.job = Some(u.job);
                 fresh.apply(&u.change, now);
-                insert(&w.conn, &mut fresh)?;
+                insert(w, &mut fresh)?;
                 inserted = true;
             }
             if inserted {
-                prune(&w.conn, keep, now)?;
+                prune(w, keep, now)?;
             }
             Ok(())
         })

@@ -21,6 +21,7 @@ mod chatops;
 mod history;
 
 use super::Progress;
+use super::history::{Delivery, Retention};
 use super::{Admission, Admitted, Depth, Failure, IntegrationId, Job, Mark, NewJob, StoreError};
 
 /// The database file inside `storage.path`.
@@ -28,6 +29,9 @@ pub const FILE: &str = "queue.sqlite3";
 
 /// Requests taken into one transaction at most.
 const MAX_BATCH: usize = 512;
+
+/// Compiled statements kept by the writer's connection.
+const STATEMENT_CACHE: usize = 64;
 
 const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS jobs (
@@ -80,20 +84,25 @@ pub(super) struct Writer {
     /// released). Kept here, not in the file: claiming writes nothing, so it works while the
     /// disk refuses writes, and a restart finds every live job pending.
     claimed: HashSet<i64>,
+    /// Records in the history table, once counted (`None`: not known, counted when needed),
+    /// so that pruning to `web.history_max` costs what it deletes, not a scan of what is kept.
+    /// Forgotten whenever a batch does not commit.
+    history_rows: Option<u64>,
 }
 
 impl Writer {
     /// Whether the database uses more than `max_bytes`: pages in use (not on the free list)
     /// times the page size, both read from the file header, so the check costs no I/O.
     fn over_size(&self) -> Result<bool, StoreError> {
-        let pragma = |name: &str| -> Result<u64, StoreError> {
+        let pragma = |sql: &str| -> Result<u64, StoreError> {
             self.conn
-                .query_row(&format!("PRAGMA {name}"), [], |r| r.get::<_, i64>(0))
+                .prepare_cached(sql)
+                .and_then(|mut s| s.query_row([], |r| r.get::<_, i64>(0)))
                 .map(|v| v.max(0) as u64)
                 .map_err(db)
         };
-        let used = pragma("page_count")?.saturating_sub(pragma("freelist_count")?);
-        Ok(used.saturating_mul(pragma("page_size")?) > self.max_bytes)
+        let used = pragma("PRAGMA page_count")?.saturating_sub(pragma("PRAGMA freelist_count")?);
+        Ok(used.saturating_mul(pragma("PRAGMA page_size")?) > self.max_bytes)
     }
 }
 
@@ -140,6 +149,9 @@ impl SqliteStore {
         let conn = Connection::open(dir.join(FILE)).map_err(|e| err(e.to_string()))?;
         conn.busy_timeout(Duration::from_secs(5))
             .map_err(|e| err(e.to_string()))?;
+        // Every statement the writer runs often stays compiled (rusqlite keeps 16 by default,
+        // fewer than the queue, dedupe and history use).
+        conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
         conn.execute_batch("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;")
             .map_err(|e| err(e.to_string()))?;
         conn.execute_batch(SCHEMA).map_err(|e| err(e.to_string()))?;
@@ -171,6 +183,7 @@ impl SqliteStore {
             capacity: capacity as u64,
             max_bytes,
             claimed: HashSet::new(),
+            history_rows: None,
         };
         let flag = closed.clone();
         let refuse = refuse_writes.clone();
@@ -306,12 +319,12 @@ impl SqliteStore {
 
     pub async fn claim(&self, now: DateTime<Utc>, limit: usize) -> Result<Vec<Job>, StoreError> {
         self.call(move |w| {
-            let jobs = select_jobs(
+            let ids = select_ids(
                 &w.conn,
                 "WHERE state = 'pending' AND not_before <= ?1 ORDER BY not_before, id LIMIT ?2",
                 params![ms(now), (limit + w.claimed.len()) as i64],
             )?;
-            Ok(take_claims(w, jobs, limit))
+            take_claims(w, ids, limit)
         })
         .await
         .and_then(decode_jobs)
@@ -326,13 +339,13 @@ impl SqliteStore {
         let receiver = receiver.to_string();
         let integration = integration.0.clone();
         self.call(move |w| {
-            let jobs = select_jobs(
+            let ids = select_ids(
                 &w.conn,
                 "WHERE state = 'pending' AND receiver = ?1 AND integration = ?2 ORDER BY id
                  LIMIT ?3",
                 params![receiver, integration, (limit + w.claimed.len()) as i64],
             )?;
-            Ok(take_claims(w, jobs, limit))
+            take_claims(w, ids, limit)
         })
         .await
         .and_then(decode_jobs)
@@ -601,63 +614,41 @@ impl SqliteStore {
         admissions: Vec<Admission>,
         now: DateTime<Utc>,
     ) -> Result<Vec<Admitted>, StoreError> {
-        let admissions = admissions
-            .into_iter()
-            .map(|a| Ok((encode(&a.job.notification)?, a)))
-            .collect::<Result<Vec<_>, StoreError>>()?;
+        let admissions = encode_admissions(admissions)?;
+        let r = self.call(move |w| admit_in(w, admissions, now)).await;
+        self.wrote(r)
+    }
+
+    /// [`SqliteStore::admit`], and the history records of what was admitted added in the same
+    /// transaction: one commit before the answer. A history write that fails is undone alone
+    /// (its own savepoint) and returned beside the admissions, which stand.
+    pub async fn admit_recorded(
+        &self,
+        admissions: Vec<Admission>,
+        records: Vec<Delivery>,
+        keep: Retention,
+        now: DateTime<Utc>,
+    ) -> Result<(Vec<Admitted>, Option<StoreError>), StoreError> {
+        let admissions = encode_admissions(admissions)?;
         let r = self
             .call(move |w| {
-                prune(&w.conn, now)?;
-                let mut out = Vec::with_capacity(admissions.len());
-                let mut queued = 0u64;
-                for (mut json, a) in admissions {
-                    if let Some(identity) = &a.identity
-                        && !take(&w.conn, identity, now)?
-                    {
-                        out.push(Admitted::Duplicate);
-                        continue;
-                    }
-                    let mut drop = Vec::new();
-                    for (i, mark) in &a.once {
-                        if !take(&w.conn, mark, now)? {
-                            drop.push(*i);
-                        }
-                    }
-                    for mark in &a.remember {
-                        take_or_extend(&w.conn, mark, now)?;
-                    }
-                    let mut job = a.job;
-                    if !drop.is_empty() {
-                        let keep = job
-                            .notification
-                            .alerts
-                            .iter()
-                            .enumerate()
-                            .filter(|(i, _)| !drop.contains(i))
-                            .map(|(_, a)| a.clone())
-                            .collect::<Vec<_>>();
-                        if keep.is_empty() {
-                            out.push(Admitted::Empty {
-                                dropped: drop.len(),
-                            });
-                            continue;
-                        }
-                        job.notification = job.notification.subset(keep);
-                        json = encode(&job.notification)?;
-                    }
-                    let id = insert_job(&w.conn, &job, &json, a.not_before, a.held)?;
-                    queued += 1;
-                    out.push(Admitted::Queued {
-                        id,
-                        dropped: drop.len(),
-                    });
+                let admitted = admit_in(w, admissions, now)?;
+                let records = records
+                    .into_iter()
+                    .zip(&admitted)
+                    .filter_map(|(d, a)| super::history::of_admission(d, a))
+                    .collect::<Vec<_>>();
+                if records.is_empty() {
+                    return Ok((admitted, None));
                 }
-                if w.live + queued > w.capacity || (queued > 0 && w.over_size()?) {
-                    // The savepoint is rolled back: the state taken above is undone too.
-                    return Err(StoreError::Full);
+                run(&w.conn, "SAVEPOINT history")?;
+                let failed = history::add(w, records, keep, now).err();
+                if failed.is_some() {
+                    let _ = run(&w.conn, "ROLLBACK TO history");
+                    w.history_rows = None;
                 }
-                w.live += queued;
-                Ok(out)
+                let _ = run(&w.conn, "RELEASE history");
+                Ok((admitted, failed))
             })
             .await;
         self.wrote(r)
@@ -671,13 +662,13 @@ impl SqliteStore {
         let receiver = receiver.to_string();
         let integration = integration.0.clone();
         self.call(move |w| {
-            let jobs = select_jobs(
+            let ids = select_ids(
                 &w.conn,
                 "WHERE state = 'pending' AND held = 1 AND receiver = ?1 AND integration = ?2
                  ORDER BY id",
                 params![receiver, integration],
             )?;
-            Ok(take_claims(w, jobs, usize::MAX))
+            take_claims(w, ids, usize::MAX)
         })
         .await
         .and_then(decode_jobs)
@@ -723,6 +714,75 @@ impl SqliteStore {
         })
         .await
     }
+}
+
+/// Notifications ready for [`admit_in`]: each job's notification already JSON.
+type EncodedAdmissions = Vec<(String, Admission)>;
+
+fn encode_admissions(admissions: Vec<Admission>) -> Result<EncodedAdmissions, StoreError> {
+    admissions
+        .into_iter()
+        .map(|a| Ok((encode(&a.job.notification)?, a)))
+        .collect()
+}
+
+/// [`SqliteStore::admit`] on the writer thread.
+fn admit_in(
+    w: &mut Writer,
+    admissions: EncodedAdmissions,
+    now: DateTime<Utc>,
+) -> Result<Vec<Admitted>, StoreError> {
+    prune(&w.conn, now)?;
+    let mut out = Vec::with_capacity(admissions.len());
+    let mut queued = 0u64;
+    for (mut json, a) in admissions {
+        if let Some(identity) = &a.identity
+            && !take(&w.conn, identity, now)?
+        {
+            out.push(Admitted::Duplicate);
+            continue;
+        }
+        let mut drop = Vec::new();
+        for (i, mark) in &a.once {
+            if !take(&w.conn, mark, now)? {
+                drop.push(*i);
+            }
+        }
+        for mark in &a.remember {
+            take_or_extend(&w.conn, mark, now)?;
+        }
+        let mut job = a.job;
+        if !drop.is_empty() {
+            let keep = job
+                .notification
+                .alerts
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| !drop.contains(i))
+                .map(|(_, a)| a.clone())
+                .collect::<Vec<_>>();
+            if keep.is_empty() {
+                out.push(Admitted::Empty {
+                    dropped: drop.len(),
+                });
+                continue;
+            }
+            job.notification = job.notification.subset(keep);
+            json = encode(&job.notification)?;
+        }
+        let id = insert_job(&w.conn, &job, &json, a.not_before, a.held)?;
+        queued += 1;
+        out.push(Admitted::Queued {
+            id,
+            dropped: drop.len(),
+        });
+    }
+    if w.live + queued > w.capacity || (queued > 0 && w.over_size()?) {
+        // The savepoint is rolled back: the state taken above is undone too.
+        return Err(StoreError::Full);
+    }
+    w.live += queued;
+    Ok(out)
 }
 
 /// Stores created before held jobs existed get the column.
@@ -811,6 +871,15 @@ fn insert_job(
     Ok(conn.last_insert_rowid())
 }
 
+/// Runs one statement without parameters, compiled once and kept (transaction control runs
+/// several times per batch).
+fn run(conn: &Connection, sql: &str) -> Result<(), StoreError> {
+    conn.prepare_cached(sql)
+        .and_then(|mut s| s.execute([]))
+        .map(|_| ())
+        .map_err(db)
+}
+
 fn run_writer(mut w: Writer, mut rx: mpsc::UnboundedReceiver<Op>, refuse: &AtomicBool) {
     while let Some(first) = rx.blocking_recv() {
         let mut ops = vec![first];
@@ -823,7 +892,7 @@ fn run_writer(mut w: Writer, mut rx: mpsc::UnboundedReceiver<Op>, refuse: &Atomi
         // Each reply, and whether its request changed the file: one that changed nothing
         // (a claim, a read) has nothing to lose when the commit fails.
         let mut replies: Vec<(Reply, bool)> = Vec::with_capacity(ops.len());
-        if let Err(e) = w.conn.execute_batch("BEGIN IMMEDIATE").map_err(db) {
+        if let Err(e) = run(&w.conn, "BEGIN IMMEDIATE") {
             tracing::error!(error = %e, "store: cannot begin a transaction");
             for op in ops {
                 let (_, reply) = op(Err(&e));
@@ -837,15 +906,16 @@ fn run_writer(mut w: Writer, mut rx: mpsc::UnboundedReceiver<Op>, refuse: &Atomi
         let claimed_before = w.claimed.clone();
         let changes_before = w.conn.total_changes();
         for op in ops {
-            let _ = w.conn.execute_batch("SAVEPOINT op");
+            let _ = run(&w.conn, "SAVEPOINT op");
             let changes = w.conn.total_changes();
             let (ok, reply) = op(Ok(&mut w));
             let wrote = w.conn.total_changes() != changes;
             // A failed request undoes its own writes only; it already holds its error.
             if !ok {
-                let _ = w.conn.execute_batch("ROLLBACK TO op");
+                let _ = run(&w.conn, "ROLLBACK TO op");
+                w.history_rows = None;
             }
-            let _ = w.conn.execute_batch("RELEASE op");
+            let _ = run(&w.conn, "RELEASE op");
             replies.push((reply, wrote));
         }
         let wrote = w.conn.total_changes() != changes_before;
@@ -854,12 +924,13 @@ fn run_writer(mut w: Writer, mut rx: mpsc::UnboundedReceiver<Op>, refuse: &Atomi
                 "database or disk is full (refused for a test)".into(),
             ))
         } else {
-            w.conn.execute_batch("COMMIT").map_err(db).err()
+            run(&w.conn, "COMMIT").err()
         };
         if let Some(e) = &commit {
             tracing::error!(error = %e, "store: commit failed");
             let _ = w.conn.execute_batch("ROLLBACK");
             w.live = live_before;
+            w.history_rows = None;
             let taken_now: Vec<i64> = w.claimed.difference(&claimed_before).copied().collect();
             w.claimed = claimed_before;
             // Claims made by this batch stand: claiming wrote nothing.
@@ -902,18 +973,37 @@ fn progress_json(p: &Progress) -> String {
     serde_json::to_string(p).unwrap_or_else(|_| "[]".into())
 }
 
-/// The first `limit` of `jobs` not claimed already, now claimed.
-fn take_claims(w: &mut Writer, jobs: Vec<RawJob>, limit: usize) -> Vec<RawJob> {
+/// The first `limit` of the jobs `ids` not claimed already, now claimed, read in full. Only
+/// those are read: the rows skipped (claimed, in flight) cost an index step, not their
+/// notification.
+fn take_claims(w: &mut Writer, ids: Vec<i64>, limit: usize) -> Result<Vec<RawJob>, StoreError> {
     let mut out = Vec::new();
-    for j in jobs {
+    for id in ids {
         if out.len() >= limit {
             break;
         }
-        if w.claimed.insert(j.id) {
-            out.push(j);
+        if w.claimed.contains(&id) {
+            continue;
+        }
+        if let Some(job) = select_jobs(&w.conn, "WHERE id = ?1", [id])?.pop() {
+            w.claimed.insert(id);
+            out.push(job);
         }
     }
-    out
+    Ok(out)
+}
+
+/// The ids of the jobs `tail` selects, in its order.
+fn select_ids(
+    conn: &Connection,
+    tail: &str,
+    params: impl rusqlite::Params,
+) -> Result<Vec<i64>, StoreError> {
+    let mut stmt = conn
+        .prepare_cached(&format!("SELECT id FROM jobs {tail}"))
+        .map_err(db)?;
+    let rows = stmt.query_map(params, |r| r.get(0)).map_err(db)?;
+    rows.collect::<Result<_, _>>().map_err(db)
 }
 
 /// A job row as stored: the notification and progress still JSON (see [`EncodedJob`]).
