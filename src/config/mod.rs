@@ -668,6 +668,19 @@ impl Config {
                     return Err(ConfigErrors(errors));
                 }
                 Err(found) => {
+                    let missing = found.current.as_deref().and_then(|at| {
+                        let field = recover::missing_field(&found.message)?;
+                        Some((at.to_vec(), field.to_string()))
+                    });
+                    if let Some((at, field)) = &missing
+                        && rec.caused_missing(at, field)
+                    {
+                        // A key this listing removed, not one the file lacks: put it back.
+                        if rec.restore(at, field) {
+                            continue;
+                        }
+                        return Err(ConfigErrors(errors));
+                    }
                     let message = match recover::locate(&expanded, &found.original) {
                         Some((line, column)) => {
                             format!("{} at line {line} column {column}", found.message)
@@ -682,7 +695,12 @@ impl Config {
                     if !errors.contains(&e) {
                         errors.push(e);
                     }
+                    let restored = match missing {
+                        Some((at, field)) => rec.restore(&at, &field),
+                        None => false,
+                    };
                     match found.current {
+                        _ if restored => {}
                         Some(current) if rec.neutralise(&current) => {}
                         _ => return Err(ConfigErrors(errors)),
                     }
@@ -1321,6 +1339,24 @@ mod tests {
             all[3],
             "test.yml: receivers[1].wxpusher_configs[0]: one of app_token, app_token_file, spts and spts_file is required"
         );
+        // A required key that no placeholder can stand in for (`route:` with nothing under
+        // it) is reported once, wherever it falls among the others: not again as missing from
+        // the document, and the errors after it are still listed.
+        for text in [
+            "zz_unknown_key: 1\nroute:\nreceiver: b\nreceivers:\n  - {name: b, console_configs: [{}], colour: x}\n",
+            "zz_unknown_key: 1\nreceiver: b\nreceivers:\n  - {name: b, console_configs: [{}], colour: x}\nroute:\n",
+            "route:\nreceiver: b\nreceivers:\n  - {name: b, console_configs: [{}], colour: x}\n",
+        ] {
+            let err = parse(text).unwrap_err();
+            let mut paths: Vec<&str> = err.0.iter().map(|e| e.path.as_str()).collect();
+            paths.sort_unstable();
+            let want = if text.starts_with("zz") {
+                vec!["receiver", "receivers[0].colour", "route", "zz_unknown_key"]
+            } else {
+                vec!["receiver", "receivers[0].colour", "route"]
+            };
+            assert_eq!(paths, want, "{text}: {err}");
+        }
         // Not one mapping: nothing to repair, the one error stands.
         assert_eq!(
             parse("- a\n").unwrap_err().to_string(),

@@ -360,10 +360,15 @@ impl Recovery {
     /// Removes or replaces the node at `at` (a path in the repaired tree) so that it no longer
     /// fails, climbing to its parent when nothing placed there parses. `false` when even the
     /// document itself would have to go.
+    ///
+    /// A placeholder in place is preferred to removing a key its parent requires; when no
+    /// placeholder parses, the key is removed all the same and [`Recovery::restore`] fills it
+    /// in when the parser asks for it.
     pub(super) fn neutralise(&mut self, at: &[Seg]) -> bool {
         let mut at = at.to_vec();
         while !at.is_empty() {
             let original = self.original(&at);
+            let mut required = None;
             for patch in PATCHES {
                 let mut trial = self.clone();
                 if !trial.apply(&at, patch) {
@@ -380,6 +385,9 @@ impl Recovery {
                             }
                             _ => false,
                         };
+                        if missing && required.is_none() {
+                            required = Some(trial.clone());
+                        }
                         found.original != original && !missing
                     }
                 };
@@ -388,10 +396,98 @@ impl Recovery {
                     return true;
                 }
             }
+            if let Some(trial) = required {
+                *self = trial;
+                return true;
+            }
             at.pop();
         }
         false
     }
+
+    /// Whether a "missing field" error (its path in the repaired tree, and the field) follows
+    /// from a repair: the field itself, or the node missing it, was removed or replaced.
+    pub(super) fn caused_missing(&self, at: &[Seg], field: &str) -> bool {
+        let mut path = self.original(at);
+        path.push(Seg::Key(field.to_string()));
+        self.is_patched(&render(&path))
+    }
+
+    /// Puts a placeholder under `parent` (a path in the repaired tree) for the required `key`
+    /// the parser found missing, filling the placeholder's own required fields the same way,
+    /// so that parsing goes on past it. Errors below a placeholder are not the file's: it is
+    /// recorded as patched. `false` when no placeholder parses.
+    pub(super) fn restore(&mut self, parent: &[Seg], key: &str) -> bool {
+        self.restore_within(parent, key, RESTORE_DEPTH)
+    }
+
+    fn restore_within(&mut self, parent: &[Seg], key: &str, depth: usize) -> bool {
+        if depth == 0 {
+            return false;
+        }
+        let mut at = parent.to_vec();
+        at.push(Seg::Key(key.to_string()));
+        for patch in PATCHES {
+            let Patch::Put(value) = patch else {
+                continue;
+            };
+            let mut trial = self.clone();
+            if !trial.insert(parent, key, value()) {
+                continue;
+            }
+            let fixed = match trial.next() {
+                Ok(_) => true,
+                Err(found) => match found.current {
+                    None => true,
+                    Some(current) => match missing_field(&found.message) {
+                        Some(inner) if current == at => trial.restore_within(&at, inner, depth - 1),
+                        Some(again) if current == parent && again == key => false,
+                        _ => !current.starts_with(&at),
+                    },
+                },
+            };
+            if fixed {
+                *self = trial;
+                return true;
+            }
+        }
+        false
+    }
+
+    /// Inserts `key: value` into the mapping at `parent` (a path in the repaired tree).
+    fn insert(&mut self, parent: &[Seg], key: &str, value: Value) -> bool {
+        let mut original = self.original(parent);
+        let mut node = &mut self.value;
+        for s in parent {
+            let next = match s {
+                Seg::Key(k) => node.get_mut(k.as_str()),
+                Seg::Index(i) => node.get_mut(*i),
+            };
+            match next {
+                Some(n) => node = n,
+                None => return false,
+            }
+        }
+        let Some(map) = node.as_mapping_mut() else {
+            return false;
+        };
+        if map.contains_key(key) {
+            return false;
+        }
+        map.insert(Value::String(key.to_string()), value);
+        original.push(Seg::Key(key.to_string()));
+        self.patched.push(original);
+        true
+    }
+}
+
+/// How deep placeholders are nested to fill a required field (a struct in a struct …).
+const RESTORE_DEPTH: usize = 8;
+
+/// The field of serde's "missing field `…`" message.
+pub(super) fn missing_field(message: &str) -> Option<&str> {
+    let rest = message.strip_prefix("missing field `")?;
+    rest.find('`').map(|end| &rest[..end])
 }
 
 /// Makes null mapping keys (`: x`, `&anchor: x`) the empty string, as the direct parse reads
