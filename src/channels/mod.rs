@@ -52,6 +52,34 @@ pub struct Env<'a> {
     pub store: Option<&'a Store>,
 }
 
+impl Env<'_> {
+    /// The template context of `part` with a `preview` line: the `summary` template rendered
+    /// for `titled`, on one line, cut to `max_chars` visible characters. A split message's
+    /// parts pass themselves; a storm digest's pages (no alerts) pass the whole digest.
+    pub fn context_with_preview(
+        &self,
+        part: &Notification,
+        titled: &Notification,
+        summary: &str,
+        max_chars: usize,
+    ) -> Result<Value, DeliveryError> {
+        let mut ctx = self.templates.context(part, self.now);
+        let other;
+        let of_title = if std::ptr::eq(part, titled) {
+            &ctx
+        } else {
+            other = self.templates.context(titled, self.now);
+            &other
+        };
+        let line = crate::text::one_line(&self.templates.render(summary, of_title)?);
+        let preview = crate::text::truncate(&line, max_chars);
+        if let Value::Object(m) = &mut ctx {
+            m.insert("preview".into(), Value::String(preview));
+        }
+        Ok(ctx)
+    }
+}
+
 /// One request as it would go on the wire.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Outbound {

@@ -326,6 +326,54 @@ async fn wecom_robot_storm_never_exceeds_the_window_and_keeps_every_group() {
     }
 }
 
+/// A storm digest names every group in its line; hundreds of groups outgrow a 2048-byte text
+/// message on their own. The line is paged onto parts of its own at item boundaries: every
+/// group is named, no part is over the limit, nothing is cut.
+#[tokio::test]
+async fn wecom_robot_digest_of_300_groups_names_every_group_in_whole_parts() {
+    let mock = mock().await;
+    let srv = TestServer::start(&robot_config(
+        &mock,
+        "        msgtype: text\n        rate_limit: { rate: 4, burst: 1 }\n        coalesce_after: 1s",
+    ))
+    .await;
+    let mut groups = BTreeSet::new();
+    for g in 0..300 {
+        let name = format!("Flood{g:03}");
+        groups.insert(name.clone());
+        let body = json!({"receiver": "wechat", "status": "firing",
+            "alerts": [{"status": "firing", "labels": {"alertname": name, "severity": "warning"},
+                "annotations": {"summary": "队列积压"}, "startsAt": "2026-11-25T08:00:00Z",
+                "endsAt": "0001-01-01T00:00:00Z", "generatorURL": "", "fingerprint": format!("fl{g:04}")}],
+            "groupLabels": {"alertname": name}, "commonLabels": {}, "commonAnnotations": {},
+            "externalURL": "http://alertmanager:9093", "version": "4",
+            "groupKey": format!("{{}}:{{alertname=\"{name}\"}}"), "truncatedAlerts": 0});
+        assert_eq!(srv.post("/webhook", body.to_string()).await.0, 200);
+    }
+    mock.wait(Duration::from_secs(90), "every group", |r| {
+        groups
+            .iter()
+            .all(|g| r.iter().any(|r| r.content().contains(g.as_str())))
+    })
+    .await;
+    let reqs = mock.robot_requests();
+    srv.stop().await;
+    assert!(reqs.len() < 100, "coalesced: {} messages", reqs.len());
+    let paged: Vec<String> = reqs
+        .iter()
+        .map(|r| r.content())
+        .filter(|c| c.starts_with("（") && c.contains("groups from"))
+        .collect();
+    assert!(!paged.is_empty(), "no digest was paged: {reqs:#?}");
+    for r in &reqs {
+        let c = r.content();
+        assert!(c.len() <= 2048, "{} bytes: {c}", c.len());
+        assert!(!c.ends_with('…'), "cut: {c}");
+        // Every part carries the whole digest's title, firing.
+        assert!(c.contains("🔥"), "{c}");
+    }
+}
+
 #[tokio::test]
 async fn wecom_app_text_token_cache_duplicate_check_and_refresh() {
     let mock = mock().await;

@@ -208,13 +208,18 @@ impl WecomApp {
     }
 
     fn context(&self, env: &Env<'_>, n: &Notification) -> Result<Value, DeliveryError> {
-        let mut ctx = env.templates.context(n, env.now);
-        let summary = text::one_line(&env.templates.render(&self.summary, &ctx)?);
-        let preview = text::truncate(&summary, self.summary_max);
-        if let Value::Object(m) = &mut ctx {
-            m.insert("preview".into(), json!(preview));
-        }
-        Ok(ctx)
+        self.context_of(env, n, n)
+    }
+
+    /// The context of `part`, with the preview line of `titled` (a digest page holds no alerts,
+    /// and takes its title from the whole digest).
+    fn context_of(
+        &self,
+        env: &Env<'_>,
+        part: &Notification,
+        titled: &Notification,
+    ) -> Result<Value, DeliveryError> {
+        env.context_with_preview(part, titled, &self.summary, self.summary_max)
     }
 
     /// The recipients, rendered from the templates.
@@ -237,14 +242,15 @@ impl WecomApp {
         let ctx = self.context(env, n)?;
         match self.msgtype {
             AppMsgType::Text | AppMsgType::Markdown => {
-                let render = |n: &Notification| -> Result<String, DeliveryError> {
-                    let ctx = self.context(env, n)?;
-                    Ok(env
-                        .templates
-                        .render(&self.content, &ctx)?
-                        .trim()
-                        .to_string())
-                };
+                let render =
+                    |part: &Notification, titled: &Notification| -> Result<String, DeliveryError> {
+                        let ctx = self.context_of(env, part, titled)?;
+                        Ok(env
+                            .templates
+                            .render(&self.content, &ctx)?
+                            .trim()
+                            .to_string())
+                    };
                 Ok(split_by_bytes(env, n, CONTENT_MAX_BYTES, render)?
                     .into_iter()
                     .map(|content| json!({ "content": content }))

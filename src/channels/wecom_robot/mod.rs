@@ -162,17 +162,27 @@ impl WecomRobot {
 
     /// The template context with the preview line (`preview`) added.
     fn context(&self, env: &Env<'_>, n: &Notification) -> Result<Value, DeliveryError> {
-        let mut ctx = env.templates.context(n, env.now);
-        let summary = text::one_line(&env.templates.render(&self.summary, &ctx)?);
-        let preview = text::truncate(&summary, self.summary_max);
-        if let Value::Object(m) = &mut ctx {
-            m.insert("preview".into(), json!(preview));
-        }
-        Ok(ctx)
+        self.context_of(env, n, n)
     }
 
-    fn render_content(&self, env: &Env<'_>, n: &Notification) -> Result<String, DeliveryError> {
-        let ctx = self.context(env, n)?;
+    /// The context of `part`, with the preview line of `titled` (a digest page holds no alerts,
+    /// and takes its title from the whole digest).
+    fn context_of(
+        &self,
+        env: &Env<'_>,
+        part: &Notification,
+        titled: &Notification,
+    ) -> Result<Value, DeliveryError> {
+        env.context_with_preview(part, titled, &self.summary, self.summary_max)
+    }
+
+    fn render_content(
+        &self,
+        env: &Env<'_>,
+        part: &Notification,
+        titled: &Notification,
+    ) -> Result<String, DeliveryError> {
+        let ctx = self.context_of(env, part, titled)?;
         Ok(env
             .templates
             .render(&self.content, &ctx)?
@@ -188,7 +198,7 @@ impl WecomRobot {
         suffix: &str,
     ) -> Result<Vec<String>, DeliveryError> {
         let max = self.msgtype.max_bytes() - suffix.len();
-        let mut parts = split_by_bytes(env, n, max, |n| self.render_content(env, n))?;
+        let mut parts = split_by_bytes(env, n, max, |p, t| self.render_content(env, p, t))?;
         // Mentions once, on the last part, so people are notified once.
         if let Some(last) = parts.last_mut() {
             last.push_str(suffix);
@@ -326,23 +336,62 @@ impl WecomRobot {
 /// `render(n)` when it fits in `max` UTF-8 bytes; otherwise the alerts split into consecutive
 /// groups whose renderings fit, as few as possible, each headed "(i/n)". A single alert too
 /// long alone is cut on a character boundary with an ellipsis.
+///
+/// A storm digest's line can name hundreds of groups and outgrow a part by itself: when it
+/// leaves less than half a part for the alerts, it is paged first, at its item boundaries,
+/// onto parts of its own, and the alerts follow without it. Every group is named, none is cut.
+///
+/// `render(part, titled)` renders `part` with the preview line of `titled`.
 pub(crate) fn split_by_bytes(
     env: &Env<'_>,
     n: &Notification,
     max: usize,
-    render: impl Fn(&Notification) -> Result<String, DeliveryError>,
+    render: impl Fn(&Notification, &Notification) -> Result<String, DeliveryError>,
 ) -> Result<Vec<String>, DeliveryError> {
-    let content = render(n)?;
+    let content = render(n, n)?;
     if content.len() <= max {
         return Ok(vec![content]);
     }
     let limit = max.saturating_sub(PART_HEADER_ROOM);
+    let (mut bodies, rest) = match digest_pages(n, limit, &render)? {
+        Some((pages, rest)) => (pages, rest),
+        None => (Vec::new(), None),
+    };
+    let n = rest.as_ref().unwrap_or(n);
+    if !n.alerts.is_empty() || bodies.is_empty() {
+        bodies.extend(split_alerts(n, limit, &render)?);
+    }
+    let total = bodies.len();
+    let locale = env.templates.locale();
+    Ok(bodies
+        .into_iter()
+        .enumerate()
+        .map(|(i, body)| {
+            let header = match locale {
+                Locale::ZhCn => format!("（{}/{total}）", i + 1),
+                Locale::En => format!("({}/{total})", i + 1),
+            };
+            format!("{header}\n{body}")
+        })
+        .collect())
+}
+
+/// The alerts of `n` in consecutive groups whose renderings fit in `limit` bytes.
+fn split_alerts(
+    n: &Notification,
+    limit: usize,
+    render: &impl Fn(&Notification, &Notification) -> Result<String, DeliveryError>,
+) -> Result<Vec<String>, DeliveryError> {
+    let part = |from: usize, to: usize| -> Result<String, DeliveryError> {
+        let p = n.subset(n.alerts[from..to].to_vec());
+        render(&p, &p)
+    };
     // Halve until every piece fits (or is a single alert), then merge neighbours back while
     // the merged rendering still fits.
     let mut pending = vec![(0, n.alerts.len())];
     let mut leaves: Vec<(usize, usize, String)> = Vec::new();
     while let Some((from, to)) = pending.pop() {
-        let body = render(&n.subset(n.alerts[from..to].to_vec()))?;
+        let body = part(from, to)?;
         if body.len() <= limit {
             leaves.push((from, to, body));
         } else if to - from <= 1 {
@@ -357,7 +406,7 @@ pub(crate) fn split_by_bytes(
     let mut merged: Vec<(usize, usize, String)> = Vec::new();
     for (from, to, body) in leaves {
         if let Some(last) = merged.last_mut() {
-            let both = render(&n.subset(n.alerts[last.0..to].to_vec()))?;
+            let both = part(last.0, to)?;
             if both.len() <= limit {
                 *last = (last.0, to, both);
                 continue;
@@ -365,19 +414,70 @@ pub(crate) fn split_by_bytes(
         }
         merged.push((from, to, body));
     }
-    let total = merged.len();
-    let locale = env.templates.locale();
-    Ok(merged
-        .into_iter()
-        .enumerate()
-        .map(|(i, (_, _, body))| {
-            let header = match locale {
-                Locale::ZhCn => format!("（{}/{total}）", i + 1),
-                Locale::En => format!("({}/{total})", i + 1),
-            };
-            format!("{header}\n{body}")
-        })
-        .collect())
+    Ok(merged.into_iter().map(|(_, _, body)| body).collect())
+}
+
+/// A digest whose line leaves less than half of `limit` for the alerts: the line in pages that
+/// each fit a part of their own (no alerts, the whole digest's preview), and the digest without
+/// its line for the alerts that follow. `None` for anything else.
+fn digest_pages(
+    n: &Notification,
+    limit: usize,
+    render: &impl Fn(&Notification, &Notification) -> Result<String, DeliveryError>,
+) -> Result<Option<(Vec<String>, Option<Notification>)>, DeliveryError> {
+    let Some(line) = n.digest.as_deref() else {
+        return Ok(None);
+    };
+    let mut page = n.without_alerts();
+    page.truncated_alerts = 0;
+    let mut render_page = |text: &str| -> Result<String, DeliveryError> {
+        page.digest = Some(text.to_string());
+        render(&page, n)
+    };
+    if render_page(line)?.len() <= limit / 2 {
+        return Ok(None);
+    }
+    // Items end after ", " or " · ": a page boundary never falls inside a name.
+    let mut items: Vec<&str> = Vec::new();
+    let mut start = 0;
+    for (i, _) in line.match_indices([',', '·']) {
+        let end = (i + line[i..].chars().next().map_or(1, char::len_utf8) + 1).min(line.len());
+        if line.is_char_boundary(end) && end > start {
+            items.push(&line[start..end]);
+            start = end;
+        }
+    }
+    if start < line.len() {
+        items.push(&line[start..]);
+    }
+    // Greedy by bytes, each page checked by rendering it (templates may escape): a page over
+    // the limit gives back its last item, a single item over it is cut with an ellipsis.
+    let mut pages = Vec::new();
+    let mut i = 0;
+    while i < items.len() {
+        let mut j = i + 1;
+        let mut bytes = items[i].len();
+        while j < items.len() && bytes + items[j].len() <= limit {
+            bytes += items[j].len();
+            j += 1;
+        }
+        loop {
+            let body = render_page(items[i..j].concat().trim())?;
+            if body.len() <= limit {
+                pages.push(body);
+                break;
+            }
+            if j - i == 1 {
+                pages.push(text::truncate_bytes(&body, limit));
+                break;
+            }
+            j -= 1;
+        }
+        i = j;
+    }
+    let mut rest = n.clone();
+    rest.digest = None;
+    Ok(Some((pages, Some(rest))))
 }
 
 #[cfg(test)]
