@@ -354,7 +354,7 @@ pub(crate) fn split_by_bytes(
     }
     let limit = max.saturating_sub(PART_HEADER_ROOM);
     let (mut bodies, rest) = match digest_pages(n, limit, &render)? {
-        Some((pages, rest)) => (pages, rest),
+        Some((pages, rest)) => (pages, Some(rest)),
         None => (Vec::new(), None),
     };
     let n = rest.as_ref().unwrap_or(n);
@@ -424,7 +424,7 @@ fn digest_pages(
     n: &Notification,
     limit: usize,
     render: &impl Fn(&Notification, &Notification) -> Result<String, DeliveryError>,
-) -> Result<Option<(Vec<String>, Option<Notification>)>, DeliveryError> {
+) -> Result<Option<(Vec<String>, Notification)>, DeliveryError> {
     let Some(line) = n.digest.as_deref() else {
         return Ok(None);
     };
@@ -477,7 +477,7 @@ fn digest_pages(
     }
     let mut rest = n.clone();
     rest.digest = None;
-    Ok(Some((pages, Some(rest))))
+    Ok(Some((pages, rest)))
 }
 
 #[cfg(test)]
