@@ -122,7 +122,7 @@ enum DeadLetters {
 }
 
 fn main() -> ExitCode {
-    one_malloc_arena();
+    purge_freed_memory();
     let args = Args::parse();
     init_logging(&args);
     match run(args) {
@@ -134,20 +134,26 @@ fn main() -> ExitCode {
     }
 }
 
-/// Makes glibc's allocator keep one arena for every thread, unless `MALLOC_ARENA_MAX` says
-/// otherwise. By default each thread that allocates gets its own arena (up to eight per
-/// CPU), and memory freed in one is not reused by another nor given back to the system: a
-/// large notification parsed on one thread and rendered on another held its size twice
-/// over, 99.7 MB of RSS for 10,000 alerts instead of 61.4 MB (docs/performance.md). Called
-/// first, before any other thread exists.
-fn one_malloc_arena() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
-        // SAFETY: mallopt only changes the allocator's settings; it is called before any
-        // other thread is started, so nothing allocates concurrently.
-        unsafe {
-            libc::mallopt(libc::M_ARENA_MAX, 1);
-        }
+/// mimalloc: a heap per thread, so the store's writer thread and the HTTP threads do not queue
+/// for one malloc lock (glibc with one arena spent a tenth of the writer's time there), and
+/// memory freed by another thread than the one that allocated it is reused (glibc with an
+/// arena per thread held a large notification parsed on one thread and rendered on another
+/// twice over). [`purge_freed_memory`] sets the options that keep the peak bounded.
+/// docs/performance.md has the figures.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// mimalloc's `mi_option_purge_delay`, as numbered in the `mi_option_t` of the bundled mimalloc
+/// (v3's `include/mimalloc.h`; the crate's bindings do not name it).
+const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
+
+/// Gives freed memory back to the system at once instead of after 10 ms, unless
+/// `MIMALLOC_PURGE_DELAY` says otherwise: a notification's memory is gone before the next one
+/// is parsed. (Transparent huge pages are left out at build time, see Cargo.toml.)
+fn purge_freed_memory() {
+    if std::env::var_os("MIMALLOC_PURGE_DELAY").is_none() {
+        // SAFETY: mi_option_set only stores the option's value (an unknown option is ignored).
+        unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, 0) };
     }
 }
 
