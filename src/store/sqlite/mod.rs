@@ -155,12 +155,10 @@ impl SqliteStore {
         // fewer than the queue, dedupe and history use).
         conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
         // Each request runs in a savepoint of its own, whose undo pages (the statement journal)
-        // SQLite spills to a temporary file past 64 KiB: with a batch of webhooks that was two
-        // thirds of the bytes written. Kept in memory, they never reach a file; they only
-        // undo a failed request within its transaction, which memory serves as well.
-        conn.execute_batch(
-            "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA temp_store=MEMORY;",
-        )
+        // SQLite spills to a temporary file past 64 KiB. Kept in memory (temp_store=MEMORY) they
+        // cost nothing measurable less, and a request that changes many rows (marking 16,384
+        // merged deliveries in the history) held 35 MB for them: they stay in the file.
+        conn.execute_batch("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;")
         .map_err(|e| err(e.to_string()))?;
         conn.execute_batch(SCHEMA).map_err(|e| err(e.to_string()))?;
         conn.execute_batch(chatops::SCHEMA)
