@@ -1,5 +1,5 @@
 //! alertmanager-wechat: receives Prometheus Alertmanager and Grafana webhooks and delivers
-//! them to WeChat through WxPusher, a WeChat Official Account or weixin-gateway.
+//! them to WeChat through WxPusher, a WeChat Official Account, weixin-gateway or WeCom.
 //!
 //! # Layout
 //! The modules follow a notification's path, and each uses only the ones listed before it
@@ -17,7 +17,8 @@
 //!   ([`store::history`]); each record's module holds its types and the dispatch, each
 //!   backend's folder how it keeps them.
 //! - [`channels`] (send): one folder per upstream (`wxpusher/`, `official_account/`,
-//!   `weixin_gateway/`, `console/`), each owning its requests, limits, error codes and client;
+//!   `weixin_gateway/`, `wecom_robot/`, `wecom_app/`, `console/`), each owning its requests,
+//!   limits, error codes and client, over one HTTP helper (`channels/http.rs`);
 //!   the channel contract ([`channels::Integration`], [`channels::error`] with what a failure
 //!   says happens next), per-integration options, rate limits and the long-lived upstream
 //!   state ([`channels::state`]).

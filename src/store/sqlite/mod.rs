@@ -148,18 +148,15 @@ impl SqliteStore {
             message,
         };
         std::fs::create_dir_all(dir).map_err(|e| err(e.to_string()))?;
+        keep_statement_journals_in_memory();
         let conn = Connection::open(dir.join(FILE)).map_err(|e| err(e.to_string()))?;
         conn.busy_timeout(Duration::from_secs(5))
             .map_err(|e| err(e.to_string()))?;
         // Every statement the writer runs often stays compiled (rusqlite keeps 16 by default,
         // fewer than the queue, dedupe and history use).
         conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
-        // Each request runs in a savepoint of its own, whose undo pages (the statement journal)
-        // SQLite spills to a temporary file past 64 KiB. Kept in memory (temp_store=MEMORY) they
-        // cost nothing measurable less, and a request that changes many rows (marking 16,384
-        // merged deliveries in the history) held 35 MB for them: they stay in the file.
         conn.execute_batch("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;")
-        .map_err(|e| err(e.to_string()))?;
+            .map_err(|e| err(e.to_string()))?;
         conn.execute_batch(SCHEMA).map_err(|e| err(e.to_string()))?;
         conn.execute_batch(chatops::SCHEMA)
             .map_err(|e| err(e.to_string()))?;
@@ -980,6 +977,37 @@ fn run_writer(mut w: Writer, mut rx: mpsc::UnboundedReceiver<Op>, refuse: &Atomi
             reply(if wrote { commit.as_ref() } else { None });
         }
     }
+}
+
+/// Undo pages a request's savepoint keeps in memory before SQLite writes them to a temporary
+/// file (its default: 64 KiB).
+const STATEMENT_JOURNAL_SPILL: i32 = 1024 * 1024;
+
+/// Each request runs in a savepoint of its own, whose undo pages (the statement journal) SQLite
+/// writes to a temporary file past 64 KiB: a batch of webhooks wrote two pages there for each
+/// page of WAL, most of the writer's system time. Past 1 MiB a request's pages still go to the
+/// file, so a request that changes many rows (marking 16,384 merged deliveries in the history)
+/// holds 1 MiB for them, not all (in memory without a bound, 35 MB). SQLite takes this setting
+/// only before its first connection; once set, or too late, it is not tried again.
+fn keep_statement_journals_in_memory() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        // SAFETY: sqlite3_config with SQLITE_CONFIG_STMTJRNL_SPILL takes one int; before SQLite
+        // is initialised it sets the threshold, afterwards it returns SQLITE_MISUSE and
+        // changes nothing.
+        let rc = unsafe {
+            rusqlite::ffi::sqlite3_config(
+                rusqlite::ffi::SQLITE_CONFIG_STMTJRNL_SPILL,
+                STATEMENT_JOURNAL_SPILL,
+            )
+        };
+        if rc != rusqlite::ffi::SQLITE_OK {
+            tracing::debug!(
+                rc,
+                "store: SQLite was initialised already; statement journals spill at 64 KiB"
+            );
+        }
+    });
 }
 
 /// WAL pages past which the writer checkpoints what the checkpointer has not copied yet.
