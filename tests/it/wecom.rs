@@ -281,6 +281,35 @@ async fn wecom_robot_minus_one_is_retried_and_45009_waits_for_the_minute() {
     );
 }
 
+/// Posts `n` one-alert notifications, each its own group (`{prefix}000`, …), one after the
+/// other; returns the group names.
+async fn post_storm(srv: &TestServer, prefix: &str, n: usize, severity: &str) -> BTreeSet<String> {
+    let mut groups = BTreeSet::new();
+    for g in 0..n {
+        let name = format!("{prefix}{g:03}");
+        groups.insert(name.clone());
+        let body = json!({"receiver": "wechat", "status": "firing",
+            "alerts": [{"status": "firing", "labels": {"alertname": name, "severity": severity},
+                "annotations": {"summary": "储存节点离线"}, "startsAt": "2026-11-25T08:00:00Z",
+                "endsAt": "0001-01-01T00:00:00Z", "generatorURL": "", "fingerprint": format!("{prefix}{g:04}")}],
+            "groupLabels": {"alertname": name}, "commonLabels": {}, "commonAnnotations": {},
+            "externalURL": "http://alertmanager:9093", "version": "4",
+            "groupKey": format!("{{}}:{{alertname=\"{name}\"}}"), "truncatedAlerts": 0});
+        assert_eq!(srv.post("/webhook", body.to_string()).await.0, 200);
+    }
+    groups
+}
+
+/// Waits until every group is named in some message the robot got.
+async fn wait_every_group(mock: &MockWecom, groups: &BTreeSet<String>, timeout: Duration) {
+    mock.wait(timeout, "every group", |r| {
+        groups
+            .iter()
+            .all(|g| r.iter().any(|r| r.content().contains(g.as_str())))
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn wecom_robot_storm_never_exceeds_the_window_and_keeps_every_group() {
     let mock = mock().await;
@@ -291,25 +320,8 @@ async fn wecom_robot_storm_never_exceeds_the_window_and_keeps_every_group() {
         "        msgtype: text\n        rate_limit: { rate: 9.5, burst: 1 }\n        coalesce_after: 1s",
     ))
     .await;
-    let mut groups = BTreeSet::new();
-    for g in 0..150 {
-        let name = format!("Storm{g:03}");
-        groups.insert(name.clone());
-        let body = json!({"receiver": "wechat", "status": "firing",
-            "alerts": [{"status": "firing", "labels": {"alertname": name, "severity": "critical"},
-                "annotations": {"summary": "储存节点离线"}, "startsAt": "2026-11-25T08:00:00Z",
-                "endsAt": "0001-01-01T00:00:00Z", "generatorURL": "", "fingerprint": format!("st{g:04}")}],
-            "groupLabels": {"alertname": name}, "commonLabels": {}, "commonAnnotations": {},
-            "externalURL": "http://alertmanager:9093", "version": "4",
-            "groupKey": format!("{{}}:{{alertname=\"{name}\"}}"), "truncatedAlerts": 0});
-        assert_eq!(srv.post("/webhook", body.to_string()).await.0, 200);
-    }
-    mock.wait(Duration::from_secs(60), "every group", |r| {
-        groups
-            .iter()
-            .all(|g| r.iter().any(|r| r.content().contains(g.as_str())))
-    })
-    .await;
+    let groups = post_storm(&srv, "Storm", 150, "critical").await;
+    wait_every_group(&mock, &groups, Duration::from_secs(60)).await;
     let reqs = mock.robot_requests();
     srv.stop().await;
     assert!(reqs.len() < 150, "coalesced: {} messages", reqs.len());
@@ -337,25 +349,8 @@ async fn wecom_robot_digest_of_300_groups_names_every_group_in_whole_parts() {
         "        msgtype: text\n        rate_limit: { rate: 4, burst: 1 }\n        coalesce_after: 1s",
     ))
     .await;
-    let mut groups = BTreeSet::new();
-    for g in 0..300 {
-        let name = format!("Flood{g:03}");
-        groups.insert(name.clone());
-        let body = json!({"receiver": "wechat", "status": "firing",
-            "alerts": [{"status": "firing", "labels": {"alertname": name, "severity": "warning"},
-                "annotations": {"summary": "队列积压"}, "startsAt": "2026-11-25T08:00:00Z",
-                "endsAt": "0001-01-01T00:00:00Z", "generatorURL": "", "fingerprint": format!("fl{g:04}")}],
-            "groupLabels": {"alertname": name}, "commonLabels": {}, "commonAnnotations": {},
-            "externalURL": "http://alertmanager:9093", "version": "4",
-            "groupKey": format!("{{}}:{{alertname=\"{name}\"}}"), "truncatedAlerts": 0});
-        assert_eq!(srv.post("/webhook", body.to_string()).await.0, 200);
-    }
-    mock.wait(Duration::from_secs(90), "every group", |r| {
-        groups
-            .iter()
-            .all(|g| r.iter().any(|r| r.content().contains(g.as_str())))
-    })
-    .await;
+    let groups = post_storm(&srv, "Flood", 300, "warning").await;
+    wait_every_group(&mock, &groups, Duration::from_secs(90)).await;
     let reqs = mock.robot_requests();
     srv.stop().await;
     assert!(reqs.len() < 100, "coalesced: {} messages", reqs.len());
