@@ -208,18 +208,7 @@ impl WecomApp {
     }
 
     fn context(&self, env: &Env<'_>, n: &Notification) -> Result<Value, DeliveryError> {
-        self.context_of(env, n, n)
-    }
-
-    /// The context of `part`, with the preview line of `titled` (a digest page holds no alerts,
-    /// and takes its title from the whole digest).
-    fn context_of(
-        &self,
-        env: &Env<'_>,
-        part: &Notification,
-        titled: &Notification,
-    ) -> Result<Value, DeliveryError> {
-        env.context_with_preview(part, titled, &self.summary, self.summary_max)
+        env.context_with_preview(n, n, &self.summary, self.summary_max)
     }
 
     /// The recipients, rendered from the templates.
@@ -242,15 +231,17 @@ impl WecomApp {
         let ctx = self.context(env, n)?;
         match self.msgtype {
             AppMsgType::Text | AppMsgType::Markdown => {
-                let render =
-                    |part: &Notification, titled: &Notification| -> Result<String, DeliveryError> {
-                        let ctx = self.context_of(env, part, titled)?;
-                        Ok(env
-                            .templates
-                            .render(&self.content, &ctx)?
-                            .trim()
-                            .to_string())
-                    };
+                let render = |part: &Notification,
+                              titled: &Notification|
+                 -> Result<String, DeliveryError> {
+                    let ctx =
+                        env.context_with_preview(part, titled, &self.summary, self.summary_max)?;
+                    Ok(env
+                        .templates
+                        .render(&self.content, &ctx)?
+                        .trim()
+                        .to_string())
+                };
                 Ok(split_by_bytes(env, n, CONTENT_MAX_BYTES, render)?
                     .into_iter()
                     .map(|content| json!({ "content": content }))

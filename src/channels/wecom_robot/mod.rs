@@ -162,18 +162,7 @@ impl WecomRobot {
 
     /// The template context with the preview line (`preview`) added.
     fn context(&self, env: &Env<'_>, n: &Notification) -> Result<Value, DeliveryError> {
-        self.context_of(env, n, n)
-    }
-
-    /// The context of `part`, with the preview line of `titled` (a digest page holds no alerts,
-    /// and takes its title from the whole digest).
-    fn context_of(
-        &self,
-        env: &Env<'_>,
-        part: &Notification,
-        titled: &Notification,
-    ) -> Result<Value, DeliveryError> {
-        env.context_with_preview(part, titled, &self.summary, self.summary_max)
+        env.context_with_preview(n, n, &self.summary, self.summary_max)
     }
 
     fn render_content(
@@ -182,7 +171,7 @@ impl WecomRobot {
         part: &Notification,
         titled: &Notification,
     ) -> Result<String, DeliveryError> {
-        let ctx = self.context_of(env, part, titled)?;
+        let ctx = env.context_with_preview(part, titled, &self.summary, self.summary_max)?;
         Ok(env
             .templates
             .render(&self.content, &ctx)?
