@@ -1,6 +1,8 @@
 //! The delivery history in SQLite: table `history`, one JSON record per delivery with the
-//! columns filters and updates look up by. Written on the store's writer thread like
-//! everything else, so an update (read, change, write back) is atomic.
+//! columns filters and updates look up by, and the notification's JSON in a column of its own
+//! (encoded by the caller, written once; an update rewrites only the small record). Written on
+//! the store's writer thread like everything else, so an update (read, change, write back) is
+//! atomic.
 
 use chrono::{DateTime, Utc};
 use rusqlite::{Connection, OptionalExtension, params};
