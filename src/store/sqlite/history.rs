@@ -29,19 +29,6 @@ CREATE INDEX IF NOT EXISTS history_accepted ON history (accepted_at);
 CREATE INDEX IF NOT EXISTS history_adopt ON history (receiver, integration, adoptable);
 "#;
 
-/// Stores created before the notification had a column of its own get it.
-pub(super) fn add_notification_column(conn: &Connection) -> Result<(), rusqlite::Error> {
-    let has: bool = conn.query_row(
-        "SELECT count(*) > 0 FROM pragma_table_info('history') WHERE name = 'notification'",
-        [],
-        |r| r.get(0),
-    )?;
-    if !has {
-        conn.execute_batch("ALTER TABLE history ADD COLUMN notification TEXT")?;
-    }
-    Ok(())
-}
-
 /// A record ready for the writer: its notification taken out and already JSON, so that the one
 /// writer thread spends its time on SQL, not on encoding (it was a tenth of its time).
 pub(super) struct Encoded {

@@ -162,9 +162,15 @@ impl SqliteStore {
             .map_err(|e| err(e.to_string()))?;
         conn.execute_batch(history::SCHEMA)
             .map_err(|e| err(e.to_string()))?;
-        add_held_column(&conn).map_err(|e| err(e.to_string()))?;
-        history::add_notification_column(&conn).map_err(|e| err(e.to_string()))?;
-        add_starts_column(&conn).map_err(|e| err(e.to_string()))?;
+        // Stores written before these columns existed: resolved jobs held for grouping, attempts
+        // counted at their start, the history's notification in a column of its own.
+        for (table, column, decl) in [
+            ("jobs", "held", "INTEGER NOT NULL DEFAULT 0"),
+            ("jobs", "starts", "INTEGER NOT NULL DEFAULT 0"),
+            ("history", "notification", "TEXT"),
+        ] {
+            add_column(&conn, table, column, decl).map_err(|e| err(e.to_string()))?;
+        }
         if owner {
             // A previous run's in-flight jobs may or may not have reached the upstream: again.
             conn.execute(
@@ -818,28 +824,20 @@ fn admit_in(
     Ok((out, spent))
 }
 
-/// Stores created before held jobs existed get the column.
-/// Stores written before attempts were counted at their start lack `starts`.
-fn add_starts_column(conn: &Connection) -> Result<(), rusqlite::Error> {
+/// Adds `table.column` (declared as `decl`) to a store written before the column existed.
+fn add_column(
+    conn: &Connection,
+    table: &str,
+    column: &str,
+    decl: &str,
+) -> Result<(), rusqlite::Error> {
     let has: bool = conn.query_row(
-        "SELECT count(*) > 0 FROM pragma_table_info('jobs') WHERE name = 'starts'",
-        [],
+        "SELECT count(*) > 0 FROM pragma_table_info(?1) WHERE name = ?2",
+        [table, column],
         |r| r.get(0),
     )?;
     if !has {
-        conn.execute_batch("ALTER TABLE jobs ADD COLUMN starts INTEGER NOT NULL DEFAULT 0")?;
-    }
-    Ok(())
-}
-
-fn add_held_column(conn: &Connection) -> Result<(), rusqlite::Error> {
-    let has: bool = conn.query_row(
-        "SELECT count(*) > 0 FROM pragma_table_info('jobs') WHERE name = 'held'",
-        [],
-        |r| r.get(0),
-    )?;
-    if !has {
-        conn.execute_batch("ALTER TABLE jobs ADD COLUMN held INTEGER NOT NULL DEFAULT 0")?;
+        conn.execute_batch(&format!("ALTER TABLE {table} ADD COLUMN {column} {decl}"))?;
     }
     Ok(())
 }
