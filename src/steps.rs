@@ -25,8 +25,12 @@ impl Step for Dedupe {
 
     fn claimed<'a>(&'a self, store: &'a Store, jobs: Vec<Job>) -> BoxFuture<'a, Claimed> {
         Box::pin(async move {
-            let (jobs, queued) = crate::dedupe::release_held(store, jobs).await;
-            Claimed { jobs, queued }
+            let (jobs, merged) = crate::dedupe::release_held(store, jobs).await;
+            Claimed {
+                jobs,
+                queued: !merged.is_empty(),
+                merged,
+            }
         })
     }
 

@@ -336,12 +336,16 @@ pub async fn sent(
 
 /// Takes the held jobs out of freshly claimed `jobs`: for each receiver integration with one
 /// due, every held job of it (due or not) is replaced, in one store transaction, by one merged
-/// job due now. Returns the other jobs, to deliver. Whether anything was merged is returned
-/// too, so the caller can look for the merged job at once.
-pub async fn release_held(store: &Store, jobs: Vec<Job>) -> (Vec<Job>, bool) {
+/// job due now. Returns the other jobs, to deliver, and what was merged (the held jobs' ids and
+/// the jobs that replaced them), so the caller can record it and look for the merged job at
+/// once.
+pub async fn release_held(
+    store: &Store,
+    jobs: Vec<Job>,
+) -> (Vec<Job>, Vec<(Vec<i64>, Vec<NewJob>)>) {
     let (held, rest): (Vec<Job>, Vec<Job>) = jobs.into_iter().partition(|j| j.held);
     if held.is_empty() {
-        return (rest, false);
+        return (rest, Vec::new());
     }
     let mut by_target: BTreeMap<(String, IntegrationId), Vec<Job>> = BTreeMap::new();
     for j in held {
@@ -350,7 +354,7 @@ pub async fn release_held(store: &Store, jobs: Vec<Job>) -> (Vec<Job>, bool) {
             .or_default()
             .push(j);
     }
-    let mut merged_any = false;
+    let mut released = Vec::new();
     for ((receiver, integration), mut jobs) in by_target {
         match store.claim_held(&receiver, &integration).await {
             Ok(more) => jobs.extend(more),
@@ -360,10 +364,10 @@ pub async fn release_held(store: &Store, jobs: Vec<Job>) -> (Vec<Job>, bool) {
         let count = jobs.len();
         let merged = merge_held(jobs.clone());
         let alerts: usize = merged.iter().map(|m| m.notification.alerts.len()).sum();
-        match store.complete(ids, merged).await {
+        match store.complete(ids.clone(), merged.clone()).await {
             Ok(()) => {
                 debug!(%receiver, %integration, notifications = count, alerts, "resolved alerts merged into one message");
-                merged_any = true;
+                released.push((ids, merged));
             }
             Err(e) => {
                 warn!(error = %e, "cannot merge held resolved jobs; they are tried again later");
@@ -380,7 +384,7 @@ pub async fn release_held(store: &Store, jobs: Vec<Job>) -> (Vec<Job>, bool) {
             }
         }
     }
-    (rest, merged_any)
+    (rest, released)
 }
 
 #[cfg(test)]

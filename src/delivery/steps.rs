@@ -35,6 +35,10 @@ pub struct Claimed {
     pub jobs: Vec<Job>,
     /// New jobs were queued, due at once: worth claiming again without waiting.
     pub queued: bool,
+    /// Jobs a step settled by merging them into new ones: the ids taken out and the jobs
+    /// queued in their place. The engine records it in the history, so that each merged
+    /// delivery says which one took it over instead of staying `queued`.
+    pub merged: Vec<(Vec<i64>, Vec<NewJob>)>,
 }
 
 pub trait Step: Send + Sync {
@@ -52,6 +56,7 @@ pub trait Step: Send + Sync {
             Claimed {
                 jobs,
                 queued: false,
+                merged: Vec::new(),
             }
         })
     }
@@ -98,12 +103,15 @@ pub async fn claimed(steps: &Steps, store: &Store, jobs: Vec<Job>) -> Claimed {
     let mut out = Claimed {
         jobs,
         queued: false,
+        merged: Vec::new(),
     };
     for step in steps.iter() {
-        let c = step.claimed(store, out.jobs).await;
+        let mut c = step.claimed(store, out.jobs).await;
+        out.merged.append(&mut c.merged);
         out = Claimed {
             jobs: c.jobs,
             queued: out.queued || c.queued,
+            merged: out.merged,
         };
     }
     out

@@ -109,8 +109,15 @@ impl Workers {
                     }
                 };
                 // The steps may settle some (held jobs merged into one, claimed next).
-                let super::steps::Claimed { jobs, queued } =
-                    super::steps::claimed(&ctx.steps, store, jobs).await;
+                let super::steps::Claimed {
+                    jobs,
+                    queued,
+                    merged,
+                } = super::steps::claimed(&ctx.steps, store, jobs).await;
+                // Recorded before the next claim, so the merged job finds its record to adopt.
+                for (ids, into) in merged {
+                    super::history::merged(store, &rt.config.web, &ids, &into).await;
+                }
                 if queued {
                     ctx.queue.wake.notify_one();
                 }

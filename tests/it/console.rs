@@ -551,3 +551,75 @@ fn auth_admin_needs_credentials_and_takes_one_kind() {
         ""
     );
 }
+
+/// The examples posted in order, firing then resolved, with resolved grouping on: the held
+/// resolved delivery is merged into the resolved message that goes out, and its record says
+/// so (`merged`, pointing at the record of that message), instead of staying `queued`.
+async fn held_resolved_delivery_is_recorded_as_merged(storage: &str) {
+    let mock = MockWxPusher::start().await;
+    let extra = format!("{storage}\ndedupe: {{ window: 5m, resolved_group_wait: 1s }}");
+    let srv = TestServer::start(&config(&mock, &extra)).await;
+    let http = Http::new(&srv.url);
+    for (i, name) in ["alertmanager-firing.json", "alertmanager-resolved.json"]
+        .into_iter()
+        .enumerate()
+    {
+        let payload: Value = serde_json::from_str(&example(name)).unwrap();
+        let r = http
+            .post(
+                "/webhook",
+                Some(&format!("Bearer {WEBHOOK_TOKEN}")),
+                Some("application/json"),
+                payload,
+            )
+            .await;
+        assert_eq!(r.status(), 200, "{name}");
+        mock.wait_for(i + 1, Duration::from_secs(20)).await;
+    }
+    // Both messages went out; the history catches up once the worker records the second.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let items = loop {
+        let v = http.json("/api/v1/deliveries").await;
+        let items = v["items"].as_array().unwrap().clone();
+        let sent = items.iter().filter(|d| d["state"] == "sent").count();
+        let merged = items.iter().filter(|d| d["state"] == "merged").count();
+        if sent == 2 && merged == 1 {
+            break items;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the history never settled: {v:#}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(items.len(), 3, "{items:#?}");
+    let merged = items.iter().find(|d| d["state"] == "merged").unwrap();
+    assert_eq!(merged["status"], "resolved");
+    assert_eq!(merged["attempts"], 0);
+    let into = merged["digest"].as_i64().expect("which delivery took it over");
+    let took_over = items.iter().find(|d| d["id"] == into).unwrap();
+    assert_eq!(
+        (&took_over["state"], &took_over["status"], &took_over["merged"]),
+        (&json!("sent"), &json!("resolved"), &json!(1)),
+        "{took_over:#}"
+    );
+    let queued = http.json("/api/v1/deliveries?status=queued").await;
+    assert_eq!(queued["items"], json!([]), "{queued:#}");
+}
+
+#[tokio::test]
+async fn held_resolved_delivery_is_recorded_as_merged_sqlite() {
+    held_resolved_delivery_is_recorded_as_merged("").await;
+}
+
+#[tokio::test]
+async fn held_resolved_delivery_is_recorded_as_merged_redis() {
+    let Some(redis) = crate::support::redis::RedisServer::start().await else {
+        return;
+    };
+    let storage = format!(
+        "storage: {{ path: $DATA, redis_url: \"{}\" }}",
+        redis.url
+    );
+    held_resolved_delivery_is_recorded_as_merged(&storage).await;
+}
