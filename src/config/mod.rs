@@ -33,6 +33,7 @@ pub use crate::template::Locale;
 
 pub mod chatops;
 mod recover;
+mod timezone;
 
 /// The built-in configuration used when no `--config.file` is given: every alert to the console.
 pub const DEFAULT_CONFIG: &str = r#"# Built-in default: print every notification, rendered, to standard output.
@@ -119,7 +120,10 @@ pub struct Config {
 #[serde(deny_unknown_fields)]
 pub struct Global {
     /// Zone for times shown in messages.
-    #[serde(default = "default_timezone")]
+    #[serde(
+        default = "default_timezone",
+        deserialize_with = "timezone::deserialize"
+    )]
     pub timezone: chrono_tz::Tz,
     /// Language of the shipped templates.
     #[serde(default)]
@@ -1267,6 +1271,19 @@ mod tests {
         assert_eq!(c.route.receiver.as_deref(), Some("console"));
         assert_eq!(c.global.summary_max_chars, 20);
         assert_eq!(c.web.max_body_bytes, 4 * 1024 * 1024);
+    }
+
+    #[test]
+    fn a_time_zone_that_is_not_an_iana_name_gets_a_hint() {
+        let e = first_error(
+            "global: {timezone: Beijing}\nroute: {receiver: a}\nreceivers:\n  - name: a\n    console_configs: [{}]\n",
+        );
+        assert!(
+            e.starts_with(
+                "test.yml: global.timezone: unknown time zone \"Beijing\": use an IANA time zone name such as Asia/Shanghai (did you mean Asia/Shanghai?)"
+            ),
+            "{e}"
+        );
     }
 
     #[test]
