@@ -331,13 +331,21 @@ fn with_templates(rt: &Runtime, templates: &BTreeMap<String, String>) -> Result<
     Ok(fresh)
 }
 
-/// The line and column out of handlebars' message: `… in "name":3:9 …` (its parse
-/// errors) or `line 3, col 9` (its render errors).
+/// The line and column out of a template error: `line 3, column 9: …` (syntax errors, which
+/// then quote the line, so it is read first), `line 3, col 9` (handlebars' render errors) or
+/// `… in "name":3:9 …`.
 fn place(message: &str) -> (Option<u64>, Option<u64>) {
     let digits = |s: &str| -> Option<u64> {
         let d: String = s.chars().take_while(char::is_ascii_digit).collect();
         d.parse().ok()
     };
+    if let Some(rest) = message.strip_prefix("line ")
+        && let Some(line) = digits(rest)
+    {
+        let after = &rest[line.to_string().len()..];
+        let column = after.strip_prefix(", column ").and_then(digits);
+        return (Some(line), column);
+    }
     let mut rest = message;
     while let Some(i) = rest.find("\":") {
         rest = &rest[i + 2..];
@@ -580,6 +588,10 @@ mod tests {
         assert_eq!(
             place("Template error in \"wxpusher.content\":3:9  | reason"),
             (Some(3), Some(9))
+        );
+        assert_eq!(
+            place("line 2, column 8: unclosed `{{`\n  2 | {\"a\":1:2 {{\n    |        ^"),
+            (Some(2), Some(8))
         );
         assert_eq!(place("no place"), (None, None));
     }

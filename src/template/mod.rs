@@ -26,6 +26,8 @@ use serde_json::{Map, Value, json};
 
 use crate::webhook::{Alert, Notification, Status};
 
+mod syntax;
+
 /// The shipped templates: (locale, name, source). Names are what `{{> name}}` and the config's
 /// template fields refer to; a user file with the same name replaces one.
 const DEFAULTS: &[(&str, &str, &str)] = &[
@@ -272,7 +274,7 @@ impl Templates {
             .register_template_string(name, src)
             .map_err(|e| TemplateError {
                 name: name.to_string(),
-                message: e.to_string().replace('\n', " "),
+                message: syntax::describe(src, &e),
             })
     }
 
