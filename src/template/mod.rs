@@ -420,8 +420,13 @@ impl Templates {
         );
         // Pairing with the firing notification (resolved alerts only, when known).
         v.insert("firingSent".into(), json!(a.firing_sent_at.is_some()));
-        if let Some(first) = a.first_notified_at {
-            let secs = (end - first).num_seconds().max(0);
+        // Only when the first notification came before the end: one that came after it (a
+        // late or replayed firing notification) has no span to show, and a clamped `0s`
+        // would read as an instant recovery.
+        if let Some(first) = a.first_notified_at
+            && first <= end
+        {
+            let secs = (end - first).num_seconds();
             v.insert(
                 "notifiedDuration".into(),
                 json!(humanize(secs, self.locale)),
@@ -993,6 +998,42 @@ mod tests {
         // A small group gets its whole context.
         let n = group(BOUNDED_ALERTS, 0);
         assert_eq!(tpl.bounded_context(&n, now), tpl.context(&n, now));
+    }
+
+    #[test]
+    fn a_first_notification_after_the_recovery_shows_no_span() {
+        // The examples' alert resolved at 16:42 (Shanghai); its firing notification came
+        // either 42 minutes before that or, replayed, a week later.
+        let payload = include_str!("../../examples/alertmanager-resolved.json");
+        let mut n = Notification::parse(payload.as_bytes()).unwrap();
+        let ended = n.alerts[0].ended().unwrap().with_timezone(&Utc);
+        let now = ended + chrono::Duration::days(7);
+        for (loc, before, after) in [
+            (
+                Locale::ZhCn,
+                "- 首次通知：2026-11-25 16:00:00，至恢复 42分钟；告警消息未发出",
+                "- 首次通知：2026-12-02 16:42:00（晚于恢复时间）；告警消息未发出",
+            ),
+            (
+                Locale::En,
+                "- First notified: 2026-11-25 16:00:00, 42m before it resolved; no firing message went out",
+                "- First notified: 2026-12-02 16:42:00, after it had resolved; no firing message went out",
+            ),
+        ] {
+            let tpl = t(loc);
+            n.alerts[0].first_notified_at = Some(ended - chrono::Duration::minutes(42));
+            let text = tpl
+                .render("wxpusher.content", &tpl.context(&n, now))
+                .unwrap();
+            assert!(text.contains(before), "{text}");
+            n.alerts[0].first_notified_at = Some(now);
+            let ctx = tpl.context(&n, now);
+            assert!(ctx["alerts"][0].get("notifiedDuration").is_none(), "{ctx}");
+            assert!(ctx["alerts"][0].get("notifiedDurationSeconds").is_none());
+            let text = tpl.render("wxpusher.content", &ctx).unwrap();
+            assert!(text.contains(after), "{text}");
+            assert!(!text.contains("0秒") && !text.contains(" 0s "), "{text}");
+        }
     }
 
     #[test]
