@@ -33,6 +33,7 @@ pub const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; 
 
 pub fn routes() -> Router<Arc<App>> {
     Router::new()
+        .route("/", get(root))
         // Relative: `/prefix/ui` → `/prefix/ui/`.
         .route("/ui", get(|| async { redirect("ui/") }))
         .route("/ui/", get(playground))
@@ -40,6 +41,26 @@ pub fn routes() -> Router<Arc<App>> {
         .route("/ui/deadletters", get(dead_letters))
         .route("/ui/assets/console.js", get(js))
         .route("/ui/assets/console.css", get(css))
+}
+
+/// `GET /`: a person who opens the bare address is sent to the console when it is on (the
+/// console asks for credentials itself); otherwise there is nothing here.
+pub(super) async fn root(State(app): State<Arc<App>>) -> Response {
+    let rt = app.runtime.load();
+    if !rt.config.web.console_enabled(&rt.config.auth) {
+        return (StatusCode::NOT_FOUND, "not found\n").into_response();
+    }
+    // Under `web.route_prefix` the full path is known (`/prefix` → `/prefix/ui/`); without
+    // one the target stays relative, like every URL of the console, so that it also works
+    // behind a proxy that strips a prefix (`/prefix/` → `/prefix/ui/`).
+    let to = match rt.config.web.prefix() {
+        Some(p) => format!("{p}/ui/"),
+        None => "ui/".to_string(),
+    };
+    match HeaderValue::from_str(&to) {
+        Ok(to) => (StatusCode::FOUND, [(header::LOCATION, to)]).into_response(),
+        Err(_) => (StatusCode::NOT_FOUND, "not found\n").into_response(),
+    }
 }
 
 fn redirect(to: &'static str) -> Response {

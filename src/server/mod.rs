@@ -88,11 +88,15 @@ impl App {
 
 pub fn router(app: Arc<App>) -> Router {
     let prefix = app.runtime.load().config.web.prefix();
-    let routes = routes(app);
+    let all = routes(app.clone());
     match prefix {
-        // Everything under the prefix, as Alertmanager's `--web.route-prefix`.
-        Some(p) => Router::new().nest(&p, routes),
-        None => routes,
+        // Everything under the prefix, as Alertmanager's `--web.route-prefix`; the bare
+        // address is `/prefix/` as well as `/prefix`.
+        Some(p) => Router::new()
+            .route(&format!("{p}/"), get(console::root))
+            .with_state(app)
+            .nest(&p, all),
+        None => all,
     }
 }
 

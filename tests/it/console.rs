@@ -596,10 +596,16 @@ async fn held_resolved_delivery_is_recorded_as_merged(storage: &str) {
     let merged = items.iter().find(|d| d["state"] == "merged").unwrap();
     assert_eq!(merged["status"], "resolved");
     assert_eq!(merged["attempts"], 0);
-    let into = merged["digest"].as_i64().expect("which delivery took it over");
+    let into = merged["digest"]
+        .as_i64()
+        .expect("which delivery took it over");
     let took_over = items.iter().find(|d| d["id"] == into).unwrap();
     assert_eq!(
-        (&took_over["state"], &took_over["status"], &took_over["merged"]),
+        (
+            &took_over["state"],
+            &took_over["status"],
+            &took_over["merged"]
+        ),
         (&json!("sent"), &json!("resolved"), &json!(1)),
         "{took_over:#}"
     );
@@ -617,9 +623,55 @@ async fn held_resolved_delivery_is_recorded_as_merged_redis() {
     let Some(redis) = crate::support::redis::RedisServer::start().await else {
         return;
     };
-    let storage = format!(
-        "storage: {{ path: $DATA, redis_url: \"{}\" }}",
-        redis.url
-    );
+    let storage = format!("storage: {{ path: $DATA, redis_url: \"{}\" }}", redis.url);
     held_resolved_delivery_is_recorded_as_merged(&storage).await;
+}
+
+/// Where `GET {path}` redirects, resolved against the request's URL; `None` when it does not.
+async fn redirected(base: &str, path: &str) -> (u16, Option<String>) {
+    let url = reqwest::Url::parse(&format!("{base}{path}")).unwrap();
+    let r = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+        .get(url.clone())
+        .send()
+        .await
+        .unwrap();
+    let to = r
+        .headers()
+        .get("location")
+        .map(|l| url.join(l.to_str().unwrap()).unwrap().path().to_string());
+    (r.status().as_u16(), to)
+}
+
+#[tokio::test]
+async fn the_bare_address_leads_to_the_console_when_it_is_on() {
+    let mock = MockWxPusher::start().await;
+    let srv = TestServer::start(&config(&mock, "")).await;
+    assert_eq!(
+        redirected(&srv.url, "/").await,
+        (302, Some("/ui/".to_string()))
+    );
+    // The console still asks who is there.
+    let http = Http::new(&srv.url);
+    assert_eq!(http.get("/ui/", None).await.status(), 401);
+    assert_eq!(http.get("/ui/", Some(&basic())).await.status(), 200);
+    srv.stop().await;
+
+    let srv = TestServer::start(&config(&mock, "web: { route_prefix: /amw/ }")).await;
+    for path in ["/amw", "/amw/"] {
+        assert_eq!(
+            redirected(&srv.url, path).await,
+            (302, Some("/amw/ui/".to_string())),
+            "{path}"
+        );
+    }
+    srv.stop().await;
+
+    // Console off: nothing at the bare address, as before.
+    let srv = TestServer::start(&config(&mock, "web: { console: false }")).await;
+    assert_eq!(redirected(&srv.url, "/").await, (404, None));
+    let srv = TestServer::start(&crate::support::one_receiver(&mock, "")).await;
+    assert_eq!(redirected(&srv.url, "/").await, (404, None));
 }
