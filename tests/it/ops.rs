@@ -547,3 +547,47 @@ async fn a_failed_reload_answers_without_the_secret() {
     assert!(body.contains("auth: invalid type: a string"), "{body}");
     assert!(!body.contains("AT_leak_one_0123456789"), "{body}");
 }
+
+/// A template syntax error, inline or in a template file, is said once, in words, with the
+/// file or YAML path, the line and column, and the line with a caret under the place.
+#[test]
+fn check_config_shows_a_template_syntax_error_once_with_its_line_and_a_caret() {
+    let dir = tempfile::tempdir().unwrap();
+    let hbs = dir.path().join("oncall.content.hbs");
+    std::fs::write(&hbs, "## {{alertnames}}\n{{#each alerts}}\n- {{labels.instance}}\n").unwrap();
+    let path = dir.path().join("c.yml");
+    std::fs::write(
+        &path,
+        format!(
+            r#"templates: [ "{}" ]
+route: {{ receiver: oncall }}
+receivers:
+  - name: oncall
+    wxpusher_configs:
+      - app_token: AT_test_token
+        uids: [ UID_a ]
+        summary: '[{{{{status_text] {{{{alertnames}}}}'
+"#,
+            dir.path().join("*.hbs").display()
+        ),
+    )
+    .unwrap();
+    let (out, ok) = alertmanager_wechat::cli::check_config(&[path.clone()]);
+    assert!(!ok);
+    let file = path.display();
+    assert!(
+        out.contains(&format!(
+            "{file}: receivers[0].wxpusher_configs[0].summary: line 1, column 2: unclosed `{{{{`: no `}}}}` ends the tag opened here\n  1 | [{{{{status_text] {{{{alertnames}}}}\n    |  ^\n"
+        )),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!(
+            "{file}: templates: template {}: line 2, column 1: the block `{{{{#each}}}}` is never ended: add `{{{{/each}}}}`\n  2 | {{{{#each alerts}}}}\n    | ^\n",
+            hbs.display()
+        )),
+        "{out}"
+    );
+    assert_eq!(out.matches("unclosed").count(), 1, "said once: {out}");
+    assert!(!out.contains("trailing_tilde") && !out.contains("reason:"), "{out}");
+}
