@@ -48,10 +48,10 @@ enum LogFormat {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Validates configuration files; lists every error.
-    CheckConfig {
-        #[arg(required = true)]
-        files: Vec<PathBuf>,
-    },
+    ///
+    /// The files are named as arguments, with `--config.file=FILE`, or both (amtool takes
+    /// both forms too).
+    CheckConfig { files: Vec<PathBuf> },
     /// Prints the exact upstream requests a payload would become, secrets masked.
     Render {
         /// An Alertmanager or Grafana webhook body.
@@ -191,7 +191,13 @@ fn init_logging(args: &Args) {
 
 fn run(args: Args) -> anyhow::Result<ExitCode> {
     match args.command {
-        Some(Command::CheckConfig { files }) => {
+        Some(Command::CheckConfig { mut files }) => {
+            files.splice(0..0, args.config_file);
+            if files.is_empty() {
+                anyhow::bail!(
+                    "check-config needs a file: check-config FILE... or --config.file=FILE"
+                );
+            }
             let (out, ok) = cli::check_config(&files);
             print!("{out}");
             Ok(if ok {

@@ -548,6 +548,53 @@ async fn a_failed_reload_answers_without_the_secret() {
     assert!(!body.contains("AT_leak_one_0123456789"), "{body}");
 }
 
+/// `check-config` takes its files as arguments, as `--config.file=FILE` (the form `render`
+/// and the server take), or both; with neither it says how to name one.
+#[test]
+fn check_config_takes_config_file_as_well_as_arguments() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = dir.path().join("good.yml");
+    std::fs::write(
+        &good,
+        "route: { receiver: r }\nreceivers: [ { name: r, console_configs: [ {} ] } ]\n",
+    )
+    .unwrap();
+    let bad = dir.path().join("bad.yml");
+    std::fs::write(&bad, "route: { receiver: nobody }\nreceivers: []\n").unwrap();
+    let run = |args: &[String]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_alertmanager-wechat"))
+            .args(args)
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).to_string()
+            + &String::from_utf8_lossy(&out.stderr);
+        (out.status.code(), text)
+    };
+    let ok_line = format!("{}: OK (1 receivers, 1 integrations)\n", good.display());
+    let (code, text) = run(&[
+        "check-config".into(),
+        format!("--config.file={}", good.display()),
+    ]);
+    assert_eq!((code, text.as_str()), (Some(0), ok_line.as_str()));
+    let (code, text) = run(&["check-config".into(), good.display().to_string()]);
+    assert_eq!((code, text.as_str()), (Some(0), ok_line.as_str()));
+    // Both forms at once: every file is checked, the flag's first.
+    let (code, text) = run(&[
+        format!("--config.file={}", good.display()),
+        "check-config".into(),
+        bad.display().to_string(),
+    ]);
+    assert_eq!(code, Some(1), "{text}");
+    assert!(text.starts_with(&ok_line), "{text}");
+    assert!(text.contains(&format!("{}: ", bad.display())), "{text}");
+    let (code, text) = run(&["check-config".into()]);
+    assert_ne!(code, Some(0));
+    assert!(
+        text.contains("check-config needs a file: check-config FILE... or --config.file=FILE"),
+        "{text}"
+    );
+}
+
 /// A template syntax error, inline or in a template file, is said once, in words, with the
 /// file or YAML path, the line and column, and the line with a caret under the place.
 #[test]
