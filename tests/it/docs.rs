@@ -570,3 +570,33 @@ fn every_page_has_its_chinese_twin_and_back() {
     }
     assert!(problems.is_empty(), "\n{}", problems.join("\n"));
 }
+
+/// The Rust version the docs ask for is the `rust-version` of `Cargo.toml`, in both languages.
+#[test]
+fn the_docs_ask_for_the_rust_version_the_package_needs() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let manifest = std::fs::read_to_string(root.join("Cargo.toml")).unwrap();
+    let version = manifest
+        .lines()
+        .find_map(|l| l.strip_prefix("rust-version = "))
+        .expect("Cargo.toml states rust-version")
+        .trim_matches('"');
+    for page in [
+        "README.md",
+        "README.zh-CN.md",
+        "docs/operations.md",
+        "docs/zh-CN/operations.md",
+    ] {
+        let text = std::fs::read_to_string(root.join(page)).unwrap();
+        assert!(
+            text.contains(&format!("Rust {version} ")),
+            "{page} does not ask for Rust {version}"
+        );
+        let stated = text.matches("Rust 1.").count();
+        assert_eq!(
+            stated,
+            text.matches(&format!("Rust {version} ")).count(),
+            "{page} names another Rust version"
+        );
+    }
+}
