@@ -601,7 +601,11 @@ fn check_config_takes_config_file_as_well_as_arguments() {
 fn check_config_shows_a_template_syntax_error_once_with_its_line_and_a_caret() {
     let dir = tempfile::tempdir().unwrap();
     let hbs = dir.path().join("oncall.content.hbs");
-    std::fs::write(&hbs, "## {{alertnames}}\n{{#each alerts}}\n- {{labels.instance}}\n").unwrap();
+    std::fs::write(
+        &hbs,
+        "## {{alertnames}}\n{{#each alerts}}\n- {{labels.instance}}\n",
+    )
+    .unwrap();
     let path = dir.path().join("c.yml");
     std::fs::write(
         &path,
@@ -619,7 +623,7 @@ receivers:
         ),
     )
     .unwrap();
-    let (out, ok) = alertmanager_wechat::cli::check_config(&[path.clone()]);
+    let (out, ok) = alertmanager_wechat::cli::check_config(std::slice::from_ref(&path));
     assert!(!ok);
     let file = path.display();
     assert!(
@@ -636,5 +640,8 @@ receivers:
         "{out}"
     );
     assert_eq!(out.matches("unclosed").count(), 1, "said once: {out}");
-    assert!(!out.contains("trailing_tilde") && !out.contains("reason:"), "{out}");
+    assert!(
+        !out.contains("trailing_tilde") && !out.contains("reason:"),
+        "{out}"
+    );
 }
