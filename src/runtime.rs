@@ -95,12 +95,14 @@ impl Runtime {
             report("templates".into(), e.to_string());
         }
         // Inline templates are compiled under their YAML path, so errors point there.
+        let mut uncompiled: Vec<String> = Vec::new();
         let mut inline = |path: String, src: &Option<String>, default: &str| -> String {
             match src {
                 None => default.to_string(),
                 Some(src) => {
                     if let Err(e) = templates.add(&path, src) {
                         report(path.clone(), e.message);
+                        uncompiled.push(path.clone());
                     }
                     path
                 }
@@ -352,6 +354,15 @@ impl Runtime {
         for (name, list) in &runtime.receivers {
             for i in list {
                 if let Err(e) = i.prepare(&env, &sample) {
+                    // A template that did not compile is missing here: already said, at its
+                    // place, above.
+                    let said = e.to_string();
+                    if uncompiled
+                        .iter()
+                        .any(|t| said.contains(&format!("not found {t}")))
+                    {
+                        continue;
+                    }
                     report(
                         format!("receivers[{name}]"),
                         format!(

@@ -640,6 +640,8 @@ receivers:
         "{out}"
     );
     assert_eq!(out.matches("unclosed").count(), 1, "said once: {out}");
+    // Not again as a template the sample cannot find.
+    assert!(!out.contains("not found"), "{out}");
     assert!(
         !out.contains("trailing_tilde") && !out.contains("reason:"),
         "{out}"
