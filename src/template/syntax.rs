@@ -185,14 +185,31 @@ fn wide(c: char) -> bool {
         | 0x1F900..=0x1F9FF | 0x20000..=0x3FFFD)
 }
 
+/// Characters of the line shown on each side of the column: a long line is cut around it.
+const AROUND: usize = 60;
+
 /// The line, numbered, and a caret under the column.
 fn excerpt(src: &str, line: usize, column: usize) -> Option<String> {
-    let text = src.lines().nth(line.checked_sub(1)?)?;
+    let whole = src.lines().nth(line.checked_sub(1)?)?;
+    let chars: Vec<char> = whole.chars().collect();
+    let at = column.saturating_sub(1);
+    let from = at.saturating_sub(AROUND);
+    let to = (at + AROUND).min(chars.len());
+    let mut text: String = if from < chars.len() {
+        chars[from..to.max(from)].iter().collect()
+    } else {
+        String::new()
+    };
+    let lead = if from > 0 { "…" } else { "" };
+    if to < chars.len() {
+        text.push('…');
+    }
+    let text = format!("{lead}{text}");
     let number = line.to_string();
     let pad = " ".repeat(number.len());
-    let mut caret = String::new();
-    for c in text.chars().take(column.saturating_sub(1)) {
-        caret.push_str(match c {
+    let mut caret = String::from(if from > 0 { " " } else { "" });
+    for c in chars.iter().skip(from).take(at - from) {
+        caret.push_str(match *c {
             '\t' => "\t",
             c if wide(c) => "  ",
             _ => " ",
@@ -245,6 +262,19 @@ mod tests {
             error("a\nb {{> }}\nc"),
             "line 2, column 7: unexpected `}`, expected a partial name, `(` or a name\n  2 | b {{> }}\n    |       ^"
         );
+        // A long line is cut around the place.
+        let long = format!("{}{{{{oops{}", "a".repeat(200), "b".repeat(200));
+        let e = error(&long);
+        let shown: Vec<&str> = e.lines().collect();
+        assert_eq!(
+            shown[0],
+            "line 1, column 201: unclosed `{{`: no `}}` ends the tag opened here"
+        );
+        assert_eq!(
+            shown[1],
+            format!("  1 | …{}{{{{oops{}…", "a".repeat(60), "b".repeat(54))
+        );
+        assert_eq!(shown[2], format!("    | {}^", " ".repeat(61)));
         // No parser internals, and the place is said once.
         for src in ["{{ foo bar=}}", "{{foo (bar}}", "x {{#if a}}y"] {
             let e = error(src);

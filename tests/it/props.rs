@@ -237,9 +237,24 @@ proptest! {
                     assert_clear(&e.to_string(), 2000);
                 }
             }
-            Err(e) => assert_clear(&e.to_string(), 2000),
+            Err(e) => assert_clear_with_place(&e.to_string(), 2000),
         }
     }
+}
+
+/// A template syntax error: one clear line, then possibly the template's line (numbered) and a
+/// caret under the place.
+fn assert_clear_with_place(msg: &str, max_chars: usize) {
+    let mut lines = msg.split('\n');
+    assert_clear(lines.next().unwrap_or_default(), max_chars);
+    let rest: Vec<&str> = lines.collect();
+    if rest.is_empty() {
+        return;
+    }
+    assert_eq!(rest.len(), 2, "{msg:?}");
+    assert!(rest[0].trim_start().split(" | ").count() >= 2, "{msg:?}");
+    assert!(rest[1].ends_with('^') && rest[1].contains(" | "), "{msg:?}");
+    assert!(msg.chars().count() <= max_chars, "error too long: {msg:?}");
 }
 
 fn yaml_char() -> impl Strategy<Value = char> {
