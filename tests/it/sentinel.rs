@@ -1,8 +1,9 @@
 //! The shared store on Redis with Sentinel survives its own failover: the real binary is
 //! given a stream of distinct notifications, the master is killed with `kill -9` in the
-//! middle of it, and every notification answered 200 is delivered at least once. The run
-//! prints how long the failover took, how long the webhook answered 503, and how many
-//! notifications went out more than once.
+//! middle of it, and every notification answered 200 is delivered at least once. Deliveries
+//! in flight when the master dies (claimed on it, held by the upstream, then failed) are
+//! delivered again after the failover. The run prints how long the failover took, how long
+//! the webhook answered 503, and how many notifications went out more than once.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -13,13 +14,15 @@ use serde_json::json;
 
 use crate::support::process::Daemon;
 use crate::support::sentinel::{Group, MASTER_NAME};
-use crate::support::wxpusher::{MockWxPusher, Recorded};
+use crate::support::wxpusher::{MockWxPusher, Recorded, Reply};
 
 const BIN: &str = env!("CARGO_BIN_EXE_alertmanager-wechat");
 
 /// Notifications posted in all; the master is killed once a third of them were accepted.
 const TOTAL: usize = 90;
 const KILL_AFTER: usize = 30;
+/// Notifications accepted just before the kill while the upstream holds every request.
+const IN_FLIGHT: usize = 5;
 
 /// One alert, fingerprint `fp`, shown as `instance=i-<fp>` in the message.
 fn one(fp: &str) -> String {
@@ -35,8 +38,18 @@ fn one(fp: &str) -> String {
     .to_string()
 }
 
-/// How many times each fingerprint was sent.
-fn sent(reqs: &[Recorded]) -> BTreeMap<String, usize> {
+/// How many times each fingerprint was sent successfully: every request outside the time
+/// `failing` during which the upstream answered 500.
+fn sent(reqs: &[Recorded], failing: (Instant, Instant)) -> BTreeMap<String, usize> {
+    let ok: Vec<&Recorded> = reqs
+        .iter()
+        .filter(|r| r.at < failing.0 || r.at >= failing.1)
+        .collect();
+    mentioned(ok)
+}
+
+/// How many requests name each fingerprint.
+fn mentioned<'a>(reqs: impl IntoIterator<Item = &'a Recorded>) -> BTreeMap<String, usize> {
     let mut out = BTreeMap::new();
     for r in reqs {
         let content = r.body["content"].as_str().unwrap_or("");
@@ -138,26 +151,32 @@ async fn a_killed_master_loses_nothing_accepted() {
         )
     );
 
-    // The promotion is known from the sentinels' own announcement.
-    let announcer = group.sentinels[1].address();
-    let switch = redis::Client::open(format!("redis://{announcer}"))
-        .unwrap()
-        .get_async_pubsub()
-        .await;
-    let mut pubsub = switch.unwrap_or_else(|e| panic!("subscribing to a sentinel: {e}"));
-    pubsub.subscribe("+switch-master").await.unwrap();
-    let promoted = tokio::spawn(async move {
-        let mut messages = pubsub.on_message();
-        while let Some(m) = messages.next().await {
-            let payload: String = m.get_payload().unwrap_or_default();
-            if payload.starts_with(MASTER_NAME) {
-                return Some((Instant::now(), payload));
+    // The promotion is known from the sentinels' own announcement: the first of the three to
+    // publish it (the others learn it from the leader a little later).
+    let (announced, mut promoted) = tokio::sync::mpsc::unbounded_channel();
+    for s in &group.sentinels {
+        let client = redis::Client::open(format!("redis://{}", s.address())).unwrap();
+        let mut pubsub = client
+            .get_async_pubsub()
+            .await
+            .unwrap_or_else(|e| panic!("subscribing to {}: {e}", s.name));
+        pubsub.subscribe("+switch-master").await.unwrap();
+        let announced = announced.clone();
+        tokio::spawn(async move {
+            let mut messages = pubsub.on_message();
+            while let Some(m) = messages.next().await {
+                let payload: String = m.get_payload().unwrap_or_default();
+                if payload.starts_with(MASTER_NAME) {
+                    let _ = announced.send((Instant::now(), payload));
+                    return;
+                }
             }
-        }
-        None
-    });
+        });
+    }
+    drop(announced);
 
     let mut accepted = BTreeSet::new();
+    let (mut failing_from, mut failing_until, mut held) = (None, None, Vec::new());
     let mut killed_at = None;
     let mut first_refusal_after_kill: Option<Instant> = None;
     let mut first_accept_after_kill: Option<Instant> = None;
@@ -196,18 +215,50 @@ async fn a_killed_master_loses_nothing_accepted() {
             }
         }
         if accepted.len() == KILL_AFTER {
+            // Deliveries in flight on the master that dies: the upstream holds them, and
+            // answers 500 once the master is gone, so they must be delivered again.
+            mock.set_default(Reply::Http(500));
+            mock.hold();
+            failing_from = Some(Instant::now());
+            let before = mock.requests().len();
+            for extra in 0..IN_FLIGHT {
+                let fp = format!("held{extra}");
+                let (status, _) = post(&client, &svc.url, one(&fp)).await;
+                assert_eq!(status, 200, "{}", svc.log());
+                accepted.insert(fp);
+            }
+            let waiting = Instant::now() + Duration::from_secs(30);
+            while mock.requests().len() <= before {
+                assert!(Instant::now() < waiting, "nothing in flight\n{}", svc.log());
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            held = mock.requests()[before..].to_vec();
             group.data[0].kill();
             killed_at = Some(Instant::now());
+            mock.release();
+        }
+        if killed_at.is_some() && first_accept_after_kill.is_some() && failing_until.is_none() {
+            // The upstream heals once the service accepts again: requests recorded from now
+            // on are answered 200 (the hold makes sure none recorded earlier is).
+            mock.hold();
+            failing_until = Some(Instant::now());
+            mock.set_default(Reply::Success);
+            mock.release();
         }
     }
+    let failing = (
+        failing_from.expect("the upstream failed"),
+        failing_until.expect("the upstream healed"),
+    );
+    assert!(!held.is_empty());
     let killed_at = killed_at.expect("the master was killed");
     let first_accept = first_accept_after_kill.expect("accepted again after the kill");
 
-    let (promoted_at, announcement) = tokio::time::timeout(Duration::from_secs(60), promoted)
-        .await
-        .expect("no +switch-master within 60s")
-        .expect("the subscription task")
-        .expect("the subscription ended without a +switch-master");
+    let (promoted_at, announcement) =
+        tokio::time::timeout(Duration::from_secs(60), promoted.recv())
+            .await
+            .expect("no +switch-master within 60s")
+            .expect("every subscription ended without a +switch-master");
     let new_master = group.master().await.expect("the sentinels name a master");
     assert_ne!(new_master, first_master, "{announcement}");
 
@@ -228,7 +279,7 @@ async fn a_killed_master_loses_nothing_accepted() {
     // Every notification answered 200 is delivered at least once.
     let deadline = Instant::now() + Duration::from_secs(90);
     loop {
-        let counts = sent(&mock.requests());
+        let counts = sent(&mock.requests(), failing);
         let missing: Vec<&String> = accepted
             .iter()
             .filter(|fp| !counts.contains_key(*fp))
@@ -257,18 +308,20 @@ async fn a_killed_master_loses_nothing_accepted() {
     );
     assert!(metrics.contains("alertmanager_wechat_redis_wait_timeouts_total "));
 
-    let counts = sent(&mock.requests());
+    let counts = sent(&mock.requests(), failing);
     let duplicates: usize = counts.values().map(|n| n - 1).sum();
     let twice: Vec<&String> = counts
         .iter()
         .filter(|(_, n)| **n > 1)
         .map(|(f, _)| f)
         .collect();
+    let held: Vec<String> = mentioned(&held).into_keys().collect();
     let window = first_refusal_after_kill.map(|r| first_accept - r);
     println!(
         "sentinel failover: promotion {:.2?} after kill -9; accepting again {:.2?} after the kill \
          ({:.2?} after the promotion was announced); 503 window {:.2?} ({refusals} refused posts, \
-         slowest {:.2?}); {} accepted, all delivered; {duplicates} duplicate sends {twice:?}",
+         slowest {:.2?}); {} accepted, all delivered; {duplicates} duplicate sends {twice:?}; \
+         in flight on the lost master and delivered again: {held:?}",
         promoted_at - killed_at,
         first_accept - killed_at,
         first_accept.saturating_duration_since(promoted_at),
