@@ -5,7 +5,7 @@
 //!
 //! Missing binaries: a skip with a note locally, a failure when `CI=true`.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -207,7 +207,7 @@ impl Group {
     }
 }
 
-fn data_node(bin: &PathBuf, name: &str, port: u16, master: Option<u16>) -> Node {
+fn data_node(bin: &Path, name: &str, port: u16, master: Option<u16>) -> Node {
     let mut args: Vec<String> = [
         "--port",
         &port.to_string(),
