@@ -330,3 +330,87 @@ async fn a_killed_master_loses_nothing_accepted() {
         accepted.len(),
     );
 }
+
+/// With `redis_wait_replicas`, a notification is answered 200 only once a replica has it:
+/// on a Redis without replicas the webhook answers 503 (counted in
+/// `redis_wait_timeouts_total`) and nothing is delivered; once a replica is attached, 200.
+#[tokio::test]
+async fn without_a_replica_to_confirm_nothing_is_accepted() {
+    alertmanager_wechat::runtime::install_tls_provider();
+    let Some(master) = crate::support::redis::RedisServer::start().await else {
+        return;
+    };
+    let mock = MockWxPusher::start().await;
+    let config = format!(
+        r#"
+global: {{ wxpusher_api_url: "{}" }}
+storage:
+  path: $DIR/data
+  redis_url: "{}"
+  redis_prefix: "wait-test:"
+  redis_wait_replicas: 1
+  redis_wait_timeout: 200ms
+route: {{ receiver: oncall }}
+receivers:
+  - name: oncall
+    wxpusher_configs:
+      - {{ app_token: AT_shared_token, uids: [UID_a] }}
+"#,
+        mock.url, master.url
+    );
+    let svc = Daemon::start(
+        "service",
+        Path::new(BIN),
+        &[("config.yml", config)],
+        &[
+            "--config.file=$DIR/config.yml",
+            "--web.listen-address=127.0.0.1:$PORT",
+        ],
+    )
+    .await;
+    let client = reqwest::Client::new();
+    let (status, took) = post(&client, &svc.url, one("w1")).await;
+    assert_eq!(status, 503, "{}", svc.log());
+    assert!(took < Duration::from_secs(10), "{took:?}");
+    let (_, metrics) = get(&client, &format!("{}/metrics", svc.url)).await;
+    assert!(
+        metrics.contains("alertmanager_wechat_redis_wait_timeouts_total 1\n"),
+        "{metrics}"
+    );
+
+    // A replica attaches: the same notification, sent again, is accepted and delivered.
+    let Some(replica) = crate::support::redis::RedisServer::start().await else {
+        return;
+    };
+    let mut conn = redis::Client::open(replica.url.as_str())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let () = redis::cmd("REPLICAOF")
+        .arg("127.0.0.1")
+        .arg(master.port)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (status, _) = post(&client, &svc.url, one("w1")).await;
+        if status == 200 {
+            break;
+        }
+        assert_eq!(status, 503);
+        assert!(
+            Instant::now() < deadline,
+            "still refused with a replica\n{}",
+            svc.log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let delivered = mock.wait_for(1, Duration::from_secs(30)).await;
+    assert!(
+        delivered[0].body["content"]
+            .as_str()
+            .is_some_and(|c| c.contains("instance=i-w1"))
+    );
+}
