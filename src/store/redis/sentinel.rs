@@ -502,6 +502,23 @@ mod tests {
     }
 
     #[test]
+    fn nodes_get_tls_password_and_database_as_configured() {
+        let pw = Secret::new("pa55word");
+        let c = client("redis-node-0.redis-headless", 26379, true, Some(&pw), 3).unwrap();
+        let info = c.get_connection_info();
+        assert!(matches!(
+            info.addr(),
+            redis::ConnectionAddr::TcpTls { host, port: 26379, .. } if host == "redis-node-0.redis-headless"
+        ));
+        assert_eq!(info.redis_settings().password(), Some("pa55word"));
+        assert_eq!(info.redis_settings().db(), 3);
+        let c = client("::1", 6379, false, None, 0).unwrap();
+        let info = c.get_connection_info();
+        assert!(matches!(info.addr(), redis::ConnectionAddr::Tcp(h, 6379) if h == "::1"));
+        assert_eq!(info.redis_settings().password(), None);
+    }
+
+    #[test]
     fn switch_master_names_the_new_master_of_our_group_only() {
         assert_eq!(
             switched_to("mymaster 127.0.0.1 6379 127.0.0.1 6380", "mymaster"),
