@@ -575,14 +575,18 @@ impl RedisStore {
         Ok(first.first().map(|(_, at)| from_ms(*at as i64)))
     }
 
+    // The outcome scripts forget a delivery in flight only once the outcome is recorded (and,
+    // with `redis_wait_replicas`, confirmed): until then its claim stays renewed, so that
+    // no replica takes it over and sends it again while the outcome is being retried.
     pub async fn complete(&self, ids: Vec<i64>, then: Vec<NewJob>) -> Result<(), StoreError> {
-        self.forget_inflight(&ids);
         let args = job_args(&then)?;
+        let done = ids.clone();
         let _: i64 = self
             .eval_durable(&COMPLETE, move |i| {
                 i.arg(ids.len()).arg(ids).arg(args);
             })
             .await?;
+        self.forget_inflight(&done);
         Ok(())
     }
 
@@ -592,7 +596,6 @@ impl RedisStore {
         f: Failure,
         not_before: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        self.forget_inflight(&[id]);
         let progress = progress_json(&f.progress);
         let _: i64 = self
             .eval_durable(&RESCHEDULE, move |i| {
@@ -604,6 +607,7 @@ impl RedisStore {
                     .arg(ms(not_before));
             })
             .await?;
+        self.forget_inflight(&[id]);
         Ok(())
     }
 
@@ -613,7 +617,6 @@ impl RedisStore {
         f: Failure,
         fallback: Vec<NewJob>,
     ) -> Result<(), StoreError> {
-        self.forget_inflight(&[id]);
         let progress = progress_json(&f.progress);
         let args = job_args(&fallback)?;
         let _: i64 = self
@@ -627,6 +630,7 @@ impl RedisStore {
                     .arg(args);
             })
             .await?;
+        self.forget_inflight(&[id]);
         Ok(())
     }
 
