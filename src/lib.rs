@@ -107,7 +107,12 @@ impl Service {
             Store::Sqlite(_) => Upstreams::local(),
         };
         let runtime = Runtime::build_with(config, upstreams.clone())?;
-        let metrics = Arc::new(Metrics::new());
+        let mut metrics = Metrics::new();
+        if let Store::Redis(redis) = &store {
+            let (failovers, wait_timeouts) = redis.counters();
+            metrics.register_redis(failovers, wait_timeouts);
+        }
+        let metrics = Arc::new(metrics);
         metrics.config_last_reload_successful.set(1);
         metrics
             .config_last_reload_success_timestamp_seconds

@@ -244,6 +244,24 @@ impl Metrics {
         out
     }
 
+    /// Registers the shared store's Redis counters (their values live in the store):
+    /// `redis_failovers_total` and `redis_wait_timeouts_total`.
+    pub fn register_redis(&mut self, failovers: Counter, wait_timeouts: Counter) {
+        let registry = self
+            .registry
+            .sub_registry_with_prefix("alertmanager_wechat");
+        registry.register(
+            "redis_failovers",
+            "Times the Redis master changed and the new one was followed (Sentinel)",
+            failovers,
+        );
+        registry.register(
+            "redis_wait_timeouts",
+            "Changes refused because fewer Redis replicas than redis_wait_replicas confirmed them in time",
+            wait_timeouts,
+        );
+    }
+
     pub fn registry_mut(&mut self) -> &mut Registry {
         &mut self.registry
     }

@@ -816,6 +816,33 @@ impl Config {
                 "must be at least 1s".into(),
             );
         }
+        if let Some(s) = &mut storage.redis_sentinel {
+            let at = "storage.redis_sentinel";
+            let (p, pf) = (&mut s.password, &s.password_file);
+            resolve_secret(base, at, "password", p, pf, false, report);
+            let (p, pf) = (&mut s.sentinel_password, &s.sentinel_password_file);
+            resolve_secret(base, at, "sentinel_password", p, pf, false, report);
+            s.check(at, report);
+            if storage.redis_url.is_some() || storage.redis_url_file.is_some() {
+                report(
+                    "storage".into(),
+                    "redis_url and redis_sentinel are mutually exclusive".into(),
+                );
+            }
+        }
+        let redis = storage.redis_url.is_some() || storage.redis_sentinel.is_some();
+        if storage.redis_wait_replicas > 0 && !redis {
+            report(
+                "storage.redis_wait_replicas".into(),
+                "needs redis_url or redis_sentinel (the embedded store has no replicas)".into(),
+            );
+        }
+        if storage.redis_wait_replicas > 0 && storage.redis_wait_timeout.is_zero() {
+            report(
+                "storage.redis_wait_timeout".into(),
+                "must be more than 0 (WAIT 0 waits for ever)".into(),
+            );
+        }
         self.templates = self
             .templates
             .iter()
@@ -1080,6 +1107,9 @@ impl Config {
         if let Some(url) = &self.storage.redis_url {
             out.push(url.clone());
             out.extend(crate::store::redis::url_password(url));
+        }
+        if let Some(s) = &self.storage.redis_sentinel {
+            out.extend(s.secrets());
         }
         let a = &self.auth;
         out.extend(a.bearer_token.clone());
@@ -1604,6 +1634,96 @@ mod tests {
         assert_eq!(
             e.0[0].to_string(),
             "x.yml: storage: redis_url and redis_url_file are mutually exclusive"
+        );
+    }
+
+    #[test]
+    fn redis_sentinel_is_checked_and_its_passwords_read_from_files() {
+        let tail = "route: {receiver: a}\nreceivers: [{name: a}]\n";
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("redis-pw"), "data-pa55word\n").unwrap();
+        std::fs::write(dir.path().join("sentinel-pw"), "sentinel-pa55word\n").unwrap();
+        let c = Config::parse(
+            &format!(
+                "storage:\n  redis_sentinel:\n    master_name: mymaster\n    sentinels: [\"s0:26379\", \"s1:26379\", \"[::1]:26379\"]\n    password_file: redis-pw\n    sentinel_password_file: sentinel-pw\n    db: 2\n  redis_wait_replicas: 1\n  redis_wait_timeout: 250ms\n{tail}"
+            ),
+            "x.yml",
+            dir.path(),
+        )
+        .unwrap();
+        let s = c.storage.redis_sentinel.as_ref().unwrap();
+        assert_eq!(s.master_name, "mymaster");
+        assert_eq!(s.db, 2);
+        assert_eq!(
+            s.password.as_ref().map(|p| p.expose()),
+            Some("data-pa55word")
+        );
+        assert_eq!(
+            s.sentinel_password.as_ref().map(|p| p.expose()),
+            Some("sentinel-pa55word")
+        );
+        assert_eq!(c.storage.redis_wait_replicas, 1);
+        assert_eq!(c.storage.redis_wait_timeout, Duration::from_millis(250));
+        assert!(!format!("{c:?}").contains("pa55word"));
+        let scrubber = Scrubber::new(c.secrets());
+        assert_eq!(
+            scrubber.scrub("auth data-pa55word / sentinel-pa55word"),
+            "auth <secret> / <secret>"
+        );
+
+        let e = first_error(&format!(
+            "storage:\n  redis_url: 'redis://r:6379'\n  redis_sentinel: {{master_name: m, sentinels: ['s:26379']}}\n{tail}"
+        ));
+        assert_eq!(
+            e,
+            "test.yml: storage: redis_url and redis_sentinel are mutually exclusive"
+        );
+        let e = first_error(&format!(
+            "storage:\n  redis_sentinel: {{master_name: m, sentinels: []}}\n{tail}"
+        ));
+        assert_eq!(
+            e,
+            "test.yml: storage.redis_sentinel.sentinels: must name at least one sentinel (host:port)"
+        );
+        let e = first_error(&format!(
+            "storage:\n  redis_sentinel: {{master_name: m, sentinels: ['s:26379', 'redis://s:26379']}}\n{tail}"
+        ));
+        assert_eq!(
+            e,
+            "test.yml: storage.redis_sentinel.sentinels[1]: \"redis://s:26379\" is not host:port"
+        );
+        let e = first_error(&format!(
+            "storage:\n  redis_sentinel: {{master_name: '', sentinels: ['s:26379']}}\n{tail}"
+        ));
+        assert_eq!(
+            e,
+            "test.yml: storage.redis_sentinel.master_name: must be non-empty"
+        );
+        let e = first_error(&format!("storage: {{redis_wait_replicas: 1}}\n{tail}"));
+        assert_eq!(
+            e,
+            "test.yml: storage.redis_wait_replicas: needs redis_url or redis_sentinel (the embedded store has no replicas)"
+        );
+        let e = first_error(&format!(
+            "storage: {{redis_url: 'redis://r:6379', redis_wait_replicas: 1, redis_wait_timeout: 0s}}\n{tail}"
+        ));
+        assert_eq!(
+            e,
+            "test.yml: storage.redis_wait_timeout: must be more than 0 (WAIT 0 waits for ever)"
+        );
+        let e = first_error(&format!(
+            "storage:\n  redis_sentinel: {{master_name: m, sentinels: ['s:26379'], password: x}}\n{tail}"
+        ));
+        assert_eq!(
+            e,
+            "test.yml: storage.redis_sentinel.password: is too short to be a real secret (at least 4 characters)"
+        );
+        let e = first_error(&format!(
+            "storage:\n  redis_sentinel: {{master_name: m, sentinel: ['s:26379']}}\n{tail}"
+        ));
+        assert!(
+            e.starts_with("test.yml: storage.redis_sentinel.sentinel: unknown field `sentinel`, expected one of `master_name`, `sentinels`"),
+            "{e}"
         );
     }
 

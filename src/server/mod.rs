@@ -276,6 +276,12 @@ fn connection_service(
 async fn ready(State(app): State<Arc<App>>) -> Response {
     if app.draining.load(Ordering::SeqCst) {
         (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n").into_response()
+    } else if let Some(master) = app.queue.store.sentinel_master() {
+        // Redis Sentinel: which master this replica writes to, or that there is none.
+        match master {
+            Some(addr) => (StatusCode::OK, format!("ready: redis master {addr}\n")).into_response(),
+            None => (StatusCode::SERVICE_UNAVAILABLE, "no redis master\n").into_response(),
+        }
     } else if !app.queue.is_open() {
         (StatusCode::SERVICE_UNAVAILABLE, "store unavailable\n").into_response()
     } else if !app.queue.store.is_writable() {

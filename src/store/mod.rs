@@ -186,12 +186,21 @@ pub struct Depth {
 }
 
 fn redis_options(storage: &StorageConfig) -> Option<redis::RedisOptions> {
-    storage.redis_url.as_ref().map(|url| redis::RedisOptions {
-        url: url.clone(),
+    let target = match (&storage.redis_url, &storage.redis_sentinel) {
+        (Some(url), _) => redis::Target::Url(url.clone()),
+        (None, Some(s)) => redis::Target::Sentinel(s.clone()),
+        (None, None) => return None,
+    };
+    Some(redis::RedisOptions {
+        target,
         prefix: storage.redis_prefix.clone(),
         capacity: storage.queue_capacity,
         max_bytes: storage.max_bytes,
         visibility: storage.redis_visibility_timeout,
+        wait: (storage.redis_wait_replicas > 0).then_some(redis::Wait {
+            replicas: storage.redis_wait_replicas,
+            timeout: storage.redis_wait_timeout,
+        }),
     })
 }
 
@@ -251,7 +260,7 @@ pub enum Admitted {
 #[derive(Debug, Clone)]
 pub enum Store {
     Sqlite(sqlite::SqliteStore),
-    /// Shared by several replicas (`storage.redis_url`).
+    /// Shared by several replicas (`storage.redis_url` or `storage.redis_sentinel`).
     Redis(redis::RedisStore),
 }
 
@@ -262,7 +271,7 @@ impl Store {
         sqlite::SqliteStore::open(dir, capacity, true).map(Store::Sqlite)
     }
 
-    /// The store `storage` names: the shared Redis when `redis_url` is set, else SQLite in
+    /// The store `storage` names: the shared Redis when `redis_url` or `redis_sentinel` is set, else SQLite in
     /// `path`. For Redis, needs a Tokio runtime; the connection is made on first use.
     pub fn from_config(storage: &StorageConfig) -> Result<Store, StoreError> {
         match redis_options(storage) {
@@ -550,6 +559,15 @@ impl Store {
         }
     }
 
+    /// With Redis Sentinel, `Some` of the master in use (`None` while there is none), for
+    /// `/-/ready`; `None` for the other stores.
+    pub fn sentinel_master(&self) -> Option<Option<String>> {
+        match self {
+            Store::Sqlite(_) => None,
+            Store::Redis(s) => s.sentinel_master(),
+        }
+    }
+
     /// Whether the store still takes writes.
     pub fn is_open(&self) -> bool {
         match self {
@@ -586,6 +604,17 @@ pub struct StorageConfig {
     /// off from Redis) is taken over by another replica.
     #[serde(default = "default_redis_visibility_timeout", with = "humantime_serde")]
     pub redis_visibility_timeout: Duration,
+    /// The master found through Redis Sentinel and followed through failovers, instead of
+    /// `redis_url`.
+    pub redis_sentinel: Option<redis::sentinel::SentinelConfig>,
+    /// A change that must not be lost (accepting, an outcome, a dead letter, an
+    /// acknowledgement) counts as made only once this many replicas have it (Redis `WAIT`):
+    /// replication is asynchronous, and a failover loses what the replicas did not get.
+    #[serde(default)]
+    pub redis_wait_replicas: u32,
+    /// How long to wait for them before answering 503 instead.
+    #[serde(default = "default_redis_wait_timeout", with = "humantime_serde")]
+    pub redis_wait_timeout: Duration,
 }
 
 impl Default for StorageConfig {
@@ -598,8 +627,15 @@ impl Default for StorageConfig {
             redis_url_file: None,
             redis_prefix: default_redis_prefix(),
             redis_visibility_timeout: default_redis_visibility_timeout(),
+            redis_sentinel: None,
+            redis_wait_replicas: 0,
+            redis_wait_timeout: default_redis_wait_timeout(),
         }
     }
+}
+
+fn default_redis_wait_timeout() -> Duration {
+    Duration::from_millis(500)
 }
 
 fn default_redis_prefix() -> String {

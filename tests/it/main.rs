@@ -22,6 +22,7 @@ mod ops;
 mod props;
 mod render;
 mod replicas;
+mod sentinel;
 mod simple_push;
 mod store;
 mod wecom;

@@ -66,12 +66,16 @@ Name of the Secret mounted under /etc/alertmanager-wechat/secrets/, or "" when t
 {{- end }}
 
 {{/*
-Non-empty when config.storage names the shared store (redis_url, or redis_url_file for a URL
-kept in a Secret); "" when the embedded store is the only store.
+Non-empty when config.storage names the shared store (redis_url, redis_url_file for a URL
+kept in a Secret, or redis_sentinel); "" when the embedded store is the only store.
 */}}
 {{- define "alertmanager-wechat.redisURL" -}}
 {{- $storage := (.Values.config | default dict).storage | default dict }}
+{{- if $storage.redis_sentinel }}
+{{- printf "sentinel:%v" ($storage.redis_sentinel.master_name | default "") }}
+{{- else }}
 {{- $storage.redis_url | default $storage.redis_url_file | default "" }}
+{{- end }}
 {{- end }}
 
 {{/*

@@ -95,7 +95,7 @@ impl RedisStore {
             if new.resolved_at.is_none() { "1" } else { "0" },
             new.created_at,
         );
-        self.eval(&PUT, move |i| {
+        self.eval_durable(&PUT, move |i| {
             i.arg(reference)
                 .arg(group)
                 .arg(old)

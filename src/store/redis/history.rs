@@ -82,8 +82,7 @@ impl RedisStore {
                 .arg(expires)
                 .ignore();
         }
-        let mut conn = self.inner.conn.clone();
-        self.run(async move { pipe.query_async::<()>(&mut conn).await })
+        self.run_on(|mut conn| async move { pipe.query_async::<()>(&mut conn).await })
             .await?;
         Ok(d.id)
     }
@@ -112,8 +111,7 @@ impl RedisStore {
                 .map(|id| self.key(&format!("h:rec:{id}")))
                 .collect();
             pipe.cmd("DEL").arg(keys).ignore();
-            let mut conn = self.inner.conn.clone();
-            self.run(async move { pipe.query_async::<()>(&mut conn).await })
+            self.run_on(|mut conn| async move { pipe.query_async::<()>(&mut conn).await })
                 .await?;
         }
         Ok(())

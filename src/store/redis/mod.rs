@@ -15,6 +15,12 @@
 //! records are in `redis/chatops.rs`.
 //!
 //! The URL may hold a password: it is a [`Secret`], and errors are scrubbed of it.
+//!
+//! With `storage.redis_sentinel` the master is found through Redis Sentinel and followed
+//! through a failover (`redis/sentinel.rs`). Replication is asynchronous, so with
+//! `storage.redis_wait_replicas` every change that must survive a failover (accepting a
+//! notification, an outcome, a dead letter, an acknowledgement) is followed by `WAIT` on the
+//! same connection, and fails (503 on the webhook) unless enough replicas confirm it.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -22,11 +28,15 @@ use std::sync::{Arc, LazyLock, Mutex, Weak};
 use std::time::Duration;
 
 use chrono::{DateTime, TimeZone, Utc};
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{FromRedisValue, RedisError, Script, ScriptInvocation};
+use prometheus_client::metrics::counter::Counter;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
+use redis::{FromRedisValue, RedisError, RedisResult, Script, ScriptInvocation};
 
 mod chatops;
 mod history;
+pub mod sentinel;
+
+use sentinel::{Follower, SentinelConfig};
 
 use super::{Admission, Admitted, Depth, Failure, IntegrationId, Job, Mark, NewJob, StoreError};
 use crate::secret::{Scrubber, Secret};
@@ -79,15 +89,31 @@ pub fn url_password(url: &Secret) -> Option<Secret> {
     (p.len() >= 4).then(|| Secret::new(p))
 }
 
+/// Where the master is: one URL, or whichever node the sentinels name.
+#[derive(Debug, Clone)]
+pub enum Target {
+    Url(Secret),
+    Sentinel(SentinelConfig),
+}
+
+/// `storage.redis_wait_replicas` and `storage.redis_wait_timeout`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Wait {
+    pub replicas: u32,
+    pub timeout: Duration,
+}
+
 /// Options of the Redis backend, from `storage`.
 #[derive(Debug, Clone)]
 pub struct RedisOptions {
-    pub url: Secret,
+    pub target: Target,
     pub prefix: String,
     pub capacity: usize,
     /// Bytes the jobs may hold (`storage.max_bytes`) before new ones are refused.
     pub max_bytes: u64,
     pub visibility: Duration,
+    /// Replicas that must confirm a change before it counts as made.
+    pub wait: Option<Wait>,
 }
 
 /// A handle to the shared store; cheap to clone.
@@ -96,8 +122,62 @@ pub struct RedisStore {
     inner: Arc<Inner>,
 }
 
+/// How commands reach the master.
+enum Link {
+    /// `storage.redis_url`: one address, reconnected with backoff.
+    Direct(ConnectionManager),
+    /// `storage.redis_sentinel`: the master the sentinels name, followed through failovers.
+    Sentinel(Arc<Follower>),
+}
+
+/// One connection to the master, however it was found.
+#[derive(Clone)]
+enum Conn {
+    Managed(ConnectionManager),
+    Plain(MultiplexedConnection),
+}
+
+impl redis::aio::ConnectionLike for Conn {
+    fn req_packed_command<'a>(
+        &'a mut self,
+        cmd: &'a redis::Cmd,
+    ) -> redis::RedisFuture<'a, redis::Value> {
+        match self {
+            Conn::Managed(c) => c.req_packed_command(cmd),
+            Conn::Plain(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        cmd: &'a redis::Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> redis::RedisFuture<'a, Vec<redis::Value>> {
+        match self {
+            Conn::Managed(c) => c.req_packed_commands(cmd, offset, count),
+            Conn::Plain(c) => c.req_packed_commands(cmd, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Conn::Managed(c) => c.get_db(),
+            Conn::Plain(c) => c.get_db(),
+        }
+    }
+}
+
+/// Why a command did not run.
+enum Failed {
+    /// The sentinels named no usable master.
+    NoMaster(String),
+    /// Redis answered with an error, on the connection of this number (Sentinel).
+    Redis(RedisError, Option<u64>),
+}
+
 struct Inner {
-    conn: ConnectionManager,
+    link: Link,
     prefix: String,
     /// This process's name in the consumer group.
     consumer: String,
@@ -108,9 +188,16 @@ struct Inner {
     healthy: AtomicBool,
     /// Stream entries this process is delivering (job id → entry id), renewed periodically.
     inflight: Mutex<HashMap<i64, String>>,
-    /// `host:port`, for messages.
+    /// `host:port` (of `redis_url`), or the sentinels, for messages.
     address: String,
     scrubber: Scrubber,
+    wait: Option<Wait>,
+    /// How long one operation may take: [`OP_TIMEOUT`] plus the `WAIT` timeout.
+    op_timeout: Duration,
+    /// Masters followed after a failover (`redis_failovers_total`).
+    failovers: Counter,
+    /// Changes refused because too few replicas confirmed them (`redis_wait_timeouts_total`).
+    wait_timeouts: Counter,
 }
 
 impl std::fmt::Debug for RedisStore {
@@ -151,27 +238,44 @@ impl RedisStore {
     /// it is lost. `serve` (`owner`) also pings Redis for `/-/ready` and renews its claims.
     /// Needs a Tokio runtime.
     pub fn open(o: &RedisOptions, owner: bool) -> Result<RedisStore, StoreError> {
-        let client = redis::Client::open(o.url.expose()).map_err(|_| StoreError::Open {
-            path: "storage.redis_url".into(),
-            message: "not a valid redis:// or rediss:// URL".into(),
-        })?;
-        let address = client.get_connection_info().addr().to_string();
-        let config = ConnectionManagerConfig::new()
-            .set_number_of_retries(2)
-            .set_min_delay(Duration::from_millis(100))
-            .set_max_delay(Duration::from_secs(2))
-            .set_connection_timeout(Some(Duration::from_secs(2)))
-            .set_response_timeout(Some(OP_TIMEOUT));
-        let conn = ConnectionManager::new_lazy_with_config(client, config).map_err(|e| {
-            StoreError::Open {
-                path: address.clone(),
-                message: e.to_string(),
+        let wait_timeout = o.wait.map_or(Duration::ZERO, |w| w.timeout);
+        let op_timeout = OP_TIMEOUT + wait_timeout;
+        let failovers = Counter::default();
+        let (link, address, secrets) = match &o.target {
+            Target::Url(url) => {
+                let client = redis::Client::open(url.expose()).map_err(|_| StoreError::Open {
+                    path: "storage.redis_url".into(),
+                    message: "not a valid redis:// or rediss:// URL".into(),
+                })?;
+                let address = client.get_connection_info().addr().to_string();
+                let config = ConnectionManagerConfig::new()
+                    .set_number_of_retries(2)
+                    .set_min_delay(Duration::from_millis(100))
+                    .set_max_delay(Duration::from_secs(2))
+                    .set_connection_timeout(Some(Duration::from_secs(2)))
+                    .set_response_timeout(Some(op_timeout));
+                let conn =
+                    ConnectionManager::new_lazy_with_config(client, config).map_err(|e| {
+                        StoreError::Open {
+                            path: address.clone(),
+                            message: e.to_string(),
+                        }
+                    })?;
+                let mut secrets = vec![url.clone()];
+                secrets.extend(url_password(url));
+                (Link::Direct(conn), address, secrets)
             }
-        })?;
-        let mut secrets = vec![o.url.clone()];
-        secrets.extend(url_password(&o.url));
+            Target::Sentinel(c) => {
+                let follower = Arc::new(Follower::new(c.clone(), failovers.clone(), op_timeout));
+                if owner {
+                    sentinel::spawn_watch(&follower);
+                }
+                let address = follower.describe();
+                (Link::Sentinel(follower), address, c.secrets())
+            }
+        };
         let inner = Arc::new(Inner {
-            conn,
+            link,
             prefix: o.prefix.clone(),
             consumer: consumer_name(),
             capacity: o.capacity,
@@ -181,11 +285,32 @@ impl RedisStore {
             inflight: Mutex::new(HashMap::new()),
             address,
             scrubber: Scrubber::new(secrets),
+            wait: o.wait.filter(|w| w.replicas > 0),
+            op_timeout,
+            failovers,
+            wait_timeouts: Counter::default(),
         });
         if owner {
             tokio::spawn(background(Arc::downgrade(&inner)));
         }
         Ok(RedisStore { inner })
+    }
+
+    /// The counters behind `redis_failovers_total` and `redis_wait_timeouts_total`.
+    pub fn counters(&self) -> (Counter, Counter) {
+        (
+            self.inner.failovers.clone(),
+            self.inner.wait_timeouts.clone(),
+        )
+    }
+
+    /// With Sentinel, `Some` of the master in use (`None` while there is none); `None` with a
+    /// plain `redis_url`.
+    pub fn sentinel_master(&self) -> Option<Option<String>> {
+        match &self.inner.link {
+            Link::Direct(_) => None,
+            Link::Sentinel(f) => Some(f.master().filter(|_| self.is_open())),
+        }
     }
 
     /// Whether Redis answered the last ping or command.
@@ -220,27 +345,71 @@ impl RedisStore {
         }
         StoreError::Db(format!(
             "redis at {}: {}",
-            self.inner.address,
+            self.where_(),
             self.inner.scrubber.scrub(&e.to_string())
         ))
     }
 
-    async fn run<T>(
-        &self,
-        f: impl std::future::Future<Output = redis::RedisResult<T>>,
-    ) -> Result<T, StoreError> {
-        match tokio::time::timeout(OP_TIMEOUT, f).await {
+    /// The master in use, for messages.
+    fn where_(&self) -> String {
+        match &self.inner.link {
+            Link::Direct(_) => self.inner.address.clone(),
+            Link::Sentinel(f) => f.master().unwrap_or_else(|| self.inner.address.clone()),
+        }
+    }
+
+    /// Runs `f` on a connection to the master, within the operation timeout. With Sentinel, an
+    /// error that may mean the master moved drops the connection, so that the next command
+    /// asks the sentinels again.
+    async fn run_on<T, F, Fut>(&self, f: F) -> Result<T, StoreError>
+    where
+        F: FnOnce(Conn) -> Fut,
+        Fut: std::future::Future<Output = RedisResult<T>>,
+    {
+        let inner = &self.inner;
+        let used = std::sync::atomic::AtomicU64::new(0);
+        let work = async {
+            let (conn, generation) = match &inner.link {
+                Link::Direct(m) => (Conn::Managed(m.clone()), None),
+                Link::Sentinel(follower) => match follower.connection().await {
+                    Ok((g, c)) => {
+                        used.store(g, Ordering::SeqCst);
+                        (Conn::Plain(c), Some(g))
+                    }
+                    Err(why) => return Err(Failed::NoMaster(why)),
+                },
+            };
+            f(conn).await.map_err(|e| Failed::Redis(e, generation))
+        };
+        match tokio::time::timeout(inner.op_timeout, work).await {
             Ok(Ok(v)) => {
-                self.inner.healthy.store(true, Ordering::SeqCst);
+                inner.healthy.store(true, Ordering::SeqCst);
                 Ok(v)
             }
-            Ok(Err(e)) => Err(self.error(e)),
+            Ok(Err(Failed::NoMaster(why))) => {
+                inner.healthy.store(false, Ordering::SeqCst);
+                Err(StoreError::Db(inner.scrubber.scrub(&why)))
+            }
+            Ok(Err(Failed::Redis(e, generation))) => {
+                if let (Link::Sentinel(follower), Some(g)) = (&inner.link, generation)
+                    && sentinel::needs_rediscovery(&e)
+                {
+                    follower.lost(g);
+                }
+                Err(self.error(e))
+            }
             Err(_) => {
-                self.inner.healthy.store(false, Ordering::SeqCst);
+                inner.healthy.store(false, Ordering::SeqCst);
+                if let Link::Sentinel(follower) = &inner.link {
+                    let g = used.load(Ordering::SeqCst);
+                    if g != 0 {
+                        follower.lost(g);
+                    }
+                }
                 Err(StoreError::Db(format!(
-                    "redis at {}: no answer within {}s",
-                    self.inner.address,
-                    OP_TIMEOUT.as_secs()
+                    "redis at {}: no answer within {:?}",
+                    self.where_(),
+                    inner.op_timeout
                 )))
             }
         }
@@ -255,14 +424,57 @@ impl RedisStore {
         let mut inv = script.prepare_invoke();
         inv.arg(&self.inner.prefix);
         args(&mut inv);
-        let mut conn = self.inner.conn.clone();
-        self.run(async move { inv.invoke_async(&mut conn).await })
+        self.run_on(|mut conn| async move { inv.invoke_async(&mut conn).await })
             .await
     }
 
+    /// As [`RedisStore::eval`], for a change that must survive a failover: with
+    /// `redis_wait_replicas`, it counts as made only once that many replicas confirm it
+    /// within `redis_wait_timeout`; otherwise it fails (and the caller answers 503 or tries
+    /// again), though the master may keep it.
+    async fn eval_durable<T: FromRedisValue>(
+        &self,
+        script: &'static Script,
+        args: impl FnOnce(&mut ScriptInvocation<'static>),
+    ) -> Result<T, StoreError> {
+        let mut inv = script.prepare_invoke();
+        inv.arg(&self.inner.prefix);
+        args(&mut inv);
+        let (wait, marker) = (self.inner.wait, self.key("wait"));
+        let (v, acked) = self
+            .run_on(|mut conn| async move {
+                let v: T = inv.invoke_async(&mut conn).await?;
+                let acked = match wait {
+                    Some(w) => Some(replicate(&mut conn, &marker, w).await?),
+                    None => None,
+                };
+                Ok((v, acked))
+            })
+            .await?;
+        self.confirmed(acked)?;
+        Ok(v)
+    }
+
+    /// Turns too few confirming replicas into an error, counted.
+    fn confirmed(&self, acked: Option<i64>) -> Result<(), StoreError> {
+        let (Some(w), Some(acked)) = (self.inner.wait, acked) else {
+            return Ok(());
+        };
+        if acked >= i64::from(w.replicas) {
+            return Ok(());
+        }
+        self.inner.wait_timeouts.inc();
+        tracing::warn!(master = %self.where_(), acked, wanted = w.replicas, "a change was not confirmed by enough redis replicas in time");
+        Err(StoreError::Db(format!(
+            "redis at {}: {acked} of {} replicas confirmed the change within {:?}",
+            self.where_(),
+            w.replicas,
+            w.timeout
+        )))
+    }
+
     async fn cmd<T: FromRedisValue>(&self, cmd: redis::Cmd) -> Result<T, StoreError> {
-        let mut conn = self.inner.conn.clone();
-        self.run(async move { cmd.query_async(&mut conn).await })
+        self.run_on(|mut conn| async move { cmd.query_async(&mut conn).await })
             .await
     }
 
@@ -270,17 +482,26 @@ impl RedisStore {
         format!("{}{name}", self.inner.prefix)
     }
 
-    /// Answers whether Redis answers a `PING` within a second.
+    /// Answers whether Redis answers a `PING` within a second; with Sentinel, whether there
+    /// is a master that still says it is one (asking the sentinels when there is none).
     pub async fn ping(&self) -> bool {
-        let mut conn = self.inner.conn.clone();
-        let ok = matches!(
-            tokio::time::timeout(
-                PING_EVERY,
-                redis::cmd("PING").query_async::<String>(&mut conn)
-            )
-            .await,
-            Ok(Ok(_))
-        );
+        let ok = match &self.inner.link {
+            Link::Direct(m) => {
+                let mut conn = m.clone();
+                matches!(
+                    tokio::time::timeout(
+                        PING_EVERY,
+                        redis::cmd("PING").query_async::<String>(&mut conn)
+                    )
+                    .await,
+                    Ok(Ok(_))
+                )
+            }
+            Link::Sentinel(f) => {
+                let budget = 2 * (sentinel::CONNECT_TIMEOUT + PING_EVERY);
+                matches!(tokio::time::timeout(budget, f.check()).await, Ok(Ok(_)))
+            }
+        };
         self.inner.healthy.store(ok, Ordering::SeqCst);
         ok
     }
@@ -299,7 +520,7 @@ impl RedisStore {
         let args = job_args(&jobs)?;
         let (capacity, max_bytes) = (self.inner.capacity, self.inner.max_bytes);
         let ids: Option<Vec<i64>> = self
-            .eval(&ENQUEUE, move |i| {
+            .eval_durable(&ENQUEUE, move |i| {
                 i.arg(capacity).arg(max_bytes);
                 i.arg(args);
             })
@@ -354,14 +575,18 @@ impl RedisStore {
         Ok(first.first().map(|(_, at)| from_ms(*at as i64)))
     }
 
+    // The outcome scripts forget a delivery in flight only once the outcome is recorded (and,
+    // with `redis_wait_replicas`, confirmed): until then its claim stays renewed, so that
+    // no replica takes it over and sends it again while the outcome is being retried.
     pub async fn complete(&self, ids: Vec<i64>, then: Vec<NewJob>) -> Result<(), StoreError> {
-        self.forget_inflight(&ids);
         let args = job_args(&then)?;
+        let done = ids.clone();
         let _: i64 = self
-            .eval(&COMPLETE, move |i| {
+            .eval_durable(&COMPLETE, move |i| {
                 i.arg(ids.len()).arg(ids).arg(args);
             })
             .await?;
+        self.forget_inflight(&done);
         Ok(())
     }
 
@@ -371,10 +596,9 @@ impl RedisStore {
         f: Failure,
         not_before: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        self.forget_inflight(&[id]);
         let progress = progress_json(&f.progress);
         let _: i64 = self
-            .eval(&RESCHEDULE, move |i| {
+            .eval_durable(&RESCHEDULE, move |i| {
                 i.arg(id)
                     .arg(f.attempt)
                     .arg(progress)
@@ -383,6 +607,7 @@ impl RedisStore {
                     .arg(ms(not_before));
             })
             .await?;
+        self.forget_inflight(&[id]);
         Ok(())
     }
 
@@ -392,11 +617,10 @@ impl RedisStore {
         f: Failure,
         fallback: Vec<NewJob>,
     ) -> Result<(), StoreError> {
-        self.forget_inflight(&[id]);
         let progress = progress_json(&f.progress);
         let args = job_args(&fallback)?;
         let _: i64 = self
-            .eval(&DEAD_LETTER, move |i| {
+            .eval_durable(&DEAD_LETTER, move |i| {
                 i.arg(id)
                     .arg(f.attempt)
                     .arg(progress)
@@ -406,6 +630,7 @@ impl RedisStore {
                     .arg(args);
             })
             .await?;
+        self.forget_inflight(&[id]);
         Ok(())
     }
 
@@ -442,14 +667,14 @@ impl RedisStore {
 
     pub async fn replay(&self, id: Option<i64>, now: DateTime<Utc>) -> Result<u64, StoreError> {
         let id = id.map(|i| i.to_string()).unwrap_or_default();
-        self.eval(&REPLAY, move |i| {
+        self.eval_durable(&REPLAY, move |i| {
             i.arg(id).arg(ms(now));
         })
         .await
     }
 
     pub async fn purge(&self) -> Result<u64, StoreError> {
-        self.eval(&PURGE, |_| {}).await
+        self.eval_durable(&PURGE, |_| {}).await
     }
 
     pub async fn add_counter(
@@ -534,7 +759,7 @@ impl RedisStore {
         }
         let (capacity, max_bytes) = (self.inner.capacity, self.inner.max_bytes);
         let out: Option<Vec<(i64, i64, i64)>> = self
-            .eval(&ADMIT, move |i| {
+            .eval_durable(&ADMIT, move |i| {
                 i.arg(capacity).arg(max_bytes).arg(args);
             })
             .await?;
@@ -653,9 +878,9 @@ async fn background(inner: Weak<Inner>) {
         let up = store.ping().await;
         if up != was_up {
             if up {
-                tracing::info!(address = %store.inner.address, "redis reachable again");
+                tracing::info!(address = %store.where_(), "redis reachable again");
             } else {
-                tracing::warn!(address = %store.inner.address, "redis unreachable; accepting nothing until it is back");
+                tracing::warn!(address = %store.where_(), "redis unreachable; accepting nothing until it is back");
             }
             was_up = up;
         }
@@ -670,6 +895,22 @@ async fn background(inner: Weak<Inner>) {
         drop(store);
         tokio::time::sleep(pause).await;
     }
+}
+
+/// Makes sure the connection's last write is behind a fresh one (a script that changed
+/// nothing, say a duplicate admission, leaves none of its own), then waits for `w.replicas`
+/// replicas to have it; returns how many did.
+async fn replicate(conn: &mut Conn, marker: &str, w: Wait) -> RedisResult<i64> {
+    let (acked,): (i64,) = redis::pipe()
+        .cmd("INCR")
+        .arg(marker)
+        .ignore()
+        .cmd("WAIT")
+        .arg(w.replicas)
+        .arg(w.timeout.as_millis().max(1) as u64)
+        .query_async(conn)
+        .await?;
+    Ok(acked)
 }
 
 type RawJob = (i64, HashMap<String, String>);

@@ -4,6 +4,7 @@
 pub mod official_account;
 pub mod process;
 pub mod redis;
+pub mod sentinel;
 pub mod stored;
 pub mod wecom;
 pub mod weixin_gateway;
