@@ -312,3 +312,22 @@ impl Integration {
         }
     }
 }
+
+/// Test support: the identity of the one integration a receiver's YAML entry configures.
+#[cfg(test)]
+pub(crate) fn identity_of(key: &str, entry: &str) -> String {
+    let yaml = format!(
+        "chatops: {{alertmanager_url: 'http://am:9093', wxpusher_callback_secret: cb-secret-0123456789, allowed: [UID_a]}}\nroute: {{receiver: r}}\nreceivers:\n  - name: r\n    {key}:\n      - {entry}\n"
+    );
+    let config = match crate::config::Config::parse(&yaml, "t.yml", std::path::Path::new(".")) {
+        Ok(c) => c,
+        Err(e) => panic!("{e}"),
+    };
+    let rt = match crate::runtime::Runtime::build(config) {
+        Ok(rt) => rt,
+        Err(e) => panic!("{e}"),
+    };
+    let list = &rt.receivers["r"];
+    assert_eq!(list.len(), 1);
+    list[0].id.as_str().to_string()
+}

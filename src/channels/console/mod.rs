@@ -109,3 +109,18 @@ mod tests {
         assert_eq!(for_terminal("a\n\nb"), "│ a\n│\n│ b\n");
     }
 }
+
+#[cfg(test)]
+mod identity {
+    use crate::channels::identity_of;
+
+    /// Stored deliveries are bound to this identity: a change of its inputs re-sends every
+    /// pending job after an upgrade, so its value is pinned and changing it is a decision.
+    #[test]
+    fn identity_is_pinned() {
+        assert_eq!(
+            identity_of("console_configs", "{}"),
+            "console-e3b0c44298fc1c14"
+        );
+    }
+}

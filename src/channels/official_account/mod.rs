@@ -518,3 +518,21 @@ mod tests {
         assert!(pending(&p, "o"));
     }
 }
+
+#[cfg(test)]
+mod identity {
+    use crate::channels::identity_of;
+
+    /// Stored deliveries are bound to this identity: a change of its inputs re-sends every
+    /// pending job after an upgrade, so its value is pinned and changing it is a decision.
+    #[test]
+    fn identity_is_pinned() {
+        assert_eq!(
+            identity_of(
+                "official_account_configs",
+                "{app_id: wx123, app_secret: s3cr3t-app, template_id: T1, to_openids: [o2, o1]}"
+            ),
+            "official-account-5f7e5c3a142d3b74"
+        );
+    }
+}

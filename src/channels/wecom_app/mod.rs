@@ -567,3 +567,21 @@ mod tests {
         assert!(split_ids("").is_empty());
     }
 }
+
+#[cfg(test)]
+mod identity {
+    use crate::channels::identity_of;
+
+    /// Stored deliveries are bound to this identity: a change of its inputs re-sends every
+    /// pending job after an upgrade, so its value is pinned and changing it is a decision.
+    #[test]
+    fn identity_is_pinned() {
+        assert_eq!(
+            identity_of(
+                "wecom_app_configs",
+                "{corp_id: ww1, agent_id: 1000002, api_secret: app-secret-1, to_user: 'zhang|li', to_party: '2', to_tag: '5'}"
+            ),
+            "wecom-app-ea6e59c9fda81ad9"
+        );
+    }
+}

@@ -495,3 +495,18 @@ mod tests {
         assert!(!c(44004).is_retryable());
     }
 }
+
+#[cfg(test)]
+mod identity {
+    use crate::channels::identity_of;
+
+    /// Stored deliveries are bound to this identity: a change of its inputs re-sends every
+    /// pending job after an upgrade, so its value is pinned and changing it is a decision.
+    #[test]
+    fn identity_is_pinned() {
+        assert_eq!(
+            identity_of("wecom_robot_configs", "{key: 693a91f6-7xxx}"),
+            "wecom-robot-5a6fc1f394c48459"
+        );
+    }
+}

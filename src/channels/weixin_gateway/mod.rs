@@ -566,3 +566,21 @@ mod tests {
         assert!(last.ends_with("more characters not sent)"), "{last}");
     }
 }
+
+#[cfg(test)]
+mod identity {
+    use crate::channels::identity_of;
+
+    /// Stored deliveries are bound to this identity: a change of its inputs re-sends every
+    /// pending job after an upgrade, so its value is pinned and changing it is a decision.
+    #[test]
+    fn identity_is_pinned() {
+        assert_eq!(
+            identity_of(
+                "weixin_gateway_configs",
+                "{url: 'http://gw:8080', account_id: acc1, to_user_ids: [u2, u1], bearer_token: tok-secret}"
+            ),
+            "weixin-gateway-338f5a2c1bf68ce5"
+        );
+    }
+}

@@ -806,3 +806,25 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+mod identity {
+    use crate::channels::identity_of;
+
+    /// Stored deliveries are bound to this identity: a change of its inputs re-sends every
+    /// pending job after an upgrade, so its value is pinned and changing it is a decision.
+    #[test]
+    fn identity_is_pinned() {
+        assert_eq!(
+            identity_of(
+                "wxpusher_configs",
+                "{app_token: AT_abcdefgh, uids: [UID_b, UID_a], topic_ids: [7, 3], subscriber_tags: [ops]}"
+            ),
+            "wxpusher-a5b038380864b877"
+        );
+        assert_eq!(
+            identity_of("wxpusher_configs", "{spts: [SPT_one, SPT_two]}"),
+            "wxpusher-721b31ddea31305d"
+        );
+    }
+}
