@@ -46,19 +46,10 @@ pub fn check_config(files: &[std::path::PathBuf]) -> (String, bool) {
 
 /// Things that are valid but probably wrong, printed by `check-config` without failing it.
 pub fn warnings(config: &Config) -> Vec<String> {
-    use crate::channels::official_account::fields::FieldType;
     let mut out = crate::config::chatops::warnings(config);
     for (i, r) in config.receivers.iter().enumerate() {
-        for (j, o) in r.official_account_configs.iter().enumerate() {
-            for key in o.data.iter().flat_map(|d| d.keys()) {
-                if FieldType::of(key).is_none() {
-                    out.push(format!(
-                        "{}: receivers[{i}].official_account_configs[{j}].data.{key}: warning: unknown field type; the value is cut to {} characters like a thing field",
-                        config.source,
-                        crate::channels::official_account::fields::DEFAULT_MAX
-                    ));
-                }
-            }
+        for (key, c) in r.integrations() {
+            out.extend(c.warnings(&config.source, &format!("receivers[{i}].{key}")));
         }
     }
     out

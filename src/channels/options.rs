@@ -107,3 +107,41 @@ impl DeliveryOptions {
 pub fn default_true() -> bool {
     true
 }
+
+/// The [`crate::channels::ChannelConfig`] methods every `*_configs` entry answers alike from
+/// its keys `send_resolved`, `fallback_receiver`, `max_attempts`, `max_age`, `rate_limit` and
+/// `coalesce_after` (serde cannot flatten them into a shared struct under
+/// `deny_unknown_fields`): written inside the entry's `impl ChannelConfig`, with the channel's
+/// kind name and default rate limit.
+macro_rules! common_keys {
+    ($kind:expr, $default_rate:expr) => {
+        fn kind(&self) -> &'static str {
+            $kind
+        }
+
+        fn send_resolved(&self) -> bool {
+            self.send_resolved
+        }
+
+        fn fallback_receiver(&self) -> Option<&String> {
+            self.fallback_receiver.as_ref()
+        }
+
+        fn delivery_options(
+            &self,
+            at: &str,
+            report: &mut dyn FnMut(String, String),
+        ) -> $crate::channels::options::DeliveryOptions {
+            $crate::channels::options::DeliveryOptions::resolve(
+                at,
+                self.max_attempts,
+                self.max_age,
+                self.rate_limit,
+                $default_rate,
+                self.coalesce_after,
+                report,
+            )
+        }
+    };
+}
+pub(crate) use common_keys;

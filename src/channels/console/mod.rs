@@ -18,6 +18,9 @@ use crate::channels::error::DeliveryError;
 use crate::text;
 use crate::webhook::Notification;
 
+/// The channel's kind name: metric label, identity prefix, `console_configs`.
+pub const KIND: &str = "console";
+
 #[derive(Debug)]
 pub struct Console {
     /// Template name of the preview line.
@@ -119,7 +122,7 @@ mod identity {
     #[test]
     fn identity_is_pinned() {
         assert_eq!(
-            identity_of("console_configs", "{}"),
+            identity_of::<super::config::ConsoleConfig>("{}"),
             "console-e3b0c44298fc1c14"
         );
     }

@@ -36,6 +36,17 @@ pub(crate) const SERVICE: &str = "official_account";
 /// Stands for the access token in the URLs `render` prints.
 pub const ACCESS_TOKEN_PLACEHOLDER: &str = "ACCESS_TOKEN";
 
+/// The channel's kind name: metric label, identity prefix, `official_account_configs`.
+pub const KIND: &str = "official_account";
+
+/// The `data` used when a config gives none: the keys of the most common alert template
+/// layout, filled with the shipped `official_account.*` templates.
+pub const DEFAULT_DATA: &[(&str, &str)] = &[
+    ("thing1", "official_account.title"),
+    ("time2", "official_account.time"),
+    ("phrase3", "official_account.status"),
+];
+
 #[derive(Debug)]
 pub struct OfficialAccount {
     /// `{api_url}/cgi-bin/...` is called.
@@ -446,6 +457,22 @@ pub struct MiniProgramConfig {
     pub pagepath: String,
 }
 
+impl OfficialAccount {
+    /// What identifies the recipients: the app, its secret's fingerprint, the message kind
+    /// and the openids.
+    pub(crate) fn identity(&self, parts: &mut Vec<String>) {
+        use crate::channels::{fingerprint, sorted};
+        parts.push(format!("app={}", self.app_id));
+        parts.push(fingerprint(self.tokens.app_secret()));
+        parts.push(format!("kind={:?}", self.kind));
+        parts.extend(
+            sorted(&self.to_openids)
+                .into_iter()
+                .map(|u| format!("openid={u}")),
+        );
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -528,8 +555,7 @@ mod identity {
     #[test]
     fn identity_is_pinned() {
         assert_eq!(
-            identity_of(
-                "official_account_configs",
+            identity_of::<super::config::OfficialAccountConfig>(
                 "{app_id: wx123, app_secret: s3cr3t-app, template_id: T1, to_openids: [o2, o1]}"
             ),
             "official-account-5f7e5c3a142d3b74"

@@ -50,6 +50,9 @@ pub const APP_RATE: RateLimit = RateLimit {
     burst: 5,
 };
 
+/// The channel's kind name: metric label, identity prefix, `wecom_app_configs`.
+pub const KIND: &str = "wecom_app";
+
 #[derive(Debug)]
 pub struct WecomApp {
     /// `{api_url}/cgi-bin/...` is called.
@@ -201,10 +204,6 @@ impl WecomApp {
             "{}/cgi-bin/message/send",
             self.api_url.trim_end_matches('/')
         )
-    }
-
-    pub fn secrets(&self) -> Vec<Secret> {
-        vec![self.tokens.secret().clone()]
     }
 
     fn context(&self, env: &Env<'_>, n: &Notification) -> Result<Value, DeliveryError> {
@@ -489,6 +488,30 @@ impl WecomApp {
     }
 }
 
+impl WecomApp {
+    /// What identifies the recipients: the corp, the app, its secret's fingerprint and each
+    /// user, department and tag id (templates split on `|`).
+    pub(crate) fn identity(&self, parts: &mut Vec<String>) {
+        use crate::channels::{fingerprint, sorted};
+        parts.push(format!("corp={}", self.corp_id));
+        parts.push(format!("agent={}", self.agent_id));
+        parts.push(fingerprint(self.tokens.secret()));
+        for (k, t) in [
+            ("user", &self.to_user),
+            ("party", &self.to_party),
+            ("tag", &self.to_tag),
+        ] {
+            let ids: Vec<String> = t
+                .iter()
+                .flat_map(|t| t.split('|'))
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty())
+                .collect();
+            parts.extend(sorted(&ids).into_iter().map(|i| format!("{k}={i}")));
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -577,8 +600,7 @@ mod identity {
     #[test]
     fn identity_is_pinned() {
         assert_eq!(
-            identity_of(
-                "wecom_app_configs",
+            identity_of::<super::config::WecomAppConfig>(
                 "{corp_id: ww1, agent_id: 1000002, api_secret: app-secret-1, to_user: 'zhang|li', to_party: '2', to_tag: '5'}"
             ),
             "wecom-app-ea6e59c9fda81ad9"

@@ -44,6 +44,9 @@ pub const ROBOT_RATE: RateLimit = RateLimit {
 /// 45009 says "retry after the minute": the minute window must pass first.
 pub const FREQ_LIMIT_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
 
+/// The channel's kind name: metric label, identity prefix, `wecom_robot_configs`.
+pub const KIND: &str = "wecom_robot";
+
 #[derive(Debug)]
 pub struct WecomRobot {
     /// `{api_url}/cgi-bin/webhook/send` is called.
@@ -154,10 +157,6 @@ impl WecomRobot {
     /// The key travels in the URL; callers mask it (it is one of the integration's secrets).
     fn url(&self) -> String {
         format!("{}?key={}", self.endpoint(), self.key.expose())
-    }
-
-    pub fn secrets(&self) -> Vec<Secret> {
-        vec![self.key.clone()]
     }
 
     /// The template context with the preview line (`preview`) added.
@@ -469,6 +468,13 @@ fn digest_pages(
     Ok(Some((pages, rest)))
 }
 
+impl WecomRobot {
+    /// The key is the robot: whoever holds it posts to that one group.
+    pub(crate) fn identity(&self, parts: &mut Vec<String>) {
+        parts.push(crate::channels::fingerprint(&self.key));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -505,7 +511,7 @@ mod identity {
     #[test]
     fn identity_is_pinned() {
         assert_eq!(
-            identity_of("wecom_robot_configs", "{key: 693a91f6-7xxx}"),
+            identity_of::<super::config::WecomRobotConfig>("{key: 693a91f6-7xxx}"),
             "wecom-robot-5a6fc1f394c48459"
         );
     }

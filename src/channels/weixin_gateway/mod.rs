@@ -50,6 +50,9 @@ const PART_HEADER_ROOM: usize = 20;
 const TRUNCATED_NOTE_ROOM: usize = 60;
 const SERVICE: &str = "weixin_gateway";
 
+/// The channel's kind name: metric label, identity prefix, `weixin_gateway_configs`.
+pub const KIND: &str = "weixin_gateway";
+
 #[derive(Debug)]
 pub struct WeixinGateway {
     /// Base URL; `/send` and `/health` are appended.
@@ -495,6 +498,21 @@ pub fn split(text: &str, locale: Locale) -> Vec<String> {
         .collect()
 }
 
+impl WeixinGateway {
+    /// What identifies the recipients: the bot account, the proxy credential's fingerprint
+    /// and the users.
+    pub(crate) fn identity(&self, parts: &mut Vec<String>) {
+        use crate::channels::{fingerprint, sorted};
+        parts.push(format!("account={}", self.account_id));
+        parts.extend(self.bearer_token.iter().map(fingerprint));
+        parts.extend(
+            sorted(&self.to_user_ids)
+                .into_iter()
+                .map(|u| format!("user={u}")),
+        );
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -576,8 +594,7 @@ mod identity {
     #[test]
     fn identity_is_pinned() {
         assert_eq!(
-            identity_of(
-                "weixin_gateway_configs",
+            identity_of::<super::config::WeixinGatewayConfig>(
                 "{url: 'http://gw:8080', account_id: acc1, to_user_ids: [u2, u1], bearer_token: tok-secret}"
             ),
             "weixin-gateway-338f5a2c1bf68ce5"
