@@ -7,7 +7,7 @@ use std::path::Path;
 
 use chrono::{DateTime, Utc};
 
-use crate::channels::{Outbound, Progress};
+use crate::channels::Progress;
 use crate::config::{Config, ConfigErrors};
 use crate::runtime::Runtime;
 use crate::webhook::Notification;
@@ -55,29 +55,7 @@ pub fn warnings(config: &Config) -> Vec<String> {
     out
 }
 
-/// One integration's requests for `render`.
-#[derive(Debug, serde::Serialize)]
-pub struct Rendered {
-    pub receiver: String,
-    pub integration: String,
-    pub requests: Vec<Outbound>,
-}
-
-/// Why `render` (and `/api/v1/render`) could not render.
-#[derive(Debug, Clone, thiserror::Error)]
-pub enum RenderError {
-    /// The payload is not an Alertmanager or Grafana notification.
-    #[error("{0}")]
-    Payload(String),
-    #[error("unknown receiver {0:?}")]
-    UnknownReceiver(String),
-    /// A template failed to compile or render: its name and handlebars' message (with the
-    /// line and column).
-    #[error(transparent)]
-    Template(#[from] crate::template::TemplateError),
-    #[error("{0}")]
-    Other(String),
-}
+pub use crate::runtime::{RenderError, Rendered};
 
 /// `render`: the exact requests each routed receiver integration would send, secrets masked.
 pub fn render(
@@ -86,43 +64,7 @@ pub fn render(
     receiver: Option<&str>,
     now: DateTime<Utc>,
 ) -> Result<Vec<Rendered>, String> {
-    render_typed(rt, payload, receiver, now).map_err(|e| e.to_string())
-}
-
-/// [`render`] with its error typed, for `/api/v1/render`.
-pub fn render_typed(
-    rt: &Runtime,
-    payload: &[u8],
-    receiver: Option<&str>,
-    now: DateTime<Utc>,
-) -> Result<Vec<Rendered>, RenderError> {
-    let n = Notification::parse(payload).map_err(|e| RenderError::Payload(e.to_string()))?;
-    let routed = rt
-        .route(n, receiver)
-        .ok_or_else(|| RenderError::UnknownReceiver(receiver.unwrap_or("").to_string()))?;
-    let env = rt.env(now);
-    let mut out = Vec::new();
-    for r in routed {
-        for i in rt.receivers.get(&r.receiver).into_iter().flatten() {
-            let Some(n) = i.filter(&r.notification) else {
-                continue;
-            };
-            let mut requests = i.prepare(&env, &n).map_err(|e| match e {
-                crate::channels::error::DeliveryError::Render(t) => RenderError::Template(t),
-                e => RenderError::Other(rt.scrubber.scrub(&e.to_string())),
-            })?;
-            for req in &mut requests {
-                rt.scrubber.scrub_json(&mut req.body);
-                req.url = rt.scrubber.scrub(&req.url);
-            }
-            out.push(Rendered {
-                receiver: r.receiver.clone(),
-                integration: format!("{}[{}]", i.name(), i.index),
-                requests,
-            });
-        }
-    }
-    Ok(out)
+    rt.render(payload, receiver, now).map_err(|e| e.to_string())
 }
 
 /// Human-readable `render` output: a header per integration, then each request.

@@ -10,8 +10,9 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 use chrono::{DateTime, Utc};
 
+use crate::channels::preview::Preview;
 use crate::channels::state::Upstreams;
-use crate::channels::{Build, Env, Integration};
+use crate::channels::{Build, Env, Integration, Outbound};
 use crate::config::{Config, ConfigError, ConfigErrors};
 use crate::secret::Scrubber;
 use crate::store::IntegrationId;
@@ -237,6 +238,80 @@ impl Runtime {
                 })
                 .collect(),
         )
+    }
+}
+
+/// One integration's requests for `render` and the console, and what a person sees of them.
+#[derive(Debug, serde::Serialize)]
+pub struct Rendered {
+    pub receiver: String,
+    /// `kind[position]`.
+    pub integration: String,
+    pub requests: Vec<Outbound>,
+    /// The integration's kind name.
+    #[serde(skip)]
+    pub kind: &'static str,
+    /// What the phone shows ([`Integration::preview`]); the console's, not `render`'s.
+    #[serde(skip)]
+    pub preview: Preview,
+}
+
+/// Why `render` (and `/api/v1/render`) could not render.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum RenderError {
+    /// The payload is not an Alertmanager or Grafana notification.
+    #[error("{0}")]
+    Payload(String),
+    #[error("unknown receiver {0:?}")]
+    UnknownReceiver(String),
+    /// A template failed to compile or render: its name and handlebars' message (with the
+    /// line and column).
+    #[error(transparent)]
+    Template(#[from] crate::template::TemplateError),
+    #[error("{0}")]
+    Other(String),
+}
+
+impl Runtime {
+    /// The exact requests each routed receiver integration would send for `payload`, secrets
+    /// masked, with what a person sees of them: for `render` and `/api/v1/render`.
+    pub fn render(
+        &self,
+        payload: &[u8],
+        receiver: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Rendered>, RenderError> {
+        let rt = self;
+        let n = Notification::parse(payload).map_err(|e| RenderError::Payload(e.to_string()))?;
+        let routed = rt
+            .route(n, receiver)
+            .ok_or_else(|| RenderError::UnknownReceiver(receiver.unwrap_or("").to_string()))?;
+        let env = rt.env(now);
+        let mut out = Vec::new();
+        for r in routed {
+            for i in rt.receivers.get(&r.receiver).into_iter().flatten() {
+                let Some(n) = i.filter(&r.notification) else {
+                    continue;
+                };
+                let mut requests = i.prepare(&env, &n).map_err(|e| match e {
+                    crate::channels::error::DeliveryError::Render(t) => RenderError::Template(t),
+                    e => RenderError::Other(rt.scrubber.scrub(&e.to_string())),
+                })?;
+                for req in &mut requests {
+                    rt.scrubber.scrub_json(&mut req.body);
+                    req.url = rt.scrubber.scrub(&req.url);
+                }
+                let preview = i.preview(&requests, rt.config.global.summary_max_chars);
+                out.push(Rendered {
+                    receiver: r.receiver.clone(),
+                    integration: format!("{}[{}]", i.name(), i.index),
+                    requests,
+                    kind: i.name(),
+                    preview,
+                });
+            }
+        }
+        Ok(out)
     }
 }
 

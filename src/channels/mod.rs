@@ -12,6 +12,7 @@ pub mod error;
 pub mod http;
 pub mod official_account;
 pub mod options;
+pub mod preview;
 pub mod ratelimit;
 pub mod state;
 pub mod wecom_app;
@@ -263,6 +264,21 @@ impl Integration {
         } else {
             Some(n.subset(firing))
         }
+    }
+
+    /// What a person sees of `requests` (this integration's, as [`Integration::prepare`]
+    /// made them): the notification line cut to `max_chars`, the body, the link.
+    pub fn preview(&self, requests: &[Outbound], max_chars: usize) -> preview::Preview {
+        let mut p = match &self.kind {
+            Kind::WxPusher(_) => wxpusher::preview(requests),
+            Kind::Console(_) => preview::plain(requests, max_chars),
+            Kind::WeixinGateway(_) => weixin_gateway::preview(requests, max_chars),
+            Kind::OfficialAccount(_) => official_account::preview(requests, max_chars),
+            Kind::WecomRobot(_) => wecom_robot::preview(requests, max_chars),
+            Kind::WecomApp(_) => wecom_app::preview(requests, max_chars),
+        };
+        p.line_chars = crate::text::visible_len(&p.line);
+        p
     }
 
     /// The exact requests a notification becomes, secrets included (callers mask them).

@@ -473,6 +473,37 @@ impl OfficialAccount {
     }
 }
 
+/// What the phone shows: the card's fields after their type rules, the first as the
+/// notification line, and the link (`url`, or `page` for subscribe notifications).
+pub fn preview(requests: &[Outbound], max_chars: usize) -> crate::channels::preview::Preview {
+    use crate::channels::preview::{Preview, line_of, str_of};
+    let b = requests.first().map(|r| &r.body).unwrap_or(&Value::Null);
+    let mut p = Preview::default();
+    if let Some(data) = b.get("data").and_then(Value::as_object) {
+        for (k, v) in data {
+            p.card.push((k.clone(), str_of(v.get("value"))));
+        }
+    }
+    p.line = p
+        .card
+        .first()
+        .map(|(_, v)| line_of(v, max_chars))
+        .unwrap_or_default();
+    p.body = p
+        .card
+        .iter()
+        .map(|(k, v)| format!("{k}: {v}"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    p.format = "text".into();
+    p.url = b
+        .get("url")
+        .or_else(|| b.get("page"))
+        .and_then(Value::as_str)
+        .map(str::to_string);
+    p
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

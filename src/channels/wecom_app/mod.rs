@@ -512,6 +512,33 @@ impl WecomApp {
     }
 }
 
+/// What the reader sees: a text card's title (the notification line), description and link;
+/// otherwise each message's text as for a group robot.
+pub fn preview(requests: &[Outbound], max_chars: usize) -> crate::channels::preview::Preview {
+    use crate::channels::preview::{Preview, line_of, str_of, strip_tags};
+    let card = requests
+        .first()
+        .and_then(|r| r.body.get("textcard"))
+        .filter(|_| {
+            requests
+                .iter()
+                .all(|r| r.body.get("msgtype") == Some(&json!("textcard")))
+        });
+    let Some(card) = card else {
+        return crate::channels::wecom_robot::preview(requests, max_chars);
+    };
+    let title = str_of(card.get("title"));
+    // The description's `<div class="gray">` and the like style it; the reader sees the text.
+    let description = strip_tags(&str_of(card.get("description")));
+    Preview {
+        line: line_of(&title, max_chars),
+        format: "text".into(),
+        body: format!("{title}\n{description}"),
+        url: card.get("url").and_then(Value::as_str).map(str::to_string),
+        ..Preview::default()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

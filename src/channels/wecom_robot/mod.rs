@@ -475,6 +475,35 @@ impl WecomRobot {
     }
 }
 
+/// What the group sees: each message's text in order (a split message's parts, then the
+/// message that mentions people), the first as the notification line; markdown when the
+/// messages are markdown. WeCom apps send the same `{msgtype, <msgtype>: {content}}` shape.
+pub fn preview(requests: &[Outbound], max_chars: usize) -> crate::channels::preview::Preview {
+    use crate::channels::preview::{Preview, line_of, markdown_text, str_of};
+    let mut p = Preview {
+        format: "text".into(),
+        ..Preview::default()
+    };
+    for r in requests {
+        let msgtype = r.body.get("msgtype").and_then(Value::as_str).unwrap_or("");
+        if msgtype.starts_with("markdown") && p.parts.is_empty() {
+            p.format = "markdown".into();
+        }
+        p.parts
+            .push(str_of(r.body.get(msgtype).and_then(|m| m.get("content"))));
+    }
+    p.body = p.parts.join("\n");
+    let first = p.parts.first().map_or("", String::as_str);
+    p.line = if p.format == "markdown" {
+        // The notification shows the text, not its markup.
+        let read = markdown_text(first);
+        line_of(read.trim(), max_chars)
+    } else {
+        line_of(first, max_chars)
+    };
+    p
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

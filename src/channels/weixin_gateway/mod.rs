@@ -513,6 +513,31 @@ impl WeixinGateway {
     }
 }
 
+/// What the first user sees: each text part in order, the first as the notification line.
+pub fn preview(requests: &[Outbound], max_chars: usize) -> crate::channels::preview::Preview {
+    use crate::channels::preview::{Preview, line_of, str_of};
+    let mut p = Preview::default();
+    let to = requests
+        .first()
+        .and_then(|r| r.body.get("to_user_id"))
+        .cloned()
+        .unwrap_or(Value::Null);
+    for r in requests {
+        if r.body.get("to_user_id") != Some(&to) {
+            continue;
+        }
+        if let Some(items) = r.body.get("items").and_then(Value::as_array) {
+            for i in items {
+                p.parts.push(str_of(i.get("text")));
+            }
+        }
+    }
+    p.body = p.parts.join("\n");
+    p.format = "text".into();
+    p.line = line_of(p.parts.first().map_or("", String::as_str), max_chars);
+    p
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -742,6 +742,25 @@ impl WxPusher {
     }
 }
 
+/// What the phone shows: the `summary` as the notification line, the content in its format,
+/// the link.
+pub fn preview(requests: &[Outbound]) -> crate::channels::preview::Preview {
+    use crate::channels::preview::{Preview, str_of};
+    let b = requests.first().map(|r| &r.body).unwrap_or(&Value::Null);
+    Preview {
+        line: str_of(b.get("summary")),
+        body: str_of(b.get("content")),
+        format: match b.get("contentType").and_then(Value::as_u64) {
+            Some(2) => "html",
+            Some(3) => "markdown",
+            _ => "text",
+        }
+        .into(),
+        url: b.get("url").and_then(Value::as_str).map(str::to_string),
+        ..Preview::default()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
