@@ -17,12 +17,31 @@ pub fn load(path: &Path) -> Result<Runtime, ConfigErrors> {
     Config::load(path).and_then(Runtime::build)
 }
 
+/// [`load`], listing every error: when the file parsed whole but failed its checks, its
+/// templates are compiled all the same and their errors listed too.
+fn load_listing_all(path: &Path) -> Result<Runtime, ConfigErrors> {
+    match Config::load_checked(path) {
+        (Some(config), errors) if errors.is_empty() => Runtime::build(config),
+        (Some(config), mut errors) => {
+            if let Err(ConfigErrors(more)) = Runtime::build(config) {
+                for e in more {
+                    if !errors.contains(&e) {
+                        errors.push(e);
+                    }
+                }
+            }
+            Err(ConfigErrors(errors))
+        }
+        (None, errors) => Err(ConfigErrors(errors)),
+    }
+}
+
 /// `check-config FILE...`: every error of every file, or an OK line per file.
 pub fn check_config(files: &[std::path::PathBuf]) -> (String, bool) {
     let mut out = String::new();
     let mut ok = true;
     for f in files {
-        match load(f) {
+        match load_listing_all(f) {
             Ok(rt) => {
                 let integrations: usize = rt.receivers.values().map(Vec::len).sum();
                 out.push_str(&format!(

@@ -520,16 +520,31 @@ impl ReceiverConfig {
 impl Config {
     /// Reads, expands, parses and validates a file.
     pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
+        match Config::load_checked(path) {
+            (Some(config), errors) if errors.is_empty() => Ok(config),
+            (_, errors) => Err(ConfigErrors(errors)),
+        }
+    }
+
+    /// Reads, expands, parses and validates a file, answering every error found and, when the
+    /// file parsed whole (its errors are all from the checks after parsing), the
+    /// configuration as read: later stages (compiling its templates) can then list their
+    /// errors in the same run.
+    pub fn load_checked(path: &Path) -> (Option<Config>, Vec<ConfigError>) {
         let name = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|e| {
-            ConfigErrors(vec![ConfigError {
-                file: name.clone(),
-                path: String::new(),
-                message: format!("cannot read: {e}"),
-            }])
-        })?;
+        let text = match std::fs::read_to_string(path) {
+            Ok(text) => text,
+            Err(e) => {
+                let e = ConfigError {
+                    file: name,
+                    path: String::new(),
+                    message: format!("cannot read: {e}"),
+                };
+                return (None, vec![e]);
+            }
+        };
         let base = path.parent().unwrap_or(Path::new("."));
-        Config::parse(&text, &name, base)
+        Config::parse_checked(&text, &name, base)
     }
 
     /// The configuration used when no file is given.
@@ -540,19 +555,50 @@ impl Config {
     /// Parses text as if read from `file`; relative `*_file` paths and template globs are
     /// resolved against `base`.
     pub fn parse(text: &str, file: &str, base: &Path) -> Result<Config, ConfigErrors> {
-        let err = |path: String, message: String| {
-            ConfigErrors(vec![ConfigError {
-                file: file.to_string(),
-                path,
-                message,
-            }])
+        match Config::parse_checked(text, file, base) {
+            (Some(config), errors) if errors.is_empty() => Ok(config),
+            (_, errors) => Err(ConfigErrors(errors)),
+        }
+    }
+
+    /// [`Config::parse`] answering every error and, when the text parsed whole, the
+    /// configuration as read (see [`Config::load_checked`]).
+    pub fn parse_checked(
+        text: &str,
+        file: &str,
+        base: &Path,
+    ) -> (Option<Config>, Vec<ConfigError>) {
+        let expanded = match expand_env(text) {
+            Ok(expanded) => expanded,
+            Err(message) => {
+                let e = ConfigError {
+                    file: file.to_string(),
+                    path: String::new(),
+                    message,
+                };
+                return (None, vec![e]);
+            }
         };
-        let expanded = expand_env(text).map_err(|m| err(String::new(), m))?;
         let de = yaml_serde::Deserializer::from_str(&expanded);
         let first = match serde_path_to_error::deserialize::<_, Config>(de) {
-            Ok(config) => return config.validate(file, base, None),
+            Ok(config) => {
+                let (config, errors) = config.validate(file, base, None);
+                return (Some(config), errors);
+            }
             Err(e) => e,
         };
+        (None, Config::list_past_first(&expanded, file, base, first))
+    }
+
+    /// Every error of a text that did not parse whole, past the `first`: each structural
+    /// error's node is taken out and the text parsed again, then the checks run on what is
+    /// left.
+    fn list_past_first(
+        expanded: &str,
+        file: &str,
+        base: &Path,
+        first: serde_path_to_error::Error<yaml_serde::Error>,
+    ) -> Vec<ConfigError> {
         let at = recover::segs(first.path());
         let path = first.path().to_string();
         let path = if path == "." { String::new() } else { path };
@@ -564,19 +610,17 @@ impl Config {
             message,
         }];
         // Keep going past the first structural error, so that every one is listed.
-        let Some(mut rec) = Recovery::new(&expanded) else {
-            return Err(ConfigErrors(errors));
+        let Some(mut rec) = Recovery::new(expanded) else {
+            return errors;
         };
         if !rec.neutralise(&at) {
-            return Err(ConfigErrors(errors));
+            return errors;
         }
         for _ in 0..recover::MAX_ROUNDS {
             match rec.next() {
                 Ok(config) => {
-                    if let Err(ConfigErrors(more)) = config.validate(file, base, Some(&rec)) {
-                        errors.extend(more);
-                    }
-                    return Err(ConfigErrors(errors));
+                    errors.extend(config.validate(file, base, Some(&rec)).1);
+                    return errors;
                 }
                 Err(found) => {
                     let missing = found.current.as_deref().and_then(|at| {
@@ -590,9 +634,9 @@ impl Config {
                         if rec.restore(at, field) {
                             continue;
                         }
-                        return Err(ConfigErrors(errors));
+                        return errors;
                     }
-                    let message = match recover::locate(&expanded, &found.original) {
+                    let message = match recover::locate(expanded, &found.original) {
                         Some((line, column)) => {
                             format!("{} at line {line} column {column}", found.message)
                         }
@@ -613,7 +657,7 @@ impl Config {
                     match found.current {
                         _ if restored => {}
                         Some(current) if rec.neutralise(&current) => {}
-                        _ => return Err(ConfigErrors(errors)),
+                        _ => return errors,
                     }
                 }
             }
@@ -626,7 +670,7 @@ impl Config {
                 errors.len()
             ),
         });
-        Err(ConfigErrors(errors))
+        errors
     }
 
     /// Runs the checks serde cannot on a deserialized config. After a repaired parse (`rec`),
@@ -636,7 +680,7 @@ impl Config {
         file: &str,
         base: &Path,
         rec: Option<&Recovery>,
-    ) -> Result<Config, ConfigErrors> {
+    ) -> (Config, Vec<ConfigError>) {
         self.source = file.to_string();
         let mut errors = Vec::new();
         self.resolve(base, &mut |path, message| {
@@ -656,11 +700,7 @@ impl Config {
                 message,
             })
         });
-        if errors.is_empty() {
-            Ok(self)
-        } else {
-            Err(ConfigErrors(errors))
-        }
+        (self, errors)
     }
 
     /// Reads `*_file` secrets, resolves relative paths and checks what serde cannot.

@@ -6,7 +6,7 @@
 //! answers HTTP 200 for business errors: success is `errcode == 0`.
 //!
 //! The key is the credential and travels in the query string: no real URL is logged or kept in
-//! an error, and `render` prints it masked (the key is one of [`WecomRobot::secrets`]).
+//! an error, and `render` prints it masked (the key is one of the secrets its check records).
 //! Each part sent is recorded in the job's [`Progress`] as [`Entry::SentPart`], so a retry after a
 //! failure in the middle sends only the parts still missing.
 //!
