@@ -17,8 +17,12 @@
 //!   ([`store::history`]); each record's module holds its types and the dispatch, each
 //!   backend's folder how it keeps them.
 //! - [`channels`] (send): one folder per upstream (`wxpusher/`, `official_account/`,
-//!   `weixin_gateway/`, `wecom_robot/`, `wecom_app/`, `console/`), each owning its requests,
-//!   limits, error codes and client, over one HTTP helper (`channels/http.rs`);
+//!   `weixin_gateway/`, `wecom_robot/`, `wecom_app/`, and `stdout/` for `console_configs`),
+//!   each owning its config entry and its checks, the integration built from it, its identity,
+//!   its console preview, its requests, limits, error codes and client, over one HTTP helper
+//!   (`channels/http.rs`); `channels/mod.rs` is the registry (one `match` per operation) and
+//!   `channels/check.rs` the contract with the loader and runtime, which walk a receiver's
+//!   integrations once;
 //!   the channel contract ([`channels::Integration`], [`channels::error`] with what a failure
 //!   says happens next), per-integration options, rate limits and the long-lived upstream
 //!   state ([`channels::state`]).

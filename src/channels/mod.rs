@@ -7,7 +7,6 @@
 //! Retry decisions are not made here: errors say whether they are retryable.
 
 pub mod check;
-pub mod console;
 pub mod error;
 pub mod http;
 pub mod official_account;
@@ -15,6 +14,7 @@ pub mod options;
 pub mod preview;
 pub mod ratelimit;
 pub mod state;
+pub mod stdout;
 pub mod wecom_app;
 pub mod wecom_robot;
 pub mod weixin_gateway;
@@ -113,7 +113,7 @@ pub struct Integration {
 #[derive(Debug)]
 pub enum Kind {
     WxPusher(wxpusher::WxPusher),
-    Console(console::Console),
+    Console(stdout::Console),
     WeixinGateway(weixin_gateway::WeixinGateway),
     OfficialAccount(official_account::OfficialAccount),
     WecomRobot(wecom_robot::WecomRobot),
@@ -123,11 +123,19 @@ pub enum Kind {
 /// Every channel's kind name, as used in metric labels, logs and identities.
 pub const KINDS: &[&str] = &[
     wxpusher::KIND,
-    console::KIND,
+    stdout::KIND,
     weixin_gateway::KIND,
     official_account::KIND,
     wecom_robot::KIND,
     wecom_app::KIND,
+];
+
+/// Shipped template names the console's playground gives as examples of what to override.
+pub const EXAMPLE_TEMPLATES: &[&str] = &[
+    "wxpusher.summary",
+    "wxpusher.content",
+    "gateway.text",
+    "official_account.title",
 ];
 
 /// The `global` settings integrations default to, and which channels' callbacks are
@@ -168,7 +176,7 @@ impl Kind {
     pub fn name(&self) -> &'static str {
         match self {
             Kind::WxPusher(_) => wxpusher::KIND,
-            Kind::Console(_) => console::KIND,
+            Kind::Console(_) => stdout::KIND,
             Kind::WeixinGateway(_) => weixin_gateway::KIND,
             Kind::OfficialAccount(_) => official_account::KIND,
             Kind::WecomRobot(_) => wecom_robot::KIND,

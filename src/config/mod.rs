@@ -17,8 +17,8 @@ use serde::Deserialize;
 
 use recover::Recovery;
 
-use crate::channels::console::config::ConsoleConfig;
 use crate::channels::official_account::config::OfficialAccountConfig;
+use crate::channels::stdout::config::ConsoleConfig;
 use crate::channels::wecom_app::config::WecomAppConfig;
 use crate::channels::wecom_robot::config::WecomRobotConfig;
 use crate::channels::weixin_gateway::config::WeixinGatewayConfig;

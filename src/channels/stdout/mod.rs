@@ -18,7 +18,8 @@ use crate::channels::error::DeliveryError;
 use crate::text;
 use crate::webhook::Notification;
 
-/// The channel's kind name: metric label, identity prefix, `console_configs`.
+/// The channel's kind name: metric label, identity prefix, `console_configs` (the module is
+/// `stdout`, so that the channel and the web console are told apart).
 pub const KIND: &str = "console";
 
 #[derive(Debug)]
