@@ -308,18 +308,7 @@ pub async fn replay(
     store: &crate::store::Store,
     id: Option<i64>,
 ) -> Result<u64, crate::store::StoreError> {
-    let jobs: Vec<_> = store
-        .dead_letters()
-        .await?
-        .into_iter()
-        .filter(|j| id.is_none_or(|id| j.id == id))
-        .collect();
-    let n = store.replay(id, Utc::now()).await?;
-    if n > 0 {
-        let web = crate::config::WebConfig::default();
-        crate::delivery::history::replayed(store, &web, &jobs).await;
-    }
-    Ok(n)
+    crate::delivery::replay_dead_letters(store, id).await
 }
 
 /// What `subscribers` does.

@@ -2,7 +2,8 @@
 //! render (the playground), deliveries (the history), dead letters (list, replay, purge) and
 //! send-test. It answers the same as the command line because both call the same functions
 //! ([`crate::runtime::Runtime::render`], with each channel's preview,
-//! [`crate::cli::dead_letter_items`], [`crate::cli::replay`], [`crate::cli::send_test`]).
+//! [`crate::delivery::replay_dead_letters`], [`crate::cli::dead_letter_items`],
+//! [`crate::cli::send_test`]).
 //!
 //! Every call needs `auth.admin` credentials ([`guard`]); state-changing ones also need
 //! `Content-Type: application/json`, which a cross-site form cannot send without a CORS
@@ -393,7 +394,7 @@ async fn dead_letters(State(app): State<Arc<App>>, headers: HeaderMap) -> Respon
 }
 
 async fn replay(app: &App, id: Option<i64>) -> Response {
-    match crate::cli::replay(&app.queue.store, id).await {
+    match crate::delivery::replay_dead_letters(&app.queue.store, id).await {
         Ok(0) if id.is_some() => error(
             StatusCode::NOT_FOUND,
             format!("no dead letter {}", id.unwrap_or_default()),
