@@ -91,7 +91,7 @@ pub struct Service {
     pub app: Arc<App>,
     workers: tokio::task::JoinHandle<()>,
     stop: tokio::sync::watch::Sender<bool>,
-    /// Probes upstream health (weixin-gateway `/health`) for `integration_up`.
+    /// Probes upstream health for `integration_up` and runs the channels' upkeep.
     health: tokio::task::JoinHandle<()>,
 }
 
@@ -132,7 +132,7 @@ impl Service {
             async move {
                 tokio::join!(
                     delivery::health::health_loop(runtime.clone(), metrics.clone()),
-                    window_metrics_loop(runtime, metrics, store),
+                    upkeep_loop(runtime, metrics, store),
                 );
             }
         });
@@ -189,29 +189,12 @@ impl Service {
     }
 }
 
-/// Refreshes the weixin-gateway send-window gauges from the store forever, every shortest
-/// `health_interval` of the gateways configured (30s when there is none); reads the runtime
-/// in force each round, so reloads apply.
-async fn window_metrics_loop(runtime: runtime::Shared, metrics: Arc<Metrics>, store: Store) {
-    use channels::Kind;
+/// Runs the channels' periodic upkeep ([`channels::upkeep`]) forever, as often as it asks;
+/// reads the runtime in force each round, so reloads apply.
+async fn upkeep_loop(runtime: runtime::Shared, metrics: Arc<Metrics>, store: Store) {
     loop {
         let rt = runtime.load_full();
-        let gateways: Vec<(&str, &channels::weixin_gateway::WeixinGateway)> = rt
-            .receivers
-            .iter()
-            .flat_map(|(receiver, list)| {
-                list.iter().filter_map(move |i| match &i.kind {
-                    Kind::WeixinGateway(g) => Some((receiver.as_str(), g)),
-                    _ => None,
-                })
-            })
-            .collect();
-        let interval = gateways
-            .iter()
-            .map(|(_, g)| g.health_interval)
-            .min()
-            .unwrap_or(Duration::from_secs(30));
-        channels::weixin_gateway::window::refresh_metrics(gateways, &store, &metrics).await;
+        let interval = channels::upkeep(&rt.receivers, &store, &metrics).await;
         drop(rt);
         tokio::time::sleep(interval).await;
     }

@@ -197,6 +197,16 @@ impl Kind {
     }
 }
 
+/// The channels' periodic upkeep over every receiver's integrations (today the gateway's
+/// send-window gauges); answers when it is due again.
+pub async fn upkeep(
+    receivers: &std::collections::BTreeMap<String, Vec<Integration>>,
+    store: &Store,
+    metrics: &crate::metrics::Metrics,
+) -> std::time::Duration {
+    weixin_gateway::window::upkeep(receivers, store, metrics).await
+}
+
 /// Templates the channels need that neither the shipped set nor the configuration defined;
 /// what cannot be compiled, in words.
 pub fn complete_templates(templates: &mut Templates) -> Vec<String> {
