@@ -19,14 +19,6 @@ pub const DEFAULT_MAX_AGE: Duration = Duration::from_secs(3600);
 /// A backlog for one integration that would take longer than this to send at the allowed
 /// rate is merged into one digest message.
 pub const DEFAULT_COALESCE_AFTER: Duration = Duration::from_secs(10);
-/// WxPusher's documented limit is about 20 calls per 10 s per app.
-pub const WXPUSHER_RATE: RateLimit = RateLimit {
-    rate: 2.0,
-    burst: 2,
-};
-/// WxPusher stops notifying a UID after a few thousand messages a day; 500 keeps well clear.
-pub const DEFAULT_DAILY_BUDGET_PER_UID: u32 = 500;
-
 /// A token bucket: `rate` requests per second on average, at most `burst` at once.
 #[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -7,11 +7,17 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::{ContentType, WxPusher, spt};
-use crate::channels::options::{
-    DEFAULT_DAILY_BUDGET_PER_UID, RateLimit, WXPUSHER_RATE, common_keys, default_true,
-};
+use crate::channels::options::{RateLimit, common_keys, default_true};
 use crate::channels::{Build, ChannelConfig, Check, Kind, check_http_url};
 use crate::secret::Secret;
+
+/// WxPusher's documented limit is about 20 calls per 10 s per app.
+pub const WXPUSHER_RATE: RateLimit = RateLimit {
+    rate: 2.0,
+    burst: 2,
+};
+/// WxPusher stops notifying a UID after a few thousand messages a day; 500 keeps well clear.
+pub const DEFAULT_DAILY_BUDGET_PER_UID: u32 = 500;
 
 /// Longest `extra` WxPusher accepts on a QR code, so the longest tag that can match one.
 pub const MAX_TAG: usize = 64;
