@@ -7,7 +7,7 @@ use std::path::Path;
 
 use chrono::{DateTime, Utc};
 
-use crate::channels::{Outbound, Progress};
+use crate::channels::Progress;
 use crate::config::{Config, ConfigErrors};
 use crate::runtime::Runtime;
 use crate::webhook::Notification;
@@ -17,12 +17,31 @@ pub fn load(path: &Path) -> Result<Runtime, ConfigErrors> {
     Config::load(path).and_then(Runtime::build)
 }
 
+/// [`load`], listing every error: when the file parsed whole but failed its checks, its
+/// templates are compiled all the same and their errors listed too.
+fn load_listing_all(path: &Path) -> Result<Runtime, ConfigErrors> {
+    match Config::load_checked(path) {
+        (Some(config), errors) if errors.is_empty() => Runtime::build(config),
+        (Some(config), mut errors) => {
+            if let Err(ConfigErrors(more)) = Runtime::build(config) {
+                for e in more {
+                    if !errors.contains(&e) {
+                        errors.push(e);
+                    }
+                }
+            }
+            Err(ConfigErrors(errors))
+        }
+        (None, errors) => Err(ConfigErrors(errors)),
+    }
+}
+
 /// `check-config FILE...`: every error of every file, or an OK line per file.
 pub fn check_config(files: &[std::path::PathBuf]) -> (String, bool) {
     let mut out = String::new();
     let mut ok = true;
     for f in files {
-        match load(f) {
+        match load_listing_all(f) {
             Ok(rt) => {
                 let integrations: usize = rt.receivers.values().map(Vec::len).sum();
                 out.push_str(&format!(
@@ -46,47 +65,16 @@ pub fn check_config(files: &[std::path::PathBuf]) -> (String, bool) {
 
 /// Things that are valid but probably wrong, printed by `check-config` without failing it.
 pub fn warnings(config: &Config) -> Vec<String> {
-    use crate::channels::official_account::fields::FieldType;
     let mut out = crate::config::chatops::warnings(config);
     for (i, r) in config.receivers.iter().enumerate() {
-        for (j, o) in r.official_account_configs.iter().enumerate() {
-            for key in o.data.iter().flat_map(|d| d.keys()) {
-                if FieldType::of(key).is_none() {
-                    out.push(format!(
-                        "{}: receivers[{i}].official_account_configs[{j}].data.{key}: warning: unknown field type; the value is cut to {} characters like a thing field",
-                        config.source,
-                        crate::channels::official_account::fields::DEFAULT_MAX
-                    ));
-                }
-            }
+        for (key, c) in r.integrations() {
+            out.extend(c.warnings(&config.source, &format!("receivers[{i}].{key}")));
         }
     }
     out
 }
 
-/// One integration's requests for `render`.
-#[derive(Debug, serde::Serialize)]
-pub struct Rendered {
-    pub receiver: String,
-    pub integration: String,
-    pub requests: Vec<Outbound>,
-}
-
-/// Why `render` (and `/api/v1/render`) could not render.
-#[derive(Debug, Clone, thiserror::Error)]
-pub enum RenderError {
-    /// The payload is not an Alertmanager or Grafana notification.
-    #[error("{0}")]
-    Payload(String),
-    #[error("unknown receiver {0:?}")]
-    UnknownReceiver(String),
-    /// A template failed to compile or render: its name and handlebars' message (with the
-    /// line and column).
-    #[error(transparent)]
-    Template(#[from] crate::template::TemplateError),
-    #[error("{0}")]
-    Other(String),
-}
+pub use crate::runtime::{RenderError, Rendered};
 
 /// `render`: the exact requests each routed receiver integration would send, secrets masked.
 pub fn render(
@@ -95,43 +83,7 @@ pub fn render(
     receiver: Option<&str>,
     now: DateTime<Utc>,
 ) -> Result<Vec<Rendered>, String> {
-    render_typed(rt, payload, receiver, now).map_err(|e| e.to_string())
-}
-
-/// [`render`] with its error typed, for `/api/v1/render`.
-pub fn render_typed(
-    rt: &Runtime,
-    payload: &[u8],
-    receiver: Option<&str>,
-    now: DateTime<Utc>,
-) -> Result<Vec<Rendered>, RenderError> {
-    let n = Notification::parse(payload).map_err(|e| RenderError::Payload(e.to_string()))?;
-    let routed = rt
-        .route(n, receiver)
-        .ok_or_else(|| RenderError::UnknownReceiver(receiver.unwrap_or("").to_string()))?;
-    let env = rt.env(now);
-    let mut out = Vec::new();
-    for r in routed {
-        for i in rt.receivers.get(&r.receiver).into_iter().flatten() {
-            let Some(n) = i.filter(&r.notification) else {
-                continue;
-            };
-            let mut requests = i.prepare(&env, &n).map_err(|e| match e {
-                crate::channels::error::DeliveryError::Render(t) => RenderError::Template(t),
-                e => RenderError::Other(rt.scrubber.scrub(&e.to_string())),
-            })?;
-            for req in &mut requests {
-                rt.scrubber.scrub_json(&mut req.body);
-                req.url = rt.scrubber.scrub(&req.url);
-            }
-            out.push(Rendered {
-                receiver: r.receiver.clone(),
-                integration: format!("{}[{}]", i.name(), i.index),
-                requests,
-            });
-        }
-    }
-    Ok(out)
+    rt.render(payload, receiver, now).map_err(|e| e.to_string())
 }
 
 /// Human-readable `render` output: a header per integration, then each request.
@@ -356,18 +308,7 @@ pub async fn replay(
     store: &crate::store::Store,
     id: Option<i64>,
 ) -> Result<u64, crate::store::StoreError> {
-    let jobs: Vec<_> = store
-        .dead_letters()
-        .await?
-        .into_iter()
-        .filter(|j| id.is_none_or(|id| j.id == id))
-        .collect();
-    let n = store.replay(id, Utc::now()).await?;
-    if n > 0 {
-        let web = crate::config::WebConfig::default();
-        crate::delivery::history::replayed(store, &web, &jobs).await;
-    }
-    Ok(n)
+    crate::delivery::replay_dead_letters(store, id).await
 }
 
 /// What `subscribers` does.

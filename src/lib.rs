@@ -17,8 +17,12 @@
 //!   ([`store::history`]); each record's module holds its types and the dispatch, each
 //!   backend's folder how it keeps them.
 //! - [`channels`] (send): one folder per upstream (`wxpusher/`, `official_account/`,
-//!   `weixin_gateway/`, `wecom_robot/`, `wecom_app/`, `console/`), each owning its requests,
-//!   limits, error codes and client, over one HTTP helper (`channels/http.rs`);
+//!   `weixin_gateway/`, `wecom_robot/`, `wecom_app/`, and `stdout/` for `console_configs`),
+//!   each owning its config entry and its checks, the integration built from it, its identity,
+//!   its console preview, its requests, limits, error codes and client, over one HTTP helper
+//!   (`channels/http.rs`); `channels/mod.rs` is the registry (one `match` per operation) and
+//!   `channels/check.rs` the contract with the loader and runtime, which walk a receiver's
+//!   integrations once;
 //!   the channel contract ([`channels::Integration`], [`channels::error`] with what a failure
 //!   says happens next), per-integration options, rate limits and the long-lived upstream
 //!   state ([`channels::state`]).
@@ -87,7 +91,7 @@ pub struct Service {
     pub app: Arc<App>,
     workers: tokio::task::JoinHandle<()>,
     stop: tokio::sync::watch::Sender<bool>,
-    /// Probes upstream health (weixin-gateway `/health`) for `integration_up`.
+    /// Probes upstream health for `integration_up` and runs the channels' upkeep.
     health: tokio::task::JoinHandle<()>,
 }
 
@@ -133,7 +137,7 @@ impl Service {
             async move {
                 tokio::join!(
                     delivery::health::health_loop(runtime.clone(), metrics.clone()),
-                    window_metrics_loop(runtime, metrics, store),
+                    upkeep_loop(runtime, metrics, store),
                 );
             }
         });
@@ -190,29 +194,12 @@ impl Service {
     }
 }
 
-/// Refreshes the weixin-gateway send-window gauges from the store forever, every shortest
-/// `health_interval` of the gateways configured (30s when there is none); reads the runtime
-/// in force each round, so reloads apply.
-async fn window_metrics_loop(runtime: runtime::Shared, metrics: Arc<Metrics>, store: Store) {
-    use channels::Kind;
+/// Runs the channels' periodic upkeep ([`channels::upkeep`]) forever, as often as it asks;
+/// reads the runtime in force each round, so reloads apply.
+async fn upkeep_loop(runtime: runtime::Shared, metrics: Arc<Metrics>, store: Store) {
     loop {
         let rt = runtime.load_full();
-        let gateways: Vec<(&str, &channels::weixin_gateway::WeixinGateway)> = rt
-            .receivers
-            .iter()
-            .flat_map(|(receiver, list)| {
-                list.iter().filter_map(move |i| match &i.kind {
-                    Kind::WeixinGateway(g) => Some((receiver.as_str(), g)),
-                    _ => None,
-                })
-            })
-            .collect();
-        let interval = gateways
-            .iter()
-            .map(|(_, g)| g.health_interval)
-            .min()
-            .unwrap_or(Duration::from_secs(30));
-        channels::weixin_gateway::window::refresh_metrics(gateways, &store, &metrics).await;
+        let interval = channels::upkeep(&rt.receivers, &store, &metrics).await;
         drop(rt);
         tokio::time::sleep(interval).await;
     }

@@ -10,13 +10,10 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 use chrono::{DateTime, Utc};
 
-use crate::channels::official_account::OfficialAccount;
-use crate::channels::options::DEFAULT_DAILY_BUDGET_PER_UID;
+use crate::channels::preview::Preview;
 use crate::channels::state::Upstreams;
-use crate::channels::weixin_gateway::WeixinGateway;
-use crate::channels::wxpusher::spt::Spt;
-use crate::channels::{Env, Integration, Kind, console::Console, wxpusher::WxPusher};
-use crate::config::{Config, ConfigError, ConfigErrors, ContentType};
+use crate::channels::{Build, Env, Integration, Outbound};
+use crate::config::{Config, ConfigError, ConfigErrors};
 use crate::secret::Scrubber;
 use crate::store::IntegrationId;
 use crate::template::Templates;
@@ -39,14 +36,6 @@ pub struct Runtime {
     /// a reload.
     pub upstreams: Upstreams,
 }
-
-/// The Official Account `data` used when a config gives none: the keys of the most common
-/// alert template layout, filled with the shipped `official_account.*` templates.
-pub const DEFAULT_OA_DATA: &[(&str, &str)] = &[
-    ("thing1", "official_account.title"),
-    ("time2", "official_account.time"),
-    ("phrase3", "official_account.status"),
-];
 
 /// What a stored delivery's integration identity names in the configuration in force.
 #[derive(Debug, Clone, Copy)]
@@ -94,232 +83,37 @@ impl Runtime {
         for e in templates.add_files(&config.templates) {
             report("templates".into(), e.to_string());
         }
-        // Inline templates are compiled under their YAML path, so errors point there.
+        let globals = config.channel_globals();
+        // Inline templates that did not compile: said at their place, not again by the sample.
         let mut uncompiled: Vec<String> = Vec::new();
-        let mut inline = |path: String, src: &Option<String>, default: &str| -> String {
-            match src {
-                None => default.to_string(),
-                Some(src) => {
-                    if let Err(e) = templates.add(&path, src) {
-                        report(path.clone(), e.message);
-                        uncompiled.push(path.clone());
-                    }
-                    path
-                }
-            }
-        };
-        let gateway_callback = config.chatops.as_ref().is_some_and(|c| {
-            c.weixin_gateway_secret.is_some() || c.weixin_gateway_secret_file.is_some()
-        });
         let mut receivers = BTreeMap::new();
         for (i, r) in config.receivers.iter().enumerate() {
             let mut list = Vec::new();
-            for (j, w) in r.wxpusher_configs.iter().enumerate() {
-                let at = format!("receivers[{i}].wxpusher_configs[{j}]");
-                let default_content = match w.content_type {
-                    ContentType::Markdown => "wxpusher.content",
-                    ContentType::Html => "wxpusher.html",
-                    ContentType::Text => "wxpusher.text",
-                };
-                let kind = Kind::WxPusher(WxPusher {
-                    api_url: w
-                        .api_url
-                        .clone()
-                        .unwrap_or_else(|| g.wxpusher_api_url.clone()),
-                    app_token: w.app_token.clone().unwrap_or_default(),
-                    spts: w.spts.iter().cloned().map(Spt::new).collect(),
-                    uids: w.uids.clone(),
-                    topic_ids: w.topic_ids.clone(),
-                    subscriber_tags: w.subscriber_tags.clone(),
-                    content_type: w.content_type,
-                    summary: inline(format!("{at}.summary"), &w.summary, "wxpusher.summary"),
-                    content: inline(format!("{at}.content"), &w.content, default_content),
-                    url: inline(format!("{at}.url"), &w.url, "wxpusher.url"),
-                    summary_max: g.summary_max_chars,
-                    rate_limit: w.delivery_options(&at, &mut |_, _| {}).rate_limit,
-                    daily_budget: w
-                        .daily_budget_per_uid
-                        .unwrap_or(DEFAULT_DAILY_BUDGET_PER_UID)
-                        .max(1),
-                });
-                let delivery = w.delivery_options(&at, &mut |_, _| {});
-                list.push((w.send_resolved, w.fallback_receiver.clone(), delivery, kind));
-            }
-            for (j, c) in r.console_configs.iter().enumerate() {
-                let at = format!("receivers[{i}].console_configs[{j}]");
-                let kind = Kind::Console(Console {
-                    summary: "wxpusher.summary".into(),
-                    text: inline(format!("{at}.text"), &c.text, "console.text"),
-                    summary_max: g.summary_max_chars,
-                });
+            for (index, (key, c)) in r.integrations().into_iter().enumerate() {
+                let at = format!("receivers[{i}].{key}");
                 let delivery = c.delivery_options(&at, &mut |_, _| {});
-                list.push((c.send_resolved, c.fallback_receiver.clone(), delivery, kind));
-            }
-            for (j, w) in r.weixin_gateway_configs.iter().enumerate() {
-                let at = format!("receivers[{i}].weixin_gateway_configs[{j}]");
-                let kind = Kind::WeixinGateway(WeixinGateway {
-                    url: w.url.clone(),
-                    account_id: w.account_id.clone(),
-                    to_user_ids: w.to_user_ids.clone(),
-                    context_token: w.context_token.clone().unwrap_or_default(),
-                    bearer_token: w.bearer_token.clone(),
-                    text: inline(format!("{at}.text"), &w.text, "gateway.text"),
-                    user_backoff: w.user_backoff,
-                    health_interval: w.health_interval,
-                    rate_limit: w.delivery_options(&at, &mut |_, _| {}).rate_limit,
-                    window_size: w.window_size,
-                    window_warn_at: w.window_warn_at,
-                    replies_seen: gateway_callback,
+                let kind = c.build(&mut Build {
+                    at,
+                    globals: &globals,
+                    upstreams: &upstreams,
+                    templates: &mut templates,
+                    report: &mut report,
+                    uncompiled: &mut uncompiled,
                 });
-                let delivery = w.delivery_options(&at, &mut |_, _| {});
-                list.push((w.send_resolved, w.fallback_receiver.clone(), delivery, kind));
-            }
-            for (j, o) in r.official_account_configs.iter().enumerate() {
-                let at = format!("receivers[{i}].official_account_configs[{j}]");
-                let api_url = o
-                    .api_url
-                    .clone()
-                    .unwrap_or_else(|| g.wechat_api_url.clone());
-                let data = match &o.data {
-                    Some(map) => map
-                        .iter()
-                        .map(|(k, src)| {
-                            (
-                                k.clone(),
-                                inline(format!("{at}.data.{k}"), &Some(src.clone()), ""),
-                            )
-                        })
-                        .collect(),
-                    None => DEFAULT_OA_DATA
-                        .iter()
-                        .map(|(k, name)| (k.to_string(), name.to_string()))
-                        .collect(),
-                };
-                // Tokens outlive this runtime: the cache is the service's, keyed by app.
-                let tokens = upstreams.tokens.source(
-                    &api_url,
-                    &o.app_id,
-                    o.app_secret.clone().unwrap_or_default(),
-                    o.token_endpoint,
-                    o.token_min_interval,
-                );
-                let kind = Kind::OfficialAccount(OfficialAccount {
-                    api_url,
-                    app_id: o.app_id.clone(),
-                    kind: o.kind,
-                    template_id: o.template_id.clone(),
-                    to_openids: o.to_openids.clone(),
-                    url: inline(format!("{at}.url"), &o.url, "official_account.url"),
-                    miniprogram: o.miniprogram.clone(),
-                    data,
-                    max_concurrency: o.max_concurrency,
-                    tokens,
-                    rate_limit: o.delivery_options(&at, &mut |_, _| {}).rate_limit,
+                list.push(Integration {
+                    receiver: r.name.clone(),
+                    id: Integration::identity(&kind),
+                    index,
+                    send_resolved: c.send_resolved(),
+                    fallback_receiver: c.fallback_receiver().cloned(),
+                    delivery,
+                    kind,
                 });
-                let delivery = o.delivery_options(&at, &mut |_, _| {});
-                list.push((o.send_resolved, o.fallback_receiver.clone(), delivery, kind));
             }
-            for (j, w) in r.wecom_robot_configs.iter().enumerate() {
-                let at = format!("receivers[{i}].wecom_robot_configs[{j}]");
-                use crate::channels::wecom_robot::{RobotMsgType, WecomRobot};
-                let default_content = match w.msgtype {
-                    RobotMsgType::Markdown => "wecom.markdown",
-                    RobotMsgType::MarkdownV2 => "wecom.markdown_v2",
-                    RobotMsgType::Text => "wecom.text",
-                };
-                let mut mention = |key: &str, list: &[String]| -> Vec<String> {
-                    list.iter()
-                        .enumerate()
-                        .map(|(k, src)| inline(format!("{at}.{key}[{k}]"), &Some(src.clone()), ""))
-                        .collect()
-                };
-                let mentioned_list = mention("mentioned_list", &w.mentioned_list);
-                let mentioned_mobiles = mention("mentioned_mobiles", &w.mentioned_mobiles);
-                let delivery = w.delivery_options(&at, &mut |_, _| {});
-                let kind = Kind::WecomRobot(WecomRobot {
-                    api_url: w.api_url.clone().unwrap_or_else(|| g.wecom_api_url.clone()),
-                    key: w.key.clone().unwrap_or_default(),
-                    msgtype: w.msgtype,
-                    content: inline(format!("{at}.content"), &w.content, default_content),
-                    summary: "wecom.summary".into(),
-                    mentioned_list,
-                    mentioned_mobiles,
-                    summary_max: g.summary_max_chars,
-                    rate_limit: delivery.rate_limit,
-                });
-                list.push((w.send_resolved, w.fallback_receiver.clone(), delivery, kind));
-            }
-            for (j, w) in r.wecom_app_configs.iter().enumerate() {
-                let at = format!("receivers[{i}].wecom_app_configs[{j}]");
-                use crate::channels::wecom_app::{AppMsgType, WecomApp};
-                let api_url = w.api_url.clone().unwrap_or_else(|| g.wecom_api_url.clone());
-                // Tokens outlive this runtime: the cache is the service's, per (corp, secret).
-                let tokens = upstreams.wecom_tokens.source(
-                    &api_url,
-                    &w.corp_id,
-                    w.api_secret.clone().unwrap_or_default(),
-                );
-                let default_content = match w.msgtype {
-                    AppMsgType::Markdown => "wecom.markdown",
-                    _ => "wecom.text",
-                };
-                let mut target = |key: &str, src: &Option<String>| {
-                    src.as_ref()
-                        .map(|s| inline(format!("{at}.{key}"), &Some(s.clone()), ""))
-                };
-                let (to_user, to_party, to_tag) = (
-                    target("to_user", &w.to_user),
-                    target("to_party", &w.to_party),
-                    target("to_tag", &w.to_tag),
-                );
-                let delivery = w.delivery_options(&at, &mut |_, _| {});
-                let kind = Kind::WecomApp(WecomApp {
-                    api_url,
-                    corp_id: w.corp_id.clone(),
-                    agent_id: w.agent_id,
-                    to_user,
-                    to_party,
-                    to_tag,
-                    msgtype: w.msgtype,
-                    content: inline(format!("{at}.content"), &w.content, default_content),
-                    summary: "wecom.summary".into(),
-                    title: inline(format!("{at}.title"), &w.title, "wecom.textcard.title"),
-                    description: inline(
-                        format!("{at}.description"),
-                        &w.description,
-                        "wecom.textcard.description",
-                    ),
-                    url: inline(format!("{at}.url"), &w.url, "wxpusher.url"),
-                    btntxt: w.btntxt.clone(),
-                    duplicate_check_interval: w.duplicate_check_interval.as_secs().max(1),
-                    summary_max: g.summary_max_chars,
-                    tokens,
-                    rate_limit: delivery.rate_limit,
-                });
-                list.push((w.send_resolved, w.fallback_receiver.clone(), delivery, kind));
-            }
-            let integrations = list
-                .into_iter()
-                .enumerate()
-                .map(
-                    |(index, (send_resolved, fallback_receiver, delivery, kind))| Integration {
-                        receiver: r.name.clone(),
-                        id: Integration::identity(&kind),
-                        index,
-                        send_resolved,
-                        fallback_receiver,
-                        delivery,
-                        kind,
-                    },
-                )
-                .collect();
-            receivers.insert(r.name.clone(), integrations);
+            receivers.insert(r.name.clone(), list);
         }
-        // The link template defaults to the sender's external URL.
-        if !templates.has("wxpusher.url")
-            && let Err(e) = templates.add("wxpusher.url", "{{externalURL}}")
-        {
-            report("templates".into(), e.to_string());
+        for e in crate::channels::complete_templates(&mut templates) {
+            report("templates".into(), e);
         }
         install_tls_provider();
         let client = match reqwest::Client::builder()
@@ -334,14 +128,8 @@ impl Runtime {
                 reqwest::Client::new()
             }
         };
-        let mut secrets = config.secrets();
-        for list in receivers.values() {
-            for i in list {
-                secrets.extend(Integration::secrets(i));
-            }
-        }
         let runtime = Runtime {
-            scrubber: Scrubber::new(secrets),
+            scrubber: Scrubber::new(config.secrets()),
             config,
             templates,
             receivers,
@@ -462,6 +250,80 @@ impl Runtime {
                 })
                 .collect(),
         )
+    }
+}
+
+/// One integration's requests for `render` and the console, and what a person sees of them.
+#[derive(Debug, serde::Serialize)]
+pub struct Rendered {
+    pub receiver: String,
+    /// `kind[position]`.
+    pub integration: String,
+    pub requests: Vec<Outbound>,
+    /// The integration's kind name.
+    #[serde(skip)]
+    pub kind: &'static str,
+    /// What the phone shows ([`Integration::preview`]); the console's, not `render`'s.
+    #[serde(skip)]
+    pub preview: Preview,
+}
+
+/// Why `render` (and `/api/v1/render`) could not render.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum RenderError {
+    /// The payload is not an Alertmanager or Grafana notification.
+    #[error("{0}")]
+    Payload(String),
+    #[error("unknown receiver {0:?}")]
+    UnknownReceiver(String),
+    /// A template failed to compile or render: its name and handlebars' message (with the
+    /// line and column).
+    #[error(transparent)]
+    Template(#[from] crate::template::TemplateError),
+    #[error("{0}")]
+    Other(String),
+}
+
+impl Runtime {
+    /// The exact requests each routed receiver integration would send for `payload`, secrets
+    /// masked, with what a person sees of them: for `render` and `/api/v1/render`.
+    pub fn render(
+        &self,
+        payload: &[u8],
+        receiver: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Rendered>, RenderError> {
+        let rt = self;
+        let n = Notification::parse(payload).map_err(|e| RenderError::Payload(e.to_string()))?;
+        let routed = rt
+            .route(n, receiver)
+            .ok_or_else(|| RenderError::UnknownReceiver(receiver.unwrap_or("").to_string()))?;
+        let env = rt.env(now);
+        let mut out = Vec::new();
+        for r in routed {
+            for i in rt.receivers.get(&r.receiver).into_iter().flatten() {
+                let Some(n) = i.filter(&r.notification) else {
+                    continue;
+                };
+                let mut requests = i.prepare(&env, &n).map_err(|e| match e {
+                    crate::channels::error::DeliveryError::Render(t) => RenderError::Template(t),
+                    e => RenderError::Other(rt.scrubber.scrub(&e.to_string())),
+                })?;
+                for req in &mut requests {
+                    rt.scrubber.scrub_json(&mut req.body);
+                    req.url = rt.scrubber.scrub(&req.url);
+                }
+                let preview = i.preview(&requests, rt.config.global.summary_max_chars);
+                out.push(Rendered {
+                    receiver: r.receiver.clone(),
+                    integration: format!("{}[{}]", i.name(), i.index),
+                    requests,
+                    kind: i.name(),
+                    preview,
+                });
+            }
+        }
+        Ok(out)
     }
 }
 

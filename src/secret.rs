@@ -3,7 +3,8 @@
 //! A [`Secret`] prints as `<secret>` through `Debug` and `Display`; the only way to the value is
 //! [`Secret::expose`], so every place that sends one upstream is easy to find. [`Scrubber`]
 //! removes known secret values from text that came back from elsewhere (error bodies, URLs)
-//! before it reaches a log line, an error message or the `render` output.
+//! before it reaches a log line, an error message or the `render` output. [`resolve_secret`]
+//! reads a `*_file` secret twin.
 
 use std::fmt;
 
@@ -100,6 +101,54 @@ pub fn credentials<'a>(value: &'a str, scheme: &str) -> Option<&'a str> {
         .eq_ignore_ascii_case(scheme)
         .then(|| rest.trim())
         .filter(|c| !c.is_empty())
+}
+
+/// Fills `value` from `file` when given; checks that exactly one (or, if optional, at most one)
+/// of the two is set.
+pub fn resolve_secret(
+    base: &std::path::Path,
+    at: &str,
+    key: &str,
+    value: &mut Option<Secret>,
+    file: &Option<std::path::PathBuf>,
+    required: bool,
+    report: &mut dyn FnMut(String, String),
+) {
+    match (value.as_ref(), file) {
+        (Some(_), Some(_)) => report(
+            at.to_string(),
+            format!("{key} and {key}_file are mutually exclusive"),
+        ),
+        (None, Some(f)) => {
+            let p = base.join(f);
+            match std::fs::read_to_string(&p) {
+                Ok(s) => {
+                    let s = s.trim_end_matches(['\n', '\r']).to_string();
+                    if s.is_empty() {
+                        report(
+                            format!("{at}.{key}_file"),
+                            format!("{} is empty", p.display()),
+                        );
+                    } else {
+                        *value = Some(Secret::new(s));
+                    }
+                }
+                Err(e) => report(
+                    format!("{at}.{key}_file"),
+                    format!("cannot read {}: {e}", p.display()),
+                ),
+            }
+        }
+        (Some(v), None) if v.expose().len() < 4 => report(
+            format!("{at}.{key}"),
+            "is too short to be a real secret (at least 4 characters)".into(),
+        ),
+        (None, None) if required => report(
+            at.to_string(),
+            format!("one of {key} and {key}_file is required"),
+        ),
+        _ => {}
+    }
 }
 
 #[cfg(test)]

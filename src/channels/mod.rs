@@ -6,13 +6,15 @@
 //! set, so that a retry after a partial failure only goes to those still missing.
 //! Retry decisions are not made here: errors say whether they are retryable.
 
-pub mod console;
+pub mod check;
 pub mod error;
 pub mod http;
 pub mod official_account;
 pub mod options;
+pub mod preview;
 pub mod ratelimit;
 pub mod state;
+pub mod stdout;
 pub mod wecom_app;
 pub mod wecom_robot;
 pub mod weixin_gateway;
@@ -32,6 +34,7 @@ use crate::webhook::{Notification, Status};
 
 pub use crate::store::Progress;
 pub use crate::store::progress::{Entry, Recipient};
+pub use check::{Build, ChannelConfig, Check, check_http_url};
 
 /// What an integration needs from the running configuration to render.
 pub struct Env<'a> {
@@ -110,24 +113,53 @@ pub struct Integration {
 #[derive(Debug)]
 pub enum Kind {
     WxPusher(wxpusher::WxPusher),
-    Console(console::Console),
+    Console(stdout::Console),
     WeixinGateway(weixin_gateway::WeixinGateway),
     OfficialAccount(official_account::OfficialAccount),
     WecomRobot(wecom_robot::WecomRobot),
     WecomApp(wecom_app::WecomApp),
 }
 
+/// Every channel's kind name, as used in metric labels, logs and identities.
+pub const KINDS: &[&str] = &[
+    wxpusher::KIND,
+    stdout::KIND,
+    weixin_gateway::KIND,
+    official_account::KIND,
+    wecom_robot::KIND,
+    wecom_app::KIND,
+];
+
+/// Shipped template names the console's playground gives as examples of what to override.
+pub const EXAMPLE_TEMPLATES: &[&str] = &[
+    "wxpusher.summary",
+    "wxpusher.content",
+    "gateway.text",
+    "official_account.title",
+];
+
+/// The `global` settings integrations default to, and which channels' callbacks are
+/// configured (`chatops`), taken from the configuration by the loader.
+#[derive(Debug, Clone, Default)]
+pub struct Globals {
+    pub summary_max_chars: usize,
+    pub wxpusher_api_url: String,
+    pub wechat_api_url: String,
+    pub wecom_api_url: String,
+    /// The kinds ([`KINDS`]) whose inbound callback is configured.
+    pub callbacks: Vec<&'static str>,
+}
+
+impl Globals {
+    /// Whether the inbound callback of channel `kind` is configured.
+    pub fn callback(&self, kind: &str) -> bool {
+        self.callbacks.contains(&kind)
+    }
+}
+
 /// The kind an identity was made for (its prefix, see [`Integration::identity`]), as a metric
 /// label; `unknown` for a position stored by an older version.
 pub fn kind_of(id: &IntegrationId) -> &'static str {
-    const KINDS: &[&str] = &[
-        "wxpusher",
-        "console",
-        "weixin_gateway",
-        "official_account",
-        "wecom_robot",
-        "wecom_app",
-    ];
     KINDS
         .iter()
         .find(|k| {
@@ -139,21 +171,66 @@ pub fn kind_of(id: &IntegrationId) -> &'static str {
         .unwrap_or("unknown")
 }
 
-fn kind_name(kind: &Kind) -> &'static str {
-    match kind {
-        Kind::WxPusher(_) => "wxpusher",
-        Kind::Console(_) => "console",
-        Kind::WeixinGateway(_) => "weixin_gateway",
-        Kind::OfficialAccount(_) => "official_account",
-        Kind::WecomRobot(_) => "wecom_robot",
-        Kind::WecomApp(_) => "wecom_app",
+impl Kind {
+    /// The kind's name ([`KINDS`]).
+    pub fn name(&self) -> &'static str {
+        match self {
+            Kind::WxPusher(_) => wxpusher::KIND,
+            Kind::Console(_) => stdout::KIND,
+            Kind::WeixinGateway(_) => weixin_gateway::KIND,
+            Kind::OfficialAccount(_) => official_account::KIND,
+            Kind::WecomRobot(_) => wecom_robot::KIND,
+            Kind::WecomApp(_) => wecom_app::KIND,
+        }
     }
+
+    /// What the identity hashes, in order ([`Integration::identity`]).
+    fn identity_parts(&self, parts: &mut Vec<String>) {
+        match self {
+            Kind::WxPusher(w) => w.identity(parts),
+            Kind::Console(_) => {}
+            Kind::WeixinGateway(g) => g.identity(parts),
+            Kind::OfficialAccount(o) => o.identity(parts),
+            Kind::WecomRobot(r) => r.identity(parts),
+            Kind::WecomApp(a) => a.identity(parts),
+        }
+    }
+}
+
+/// The channels' periodic upkeep over every receiver's integrations (today the gateway's
+/// send-window gauges); answers when it is due again.
+pub async fn upkeep(
+    receivers: &std::collections::BTreeMap<String, Vec<Integration>>,
+    store: &Store,
+    metrics: &crate::metrics::Metrics,
+) -> std::time::Duration {
+    weixin_gateway::window::upkeep(receivers, store, metrics).await
+}
+
+/// Templates the channels need that neither the shipped set nor the configuration defined;
+/// what cannot be compiled, in words.
+pub fn complete_templates(templates: &mut Templates) -> Vec<String> {
+    wxpusher::complete_templates(templates)
+}
+
+/// A credential in an identity: 8 bytes of its SHA-256, never the secret.
+pub(crate) fn fingerprint(s: &Secret) -> String {
+    use sha2::{Digest, Sha256};
+    hex::encode(&Sha256::digest(s.expose().as_bytes())[..8])
+}
+
+/// Recipients in an identity: sorted and without repeats, so reordering them changes nothing.
+pub(crate) fn sorted(v: &[String]) -> Vec<String> {
+    let mut v = v.to_vec();
+    v.sort();
+    v.dedup();
+    v
 }
 
 impl Integration {
     /// The integration's type, as used in metric labels and logs.
     pub fn name(&self) -> &'static str {
-        kind_name(&self.kind)
+        self.kind.name()
     }
 
     /// The identity of an integration of this kind: its kind, a fingerprint of its credential
@@ -161,77 +238,14 @@ impl Integration {
     /// left out: moving to a proxy or a new address sends to the same people.
     pub fn identity(kind: &Kind) -> IntegrationId {
         use sha2::{Digest, Sha256};
-        let fingerprint = |s: &Secret| hex::encode(&Sha256::digest(s.expose().as_bytes())[..8]);
-        let sorted = |v: &[String]| {
-            let mut v = v.to_vec();
-            v.sort();
-            v.dedup();
-            v
-        };
         let mut parts: Vec<String> = Vec::new();
-        match kind {
-            Kind::WxPusher(w) => {
-                parts.push(fingerprint(&w.app_token));
-                parts.extend(sorted(&w.uids).into_iter().map(|u| format!("uid={u}")));
-                let topics: Vec<String> =
-                    w.topic_ids.iter().map(|t| format!("topic={t}")).collect();
-                parts.extend(sorted(&topics));
-                parts.extend(
-                    sorted(&w.subscriber_tags)
-                        .into_iter()
-                        .map(|t| format!("tag={t}")),
-                );
-                // Simple push: each SPT by its id (a hash, not the secret).
-                let spts: Vec<String> = w.spts.iter().map(|s| format!("spt={}", s.id)).collect();
-                parts.extend(sorted(&spts));
-            }
-            Kind::Console(_) => {}
-            Kind::WeixinGateway(g) => {
-                parts.push(format!("account={}", g.account_id));
-                parts.extend(g.bearer_token.iter().map(fingerprint));
-                parts.extend(
-                    sorted(&g.to_user_ids)
-                        .into_iter()
-                        .map(|u| format!("user={u}")),
-                );
-            }
-            Kind::OfficialAccount(o) => {
-                parts.push(format!("app={}", o.app_id));
-                parts.push(fingerprint(o.tokens.app_secret()));
-                parts.push(format!("kind={:?}", o.kind));
-                parts.extend(
-                    sorted(&o.to_openids)
-                        .into_iter()
-                        .map(|u| format!("openid={u}")),
-                );
-            }
-            // The key is the robot: whoever holds it posts to that one group.
-            Kind::WecomRobot(r) => parts.push(fingerprint(&r.key)),
-            Kind::WecomApp(a) => {
-                parts.push(format!("corp={}", a.corp_id));
-                parts.push(format!("agent={}", a.agent_id));
-                parts.push(fingerprint(a.tokens.secret()));
-                for (k, t) in [
-                    ("user", &a.to_user),
-                    ("party", &a.to_party),
-                    ("tag", &a.to_tag),
-                ] {
-                    let ids: Vec<String> = t
-                        .iter()
-                        .flat_map(|t| t.split('|'))
-                        .map(|s| s.trim().to_string())
-                        .filter(|s| !s.is_empty())
-                        .collect();
-                    parts.extend(sorted(&ids).into_iter().map(|i| format!("{k}={i}")));
-                }
-            }
-        }
+        kind.identity_parts(&mut parts);
         let mut h = Sha256::new();
         for p in &parts {
             h.update(p.as_bytes());
             h.update([0]);
         }
-        let name = kind_name(kind).replace('_', "-");
+        let name = kind.name().replace('_', "-");
         IntegrationId(format!("{name}-{}", hex::encode(&h.finalize()[..8])))
     }
 
@@ -248,20 +262,6 @@ impl Integration {
         match &self.kind {
             Kind::WeixinGateway(g) => g.probe(client).await,
             _ => false,
-        }
-    }
-
-    /// Secrets this integration sends upstream.
-    pub fn secrets(&self) -> Vec<Secret> {
-        match &self.kind {
-            Kind::WxPusher(w) => std::iter::once(w.app_token.clone())
-                .chain(w.spts.iter().map(|s| s.token.clone()))
-                .collect(),
-            Kind::Console(_) => vec![],
-            Kind::WeixinGateway(g) => g.bearer_token.iter().cloned().collect(),
-            Kind::OfficialAccount(o) => vec![o.tokens.app_secret().clone()],
-            Kind::WecomRobot(r) => r.secrets(),
-            Kind::WecomApp(a) => a.secrets(),
         }
     }
 
@@ -282,6 +282,21 @@ impl Integration {
         } else {
             Some(n.subset(firing))
         }
+    }
+
+    /// What a person sees of `requests` (this integration's, as [`Integration::prepare`]
+    /// made them): the notification line cut to `max_chars`, the body, the link.
+    pub fn preview(&self, requests: &[Outbound], max_chars: usize) -> preview::Preview {
+        let mut p = match &self.kind {
+            Kind::WxPusher(_) => wxpusher::preview(requests),
+            Kind::Console(_) => preview::plain(requests, max_chars),
+            Kind::WeixinGateway(_) => weixin_gateway::preview(requests, max_chars),
+            Kind::OfficialAccount(_) => official_account::preview(requests, max_chars),
+            Kind::WecomRobot(_) => wecom_robot::preview(requests, max_chars),
+            Kind::WecomApp(_) => wecom_app::preview(requests, max_chars),
+        };
+        p.line_chars = crate::text::visible_len(&p.line);
+        p
     }
 
     /// The exact requests a notification becomes, secrets included (callers mask them).
@@ -311,4 +326,42 @@ impl Integration {
             Kind::WecomApp(a) => a.send(env, n, progress).await,
         }
     }
+}
+
+/// Test support: the identity of the integration built from one `*_configs` entry of kind
+/// `T`, written as YAML, as the first entry of the first receiver.
+#[cfg(test)]
+pub(crate) fn identity_of<T: ChannelConfig + serde::de::DeserializeOwned>(entry: &str) -> String {
+    let mut config: T = match yaml_serde::from_str(entry) {
+        Ok(c) => c,
+        Err(e) => panic!("{e}"),
+    };
+    let at = format!("receivers[0].{}_configs[0]", config.kind());
+    let globals = Globals {
+        summary_max_chars: 100,
+        wxpusher_api_url: "https://wxpusher.zjiecode.com".into(),
+        wechat_api_url: "https://api.weixin.qq.com".into(),
+        wecom_api_url: "https://qyapi.weixin.qq.com".into(),
+        callbacks: KINDS.to_vec(),
+    };
+    let mut errors = Vec::new();
+    let mut report = |path: String, message: String| errors.push(format!("{path}: {message}"));
+    config.check(&mut Check {
+        base: std::path::Path::new("."),
+        at: at.clone(),
+        globals: &globals,
+        report: &mut report,
+        secrets: &mut Vec::new(),
+    });
+    let mut templates = Templates::new(chrono_tz::Asia::Shanghai, Default::default());
+    let kind = config.build(&mut Build {
+        at,
+        globals: &globals,
+        upstreams: &state::Upstreams::local(),
+        templates: &mut templates,
+        report: &mut report,
+        uncompiled: &mut Vec::new(),
+    });
+    assert!(errors.is_empty(), "{errors:?}");
+    Integration::identity(&kind).as_str().to_string()
 }

@@ -19,14 +19,6 @@ pub const DEFAULT_MAX_AGE: Duration = Duration::from_secs(3600);
 /// A backlog for one integration that would take longer than this to send at the allowed
 /// rate is merged into one digest message.
 pub const DEFAULT_COALESCE_AFTER: Duration = Duration::from_secs(10);
-/// WxPusher's documented limit is about 20 calls per 10 s per app.
-pub const WXPUSHER_RATE: RateLimit = RateLimit {
-    rate: 2.0,
-    burst: 2,
-};
-/// WxPusher stops notifying a UID after a few thousand messages a day; 500 keeps well clear.
-pub const DEFAULT_DAILY_BUDGET_PER_UID: u32 = 500;
-
 /// A token bucket: `rate` requests per second on average, at most `burst` at once.
 #[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -107,3 +99,41 @@ impl DeliveryOptions {
 pub fn default_true() -> bool {
     true
 }
+
+/// The [`crate::channels::ChannelConfig`] methods every `*_configs` entry answers alike from
+/// its keys `send_resolved`, `fallback_receiver`, `max_attempts`, `max_age`, `rate_limit` and
+/// `coalesce_after` (serde cannot flatten them into a shared struct under
+/// `deny_unknown_fields`): written inside the entry's `impl ChannelConfig`, with the channel's
+/// kind name and default rate limit.
+macro_rules! common_keys {
+    ($kind:expr, $default_rate:expr) => {
+        fn kind(&self) -> &'static str {
+            $kind
+        }
+
+        fn send_resolved(&self) -> bool {
+            self.send_resolved
+        }
+
+        fn fallback_receiver(&self) -> Option<&String> {
+            self.fallback_receiver.as_ref()
+        }
+
+        fn delivery_options(
+            &self,
+            at: &str,
+            report: &mut dyn FnMut(String, String),
+        ) -> $crate::channels::options::DeliveryOptions {
+            $crate::channels::options::DeliveryOptions::resolve(
+                at,
+                self.max_attempts,
+                self.max_age,
+                self.rate_limit,
+                $default_rate,
+                self.coalesce_after,
+                report,
+            )
+        }
+    };
+}
+pub(crate) use common_keys;

@@ -156,6 +156,19 @@ impl Allowed {
 }
 
 impl ChatopsConfig {
+    /// The channel kinds whose inbound callback is configured (a secret or its file given).
+    pub fn callbacks(&self) -> Vec<&'static str> {
+        use crate::channels::{weixin_gateway, wxpusher};
+        let mut out = Vec::new();
+        if self.wxpusher_callback_secret.is_some() || self.wxpusher_callback_secret_file.is_some() {
+            out.push(wxpusher::KIND);
+        }
+        if self.weixin_gateway_secret.is_some() || self.weixin_gateway_secret_file.is_some() {
+            out.push(weixin_gateway::KIND);
+        }
+        out
+    }
+
     /// Reads the `*_file` secrets and checks the block; problems go to `report`.
     pub fn resolve(&mut self, base: &Path, report: &mut dyn FnMut(String, String)) {
         let at = "chatops";
@@ -238,35 +251,7 @@ impl ChatopsConfig {
     }
 }
 
-/// Longest `extra` WxPusher accepts on a QR code, so the longest tag that can match one.
-pub const MAX_TAG: usize = 64;
-
-/// A WxPusher config's `subscriber_tags`: non-empty, at most 64 characters, and only useful
-/// when WxPusher's callback can tell who subscribed.
-pub fn check_subscriber_tags(
-    at: &str,
-    tags: &[String],
-    chatops: Option<&ChatopsConfig>,
-    report: &mut dyn FnMut(String, String),
-) {
-    for (k, t) in tags.iter().enumerate() {
-        if t.trim().is_empty() || t.chars().count() > MAX_TAG {
-            report(
-                format!("{at}.subscriber_tags[{k}]"),
-                format!("must be 1 to {MAX_TAG} characters"),
-            );
-        }
-    }
-    let has_callback = chatops.is_some_and(|c| {
-        c.wxpusher_callback_secret.is_some() || c.wxpusher_callback_secret_file.is_some()
-    });
-    if !tags.is_empty() && !has_callback {
-        report(
-            format!("{at}.subscriber_tags"),
-            "needs chatops.wxpusher_callback_secret: subscribers are learned from WxPusher's callback".into(),
-        );
-    }
-}
+pub use crate::channels::wxpusher::config::MAX_TAG;
 
 /// A callback that is configured although no integration can answer on its channel: valid,
 /// but every reply would be lost. Printed by `check-config`.

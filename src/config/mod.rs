@@ -17,15 +17,13 @@ use serde::Deserialize;
 
 use recover::Recovery;
 
-pub use crate::channels::console::config::ConsoleConfig;
-pub use crate::channels::official_account::config::OfficialAccountConfig;
-pub use crate::channels::official_account::{MiniProgramConfig, OfficialAccountKind};
-use crate::channels::options::{DeliveryOptions, WXPUSHER_RATE};
-pub use crate::channels::wecom_app::{AppMsgType, WecomAppConfig};
-pub use crate::channels::wecom_robot::{RobotMsgType, WecomRobotConfig};
-pub use crate::channels::weixin_gateway::config::WeixinGatewayConfig;
-pub use crate::channels::wxpusher::ContentType;
-pub use crate::channels::wxpusher::config::WxPusherConfig;
+use crate::channels::official_account::config::OfficialAccountConfig;
+use crate::channels::stdout::config::ConsoleConfig;
+use crate::channels::wecom_app::config::WecomAppConfig;
+use crate::channels::wecom_robot::config::WecomRobotConfig;
+use crate::channels::weixin_gateway::config::WeixinGatewayConfig;
+use crate::channels::wxpusher::config::WxPusherConfig;
+use crate::channels::{ChannelConfig, Check, Globals};
 use crate::route::RouteConfig;
 use crate::secret::Secret;
 pub use crate::store::StorageConfig;
@@ -114,6 +112,9 @@ pub struct Config {
     /// The file this was read from, for messages and relative paths.
     #[serde(skip)]
     pub source: String,
+    /// Every secret the channels' checks read, recorded as they read it, for the scrubber.
+    #[serde(skip)]
+    channel_secrets: Vec<Secret>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -453,176 +454,101 @@ pub struct ReceiverConfig {
 
 impl ReceiverConfig {
     pub fn integration_count(&self) -> usize {
-        self.wxpusher_configs.len()
-            + self.console_configs.len()
-            + self.weixin_gateway_configs.len()
-            + self.official_account_configs.len()
-            + self.wecom_robot_configs.len()
-            + self.wecom_app_configs.len()
+        self.integrations().len()
     }
 
-    /// `(yaml key, fallback_receiver)` of every integration, for validation.
-    fn fallbacks(&self) -> Vec<(String, Option<&String>)> {
+    /// Every integration entry with its YAML key (`wxpusher_configs[0]`), in the order the
+    /// integrations are built (each channel's list in turn).
+    pub fn integrations(&self) -> Vec<(String, &dyn ChannelConfig)> {
+        fn each<'a, T: ChannelConfig>(
+            out: &mut Vec<(String, &'a dyn ChannelConfig)>,
+            key: &str,
+            list: &'a [T],
+        ) {
+            for (j, c) in list.iter().enumerate() {
+                out.push((format!("{key}[{j}]"), c));
+            }
+        }
         let mut out = Vec::new();
-        for (j, w) in self.wxpusher_configs.iter().enumerate() {
-            out.push((
-                format!("wxpusher_configs[{j}]"),
-                w.fallback_receiver.as_ref(),
-            ));
-        }
-        for (j, c) in self.console_configs.iter().enumerate() {
-            out.push((
-                format!("console_configs[{j}]"),
-                c.fallback_receiver.as_ref(),
-            ));
-        }
-        for (j, g) in self.weixin_gateway_configs.iter().enumerate() {
-            out.push((
-                format!("weixin_gateway_configs[{j}]"),
-                g.fallback_receiver.as_ref(),
-            ));
-        }
-        for (j, o) in self.official_account_configs.iter().enumerate() {
-            out.push((
-                format!("official_account_configs[{j}]"),
-                o.fallback_receiver.as_ref(),
-            ));
-        }
-        for (j, w) in self.wecom_robot_configs.iter().enumerate() {
-            out.push((
-                format!("wecom_robot_configs[{j}]"),
-                w.fallback_receiver.as_ref(),
-            ));
-        }
-        for (j, w) in self.wecom_app_configs.iter().enumerate() {
-            out.push((
-                format!("wecom_app_configs[{j}]"),
-                w.fallback_receiver.as_ref(),
-            ));
-        }
+        each(&mut out, "wxpusher_configs", &self.wxpusher_configs);
+        each(&mut out, "console_configs", &self.console_configs);
+        each(
+            &mut out,
+            "weixin_gateway_configs",
+            &self.weixin_gateway_configs,
+        );
+        each(
+            &mut out,
+            "official_account_configs",
+            &self.official_account_configs,
+        );
+        each(&mut out, "wecom_robot_configs", &self.wecom_robot_configs);
+        each(&mut out, "wecom_app_configs", &self.wecom_app_configs);
         out
     }
-}
 
-/// Every integration config has the same four delivery keys (`max_attempts`, `max_age`,
-/// `rate_limit`, `coalesce_after`); serde cannot flatten them into a shared struct under
-/// `deny_unknown_fields`, so the one method that reads them is generated here.
-macro_rules! delivery_options {
-    ($($config:ty => $default_rate:expr),* $(,)?) => {$(
-        impl $config {
-            /// Retry, rate and coalescing settings with defaults applied; problems go to `report`.
-            pub fn delivery_options(
-                &self,
-                at: &str,
-                report: &mut dyn FnMut(String, String),
-            ) -> DeliveryOptions {
-                DeliveryOptions::resolve(
-                    at,
-                    self.max_attempts,
-                    self.max_age,
-                    self.rate_limit,
-                    $default_rate,
-                    self.coalesce_after,
-                    report,
-                )
+    /// [`ReceiverConfig::integrations`], to check (and complete) each entry.
+    fn integrations_mut(&mut self) -> Vec<(String, &mut dyn ChannelConfig)> {
+        fn each<'a, T: ChannelConfig>(
+            out: &mut Vec<(String, &'a mut dyn ChannelConfig)>,
+            key: &str,
+            list: &'a mut [T],
+        ) {
+            for (j, c) in list.iter_mut().enumerate() {
+                out.push((format!("{key}[{j}]"), c));
             }
         }
-    )*};
-}
-
-delivery_options! {
-    WxPusherConfig => Some(WXPUSHER_RATE),
-    ConsoleConfig => None,
-    OfficialAccountConfig => None,
-    WeixinGatewayConfig => None,
-    WecomRobotConfig => Some(crate::channels::wecom_robot::ROBOT_RATE),
-    WecomAppConfig => Some(crate::channels::wecom_app::APP_RATE),
-}
-
-/// Checks one `official_account_configs` entry and reads its secret file.
-fn resolve_official_account(
-    base: &Path,
-    at: &str,
-    o: &mut OfficialAccountConfig,
-    report: &mut dyn FnMut(String, String),
-) {
-    resolve_secret(
-        base,
-        at,
-        "app_secret",
-        &mut o.app_secret,
-        &o.app_secret_file,
-        true,
-        report,
-    );
-    for (key, value) in [("app_id", &o.app_id), ("template_id", &o.template_id)] {
-        if value.trim().is_empty() {
-            report(format!("{at}.{key}"), "must not be empty".into());
-        }
-    }
-    if o.to_openids.is_empty() {
-        report(
-            format!("{at}.to_openids"),
-            "needs at least one openid".into(),
+        let mut out = Vec::new();
+        each(&mut out, "wxpusher_configs", &mut self.wxpusher_configs);
+        each(&mut out, "console_configs", &mut self.console_configs);
+        each(
+            &mut out,
+            "weixin_gateway_configs",
+            &mut self.weixin_gateway_configs,
         );
-    }
-    for (k, id) in o.to_openids.iter().enumerate() {
-        if id.trim().is_empty() || id.contains('/') {
-            report(
-                format!("{at}.to_openids[{k}]"),
-                "must be a non-empty openid".into(),
-            );
-        }
-    }
-    if let Some(data) = &o.data {
-        if data.is_empty() {
-            report(format!("{at}.data"), "needs at least one field".into());
-        }
-        for key in data.keys() {
-            if key.is_empty() || !key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-                report(
-                    format!("{at}.data"),
-                    format!("{key:?} is not a template field key (like thing1)"),
-                );
-            }
-        }
-    }
-    if let Some(mp) = &o.miniprogram {
-        for (key, value) in [("appid", &mp.appid), ("pagepath", &mp.pagepath)] {
-            if value.trim().is_empty() {
-                report(
-                    format!("{at}.miniprogram.{key}"),
-                    "must not be empty".into(),
-                );
-            }
-        }
-    }
-    if o.max_concurrency == 0 || o.max_concurrency > 64 {
-        report(
-            format!("{at}.max_concurrency"),
-            "must be between 1 and 64".into(),
+        each(
+            &mut out,
+            "official_account_configs",
+            &mut self.official_account_configs,
         );
-    }
-    if let Some(url) = &o.api_url
-        && let Err(m) = check_http_url(url)
-    {
-        report(format!("{at}.api_url"), m);
+        each(
+            &mut out,
+            "wecom_robot_configs",
+            &mut self.wecom_robot_configs,
+        );
+        each(&mut out, "wecom_app_configs", &mut self.wecom_app_configs);
+        out
     }
 }
 
 impl Config {
     /// Reads, expands, parses and validates a file.
     pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
+        match Config::load_checked(path) {
+            (Some(config), errors) if errors.is_empty() => Ok(config),
+            (_, errors) => Err(ConfigErrors(errors)),
+        }
+    }
+
+    /// Reads, expands, parses and validates a file, answering every error found and, when the
+    /// file parsed whole (its errors are all from the checks after parsing), the
+    /// configuration as read: later stages (compiling its templates) can then list their
+    /// errors in the same run.
+    pub fn load_checked(path: &Path) -> (Option<Config>, Vec<ConfigError>) {
         let name = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|e| {
-            ConfigErrors(vec![ConfigError {
-                file: name.clone(),
-                path: String::new(),
-                message: format!("cannot read: {e}"),
-            }])
-        })?;
+        let text = match std::fs::read_to_string(path) {
+            Ok(text) => text,
+            Err(e) => {
+                let e = ConfigError {
+                    file: name,
+                    path: String::new(),
+                    message: format!("cannot read: {e}"),
+                };
+                return (None, vec![e]);
+            }
+        };
         let base = path.parent().unwrap_or(Path::new("."));
-        Config::parse(&text, &name, base)
+        Config::parse_checked(&text, &name, base)
     }
 
     /// The configuration used when no file is given.
@@ -633,19 +559,50 @@ impl Config {
     /// Parses text as if read from `file`; relative `*_file` paths and template globs are
     /// resolved against `base`.
     pub fn parse(text: &str, file: &str, base: &Path) -> Result<Config, ConfigErrors> {
-        let err = |path: String, message: String| {
-            ConfigErrors(vec![ConfigError {
-                file: file.to_string(),
-                path,
-                message,
-            }])
+        match Config::parse_checked(text, file, base) {
+            (Some(config), errors) if errors.is_empty() => Ok(config),
+            (_, errors) => Err(ConfigErrors(errors)),
+        }
+    }
+
+    /// [`Config::parse`] answering every error and, when the text parsed whole, the
+    /// configuration as read (see [`Config::load_checked`]).
+    pub fn parse_checked(
+        text: &str,
+        file: &str,
+        base: &Path,
+    ) -> (Option<Config>, Vec<ConfigError>) {
+        let expanded = match expand_env(text) {
+            Ok(expanded) => expanded,
+            Err(message) => {
+                let e = ConfigError {
+                    file: file.to_string(),
+                    path: String::new(),
+                    message,
+                };
+                return (None, vec![e]);
+            }
         };
-        let expanded = expand_env(text).map_err(|m| err(String::new(), m))?;
         let de = yaml_serde::Deserializer::from_str(&expanded);
         let first = match serde_path_to_error::deserialize::<_, Config>(de) {
-            Ok(config) => return config.validate(file, base, None),
+            Ok(config) => {
+                let (config, errors) = config.validate(file, base, None);
+                return (Some(config), errors);
+            }
             Err(e) => e,
         };
+        (None, Config::list_past_first(&expanded, file, base, first))
+    }
+
+    /// Every error of a text that did not parse whole, past the `first`: each structural
+    /// error's node is taken out and the text parsed again, then the checks run on what is
+    /// left.
+    fn list_past_first(
+        expanded: &str,
+        file: &str,
+        base: &Path,
+        first: serde_path_to_error::Error<yaml_serde::Error>,
+    ) -> Vec<ConfigError> {
         let at = recover::segs(first.path());
         let path = first.path().to_string();
         let path = if path == "." { String::new() } else { path };
@@ -657,19 +614,17 @@ impl Config {
             message,
         }];
         // Keep going past the first structural error, so that every one is listed.
-        let Some(mut rec) = Recovery::new(&expanded) else {
-            return Err(ConfigErrors(errors));
+        let Some(mut rec) = Recovery::new(expanded) else {
+            return errors;
         };
         if !rec.neutralise(&at) {
-            return Err(ConfigErrors(errors));
+            return errors;
         }
         for _ in 0..recover::MAX_ROUNDS {
             match rec.next() {
                 Ok(config) => {
-                    if let Err(ConfigErrors(more)) = config.validate(file, base, Some(&rec)) {
-                        errors.extend(more);
-                    }
-                    return Err(ConfigErrors(errors));
+                    errors.extend(config.validate(file, base, Some(&rec)).1);
+                    return errors;
                 }
                 Err(found) => {
                     let missing = found.current.as_deref().and_then(|at| {
@@ -683,9 +638,9 @@ impl Config {
                         if rec.restore(at, field) {
                             continue;
                         }
-                        return Err(ConfigErrors(errors));
+                        return errors;
                     }
-                    let message = match recover::locate(&expanded, &found.original) {
+                    let message = match recover::locate(expanded, &found.original) {
                         Some((line, column)) => {
                             format!("{} at line {line} column {column}", found.message)
                         }
@@ -706,7 +661,7 @@ impl Config {
                     match found.current {
                         _ if restored => {}
                         Some(current) if rec.neutralise(&current) => {}
-                        _ => return Err(ConfigErrors(errors)),
+                        _ => return errors,
                     }
                 }
             }
@@ -719,7 +674,7 @@ impl Config {
                 errors.len()
             ),
         });
-        Err(ConfigErrors(errors))
+        errors
     }
 
     /// Runs the checks serde cannot on a deserialized config. After a repaired parse (`rec`),
@@ -729,7 +684,7 @@ impl Config {
         file: &str,
         base: &Path,
         rec: Option<&Recovery>,
-    ) -> Result<Config, ConfigErrors> {
+    ) -> (Config, Vec<ConfigError>) {
         self.source = file.to_string();
         let mut errors = Vec::new();
         self.resolve(base, &mut |path, message| {
@@ -749,11 +704,7 @@ impl Config {
                 message,
             })
         });
-        if errors.is_empty() {
-            Ok(self)
-        } else {
-            Err(ConfigErrors(errors))
-        }
+        (self, errors)
     }
 
     /// Reads `*_file` secrets, resolves relative paths and checks what serde cannot.
@@ -921,6 +872,7 @@ impl Config {
             c.resolve(base, report);
         }
 
+        let globals = self.channel_globals();
         let mut names = HashSet::new();
         for (i, r) in self.receivers.iter_mut().enumerate() {
             let at = format!("receivers[{i}]");
@@ -932,149 +884,14 @@ impl Config {
                     format!("duplicate receiver name {:?}", r.name),
                 );
             }
-            for (j, w) in r.wxpusher_configs.iter_mut().enumerate() {
-                let at = format!("{at}.wxpusher_configs[{j}]");
-                let simple = crate::channels::wxpusher::spt::resolve_config(
+            for (key, c) in r.integrations_mut() {
+                c.check(&mut Check {
                     base,
-                    &at,
-                    crate::channels::wxpusher::spt::SptKeys {
-                        spts: &mut w.spts,
-                        spts_file: &w.spts_file,
-                        app_keys: [
-                            ("app_token", w.app_token.is_some()),
-                            ("app_token_file", w.app_token_file.is_some()),
-                            ("uids", !w.uids.is_empty()),
-                            ("topic_ids", !w.topic_ids.is_empty()),
-                            ("subscriber_tags", !w.subscriber_tags.is_empty()),
-                        ],
-                    },
+                    at: format!("{at}.{key}"),
+                    globals: &globals,
                     report,
-                );
-                if !simple {
-                    resolve_secret(
-                        base,
-                        &at,
-                        "app_token",
-                        &mut w.app_token,
-                        &w.app_token_file,
-                        true,
-                        report,
-                    );
-                }
-                if !simple
-                    && w.uids.is_empty()
-                    && w.topic_ids.is_empty()
-                    && w.subscriber_tags.is_empty()
-                {
-                    report(
-                        at.clone(),
-                        "needs at least one of uids, topic_ids and subscriber_tags".into(),
-                    );
-                }
-                crate::config::chatops::check_subscriber_tags(
-                    &at,
-                    &w.subscriber_tags,
-                    self.chatops.as_ref(),
-                    report,
-                );
-                for (k, uid) in w.uids.iter().enumerate() {
-                    if uid.trim().is_empty() {
-                        report(format!("{at}.uids[{k}]"), "must not be empty".into());
-                    }
-                }
-                if let Some(url) = &w.api_url
-                    && let Err(m) = check_http_url(url)
-                {
-                    report(format!("{at}.api_url"), m);
-                }
-                if w.daily_budget_per_uid == Some(0) {
-                    report(
-                        format!("{at}.daily_budget_per_uid"),
-                        "must be at least 1".into(),
-                    );
-                }
-                w.delivery_options(&at, report);
-            }
-            for (j, c) in r.console_configs.iter().enumerate() {
-                c.delivery_options(&format!("{at}.console_configs[{j}]"), report);
-            }
-        }
-        for (i, r) in self.receivers.iter_mut().enumerate() {
-            for (j, g) in r.weixin_gateway_configs.iter_mut().enumerate() {
-                let at = format!("receivers[{i}].weixin_gateway_configs[{j}]");
-                g.delivery_options(&at, report);
-                resolve_secret(
-                    base,
-                    &at,
-                    "bearer_token",
-                    &mut g.bearer_token,
-                    &g.bearer_token_file,
-                    false,
-                    report,
-                );
-                if let Err(m) = check_http_url(&g.url) {
-                    report(format!("{at}.url"), m);
-                }
-                if g.account_id.trim().is_empty() {
-                    report(format!("{at}.account_id"), "must not be empty".into());
-                }
-                if g.to_user_ids.is_empty() {
-                    report(
-                        format!("{at}.to_user_ids"),
-                        "needs at least one user".into(),
-                    );
-                }
-                for (k, u) in g.to_user_ids.iter().enumerate() {
-                    if u.trim().is_empty() {
-                        report(format!("{at}.to_user_ids[{k}]"), "must not be empty".into());
-                    }
-                }
-                if g.user_backoff.is_zero() {
-                    report(
-                        format!("{at}.user_backoff"),
-                        "must be longer than 0s".into(),
-                    );
-                }
-                if g.window_size > 0 && g.window_warn_at > g.window_size {
-                    report(
-                        format!("{at}.window_warn_at"),
-                        format!(
-                            "must not be more than window_size ({}); 0 turns the reminder off",
-                            g.window_size
-                        ),
-                    );
-                }
-                if g.health_interval < Duration::from_millis(100) {
-                    report(
-                        format!("{at}.health_interval"),
-                        "must be at least 100ms".into(),
-                    );
-                }
-            }
-            for (j, o) in r.official_account_configs.iter_mut().enumerate() {
-                let at = format!("receivers[{i}].official_account_configs[{j}]");
-                o.delivery_options(&at, report);
-                resolve_official_account(base, &at, o, report);
-            }
-            for (j, w) in r.wecom_robot_configs.iter_mut().enumerate() {
-                let at = format!("receivers[{i}].wecom_robot_configs[{j}]");
-                w.delivery_options(&at, report);
-                resolve_secret(base, &at, "key", &mut w.key, &w.key_file, true, report);
-                w.check(&at, report);
-            }
-            for (j, w) in r.wecom_app_configs.iter_mut().enumerate() {
-                let at = format!("receivers[{i}].wecom_app_configs[{j}]");
-                w.delivery_options(&at, report);
-                resolve_secret(
-                    base,
-                    &at,
-                    "api_secret",
-                    &mut w.api_secret,
-                    &w.api_secret_file,
-                    true,
-                    report,
-                );
-                w.check(&at, report);
+                    secrets: &mut self.channel_secrets,
+                });
             }
         }
         if self.receivers.is_empty() {
@@ -1084,8 +901,10 @@ impl Config {
             );
         }
         for (i, r) in self.receivers.iter().enumerate() {
-            for (key, fallback) in r.fallbacks() {
-                let Some(f) = fallback else { continue };
+            for (key, c) in r.integrations() {
+                let Some(f) = c.fallback_receiver() else {
+                    continue;
+                };
                 let at = format!("receivers[{i}].{key}.fallback_receiver");
                 if !names.contains(f) {
                     report(at, format!("unknown receiver {f:?}"));
@@ -1095,6 +914,22 @@ impl Config {
             }
         }
         self.route.validate("route", &names, true, report);
+    }
+
+    /// The `global` settings and `chatops` callbacks the channels read.
+    pub fn channel_globals(&self) -> Globals {
+        let g = &self.global;
+        Globals {
+            summary_max_chars: g.summary_max_chars,
+            wxpusher_api_url: g.wxpusher_api_url.clone(),
+            wechat_api_url: g.wechat_api_url.clone(),
+            wecom_api_url: g.wecom_api_url.clone(),
+            callbacks: self
+                .chatops
+                .as_ref()
+                .map(|c| c.callbacks())
+                .unwrap_or_default(),
+        }
     }
 
     pub fn receiver(&self, name: &str) -> Option<&ReceiverConfig> {
@@ -1124,73 +959,8 @@ impl Config {
         if let Some(c) = &self.chatops {
             out.extend(c.secrets());
         }
-        for r in &self.receivers {
-            for w in &r.wxpusher_configs {
-                out.extend(w.app_token.clone());
-                out.extend(w.spts.iter().cloned());
-            }
-            for g in &r.weixin_gateway_configs {
-                out.extend(g.bearer_token.clone());
-            }
-            for o in &r.official_account_configs {
-                out.extend(o.app_secret.clone());
-            }
-            for w in &r.wecom_robot_configs {
-                out.extend(w.key.clone());
-            }
-            for w in &r.wecom_app_configs {
-                out.extend(w.api_secret.clone());
-            }
-        }
+        out.extend(self.channel_secrets.iter().cloned());
         out
-    }
-}
-
-/// Fills `value` from `file` when given; checks that exactly one (or, if optional, at most one)
-/// of the two is set.
-pub(crate) fn resolve_secret(
-    base: &Path,
-    at: &str,
-    key: &str,
-    value: &mut Option<Secret>,
-    file: &Option<PathBuf>,
-    required: bool,
-    report: &mut dyn FnMut(String, String),
-) {
-    match (value.as_ref(), file) {
-        (Some(_), Some(_)) => report(
-            at.to_string(),
-            format!("{key} and {key}_file are mutually exclusive"),
-        ),
-        (None, Some(f)) => {
-            let p = base.join(f);
-            match std::fs::read_to_string(&p) {
-                Ok(s) => {
-                    let s = s.trim_end_matches(['\n', '\r']).to_string();
-                    if s.is_empty() {
-                        report(
-                            format!("{at}.{key}_file"),
-                            format!("{} is empty", p.display()),
-                        );
-                    } else {
-                        *value = Some(Secret::new(s));
-                    }
-                }
-                Err(e) => report(
-                    format!("{at}.{key}_file"),
-                    format!("cannot read {}: {e}", p.display()),
-                ),
-            }
-        }
-        (Some(v), None) if v.expose().len() < 4 => report(
-            format!("{at}.{key}"),
-            "is too short to be a real secret (at least 4 characters)".into(),
-        ),
-        (None, None) if required => report(
-            at.to_string(),
-            format!("one of {key} and {key}_file is required"),
-        ),
-        _ => {}
     }
 }
 
@@ -1205,13 +975,8 @@ fn strip_path_prefix(message: &str, path: &str) -> String {
     message.to_string()
 }
 
-pub(crate) fn check_http_url(url: &str) -> Result<(), String> {
-    if url.starts_with("http://") || url.starts_with("https://") {
-        Ok(())
-    } else {
-        Err(format!("{url:?} is not an http(s) URL"))
-    }
-}
+pub(crate) use crate::channels::check::check_http_url;
+pub(crate) use crate::secret::resolve_secret;
 
 /// Replaces `${VAR}` with the environment variable's value; `$$` is a literal `$`. YAML
 /// comments are left as they are, so documentation in them can mention `${VAR}`.
@@ -1534,6 +1299,29 @@ mod tests {
             ),
             "{e}"
         );
+    }
+
+    #[test]
+    fn every_channel_secret_is_recorded_for_masking() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("key"), "robot-key-from-file\n").unwrap();
+        let text = "route: {receiver: a}\nreceivers:\n  - name: a\n    wxpusher_configs: [{app_token: AT_token1, uids: [U]}, {spts: [SPT_simple1]}]\n    weixin_gateway_configs: [{url: 'http://gw', account_id: b, to_user_ids: [u], bearer_token: gw-bearer}]\n    official_account_configs: [{app_id: wx1, app_secret: oa-secret, template_id: T, to_openids: [o]}]\n    wecom_robot_configs: [{key_file: key}, {key: 'https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=pasted-key'}]\n    wecom_app_configs: [{corp_id: ww, agent_id: 1, api_secret: app-secret, to_user: '@all'}]\n";
+        let c = Config::parse(text, "t.yml", dir.path()).unwrap();
+        let secrets: Vec<String> = c.secrets().iter().map(|s| s.expose().to_string()).collect();
+        for want in [
+            "AT_token1",
+            "SPT_simple1",
+            "gw-bearer",
+            "oa-secret",
+            "robot-key-from-file",
+            "pasted-key",
+            "app-secret",
+        ] {
+            assert!(
+                secrets.iter().any(|s| s == want),
+                "{want} not in {secrets:?}"
+            );
+        }
     }
 
     #[test]

@@ -24,6 +24,6 @@ mod worker;
 
 pub use crate::channels::error::{self, DeliveryError, Reason};
 pub use crate::channels::{options, ratelimit};
-pub use queue::Queue;
+pub use queue::{Queue, replay_dead_letters};
 pub use retry::RetryPolicy;
 pub use worker::Workers;

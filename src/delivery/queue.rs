@@ -68,3 +68,20 @@ impl Queue {
         self.store.is_open()
     }
 }
+
+/// Re-queues one dead letter (or all), recording it in the delivery history; how many. For
+/// `deadletters replay` and the console alike.
+pub async fn replay_dead_letters(store: &Store, id: Option<i64>) -> Result<u64, StoreError> {
+    let jobs: Vec<_> = store
+        .dead_letters()
+        .await?
+        .into_iter()
+        .filter(|j| id.is_none_or(|id| j.id == id))
+        .collect();
+    let n = store.replay(id, Utc::now()).await?;
+    if n > 0 {
+        let web = crate::config::WebConfig::default();
+        crate::delivery::history::replayed(store, &web, &jobs).await;
+    }
+    Ok(n)
+}

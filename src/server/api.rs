@@ -1,7 +1,8 @@
 //! The JSON API under `/api/v1/` the console's pages call (documented in `docs/api.md`):
 //! render (the playground), deliveries (the history), dead letters (list, replay, purge) and
-//! send-test. It answers the same as the command line because it calls the same functions
-//! ([`crate::cli::render_typed`], [`crate::cli::dead_letter_items`], [`crate::cli::replay`],
+//! send-test. It answers the same as the command line because both call the same functions
+//! ([`crate::runtime::Runtime::render`], with each channel's preview,
+//! [`crate::delivery::replay_dead_letters`], [`crate::cli::dead_letter_items`],
 //! [`crate::cli::send_test`]).
 //!
 //! Every call needs `auth.admin` credentials ([`guard`]); state-changing ones also need
@@ -27,9 +28,10 @@ use serde_json::{Value, json};
 use subtle::ConstantTimeEq;
 
 use super::App;
-use crate::cli::{RenderError, Rendered};
+use crate::channels::preview::Preview;
 use crate::config::AuthConfig;
 use crate::runtime::Runtime;
+use crate::runtime::{RenderError, Rendered};
 use crate::store::history::{DeliveryState, HistoryFilter};
 
 /// Most deliveries one call answers.
@@ -208,110 +210,8 @@ pub struct RenderItem {
     pub integration: String,
     pub kind: String,
     pub requests: Vec<crate::channels::Outbound>,
+    /// What WeChat shows, read off the requests exactly as they would be sent.
     pub preview: Preview,
-}
-
-/// What WeChat shows, read off the requests exactly as they would be sent.
-#[derive(Debug, Default, Serialize)]
-pub struct Preview {
-    /// The lock-screen notification line, as sent (WxPusher's `summary`; the first text
-    /// otherwise, cut to `global.summary_max_chars` the way the channels cut it).
-    pub line: String,
-    /// Its length in visible characters.
-    pub line_chars: usize,
-    /// `markdown`, `html` or `text`.
-    pub format: String,
-    /// The message body as the reader sees it after tapping.
-    pub body: String,
-    /// Official Account card fields after their type rules: `[key, value]` in order.
-    pub card: Vec<(String, String)>,
-    /// The link the message opens.
-    pub url: Option<String>,
-    /// weixin-gateway: the text parts, in order (to the first user).
-    pub parts: Vec<String>,
-}
-
-fn kind_of(integration: &str) -> &str {
-    integration.split('[').next().unwrap_or(integration)
-}
-
-/// The phone's view of one integration's requests.
-pub fn preview(kind: &str, requests: &[crate::channels::Outbound], max_chars: usize) -> Preview {
-    let mut p = Preview::default();
-    let first = requests.first().map(|r| &r.body);
-    let str_of = |v: Option<&Value>| v.and_then(Value::as_str).unwrap_or("").to_string();
-    match kind {
-        "wxpusher" => {
-            let b = first.cloned().unwrap_or(Value::Null);
-            p.line = str_of(b.get("summary"));
-            p.body = str_of(b.get("content"));
-            p.format = match b.get("contentType").and_then(Value::as_u64) {
-                Some(2) => "html",
-                Some(3) => "markdown",
-                _ => "text",
-            }
-            .into();
-            p.url = b.get("url").and_then(Value::as_str).map(str::to_string);
-        }
-        "official_account" => {
-            let b = first.cloned().unwrap_or(Value::Null);
-            if let Some(data) = b.get("data").and_then(Value::as_object) {
-                for (k, v) in data {
-                    p.card.push((k.clone(), str_of(v.get("value"))));
-                }
-            }
-            p.line = p
-                .card
-                .first()
-                .map(|(_, v)| crate::text::truncate(&crate::text::one_line(v), max_chars))
-                .unwrap_or_default();
-            p.body = p
-                .card
-                .iter()
-                .map(|(k, v)| format!("{k}: {v}"))
-                .collect::<Vec<_>>()
-                .join("\n");
-            p.format = "text".into();
-            p.url = b
-                .get("url")
-                .or_else(|| b.get("page"))
-                .and_then(Value::as_str)
-                .map(str::to_string);
-        }
-        "weixin_gateway" => {
-            let to = first
-                .and_then(|b| b.get("to_user_id"))
-                .cloned()
-                .unwrap_or(Value::Null);
-            for r in requests {
-                if r.body.get("to_user_id") != Some(&to) {
-                    continue;
-                }
-                if let Some(items) = r.body.get("items").and_then(Value::as_array) {
-                    for i in items {
-                        p.parts.push(str_of(i.get("text")));
-                    }
-                }
-            }
-            p.body = p.parts.join("\n");
-            p.format = "text".into();
-            p.line = crate::text::truncate(
-                &crate::text::one_line(p.parts.first().map_or("", String::as_str)),
-                max_chars,
-            );
-        }
-        _ => {
-            p.body = match first {
-                Some(Value::String(s)) => s.clone(),
-                Some(v) => serde_json::to_string_pretty(v).unwrap_or_default(),
-                None => String::new(),
-            };
-            p.format = "text".into();
-            p.line = crate::text::truncate(&crate::text::one_line(&p.body), max_chars);
-        }
-    }
-    p.line_chars = crate::text::visible_len(&p.line);
-    p
 }
 
 /// The configuration with the playground's templates compiled over it.
@@ -393,21 +293,16 @@ async fn render(State(app): State<Arc<App>>, headers: HeaderMap, body: Bytes) ->
         overridden = try_resp!(with_templates(&rt, &req.templates));
         &overridden
     };
-    let max = rt.config.global.summary_max_chars;
-    match crate::cli::render_typed(rt, &payload, receiver.as_deref(), now) {
+    match rt.render(&payload, receiver.as_deref(), now) {
         Ok(list) => {
             let items: Vec<RenderItem> = list
                 .into_iter()
-                .map(|r: Rendered| {
-                    let kind = kind_of(&r.integration).to_string();
-                    let preview = preview(&kind, &r.requests, max);
-                    RenderItem {
-                        receiver: r.receiver,
-                        integration: r.integration,
-                        kind,
-                        requests: r.requests,
-                        preview,
-                    }
+                .map(|r: Rendered| RenderItem {
+                    receiver: r.receiver,
+                    integration: r.integration,
+                    kind: r.kind.to_string(),
+                    requests: r.requests,
+                    preview: r.preview,
                 })
                 .collect();
             axum::Json(json!({ "items": items })).into_response()
@@ -507,7 +402,7 @@ async fn dead_letters(State(app): State<Arc<App>>, headers: HeaderMap) -> Respon
 }
 
 async fn replay(app: &App, id: Option<i64>) -> Response {
-    match crate::cli::replay(&app.queue.store, id).await {
+    match crate::delivery::replay_dead_letters(&app.queue.store, id).await {
         Ok(0) if id.is_some() => error(
             StatusCode::NOT_FOUND,
             format!("no dead letter {}", id.unwrap_or_default()),

@@ -169,6 +169,10 @@ async fn playground(State(app): State<Arc<App>>, headers: HeaderMap) -> Response
     for name in rt.receivers.keys() {
         let _ = write!(receivers, "<option>{}</option>", esc(name));
     }
+    let examples: String = crate::channels::EXAMPLE_TEMPLATES
+        .iter()
+        .map(|name| format!("<code>{}</code>, ", esc(name)))
+        .collect();
     let body = format!(
         r#"<h1>Template playground</h1>
 <p class="note">Nothing is sent from here, except through <em>Send test</em>.</p>
@@ -177,7 +181,7 @@ async fn playground(State(app): State<Arc<App>>, headers: HeaderMap) -> Response
 <label>Payload <select id="example"><option value="">pick an example or a recent notification…</option></select></label>
 <label class="wide">Payload JSON <textarea id="payload" rows="10" spellcheck="false"></textarea></label>
 <details id="templates-box"><summary>Templates</summary>
-<p class="note">Override a template by name (<code>wxpusher.summary</code>, <code>wxpusher.content</code>, <code>gateway.text</code>, <code>official_account.title</code>, or an inline template's YAML path).</p>
+<p class="note">Override a template by name ({examples}or an inline template's YAML path).</p>
 <div id="templates"></div>
 <button type="button" id="add-template">Add a template</button>
 </details>

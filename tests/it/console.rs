@@ -675,3 +675,77 @@ async fn the_bare_address_leads_to_the_console_when_it_is_on() {
     let srv = TestServer::start(&crate::support::one_receiver(&mock, "")).await;
     assert_eq!(redirected(&srv.url, "/").await, (404, None));
 }
+
+#[tokio::test]
+async fn render_previews_wecom_messages_as_people_read_them_not_as_json() {
+    let cfg = format!(
+        r#"
+auth:
+  admin:
+    basic_auth: {{ username: {ADMIN_USER}, password: {ADMIN_PASSWORD} }}
+route: {{ receiver: robot }}
+receivers:
+  - name: robot
+    wecom_robot_configs: [{{ key: robot-key-0001 }}]
+  - name: app
+    wecom_app_configs: [{{ corp_id: ww1, agent_id: 1000002, api_secret: app-secret-0001, to_user: '@all', msgtype: textcard }}]
+"#
+    );
+    let srv = TestServer::start(&cfg).await;
+    let http = Http::new(&srv.url);
+
+    let (s, v) = http
+        .call(
+            "/api/v1/render",
+            json!({ "payload": cjk_payload(), "receiver": "robot" }),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    let item = &v["items"][0];
+    assert_eq!(item["kind"], "wecom_robot");
+    let content = item["requests"][0]["body"]["markdown"]["content"]
+        .as_str()
+        .unwrap();
+    let preview = &item["preview"];
+    assert_eq!(preview["format"], "markdown");
+    assert_eq!(preview["body"], content, "the message's text, not its JSON");
+    let line = preview["line"].as_str().unwrap();
+    assert!(!line.is_empty() && !line.starts_with('{'), "{line}");
+    assert!(
+        !line.contains('<') && !line.contains("**") && !line.starts_with('#'),
+        "the text, not its markup: {line}"
+    );
+    assert!(line.contains("数据库"), "{line}");
+    assert!(
+        alertmanager_wechat::text::visible_len(line) <= 20,
+        "cut to global.summary_max_chars: {line}"
+    );
+
+    let (s, v) = http
+        .call(
+            "/api/v1/render",
+            json!({ "payload": cjk_payload(), "receiver": "app" }),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    let item = &v["items"][0];
+    assert_eq!(item["kind"], "wecom_app");
+    let card = &item["requests"][0]["body"]["textcard"];
+    let preview = &item["preview"];
+    assert_eq!(
+        preview["line"], card["title"],
+        "the card's title is the line"
+    );
+    let body = preview["body"].as_str().unwrap();
+    assert!(
+        !body.starts_with('{') && !body.contains("\"textcard\""),
+        "{body}"
+    );
+    assert!(
+        !body.contains("<div"),
+        "the card's styling markup is not shown: {body}"
+    );
+    assert!(body.contains(CJK_SUMMARY), "{body}");
+    assert_eq!(preview["url"], card["url"]);
+    assert_no_secret("render", &v.to_string());
+}

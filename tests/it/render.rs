@@ -123,6 +123,35 @@ fn check_config_lists_every_error_with_file_and_path() {
     );
 }
 
+/// A check's error (a robot key too short to be real) and the templates' errors of the same
+/// file are listed in one run: fixing the one does not reveal the others.
+#[test]
+fn check_config_lists_template_errors_beside_the_checks_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.yml");
+    std::fs::write(
+        &bad,
+        "route: {receiver: a}\nreceivers:\n  - name: a\n    wecom_robot_configs:\n      - key: abc\n        content: '{{#if x}}'\n        mentioned_list: ['{{'] \n  - name: b\n    console_configs: [{text: '{{/each}}'}]\n    wxpusher_configs: [{app_token: AT_token, uids: [U], summary: '{{#each alerts}}'}]\n",
+    )
+    .unwrap();
+    let (out, ok) = cli::check_config(std::slice::from_ref(&bad));
+    assert!(!ok);
+    let file = bad.display();
+    for path in [
+        "receivers[0].wecom_robot_configs[0].key: is too short to be a real secret",
+        "receivers[0].wecom_robot_configs[0].content: ",
+        "receivers[0].wecom_robot_configs[0].mentioned_list[0]: ",
+        "receivers[1].console_configs[0].text: ",
+        "receivers[1].wxpusher_configs[0].summary: ",
+    ] {
+        assert!(
+            out.contains(&format!("{file}: {path}")),
+            "{path} missing:\n{out}"
+        );
+    }
+    assert!(!out.contains("abc"), "the key is a secret: {out}");
+}
+
 /// The real binary: an unknown key, a bad matcher and a bad duration in one file are all
 /// listed, each with the file and its YAML path, and the exit status says the file is bad.
 #[test]

@@ -36,6 +36,17 @@ pub(crate) const SERVICE: &str = "official_account";
 /// Stands for the access token in the URLs `render` prints.
 pub const ACCESS_TOKEN_PLACEHOLDER: &str = "ACCESS_TOKEN";
 
+/// The channel's kind name: metric label, identity prefix, `official_account_configs`.
+pub const KIND: &str = "official_account";
+
+/// The `data` used when a config gives none: the keys of the most common alert template
+/// layout, filled with the shipped `official_account.*` templates.
+pub const DEFAULT_DATA: &[(&str, &str)] = &[
+    ("thing1", "official_account.title"),
+    ("time2", "official_account.time"),
+    ("phrase3", "official_account.status"),
+];
+
 #[derive(Debug)]
 pub struct OfficialAccount {
     /// `{api_url}/cgi-bin/...` is called.
@@ -446,6 +457,53 @@ pub struct MiniProgramConfig {
     pub pagepath: String,
 }
 
+impl OfficialAccount {
+    /// What identifies the recipients: the app, its secret's fingerprint, the message kind
+    /// and the openids.
+    pub(crate) fn identity(&self, parts: &mut Vec<String>) {
+        use crate::channels::{fingerprint, sorted};
+        parts.push(format!("app={}", self.app_id));
+        parts.push(fingerprint(self.tokens.app_secret()));
+        parts.push(format!("kind={:?}", self.kind));
+        parts.extend(
+            sorted(&self.to_openids)
+                .into_iter()
+                .map(|u| format!("openid={u}")),
+        );
+    }
+}
+
+/// What the phone shows: the card's fields after their type rules, the first as the
+/// notification line, and the link (`url`, or `page` for subscribe notifications).
+pub fn preview(requests: &[Outbound], max_chars: usize) -> crate::channels::preview::Preview {
+    use crate::channels::preview::{Preview, line_of, str_of};
+    let b = requests.first().map(|r| &r.body).unwrap_or(&Value::Null);
+    let mut p = Preview::default();
+    if let Some(data) = b.get("data").and_then(Value::as_object) {
+        for (k, v) in data {
+            p.card.push((k.clone(), str_of(v.get("value"))));
+        }
+    }
+    p.line = p
+        .card
+        .first()
+        .map(|(_, v)| line_of(v, max_chars))
+        .unwrap_or_default();
+    p.body = p
+        .card
+        .iter()
+        .map(|(k, v)| format!("{k}: {v}"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    p.format = "text".into();
+    p.url = b
+        .get("url")
+        .or_else(|| b.get("page"))
+        .and_then(Value::as_str)
+        .map(str::to_string);
+    p
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -516,5 +574,22 @@ mod tests {
         assert!(pending(&p, "o3"));
         // A prefix of another openid is not that openid.
         assert!(pending(&p, "o"));
+    }
+}
+
+#[cfg(test)]
+mod identity {
+    use crate::channels::identity_of;
+
+    /// Stored deliveries are bound to this identity: a change of its inputs re-sends every
+    /// pending job after an upgrade, so its value is pinned and changing it is a decision.
+    #[test]
+    fn identity_is_pinned() {
+        assert_eq!(
+            identity_of::<super::config::OfficialAccountConfig>(
+                "{app_id: wx123, app_secret: s3cr3t-app, template_id: T1, to_openids: [o2, o1]}"
+            ),
+            "official-account-5f7e5c3a142d3b74"
+        );
     }
 }

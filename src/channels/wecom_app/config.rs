@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::channels::options::RateLimit;
+use super::{APP_RATE, WecomApp};
+use crate::channels::options::{RateLimit, common_keys};
+use crate::channels::{Build, ChannelConfig, Check, Kind};
 use crate::secret::Secret;
 
 /// Which application message type is sent.
@@ -94,7 +96,7 @@ pub struct WecomAppConfig {
 
 impl WecomAppConfig {
     /// Checks what serde cannot; the secret was already read from its file by the loader.
-    pub fn check(&self, at: &str, report: &mut dyn FnMut(String, String)) {
+    fn check_fields(&self, at: &str, report: &mut dyn FnMut(String, String)) {
         if self.corp_id.trim().is_empty() {
             report(format!("{at}.corp_id"), "must not be empty".into());
         }
@@ -155,5 +157,69 @@ impl WecomAppConfig {
                 format!("{url:?} is not an http(s) URL"),
             );
         }
+    }
+}
+
+impl ChannelConfig for WecomAppConfig {
+    common_keys!(super::KIND, Some(APP_RATE));
+
+    fn check(&mut self, cx: &mut Check<'_>) {
+        let at = cx.at.clone();
+        self.delivery_options(&at, cx.report);
+        cx.secret(
+            "api_secret",
+            &mut self.api_secret,
+            &self.api_secret_file,
+            true,
+        );
+        self.check_fields(&at, cx.report);
+    }
+
+    fn build(&self, cx: &mut Build<'_>) -> Kind {
+        let api_url = self
+            .api_url
+            .clone()
+            .unwrap_or_else(|| cx.globals.wecom_api_url.clone());
+        // Tokens outlive this runtime: the cache is the service's, per (corp, secret).
+        let tokens = cx.upstreams.wecom_tokens.source(
+            &api_url,
+            &self.corp_id,
+            self.api_secret.clone().unwrap_or_default(),
+        );
+        let default_content = match self.msgtype {
+            AppMsgType::Markdown => "wecom.markdown",
+            _ => "wecom.text",
+        };
+        let mut target =
+            |key: &str, src: &Option<String>| src.as_ref().map(|s| cx.template(key, Some(s), ""));
+        let (to_user, to_party, to_tag) = (
+            target("to_user", &self.to_user),
+            target("to_party", &self.to_party),
+            target("to_tag", &self.to_tag),
+        );
+        let delivery = self.delivery_options(&cx.at, &mut |_, _| {});
+        Kind::WecomApp(WecomApp {
+            api_url,
+            corp_id: self.corp_id.clone(),
+            agent_id: self.agent_id,
+            to_user,
+            to_party,
+            to_tag,
+            msgtype: self.msgtype,
+            content: cx.template("content", self.content.as_ref(), default_content),
+            summary: "wecom.summary".into(),
+            title: cx.template("title", self.title.as_ref(), "wecom.textcard.title"),
+            description: cx.template(
+                "description",
+                self.description.as_ref(),
+                "wecom.textcard.description",
+            ),
+            url: cx.template("url", self.url.as_ref(), "wxpusher.url"),
+            btntxt: self.btntxt.clone(),
+            duplicate_check_interval: self.duplicate_check_interval.as_secs().max(1),
+            summary_max: cx.globals.summary_max_chars,
+            tokens,
+            rate_limit: delivery.rate_limit,
+        })
     }
 }

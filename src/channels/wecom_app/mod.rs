@@ -50,6 +50,9 @@ pub const APP_RATE: RateLimit = RateLimit {
     burst: 5,
 };
 
+/// The channel's kind name: metric label, identity prefix, `wecom_app_configs`.
+pub const KIND: &str = "wecom_app";
+
 #[derive(Debug)]
 pub struct WecomApp {
     /// `{api_url}/cgi-bin/...` is called.
@@ -201,10 +204,6 @@ impl WecomApp {
             "{}/cgi-bin/message/send",
             self.api_url.trim_end_matches('/')
         )
-    }
-
-    pub fn secrets(&self) -> Vec<Secret> {
-        vec![self.tokens.secret().clone()]
     }
 
     fn context(&self, env: &Env<'_>, n: &Notification) -> Result<Value, DeliveryError> {
@@ -489,6 +488,57 @@ impl WecomApp {
     }
 }
 
+impl WecomApp {
+    /// What identifies the recipients: the corp, the app, its secret's fingerprint and each
+    /// user, department and tag id (templates split on `|`).
+    pub(crate) fn identity(&self, parts: &mut Vec<String>) {
+        use crate::channels::{fingerprint, sorted};
+        parts.push(format!("corp={}", self.corp_id));
+        parts.push(format!("agent={}", self.agent_id));
+        parts.push(fingerprint(self.tokens.secret()));
+        for (k, t) in [
+            ("user", &self.to_user),
+            ("party", &self.to_party),
+            ("tag", &self.to_tag),
+        ] {
+            let ids: Vec<String> = t
+                .iter()
+                .flat_map(|t| t.split('|'))
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty())
+                .collect();
+            parts.extend(sorted(&ids).into_iter().map(|i| format!("{k}={i}")));
+        }
+    }
+}
+
+/// What the reader sees: a text card's title (the notification line), description and link;
+/// otherwise each message's text as for a group robot.
+pub fn preview(requests: &[Outbound], max_chars: usize) -> crate::channels::preview::Preview {
+    use crate::channels::preview::{Preview, line_of, str_of, strip_tags};
+    let card = requests
+        .first()
+        .and_then(|r| r.body.get("textcard"))
+        .filter(|_| {
+            requests
+                .iter()
+                .all(|r| r.body.get("msgtype") == Some(&json!("textcard")))
+        });
+    let Some(card) = card else {
+        return crate::channels::wecom_robot::preview(requests, max_chars);
+    };
+    let title = str_of(card.get("title"));
+    // The description's `<div class="gray">` and the like style it; the reader sees the text.
+    let description = strip_tags(&str_of(card.get("description")));
+    Preview {
+        line: line_of(&title, max_chars),
+        format: "text".into(),
+        body: format!("{title}\n{description}"),
+        url: card.get("url").and_then(Value::as_str).map(str::to_string),
+        ..Preview::default()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -565,5 +615,22 @@ mod tests {
     fn ids_split_on_bars() {
         assert_eq!(split_ids(" a| b||a "), ["a", "b"]);
         assert!(split_ids("").is_empty());
+    }
+}
+
+#[cfg(test)]
+mod identity {
+    use crate::channels::identity_of;
+
+    /// Stored deliveries are bound to this identity: a change of its inputs re-sends every
+    /// pending job after an upgrade, so its value is pinned and changing it is a decision.
+    #[test]
+    fn identity_is_pinned() {
+        assert_eq!(
+            identity_of::<super::config::WecomAppConfig>(
+                "{corp_id: ww1, agent_id: 1000002, api_secret: app-secret-1, to_user: 'zhang|li', to_party: '2', to_tag: '5'}"
+            ),
+            "wecom-app-ea6e59c9fda81ad9"
+        );
     }
 }

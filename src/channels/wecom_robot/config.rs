@@ -1,12 +1,14 @@
-//! `wecom_robot_configs` entries: the YAML keys, their defaults and the checks serde cannot
-//! make. The `*_file` secret is read by the config loader; what is checked here needs no I/O.
+//! `wecom_robot_configs` entries: the YAML keys, their defaults, the checks serde cannot make
+//! (reading the `*_file` secret) and the integration built from an entry.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::channels::options::RateLimit;
+use super::{ROBOT_RATE, WecomRobot};
+use crate::channels::options::{RateLimit, common_keys};
+use crate::channels::{Build, ChannelConfig, Check, Kind};
 use crate::secret::Secret;
 
 /// Which robot message type is sent.
@@ -120,7 +122,7 @@ pub fn robot_key(raw: &str) -> Result<String, String> {
 impl WecomRobotConfig {
     /// Checks what serde cannot and replaces a pasted URL by its key; `key` was already read
     /// from `key_file` by the loader.
-    pub fn check(&mut self, at: &str, report: &mut dyn FnMut(String, String)) {
+    fn check_fields(&mut self, at: &str, report: &mut dyn FnMut(String, String)) {
         let key_at = if self.key_file.is_some() {
             "key_file"
         } else {
@@ -149,6 +151,52 @@ impl WecomRobotConfig {
                 format!("{url:?} is not an http(s) URL"),
             );
         }
+    }
+}
+
+impl ChannelConfig for WecomRobotConfig {
+    common_keys!(super::KIND, Some(ROBOT_RATE));
+
+    fn check(&mut self, cx: &mut Check<'_>) {
+        let at = cx.at.clone();
+        self.delivery_options(&at, cx.report);
+        cx.secret("key", &mut self.key, &self.key_file, true);
+        self.check_fields(&at, cx.report);
+        // A pasted URL was reduced to its key: that is what is sent, and masked, too.
+        if let Some(key) = &self.key {
+            cx.record(key);
+        }
+    }
+
+    fn build(&self, cx: &mut Build<'_>) -> Kind {
+        let default_content = match self.msgtype {
+            RobotMsgType::Markdown => "wecom.markdown",
+            RobotMsgType::MarkdownV2 => "wecom.markdown_v2",
+            RobotMsgType::Text => "wecom.text",
+        };
+        let mut mention = |key: &str, list: &[String]| -> Vec<String> {
+            list.iter()
+                .enumerate()
+                .map(|(k, src)| cx.template(&format!("{key}[{k}]"), Some(src), ""))
+                .collect()
+        };
+        let mentioned_list = mention("mentioned_list", &self.mentioned_list);
+        let mentioned_mobiles = mention("mentioned_mobiles", &self.mentioned_mobiles);
+        let delivery = self.delivery_options(&cx.at, &mut |_, _| {});
+        Kind::WecomRobot(WecomRobot {
+            api_url: self
+                .api_url
+                .clone()
+                .unwrap_or_else(|| cx.globals.wecom_api_url.clone()),
+            key: self.key.clone().unwrap_or_default(),
+            msgtype: self.msgtype,
+            content: cx.template("content", self.content.as_ref(), default_content),
+            summary: "wecom.summary".into(),
+            mentioned_list,
+            mentioned_mobiles,
+            summary_max: cx.globals.summary_max_chars,
+            rate_limit: delivery.rate_limit,
+        })
     }
 }
 

@@ -6,7 +6,7 @@
 //! answers HTTP 200 for business errors: success is `errcode == 0`.
 //!
 //! The key is the credential and travels in the query string: no real URL is logged or kept in
-//! an error, and `render` prints it masked (the key is one of [`WecomRobot::secrets`]).
+//! an error, and `render` prints it masked (the key is one of the secrets its check records).
 //! Each part sent is recorded in the job's [`Progress`] as [`Entry::SentPart`], so a retry after a
 //! failure in the middle sends only the parts still missing.
 //!
@@ -43,6 +43,9 @@ pub const ROBOT_RATE: RateLimit = RateLimit {
 };
 /// 45009 says "retry after the minute": the minute window must pass first.
 pub const FREQ_LIMIT_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// The channel's kind name: metric label, identity prefix, `wecom_robot_configs`.
+pub const KIND: &str = "wecom_robot";
 
 #[derive(Debug)]
 pub struct WecomRobot {
@@ -154,10 +157,6 @@ impl WecomRobot {
     /// The key travels in the URL; callers mask it (it is one of the integration's secrets).
     fn url(&self) -> String {
         format!("{}?key={}", self.endpoint(), self.key.expose())
-    }
-
-    pub fn secrets(&self) -> Vec<Secret> {
-        vec![self.key.clone()]
     }
 
     /// The template context with the preview line (`preview`) added.
@@ -469,6 +468,42 @@ fn digest_pages(
     Ok(Some((pages, rest)))
 }
 
+impl WecomRobot {
+    /// The key is the robot: whoever holds it posts to that one group.
+    pub(crate) fn identity(&self, parts: &mut Vec<String>) {
+        parts.push(crate::channels::fingerprint(&self.key));
+    }
+}
+
+/// What the group sees: each message's text in order (a split message's parts, then the
+/// message that mentions people), the first as the notification line; markdown when the
+/// messages are markdown. WeCom apps send the same `{msgtype, <msgtype>: {content}}` shape.
+pub fn preview(requests: &[Outbound], max_chars: usize) -> crate::channels::preview::Preview {
+    use crate::channels::preview::{Preview, line_of, markdown_text, str_of};
+    let mut p = Preview {
+        format: "text".into(),
+        ..Preview::default()
+    };
+    for r in requests {
+        let msgtype = r.body.get("msgtype").and_then(Value::as_str).unwrap_or("");
+        if msgtype.starts_with("markdown") && p.parts.is_empty() {
+            p.format = "markdown".into();
+        }
+        p.parts
+            .push(str_of(r.body.get(msgtype).and_then(|m| m.get("content"))));
+    }
+    p.body = p.parts.join("\n");
+    let first = p.parts.first().map_or("", String::as_str);
+    p.line = if p.format == "markdown" {
+        // The notification shows the text, not its markup.
+        let read = markdown_text(first);
+        line_of(read.trim(), max_chars)
+    } else {
+        line_of(first, max_chars)
+    };
+    p
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -493,5 +528,20 @@ mod tests {
         assert!(c(-1).is_retryable());
         assert!(!c(40008).is_retryable());
         assert!(!c(44004).is_retryable());
+    }
+}
+
+#[cfg(test)]
+mod identity {
+    use crate::channels::identity_of;
+
+    /// Stored deliveries are bound to this identity: a change of its inputs re-sends every
+    /// pending job after an upgrade, so its value is pinned and changing it is a decision.
+    #[test]
+    fn identity_is_pinned() {
+        assert_eq!(
+            identity_of::<super::config::WecomRobotConfig>("{key: 693a91f6-7xxx}"),
+            "wecom-robot-5a6fc1f394c48459"
+        );
     }
 }

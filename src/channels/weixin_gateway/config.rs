@@ -1,12 +1,15 @@
-//! The `weixin_gateway_configs` entries of a receiver: the YAML keys and their defaults. The loader
-//! ([`crate::config`]) reads the `*_file` secrets and checks what serde cannot.
+//! The `weixin_gateway_configs` entries of a receiver: the YAML keys and their defaults, the
+//! checks serde cannot make (reading the `*_file` secret) and the integration built from an
+//! entry.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::channels::options::{RateLimit, default_true};
+use super::WeixinGateway;
+use crate::channels::options::{RateLimit, common_keys, default_true};
+use crate::channels::{Build, ChannelConfig, Check, Kind, check_http_url};
 use crate::secret::Secret;
 
 /// A weixin-gateway bridge: `POST {url}/send` as a logged-in personal WeChat bot account.
@@ -76,4 +79,74 @@ fn default_window_size() -> u32 {
 
 fn default_window_warn_at() -> u32 {
     crate::channels::weixin_gateway::window::DEFAULT_WINDOW_WARN_AT
+}
+
+impl ChannelConfig for WeixinGatewayConfig {
+    common_keys!(super::KIND, None);
+
+    fn check(&mut self, cx: &mut Check<'_>) {
+        let at = cx.at.clone();
+        self.delivery_options(&at, cx.report);
+        cx.secret(
+            "bearer_token",
+            &mut self.bearer_token,
+            &self.bearer_token_file,
+            false,
+        );
+        if let Err(m) = check_http_url(&self.url) {
+            cx.report(format!("{at}.url"), m);
+        }
+        if self.account_id.trim().is_empty() {
+            cx.report(format!("{at}.account_id"), "must not be empty".into());
+        }
+        if self.to_user_ids.is_empty() {
+            cx.report(
+                format!("{at}.to_user_ids"),
+                "needs at least one user".into(),
+            );
+        }
+        for (k, u) in self.to_user_ids.iter().enumerate() {
+            if u.trim().is_empty() {
+                cx.report(format!("{at}.to_user_ids[{k}]"), "must not be empty".into());
+            }
+        }
+        if self.user_backoff.is_zero() {
+            cx.report(
+                format!("{at}.user_backoff"),
+                "must be longer than 0s".into(),
+            );
+        }
+        if self.window_size > 0 && self.window_warn_at > self.window_size {
+            cx.report(
+                format!("{at}.window_warn_at"),
+                format!(
+                    "must not be more than window_size ({}); 0 turns the reminder off",
+                    self.window_size
+                ),
+            );
+        }
+        if self.health_interval < Duration::from_millis(100) {
+            cx.report(
+                format!("{at}.health_interval"),
+                "must be at least 100ms".into(),
+            );
+        }
+    }
+
+    fn build(&self, cx: &mut Build<'_>) -> Kind {
+        Kind::WeixinGateway(WeixinGateway {
+            url: self.url.clone(),
+            account_id: self.account_id.clone(),
+            to_user_ids: self.to_user_ids.clone(),
+            context_token: self.context_token.clone().unwrap_or_default(),
+            bearer_token: self.bearer_token.clone(),
+            text: cx.template("text", self.text.as_ref(), "gateway.text"),
+            user_backoff: self.user_backoff,
+            health_interval: self.health_interval,
+            rate_limit: self.delivery_options(&cx.at, &mut |_, _| {}).rate_limit,
+            window_size: self.window_size,
+            window_warn_at: self.window_warn_at,
+            replies_seen: cx.globals.callback(super::KIND),
+        })
+    }
 }

@@ -50,6 +50,9 @@ const PART_HEADER_ROOM: usize = 20;
 const TRUNCATED_NOTE_ROOM: usize = 60;
 const SERVICE: &str = "weixin_gateway";
 
+/// The channel's kind name: metric label, identity prefix, `weixin_gateway_configs`.
+pub const KIND: &str = "weixin_gateway";
+
 #[derive(Debug)]
 pub struct WeixinGateway {
     /// Base URL; `/send` and `/health` are appended.
@@ -495,6 +498,46 @@ pub fn split(text: &str, locale: Locale) -> Vec<String> {
         .collect()
 }
 
+impl WeixinGateway {
+    /// What identifies the recipients: the bot account, the proxy credential's fingerprint
+    /// and the users.
+    pub(crate) fn identity(&self, parts: &mut Vec<String>) {
+        use crate::channels::{fingerprint, sorted};
+        parts.push(format!("account={}", self.account_id));
+        parts.extend(self.bearer_token.iter().map(fingerprint));
+        parts.extend(
+            sorted(&self.to_user_ids)
+                .into_iter()
+                .map(|u| format!("user={u}")),
+        );
+    }
+}
+
+/// What the first user sees: each text part in order, the first as the notification line.
+pub fn preview(requests: &[Outbound], max_chars: usize) -> crate::channels::preview::Preview {
+    use crate::channels::preview::{Preview, line_of, str_of};
+    let mut p = Preview::default();
+    let to = requests
+        .first()
+        .and_then(|r| r.body.get("to_user_id"))
+        .cloned()
+        .unwrap_or(Value::Null);
+    for r in requests {
+        if r.body.get("to_user_id") != Some(&to) {
+            continue;
+        }
+        if let Some(items) = r.body.get("items").and_then(Value::as_array) {
+            for i in items {
+                p.parts.push(str_of(i.get("text")));
+            }
+        }
+    }
+    p.body = p.parts.join("\n");
+    p.format = "text".into();
+    p.line = line_of(p.parts.first().map_or("", String::as_str), max_chars);
+    p
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -564,5 +607,22 @@ mod tests {
         let last = parts.last().unwrap();
         assert!(last.starts_with("(part 5/5)\n"), "{last}");
         assert!(last.ends_with("more characters not sent)"), "{last}");
+    }
+}
+
+#[cfg(test)]
+mod identity {
+    use crate::channels::identity_of;
+
+    /// Stored deliveries are bound to this identity: a change of its inputs re-sends every
+    /// pending job after an upgrade, so its value is pinned and changing it is a decision.
+    #[test]
+    fn identity_is_pinned() {
+        assert_eq!(
+            identity_of::<super::config::WeixinGatewayConfig>(
+                "{url: 'http://gw:8080', account_id: acc1, to_user_ids: [u2, u1], bearer_token: tok-secret}"
+            ),
+            "weixin-gateway-338f5a2c1bf68ce5"
+        );
     }
 }

@@ -246,6 +246,33 @@ impl WeixinGateway {
     }
 }
 
+/// Refreshes the send-window gauges of every gateway among `receivers`' integrations
+/// ([`refresh_metrics`]); answers when to do it again: the shortest `health_interval` of the
+/// gateways, or 30s when there is none.
+pub async fn upkeep(
+    receivers: &BTreeMap<String, Vec<crate::channels::Integration>>,
+    store: &Store,
+    metrics: &Metrics,
+) -> Duration {
+    use crate::channels::Kind;
+    let gateways: Vec<(&str, &WeixinGateway)> = receivers
+        .iter()
+        .flat_map(|(receiver, list)| {
+            list.iter().filter_map(move |i| match &i.kind {
+                Kind::WeixinGateway(g) => Some((receiver.as_str(), g)),
+                _ => None,
+            })
+        })
+        .collect();
+    let interval = gateways
+        .iter()
+        .map(|(_, g)| g.health_interval)
+        .min()
+        .unwrap_or(Duration::from_secs(30));
+    refresh_metrics(gateways, store, metrics).await;
+    interval
+}
+
 /// Sets `weixin_gateway_window_users{receiver,state}` (how many of a receiver's users have
 /// their window `open`, nearly spent: `low`, or `spent`) and
 /// `weixin_gateway_window_remaining{receiver}` (the fewest sends any of them has left) from

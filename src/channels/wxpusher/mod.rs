@@ -48,6 +48,9 @@ const PART_HEADER_ROOM: usize = 40;
 const SPLIT_BLOCK: usize = crate::template::BOUNDED_ALERTS;
 const SERVICE: &str = "wxpusher";
 
+/// The channel's kind name: metric label, identity prefix, `wxpusher_configs`.
+pub const KIND: &str = "wxpusher";
+
 #[derive(Debug)]
 pub struct WxPusher {
     /// `{api_url}/api/send/message` is called.
@@ -705,6 +708,59 @@ impl ContentType {
     }
 }
 
+/// The link template defaults to the sender's external URL.
+pub fn complete_templates(templates: &mut crate::template::Templates) -> Vec<String> {
+    if templates.has("wxpusher.url") {
+        return Vec::new();
+    }
+    match templates.add("wxpusher.url", "{{externalURL}}") {
+        Ok(()) => Vec::new(),
+        Err(e) => vec![e.to_string()],
+    }
+}
+
+impl WxPusher {
+    /// What identifies the recipients: the app token's fingerprint, the uids, topics and
+    /// subscriber tags, and each simple-push token by its id (a hash, not the secret).
+    pub(crate) fn identity(&self, parts: &mut Vec<String>) {
+        use crate::channels::{fingerprint, sorted};
+        parts.push(fingerprint(&self.app_token));
+        parts.extend(sorted(&self.uids).into_iter().map(|u| format!("uid={u}")));
+        let topics: Vec<String> = self
+            .topic_ids
+            .iter()
+            .map(|t| format!("topic={t}"))
+            .collect();
+        parts.extend(sorted(&topics));
+        parts.extend(
+            sorted(&self.subscriber_tags)
+                .into_iter()
+                .map(|t| format!("tag={t}")),
+        );
+        let spts: Vec<String> = self.spts.iter().map(|s| format!("spt={}", s.id)).collect();
+        parts.extend(sorted(&spts));
+    }
+}
+
+/// What the phone shows: the `summary` as the notification line, the content in its format,
+/// the link.
+pub fn preview(requests: &[Outbound]) -> crate::channels::preview::Preview {
+    use crate::channels::preview::{Preview, str_of};
+    let b = requests.first().map(|r| &r.body).unwrap_or(&Value::Null);
+    Preview {
+        line: str_of(b.get("summary")),
+        body: str_of(b.get("content")),
+        format: match b.get("contentType").and_then(Value::as_u64) {
+            Some(2) => "html",
+            Some(3) => "markdown",
+            _ => "text",
+        }
+        .into(),
+        url: b.get("url").and_then(Value::as_str).map(str::to_string),
+        ..Preview::default()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -803,6 +859,27 @@ mod tests {
         assert_eq!(
             e.to_string(),
             "wxpusher: 2 recipient(s) over the daily budget of 500 messages, not sent to them before midnight (Asia/Shanghai)"
+        );
+    }
+}
+
+#[cfg(test)]
+mod identity {
+    use crate::channels::identity_of;
+
+    /// Stored deliveries are bound to this identity: a change of its inputs re-sends every
+    /// pending job after an upgrade, so its value is pinned and changing it is a decision.
+    #[test]
+    fn identity_is_pinned() {
+        assert_eq!(
+            identity_of::<super::config::WxPusherConfig>(
+                "{app_token: AT_abcdefgh, uids: [UID_b, UID_a], topic_ids: [7, 3], subscriber_tags: [ops]}"
+            ),
+            "wxpusher-a5b038380864b877"
+        );
+        assert_eq!(
+            identity_of::<super::config::WxPusherConfig>("{spts: [SPT_one, SPT_two]}"),
+            "wxpusher-721b31ddea31305d"
         );
     }
 }

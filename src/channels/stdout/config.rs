@@ -1,11 +1,13 @@
-//! The `console_configs` entries of a receiver: the YAML keys and their defaults. The loader
-//! ([`crate::config`]) reads the `*_file` secrets and checks what serde cannot.
+//! The `console_configs` entries of a receiver: the YAML keys, their defaults, their checks and
+//! the integration built from an entry.
 
 use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::channels::options::{RateLimit, default_true};
+use super::Console;
+use crate::channels::options::{RateLimit, common_keys, default_true};
+use crate::channels::{Build, ChannelConfig, Check, Kind};
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -26,4 +28,20 @@ pub struct ConsoleConfig {
     /// A backlog that would take longer than this to send is merged into one digest (10s).
     #[serde(default, with = "humantime_serde")]
     pub coalesce_after: Option<Duration>,
+}
+
+impl ChannelConfig for ConsoleConfig {
+    common_keys!(super::KIND, None);
+
+    fn check(&mut self, cx: &mut Check<'_>) {
+        self.delivery_options(&cx.at, cx.report);
+    }
+
+    fn build(&self, cx: &mut Build<'_>) -> Kind {
+        Kind::Console(Console {
+            summary: "wxpusher.summary".into(),
+            text: cx.template("text", self.text.as_ref(), "console.text"),
+            summary_max: cx.globals.summary_max_chars,
+        })
+    }
 }

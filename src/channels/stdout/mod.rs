@@ -18,6 +18,10 @@ use crate::channels::error::DeliveryError;
 use crate::text;
 use crate::webhook::Notification;
 
+/// The channel's kind name: metric label, identity prefix, `console_configs` (the module is
+/// `stdout`, so that the channel and the web console are told apart).
+pub const KIND: &str = "console";
+
 #[derive(Debug)]
 pub struct Console {
     /// Template name of the preview line.
@@ -107,5 +111,20 @@ mod tests {
         assert!(!out.chars().any(|c| c.is_control() && c != '\n'), "{out:?}");
         // The message's own blank lines stay, without trailing spaces.
         assert_eq!(for_terminal("a\n\nb"), "│ a\n│\n│ b\n");
+    }
+}
+
+#[cfg(test)]
+mod identity {
+    use crate::channels::identity_of;
+
+    /// Stored deliveries are bound to this identity: a change of its inputs re-sends every
+    /// pending job after an upgrade, so its value is pinned and changing it is a decision.
+    #[test]
+    fn identity_is_pinned() {
+        assert_eq!(
+            identity_of::<super::config::ConsoleConfig>("{}"),
+            "console-e3b0c44298fc1c14"
+        );
     }
 }
