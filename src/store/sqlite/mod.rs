@@ -19,6 +19,7 @@ use tokio::sync::{mpsc, oneshot};
 
 mod chatops;
 mod history;
+pub mod testing;
 
 use super::Progress;
 use super::history::{Delivery, Retention};
@@ -84,6 +85,8 @@ pub(super) struct Writer {
     /// released). Kept here, not in the file: claiming writes nothing, so it works while the
     /// disk refuses writes, and a restart finds every live job pending.
     claimed: HashSet<i64>,
+    /// Claims given back since the open transaction began, taken again if it does not commit.
+    released: Vec<i64>,
     /// Records in the history table, once counted (`None`: not known, counted when needed),
     /// so that pruning to `web.history_max` costs what it deletes, not a scan of what is kept.
     /// Forgotten whenever a batch does not commit.
@@ -115,8 +118,6 @@ pub struct SqliteStore {
     closed: Arc<AtomicBool>,
     /// Whether the last write that was tried committed (`/-/ready` reads it).
     writable: Arc<AtomicBool>,
-    /// Tests only: every commit fails, as on a full disk.
-    refuse_writes: Arc<AtomicBool>,
 }
 
 pub(super) fn db(e: rusqlite::Error) -> StoreError {
@@ -204,18 +205,17 @@ impl SqliteStore {
         let (checkpoint, checkpoints) = std::sync::mpsc::sync_channel(1);
         let (tx, rx) = mpsc::unbounded_channel();
         let closed = Arc::new(AtomicBool::new(false));
-        let refuse_writes = Arc::new(AtomicBool::new(false));
         let writer = Writer {
             conn,
             live: live.max(0) as u64,
             capacity: capacity as u64,
             max_bytes,
             claimed: HashSet::new(),
+            released: Vec::new(),
             history_rows: None,
             checkpoint,
         };
         let flag = closed.clone();
-        let refuse = refuse_writes.clone();
         std::thread::Builder::new()
             .name("store-checkpoint".into())
             .spawn(move || run_checkpointer(checkpointer, checkpoints))
@@ -223,7 +223,7 @@ impl SqliteStore {
         std::thread::Builder::new()
             .name("store-writer".into())
             .spawn(move || {
-                run_writer(writer, rx, &refuse);
+                run_writer(writer, rx);
                 flag.store(true, Ordering::SeqCst);
             })
             .map_err(|e| err(e.to_string()))?;
@@ -231,7 +231,6 @@ impl SqliteStore {
             tx,
             closed,
             writable: Arc::new(AtomicBool::new(true)),
-            refuse_writes,
         })
     }
 
@@ -250,12 +249,6 @@ impl SqliteStore {
             Err(_) => {}
         }
         r
-    }
-
-    /// Tests only: makes every commit fail while `on`, as a full disk does.
-    #[doc(hidden)]
-    pub fn refuse_writes(&self, on: bool) {
-        self.refuse_writes.store(on, Ordering::SeqCst);
     }
 
     /// A small real write, so that [`SqliteStore::is_writable`] follows the disk even when
@@ -281,9 +274,11 @@ impl SqliteStore {
     pub async fn release_stale(&self, keep: Vec<i64>) -> Result<usize, StoreError> {
         self.call(move |w| {
             let keep: HashSet<i64> = keep.into_iter().collect();
-            let before = w.claimed.len();
-            w.claimed.retain(|id| keep.contains(id));
-            Ok(before - w.claimed.len())
+            let stale: Vec<i64> = w.claimed.difference(&keep).copied().collect();
+            for id in &stale {
+                w.release(*id);
+            }
+            Ok(stale.len())
         })
         .await
     }
@@ -315,26 +310,10 @@ impl SqliteStore {
         &self,
         f: impl FnOnce(&mut Writer) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
-        let (tx, rx) = oneshot::channel();
-        let op: Op = Box::new(move |w: Result<&mut Writer, &StoreError>| {
-            let result = match w {
-                Ok(w) => f(w),
-                Err(e) => Err(StoreError::Db(e.to_string())),
-            };
-            let ok = result.is_ok();
-            let reply: Reply = Box::new(move |commit: Option<&StoreError>| {
-                let result = match (result, commit) {
-                    (Ok(_), Some(e)) => Err(StoreError::Db(e.to_string())),
-                    (r, _) => r,
-                };
-                let _ = tx.send(result);
-            });
-            (ok, reply)
-        });
+        let (op, rx) = op_of(f);
         self.tx.send(op).map_err(|_| StoreError::Closed)?;
         rx.await.map_err(|_| StoreError::Closed)?
     }
-
     pub async fn enqueue(&self, jobs: Vec<NewJob>) -> Result<Vec<i64>, StoreError> {
         let jobs = encode_jobs(jobs)?;
         let r = self
@@ -413,7 +392,7 @@ impl SqliteStore {
             .call(move |w| {
                 let mut removed = 0;
                 for id in &ids {
-                    w.claimed.remove(id);
+                    w.release(*id);
                     removed += w
                         .conn
                         .execute("DELETE FROM jobs WHERE id = ?1", [id])
@@ -435,7 +414,7 @@ impl SqliteStore {
     ) -> Result<(), StoreError> {
         let r = self
             .call(move |w| {
-            w.claimed.remove(&id);
+            w.release(id);
             w.conn
                 .execute(
                     "UPDATE jobs SET state = 'pending', attempt = ?2, progress = ?3, last_error = ?4,
@@ -465,7 +444,7 @@ impl SqliteStore {
         let fallback = encode_jobs(fallback)?;
         let r = self
             .call(move |w| {
-                w.claimed.remove(&id);
+                w.release(id);
                 let n = w
                 .conn
                 .execute(
@@ -751,6 +730,29 @@ impl SqliteStore {
     }
 }
 
+/// `f` as a request for the writer, and where its answer comes once its batch is committed.
+fn op_of<T: Send + 'static>(
+    f: impl FnOnce(&mut Writer) -> Result<T, StoreError> + Send + 'static,
+) -> (Op, oneshot::Receiver<Result<T, StoreError>>) {
+    let (tx, rx) = oneshot::channel();
+    let op: Op = Box::new(move |w: Result<&mut Writer, &StoreError>| {
+        let result = match w {
+            Ok(w) => f(w),
+            Err(e) => Err(StoreError::Db(e.to_string())),
+        };
+        let ok = result.is_ok();
+        let reply: Reply = Box::new(move |commit: Option<&StoreError>| {
+            let result = match (result, commit) {
+                (Ok(_), Some(e)) => Err(StoreError::Db(e.to_string())),
+                (r, _) => r,
+            };
+            let _ = tx.send(result);
+        });
+        (ok, reply)
+    });
+    (op, rx)
+}
+
 /// Notifications ready for [`admit_in`]: each job's notification already JSON.
 type EncodedAdmissions = Vec<(String, Admission)>;
 
@@ -911,7 +913,7 @@ fn run(conn: &Connection, sql: &str) -> Result<(), StoreError> {
         .map_err(db)
 }
 
-fn run_writer(mut w: Writer, mut rx: mpsc::UnboundedReceiver<Op>, refuse: &AtomicBool) {
+fn run_writer(mut w: Writer, mut rx: mpsc::UnboundedReceiver<Op>) {
     while let Some(first) = rx.blocking_recv() {
         let mut ops = vec![first];
         while ops.len() < MAX_BATCH {
@@ -920,72 +922,152 @@ fn run_writer(mut w: Writer, mut rx: mpsc::UnboundedReceiver<Op>, refuse: &Atomi
                 Err(_) => break,
             }
         }
-        // Each reply, and whether its request changed the file: one that changed nothing
-        // (a claim, a read) has nothing to lose when the commit fails.
-        let mut replies: Vec<(Reply, bool)> = Vec::with_capacity(ops.len());
-        if let Err(e) = run(&w.conn, "BEGIN IMMEDIATE") {
-            tracing::error!(error = %e, "store: cannot begin a transaction");
-            for op in ops {
-                let (_, reply) = op(Err(&e));
-                reply(Some(&e));
-            }
-            continue;
+        run_batch(&mut w, ops);
+    }
+}
+
+/// The writer's in-memory state at one point of a batch, to go back to when what SQLite
+/// holds goes back to that point.
+#[derive(Clone, Copy)]
+struct Undo {
+    live: u64,
+    released: usize,
+}
+
+impl Writer {
+    fn undo_point(&self) -> Undo {
+        Undo {
+            live: self.live,
+            released: self.released.len(),
         }
-        let live_before = w.live;
-        // Claims given back by this batch are taken again if it does not commit: the job's
-        // outcome was not recorded, so it must not be handed out again yet.
-        let claimed_before = w.claimed.clone();
-        let changes_before = w.conn.total_changes();
-        for op in ops {
-            let _ = run(&w.conn, "SAVEPOINT op");
-            let changes = w.conn.total_changes();
-            let (ok, reply) = op(Ok(&mut w));
-            let wrote = w.conn.total_changes() != changes;
-            // A failed request undoes its own writes only; it already holds its error.
-            if !ok {
-                let _ = run(&w.conn, "ROLLBACK TO op");
-                w.history_rows = None;
-            }
-            let _ = run(&w.conn, "RELEASE op");
-            replies.push((reply, wrote));
+    }
+
+    /// Follows SQLite back to `to`: the jobs counted since are not, the claims given back
+    /// since are held again (their outcome was not recorded: the job must not be handed out
+    /// again yet), and the history's row count is counted afresh. Claims taken since stand:
+    /// claiming writes nothing.
+    fn undo(&mut self, to: Undo) {
+        self.live = to.live;
+        for id in self.released.drain(to.released..) {
+            self.claimed.insert(id);
         }
-        let wrote = w.conn.total_changes() != changes_before;
-        let commit = if refuse.load(Ordering::SeqCst) && wrote {
-            Some(StoreError::Db(
-                "database or disk is full (refused for a test)".into(),
-            ))
-        } else {
-            run(&w.conn, "COMMIT").err()
-        };
-        if commit.is_none() && wrote {
-            // Full: a wake-up is already waiting.
-            let _ = w.checkpoint.try_send(());
-        }
-        if let Some(e) = &commit {
-            tracing::error!(error = %e, "store: commit failed");
-            let _ = w.conn.execute_batch("ROLLBACK");
-            w.live = live_before;
-            w.history_rows = None;
-            let taken_now: Vec<i64> = w.claimed.difference(&claimed_before).copied().collect();
-            w.claimed = claimed_before;
-            // Claims made by this batch stand: claiming wrote nothing.
-            w.claimed.extend(taken_now);
-        }
-        for (reply, wrote) in replies {
-            reply(if wrote { commit.as_ref() } else { None });
+        self.history_rows = None;
+    }
+
+    /// Gives back the claim on `id`; undone with the batch if it does not commit.
+    fn release(&mut self, id: i64) {
+        if self.claimed.remove(&id) {
+            self.released.push(id);
         }
     }
 }
 
+/// Runs `ops`, each in a savepoint of its own, in one transaction, commits it and answers.
+///
+/// SQLite itself rolls the whole transaction back after some errors inside a statement (a
+/// full disk, an I/O error, no memory: "the transaction may be rolled back automatically"),
+/// and then every statement after it would run in a transaction of its own, unseen by this
+/// loop. So after every request the connection is asked whether a transaction is still open:
+/// when it is not, the requests before in the batch lost their writes and are answered with
+/// the error, the in-memory state goes back to the transaction's start, and the requests
+/// after begin a new one.
+fn run_batch(w: &mut Writer, ops: Vec<Op>) {
+    // Replies waiting for the commit of the open transaction, each with whether its request
+    // changed the file: one that changed nothing (a claim, a read) loses nothing when the
+    // commit fails.
+    let mut waiting: Vec<(Reply, bool)> = Vec::with_capacity(ops.len());
+    // The state when the open transaction began; `None` when none is open.
+    let mut began: Option<Undo> = None;
+    for op in ops {
+        let start = match began {
+            Some(start) => start,
+            None => match run(&w.conn, "BEGIN IMMEDIATE") {
+                Ok(()) => *began.insert(w.undo_point()),
+                Err(e) => {
+                    tracing::error!(error = %e, "store: cannot begin a transaction");
+                    let (_, reply) = op(Err(&e));
+                    reply(Some(&e));
+                    continue;
+                }
+            },
+        };
+        let before = w.undo_point();
+        let changes = w.conn.total_changes();
+        let (ok, reply) = match run(&w.conn, "SAVEPOINT op") {
+            Ok(()) => op(Ok(&mut *w)),
+            Err(e) => op(Err(&e)),
+        };
+        let wrote = w.conn.total_changes() != changes;
+        if !ok && !w.conn.is_autocommit() {
+            // A failed request undoes its own writes only; it already holds its error.
+            let _ = run(&w.conn, "ROLLBACK TO op");
+            w.undo(before);
+        }
+        if !w.conn.is_autocommit() {
+            let _ = run(&w.conn, "RELEASE op");
+        }
+        if w.conn.is_autocommit() {
+            let e = StoreError::Db(
+                "the transaction was rolled back by the database after an error".into(),
+            );
+            tracing::error!(
+                requests = waiting.len() + 1,
+                "store: {e}; the batch's writes so far are undone"
+            );
+            w.undo(start);
+            began = None;
+            answer(waiting.drain(..), Some(&e));
+            reply(Some(&e));
+            continue;
+        }
+        waiting.push((reply, wrote));
+    }
+    let Some(start) = began else {
+        return;
+    };
+    let commit = run(&w.conn, "COMMIT").err();
+    match &commit {
+        None => {
+            w.released.clear();
+            if waiting.iter().any(|(_, wrote)| *wrote) {
+                // Full: a wake-up is already waiting.
+                let _ = w.checkpoint.try_send(());
+            }
+        }
+        Some(e) => {
+            tracing::error!(error = %e, "store: commit failed");
+            // A failed COMMIT may leave the transaction open (busy) or rolled back (I/O).
+            if !w.conn.is_autocommit() {
+                let _ = w.conn.execute_batch("ROLLBACK");
+            }
+            w.undo(start);
+        }
+    }
+    answer(waiting.into_iter(), commit.as_ref());
+}
+
+/// Answers requests whose transaction ended with `outcome`; those that changed nothing have
+/// nothing to lose.
+fn answer(replies: impl Iterator<Item = (Reply, bool)>, outcome: Option<&StoreError>) {
+    for (reply, wrote) in replies {
+        reply(if wrote { outcome } else { None });
+    }
+}
+
 /// Undo pages a request's savepoint keeps in memory before SQLite writes them to a temporary
-/// file (its default: 64 KiB).
-const STATEMENT_JOURNAL_SPILL: i32 = 1024 * 1024;
+/// file (its default: 64 KiB). At most 128 KiB − 1: when the pages move to the file, SQLite
+/// writes what it held in one call, and its unix file layer writes at most 128 KiB − 1 bytes
+/// per call (it masks the length to 17 bits), so a larger buffer is cut short, the write
+/// reports a full disk, and SQLite rolls back the whole transaction — every request of the
+/// batch. With a 1 MiB threshold that is what marking ~400 merged deliveries did during a
+/// storm ("cannot commit - no transaction is active", and 503s).
+const STATEMENT_JOURNAL_SPILL: i32 = 120 * 1024;
 
 /// Each request runs in a savepoint of its own, whose undo pages (the statement journal) SQLite
 /// writes to a temporary file past 64 KiB: a batch of webhooks wrote two pages there for each
-/// page of WAL, most of the writer's system time. Past 1 MiB a request's pages still go to the
-/// file, so a request that changes many rows (marking 16,384 merged deliveries in the history)
-/// holds 1 MiB for them, not all (in memory without a bound, 35 MB). SQLite takes this setting
+/// page of WAL, most of the writer's system time. A request that changes more than
+/// [`STATEMENT_JOURNAL_SPILL`] still spills to the file, so memory stays bounded (in memory
+/// without a bound, marking 16,384 merged deliveries held 35 MB). SQLite takes this setting
 /// only before its first connection; once set, or too late, it is not tried again.
 fn keep_statement_journals_in_memory() {
     static ONCE: std::sync::Once = std::sync::Once::new();
@@ -1332,6 +1414,159 @@ mod tests {
         let again = store.claim(Utc::now(), 10).await.unwrap();
         assert_eq!(again.iter().map(|j| j.id).collect::<Vec<_>>(), [ids[1]]);
         // Counters are tested on both backends in tests/it/store.rs.
+    }
+
+    /// A digest that merged hundreds of stored notifications marks each one's history record
+    /// in one request: more undo pages than SQLite keeps in memory, so they move to a file.
+    /// With a spill threshold past 128 KiB that move failed as a full disk and SQLite rolled
+    /// back the whole batch: the webhooks committed with it were refused.
+    #[tokio::test]
+    async fn marking_hundreds_of_merged_deliveries_commits_with_its_batch() {
+        use crate::store::history::{Change, Delivery, DeliveryState, Retention, Update};
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path(), 100_000, true).unwrap();
+        let keep = Retention {
+            max_age: std::time::Duration::from_secs(3600),
+            max: 10_000,
+        };
+        let now = Utc::now();
+        let base = crate::webhook::sample_notification();
+        let mut n = base.without_alerts();
+        for i in 0..30 {
+            let mut a = base.alerts[0].clone();
+            a.fingerprint = format!("fp{i}");
+            n.alerts.push(a);
+        }
+        let records: Vec<Delivery> = (1..=400)
+            .map(|job| Delivery {
+                id: 0,
+                job: Some(job),
+                receiver: "oncall".into(),
+                kind: "console".into(),
+                integration: "console-0".into(),
+                group_key: n.group_key.clone(),
+                status: "firing".into(),
+                alertnames: vec!["HighCPU".into()],
+                external_url: None,
+                generator_urls: Vec::new(),
+                state: DeliveryState::Queued,
+                attempts: 0,
+                accepted_at: now,
+                updated_at: now,
+                sent_at: None,
+                next_attempt: None,
+                last_error: None,
+                digest: None,
+                merged: None,
+                notification: Some(n.clone()),
+            })
+            .collect();
+        store.history_add(records, keep, now).await.unwrap();
+        let updates = (1..=400)
+            .map(|job| Update {
+                job,
+                change: Change::Merged { digest: 1 },
+                or_insert: None,
+            })
+            .collect();
+        // A webhook's jobs in the same batch as the marking.
+        let (marked, queued) = tokio::join!(
+            store.history_update(updates, keep, now),
+            store.enqueue(vec![job("a")])
+        );
+        marked.unwrap();
+        queued.unwrap();
+        let merged = crate::store::history::HistoryFilter {
+            receiver: None,
+            state: Some(DeliveryState::Merged),
+            alertname: None,
+            limit: 1000,
+        };
+        assert_eq!(store.history(merged).await.unwrap().len(), 400);
+    }
+
+    /// When SQLite rolls a batch's transaction back in the middle (an I/O error, a full disk
+    /// inside a statement), the requests before lose their writes and are told so, the
+    /// requests after are committed in a transaction of their own, and the writer's counts
+    /// and claims follow what the file holds.
+    #[tokio::test]
+    async fn the_writer_follows_a_transaction_sqlite_rolled_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path(), 2, true).unwrap();
+        let x = store.enqueue(vec![job("x")]).await.unwrap()[0];
+        assert_eq!(store.claim(Utc::now(), 10).await.unwrap()[0].id, x);
+        // The writer held while the batch is queued, so that it takes the four at once.
+        let (hold, held) = std::sync::mpsc::channel::<()>();
+        let (running, started) = oneshot::channel::<()>();
+        let blocker = {
+            let store = store.clone();
+            tokio::spawn(async move {
+                store
+                    .call(move |_| {
+                        let _ = running.send(());
+                        let _ = held.recv();
+                        Ok(())
+                    })
+                    .await
+            })
+        };
+        started.await.unwrap();
+        let tx = store.tx.clone();
+        type Request = Box<dyn FnOnce(&mut Writer) -> Result<(), StoreError> + Send>;
+        let send = |f: Request| {
+            let (op, rx) = op_of(f);
+            tx.send(op).unwrap();
+            rx
+        };
+        let completed = send(Box::new(move |w| {
+            w.release(x);
+            w.conn
+                .execute("DELETE FROM jobs WHERE id = ?1", [x])
+                .map_err(db)?;
+            w.live -= 1;
+            Ok(())
+        }));
+        let a = send(Box::new(|w| {
+            let jobs = encode_jobs(vec![job("a")])?;
+            w.live += insert_jobs(&w.conn, &jobs)?.len() as u64;
+            Ok(())
+        }));
+        // What SQLite does after such an error: the transaction is gone.
+        let failing = send(Box::new(|w| {
+            w.conn.execute_batch("ROLLBACK").map_err(db)?;
+            Err(StoreError::Db("disk I/O error".into()))
+        }));
+        let c = send(Box::new(|w| {
+            let jobs = encode_jobs(vec![job("c")])?;
+            w.live += insert_jobs(&w.conn, &jobs)?.len() as u64;
+            Ok(())
+        }));
+        hold.send(()).unwrap();
+        blocker.await.unwrap().unwrap();
+        assert!(completed.await.unwrap().is_err(), "x's outcome was lost");
+        assert!(a.await.unwrap().is_err(), "a was lost");
+        assert!(failing.await.unwrap().is_err());
+        c.await.unwrap().unwrap();
+        // x is still claimed (its outcome was not recorded), a is not there, c is.
+        let claimed = store.claim(Utc::now(), 10).await.unwrap();
+        assert_eq!(claimed.len(), 1);
+        assert_eq!(claimed[0].receiver, "c");
+        // Two live jobs (x and c) fill the capacity of 2: counted as the file holds them.
+        assert!(matches!(
+            store.enqueue(vec![job("d")]).await,
+            Err(StoreError::Full)
+        ));
+        drop(store);
+        let store = SqliteStore::open(dir.path(), 10, true).unwrap();
+        let mut left: Vec<String> = store
+            .claim(Utc::now(), 10)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|j| j.receiver)
+            .collect();
+        left.sort();
+        assert_eq!(left, ["c", "x"]);
     }
 
     fn admission(key: &str, now: DateTime<Utc>, ttl_ms: i64) -> Admission {
