@@ -7,7 +7,7 @@ use super::SqliteStore;
 use super::dedupe::{prune, take, take_or_extend};
 use super::history;
 use super::jobs::{encode, insert_job};
-use super::writer::{Writer, run};
+use super::writer::{Writer, aside};
 use crate::store::history::{Delivery, Retention};
 use crate::store::{Admission, Admitted, StoreError};
 
@@ -45,13 +45,7 @@ impl SqliteStore {
                 if records.is_empty() {
                     return Ok((admitted, None, spent));
                 }
-                run(&w.conn, "SAVEPOINT history")?;
-                let failed = history::add(w, records, keep, now).err();
-                if failed.is_some() {
-                    let _ = run(&w.conn, "ROLLBACK TO history");
-                    w.history_rows = None;
-                }
-                let _ = run(&w.conn, "RELEASE history");
+                let failed = aside(w, |w| history::add(w, records, keep, now))?.err();
                 Ok((admitted, failed, spent))
             })
             .await;

@@ -7,8 +7,10 @@ use std::collections::HashSet;
 use chrono::{DateTime, Utc};
 use rusqlite::{Connection, OptionalExtension, params};
 
-use super::writer::Writer;
+use super::history;
+use super::writer::{Writer, aside};
 use super::{SqliteStore, db, from_ms, ms};
+use crate::store::history::{Outcome, Retention, Update};
 use crate::store::{Depth, Failure, IntegrationId, Job, NewJob, Progress, StoreError};
 
 impl SqliteStore {
@@ -118,21 +120,7 @@ impl SqliteStore {
 
     pub async fn complete(&self, ids: Vec<i64>, then: Vec<NewJob>) -> Result<(), StoreError> {
         let then = encode_jobs(then)?;
-        let r = self
-            .call(move |w| {
-                let mut removed = 0;
-                for id in &ids {
-                    w.release(*id);
-                    removed += w
-                        .conn
-                        .execute("DELETE FROM jobs WHERE id = ?1", [id])
-                        .map_err(db)?;
-                }
-                let added = insert_jobs(&w.conn, &then)?.len();
-                w.live = (w.live + added as u64).saturating_sub(removed as u64);
-                Ok(())
-            })
-            .await;
+        let r = self.call(move |w| complete_in(w, &ids, &then)).await;
         self.wrote(r)
     }
 
@@ -143,24 +131,7 @@ impl SqliteStore {
         not_before: DateTime<Utc>,
     ) -> Result<(), StoreError> {
         let r = self
-            .call(move |w| {
-            w.release(id);
-            w.conn
-                .execute(
-                    "UPDATE jobs SET state = 'pending', attempt = ?2, progress = ?3, last_error = ?4,
-                     reason = ?5, not_before = ?6 WHERE id = ?1",
-                    params![
-                        id,
-                        f.attempt,
-                        progress_json(&f.progress),
-                        f.error,
-                        f.reason,
-                        ms(not_before)
-                    ],
-                )
-                .map_err(db)?;
-            Ok(())
-        })
+            .call(move |w| reschedule_in(w, id, &f, not_before))
             .await;
         self.wrote(r)
     }
@@ -172,27 +143,37 @@ impl SqliteStore {
         fallback: Vec<NewJob>,
     ) -> Result<(), StoreError> {
         let fallback = encode_jobs(fallback)?;
+        let r = self.call(move |w| dead_in(w, id, &f, &fallback)).await;
+        self.wrote(r)
+    }
+
+    /// An attempt's outcome and the change to its history record in one request, so one
+    /// commit: the history's part in a savepoint of its own, undone alone when it fails (that
+    /// failure is returned beside), never undoing the outcome.
+    pub async fn finish(
+        &self,
+        id: i64,
+        outcome: Outcome,
+        update: Update,
+        keep: Retention,
+        now: DateTime<Utc>,
+    ) -> Result<Option<StoreError>, StoreError> {
+        let outcome = match outcome {
+            Outcome::Delivered => Encoded::Delivered,
+            Outcome::Retry { failure, at } => Encoded::Retry { failure, at },
+            Outcome::Dead { failure, fallback } => Encoded::Dead {
+                failure,
+                fallback: encode_jobs(fallback)?,
+            },
+        };
         let r = self
             .call(move |w| {
-                w.release(id);
-                let n = w
-                .conn
-                .execute(
-                    "UPDATE jobs SET state = 'dead', attempt = ?2, progress = ?3, last_error = ?4,
-                     reason = ?5, failed_at = ?6 WHERE id = ?1 AND state != 'dead'",
-                    params![
-                        id,
-                        f.attempt,
-                        progress_json(&f.progress),
-                        f.error,
-                        f.reason,
-                        ms(Utc::now())
-                    ],
-                )
-                .map_err(db)?;
-                let added = insert_jobs(&w.conn, &fallback)?.len();
-                w.live = (w.live + added as u64).saturating_sub(n as u64);
-                Ok(())
+                match &outcome {
+                    Encoded::Delivered => complete_in(w, &[id], &[])?,
+                    Encoded::Retry { failure, at } => reschedule_in(w, id, failure, *at)?,
+                    Encoded::Dead { failure, fallback } => dead_in(w, id, failure, fallback)?,
+                }
+                aside(w, |w| history::update_in(w, vec![update], keep, now)).map(|r| r.err())
             })
             .await;
         self.wrote(r)
@@ -470,4 +451,90 @@ pub(super) fn decode_jobs(rows: Vec<RawJob>) -> Result<Vec<Job>, StoreError> {
             })
         })
         .collect()
+}
+
+/// [`Outcome`] with its fallback jobs' notifications already JSON.
+enum Encoded {
+    Delivered,
+    Retry {
+        failure: Failure,
+        at: DateTime<Utc>,
+    },
+    Dead {
+        failure: Failure,
+        fallback: Vec<EncodedJob>,
+    },
+}
+
+/// Forgets the delivered jobs `ids`; stores `then`.
+fn complete_in(w: &mut Writer, ids: &[i64], then: &[EncodedJob]) -> Result<(), StoreError> {
+    let mut removed = 0;
+    for id in ids {
+        w.release(*id);
+        removed += w
+            .conn
+            .prepare_cached("DELETE FROM jobs WHERE id = ?1")
+            .and_then(|mut s| s.execute([id]))
+            .map_err(db)?;
+    }
+    let added = insert_jobs(&w.conn, then)?.len();
+    w.live = (w.live + added as u64).saturating_sub(removed as u64);
+    Ok(())
+}
+
+/// The job `id` failed: pending again from `not_before`.
+fn reschedule_in(
+    w: &mut Writer,
+    id: i64,
+    f: &Failure,
+    not_before: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    w.release(id);
+    w.conn
+        .prepare_cached(
+            "UPDATE jobs SET state = 'pending', attempt = ?2, progress = ?3, last_error = ?4,
+             reason = ?5, not_before = ?6 WHERE id = ?1",
+        )
+        .and_then(|mut s| {
+            s.execute(params![
+                id,
+                f.attempt,
+                progress_json(&f.progress),
+                f.error,
+                f.reason,
+                ms(not_before)
+            ])
+        })
+        .map_err(db)?;
+    Ok(())
+}
+
+/// The job `id` is given up: a dead letter; `fallback` stored.
+fn dead_in(
+    w: &mut Writer,
+    id: i64,
+    f: &Failure,
+    fallback: &[EncodedJob],
+) -> Result<(), StoreError> {
+    w.release(id);
+    let n = w
+        .conn
+        .prepare_cached(
+            "UPDATE jobs SET state = 'dead', attempt = ?2, progress = ?3, last_error = ?4,
+             reason = ?5, failed_at = ?6 WHERE id = ?1 AND state != 'dead'",
+        )
+        .and_then(|mut s| {
+            s.execute(params![
+                id,
+                f.attempt,
+                progress_json(&f.progress),
+                f.error,
+                f.reason,
+                ms(Utc::now())
+            ])
+        })
+        .map_err(db)?;
+    let added = insert_jobs(&w.conn, fallback)?.len();
+    w.live = (w.live + added as u64).saturating_sub(n as u64);
+    Ok(())
 }

@@ -408,3 +408,79 @@ async fn a_full_queue_undoes_the_state_taken() {
         .unwrap();
     assert!(matches!(out[0], Admitted::Queued { .. }));
 }
+
+/// An attempt's outcome and its history record are one write: both land, or (the commit
+/// refused) neither, and the job is not handed out again meanwhile.
+#[tokio::test]
+async fn an_outcome_and_its_history_record_commit_together() {
+    use crate::store::history::{Change, DeliveryState, HistoryFilter, Outcome, Retention, Update};
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), 100).unwrap();
+    let Store::Sqlite(sqlite) = &store else {
+        unreachable!()
+    };
+    let keep = Retention {
+        max_age: std::time::Duration::from_secs(3600),
+        max: 100,
+    };
+    let now = Utc::now();
+    let id = store.enqueue(vec![job("a")]).await.unwrap()[0];
+    let claimed = store.claim(now, 10).await.unwrap();
+    assert_eq!(claimed[0].id, id);
+    let mut record = crate::store::history::Delivery {
+        id: 0,
+        job: Some(id),
+        receiver: "a".into(),
+        kind: "console".into(),
+        integration: "console-0".into(),
+        group_key: String::new(),
+        status: "firing".into(),
+        alertnames: Vec::new(),
+        external_url: None,
+        generator_urls: Vec::new(),
+        state: DeliveryState::Queued,
+        attempts: 0,
+        accepted_at: now,
+        updated_at: now,
+        sent_at: None,
+        next_attempt: None,
+        last_error: None,
+        digest: None,
+        merged: None,
+        notification: None,
+    };
+    record.notification = Some(crate::webhook::sample_notification());
+    let sent = Update {
+        job: id,
+        change: Change::Sent { attempts: 1 },
+        or_insert: Some(record),
+    };
+    let all = HistoryFilter {
+        receiver: None,
+        state: None,
+        alertname: None,
+        limit: 10,
+    };
+    super::testing::refuse_writes(sqlite, true).await.unwrap();
+    assert!(
+        store
+            .finish(id, Outcome::Delivered, sent.clone(), keep, now)
+            .await
+            .is_err()
+    );
+    super::testing::refuse_writes(sqlite, false).await.unwrap();
+    assert!(store.history(all.clone()).await.unwrap().is_empty());
+    assert!(
+        store.claim(now, 10).await.unwrap().is_empty(),
+        "handed out again"
+    );
+    let failed = store
+        .finish(id, Outcome::Delivered, sent, keep, now)
+        .await
+        .unwrap();
+    assert!(failed.is_none());
+    let history = store.history(all).await.unwrap();
+    assert_eq!(history.len(), 1);
+    assert_eq!(history[0].state, DeliveryState::Sent);
+    assert!(store.depth().await.unwrap().is_empty());
+}

@@ -269,3 +269,26 @@ pub(super) fn keep_statement_journals_in_memory() {
         }
     });
 }
+
+/// Runs `f` in a savepoint of its own inside a request: when it fails, its writes alone are
+/// undone and its error is returned inside `Ok`, the request's other writes standing. When
+/// SQLite rolled the whole transaction back meanwhile, that is the request's error.
+pub(super) fn aside<T>(
+    w: &mut Writer,
+    f: impl FnOnce(&mut Writer) -> Result<T, StoreError>,
+) -> Result<Result<T, StoreError>, StoreError> {
+    run(&w.conn, "SAVEPOINT aside")?;
+    let r = f(w);
+    if w.conn.is_autocommit() {
+        return Err(match r {
+            Err(e) => e,
+            Ok(_) => StoreError::Db("the transaction was rolled back by the database".into()),
+        });
+    }
+    if r.is_err() {
+        run(&w.conn, "ROLLBACK TO aside")?;
+        w.history_rows = None;
+    }
+    run(&w.conn, "RELEASE aside")?;
+    Ok(r)
+}
