@@ -423,8 +423,9 @@ async fn an_outcome_and_its_history_record_commit_together() {
         max_age: std::time::Duration::from_secs(3600),
         max: 100,
     };
-    let now = Utc::now();
     let id = store.enqueue(vec![job("a")]).await.unwrap()[0];
+    // After the job's `not_before` (its acceptance), so that it is due.
+    let now = Utc::now();
     let claimed = store.claim(now, 10).await.unwrap();
     assert_eq!(claimed[0].id, id);
     let mut record = crate::store::history::Delivery {
