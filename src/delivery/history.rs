@@ -1,6 +1,8 @@
 //! Recording what becomes of each delivery in the store's history ([`crate::store::history`]):
-//! one call at each outcome of the engine (accepted, sent, retrying, dead, merged), each
-//! best-effort: a history write that fails is logged and never holds up a delivery.
+//! the records of an admission go with it, an attempt's change goes with its outcome in the
+//! queue ([`update_of`], written by [`crate::store::Store::finish`]: one store write, one
+//! commit), merges and replays beside the queue. Best-effort: a history write that fails is
+//! logged and never holds up a delivery.
 
 use chrono::{DateTime, Utc};
 use tracing::debug;
@@ -8,7 +10,7 @@ use tracing::debug;
 use super::Queue;
 use crate::config::WebConfig;
 use crate::store::history::{Change, Delivery, DeliveryState, Retention, Update, http_url};
-use crate::store::{Admission, Admitted, Failure, Job, NewJob, Store, StoreError};
+use crate::store::{Admission, Admitted, Job, NewJob, Store, StoreError};
 use crate::webhook::Notification;
 
 /// The history's bounds, from `web.history_retention` and `web.history_max`.
@@ -138,49 +140,15 @@ pub async fn admit(
     Ok(admitted)
 }
 
-async fn update(store: &Store, web: &WebConfig, job: &Job, change: Change) {
-    let u = Update {
+/// The change `change` to the history record of `job`, made from the job when it has none
+/// yet (a digest, a fallback copy, a job stored before the history existed). Written with the
+/// attempt's outcome ([`crate::store::Store::finish`]).
+pub fn update_of(job: &Job, change: Change) -> Update {
+    Update {
         job: job.id,
         change,
         or_insert: Some(of_job(job)),
-    };
-    if let Err(e) = store
-        .history_update(vec![u], retention(web), Utc::now())
-        .await
-    {
-        debug!(error = %e, job = job.id, "cannot record a delivery outcome in the history");
     }
-}
-
-/// Delivered now, at its `job.attempt`th attempt.
-pub async fn sent(store: &Store, web: &WebConfig, job: &Job) {
-    let attempts = job.attempt;
-    update(store, web, job, Change::Sent { attempts }).await;
-}
-
-/// Failed; tried again at `next`.
-pub async fn retrying(
-    store: &Store,
-    web: &WebConfig,
-    job: &Job,
-    failure: &Failure,
-    next: DateTime<Utc>,
-) {
-    let change = Change::Retrying {
-        attempts: failure.attempt,
-        next,
-        error: failure.error.clone(),
-    };
-    update(store, web, job, change).await;
-}
-
-/// Given up: a dead letter.
-pub async fn dead(store: &Store, web: &WebConfig, job: &Job, failure: &Failure) {
-    let change = Change::Dead {
-        attempts: failure.attempt,
-        error: failure.error.clone(),
-    };
-    update(store, web, job, change).await;
 }
 
 /// A backlog (`ids`) merged into `digests`: each digest gets a record, adopted by its job

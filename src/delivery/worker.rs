@@ -25,6 +25,7 @@ use super::steps::{Attempt, Steps};
 use crate::channels::Integration;
 use crate::metrics::{FailureLabels, IntegrationLabels, Metrics, NotificationLabels};
 use crate::runtime::{Bound, Runtime, Shared};
+use crate::store::history::{Change, Outcome};
 use crate::store::{Failure, Job, NewJob};
 
 /// Longest the dispatcher sleeps without looking at the store: jobs re-queued by another
@@ -315,7 +316,6 @@ async fn give_up_unbound(
         error,
         reason,
     };
-    super::history::dead(&ctx.queue.store, &rt.config.web, &job, &failure).await;
     ctx.metrics
         .deliveries_failed
         .get_or_create(&FailureLabels {
@@ -331,7 +331,7 @@ async fn give_up_unbound(
             result: "failed",
         })
         .inc();
-    record_dead(ctx, job.id, failure, Vec::new()).await
+    record_dead(ctx, rt, &job, failure, Vec::new()).await
 }
 
 /// A stored delivery whose integration is gone from its (still configured) receiver: the
@@ -410,8 +410,10 @@ async fn attempt(mut job: Job, ctx: &Arc<Ctx>, rt: &Runtime, integration: &Integ
     let err = match result {
         Ok(()) => {
             // Delivered: if the store refuses to forget it, it stays claimed until it does.
-            let recorded = record_complete(ctx, job.id).await;
-            super::history::sent(store, &rt.config.web, &job).await;
+            let sent = Change::Sent {
+                attempts: job.attempt,
+            };
+            let recorded = record_outcome(ctx, rt, &job, Outcome::Delivered, sent).await;
             for step in ctx.steps.iter() {
                 step.delivered(&step_at, &notification).await;
             }
@@ -456,8 +458,7 @@ async fn attempt(mut job: Job, ctx: &Arc<Ctx>, rt: &Runtime, integration: &Integ
         && age < PARK_MAX_AGE
     {
         warn!(error = %failure.error, resumes_at = %at.to_rfc3339(), "nothing can succeed before the upstream renews its quota: the notification waits until then");
-        super::history::retrying(store, &rt.config.web, &job, &failure, at).await;
-        let recorded = record_reschedule(ctx, job.id, failure, at).await;
+        let recorded = record_retry(ctx, rt, &job, failure, at).await;
         ctx.queue.wake.notify_one();
         return recorded;
     }
@@ -472,8 +473,7 @@ async fn attempt(mut job: Job, ctx: &Arc<Ctx>, rt: &Runtime, integration: &Integ
             .get_or_create(&IntegrationLabels { integration: kind })
             .inc();
         let at = Utc::now() + chrono::Duration::from_std(delay).unwrap_or_default();
-        super::history::retrying(store, &rt.config.web, &job, &failure, at).await;
-        let recorded = record_reschedule(ctx, job.id, failure, at).await;
+        let recorded = record_retry(ctx, rt, &job, failure, at).await;
         ctx.queue.wake.notify_one();
         return recorded;
     }
@@ -513,8 +513,7 @@ async fn give_up(
         reason,
     };
     let rerouted = !fallback.is_empty();
-    super::history::dead(&ctx.queue.store, &rt.config.web, &job, &failure).await;
-    let recorded = record_dead(ctx, job.id, failure, fallback).await;
+    let recorded = record_dead(ctx, rt, &job, failure, fallback).await;
     if recorded {
         ctx.metrics.dead_letters.inc();
     }
@@ -547,13 +546,66 @@ async fn record_reschedule(
     .await
 }
 
-async fn record_dead(ctx: &Arc<Ctx>, id: i64, failure: Failure, fallback: Vec<NewJob>) -> bool {
+/// An attempt's outcome and its history record, in one store write (see [`record`] for a
+/// store that refuses it). A history write that fails is logged and never holds up the queue.
+async fn record_outcome(
+    ctx: &Arc<Ctx>,
+    rt: &Runtime,
+    job: &Job,
+    outcome: Outcome,
+    change: Change,
+) -> bool {
+    let what = match &outcome {
+        Outcome::Delivered => "delivered",
+        Outcome::Retry { .. } => "retry",
+        Outcome::Dead { .. } => "dead letter",
+    };
     let store = ctx.queue.store.clone();
-    record(ctx, id, "dead letter", move || {
-        let (store, failure, fallback) = (store.clone(), failure.clone(), fallback.clone());
-        async move { store.dead_letter(id, failure, fallback).await }
+    let update = super::history::update_of(job, change);
+    let keep = super::history::retention(&rt.config.web);
+    let id = job.id;
+    record(ctx, id, what, move || {
+        let (store, outcome, update) = (store.clone(), outcome.clone(), update.clone());
+        async move {
+            let failed = store.finish(id, outcome, update, keep, Utc::now()).await?;
+            if let Some(e) = failed {
+                debug!(error = %e, job = id, "cannot record a delivery outcome in the history");
+            }
+            Ok(())
+        }
     })
     .await
+}
+
+/// Failed: tried again at `at`.
+async fn record_retry(
+    ctx: &Arc<Ctx>,
+    rt: &Runtime,
+    job: &Job,
+    failure: Failure,
+    at: chrono::DateTime<Utc>,
+) -> bool {
+    let change = Change::Retrying {
+        attempts: failure.attempt,
+        next: at,
+        error: failure.error.clone(),
+    };
+    record_outcome(ctx, rt, job, Outcome::Retry { failure, at }, change).await
+}
+
+/// Given up: a dead letter, `fallback` stored with it.
+async fn record_dead(
+    ctx: &Arc<Ctx>,
+    rt: &Runtime,
+    job: &Job,
+    failure: Failure,
+    fallback: Vec<NewJob>,
+) -> bool {
+    let change = Change::Dead {
+        attempts: failure.attempt,
+        error: failure.error.clone(),
+    };
+    record_outcome(ctx, rt, job, Outcome::Dead { failure, fallback }, change).await
 }
 
 /// A notification older than this is not parked for a daily quota again.

@@ -16,7 +16,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::{Store, StoreError};
+use super::{Failure, NewJob, Store, StoreError};
 use crate::webhook::Notification;
 
 /// What became of a delivery, as last recorded.
@@ -132,6 +132,21 @@ pub struct Update {
     pub job: i64,
     pub change: Change,
     pub or_insert: Option<Delivery>,
+}
+
+/// What an attempt ended in, for the queue: the job is forgotten, tried again, or kept as a
+/// dead letter (with copies for the fallback receiver stored in the same write).
+#[derive(Debug, Clone)]
+pub enum Outcome {
+    Delivered,
+    Retry {
+        failure: Failure,
+        at: DateTime<Utc>,
+    },
+    Dead {
+        failure: Failure,
+        fallback: Vec<NewJob>,
+    },
 }
 
 /// How much history is kept.
@@ -287,6 +302,32 @@ impl Store {
     /// Applies each change to the newest record of its job (a digest not yet claimed is
     /// adopted by the first job of its receiver integration that has no record), or inserts
     /// `or_insert` with the change applied.
+    /// An attempt's outcome in the queue and the change to the job's history record, in one
+    /// write: on SQLite one request and one commit. The history's failure is returned beside
+    /// (logged by the caller) and never undoes the outcome.
+    pub async fn finish(
+        &self,
+        id: i64,
+        outcome: Outcome,
+        update: Update,
+        keep: Retention,
+        now: DateTime<Utc>,
+    ) -> Result<Option<StoreError>, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.finish(id, outcome, update, keep, now).await,
+            Store::Redis(s) => {
+                match outcome {
+                    Outcome::Delivered => s.complete(vec![id], Vec::new()).await?,
+                    Outcome::Retry { failure, at } => s.reschedule(id, failure, at).await?,
+                    Outcome::Dead { failure, fallback } => {
+                        s.dead_letter(id, failure, fallback).await?
+                    }
+                }
+                Ok(s.history_update(vec![update], keep, now).await.err())
+            }
+        }
+    }
+
     pub async fn history_update(
         &self,
         updates: Vec<Update>,

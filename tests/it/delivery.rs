@@ -586,7 +586,9 @@ receivers:
         delivered_since(&mock, before).len() == fps.len()
     })
     .await;
-    sqlite.refuse_writes(true);
+    alertmanager_wechat::store::sqlite::testing::refuse_writes(sqlite, true)
+        .await
+        .unwrap();
     mock.set_default(Reply::Success);
     mock.release();
     // Delivered although nothing can be written: the parked attempts are answered 200.
@@ -603,7 +605,9 @@ receivers:
         sent,
         "delivered again while writes were refused"
     );
-    sqlite.refuse_writes(false);
+    alertmanager_wechat::store::sqlite::testing::refuse_writes(sqlite, false)
+        .await
+        .unwrap();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(40);
     loop {
         let depth = srv.app.queue.store.depth().await.unwrap();

@@ -253,6 +253,41 @@ pub(super) fn add(
     Ok(ids)
 }
 
+/// [`SqliteStore::history_update`] inside a request already begun (an attempt's outcome, or
+/// its own).
+pub(super) fn update_in(
+    w: &mut Writer,
+    updates: Vec<Update>,
+    keep: Retention,
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    let mut inserted = false;
+    for u in updates {
+        if let Some(mut d) = newest_of_job(&w.conn, u.job)? {
+            d.apply(&u.change, now);
+            write(&w.conn, &mut d)?;
+            continue;
+        }
+        let Some(mut fresh) = u.or_insert else {
+            continue;
+        };
+        if let Some(mut d) = adoptable(&w.conn, &fresh)? {
+            d.job = Some(u.job);
+            d.apply(&u.change, now);
+            write(&w.conn, &mut d)?;
+            continue;
+        }
+        fresh.job = Some(u.job);
+        fresh.apply(&u.change, now);
+        insert(w, &mut Encoded::new(fresh)?)?;
+        inserted = true;
+    }
+    if inserted {
+        prune(w, keep, now)?;
+    }
+    Ok(())
+}
+
 impl SqliteStore {
     pub async fn history_add(
         &self,
@@ -270,34 +305,7 @@ impl SqliteStore {
         keep: Retention,
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        self.call(move |w| {
-            let mut inserted = false;
-            for u in updates {
-                if let Some(mut d) = newest_of_job(&w.conn, u.job)? {
-                    d.apply(&u.change, now);
-                    write(&w.conn, &mut d)?;
-                    continue;
-                }
-                let Some(mut fresh) = u.or_insert else {
-                    continue;
-                };
-                if let Some(mut d) = adoptable(&w.conn, &fresh)? {
-                    d.job = Some(u.job);
-                    d.apply(&u.change, now);
-                    write(&w.conn, &mut d)?;
-                    continue;
-                }
-                fresh.job = Some(u.job);
-                fresh.apply(&u.change, now);
-                insert(w, &mut Encoded::new(fresh)?)?;
-                inserted = true;
-            }
-            if inserted {
-                prune(w, keep, now)?;
-            }
-            Ok(())
-        })
-        .await
+        self.call(move |w| update_in(w, updates, keep, now)).await
     }
 
     pub async fn history(&self, filter: HistoryFilter) -> Result<Vec<Delivery>, StoreError> {

@@ -1,0 +1,130 @@
+//! Admission: a webhook's jobs passed through their dedupe keys and stored in one request,
+//! with their history records in the same transaction (one commit before the answer).
+
+use chrono::{DateTime, Utc};
+
+use super::SqliteStore;
+use super::dedupe::{prune, take, take_or_extend};
+use super::history;
+use super::jobs::{encode, insert_job};
+use super::writer::{Writer, aside};
+use crate::store::history::{Delivery, Retention};
+use crate::store::{Admission, Admitted, StoreError};
+
+impl SqliteStore {
+    pub async fn admit(
+        &self,
+        admissions: Vec<Admission>,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Admitted>, StoreError> {
+        let admissions = encode_admissions(admissions)?;
+        let r = self.call(move |w| admit_in(w, admissions, now)).await;
+        self.wrote(r).map(|(admitted, _spent)| admitted)
+    }
+
+    /// [`SqliteStore::admit`], and the history records of what was admitted added in the same
+    /// transaction: one commit before the answer. A history write that fails is undone alone
+    /// (its own savepoint) and returned beside the admissions, which stand.
+    pub async fn admit_recorded(
+        &self,
+        admissions: Vec<Admission>,
+        records: Vec<Delivery>,
+        keep: Retention,
+        now: DateTime<Utc>,
+    ) -> Result<(Vec<Admitted>, Option<StoreError>), StoreError> {
+        let admissions = encode_admissions(admissions)?;
+        let records = history::Encoded::all(records)?;
+        let r = self
+            .call(move |w| {
+                let (admitted, spent) = admit_in(w, admissions, now)?;
+                let records = records
+                    .into_iter()
+                    .zip(&admitted)
+                    .filter_map(|(e, a)| e.of_admission(a))
+                    .collect::<Vec<_>>();
+                if records.is_empty() {
+                    return Ok((admitted, None, spent));
+                }
+                let failed = aside(w, |w| history::add(w, records, keep, now))?.err();
+                Ok((admitted, failed, spent))
+            })
+            .await;
+        self.wrote(r)
+            .map(|(admitted, failed, _spent)| (admitted, failed))
+    }
+}
+
+/// Notifications ready for [`admit_in`]: each job's notification already JSON.
+pub(super) type EncodedAdmissions = Vec<(String, Admission)>;
+
+pub(super) fn encode_admissions(
+    admissions: Vec<Admission>,
+) -> Result<EncodedAdmissions, StoreError> {
+    admissions
+        .into_iter()
+        .map(|a| Ok((encode(&a.job.notification)?, a)))
+        .collect()
+}
+
+/// [`SqliteStore::admit`] on the writer thread. The jobs and their JSON come back beside the
+/// answer, to be freed by the caller: freeing them took the one writer thread's time.
+pub(super) fn admit_in(
+    w: &mut Writer,
+    admissions: EncodedAdmissions,
+    now: DateTime<Utc>,
+) -> Result<(Vec<Admitted>, EncodedAdmissions), StoreError> {
+    prune(&w.conn, now)?;
+    let mut out = Vec::with_capacity(admissions.len());
+    let mut spent = Vec::with_capacity(admissions.len());
+    let mut queued = 0u64;
+    for (mut json, mut a) in admissions {
+        if let Some(identity) = &a.identity
+            && !take(&w.conn, identity, now)?
+        {
+            out.push(Admitted::Duplicate);
+            spent.push((json, a));
+            continue;
+        }
+        let mut drop = Vec::new();
+        for (i, mark) in &a.once {
+            if !take(&w.conn, mark, now)? {
+                drop.push(*i);
+            }
+        }
+        for mark in &a.remember {
+            take_or_extend(&w.conn, mark, now)?;
+        }
+        if !drop.is_empty() {
+            let n = &a.job.notification;
+            let keep = n
+                .alerts
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| !drop.contains(i))
+                .map(|(_, a)| a.clone())
+                .collect::<Vec<_>>();
+            if keep.is_empty() {
+                out.push(Admitted::Empty {
+                    dropped: drop.len(),
+                });
+                spent.push((json, a));
+                continue;
+            }
+            a.job.notification = n.subset(keep);
+            json = encode(&a.job.notification)?;
+        }
+        let id = insert_job(&w.conn, &a.job, &json, a.not_before, a.held)?;
+        queued += 1;
+        out.push(Admitted::Queued {
+            id,
+            dropped: drop.len(),
+        });
+        spent.push((json, a));
+    }
+    if w.live + queued > w.capacity || (queued > 0 && w.over_size()?) {
+        // The savepoint is rolled back: the state taken above is undone too.
+        return Err(StoreError::Full);
+    }
+    w.live += queued;
+    Ok((out, spent))
+}
