@@ -16,6 +16,8 @@
 //!   counters, dedupe and chatops state ([`store::chatops`]), and the delivery history
 //!   ([`store::history`]); each record's module holds its types and the dispatch, each
 //!   backend's folder how it keeps them.
+//! - [`oncall`]: Alertmanager's `time_intervals`, schedules and their overrides: who is on
+//!   call at an instant, until when, and who is next; no I/O.
 //! - [`channels`] (send): one folder per upstream (`wxpusher/`, `official_account/`,
 //!   `weixin_gateway/`, `wecom_robot/`, `wecom_app/`, `console/`), each owning its requests,
 //!   limits, error codes and client, over one HTTP helper (`channels/http.rs`);
@@ -49,6 +51,7 @@ pub mod config;
 pub mod dedupe;
 pub mod delivery;
 pub mod metrics;
+pub mod oncall;
 pub mod route;
 pub mod runtime;
 pub mod secret;

@@ -32,6 +32,7 @@ pub use crate::store::StorageConfig;
 pub use crate::template::Locale;
 
 pub mod chatops;
+pub mod oncall;
 mod recover;
 mod timezone;
 
@@ -111,6 +112,17 @@ pub struct Config {
     pub route: RouteConfig,
     /// Every receiver a route can name.
     pub receivers: Vec<ReceiverConfig>,
+    /// On-call: named time intervals, the `oncall` block, people, schedules and escalation
+    /// policies (see [`oncall`]).
+    #[serde(default)]
+    pub time_intervals: Vec<crate::oncall::timeinterval::NamedTimeInterval>,
+    pub oncall: Option<oncall::OncallConfig>,
+    #[serde(default)]
+    pub people: Vec<oncall::Person>,
+    #[serde(default)]
+    pub schedules: Vec<crate::oncall::schedule::Schedule>,
+    #[serde(default)]
+    pub escalation_policies: Vec<oncall::EscalationPolicy>,
     /// The file this was read from, for messages and relative paths.
     #[serde(skip)]
     pub source: String,
@@ -437,6 +449,8 @@ fn default_resolved_group_wait() -> Duration {
 #[serde(deny_unknown_fields)]
 pub struct ReceiverConfig {
     pub name: String,
+    /// The on-call policy for this receiver's groups when the route names none.
+    pub escalation_policy: Option<String>,
     #[serde(default)]
     pub wxpusher_configs: Vec<WxPusherConfig>,
     #[serde(default)]
@@ -893,6 +907,7 @@ impl Config {
         if let Some(c) = &mut self.chatops {
             c.resolve(base, report);
         }
+        oncall::check(self, base, report);
 
         let mut names = HashSet::new();
         for (i, r) in self.receivers.iter_mut().enumerate() {
@@ -1094,6 +1109,7 @@ impl Config {
         if let Some(c) = &self.chatops {
             out.extend(c.secrets());
         }
+        out.extend(oncall::secrets(self));
         for r in &self.receivers {
             for w in &r.wxpusher_configs {
                 out.extend(w.app_token.clone());

@@ -204,6 +204,8 @@ pub struct RouteConfig {
     pub continue_: bool,
     #[serde(default)]
     pub routes: Vec<RouteConfig>,
+    /// On-call policy for the groups that stop here; inherited from the parent when absent.
+    pub escalation_policy: Option<String>,
 }
 
 impl RouteConfig {

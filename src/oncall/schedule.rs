@@ -1,0 +1,221 @@
+//! Schedules: a rotation of people handing over every `Nh`, `Nd` or `Nw` from a first handoff,
+//! and the overrides laid over it; who is on call at an instant, until when, and who is next.
+
+use chrono::{DateTime, Duration, FixedOffset, LocalResult, NaiveDateTime, TimeZone, Utc};
+use chrono_tz::Tz;
+use serde::{Deserialize, Serialize};
+
+/// A `schedules` entry.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Schedule {
+    pub name: String,
+    /// The zone `d` and `w` rotations count wall-clock days in.
+    #[serde(deserialize_with = "zone")]
+    pub time_zone: Tz,
+    pub rotation: Rotation,
+}
+
+fn zone<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Tz, D::Error> {
+    match super::timeinterval::location(d)? {
+        Some(tz) => Ok(tz),
+        None => Err(serde::de::Error::custom("a time zone is required")),
+    }
+}
+
+/// Who takes turns, how often, from when.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Rotation {
+    pub every: Every,
+    /// The first shift starts here (RFC 3339).
+    pub handoff: DateTime<FixedOffset>,
+    pub people: Vec<String>,
+}
+
+/// A shift's length: absolute hours, or wall-clock days or weeks in the schedule's zone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub enum Every {
+    Hours(u32),
+    Days(u32),
+}
+
+impl TryFrom<String> for Every {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        let bad =
+            || format!("{s:?} is not a shift length: a whole number then h, d or w (8h, 1d, 1w)");
+        let unit = s.chars().last().ok_or_else(bad)?;
+        let n: u32 = s[..s.len() - unit.len_utf8()].parse().map_err(|_| bad())?;
+        if n == 0 {
+            return Err(format!("{s:?}: a shift must be longer than zero"));
+        }
+        match unit {
+            'h' => Ok(Every::Hours(n)),
+            'd' => Ok(Every::Days(n)),
+            'w' => n.checked_mul(7).map(Every::Days).ok_or_else(bad),
+            _ => Err(bad()),
+        }
+    }
+}
+
+/// Someone covering a schedule from `start` until `end` (excluded): for `replaces` only, or
+/// without it for whoever is on call. A later override (greater `id`) wins over an earlier one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Override {
+    pub id: i64,
+    pub schedule: String,
+    pub person: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replaces: Option<String>,
+    pub start: DateTime<Utc>,
+    pub end: DateTime<Utc>,
+}
+
+/// Who is on call at one instant.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OnCall {
+    /// Nobody before the first handoff (unless an override covers it).
+    pub person: Option<String>,
+    /// When that changes; `None` when it never does.
+    pub until: Option<DateTime<Utc>>,
+    /// Who is on call from `until`.
+    pub next: Option<String>,
+}
+
+/// The local wall-clock time in `tz` as an instant: the earlier of a repeated hour, and the
+/// first instant after a skipped one (a handoff at 02:30 on a spring-forward night is at 03:00).
+fn instant(tz: Tz, local: NaiveDateTime) -> DateTime<Utc> {
+    match tz.from_local_datetime(&local) {
+        LocalResult::Single(t) | LocalResult::Ambiguous(t, _) => t.with_timezone(&Utc),
+        LocalResult::None => {
+            let mut probe = local;
+            for _ in 0..(24 * 4) {
+                probe += Duration::minutes(15);
+                if let LocalResult::Single(t) | LocalResult::Ambiguous(t, _) =
+                    tz.from_local_datetime(&probe)
+                {
+                    // Back to the exact minute the gap ends at.
+                    let t = t.with_timezone(&Utc);
+                    let mut earliest = t;
+                    for m in 1..=15 {
+                        let c = t - Duration::minutes(m);
+                        if c.with_timezone(&tz).naive_local() >= local {
+                            earliest = c;
+                        }
+                    }
+                    return earliest;
+                }
+            }
+            Utc.from_utc_datetime(&local)
+        }
+    }
+}
+
+impl Schedule {
+    /// When shift `k` (0 = the first handoff) starts.
+    pub fn shift_start(&self, k: i64) -> DateTime<Utc> {
+        let handoff = self.rotation.handoff.with_timezone(&Utc);
+        match self.rotation.every {
+            Every::Hours(h) => handoff + Duration::hours(h as i64 * k),
+            Every::Days(d) => {
+                let local = handoff.with_timezone(&self.time_zone).naive_local();
+                instant(self.time_zone, local + Duration::days(d as i64 * k))
+            }
+        }
+    }
+
+    /// The shift running at `at` (`None` before the first handoff): its number.
+    pub fn shift_at(&self, at: DateTime<Utc>) -> Option<i64> {
+        let handoff = self.rotation.handoff.with_timezone(&Utc);
+        if at < handoff {
+            return None;
+        }
+        let hours = match self.rotation.every {
+            Every::Hours(h) => h as i64,
+            Every::Days(d) => d as i64 * 24,
+        };
+        // A first guess by absolute time, corrected by the wall-clock starts (DST moves them
+        // by an hour or so, never by a shift).
+        let mut k = (at - handoff).num_seconds() / (hours * 3600);
+        while k > 0 && self.shift_start(k) > at {
+            k -= 1;
+        }
+        while self.shift_start(k + 1) <= at {
+            k += 1;
+        }
+        Some(k)
+    }
+
+    /// The rotation's person at `at`, without overrides.
+    pub fn rotation_at(&self, at: DateTime<Utc>) -> Option<&str> {
+        let people = &self.rotation.people;
+        if people.is_empty() {
+            return None;
+        }
+        let k = self.shift_at(at)?;
+        Some(people[(k as usize) % people.len()].as_str())
+    }
+
+    /// Who is on call at `at`, with the overrides of this schedule applied.
+    pub fn who(&self, overrides: &[Override], at: DateTime<Utc>) -> Option<String> {
+        let base = self.rotation_at(at);
+        overrides
+            .iter()
+            .filter(|o| o.schedule == self.name && o.start <= at && at < o.end)
+            .filter(|o| match &o.replaces {
+                None => true,
+                Some(r) => Some(r.as_str()) == base,
+            })
+            .max_by_key(|o| o.id)
+            .map(|o| o.person.clone())
+            .or_else(|| base.map(str::to_string))
+    }
+
+    /// Who is on call at `at`, until when, and who follows.
+    pub fn on_call(&self, overrides: &[Override], at: DateTime<Utc>) -> OnCall {
+        let person = self.who(overrides, at);
+        // The answer can only change at a handoff or at an override's start or end.
+        let mut changes: Vec<DateTime<Utc>> = overrides
+            .iter()
+            .filter(|o| o.schedule == self.name)
+            .flat_map(|o| [o.start, o.end])
+            .filter(|t| *t > at)
+            .collect();
+        let first = match self.shift_at(at) {
+            Some(k) => k + 1,
+            None => 0,
+        };
+        // One round of the rotation shows every person; past the last override nothing else
+        // can happen, so a round after it is enough too.
+        let rounds = self.rotation.people.len().max(1) as i64;
+        let last_override = changes.iter().max().copied();
+        let mut k = first;
+        loop {
+            let t = self.shift_start(k);
+            changes.push(t);
+            k += 1;
+            if k - first > rounds && last_override.is_none_or(|l| t > l) {
+                break;
+            }
+        }
+        changes.sort();
+        changes.dedup();
+        for t in changes {
+            let then = self.who(overrides, t);
+            if then != person {
+                return OnCall {
+                    person,
+                    until: Some(t),
+                    next: then,
+                };
+            }
+        }
+        OnCall {
+            person,
+            until: None,
+            next: None,
+        }
+    }
+}
