@@ -422,3 +422,208 @@ pub(crate) fn secrets(config: &Config) -> Vec<Secret> {
         .flat_map(|o| o.link_secret.clone())
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BASE: &str = "route: {receiver: a}\nreceivers: [{name: a}]\n";
+
+    fn parse(text: &str) -> Result<Config, super::super::ConfigErrors> {
+        Config::parse(text, "test.yml", Path::new("."))
+    }
+
+    fn errors(text: &str) -> Vec<String> {
+        match parse(text) {
+            Ok(_) => panic!("accepted:\n{text}"),
+            Err(e) => e.0.iter().map(ToString::to_string).collect(),
+        }
+    }
+
+    const GOOD: &str = r#"
+time_intervals:
+  - name: night
+    time_intervals:
+      - times: [ {start_time: "23:00", end_time: "24:00"}, {start_time: "00:00", end_time: "08:00"} ]
+        location: Asia/Shanghai
+oncall:
+  public_url: https://alerts.example.com
+  link_secret: s3cret-link-key
+  link_ttl: 12h
+people:
+  - name: zhangsan
+    display_name: 张三
+    contacts:
+      wxpusher: { uid: UID_xxx }
+      wecom_app: { userid: ZhangSan }
+      weixin_gateway: { user_id: o9cq80xxx@im.wechat }
+      official_account: { openid: oXXXX }
+      voice: { number: "+8613800000000" }
+    notify:
+      - { contact: wecom_app }
+      - { contact: voice, delay: 10m, severity: [critical] }
+    quiet_hours: { time_intervals: [ night ], except_severity: [ critical ] }
+  - { name: lisi, contacts: { wecom_app: { userid: LiSi } } }
+schedules:
+  - name: sre-primary
+    time_zone: Asia/Shanghai
+    rotation: { every: 1w, handoff: 2026-01-05T10:00:00+08:00, people: [ zhangsan, lisi ] }
+escalation_policies:
+  - name: sre-critical
+    repeat: 2
+    ack_timeout: 2h
+    steps:
+      - notify: [ {schedule: sre-primary}, {receiver: a} ]
+        escalate_after: 10m
+      - notify: [ {person: zhangsan, contacts: [voice]} ]
+        escalate_after: 1s
+route:
+  receiver: a
+  escalation_policy: sre-critical
+  routes:
+    - { matchers: [ 'severity="critical"' ], receiver: a, escalation_policy: sre-critical }
+receivers:
+  - { name: a, escalation_policy: sre-critical }
+"#;
+
+    #[test]
+    fn the_full_example_loads() {
+        let c = match parse(GOOD) {
+            Ok(c) => c,
+            Err(e) => panic!("{e}"),
+        };
+        assert_eq!(c.time_intervals[0].name, "night");
+        assert_eq!(c.people[0].contacts.kinds(), CONTACT_KINDS);
+        assert_eq!(c.people[0].notify[1].delay, Duration::from_secs(600));
+        assert_eq!(c.people[1].contacts.kinds(), ["wecom_app"]);
+        assert_eq!(c.schedules[0].rotation.people, ["zhangsan", "lisi"]);
+        let p = &c.escalation_policies[0];
+        assert_eq!(
+            (p.repeat, p.ack_timeout),
+            (2, Some(Duration::from_secs(7200)))
+        );
+        assert!(!p.retrigger_on_new_alerts);
+        assert_eq!(p.steps[1].escalate_after, Duration::from_secs(1));
+        let o = c.oncall.as_ref().map(|o| o.link_ttl);
+        assert_eq!(o, Some(Duration::from_secs(12 * 3600)));
+        assert_eq!(
+            c.route.routes[0].escalation_policy.as_deref(),
+            Some("sre-critical")
+        );
+        assert_eq!(
+            c.receivers[0].escalation_policy.as_deref(),
+            Some("sre-critical")
+        );
+        let secrets: Vec<String> = c.secrets().iter().map(|s| s.expose().to_string()).collect();
+        assert!(secrets.contains(&"s3cret-link-key".to_string()));
+    }
+
+    #[test]
+    fn every_broken_reference_is_named_with_its_path() {
+        let text = r#"
+time_intervals:
+  - { name: night }
+  - { name: night }
+people:
+  - name: zhangsan
+    contacts: { wecom_app: { userid: Z }, voice: { number: "13800000000" } }
+    notify: [ {contact: wxpusher}, {contact: sms} ]
+    quiet_hours: { time_intervals: [ day ] }
+  - { name: lisi }
+  - { name: zhangsan, contacts: { wxpusher: { uid: U } } }
+schedules:
+  - { name: s, time_zone: UTC, rotation: { every: 1d, handoff: 2026-01-01T00:00:00Z, people: [] } }
+  - { name: t, time_zone: UTC, rotation: { every: 1d, handoff: 2026-01-01T00:00:00Z, people: [nobody] } }
+  - { name: s, time_zone: UTC, rotation: { every: 1d, handoff: 2026-01-01T00:00:00Z, people: [lisi] } }
+escalation_policies:
+  - name: p
+    steps:
+      - notify: [ {schedule: nope}, {receiver: gone}, {person: ghost}, {person: zhangsan, contacts: [official_account, pager]} ]
+        escalate_after: 500ms
+      - notify: [ {schedule: s, person: lisi}, {receiver: a, contacts: [voice]} ]
+        escalate_after: 1m
+      - notify: []
+        escalate_after: 1m
+  - { name: empty, steps: [] }
+  - { name: p, steps: [ { notify: [ {receiver: a} ], escalate_after: 1m } ] }
+route:
+  receiver: a
+  escalation_policy: missing
+  routes: [ { receiver: a, escalation_policy: other } ]
+receivers: [ { name: a, escalation_policy: absent } ]
+"#;
+        assert_eq!(
+            errors(text),
+            [
+                "test.yml: time_intervals[1].name: duplicate time interval name \"night\"",
+                "test.yml: people[2].name: duplicate person name \"zhangsan\"",
+                "test.yml: schedules[2].name: duplicate schedule name \"s\"",
+                "test.yml: escalation_policies[2].name: duplicate escalation policy name \"p\"",
+                "test.yml: people[0].contacts.voice.number: \"13800000000\" is not an E.164 number (+, country code, number: +8613800000000)",
+                "test.yml: people[0].notify[0].contact: \"zhangsan\" has no wxpusher contact",
+                "test.yml: people[0].notify[1].contact: unknown contact kind \"sms\" (one of wxpusher, wecom_app, weixin_gateway, official_account, voice)",
+                "test.yml: people[0].quiet_hours.time_intervals[0]: unknown time interval \"day\"",
+                "test.yml: people[1].contacts: \"lisi\" has no contact: give at least one of wxpusher, wecom_app, weixin_gateway, official_account, voice",
+                "test.yml: schedules[0].rotation.people: schedule \"s\" has nobody on it",
+                "test.yml: schedules[1].rotation.people[0]: unknown person \"nobody\"",
+                "test.yml: escalation_policies[0].steps[0].escalate_after: must be at least 1s",
+                "test.yml: escalation_policies[0].steps[0].notify[0].schedule: unknown schedule \"nope\"",
+                "test.yml: escalation_policies[0].steps[0].notify[1].receiver: unknown receiver \"gone\"",
+                "test.yml: escalation_policies[0].steps[0].notify[2].person: unknown person \"ghost\"",
+                "test.yml: escalation_policies[0].steps[0].notify[3].contacts[0]: \"zhangsan\" has no official_account contact",
+                "test.yml: escalation_policies[0].steps[0].notify[3].contacts[1]: unknown contact kind \"pager\" (one of wxpusher, wecom_app, weixin_gateway, official_account, voice)",
+                "test.yml: escalation_policies[0].steps[1].notify[0]: needs exactly one of schedule, person and receiver",
+                "test.yml: escalation_policies[0].steps[1].notify[1].contacts: only a person target may list contacts",
+                "test.yml: escalation_policies[0].steps[2].notify: needs at least one of schedule, person and receiver",
+                "test.yml: escalation_policies[1].steps: needs at least one step",
+                "test.yml: route.escalation_policy: unknown escalation policy \"missing\"",
+                "test.yml: route.routes[0].escalation_policy: unknown escalation policy \"other\"",
+                "test.yml: receivers[0].escalation_policy: unknown escalation policy \"absent\"",
+            ]
+        );
+    }
+
+    #[test]
+    fn structural_mistakes_are_refused_with_their_path() {
+        let e = errors(&format!(
+            "people: [ {{ name: x, contacts: {{ sms: {{ number: '+861' }} }} }} ]\n{BASE}"
+        ));
+        assert!(
+            e[0].starts_with("test.yml: people[0].contacts.sms: unknown field `sms`"),
+            "{e:?}"
+        );
+        let e = errors(&format!(
+            "schedules: [ {{ name: s, time_zone: UTC, rotation: {{ every: 1m, handoff: 2026-01-01T00:00:00Z, people: [x] }} }} ]\n{BASE}"
+        ));
+        assert!(
+            e[0].starts_with("test.yml: schedules[0].rotation.every: \"1m\" is not a shift length"),
+            "{e:?}"
+        );
+        let e = errors(&format!(
+            "time_intervals: [ {{ name: n, time_intervals: [ {{ weekdays: ['friday:monday'] }} ] }} ]\n{BASE}"
+        ));
+        assert!(
+            e[0].starts_with(
+                "test.yml: time_intervals[0].time_intervals[0].weekdays[0]: \"friday:monday\""
+            ),
+            "{e:?}"
+        );
+        let e = errors(&format!(
+            "oncall: {{ public_url: https://x.example, channels: {{}} }}\n{BASE}"
+        ));
+        assert!(
+            e[0].starts_with("test.yml: oncall.channels: unknown field `channels`"),
+            "{e:?}"
+        );
+        assert_eq!(
+            errors(&format!(
+                "oncall: {{ public_url: 'x.example', link_secret: k, link_ttl: 0s }}\n{BASE}"
+            )),
+            [
+                "test.yml: oncall.public_url: \"x.example\" is not an http(s) URL",
+                "test.yml: oncall.link_secret: is too short to be a real secret (at least 4 characters)",
+                "test.yml: oncall.link_ttl: must be longer than zero",
+            ]
+        );
+    }
+}

@@ -219,3 +219,277 @@ impl Schedule {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn utc(s: &str) -> DateTime<Utc> {
+        match DateTime::parse_from_rfc3339(s) {
+            Ok(t) => t.with_timezone(&Utc),
+            Err(e) => panic!("{s}: {e}"),
+        }
+    }
+
+    fn schedule(zone: &str, every: &str, handoff: &str, people: &[&str]) -> Schedule {
+        let yaml = format!(
+            "name: s\ntime_zone: {zone}\nrotation: {{every: {every}, handoff: '{handoff}', people: [{}]}}\n",
+            people.join(", ")
+        );
+        match yaml_serde::from_str(&yaml) {
+            Ok(s) => s,
+            Err(e) => panic!("{yaml}: {e}"),
+        }
+    }
+
+    fn cover(id: i64, person: &str, replaces: Option<&str>, start: &str, end: &str) -> Override {
+        Override {
+            id,
+            schedule: "s".into(),
+            person: person.into(),
+            replaces: replaces.map(str::to_string),
+            start: utc(start),
+            end: utc(end),
+        }
+    }
+
+    #[test]
+    fn shift_lengths_are_whole_hours_days_or_weeks() {
+        assert_eq!(Every::try_from("8h".to_string()), Ok(Every::Hours(8)));
+        assert_eq!(Every::try_from("1d".to_string()), Ok(Every::Days(1)));
+        assert_eq!(Every::try_from("2w".to_string()), Ok(Every::Days(14)));
+        for bad in ["", "d", "1m", "1.5d", "-1d", "1 d"] {
+            assert_eq!(
+                Every::try_from(bad.to_string()),
+                Err(format!(
+                    "{bad:?} is not a shift length: a whole number then h, d or w (8h, 1d, 1w)"
+                ))
+            );
+        }
+        assert_eq!(
+            Every::try_from("0w".to_string()),
+            Err("\"0w\": a shift must be longer than zero".into())
+        );
+    }
+
+    #[test]
+    fn weekly_rotation_hands_over_at_the_handoff_time() {
+        let s = schedule(
+            "Asia/Shanghai",
+            "1w",
+            "2026-01-05T10:00:00+08:00",
+            &["zhangsan", "lisi", "wangwu"],
+        );
+        assert_eq!(
+            s.rotation_at(utc("2026-01-05T09:59:59+08:00")),
+            None,
+            "before the first handoff"
+        );
+        assert_eq!(
+            s.rotation_at(utc("2026-01-05T10:00:00+08:00")),
+            Some("zhangsan")
+        );
+        assert_eq!(
+            s.rotation_at(utc("2026-01-12T09:59:59+08:00")),
+            Some("zhangsan")
+        );
+        assert_eq!(
+            s.rotation_at(utc("2026-01-12T10:00:00+08:00")),
+            Some("lisi")
+        );
+        assert_eq!(
+            s.rotation_at(utc("2026-01-19T10:00:00+08:00")),
+            Some("wangwu")
+        );
+        assert_eq!(
+            s.rotation_at(utc("2026-01-26T10:00:00+08:00")),
+            Some("zhangsan")
+        );
+        assert_eq!(
+            s.on_call(&[], utc("2026-01-13T00:00:00Z")),
+            OnCall {
+                person: Some("lisi".into()),
+                until: Some(utc("2026-01-19T10:00:00+08:00")),
+                next: Some("wangwu".into()),
+            }
+        );
+        assert_eq!(
+            s.on_call(&[], utc("2026-01-01T00:00:00Z")),
+            OnCall {
+                person: None,
+                until: Some(utc("2026-01-05T10:00:00+08:00")),
+                next: Some("zhangsan".into()),
+            }
+        );
+    }
+
+    #[test]
+    fn days_count_wall_clock_days_across_dst_and_hours_count_absolute_hours() {
+        // New York moves to EDT on 2026-03-08 at 02:00.
+        let daily = schedule(
+            "America/New_York",
+            "1d",
+            "2026-03-07T09:00:00-05:00",
+            &["a", "b"],
+        );
+        assert_eq!(daily.shift_start(1), utc("2026-03-08T09:00:00-04:00"));
+        assert_eq!(
+            daily.rotation_at(utc("2026-03-08T13:30:00Z")),
+            Some("b"),
+            "09:30 EDT"
+        );
+        assert_eq!(
+            daily.rotation_at(utc("2026-03-08T12:59:59Z")),
+            Some("a"),
+            "08:59 EDT"
+        );
+        // Back to EST on 2026-11-01: 09:00 is then 14:00Z.
+        let weekly = schedule(
+            "America/New_York",
+            "1w",
+            "2026-10-26T09:00:00-04:00",
+            &["a", "b"],
+        );
+        assert_eq!(weekly.shift_start(1), utc("2026-11-02T09:00:00-05:00"));
+        assert_eq!(weekly.rotation_at(utc("2026-11-02T13:30:00Z")), Some("a"));
+        assert_eq!(weekly.rotation_at(utc("2026-11-02T14:00:00Z")), Some("b"));
+        let hourly = schedule(
+            "America/New_York",
+            "12h",
+            "2026-03-07T21:00:00-05:00",
+            &["a", "b"],
+        );
+        assert_eq!(
+            hourly.shift_start(1),
+            utc("2026-03-08T14:00:00Z"),
+            "10:00 EDT, not 09:00"
+        );
+        assert_eq!(hourly.rotation_at(utc("2026-03-08T13:59:59Z")), Some("a"));
+        assert_eq!(hourly.rotation_at(utc("2026-03-08T14:00:00Z")), Some("b"));
+    }
+
+    #[test]
+    fn a_handoff_in_a_skipped_hour_moves_to_the_hours_end() {
+        let s = schedule(
+            "America/New_York",
+            "1d",
+            "2026-03-07T02:30:00-05:00",
+            &["a", "b"],
+        );
+        assert_eq!(s.shift_start(1), utc("2026-03-08T03:00:00-04:00"));
+        assert_eq!(s.shift_start(2), utc("2026-03-09T02:30:00-04:00"));
+        assert_eq!(s.rotation_at(utc("2026-03-08T06:59:59Z")), Some("a"));
+        assert_eq!(s.rotation_at(utc("2026-03-08T07:00:00Z")), Some("b"));
+    }
+
+    #[test]
+    fn overrides_cover_whoever_or_the_person_they_replace_and_the_latest_wins() {
+        let s = schedule("UTC", "1d", "2026-01-01T00:00:00Z", &["a", "b"]);
+        // a: Jan 1, b: Jan 2, a: Jan 3 ...
+        let any = cover(1, "c", None, "2026-01-01T12:00:00Z", "2026-01-02T12:00:00Z");
+        assert_eq!(
+            s.who(std::slice::from_ref(&any), utc("2026-01-01T12:00:00Z"))
+                .as_deref(),
+            Some("c")
+        );
+        assert_eq!(
+            s.who(std::slice::from_ref(&any), utc("2026-01-02T06:00:00Z"))
+                .as_deref(),
+            Some("c")
+        );
+        assert_eq!(
+            s.who(std::slice::from_ref(&any), utc("2026-01-02T12:00:00Z"))
+                .as_deref(),
+            Some("b"),
+            "end excluded"
+        );
+        let only_b = cover(
+            2,
+            "d",
+            Some("b"),
+            "2026-01-01T00:00:00Z",
+            "2026-01-03T00:00:00Z",
+        );
+        assert_eq!(
+            s.who(std::slice::from_ref(&only_b), utc("2026-01-01T06:00:00Z"))
+                .as_deref(),
+            Some("a")
+        );
+        assert_eq!(
+            s.who(std::slice::from_ref(&only_b), utc("2026-01-02T06:00:00Z"))
+                .as_deref(),
+            Some("d")
+        );
+        let both = [any.clone(), only_b.clone()];
+        assert_eq!(
+            s.who(&both, utc("2026-01-02T06:00:00Z")).as_deref(),
+            Some("d"),
+            "the later one"
+        );
+        assert_eq!(
+            s.who(&both, utc("2026-01-01T13:00:00Z")).as_deref(),
+            Some("c")
+        );
+        let mut other = cover(3, "e", None, "2026-01-01T00:00:00Z", "2026-02-01T00:00:00Z");
+        other.schedule = "other".into();
+        assert_eq!(
+            s.who(&[other], utc("2026-01-01T06:00:00Z")).as_deref(),
+            Some("a")
+        );
+        // Before the first handoff an override without replaces still puts someone on call.
+        let early = cover(4, "c", None, "2025-12-31T00:00:00Z", "2026-01-01T06:00:00Z");
+        assert_eq!(
+            s.on_call(std::slice::from_ref(&early), utc("2025-12-31T12:00:00Z")),
+            OnCall {
+                person: Some("c".into()),
+                until: Some(utc("2026-01-01T06:00:00Z")),
+                next: Some("a".into()),
+            },
+            "the handoff at 00:00 changes nobody: c covers whoever is on call"
+        );
+        assert_eq!(
+            s.on_call(&[early], utc("2026-01-01T03:00:00Z")),
+            OnCall {
+                person: Some("c".into()),
+                until: Some(utc("2026-01-01T06:00:00Z")),
+                next: Some("a".into()),
+            }
+        );
+    }
+
+    #[test]
+    fn until_skips_changes_that_change_nobody() {
+        let s = schedule("UTC", "1d", "2026-01-01T00:00:00Z", &["a", "b"]);
+        // b covers a on Jan 1, then is on call on Jan 2 anyway: b until Jan 3.
+        let o = cover(
+            1,
+            "b",
+            Some("a"),
+            "2026-01-01T00:00:00Z",
+            "2026-01-02T00:00:00Z",
+        );
+        assert_eq!(
+            s.on_call(&[o], utc("2026-01-01T08:00:00Z")),
+            OnCall {
+                person: Some("b".into()),
+                until: Some(utc("2026-01-03T00:00:00Z")),
+                next: Some("a".into()),
+            }
+        );
+        let alone = schedule("UTC", "1w", "2026-01-01T00:00:00Z", &["a"]);
+        assert_eq!(
+            alone.on_call(&[], utc("2026-03-01T00:00:00Z")),
+            OnCall {
+                person: Some("a".into()),
+                until: None,
+                next: None,
+            }
+        );
+        let far = cover(1, "z", None, "2027-01-01T00:00:00Z", "2027-01-02T00:00:00Z");
+        assert_eq!(
+            alone.on_call(&[far], utc("2026-03-01T00:00:00Z")).until,
+            Some(utc("2027-01-01T00:00:00Z")),
+            "an override far ahead is still found"
+        );
+    }
+}
