@@ -3,7 +3,9 @@
 
 use chrono::{DateTime, Duration, FixedOffset, LocalResult, NaiveDateTime, TimeZone, Utc};
 use chrono_tz::Tz;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
+
+pub use crate::store::oncall::Override;
 
 /// A `schedules` entry.
 #[derive(Debug, Clone, Deserialize)]
@@ -58,19 +60,6 @@ impl TryFrom<String> for Every {
             _ => Err(bad()),
         }
     }
-}
-
-/// Someone covering a schedule from `start` until `end` (excluded): for `replaces` only, or
-/// without it for whoever is on call. A later override (greater `id`) wins over an earlier one.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Override {
-    pub id: i64,
-    pub schedule: String,
-    pub person: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub replaces: Option<String>,
-    pub start: DateTime<Utc>,
-    pub end: DateTime<Utc>,
 }
 
 /// Who is on call at one instant.

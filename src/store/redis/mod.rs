@@ -27,6 +27,7 @@ use redis::{FromRedisValue, RedisError, Script, ScriptInvocation};
 
 mod chatops;
 mod history;
+mod oncall;
 
 use super::{Admission, Admitted, Depth, Failure, IntegrationId, Job, Mark, NewJob, StoreError};
 use crate::secret::{Scrubber, Secret};

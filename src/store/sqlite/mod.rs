@@ -19,6 +19,7 @@ use tokio::sync::{mpsc, oneshot};
 
 mod chatops;
 mod history;
+mod oncall;
 
 use super::Progress;
 use super::history::{Delivery, Retention};
