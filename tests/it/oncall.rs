@@ -55,7 +55,7 @@ async fn overrides_round_trip(store: Store) {
     // Ended ones are not answered.
     assert_eq!(
         store.overrides(t + Duration::minutes(90)).await.unwrap(),
-        [b.clone()]
+        std::slice::from_ref(&b)
     );
     // Deleting needs the right schedule.
     assert!(!store.override_delete("other".into(), a.id).await.unwrap());
@@ -72,7 +72,7 @@ async fn overrides_round_trip(store: Store) {
         .await
         .unwrap();
     assert!(c.id > other.id);
-    assert_eq!(store.overrides(t).await.unwrap(), [c.clone()]);
+    assert_eq!(store.overrides(t).await.unwrap(), [c]);
 }
 
 #[tokio::test]
