@@ -612,6 +612,142 @@ mod tests {
         assert!(!interval("days_of_month: [-1]").contains(utc("2026-12-01T02:00:00Z")));
     }
 
+    /// The scenarios of Alertmanager's own package tests, as (interval, inside, outside).
+    #[test]
+    fn alertmanagers_scenarios() {
+        let cases: &[(&str, &[&str], &[&str])] = &[
+            (
+                "times: [{start_time: '09:00', end_time: '17:00'}]\nweekdays: ['monday:friday']",
+                &[
+                    "2020-05-04T15:04:00Z",
+                    "2020-05-05T10:04:00Z",
+                    "2020-06-09T09:04:00Z",
+                ],
+                &[
+                    "2020-05-03T15:04:00Z",
+                    "2020-05-04T08:59:00Z",
+                    "2020-05-05T05:00:00Z",
+                ],
+            ),
+            (
+                // Easter 2020.
+                "days_of_month: ['4:6']\nmonths: [april]\nyears: [2020]",
+                &[
+                    "2020-04-04T15:04:00Z",
+                    "2020-04-05T00:00:00Z",
+                    "2020-04-06T23:05:00Z",
+                ],
+                &[
+                    "2018-05-03T15:04:00Z",
+                    "2020-04-03T23:59:00Z",
+                    "2020-06-04T23:59:00Z",
+                    "2019-04-06T23:59:00Z",
+                    "2020-04-07T00:00:00Z",
+                ],
+            ),
+            (
+                "days_of_month: ['-3:-1']",
+                &[
+                    "2020-01-31T15:04:00Z",
+                    "2020-01-29T15:04:00Z",
+                    "2020-06-30T00:00:00Z",
+                    "2020-02-29T23:05:00Z",
+                ],
+                &[
+                    "2020-01-27T15:04:00Z",
+                    "2020-03-01T00:00:00Z",
+                    "2020-04-03T23:59:00Z",
+                ],
+            ),
+            (
+                // Out-of-range days are clamped to the month (Alertmanager's case is -31:31,
+                // which only a hand-built interval can hold: its parser refuses it).
+                "months: [6]\ndays_of_month: ['-31:-1']",
+                &["2020-06-30T00:00:00Z", "2020-06-01T00:00:00Z"],
+                &["2020-05-31T00:00:00Z", "2020-07-01T00:00:00Z"],
+            ),
+            (
+                "times: [{start_time: '09:00', end_time: '17:00'}]\nweekdays: ['monday:friday']\nlocation: Australia/Sydney",
+                &["2021-04-06T13:00:00+10:00"],
+                &["2021-04-06T13:00:00Z"],
+            ),
+            (
+                // Sydney in daylight saving time (UTC+11).
+                "times: [{start_time: '09:00', end_time: '17:00'}]\nweekdays: ['monday:friday']\nmonths: [11]\nlocation: Australia/Sydney",
+                &["2021-11-01T09:00:00+11:00", "2021-10-31T22:00:00Z"],
+                &["2021-10-31T21:00:00Z"],
+            ),
+            (
+                // The last week of the first quarter, Saturdays aside, in business hours.
+                "weekdays: ['monday:friday', sunday]\nmonths: ['january:march']\ndays_of_month: ['-7:-1']\nyears: ['2020:2025', '2030:2035']\ntimes: [{start_time: '09:00', end_time: '17:00'}]",
+                &[
+                    "2021-01-27T09:00:00Z",
+                    "2021-01-28T16:59:00Z",
+                    "2025-03-31T13:00:00Z",
+                    "2035-01-31T13:00:00Z",
+                ],
+                &[
+                    "2021-01-30T13:00:00Z",
+                    "2021-04-01T13:00:00Z",
+                    "2026-01-30T13:00:00Z",
+                    "2035-01-31T17:01:00Z",
+                ],
+            ),
+            (
+                "weekdays: ['monday:wednesday', saturday, sunday]\ntimes: [{start_time: '13:00', end_time: '15:00'}]\ndays_of_month: ['1', '10', '20:-1']\nyears: ['2020:2023']\nmonths: ['january:march']",
+                &["2021-01-10T13:00:00Z", "2021-01-30T14:24:00Z"],
+                &[
+                    "2021-01-09T13:00:00Z",
+                    "2021-01-20T12:59:00Z",
+                    "2021-02-02T13:00:00Z",
+                ],
+            ),
+            (
+                // A range starting after the month's end is not clamped into it.
+                "days_of_month: ['30:31']\nyears: ['2020:2023']\nmonths: [february]",
+                &[],
+                &["2021-02-28T13:00:00Z"],
+            ),
+        ];
+        for (yaml, inside, outside) in cases {
+            let t = interval(yaml);
+            for at in *inside {
+                assert!(t.contains(utc(at)), "{yaml}\nshould contain {at}");
+            }
+            for at in *outside {
+                assert!(!t.contains(utc(at)), "{yaml}\nshould not contain {at}");
+            }
+        }
+        for (yaml, want) in [
+            ("weekdays: ['1:3']", "\"1\" is not a day of the week"),
+            ("weekdays: ['-2:-1']", "\"-2\" is not a day of the week"),
+            (
+                "times: [{start_time: '01:99', end_time: '23:59'}]",
+                "\"01:99\" is not a time of day",
+            ),
+            (
+                "times: [{start_time: '24:00', end_time: '17:41'}]",
+                "start_time 24:00 must be before end_time 17:41",
+            ),
+            (
+                "days_of_month: ['-50:-20']",
+                "-50 is not a day of the month",
+            ),
+            (
+                "days_of_month: ['10:-25']",
+                "\"10:-25\": day -25 is always before day 10",
+            ),
+            ("months: ['martius:june']", "\"martius\" is not a month"),
+        ] {
+            let e = error(yaml);
+            assert!(e.contains(want), "{yaml}: {e}");
+        }
+        assert_eq!(
+            interval("months: ['January:december']").months,
+            Some(vec![MonthRange { begin: 1, end: 12 }])
+        );
+    }
+
     #[test]
     fn a_named_entry_matches_when_any_interval_does() {
         let named: NamedTimeInterval = match yaml_serde::from_str(
