@@ -449,8 +449,6 @@ fn default_resolved_group_wait() -> Duration {
 #[serde(deny_unknown_fields)]
 pub struct ReceiverConfig {
     pub name: String,
-    /// The on-call policy for this receiver's groups when the route names none.
-    pub escalation_policy: Option<String>,
     #[serde(default)]
     pub wxpusher_configs: Vec<WxPusherConfig>,
     #[serde(default)]
@@ -463,6 +461,8 @@ pub struct ReceiverConfig {
     pub wecom_robot_configs: Vec<WecomRobotConfig>,
     #[serde(default)]
     pub wecom_app_configs: Vec<WecomAppConfig>,
+    /// The on-call policy for this receiver's groups when the route names none.
+    pub escalation_policy: Option<String>,
 }
 
 impl ReceiverConfig {
@@ -1328,7 +1328,7 @@ mod tests {
             [
                 "test.yml: dedupe.window: invalid value: a string, expected a duration at line 2 column 11",
                 "test.yml: route.routes[0].matchers[0]: matcher \"team=~\\\"(db\\\"\": invalid regex: unclosed group at line 6 column 18",
-                "test.yml: receivers[0].colour: unknown field `colour`, expected one of `name`, `wxpusher_configs`, `console_configs`, `weixin_gateway_configs`, `official_account_configs`, `wecom_robot_configs`, `wecom_app_configs` at line 10 column 5",
+                "test.yml: receivers[0].colour: unknown field `colour`, expected one of `name`, `wxpusher_configs`, `console_configs`, `weixin_gateway_configs`, `official_account_configs`, `wecom_robot_configs`, `wecom_app_configs`, `escalation_policy` at line 10 column 5",
                 "test.yml: receivers[0].console_configs[0].speed: unknown field `speed`, expected one of `text`, `send_resolved`, `fallback_receiver`, `max_attempts`, `max_age`, `rate_limit`, `coalesce_after` at line 11 column 47",
                 "test.yml: receivers[0].console_configs[0].fallback_receiver: unknown receiver \"zz\"",
             ]
