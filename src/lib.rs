@@ -14,8 +14,8 @@
 //!   (`store/sqlite/`, `store/redis/`) and typed records: jobs bound to an
 //!   [`store::IntegrationId`] with what they already did ([`store::Progress`]), dead letters,
 //!   counters, dedupe and chatops state ([`store::chatops`]), and the delivery history
-//!   ([`store::history`]); each record's module holds its types and the dispatch, each
-//!   backend's folder how it keeps them.
+//!   ([`store::history`]), on-call schedule overrides ([`store::oncall`]); each record's
+//!   module holds its types and the dispatch, each backend's folder how it keeps them.
 //! - [`oncall`]: Alertmanager's `time_intervals`, schedules and their overrides: who is on
 //!   call at an instant, until when, and who is next; no I/O.
 //! - [`channels`] (send): one folder per upstream (`wxpusher/`, `official_account/`,

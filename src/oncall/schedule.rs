@@ -43,6 +43,9 @@ pub enum Every {
     Days(u32),
 }
 
+/// Longest shift accepted: ten years keeps every instant the rotation computes in range.
+pub const MAX_SHIFT_DAYS: u32 = 3660;
+
 impl TryFrom<String> for Every {
     type Error = String;
     fn try_from(s: String) -> Result<Self, String> {
@@ -53,12 +56,20 @@ impl TryFrom<String> for Every {
         if n == 0 {
             return Err(format!("{s:?}: a shift must be longer than zero"));
         }
-        match unit {
-            'h' => Ok(Every::Hours(n)),
-            'd' => Ok(Every::Days(n)),
-            'w' => n.checked_mul(7).map(Every::Days).ok_or_else(bad),
-            _ => Err(bad()),
+        let every = match unit {
+            'h' => Every::Hours(n),
+            'd' => Every::Days(n),
+            'w' => n.checked_mul(7).map(Every::Days).ok_or_else(bad)?,
+            _ => return Err(bad()),
+        };
+        let days = match every {
+            Every::Hours(h) => h.div_ceil(24),
+            Every::Days(d) => d,
+        };
+        if days > MAX_SHIFT_DAYS {
+            return Err(format!("{s:?}: a shift may last at most {MAX_SHIFT_DAYS}d"));
         }
+        Ok(every)
     }
 }
 
@@ -107,10 +118,15 @@ impl Schedule {
     pub fn shift_start(&self, k: i64) -> DateTime<Utc> {
         let handoff = self.rotation.handoff.with_timezone(&Utc);
         match self.rotation.every {
-            Every::Hours(h) => handoff + Duration::hours(h as i64 * k),
+            Every::Hours(h) => handoff
+                .checked_add_signed(Duration::hours(h as i64 * k))
+                .unwrap_or(DateTime::<Utc>::MAX_UTC),
             Every::Days(d) => {
                 let local = handoff.with_timezone(&self.time_zone).naive_local();
-                instant(self.time_zone, local + Duration::days(d as i64 * k))
+                match local.checked_add_signed(Duration::days(d as i64 * k)) {
+                    Some(local) => instant(self.time_zone, local),
+                    None => DateTime::<Utc>::MAX_UTC,
+                }
             }
         }
     }
@@ -255,6 +271,14 @@ mod tests {
                 ))
             );
         }
+        assert_eq!(
+            Every::try_from("4000000000d".to_string()),
+            Err("\"4000000000d\": a shift may last at most 3660d".into())
+        );
+        assert_eq!(
+            Every::try_from("87840h".to_string()),
+            Ok(Every::Hours(87840))
+        );
         assert_eq!(
             Every::try_from("0w".to_string()),
             Err("\"0w\": a shift must be longer than zero".into())
