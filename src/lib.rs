@@ -14,8 +14,10 @@
 //!   (`store/sqlite/`, `store/redis/`) and typed records: jobs bound to an
 //!   [`store::IntegrationId`] with what they already did ([`store::Progress`]), dead letters,
 //!   counters, dedupe and chatops state ([`store::chatops`]), and the delivery history
-//!   ([`store::history`]); each record's module holds its types and the dispatch, each
-//!   backend's folder how it keeps them.
+//!   ([`store::history`]), on-call schedule overrides ([`store::oncall`]); each record's
+//!   module holds its types and the dispatch, each backend's folder how it keeps them.
+//! - [`oncall`]: Alertmanager's `time_intervals`, schedules and their overrides: who is on
+//!   call at an instant, until when, and who is next; no I/O.
 //! - [`channels`] (send): one folder per upstream (`wxpusher/`, `official_account/`,
 //!   `weixin_gateway/`, `wecom_robot/`, `wecom_app/`, and `stdout/` for `console_configs`),
 //!   each owning its config entry and its checks, the integration built from it, its identity,
@@ -53,6 +55,7 @@ pub mod config;
 pub mod dedupe;
 pub mod delivery;
 pub mod metrics;
+pub mod oncall;
 pub mod route;
 pub mod runtime;
 pub mod secret;

@@ -30,6 +30,7 @@ pub use crate::store::StorageConfig;
 pub use crate::template::Locale;
 
 pub mod chatops;
+pub mod oncall;
 mod recover;
 mod timezone;
 
@@ -109,6 +110,17 @@ pub struct Config {
     pub route: RouteConfig,
     /// Every receiver a route can name.
     pub receivers: Vec<ReceiverConfig>,
+    /// On-call: named time intervals, the `oncall` block, people, schedules and escalation
+    /// policies (see [`oncall`]).
+    #[serde(default)]
+    pub time_intervals: Vec<crate::oncall::timeinterval::NamedTimeInterval>,
+    pub oncall: Option<oncall::OncallConfig>,
+    #[serde(default)]
+    pub people: Vec<oncall::Person>,
+    #[serde(default)]
+    pub schedules: Vec<crate::oncall::schedule::Schedule>,
+    #[serde(default)]
+    pub escalation_policies: Vec<oncall::EscalationPolicy>,
     /// The file this was read from, for messages and relative paths.
     #[serde(skip)]
     pub source: String,
@@ -450,6 +462,8 @@ pub struct ReceiverConfig {
     pub wecom_robot_configs: Vec<WecomRobotConfig>,
     #[serde(default)]
     pub wecom_app_configs: Vec<WecomAppConfig>,
+    /// The on-call policy for this receiver's groups when the route names none.
+    pub escalation_policy: Option<String>,
 }
 
 impl ReceiverConfig {
@@ -871,6 +885,7 @@ impl Config {
         if let Some(c) = &mut self.chatops {
             c.resolve(base, report);
         }
+        oncall::check(self, base, report);
 
         let globals = self.channel_globals();
         let mut names = HashSet::new();
@@ -960,6 +975,7 @@ impl Config {
             out.extend(c.secrets());
         }
         out.extend(self.channel_secrets.iter().cloned());
+        out.extend(oncall::secrets(self));
         out
     }
 }
@@ -1107,7 +1123,7 @@ mod tests {
             [
                 "test.yml: dedupe.window: invalid value: a string, expected a duration at line 2 column 11",
                 "test.yml: route.routes[0].matchers[0]: matcher \"team=~\\\"(db\\\"\": invalid regex: unclosed group at line 6 column 18",
-                "test.yml: receivers[0].colour: unknown field `colour`, expected one of `name`, `wxpusher_configs`, `console_configs`, `weixin_gateway_configs`, `official_account_configs`, `wecom_robot_configs`, `wecom_app_configs` at line 10 column 5",
+                "test.yml: receivers[0].colour: unknown field `colour`, expected one of `name`, `wxpusher_configs`, `console_configs`, `weixin_gateway_configs`, `official_account_configs`, `wecom_robot_configs`, `wecom_app_configs`, `escalation_policy` at line 10 column 5",
                 "test.yml: receivers[0].console_configs[0].speed: unknown field `speed`, expected one of `text`, `send_resolved`, `fallback_receiver`, `max_attempts`, `max_age`, `rate_limit`, `coalesce_after` at line 11 column 47",
                 "test.yml: receivers[0].console_configs[0].fallback_receiver: unknown receiver \"zz\"",
             ]

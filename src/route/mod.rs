@@ -204,6 +204,8 @@ pub struct RouteConfig {
     pub continue_: bool,
     #[serde(default)]
     pub routes: Vec<RouteConfig>,
+    /// On-call policy for the groups that stop here; inherited from the parent when absent.
+    pub escalation_policy: Option<String>,
 }
 
 impl RouteConfig {
@@ -250,27 +252,47 @@ impl RouteConfig {
 
     /// The receivers an alert with these labels goes to, in route order, each once.
     pub fn receivers_for(&self, labels: &BTreeMap<String, String>) -> Vec<String> {
+        self.targets_for(labels)
+            .into_iter()
+            .map(|(receiver, _)| receiver)
+            .collect()
+    }
+
+    /// The receivers an alert with these labels goes to, in route order, each once (where it
+    /// is first reached), with the `escalation_policy` in force there (inherited like the
+    /// receiver).
+    pub fn targets_for(&self, labels: &BTreeMap<String, String>) -> Vec<(String, Option<String>)> {
         let mut out = Vec::new();
-        self.walk(labels, self.receiver.as_deref().unwrap_or(""), &mut out);
+        self.walk(
+            labels,
+            (self.receiver.as_deref().unwrap_or(""), None),
+            &mut out,
+        );
         let mut seen = HashSet::new();
-        out.retain(|r| seen.insert(r.clone()));
+        out.retain(|(r, _)| seen.insert(r.clone()));
         out
     }
 
-    fn walk(&self, labels: &BTreeMap<String, String>, inherited: &str, out: &mut Vec<String>) {
-        let receiver = self.receiver.as_deref().unwrap_or(inherited);
+    fn walk(
+        &self,
+        labels: &BTreeMap<String, String>,
+        inherited: (&str, Option<&str>),
+        out: &mut Vec<(String, Option<String>)>,
+    ) {
+        let receiver = self.receiver.as_deref().unwrap_or(inherited.0);
+        let policy = self.escalation_policy.as_deref().or(inherited.1);
         let mut matched = false;
         for child in &self.routes {
             if child.matches(labels) {
                 matched = true;
-                child.walk(labels, receiver, out);
+                child.walk(labels, (receiver, policy), out);
                 if !child.continue_ {
                     break;
                 }
             }
         }
         if !matched {
-            out.push(receiver.to_string());
+            out.push((receiver.to_string(), policy.map(str::to_string)));
         }
     }
 }
@@ -365,6 +387,48 @@ routes:
 "#,
         )
         .unwrap()
+    }
+
+    #[test]
+    fn escalation_policy_is_inherited_down_the_tree_like_the_receiver() {
+        let t: RouteConfig = yaml_serde::from_str(
+            r#"
+receiver: oncall
+routes:
+  - matchers: ['severity="critical"']
+    escalation_policy: sre-critical
+    continue: true
+    routes:
+      - matchers: ['team="db"']
+        receiver: dba
+      - matchers: ['team="web"']
+        receiver: web
+        escalation_policy: web-policy
+  - matchers: ['team="db"']
+    receiver: dba-chat
+"#,
+        )
+        .unwrap();
+        let some = |s: &str| Some(s.to_string());
+        assert_eq!(
+            t.targets_for(&labels(&[("severity", "critical"), ("team", "db")])),
+            [
+                ("dba".into(), some("sre-critical")),
+                ("dba-chat".into(), None)
+            ]
+        );
+        assert_eq!(
+            t.targets_for(&labels(&[("severity", "critical"), ("team", "web")])),
+            [("web".into(), some("web-policy"))]
+        );
+        assert_eq!(
+            t.targets_for(&labels(&[("severity", "critical")])),
+            [("oncall".into(), some("sre-critical"))]
+        );
+        assert_eq!(
+            t.targets_for(&labels(&[("severity", "warning")])),
+            [("oncall".into(), None)]
+        );
     }
 
     #[test]

@@ -70,10 +70,11 @@ pub fn routes() -> Router<Arc<App>> {
         .route("/api/v1/deadletters/purge", post(purge))
         .route("/api/v1/deadletters/{id}/replay", post(replay_one))
         .route("/api/v1/send-test", post(send_test))
+        .merge(super::oncall::routes())
 }
 
 /// A JSON error answer: `{"error": "..."}` plus any detail.
-fn error(status: StatusCode, message: impl Into<String>, detail: Value) -> Response {
+pub(super) fn error(status: StatusCode, message: impl Into<String>, detail: Value) -> Response {
     let mut body = json!({ "error": message.into() });
     if let (Value::Object(b), Value::Object(d)) = (&mut body, detail) {
         b.extend(d);
@@ -161,14 +162,14 @@ fn json_only(headers: &HeaderMap) -> Result<(), Response> {
 }
 
 /// Both checks of a state-changing call; the runtime it may use.
-fn admin_post(app: &App, headers: &HeaderMap) -> Result<Arc<Runtime>, Response> {
+pub(super) fn admin_post(app: &App, headers: &HeaderMap) -> Result<Arc<Runtime>, Response> {
     let rt = app.runtime.load_full();
     guard(&rt, headers)?;
     json_only(headers)?;
     Ok(rt)
 }
 
-fn admin_get(app: &App, headers: &HeaderMap) -> Result<Arc<Runtime>, Response> {
+pub(super) fn admin_get(app: &App, headers: &HeaderMap) -> Result<Arc<Runtime>, Response> {
     let rt = app.runtime.load_full();
     guard(&rt, headers)?;
     Ok(rt)
@@ -183,7 +184,7 @@ macro_rules! try_resp {
     };
 }
 
-fn store_error(e: crate::store::StoreError) -> Response {
+pub(super) fn store_error(e: crate::store::StoreError) -> Response {
     error(StatusCode::SERVICE_UNAVAILABLE, e.to_string(), Value::Null)
 }
 

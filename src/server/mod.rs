@@ -15,6 +15,7 @@ pub mod api;
 pub mod auth;
 pub mod console;
 pub mod limits;
+mod oncall;
 
 use axum::Router;
 use axum::body::Body;

@@ -18,6 +18,7 @@ mod lifecycle;
 mod metrics;
 mod oa_fields;
 mod official_account;
+mod oncall;
 mod ops;
 mod props;
 mod render;

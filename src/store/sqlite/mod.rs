@@ -30,6 +30,7 @@ mod counters;
 mod dedupe;
 mod history;
 mod jobs;
+mod oncall;
 mod schema;
 pub mod testing;
 mod writer;

@@ -1,0 +1,629 @@
+//! The on-call parts of the configuration: `time_intervals`, `oncall`, `people`, `schedules`,
+//! `escalation_policies` and the `escalation_policy` of routes and receivers; their types and
+//! the checks that tie their names together. The time interval and schedule types themselves
+//! are [`crate::oncall`]'s.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use super::{Config, check_http_url, resolve_secret};
+use crate::route::RouteConfig;
+use crate::secret::Secret;
+
+/// The contact kinds a person may have, in the order they are listed.
+pub const CONTACT_KINDS: [&str; 5] = [
+    "wxpusher",
+    "wecom_app",
+    "weixin_gateway",
+    "official_account",
+    "voice",
+];
+
+/// The `oncall:` block: where people's phones reach the service and how its links are signed.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OncallConfig {
+    /// The external base of one-tap links (`{public_url}/ack/{token}`).
+    pub public_url: Option<String>,
+    /// Signs one-tap links; rotating it voids the links already sent.
+    pub link_secret: Option<Secret>,
+    pub link_secret_file: Option<PathBuf>,
+    /// How long a one-tap link stays valid.
+    #[serde(default = "default_link_ttl", with = "humantime_serde")]
+    pub link_ttl: Duration,
+}
+
+fn default_link_ttl() -> Duration {
+    Duration::from_secs(24 * 3600)
+}
+
+/// Someone who can be on call.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Person {
+    pub name: String,
+    pub display_name: Option<String>,
+    #[serde(default)]
+    pub contacts: Contacts,
+    /// Personal rules, from the moment they are paged; none means every non-voice contact.
+    #[serde(default)]
+    pub notify: Vec<NotifyRule>,
+    pub quiet_hours: Option<QuietHours>,
+}
+
+/// How a person is reached, per contact kind.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Contacts {
+    pub wxpusher: Option<WxPusherContact>,
+    pub wecom_app: Option<WecomAppContact>,
+    pub weixin_gateway: Option<WeixinGatewayContact>,
+    pub official_account: Option<OfficialAccountContact>,
+    pub voice: Option<VoiceContact>,
+}
+
+impl Contacts {
+    /// Whether the contact of this kind is given.
+    pub fn has(&self, kind: &str) -> bool {
+        match kind {
+            "wxpusher" => self.wxpusher.is_some(),
+            "wecom_app" => self.wecom_app.is_some(),
+            "weixin_gateway" => self.weixin_gateway.is_some(),
+            "official_account" => self.official_account.is_some(),
+            "voice" => self.voice.is_some(),
+            _ => false,
+        }
+    }
+
+    /// The kinds given, in [`CONTACT_KINDS`] order.
+    pub fn kinds(&self) -> Vec<&'static str> {
+        CONTACT_KINDS.into_iter().filter(|k| self.has(k)).collect()
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WxPusherContact {
+    pub uid: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WecomAppContact {
+    pub userid: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WeixinGatewayContact {
+    pub user_id: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OfficialAccountContact {
+    pub openid: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VoiceContact {
+    /// E.164 (`+8613800000000`).
+    pub number: String,
+}
+
+/// One personal rule: page this contact, after `delay`, for these severities (all when empty).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NotifyRule {
+    pub contact: String,
+    #[serde(default, with = "humantime_serde")]
+    pub delay: Duration,
+    #[serde(default)]
+    pub severity: Vec<String>,
+}
+
+/// When pages are held back, except for these severities.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QuietHours {
+    pub time_intervals: Vec<String>,
+    #[serde(default)]
+    pub except_severity: Vec<String>,
+}
+
+/// Who is paged, step by step, until someone acknowledges.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EscalationPolicy {
+    pub name: String,
+    /// Further passes over the steps while unacknowledged.
+    #[serde(default)]
+    pub repeat: u32,
+    /// Acknowledged but still firing after this long: triggered again.
+    #[serde(default, with = "humantime_serde")]
+    pub ack_timeout: Option<Duration>,
+    /// New alerts in an acknowledged incident trigger it again.
+    #[serde(default)]
+    pub retrigger_on_new_alerts: bool,
+    pub steps: Vec<Step>,
+}
+
+/// One step: who is paged at once, and when the next step follows if nobody acknowledged.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Step {
+    pub notify: Vec<Target>,
+    #[serde(with = "humantime_serde")]
+    pub escalate_after: Duration,
+}
+
+/// Exactly one of `schedule`, `person` and `receiver`; `contacts` only with `person`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Target {
+    pub schedule: Option<String>,
+    pub person: Option<String>,
+    /// Filters the person's `notify` rules to these kinds.
+    pub contacts: Option<Vec<String>>,
+    pub receiver: Option<String>,
+}
+
+/// Whether `n` is an E.164 number: `+`, a non-zero digit, at most 15 digits in all.
+fn is_e164(n: &str) -> bool {
+    let Some(digits) = n.strip_prefix('+') else {
+        return false;
+    };
+    (2..=15).contains(&digits.len())
+        && digits.bytes().all(|b| b.is_ascii_digit())
+        && !digits.starts_with('0')
+}
+
+/// Reports the duplicates (and empty names) of a list's `name`s; returns the set of names.
+fn names<'a>(
+    list: &str,
+    what: &str,
+    items: impl Iterator<Item = &'a str>,
+    report: &mut dyn FnMut(String, String),
+) -> HashSet<&'a str> {
+    let mut seen = HashSet::new();
+    for (i, name) in items.enumerate() {
+        if name.is_empty() {
+            report(format!("{list}[{i}].name"), "must not be empty".into());
+        } else if !seen.insert(name) {
+            report(
+                format!("{list}[{i}].name"),
+                format!("duplicate {what} name {name:?}"),
+            );
+        }
+    }
+    seen
+}
+
+/// A contact kind named in a rule or a step: known, and one the person has.
+fn check_contact(at: String, kind: &str, person: &Person, report: &mut dyn FnMut(String, String)) {
+    if !CONTACT_KINDS.contains(&kind) {
+        report(
+            at,
+            format!(
+                "unknown contact kind {kind:?} (one of {})",
+                CONTACT_KINDS.join(", ")
+            ),
+        );
+    } else if !person.contacts.has(kind) {
+        report(at, format!("{:?} has no {kind} contact", person.name));
+    }
+}
+
+fn check_routes(
+    at: &str,
+    route: &RouteConfig,
+    policies: &HashSet<&str>,
+    report: &mut dyn FnMut(String, String),
+) {
+    if let Some(p) = &route.escalation_policy
+        && !policies.contains(p.as_str())
+    {
+        report(
+            format!("{at}.escalation_policy"),
+            format!("unknown escalation policy {p:?}"),
+        );
+    }
+    for (i, child) in route.routes.iter().enumerate() {
+        check_routes(&format!("{at}.routes[{i}]"), child, policies, report);
+    }
+}
+
+/// Reads the `oncall` block's secret and checks every on-call name and reference.
+pub(crate) fn check(config: &mut Config, base: &Path, report: &mut dyn FnMut(String, String)) {
+    if let Some(o) = &mut config.oncall {
+        if let Some(url) = &o.public_url
+            && let Err(m) = check_http_url(url)
+        {
+            report("oncall.public_url".into(), m);
+        }
+        resolve_secret(
+            base,
+            "oncall",
+            "link_secret",
+            &mut o.link_secret,
+            &o.link_secret_file,
+            false,
+            report,
+        );
+        if o.link_ttl.is_zero() {
+            report("oncall.link_ttl".into(), "must be longer than zero".into());
+        }
+    }
+    let config = &*config;
+    let intervals = names(
+        "time_intervals",
+        "time interval",
+        config.time_intervals.iter().map(|t| t.name.as_str()),
+        report,
+    );
+    let people = names(
+        "people",
+        "person",
+        config.people.iter().map(|p| p.name.as_str()),
+        report,
+    );
+    let schedules = names(
+        "schedules",
+        "schedule",
+        config.schedules.iter().map(|s| s.name.as_str()),
+        report,
+    );
+    let policies = names(
+        "escalation_policies",
+        "escalation policy",
+        config.escalation_policies.iter().map(|p| p.name.as_str()),
+        report,
+    );
+    let receivers: HashSet<&str> = config.receivers.iter().map(|r| r.name.as_str()).collect();
+
+    for (i, p) in config.people.iter().enumerate() {
+        let at = format!("people[{i}]");
+        if p.contacts.kinds().is_empty() {
+            report(
+                format!("{at}.contacts"),
+                format!(
+                    "{:?} has no contact: give at least one of {}",
+                    p.name,
+                    CONTACT_KINDS.join(", ")
+                ),
+            );
+        }
+        if let Some(v) = &p.contacts.voice
+            && !is_e164(&v.number)
+        {
+            report(
+                format!("{at}.contacts.voice.number"),
+                format!(
+                    "{:?} is not an E.164 number (+, country code, number: +8613800000000)",
+                    v.number
+                ),
+            );
+        }
+        for (j, rule) in p.notify.iter().enumerate() {
+            check_contact(
+                format!("{at}.notify[{j}].contact"),
+                &rule.contact,
+                p,
+                report,
+            );
+        }
+        if let Some(q) = &p.quiet_hours {
+            for (j, name) in q.time_intervals.iter().enumerate() {
+                if !intervals.contains(name.as_str()) {
+                    report(
+                        format!("{at}.quiet_hours.time_intervals[{j}]"),
+                        format!("unknown time interval {name:?}"),
+                    );
+                }
+            }
+        }
+    }
+
+    for (i, s) in config.schedules.iter().enumerate() {
+        let at = format!("schedules[{i}].rotation.people");
+        if s.rotation.people.is_empty() {
+            report(
+                at.clone(),
+                format!("schedule {:?} has nobody on it", s.name),
+            );
+        }
+        for (j, name) in s.rotation.people.iter().enumerate() {
+            if !people.contains(name.as_str()) {
+                report(format!("{at}[{j}]"), format!("unknown person {name:?}"));
+            }
+        }
+    }
+
+    for (i, policy) in config.escalation_policies.iter().enumerate() {
+        let at = format!("escalation_policies[{i}]");
+        if policy.steps.is_empty() {
+            report(format!("{at}.steps"), "needs at least one step".into());
+        }
+        for (j, step) in policy.steps.iter().enumerate() {
+            let at = format!("{at}.steps[{j}]");
+            if step.escalate_after < Duration::from_secs(1) {
+                report(format!("{at}.escalate_after"), "must be at least 1s".into());
+            }
+            if step.notify.is_empty() {
+                report(
+                    format!("{at}.notify"),
+                    "needs at least one of schedule, person and receiver".into(),
+                );
+            }
+            for (k, t) in step.notify.iter().enumerate() {
+                let at = format!("{at}.notify[{k}]");
+                let given = [&t.schedule, &t.person, &t.receiver]
+                    .iter()
+                    .filter(|x| x.is_some())
+                    .count();
+                if given != 1 {
+                    report(
+                        at.clone(),
+                        "needs exactly one of schedule, person and receiver".into(),
+                    );
+                }
+                if t.contacts.is_some() && t.person.is_none() {
+                    report(
+                        format!("{at}.contacts"),
+                        "only a person target may list contacts".into(),
+                    );
+                }
+                if let Some(s) = &t.schedule
+                    && !schedules.contains(s.as_str())
+                {
+                    report(format!("{at}.schedule"), format!("unknown schedule {s:?}"));
+                }
+                if let Some(r) = &t.receiver
+                    && !receivers.contains(r.as_str())
+                {
+                    report(format!("{at}.receiver"), format!("unknown receiver {r:?}"));
+                }
+                if let Some(name) = &t.person {
+                    match config.people.iter().find(|p| &p.name == name) {
+                        None => report(format!("{at}.person"), format!("unknown person {name:?}")),
+                        Some(p) => {
+                            for (c, kind) in t.contacts.iter().flatten().enumerate() {
+                                check_contact(format!("{at}.contacts[{c}]"), kind, p, report);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    check_routes("route", &config.route, &policies, report);
+    for (i, r) in config.receivers.iter().enumerate() {
+        if let Some(p) = &r.escalation_policy
+            && !policies.contains(p.as_str())
+        {
+            report(
+                format!("receivers[{i}].escalation_policy"),
+                format!("unknown escalation policy {p:?}"),
+            );
+        }
+    }
+}
+
+/// Every secret of the on-call blocks, for scrubbing.
+pub(crate) fn secrets(config: &Config) -> Vec<Secret> {
+    config
+        .oncall
+        .iter()
+        .flat_map(|o| o.link_secret.clone())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BASE: &str = "route: {receiver: a}\nreceivers: [{name: a}]\n";
+
+    fn parse(text: &str) -> Result<Config, super::super::ConfigErrors> {
+        Config::parse(text, "test.yml", Path::new("."))
+    }
+
+    fn errors(text: &str) -> Vec<String> {
+        match parse(text) {
+            Ok(_) => panic!("accepted:\n{text}"),
+            Err(e) => e.0.iter().map(ToString::to_string).collect(),
+        }
+    }
+
+    const GOOD: &str = r#"
+time_intervals:
+  - name: night
+    time_intervals:
+      - times: [ {start_time: "23:00", end_time: "24:00"}, {start_time: "00:00", end_time: "08:00"} ]
+        location: Asia/Shanghai
+oncall:
+  public_url: https://alerts.example.com
+  link_secret: s3cret-link-key
+  link_ttl: 12h
+people:
+  - name: zhangsan
+    display_name: 张三
+    contacts:
+      wxpusher: { uid: UID_xxx }
+      wecom_app: { userid: ZhangSan }
+      weixin_gateway: { user_id: o9cq80xxx@im.wechat }
+      official_account: { openid: oXXXX }
+      voice: { number: "+8613800000000" }
+    notify:
+      - { contact: wecom_app }
+      - { contact: voice, delay: 10m, severity: [critical] }
+    quiet_hours: { time_intervals: [ night ], except_severity: [ critical ] }
+  - { name: lisi, contacts: { wecom_app: { userid: LiSi } } }
+schedules:
+  - name: sre-primary
+    time_zone: Asia/Shanghai
+    rotation: { every: 1w, handoff: 2026-01-05T10:00:00+08:00, people: [ zhangsan, lisi ] }
+escalation_policies:
+  - name: sre-critical
+    repeat: 2
+    ack_timeout: 2h
+    steps:
+      - notify: [ {schedule: sre-primary}, {receiver: a} ]
+        escalate_after: 10m
+      - notify: [ {person: zhangsan, contacts: [voice]} ]
+        escalate_after: 1s
+route:
+  receiver: a
+  escalation_policy: sre-critical
+  routes:
+    - { matchers: [ 'severity="critical"' ], receiver: a, escalation_policy: sre-critical }
+receivers:
+  - { name: a, escalation_policy: sre-critical }
+"#;
+
+    #[test]
+    fn the_full_example_loads() {
+        let c = match parse(GOOD) {
+            Ok(c) => c,
+            Err(e) => panic!("{e}"),
+        };
+        assert_eq!(c.time_intervals[0].name, "night");
+        assert_eq!(c.people[0].contacts.kinds(), CONTACT_KINDS);
+        assert_eq!(c.people[0].notify[1].delay, Duration::from_secs(600));
+        assert_eq!(c.people[1].contacts.kinds(), ["wecom_app"]);
+        assert_eq!(c.schedules[0].rotation.people, ["zhangsan", "lisi"]);
+        let p = &c.escalation_policies[0];
+        assert_eq!(
+            (p.repeat, p.ack_timeout),
+            (2, Some(Duration::from_secs(7200)))
+        );
+        assert!(!p.retrigger_on_new_alerts);
+        assert_eq!(p.steps[1].escalate_after, Duration::from_secs(1));
+        let o = c.oncall.as_ref().map(|o| o.link_ttl);
+        assert_eq!(o, Some(Duration::from_secs(12 * 3600)));
+        assert_eq!(
+            c.route.routes[0].escalation_policy.as_deref(),
+            Some("sre-critical")
+        );
+        assert_eq!(
+            c.receivers[0].escalation_policy.as_deref(),
+            Some("sre-critical")
+        );
+        let secrets: Vec<String> = c.secrets().iter().map(|s| s.expose().to_string()).collect();
+        assert!(secrets.contains(&"s3cret-link-key".to_string()));
+    }
+
+    #[test]
+    fn every_broken_reference_is_named_with_its_path() {
+        let text = r#"
+time_intervals:
+  - { name: night }
+  - { name: night }
+people:
+  - name: zhangsan
+    contacts: { wecom_app: { userid: Z }, voice: { number: "13800000000" } }
+    notify: [ {contact: wxpusher}, {contact: sms} ]
+    quiet_hours: { time_intervals: [ day ] }
+  - { name: lisi }
+  - { name: zhangsan, contacts: { wxpusher: { uid: U } } }
+schedules:
+  - { name: s, time_zone: UTC, rotation: { every: 1d, handoff: 2026-01-01T00:00:00Z, people: [] } }
+  - { name: t, time_zone: UTC, rotation: { every: 1d, handoff: 2026-01-01T00:00:00Z, people: [nobody] } }
+  - { name: s, time_zone: UTC, rotation: { every: 1d, handoff: 2026-01-01T00:00:00Z, people: [lisi] } }
+escalation_policies:
+  - name: p
+    steps:
+      - notify: [ {schedule: nope}, {receiver: gone}, {person: ghost}, {person: zhangsan, contacts: [official_account, pager]} ]
+        escalate_after: 500ms
+      - notify: [ {schedule: s, person: lisi}, {receiver: a, contacts: [voice]} ]
+        escalate_after: 1m
+      - notify: []
+        escalate_after: 1m
+  - { name: empty, steps: [] }
+  - { name: p, steps: [ { notify: [ {receiver: a} ], escalate_after: 1m } ] }
+route:
+  receiver: a
+  escalation_policy: missing
+  routes: [ { receiver: a, escalation_policy: other } ]
+receivers: [ { name: a, escalation_policy: absent } ]
+"#;
+        assert_eq!(
+            errors(text),
+            [
+                "test.yml: time_intervals[1].name: duplicate time interval name \"night\"",
+                "test.yml: people[2].name: duplicate person name \"zhangsan\"",
+                "test.yml: schedules[2].name: duplicate schedule name \"s\"",
+                "test.yml: escalation_policies[2].name: duplicate escalation policy name \"p\"",
+                "test.yml: people[0].contacts.voice.number: \"13800000000\" is not an E.164 number (+, country code, number: +8613800000000)",
+                "test.yml: people[0].notify[0].contact: \"zhangsan\" has no wxpusher contact",
+                "test.yml: people[0].notify[1].contact: unknown contact kind \"sms\" (one of wxpusher, wecom_app, weixin_gateway, official_account, voice)",
+                "test.yml: people[0].quiet_hours.time_intervals[0]: unknown time interval \"day\"",
+                "test.yml: people[1].contacts: \"lisi\" has no contact: give at least one of wxpusher, wecom_app, weixin_gateway, official_account, voice",
+                "test.yml: schedules[0].rotation.people: schedule \"s\" has nobody on it",
+                "test.yml: schedules[1].rotation.people[0]: unknown person \"nobody\"",
+                "test.yml: escalation_policies[0].steps[0].escalate_after: must be at least 1s",
+                "test.yml: escalation_policies[0].steps[0].notify[0].schedule: unknown schedule \"nope\"",
+                "test.yml: escalation_policies[0].steps[0].notify[1].receiver: unknown receiver \"gone\"",
+                "test.yml: escalation_policies[0].steps[0].notify[2].person: unknown person \"ghost\"",
+                "test.yml: escalation_policies[0].steps[0].notify[3].contacts[0]: \"zhangsan\" has no official_account contact",
+                "test.yml: escalation_policies[0].steps[0].notify[3].contacts[1]: unknown contact kind \"pager\" (one of wxpusher, wecom_app, weixin_gateway, official_account, voice)",
+                "test.yml: escalation_policies[0].steps[1].notify[0]: needs exactly one of schedule, person and receiver",
+                "test.yml: escalation_policies[0].steps[1].notify[1].contacts: only a person target may list contacts",
+                "test.yml: escalation_policies[0].steps[2].notify: needs at least one of schedule, person and receiver",
+                "test.yml: escalation_policies[1].steps: needs at least one step",
+                "test.yml: route.escalation_policy: unknown escalation policy \"missing\"",
+                "test.yml: route.routes[0].escalation_policy: unknown escalation policy \"other\"",
+                "test.yml: receivers[0].escalation_policy: unknown escalation policy \"absent\"",
+            ]
+        );
+    }
+
+    #[test]
+    fn structural_mistakes_are_refused_with_their_path() {
+        let e = errors(&format!(
+            "people: [ {{ name: x, contacts: {{ sms: {{ number: '+861' }} }} }} ]\n{BASE}"
+        ));
+        assert!(
+            e[0].starts_with("test.yml: people[0].contacts.sms: unknown field `sms`"),
+            "{e:?}"
+        );
+        let e = errors(&format!(
+            "schedules: [ {{ name: s, time_zone: UTC, rotation: {{ every: 1m, handoff: 2026-01-01T00:00:00Z, people: [x] }} }} ]\n{BASE}"
+        ));
+        assert!(
+            e[0].starts_with("test.yml: schedules[0].rotation.every: \"1m\" is not a shift length"),
+            "{e:?}"
+        );
+        let e = errors(&format!(
+            "time_intervals: [ {{ name: n, time_intervals: [ {{ weekdays: ['friday:monday'] }} ] }} ]\n{BASE}"
+        ));
+        assert!(
+            e[0].starts_with(
+                "test.yml: time_intervals[0].time_intervals[0].weekdays[0]: \"friday:monday\""
+            ),
+            "{e:?}"
+        );
+        let e = errors(&format!(
+            "oncall: {{ public_url: https://x.example, channels: {{}} }}\n{BASE}"
+        ));
+        assert!(
+            e[0].starts_with("test.yml: oncall.channels: unknown field `channels`"),
+            "{e:?}"
+        );
+        assert_eq!(
+            errors(&format!(
+                "oncall: {{ public_url: 'x.example', link_secret: k, link_ttl: 0s }}\n{BASE}"
+            )),
+            [
+                "test.yml: oncall.public_url: \"x.example\" is not an http(s) URL",
+                "test.yml: oncall.link_secret: is too short to be a real secret (at least 4 characters)",
+                "test.yml: oncall.link_ttl: must be longer than zero",
+            ]
+        );
+    }
+}
