@@ -319,6 +319,10 @@ impl Runtime {
         {
             report("templates".into(), e.to_string());
         }
+        // Partial cycles, and nesting or size over the limits, show only with every template.
+        for e in templates.refused() {
+            report("templates".into(), e.to_string());
+        }
         install_tls_provider();
         let client = match reqwest::Client::builder()
             .timeout(g.http_timeout)

@@ -12,6 +12,8 @@
 //! else becomes empty; `{{raw_url "generatorURL"}}` is the knowing opt-out), and the shipped
 //! templates pass text through `html`, `md_escape`, `md_code` and `md_url`.
 
+pub mod budget;
+
 use std::collections::BTreeMap;
 use std::path::Path;
 
@@ -245,6 +247,9 @@ pub struct Templates {
     hb: Handlebars<'static>,
     tz: Tz,
     locale: Locale,
+    /// The templates that must not render, each with why ([`budget::analyze`]); kept up to
+    /// date by every [`Templates::add`].
+    refused: BTreeMap<String, String>,
 }
 
 impl Templates {
@@ -254,7 +259,12 @@ impl Templates {
         hb.register_escape_fn(handlebars::no_escape);
         hb.set_prevent_indent(true);
         register_helpers(&mut hb, tz, locale);
-        let mut t = Templates { hb, tz, locale };
+        let mut t = Templates {
+            hb,
+            tz,
+            locale,
+            refused: BTreeMap::new(),
+        };
         for (loc, name, src) in DEFAULTS {
             if *loc == locale.as_str() {
                 // The shipped templates are compiled in a unit test; a failure here is a bug.
@@ -266,14 +276,37 @@ impl Templates {
         t
     }
 
-    /// Compiles a template under a name, replacing any of that name.
+    /// Compiles a template under a name, replacing any of that name. Its nesting is checked
+    /// before it is parsed, and it is compiled with its render budget ([`budget`]). Problems
+    /// that only show with the other templates (partials that include each other) are found
+    /// here too and listed by [`Templates::refused`].
     pub fn add(&mut self, name: &str, src: &str) -> Result<(), TemplateError> {
+        let err = |message: String| TemplateError {
+            name: name.to_string(),
+            message,
+        };
+        budget::check_source(src).map_err(err)?;
         self.hb
             .register_template_string(name, src)
-            .map_err(|e| TemplateError {
-                name: name.to_string(),
-                message: e.to_string().replace('\n', " "),
+            .map_err(|e| err(e.to_string().replace('\n', " ")))?;
+        if let Some(mut t) = self.hb.get_template(name).cloned() {
+            budget::instrument(&mut t);
+            self.hb.register_template(name, t);
+        }
+        self.refused = budget::analyze(self.hb.get_templates());
+        Ok(())
+    }
+
+    /// The templates that must not render (a partial cycle, nesting or size over the limits),
+    /// each as an error naming it and the limit.
+    pub fn refused(&self) -> Vec<TemplateError> {
+        self.refused
+            .iter()
+            .map(|(name, message)| TemplateError {
+                name: name.clone(),
+                message: message.clone(),
             })
+            .collect()
     }
 
     /// Adds every `*.hbs` file the globs match; the file name without `.hbs` is the name.
@@ -325,10 +358,22 @@ impl Templates {
         self.hb.has_template(name)
     }
 
+    /// Renders a template within its budget ([`budget`]), where it does not hold up the
+    /// service's other work. A template over a limit is an error naming the limit.
     pub fn render(&self, name: &str, ctx: &Value) -> Result<String, TemplateError> {
-        self.hb.render(name, ctx).map_err(|e| TemplateError {
+        let err = |message: String| TemplateError {
             name: name.to_string(),
-            message: e.to_string().replace('\n', " "),
+            message,
+        };
+        if let Some(why) = self.refused.get(name) {
+            return Err(err(why.clone()));
+        }
+        budget::off_the_async_workers(|| {
+            let mut out = budget::Bounded(Vec::new());
+            budget::render(|| self.hb.render_to_write(name, ctx, &mut out)).map_err(
+                |(stopped, e)| err(stopped.unwrap_or_else(|| e.to_string().replace('\n', " "))),
+            )?;
+            String::from_utf8(out.0).map_err(|e| err(e.to_string()))
         })
     }
 
@@ -635,6 +680,8 @@ where
         _: &mut RenderContext<'reg, 'rc>,
     ) -> Result<ScopedJson<'rc>, handlebars::RenderError> {
         let params: Vec<&Value> = h.params().iter().map(|p| p.value()).collect();
+        budget::charge(budget::helper_cost(params.iter().copied()))
+            .map_err(|why| RenderErrorReason::Other(why))?;
         let hash: Map<String, Value> = h
             .hash()
             .iter()
@@ -694,11 +741,10 @@ impl HelperDef for HtmlHelper {
     ) -> handlebars::HelperResult {
         let text = match h.template() {
             Some(t) => {
-                let mut inner = handlebars::StringOutput::new();
+                // Bounded like the output it goes to.
+                let mut inner = budget::BoundedText::default();
                 t.render(r, ctx, rc, &mut inner)?;
-                inner
-                    .into_string()
-                    .map_err(|e| RenderErrorReason::Other(format!("html: {e}")))?
+                inner.0
             }
             None => h.param(0).map(|p| as_text(p.value())).unwrap_or_default(),
         };
@@ -745,6 +791,7 @@ impl HelperDef for RawUrlHelper {
 }
 
 fn register_helpers(hb: &mut Handlebars<'static>, tz: Tz, locale: Locale) {
+    hb.register_helper(budget::STEP_HELPER, Box::new(budget::StepHelper));
     hb.register_helper("html", Box::new(HtmlHelper));
     hb.register_helper("raw_url", Box::new(RawUrlHelper));
     // {{safe_url x}}: x when it is an http(s) URL, else "".
