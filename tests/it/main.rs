@@ -24,6 +24,7 @@ mod render;
 mod replicas;
 mod simple_push;
 mod store;
+mod untrusted;
 mod wecom;
 mod weixin_gateway;
 mod wxpusher;
