@@ -1054,6 +1054,80 @@ mod tests {
         }
     }
 
+    /// A notification whose every URL field would close its link and open a second one, and
+    /// whose labels and annotations carry markup.
+    fn hostile() -> Notification {
+        let url = "http://ok.example/a)[x](javascript:alert(1))";
+        let payload = json!({
+            "receiver": "r", "status": "firing", "externalURL": url,
+            "groupLabels": {}, "commonLabels": {}, "commonAnnotations": {},
+            "alerts": [{
+                "status": "firing",
+                "labels": {"alertname": "A<a href=x>y</a>", "severity": "<b>s</b>", "instance": "[i](javascript:1)"},
+                "annotations": {"summary": "S[x](javascript:2)", "description": "Runbook: <i>restart</i> the pool"},
+                "startsAt": "2026-01-01T00:00:00Z",
+                "generatorURL": url, "silenceURL": url, "dashboardURL": url, "panelURL": url
+            }]
+        });
+        Notification::parse(payload.to_string().as_bytes()).unwrap()
+    }
+
+    #[test]
+    fn every_link_in_a_shipped_markdown_template_goes_through_md_url() {
+        for loc in [Locale::ZhCn, Locale::En] {
+            let tpl = t(loc);
+            let mut ctx = tpl.context(&hostile(), Utc::now());
+            ctx["preview"] = json!("P[x](javascript:3)");
+            for name in ["wxpusher.content", "wecom.markdown", "wecom.markdown_v2"] {
+                let out = tpl.render(name, &ctx).unwrap();
+                // An escaped `\]` closes no link.
+                let links = out.replace("\\]", "");
+                assert!(!links.contains("](javascript"), "{loc:?} {name}: {out}");
+                assert!(!out.contains("((javascript"), "{loc:?} {name}: {out}");
+                assert!(
+                    out.contains("javascript:alert%281%29"),
+                    "{loc:?} {name}: {out}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn the_wecom_textcard_escapes_what_the_alert_says() {
+        for loc in [Locale::ZhCn, Locale::En] {
+            let tpl = t(loc);
+            let ctx = tpl.context(&hostile(), Utc::now());
+            let out = tpl.render("wecom.textcard.description", &ctx).unwrap();
+            assert!(out.contains("A&lt;a href=x&gt;y&lt;/a&gt;"), "{out}");
+            assert!(out.contains("&lt;b&gt;s&lt;/b&gt;"), "{out}");
+            assert!(!out.contains("<a href"), "{out}");
+            assert!(!out.contains("<i>"), "{out}");
+        }
+    }
+
+    #[test]
+    fn wecom_messages_show_the_description_annotation() {
+        for loc in [Locale::ZhCn, Locale::En] {
+            let tpl = t(loc);
+            let mut ctx = tpl.context(&hostile(), Utc::now());
+            ctx["preview"] = json!("P");
+            for name in [
+                "wecom.markdown",
+                "wecom.markdown_v2",
+                "wecom.text",
+                "wecom.textcard.description",
+            ] {
+                let out = tpl.render(name, &ctx).unwrap();
+                assert!(
+                    out.contains("Runbook: ")
+                        && out.contains("restart")
+                        && out.contains("the pool"),
+                    "{loc:?} {name}: {out}"
+                );
+            }
+        }
+    }
+
     #[test]
     fn humanized_durations() {
         assert_eq!(humanize(0, Locale::En), "0s");
