@@ -34,6 +34,9 @@ pub fn check_config(files: &[std::path::PathBuf]) -> (String, bool) {
                 for w in warnings(&rt.config) {
                     out.push_str(&format!("{w}\n"));
                 }
+                for w in sample_warnings(&rt) {
+                    out.push_str(&format!("{}: {w}\n", f.display()));
+                }
             }
             Err(e) => {
                 ok = false;
@@ -42,6 +45,27 @@ pub fn check_config(files: &[std::path::PathBuf]) -> (String, bool) {
         }
     }
     (out, ok)
+}
+
+/// What the sample notification says about the templates: Official Account fields it does
+/// not fit. A warning only: real alerts may carry what the sample lacks (a label), and a
+/// field that does not fit at send time is sent with a placeholder.
+fn sample_warnings(rt: &Runtime) -> Vec<String> {
+    let env = rt.env(chrono::Utc::now());
+    let sample = crate::webhook::sample_notification();
+    let mut out = Vec::new();
+    for (receiver, list) in &rt.receivers {
+        for i in list {
+            if let crate::channels::Kind::OfficialAccount(o) = &i.kind {
+                for w in o.unfit_fields(&env, &sample) {
+                    out.push(format!(
+                        "receivers[{receiver}]: warning: the sample notification does not fit: {w}; an alert that does not fit either is sent with a placeholder"
+                    ));
+                }
+            }
+        }
+    }
+    out
 }
 
 /// Things that are valid but probably wrong, printed by `check-config` without failing it.

@@ -383,6 +383,7 @@ impl Runtime {
             upstreams: &self.upstreams,
             subscribers: &[],
             store: None,
+            metrics: None,
         }
     }
 

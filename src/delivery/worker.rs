@@ -397,6 +397,7 @@ async fn attempt(mut job: Job, ctx: &Arc<Ctx>, rt: &Runtime, integration: &Integ
     let mut env = rt.env(Utc::now());
     env.subscribers = &subscribers;
     env.store = Some(store);
+    env.metrics = Some(&ctx.metrics);
     let result = integration
         .send(&env, &notification, &mut job.progress)
         .await;

@@ -461,7 +461,7 @@ pub fn helper_cost<'a>(params: impl IntoIterator<Item = &'a Value>) -> u64 {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+
     use crate::template::{Locale, Templates};
     use serde_json::json;
 
