@@ -257,6 +257,9 @@ pub async fn deadletters(store: &crate::store::Store, action: DeadLetterAction) 
                     "{:<8} {:<25} {:<24} {:>8} {:>6}  LAST ERROR",
                     "ID", "FAILED AT", "RECEIVER", "ALERTS", "TRIES"
                 );
+                // Upstream errors and payload text may hold terminal escapes and bidi
+                // characters: shown inert, as the logs and the 400 answers show them.
+                use crate::webhook::escape_controls as inert;
                 for j in list {
                     let _ = writeln!(
                         out,
@@ -265,10 +268,10 @@ pub async fn deadletters(store: &crate::store::Store, action: DeadLetterAction) 
                         j.failed_at
                             .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
                             .unwrap_or_default(),
-                        format!("{}/{}", j.receiver, j.kind),
+                        inert(&format!("{}/{}", j.receiver, j.kind)),
                         j.alerts,
                         j.attempts,
-                        j.last_error
+                        inert(&j.last_error)
                     );
                 }
             }
@@ -277,8 +280,9 @@ pub async fn deadletters(store: &crate::store::Store, action: DeadLetterAction) 
         DeadLetterAction::Show(id) => match store.dead_letters().await {
             Ok(list) => match list.into_iter().find(|j| j.id == id) {
                 Some(j) => {
+                    use crate::webhook::escape_controls as inert;
                     let _ = writeln!(out, "id: {}", j.id);
-                    let _ = writeln!(out, "receiver: {}", j.receiver);
+                    let _ = writeln!(out, "receiver: {}", inert(&j.receiver));
                     let _ = writeln!(out, "integration: {} ({})", j.kind, j.integration);
                     let _ = writeln!(out, "fallback: {}", j.fallback);
                     let _ = writeln!(out, "accepted_at: {}", j.accepted_at.to_rfc3339());
@@ -286,14 +290,21 @@ pub async fn deadletters(store: &crate::store::Store, action: DeadLetterAction) 
                         let _ = writeln!(out, "failed_at: {}", t.to_rfc3339());
                     }
                     let _ = writeln!(out, "attempts: {}", j.attempt);
-                    let _ = writeln!(out, "reason: {}", j.reason.unwrap_or_default());
-                    let _ = writeln!(out, "last_error: {}", j.last_error.unwrap_or_default());
-                    let _ = writeln!(out, "delivered_to: {}", j.progress.stored().join(", "));
+                    let _ = writeln!(out, "reason: {}", inert(&j.reason.unwrap_or_default()));
                     let _ = writeln!(
                         out,
-                        "notification: {}",
-                        serde_json::to_string_pretty(&j.notification).unwrap_or_default()
+                        "last_error: {}",
+                        inert(&j.last_error.unwrap_or_default())
                     );
+                    let _ = writeln!(
+                        out,
+                        "delivered_to: {}",
+                        inert(&j.progress.stored().join(", "))
+                    );
+                    // JSON escapes C0 controls in strings, not C1 or bidi characters.
+                    let json = serde_json::to_string_pretty(&j.notification).unwrap_or_default();
+                    let json: Vec<String> = json.lines().map(inert).collect();
+                    let _ = writeln!(out, "notification: {}", json.join("\n"));
                 }
                 None => return (format!("no dead letter {id}\n"), false),
             },

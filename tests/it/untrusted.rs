@@ -292,3 +292,45 @@ async fn api_answers_are_neither_sniffed_nor_cached() {
         assert_eq!(r.headers()["cache-control"], "no-store");
     }
 }
+
+#[tokio::test]
+async fn deadletters_show_upstream_escapes_and_bidi_characters_inert() {
+    use crate::support::wxpusher::Reply;
+    use alertmanager_wechat::cli::{DeadLetterAction, deadletters};
+    let mock = MockWxPusher::start().await;
+    mock.set_default(Reply::Code(
+        1001,
+        "bad \u{1b}[31mred\u{1b}[0m \u{202e}txet\u{9b}",
+    ));
+    let srv = TestServer::start(&one_receiver(&mock, "")).await;
+    assert_eq!(
+        srv.post("/webhook", example("alertmanager-firing.json"))
+            .await
+            .0,
+        200
+    );
+    let store = srv.app.queue.store.clone();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while store.dead_letter_count().await.unwrap_or(0) == 0 {
+        assert!(tokio::time::Instant::now() < deadline, "no dead letter");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (list, ok) = deadletters(&store, DeadLetterAction::List).await;
+    assert!(ok, "{list}");
+    let id: i64 = list
+        .lines()
+        .nth(1)
+        .and_then(|l| l.split_whitespace().next()?.parse().ok())
+        .unwrap();
+    let (shown, ok) = deadletters(&store, DeadLetterAction::Show(id)).await;
+    assert!(ok, "{shown}");
+    for out in [&list, &shown] {
+        assert!(
+            !out.chars()
+                .any(|c| c == '\u{1b}' || c == '\u{202e}' || c == '\u{9b}'),
+            "{out:?}"
+        );
+        assert!(out.contains("\\u{1b}[31mred"), "{out}");
+        assert!(out.contains("\\u{202e}txet"), "{out}");
+    }
+}
