@@ -681,7 +681,7 @@ where
     ) -> Result<ScopedJson<'rc>, handlebars::RenderError> {
         let params: Vec<&Value> = h.params().iter().map(|p| p.value()).collect();
         budget::charge(budget::helper_cost(params.iter().copied()))
-            .map_err(|why| RenderErrorReason::Other(why))?;
+            .map_err(RenderErrorReason::Other)?;
         let hash: Map<String, Value> = h
             .hash()
             .iter()

@@ -12,8 +12,10 @@ use crate::console::{WEBHOOK_TOKEN, basic, config as console_config};
 use crate::support::wxpusher::MockWxPusher;
 use crate::support::{TestServer, example, one_receiver};
 
-/// The reproductions: (what, templates by name, the words the refusal must contain).
-fn attacks() -> Vec<(&'static str, Vec<(String, String)>, &'static str)> {
+/// One reproduction: what it is, its templates by name, the words the refusal must contain.
+type Attack = (&'static str, Vec<(String, String)>, &'static str);
+
+fn attacks() -> Vec<Attack> {
     let ifs = format!("{}x{}", "{{#if true}}".repeat(1000), "{{/if}}".repeat(1000));
     let mut doubling = vec![("d20".to_string(), "xx".to_string())];
     for i in 0..20 {
