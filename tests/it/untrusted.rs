@@ -336,3 +336,57 @@ async fn deadletters_show_upstream_escapes_and_bidi_characters_inert() {
         assert!(out.contains("\\u{202e}txet"), "{out}");
     }
 }
+
+/// Large notifications take turns (one renders at a time); each still reaches every
+/// integration of its receiver, whole: the one that waited was parked and restored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_notification_to_three_integrations_reaches_each_in_turn() {
+    let mock = MockWxPusher::start().await;
+    let srv = TestServer::start(&format!(
+        r#"
+global: {{ wxpusher_api_url: "{}" }}
+route: {{ receiver: oncall }}
+receivers:
+  - name: oncall
+    wxpusher_configs:
+      - {{ app_token: AT_test_token, uids: [UID_1] }}
+      - {{ app_token: AT_test_token, uids: [UID_2] }}
+      - {{ app_token: AT_test_token, uids: [UID_3] }}
+"#,
+        mock.url
+    ))
+    .await;
+    let n = alertmanager_wechat::delivery::LARGE_ALERTS + 200;
+    assert_eq!(
+        srv.post("/webhook", many_alerts(n).to_string()).await.0,
+        200
+    );
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+    let seen = |uid: &str| {
+        mock.requests()
+            .iter()
+            .filter(|r| r.body["uids"] == json!([uid]))
+            .map(|r| r.body["content"].as_str().unwrap_or_default().to_string())
+            .collect::<Vec<_>>()
+    };
+    loop {
+        let last_host = format!("host-{}", n - 1);
+        let done = ["UID_1", "UID_2", "UID_3"]
+            .iter()
+            .all(|u| seen(u).iter().any(|c| c.contains(&last_host)));
+        if done {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "not every integration got the whole group"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Every integration got the first alert too, and nothing was given up.
+    for u in ["UID_1", "UID_2", "UID_3"] {
+        // No other instance name starts with `host-0`.
+        assert!(seen(u).iter().any(|c| c.contains("host-0")), "{u}");
+    }
+    assert_eq!(srv.app.queue.store.dead_letter_count().await.unwrap(), 0);
+}
