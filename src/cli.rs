@@ -53,6 +53,9 @@ pub fn check_config(files: &[std::path::PathBuf]) -> (String, bool) {
                 for w in warnings(&rt.config) {
                     out.push_str(&format!("{w}\n"));
                 }
+                for w in sample_warnings(&rt) {
+                    out.push_str(&format!("{}: {w}\n", f.display()));
+                }
             }
             Err(e) => {
                 ok = false;
@@ -61,6 +64,27 @@ pub fn check_config(files: &[std::path::PathBuf]) -> (String, bool) {
         }
     }
     (out, ok)
+}
+
+/// What the sample notification says about the templates: Official Account fields it does
+/// not fit. A warning only: real alerts may carry what the sample lacks (a label), and a
+/// field that does not fit at send time is sent with a placeholder.
+fn sample_warnings(rt: &Runtime) -> Vec<String> {
+    let env = rt.env(chrono::Utc::now());
+    let sample = crate::webhook::sample_notification();
+    let mut out = Vec::new();
+    for (receiver, list) in &rt.receivers {
+        for i in list {
+            if let crate::channels::Kind::OfficialAccount(o) = &i.kind {
+                for w in o.unfit_fields(&env, &sample) {
+                    out.push(format!(
+                        "receivers[{receiver}]: warning: the sample notification does not fit: {w}; an alert that does not fit either is sent with a placeholder"
+                    ));
+                }
+            }
+        }
+    }
+    out
 }
 
 /// Things that are valid but probably wrong, printed by `check-config` without failing it.
@@ -185,6 +209,9 @@ pub async fn deadletters(store: &crate::store::Store, action: DeadLetterAction) 
                     "{:<8} {:<25} {:<24} {:>8} {:>6}  LAST ERROR",
                     "ID", "FAILED AT", "RECEIVER", "ALERTS", "TRIES"
                 );
+                // Upstream errors and payload text may hold terminal escapes and bidi
+                // characters: shown inert, as the logs and the 400 answers show them.
+                use crate::webhook::escape_controls as inert;
                 for j in list {
                     let _ = writeln!(
                         out,
@@ -193,10 +220,10 @@ pub async fn deadletters(store: &crate::store::Store, action: DeadLetterAction) 
                         j.failed_at
                             .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
                             .unwrap_or_default(),
-                        format!("{}/{}", j.receiver, j.kind),
+                        inert(&format!("{}/{}", j.receiver, j.kind)),
                         j.alerts,
                         j.attempts,
-                        j.last_error
+                        inert(&j.last_error)
                     );
                 }
             }
@@ -205,8 +232,9 @@ pub async fn deadletters(store: &crate::store::Store, action: DeadLetterAction) 
         DeadLetterAction::Show(id) => match store.dead_letters().await {
             Ok(list) => match list.into_iter().find(|j| j.id == id) {
                 Some(j) => {
+                    use crate::webhook::escape_controls as inert;
                     let _ = writeln!(out, "id: {}", j.id);
-                    let _ = writeln!(out, "receiver: {}", j.receiver);
+                    let _ = writeln!(out, "receiver: {}", inert(&j.receiver));
                     let _ = writeln!(out, "integration: {} ({})", j.kind, j.integration);
                     let _ = writeln!(out, "fallback: {}", j.fallback);
                     let _ = writeln!(out, "accepted_at: {}", j.accepted_at.to_rfc3339());
@@ -214,14 +242,21 @@ pub async fn deadletters(store: &crate::store::Store, action: DeadLetterAction) 
                         let _ = writeln!(out, "failed_at: {}", t.to_rfc3339());
                     }
                     let _ = writeln!(out, "attempts: {}", j.attempt);
-                    let _ = writeln!(out, "reason: {}", j.reason.unwrap_or_default());
-                    let _ = writeln!(out, "last_error: {}", j.last_error.unwrap_or_default());
-                    let _ = writeln!(out, "delivered_to: {}", j.progress.stored().join(", "));
+                    let _ = writeln!(out, "reason: {}", inert(&j.reason.unwrap_or_default()));
                     let _ = writeln!(
                         out,
-                        "notification: {}",
-                        serde_json::to_string_pretty(&j.notification).unwrap_or_default()
+                        "last_error: {}",
+                        inert(&j.last_error.unwrap_or_default())
                     );
+                    let _ = writeln!(
+                        out,
+                        "delivered_to: {}",
+                        inert(&j.progress.stored().join(", "))
+                    );
+                    // JSON escapes C0 controls in strings, not C1 or bidi characters.
+                    let json = serde_json::to_string_pretty(&j.notification).unwrap_or_default();
+                    let json: Vec<String> = json.lines().map(inert).collect();
+                    let _ = writeln!(out, "notification: {}", json.join("\n"));
                 }
                 None => return (format!("no dead letter {id}\n"), false),
             },

@@ -91,6 +91,8 @@ pub struct Metrics {
     pub notification_latency: Family<IntegrationLabels, Histogram>,
     pub deliveries_failed: Family<FailureLabels, Counter>,
     pub deliveries_retried: Family<IntegrationLabels, Counter>,
+    /// Template fields sent with a placeholder because what rendered could not fit the field.
+    pub template_fields_degraded: Family<IntegrationLabels, Counter>,
     pub queue_depth: Family<IntegrationLabels, Gauge>,
     /// Notifications given up and kept in the store (`deadletters list`).
     pub dead_letters: Gauge,
@@ -136,6 +138,7 @@ impl Metrics {
             notification_latency: Family::new_with_constructor(latency_histogram),
             deliveries_failed: Family::default(),
             deliveries_retried: Family::default(),
+            template_fields_degraded: Family::default(),
             queue_depth: Family::default(),
             dead_letters: Gauge::default(),
             dedupe_suppressed: Family::default(),
@@ -176,6 +179,11 @@ impl Metrics {
             "deliveries_retried",
             "Delivery attempts scheduled again after a retryable failure",
             m.deliveries_retried.clone(),
+        );
+        registry.register(
+            "template_fields_degraded",
+            "Template fields sent with a placeholder because the rendered value could not fit",
+            m.template_fields_degraded.clone(),
         );
         registry.register(
             "queue_depth",

@@ -115,6 +115,10 @@ impl Runtime {
         for e in crate::channels::complete_templates(&mut templates) {
             report("templates".into(), e);
         }
+        // Partial cycles, and nesting or size over the limits, show only with every template.
+        for e in templates.refused() {
+            report("templates".into(), e.to_string());
+        }
         install_tls_provider();
         let client = match reqwest::Client::builder()
             .timeout(g.http_timeout)
@@ -178,6 +182,7 @@ impl Runtime {
             upstreams: &self.upstreams,
             subscribers: &[],
             store: None,
+            metrics: None,
         }
     }
 

@@ -53,6 +53,8 @@ pub struct Env<'a> {
     /// The durable store, for per-recipient daily budgets; `None` outside the delivery
     /// workers (`render`, `send-test`, config checks), where nothing is counted.
     pub store: Option<&'a Store>,
+    /// Where a delivery counts what it had to degrade; `None` outside the delivery workers.
+    pub metrics: Option<&'a crate::metrics::Metrics>,
 }
 
 impl Env<'_> {

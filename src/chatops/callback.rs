@@ -116,6 +116,49 @@ struct UpCommand {
     uid: String,
     #[serde(default)]
     content: String,
+    /// When the user sent it, in milliseconds: with the uid and the text, what tells a
+    /// replayed callback from a new command.
+    #[serde(default)]
+    time: Option<i64>,
+}
+
+/// How long a command callback is remembered, so a replay of it is not run again.
+const REPLAY_WINDOW: chrono::TimeDelta = chrono::TimeDelta::days(1);
+
+/// The store key of one command callback: its uid, time and text, hashed. `None` without a
+/// time (nothing tells a replay from the same command sent again).
+fn replay_key(cmd: &UpCommand) -> Option<String> {
+    use sha2::Digest;
+    let time = cmd.time?;
+    let mut h = sha2::Sha256::new();
+    h.update(cmd.uid.as_bytes());
+    h.update(b"\n");
+    h.update(time.to_string().as_bytes());
+    h.update(b"\n");
+    h.update(cmd.content.as_bytes());
+    Some(format!("chatops-cmd:{}", &hex::encode(h.finalize())[..32]))
+}
+
+/// Whether this command callback was seen before (a replay, answered already); remembers it
+/// otherwise. A store that cannot answer lets the command run: a lost command is worse.
+async fn replayed(store: &Store, cmd: &UpCommand, now: DateTime<Utc>) -> bool {
+    let Some(key) = replay_key(cmd) else {
+        return false;
+    };
+    if let Ok(seen) = store.recall(vec![key.clone()], now).await
+        && seen.first().is_some_and(Option::is_some)
+    {
+        return true;
+    }
+    let mark = crate::store::Mark {
+        key,
+        value: now.timestamp_millis(),
+        expires_at: now + REPLAY_WINDOW,
+    };
+    if let Err(e) = store.remember(vec![mark], now).await {
+        warn!(error = %e, "cannot remember a chatops command; a replay of it would run again");
+    }
+    false
 }
 
 #[derive(Debug, Deserialize)]
@@ -159,6 +202,10 @@ async fn wxpusher(
                 Ok(c) => c,
                 Err(e) => return bad_request(e),
             };
+            if replayed(&app.store, &cmd, Utc::now()).await {
+                info!(channel = "wxpusher", user = %cmd.uid, "command callback replayed: already run and answered");
+                return ok("ok\n");
+            }
             let answer = handle::run(
                 &rt,
                 chat,

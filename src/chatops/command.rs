@@ -15,14 +15,35 @@ pub enum Lang {
     En,
 }
 
+/// The word after a silence's duration that silences a group with only broad labels.
+pub const FORCE: &[&str] = &["force", "强制"];
+
+/// Labels that alone do not narrow a silence to the alerts of one group: a silence whose
+/// matchers are all among them (`severity="warning"`) would silence unrelated alerts across
+/// the cluster, so it needs [`FORCE`].
+pub const BROAD_LABELS: &[&str] = &[
+    "severity",
+    "priority",
+    "team",
+    "env",
+    "environment",
+    "cluster",
+    "region",
+    "prometheus",
+    "replica",
+    "monitor",
+];
+
 /// A parsed command.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
-    /// `静默 K7Q2 2h 原因` / `silence K7Q2 2h reason`.
+    /// `静默 K7Q2 2h 原因` / `silence K7Q2 2h reason`; `强制` / `force` right after the
+    /// duration silences a group whose common labels are all broad ([`BROAD_LABELS`]).
     Silence {
         reference: String,
         duration: Duration,
         reason: String,
+        force: bool,
     },
     /// `取消静默 <id>` / `unsilence <id>`.
     Unsilence { id: String },
@@ -131,11 +152,18 @@ pub fn parse(text: &str) -> (Lang, Result<Command, ParseError>) {
     let args: Vec<&str> = rest.split(' ').filter(|s| !s.is_empty()).collect();
     let result = match name {
         Name::Silence => match args.as_slice() {
-            [r, d, reason @ ..] => reference(r).and_then(|reference| {
+            [r, d, rest @ ..] => reference(r).and_then(|reference| {
+                let (force, reason) = match rest {
+                    [w, reason @ ..] if FORCE.contains(&w.to_lowercase().as_str()) => {
+                        (true, reason)
+                    }
+                    reason => (false, reason),
+                };
                 Ok(Command::Silence {
                     reference,
                     duration: duration(d)?,
                     reason: reason.join(" "),
+                    force,
                 })
             }),
             _ => Err(ParseError::Usage(name)),
@@ -253,7 +281,26 @@ mod tests {
             reference: r.into(),
             duration: Duration::from_secs(secs),
             reason: reason.into(),
+            force: false,
         }
+    }
+
+    #[test]
+    fn force_follows_the_duration_in_both_languages() {
+        let forced = |reason: &str| Command::Silence {
+            reference: "K7Q2".into(),
+            duration: Duration::from_secs(7200),
+            reason: reason.into(),
+            force: true,
+        };
+        assert_eq!(ok("silence K7Q2 2h force"), (Lang::En, forced("")));
+        assert_eq!(ok("silence K7Q2 2h FORCE disk"), (Lang::En, forced("disk")));
+        assert_eq!(ok("静默 K7Q2 2小时 强制 换盘"), (Lang::Zh, forced("换盘")));
+        // Elsewhere it is part of the reason.
+        assert_eq!(
+            ok("silence K7Q2 2h disk force"),
+            (Lang::En, silence("K7Q2", 7200, "disk force"))
+        );
     }
 
     #[test]

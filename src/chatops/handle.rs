@@ -157,6 +157,7 @@ pub async fn run(
             reference,
             duration,
             reason,
+            force,
         } => {
             let rec = match store.chatops_ref(reference.clone(), now).await {
                 Ok(Some(r)) => r,
@@ -168,6 +169,29 @@ pub async fn run(
                     format!("#{reference} 的告警没有共同标签，无法生成静默匹配条件。")
                 } else {
                     format!("The alerts of #{reference} share no labels to silence them by.")
+                };
+                return answer(name, Outcome::Failed, reply, &reference);
+            }
+            let narrowing = rec
+                .labels
+                .keys()
+                .any(|k| !super::command::BROAD_LABELS.contains(&k.as_str()));
+            if !narrowing && !force {
+                let labels = rec
+                    .labels
+                    .iter()
+                    .map(|(k, v)| format!("{k}=\"{v}\""))
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                let labels = crate::text::one_line(&labels);
+                let reply = if zh {
+                    format!(
+                        "#{reference} 的告警只有宽泛的共同标签（{labels}），静默会波及其他告警，未静默。确需静默请在时长后加“强制”，如：静默 {reference} 2h 强制"
+                    )
+                } else {
+                    format!(
+                        "The alerts of #{reference} share only broad labels ({labels}): a silence would cover unrelated alerts, so none was made. To silence anyway, add \"force\" after the duration, e.g.: silence {reference} 2h force"
+                    )
                 };
                 return answer(name, Outcome::Failed, reply, &reference);
             }

@@ -26,4 +26,4 @@ pub use crate::channels::error::{self, DeliveryError, Reason};
 pub use crate::channels::{options, ratelimit};
 pub use queue::{Queue, replay_dead_letters};
 pub use retry::RetryPolicy;
-pub use worker::Workers;
+pub use worker::{LARGE_ALERTS, Workers};

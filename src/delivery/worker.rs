@@ -143,8 +143,16 @@ impl Workers {
                     ctx.held().insert(job.id);
                     tokio::spawn(async move {
                         let id = job.id;
-                        if deliver(job, &ctx).await {
-                            ctx.held().remove(&id);
+                        match large_turn(job).await {
+                            (Some(job), _turn) => {
+                                if deliver(job, &ctx).await {
+                                    ctx.held().remove(&id);
+                                }
+                            }
+                            // Given back: the next scan for lost claims releases it.
+                            (None, _) => {
+                                ctx.held().remove(&id);
+                            }
                         }
                         drop(permit);
                     });
@@ -155,6 +163,43 @@ impl Workers {
             refresh_gauges(&ctx).await;
         })
     }
+}
+
+/// Notifications of more alerts than this take turns: one is rendered and sent at a time,
+/// so a large group to a receiver with several integrations (each its own delivery) costs
+/// the memory of one render, not one per integration.
+pub const LARGE_ALERTS: usize = 1_000;
+static LARGE_TURN: Semaphore = Semaphore::const_new(1);
+
+/// Waits for a large notification's turn ([`LARGE_ALERTS`]); smaller ones go at once. While
+/// it waits, the notification is kept as JSON, a fraction of its parsed size.
+async fn large_turn(mut job: Job) -> (Option<Job>, Option<tokio::sync::SemaphorePermit<'static>>) {
+    if job.notification.alerts.len() <= LARGE_ALERTS {
+        return (Some(job), None);
+    }
+    if let Ok(turn) = LARGE_TURN.try_acquire() {
+        return (Some(job), Some(turn));
+    }
+    let parked = serde_json::to_vec(&job.notification).ok();
+    if parked.is_some() {
+        job.notification = job.notification.without_alerts();
+    }
+    debug!(
+        job = job.id,
+        "a large notification waits for its turn to render"
+    );
+    let turn = LARGE_TURN.acquire().await.ok();
+    if let Some(bytes) = parked {
+        match serde_json::from_slice(&bytes) {
+            Ok(n) => job.notification = n,
+            // It round-trips by construction; were it not to, the store still has it.
+            Err(e) => {
+                error!(job = job.id, error = %e, "cannot restore a parked notification; it is claimed again later");
+                return (None, turn);
+            }
+        }
+    }
+    (Some(job), turn)
 }
 
 /// How often claims that were lost are looked for, and a store that refused writes is tried.
@@ -404,6 +449,7 @@ async fn attempt(mut job: Job, ctx: &Arc<Ctx>, rt: &Runtime, integration: &Integ
     let mut env = rt.env(Utc::now());
     env.subscribers = &subscribers;
     env.store = Some(store);
+    env.metrics = Some(&ctx.metrics);
     let result = integration
         .send(&env, &notification, &mut job.progress)
         .await;

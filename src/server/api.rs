@@ -59,7 +59,7 @@ pub const EXAMPLES: &[(&str, &str)] = &[
     ),
 ];
 
-pub fn routes() -> Router<Arc<App>> {
+pub fn routes(app: Arc<App>) -> Router<Arc<App>> {
     Router::new()
         .route("/api/v1/render", post(render))
         .route("/api/v1/receivers", get(receivers))
@@ -71,7 +71,34 @@ pub fn routes() -> Router<Arc<App>> {
         .route("/api/v1/deadletters/{id}/replay", post(replay_one))
         .route("/api/v1/send-test", post(send_test))
         .merge(super::oncall::routes())
+        .route_layer(axum::middleware::from_fn_with_state(app, head_first))
 }
+
+/// Every call is refused from its head, before its body is read (and so before it takes any
+/// of `web.max_inflight_body_bytes`): a request without `auth.admin` credentials cannot hold
+/// the budget the webhooks need. Every answer says not to sniff or cache it.
+async fn head_first(
+    State(app): State<Arc<App>>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let refused = guard(&app.runtime.load(), req.headers()).err();
+    let mut response = match refused {
+        Some(r) => r,
+        None => next.run(req).await,
+    };
+    let h = response.headers_mut();
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+/// Playground renders run on the blocking pool, this many at a time: a costly template (within
+/// its budget) keeps neither webhooks nor `/-/healthy` waiting, and many at once queue here.
+static RENDERS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(2);
 
 /// A JSON error answer: `{"error": "..."}` plus any detail.
 pub(super) fn error(status: StatusCode, message: impl Into<String>, detail: Value) -> Response {
@@ -229,6 +256,9 @@ fn with_templates(rt: &Runtime, templates: &BTreeMap<String, String>) -> Result<
             return Err(template_error(&e));
         }
     }
+    if let Some(e) = fresh.templates.refused().first() {
+        return Err(template_error(e));
+    }
     Ok(fresh)
 }
 
@@ -287,14 +317,35 @@ async fn render(State(app): State<Arc<App>>, headers: HeaderMap, body: Bytes) ->
     let payload = serde_json::to_vec(&req.payload).unwrap_or_default();
     let receiver = req.receiver.filter(|r| !r.is_empty());
     let now = req.now.unwrap_or_else(Utc::now);
-    let overridden;
-    let rt: &Runtime = if req.templates.is_empty() {
-        &rt
-    } else {
-        overridden = try_resp!(with_templates(&rt, &req.templates));
-        &overridden
+    let Ok(_turn) = RENDERS.acquire().await else {
+        return error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "shutting down",
+            Value::Null,
+        );
     };
-    match rt.render(&payload, receiver.as_deref(), now) {
+    let rendered = tokio::task::spawn_blocking(move || {
+        let overridden;
+        let rt: &Runtime = if req.templates.is_empty() {
+            &rt
+        } else {
+            overridden = with_templates(&rt, &req.templates)?;
+            &overridden
+        };
+        Ok::<_, Response>(rt.render(&payload, receiver.as_deref(), now))
+    })
+    .await;
+    let rendered = match rendered {
+        Ok(r) => try_resp!(r),
+        Err(e) => {
+            return error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("render failed: {e}"),
+                Value::Null,
+            );
+        }
+    };
+    match rendered {
         Ok(list) => {
             let items: Vec<RenderItem> = list
                 .into_iter()

@@ -161,6 +161,46 @@ fn check_signature(auth: &AuthConfig, headers: &HeaderMap, body: &[u8], now: i64
     ))
 }
 
+/// What a request's Grafana signature says, as far as it is known.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Signed {
+    /// No signature (or no HMAC secret configured).
+    Absent,
+    /// Present, its timestamp fresh; the body it signs is not read yet.
+    Unread,
+    /// Verified over the body.
+    Valid,
+    /// Wrong, or its timestamp stale or missing.
+    Invalid,
+}
+
+/// The one authorization decision for webhooks, from what the signature says: a signature,
+/// when present, must be valid; otherwise the Authorization header must match the configured
+/// token or basic auth. A valid signature stands in for a missing Authorization header
+/// (Grafana can send either or both); a wrong header is still refused. With only an HMAC
+/// secret configured, the signature is required. Called on the head with the signature
+/// [`Signed::Unread`] (refusing only what no body can save) and again once the body is read.
+fn decide(auth: &AuthConfig, headers: &HeaderMap, signed: Signed) -> Result<(), Unauthorized> {
+    if signed == Signed::Invalid {
+        tracing::debug!("grafana signature invalid");
+        return Err(Unauthorized);
+    }
+    let signature_may_pass = matches!(signed, Signed::Valid | Signed::Unread);
+    match check_authorization(auth, headers) {
+        Some(true) => Ok(()),
+        Some(false) if signature_may_pass && headers.get(header::AUTHORIZATION).is_none() => Ok(()),
+        Some(false) => {
+            tracing::debug!("authorization header missing or wrong");
+            Err(Unauthorized)
+        }
+        None if auth.grafana_hmac_secret.is_some() && signed == Signed::Absent => {
+            tracing::debug!("signature required but missing");
+            Err(Unauthorized)
+        }
+        None => Ok(()),
+    }
+}
+
 /// What can be decided from the request head alone, before a byte of the body is read (and
 /// so before hyper sends `100 Continue`): refuses every request that [`check_webhook`] would
 /// refuse whatever its body. With bearer or basic auth only, that is every unauthorized one;
@@ -171,31 +211,17 @@ pub fn check_head(auth: &AuthConfig, headers: &HeaderMap) -> Result<(), Unauthor
 }
 
 pub fn check_head_at(auth: &AuthConfig, headers: &HeaderMap, now: i64) -> Result<(), Unauthorized> {
-    let signature = signature_header(auth, headers);
-    if signature.is_some() {
-        signed_timestamp(auth, headers, now)?;
-    }
-    match check_authorization(auth, headers) {
-        Some(true) => Ok(()),
-        // Only a valid signature with no Authorization header at all can still pass.
-        Some(false) if signature.is_some() && headers.get(header::AUTHORIZATION).is_none() => {
-            Ok(())
-        }
-        Some(false) => {
-            tracing::debug!("authorization header missing or wrong");
-            Err(Unauthorized)
-        }
-        None if auth.grafana_hmac_secret.is_some() && signature.is_none() => {
-            tracing::debug!("signature required but missing");
-            Err(Unauthorized)
-        }
-        None => Ok(()),
-    }
+    let signed = match signature_header(auth, headers) {
+        None => Signed::Absent,
+        Some(_) => match signed_timestamp(auth, headers, now) {
+            Ok(_) => Signed::Unread,
+            Err(Unauthorized) => Signed::Invalid,
+        },
+    };
+    decide(auth, headers, signed)
 }
 
-/// A webhook must pass every configured check that applies: a Grafana signature, when
-/// present, must be valid; otherwise the Authorization header must match the configured token
-/// or basic auth. With only an HMAC secret configured, the signature is required.
+/// Whether a webhook may pass, its body read: [`decide`] with the signature verified.
 pub fn check_webhook(
     auth: &AuthConfig,
     headers: &HeaderMap,
@@ -210,28 +236,12 @@ pub fn check_webhook_at(
     body: &[u8],
     now: i64,
 ) -> Result<(), Unauthorized> {
-    let signed = check_signature(auth, headers, body, now);
-    if signed == Some(false) {
-        tracing::debug!("grafana signature invalid");
-        return Err(Unauthorized);
-    }
-    match check_authorization(auth, headers) {
-        Some(true) => Ok(()),
-        // A valid signature stands in for a missing Authorization header (Grafana can do
-        // either or both); a wrong header is still refused.
-        Some(false) if signed == Some(true) && headers.get(header::AUTHORIZATION).is_none() => {
-            Ok(())
-        }
-        Some(false) => {
-            tracing::debug!("authorization header missing or wrong");
-            Err(Unauthorized)
-        }
-        None if auth.grafana_hmac_secret.is_some() && signed.is_none() => {
-            tracing::debug!("signature required but missing");
-            Err(Unauthorized)
-        }
-        None => Ok(()),
-    }
+    let signed = match check_signature(auth, headers, body, now) {
+        None => Signed::Absent,
+        Some(true) => Signed::Valid,
+        Some(false) => Signed::Invalid,
+    };
+    decide(auth, headers, signed)
 }
 
 impl IntoResponse for Unauthorized {
@@ -377,6 +387,72 @@ mod tests {
             ("x-ts", &ts.to_string()),
         ]);
         assert!(check_webhook_at(&auth, &h, body, i64::MIN + 10).is_ok());
+    }
+
+    /// The head and the body are judged by the same decision: for every combination of
+    /// configured auth, Authorization header and signature, the head refuses exactly what no
+    /// body can make acceptable, and never what a body makes acceptable.
+    #[test]
+    fn head_and_body_share_one_decision() {
+        let now = 1_700_000_000;
+        let body = b"{}";
+        let mut configs = Vec::new();
+        for bearer in [false, true] {
+            for hmac in [false, true] {
+                for ts in [false, true] {
+                    configs.push(AuthConfig {
+                        bearer_token: bearer.then(|| Secret::new("tok-123")),
+                        grafana_hmac_secret: hmac.then(|| Secret::new("hmac-secret")),
+                        grafana_hmac_timestamp_header: ts.then(|| "x-ts".to_string()),
+                        ..Default::default()
+                    });
+                }
+            }
+        }
+        let good_sig = sign("hmac-secret", body);
+        let ts_sig = sign("hmac-secret", format!("{now}:{{}}").as_bytes());
+        let authz = [None, Some("Bearer tok-123"), Some("Bearer wrong")];
+        let sigs = [
+            None,
+            Some(good_sig.as_str()),
+            Some(ts_sig.as_str()),
+            Some("00"),
+        ];
+        let stamps = [
+            None,
+            Some(now.to_string()),
+            Some((now - 100_000).to_string()),
+        ];
+        for auth in &configs {
+            for a in authz {
+                for s in sigs {
+                    for t in &stamps {
+                        let mut pairs = Vec::new();
+                        if let Some(a) = a {
+                            pairs.push(("authorization", a));
+                        }
+                        if let Some(s) = s {
+                            pairs.push(("x-grafana-alerting-signature", s));
+                        }
+                        if let Some(t) = t {
+                            pairs.push(("x-ts", t.as_str()));
+                        }
+                        let h = headers(&pairs);
+                        let full = check_webhook_at(auth, &h, body, now).is_ok();
+                        let head = check_head_at(auth, &h, now).is_ok();
+                        assert!(
+                            !full || head,
+                            "the head refused what the body accepts: {auth:?} {pairs:?}"
+                        );
+                        // Whatever the body: a head refusal is final, a head pass with no
+                        // signature to check is the final answer too.
+                        if s.is_none() || auth.grafana_hmac_secret.is_none() {
+                            assert_eq!(head, full, "{auth:?} {pairs:?}");
+                        }
+                    }
+                }
+            }
+        }
     }
 
     #[test]

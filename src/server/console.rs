@@ -118,7 +118,8 @@ async fn css(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
 /// HTML-escapes text for element content and attribute values.
 pub fn esc(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
+    // Control and bidi characters as `\u{…}` first: they cannot reorder what a reader sees.
+    for c in crate::webhook::escape_controls(s).chars() {
         match c {
             '&' => out.push_str("&amp;"),
             '<' => out.push_str("&lt;"),

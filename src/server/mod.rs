@@ -104,7 +104,7 @@ pub fn router(app: Arc<App>) -> Router {
 fn routes(app: Arc<App>) -> Router {
     Router::new()
         .merge(console::routes())
-        .merge(api::routes())
+        .merge(api::routes(app.clone()))
         .route("/webhook", post(webhook_default))
         .route("/webhook/{receiver}", post(webhook_named))
         .route("/-/healthy", get(|| async { "OK\n" }))

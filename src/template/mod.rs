@@ -12,6 +12,8 @@
 //! else becomes empty; `{{raw_url "generatorURL"}}` is the knowing opt-out), and the shipped
 //! templates pass text through `html`, `md_escape`, `md_code` and `md_url`.
 
+pub mod budget;
+
 use std::collections::BTreeMap;
 use std::path::Path;
 
@@ -247,6 +249,9 @@ pub struct Templates {
     hb: Handlebars<'static>,
     tz: Tz,
     locale: Locale,
+    /// The templates that must not render, each with why ([`budget::analyze`]); kept up to
+    /// date by every [`Templates::add`].
+    refused: BTreeMap<String, String>,
 }
 
 impl Templates {
@@ -256,7 +261,12 @@ impl Templates {
         hb.register_escape_fn(handlebars::no_escape);
         hb.set_prevent_indent(true);
         register_helpers(&mut hb, tz, locale);
-        let mut t = Templates { hb, tz, locale };
+        let mut t = Templates {
+            hb,
+            tz,
+            locale,
+            refused: BTreeMap::new(),
+        };
         for (loc, name, src) in DEFAULTS {
             if *loc == locale.as_str() {
                 // The shipped templates are compiled in a unit test; a failure here is a bug.
@@ -268,14 +278,37 @@ impl Templates {
         t
     }
 
-    /// Compiles a template under a name, replacing any of that name.
+    /// Compiles a template under a name, replacing any of that name. Its nesting is checked
+    /// before it is parsed, and it is compiled with its render budget ([`budget`]). Problems
+    /// that only show with the other templates (partials that include each other) are found
+    /// here too and listed by [`Templates::refused`].
     pub fn add(&mut self, name: &str, src: &str) -> Result<(), TemplateError> {
+        let err = |message: String| TemplateError {
+            name: name.to_string(),
+            message,
+        };
+        budget::check_source(src).map_err(err)?;
         self.hb
             .register_template_string(name, src)
-            .map_err(|e| TemplateError {
-                name: name.to_string(),
-                message: syntax::describe(src, &e),
+            .map_err(|e| err(syntax::describe(src, &e)))?;
+        if let Some(mut t) = self.hb.get_template(name).cloned() {
+            budget::instrument(&mut t);
+            self.hb.register_template(name, t);
+        }
+        self.refused = budget::analyze(self.hb.get_templates());
+        Ok(())
+    }
+
+    /// The templates that must not render (a partial cycle, nesting or size over the limits),
+    /// each as an error naming it and the limit.
+    pub fn refused(&self) -> Vec<TemplateError> {
+        self.refused
+            .iter()
+            .map(|(name, message)| TemplateError {
+                name: name.clone(),
+                message: message.clone(),
             })
+            .collect()
     }
 
     /// Adds every `*.hbs` file the globs match; the file name without `.hbs` is the name.
@@ -327,10 +360,22 @@ impl Templates {
         self.hb.has_template(name)
     }
 
+    /// Renders a template within its budget ([`budget`]), where it does not hold up the
+    /// service's other work. A template over a limit is an error naming the limit.
     pub fn render(&self, name: &str, ctx: &Value) -> Result<String, TemplateError> {
-        self.hb.render(name, ctx).map_err(|e| TemplateError {
+        let err = |message: String| TemplateError {
             name: name.to_string(),
-            message: e.to_string().replace('\n', " "),
+            message,
+        };
+        if let Some(why) = self.refused.get(name) {
+            return Err(err(why.clone()));
+        }
+        budget::off_the_async_workers(|| {
+            let mut out = budget::Bounded(Vec::new());
+            budget::render(|| self.hb.render_to_write(name, ctx, &mut out)).map_err(
+                |(stopped, e)| err(stopped.unwrap_or_else(|| e.to_string().replace('\n', " "))),
+            )?;
+            String::from_utf8(out.0).map_err(|e| err(e.to_string()))
         })
     }
 
@@ -642,6 +687,8 @@ where
         _: &mut RenderContext<'reg, 'rc>,
     ) -> Result<ScopedJson<'rc>, handlebars::RenderError> {
         let params: Vec<&Value> = h.params().iter().map(|p| p.value()).collect();
+        budget::charge(budget::helper_cost(params.iter().copied()))
+            .map_err(RenderErrorReason::Other)?;
         let hash: Map<String, Value> = h
             .hash()
             .iter()
@@ -701,11 +748,10 @@ impl HelperDef for HtmlHelper {
     ) -> handlebars::HelperResult {
         let text = match h.template() {
             Some(t) => {
-                let mut inner = handlebars::StringOutput::new();
+                // Bounded like the output it goes to.
+                let mut inner = budget::BoundedText::default();
                 t.render(r, ctx, rc, &mut inner)?;
-                inner
-                    .into_string()
-                    .map_err(|e| RenderErrorReason::Other(format!("html: {e}")))?
+                inner.0
             }
             None => h.param(0).map(|p| as_text(p.value())).unwrap_or_default(),
         };
@@ -752,6 +798,7 @@ impl HelperDef for RawUrlHelper {
 }
 
 fn register_helpers(hb: &mut Handlebars<'static>, tz: Tz, locale: Locale) {
+    hb.register_helper(budget::STEP_HELPER, Box::new(budget::StepHelper));
     hb.register_helper("html", Box::new(HtmlHelper));
     hb.register_helper("raw_url", Box::new(RawUrlHelper));
     // {{safe_url x}}: x when it is an http(s) URL, else "".
@@ -1046,6 +1093,80 @@ mod tests {
                     fresh.add(name, src).unwrap();
                     assert!(tpl.has(name), "{name}");
                 }
+            }
+        }
+    }
+
+    /// A notification whose every URL field would close its link and open a second one, and
+    /// whose labels and annotations carry markup.
+    fn hostile() -> Notification {
+        let url = "http://ok.example/a)[x](javascript:alert(1))";
+        let payload = json!({
+            "receiver": "r", "status": "firing", "externalURL": url,
+            "groupLabels": {}, "commonLabels": {}, "commonAnnotations": {},
+            "alerts": [{
+                "status": "firing",
+                "labels": {"alertname": "A<a href=x>y</a>", "severity": "<b>s</b>", "instance": "[i](javascript:1)"},
+                "annotations": {"summary": "S[x](javascript:2)", "description": "Runbook: <i>restart</i> the pool"},
+                "startsAt": "2026-01-01T00:00:00Z",
+                "generatorURL": url, "silenceURL": url, "dashboardURL": url, "panelURL": url
+            }]
+        });
+        Notification::parse(payload.to_string().as_bytes()).unwrap()
+    }
+
+    #[test]
+    fn every_link_in_a_shipped_markdown_template_goes_through_md_url() {
+        for loc in [Locale::ZhCn, Locale::En] {
+            let tpl = t(loc);
+            let mut ctx = tpl.context(&hostile(), Utc::now());
+            ctx["preview"] = json!("P[x](javascript:3)");
+            for name in ["wxpusher.content", "wecom.markdown", "wecom.markdown_v2"] {
+                let out = tpl.render(name, &ctx).unwrap();
+                // An escaped `\]` closes no link.
+                let links = out.replace("\\]", "");
+                assert!(!links.contains("](javascript"), "{loc:?} {name}: {out}");
+                assert!(!out.contains("((javascript"), "{loc:?} {name}: {out}");
+                assert!(
+                    out.contains("javascript:alert%281%29"),
+                    "{loc:?} {name}: {out}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn the_wecom_textcard_escapes_what_the_alert_says() {
+        for loc in [Locale::ZhCn, Locale::En] {
+            let tpl = t(loc);
+            let ctx = tpl.context(&hostile(), Utc::now());
+            let out = tpl.render("wecom.textcard.description", &ctx).unwrap();
+            assert!(out.contains("A&lt;a href=x&gt;y&lt;/a&gt;"), "{out}");
+            assert!(out.contains("&lt;b&gt;s&lt;/b&gt;"), "{out}");
+            assert!(!out.contains("<a href"), "{out}");
+            assert!(!out.contains("<i>"), "{out}");
+        }
+    }
+
+    #[test]
+    fn wecom_messages_show_the_description_annotation() {
+        for loc in [Locale::ZhCn, Locale::En] {
+            let tpl = t(loc);
+            let mut ctx = tpl.context(&hostile(), Utc::now());
+            ctx["preview"] = json!("P");
+            for name in [
+                "wecom.markdown",
+                "wecom.markdown_v2",
+                "wecom.text",
+                "wecom.textcard.description",
+            ] {
+                let out = tpl.render(name, &ctx).unwrap();
+                assert!(
+                    out.contains("Runbook: ")
+                        && out.contains("restart")
+                        && out.contains("the pool"),
+                    "{loc:?} {name}: {out}"
+                );
             }
         }
     }

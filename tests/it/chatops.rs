@@ -53,9 +53,16 @@ fn content(r: &Recorded) -> &str {
     r.body["content"].as_str().unwrap_or_default()
 }
 
+/// Each command callback its own `time`, as WxPusher sends them: a callback with the same
+/// uid, time and text is a replay and is not run again.
+fn next_time() -> i64 {
+    static T: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(1603002697386);
+    T.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+}
+
 async fn up_command(srv: &TestServer, secret: &str, uid: &str, text: &str) -> u16 {
     let body = json!({"action": "send_up_cmd", "data": {"uid": uid, "appId": 97, "appKey": null,
-        "appName": "告警", "userName": "", "userHeadImg": "", "time": 1603002697386i64, "content": text}});
+        "appName": "告警", "userName": "", "userHeadImg": "", "time": next_time(), "content": text}});
     srv.post(&format!("/callback/wxpusher/{secret}"), body.to_string())
         .await
         .0
@@ -776,4 +783,62 @@ async fn subscriber_enrolment_is_capped_per_hour_and_listed_and_removed_from_the
     let reqs = mock.wait_for(2, SHORT).await;
     assert_eq!(reqs[1].body["uids"], json!(["UID_s1", "UID_s3"]));
     srv.stop().await;
+}
+
+/// A replayed `send_up_cmd` (same uid, time and text) is not run again; a group whose only
+/// common label is `severity` is silenced only with `force` after the duration.
+#[tokio::test]
+async fn replayed_commands_run_once_and_broad_silences_need_force() {
+    let mock = MockWxPusher::start().await;
+    let srv = TestServer::start(&chatops_config(&mock, "http://127.0.0.1:9")).await;
+    let Some(am) = start_alertmanager(&srv.url).await else {
+        return;
+    };
+    std::fs::write(
+        srv.dir.path().join("config.yml"),
+        chatops_config(&mock, &am.url),
+    )
+    .unwrap();
+    srv.app.reload().unwrap();
+    post_alerts(
+        &am,
+        json!([
+            {"labels": {"severity": "warning", "instance": "a", "job": "disk"}},
+            {"labels": {"severity": "warning", "instance": "b", "job": "cpu"}}
+        ]),
+    )
+    .await;
+    let reqs = mock.wait_for(1, WAIT).await;
+    let r = reference(content(&reqs[0]));
+
+    // Only `severity` in common: refused, nothing silenced.
+    assert_eq!(
+        up_command(&srv, CALLBACK, "UID_e2e", &format!("silence {r} 1h")).await,
+        200
+    );
+    let reqs = mock.wait_for(2, SHORT).await;
+    assert!(
+        content(&reqs[1]).contains("share only broad labels (severity=\"warning\")"),
+        "{}",
+        content(&reqs[1])
+    );
+    assert!(active(&silences(&am).await).is_empty());
+
+    // Forced, and the callback then replayed as it was: one silence, one reply.
+    let body = json!({"action": "send_up_cmd", "data": {"uid": "UID_e2e", "appId": 97,
+        "time": next_time(), "content": format!("silence {r} 1h force")}})
+    .to_string();
+    let path = format!("/callback/wxpusher/{CALLBACK}");
+    assert_eq!(srv.post(&path, body.clone()).await.0, 200);
+    let reqs = mock.wait_for(3, SHORT).await;
+    assert!(
+        content(&reqs[2]).starts_with(&format!("Silenced #{r} for 1h")),
+        "{}",
+        content(&reqs[2])
+    );
+    assert_eq!(srv.post(&path, body).await.0, 200);
+    let all = silences(&am).await;
+    assert_eq!(active(&all).len(), 1, "{all:#?}");
+    // The replay was answered before the callback returned: no second reply is coming.
+    assert_eq!(mock.requests().len(), 3);
 }

@@ -26,6 +26,7 @@ mod replicas;
 mod sentinel;
 mod simple_push;
 mod store;
+mod untrusted;
 mod wecom;
 mod weixin_gateway;
 mod wxpusher;

@@ -1,8 +1,9 @@
 //! Template data fields: the value rules WeChat applies per field type, applied here after
-//! rendering so that a long alert name is cut rather than rejected with 47003, and a value
-//! that cannot be made to fit is an error naming the field before anything is sent (by
-//! `check-config` and `render` through the sample notification, and at send time as a
-//! permanent render error).
+//! rendering so that a long alert name is cut rather than rejected with 47003. A value that
+//! cannot be made to fit is sent as a [`placeholder`] the field accepts, named in a log line
+//! and counted in `template_fields_degraded_total`, rather than losing the whole message;
+//! `check-config` warns when the sample notification does not fit (real alerts may carry the
+//! label the sample lacks).
 //!
 //! A field's type is its key without the trailing number (`thing1` → `thing`,
 //! `character_string12` → `character_string`). Lengths count user-visible characters
@@ -94,6 +95,25 @@ impl FieldType {
             FieldType::Time => "time: a 24-hour time, optionally with its date; ranges with ~",
             FieldType::Date => "date: a date, optionally with a 24-hour time; ranges with ~",
             FieldType::Const => "const: at most 20 characters",
+        }
+    }
+}
+
+/// What a field holds instead of a value that cannot be made to fit ([`fit`] failed): a
+/// placeholder every field of its type accepts, so the message still goes out. Times and dates
+/// hold `now`.
+pub fn placeholder(key: &str, now: chrono::DateTime<chrono::Utc>, tz: Tz) -> String {
+    match FieldType::of(key) {
+        Some(FieldType::Number) | Some(FieldType::PhoneNumber) => "0".into(),
+        Some(FieldType::Amount) => "¥0".into(),
+        Some(FieldType::Phrase) => "未知".into(),
+        Some(FieldType::Letter | FieldType::Name | FieldType::CarNumber) => "NA".into(),
+        Some(FieldType::Symbol) => "-".into(),
+        Some(FieldType::Time | FieldType::Date) => {
+            now.with_timezone(&tz).format(TIME_FORMAT).to_string()
+        }
+        Some(FieldType::CharacterString | FieldType::Thing | FieldType::Const) | None => {
+            "n/a".into()
         }
     }
 }
@@ -386,6 +406,31 @@ pub fn explain_47003<'a>(message: &str, keys: impl IntoIterator<Item = &'a str>)
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn every_placeholder_fits_its_own_field() {
+        let tz = chrono_tz::Asia::Shanghai;
+        let now = chrono::Utc::now();
+        for key in [
+            "thing1",
+            "character_string2",
+            "number3",
+            "letter4",
+            "symbol5",
+            "phrase6",
+            "name7",
+            "phone_number8",
+            "car_number9",
+            "amount10",
+            "time11",
+            "date12",
+            "const13",
+            "odd14",
+        ] {
+            let p = placeholder(key, now, tz);
+            assert_eq!(fit(key, &p, tz).as_deref(), Ok(p.as_str()), "{key}");
+        }
+    }
+
     use super::*;
 
     const TZ: Tz = chrono_tz::Asia::Shanghai;

@@ -162,6 +162,21 @@ impl OfficialAccount {
         format!("{}{path}", self.api_url.trim_end_matches('/'))
     }
 
+    /// The data fields `n` would fill with a placeholder, each with why: what `check-config`
+    /// warns about for the sample notification (a sample is no reason to refuse a config).
+    pub fn unfit_fields(&self, env: &Env<'_>, n: &Notification) -> Vec<String> {
+        let ctx = env.templates.bounded_context(n, env.now);
+        let tz = env.templates.timezone();
+        self.data
+            .iter()
+            .filter_map(|(key, name)| {
+                let rendered = env.templates.render(name, &ctx).ok()?;
+                let e = fields::fit(key, &rendered, tz).err()?;
+                Some(format!("template {name}: {e}"))
+            })
+            .collect()
+    }
+
     /// The body for every openid still pending, in configured order.
     fn messages(
         &self,
@@ -173,12 +188,22 @@ impl OfficialAccount {
         let tz = env.templates.timezone();
         let mut data = Map::new();
         for (key, name) in &self.data {
-            let value = fields::fit(key, &env.templates.render(name, &ctx)?, tz).map_err(|e| {
-                DeliveryError::Render(crate::template::TemplateError {
-                    name: name.clone(),
-                    message: e.to_string(),
-                })
-            })?;
+            let value = match fields::fit(key, &env.templates.render(name, &ctx)?, tz) {
+                Ok(v) => v,
+                // One field that cannot fit does not cost the whole message: it holds a
+                // placeholder, said in a log line and a metric.
+                Err(e) => {
+                    tracing::warn!(integration = "official_account", field = %key, template = %name, error = %e, "template field cannot fit its type: sent with a placeholder");
+                    if let Some(m) = env.metrics {
+                        m.template_fields_degraded
+                            .get_or_create(&crate::metrics::IntegrationLabels {
+                                integration: "official_account",
+                            })
+                            .inc();
+                    }
+                    fields::placeholder(key, env.now, tz)
+                }
+            };
             data.insert(key.clone(), json!({ "value": value }));
         }
         let url = env.templates.render(&self.url, &ctx)?.trim().to_string();

@@ -20,6 +20,13 @@ async function call(path, body) {
   return data;
 }
 
+// Control and bidi characters (from alerts, upstream errors) shown as \u{…}: received text
+// cannot reorder, hide or recolour what a reader sees. Line breaks and tabs stay.
+const INERT = /[\u0000-\u0008\u000b-\u001f\u007f-\u009f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]/g;
+function inert(s) {
+  return String(s).replace(INERT, (c) => "\\u{" + c.codePointAt(0).toString(16) + "}");
+}
+
 function el(tag, attrs, ...children) {
   const e = document.createElement(tag);
   for (const [k, v] of Object.entries(attrs || {})) {
@@ -27,7 +34,7 @@ function el(tag, attrs, ...children) {
   }
   for (const c of children) {
     if (c === null || c === undefined) continue;
-    e.append(c instanceof Node ? c : document.createTextNode(String(c)));
+    e.append(c instanceof Node ? c : document.createTextNode(inert(c)));
   }
   return e;
 }
@@ -36,12 +43,12 @@ function showError(msg) {
   const p = document.getElementById("error");
   if (!p) return;
   p.hidden = !msg;
-  p.textContent = msg || "";
+  p.textContent = inert(msg || "");
 }
 
 function status(msg) {
   const p = document.getElementById("status");
-  if (p) p.textContent = msg || "";
+  if (p) p.textContent = inert(msg || "");
 }
 
 // A small markdown reading, as WxPusher's page shows it: headings, bold, lists, links as text.
@@ -62,7 +69,7 @@ function inline(node, text) {
   const parts = text.split(/(\*\*[^*]+\*\*)/);
   for (const p of parts) {
     if (p.startsWith("**") && p.endsWith("**") && p.length > 4) node.append(el("strong", {}, p.slice(2, -2)));
-    else node.append(document.createTextNode(p));
+    else node.append(document.createTextNode(inert(p)));
   }
 }
 
