@@ -88,6 +88,9 @@ struct Binary {
 }
 
 async fn start_binary(config: &std::path::Path) -> Binary {
+    // The tests' HTTP clients need the process's TLS provider; a test that starts only the
+    // binary installs nothing else that would set it.
+    alertmanager_wechat::runtime::install_tls_provider();
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -491,8 +494,8 @@ receivers:
         ),
     )
     .unwrap();
-    let client = reqwest::Client::new();
     let mut bin = start_binary(&config).await;
+    let client = reqwest::Client::new();
     let r = client
         .post(format!("{}/webhook", bin.url))
         .body(one("poison"))
