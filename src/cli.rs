@@ -437,7 +437,7 @@ pub async fn qrcode(
             "warning: receiver {receiver:?} has no wxpusher_configs with subscriber_tags: [{extra}]; subscribers through this code get nothing until one does"
         ));
     }
-    let code = crate::chatops::upstream::create_qrcode(
+    let code = crate::channels::wxpusher::qrcode::create_qrcode(
         &rt.client,
         &w.api_url,
         &w.app_token,

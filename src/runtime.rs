@@ -79,7 +79,7 @@ impl Runtime {
             })
         };
         let g = &config.global;
-        let mut templates = Templates::new(g.timezone, g.locale);
+        let mut templates = crate::channels::templates(g.timezone, g.locale);
         for e in templates.add_files(&config.templates) {
             report("templates".into(), e.to_string());
         }

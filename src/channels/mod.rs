@@ -9,16 +9,21 @@
 pub mod check;
 pub mod error;
 pub mod http;
+pub mod inbound;
 pub mod official_account;
 pub mod options;
 pub mod preview;
 pub mod ratelimit;
 pub mod state;
 pub mod stdout;
+pub mod upstream;
 pub mod wecom_app;
 pub mod wecom_robot;
 pub mod weixin_gateway;
 pub mod wxpusher;
+
+#[cfg(test)]
+mod tests;
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -131,6 +136,50 @@ pub const KINDS: &[&str] = &[
     wecom_robot::KIND,
     wecom_app::KIND,
 ];
+
+/// The templates the channels ship ([`crate::template::Shipped`]), each declared in its folder.
+pub const SHIPPED_TEMPLATES: &[&[crate::template::Shipped]] = &[
+    wxpusher::templates::TEMPLATES,
+    stdout::templates::TEMPLATES,
+    weixin_gateway::templates::TEMPLATES,
+    official_account::templates::TEMPLATES,
+    wecom_robot::templates::TEMPLATES,
+    wecom_app::templates::TEMPLATES,
+];
+
+/// The shipped templates for `locale`, the channels' included, with every helper registered.
+pub fn templates(tz: chrono_tz::Tz, locale: crate::template::Locale) -> Templates {
+    Templates::with_shipped(tz, locale, SHIPPED_TEMPLATES)
+}
+
+/// The callback endpoints the channels serve ([`inbound`]).
+pub const INBOUND: &[inbound::Endpoint] = &[
+    wxpusher::inbound::ENDPOINT,
+    weixin_gateway::inbound::ENDPOINT,
+];
+
+/// Answers a user who wrote `msg`, on the channel it came through; `receiver` is the receiver
+/// the message acted on, when it did (its integration is preferred). An error in words.
+pub async fn reply(
+    receivers: &std::collections::BTreeMap<String, Vec<Integration>>,
+    env: &Env<'_>,
+    msg: &inbound::Message,
+    receiver: Option<&str>,
+    text: &str,
+) -> Result<(), String> {
+    match msg.kind {
+        wxpusher::KIND => wxpusher::inbound::reply(receivers, env, msg, receiver, text).await,
+        weixin_gateway::KIND => weixin_gateway::inbound::reply(receivers, env, msg, text).await,
+        other => Err(format!("{other} cannot reply")),
+    }
+}
+
+/// What a channel does itself when a user writes through it, before the message is acted on.
+pub async fn received(store: &Store, upstreams: &state::Upstreams, msg: &inbound::Message) {
+    if msg.kind == weixin_gateway::KIND {
+        weixin_gateway::inbound::received(store, upstreams, msg).await;
+    }
+}
 
 /// Shipped template names the console's playground gives as examples of what to override.
 pub const EXAMPLE_TEMPLATES: &[&str] = &[
@@ -251,6 +300,25 @@ impl Integration {
         IntegrationId(format!("{name}-{}", hex::encode(&h.finalize()[..8])))
     }
 
+    /// The users subscribed to this integration (through WxPusher's `subscriber_tags`) that
+    /// it does not list itself: sent to as well. Empty for kinds without subscribers.
+    pub async fn subscribers(&self, store: &Store) -> Vec<String> {
+        match &self.kind {
+            Kind::WxPusher(w) => w.subscribers(store, &self.receiver).await,
+            _ => Vec::new(),
+        }
+    }
+
+    /// Who can answer a message of this integration (its recipients, with `subscribers`),
+    /// `None` for kinds no reply comes back from.
+    pub fn repliers(&self, subscribers: &[String]) -> Option<Vec<String>> {
+        match &self.kind {
+            Kind::WxPusher(w) => Some(w.uids.iter().chain(subscribers).cloned().collect()),
+            Kind::WeixinGateway(g) => Some(g.to_user_ids.clone()),
+            _ => None,
+        }
+    }
+
     /// How often the upstream's health endpoint is probed, for integrations that have one.
     pub fn health_interval(&self) -> Option<std::time::Duration> {
         match &self.kind {
@@ -355,7 +423,7 @@ pub(crate) fn identity_of<T: ChannelConfig + serde::de::DeserializeOwned>(entry:
         report: &mut report,
         secrets: &mut Vec::new(),
     });
-    let mut templates = Templates::new(chrono_tz::Asia::Shanghai, Default::default());
+    let mut templates = templates(chrono_tz::Asia::Shanghai, Default::default());
     let kind = config.build(&mut Build {
         at,
         globals: &globals,

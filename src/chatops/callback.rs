@@ -1,33 +1,28 @@
-//! The callback endpoints: `POST /callback/wxpusher/{secret}` (WxPusher's `send_up_cmd` and
-//! `app_subscribe`) and `POST /callback/weixin-gateway` (the gateway's inbound message
-//! events), and the reply on the channel a command came from.
+//! The callback endpoints the channels declare ([`crate::channels::INBOUND`]), and the reply
+//! on the channel a command came from ([`crate::channels::reply`]).
 //!
-//! WxPusher signs nothing, so the secret path segment is the credential; a wrong one gets a
-//! bare 404, as if the endpoint did not exist. The gateway sends its shared secret as a bearer
-//! token; a wrong or missing one gets 401. Both are compared in constant time, and both are
-//! checked from the request head, before a byte of the body is read: nothing is buffered for
-//! a caller without the secret, and it gets no `100 Continue`. A command is run and answered
-//! before the callback returns, so its effects are visible once it has.
+//! Each channel's `inbound.rs` verifies its requests and parses their bodies into neutral
+//! events; what is done here is the same for all: an endpoint whose secret is not configured
+//! does not exist (404), the secret is checked from the request head, before a byte of the
+//! body is read (nothing is buffered for a caller without it, and it gets no `100 Continue`),
+//! and a command is run and answered before the callback returns, so its effects are visible
+//! once it has.
 
 use std::sync::Arc;
 
 use axum::Router;
 use axum::body::{Body, Bytes};
-use axum::extract::{Path, State};
+use axum::extract::{RawPathParams, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use chrono::{DateTime, Utc};
-use serde::Deserialize;
-use subtle::ConstantTimeEq;
 use tracing::{info, warn};
 
 use super::command::Name;
 use super::handle::{self, Answer};
-use crate::channels::Kind;
-use crate::channels::weixin_gateway::WeixinGateway;
-use crate::channels::wxpusher::WxPusher;
-use crate::config::chatops::{Channel, MAX_TAG};
+use crate::channels::inbound::{Endpoint, Event, Head, Malformed, Message, Refused, Subscription};
+use crate::config::chatops::{Channel, ChatopsConfig};
 use crate::metrics::ChatopsLabels;
 use crate::metrics::Metrics;
 use crate::runtime::Runtime;
@@ -50,14 +45,22 @@ pub struct Callbacks {
 
 /// The callback endpoints, for the server to mount.
 pub fn routes<S: Clone + Send + Sync + 'static>(state: Callbacks) -> Router<S> {
-    Router::new()
-        .route("/callback/wxpusher/{secret}", post(wxpusher))
-        .route("/callback/weixin-gateway", post(gateway))
-        .with_state(state)
-}
-
-fn same(given: &str, expected: &Secret) -> bool {
-    given.as_bytes().ct_eq(expected.expose().as_bytes()).into()
+    let mut router = Router::new();
+    for endpoint in crate::channels::INBOUND {
+        router = router.route(
+            endpoint.path,
+            post(
+                move |app: State<Callbacks>,
+                      params: RawPathParams,
+                      query: RawQuery,
+                      headers: HeaderMap,
+                      body: Body| {
+                    callback(endpoint, app, params, query, headers, body)
+                },
+            ),
+        );
+    }
+    router.with_state(state)
 }
 
 fn not_found() -> Response {
@@ -102,47 +105,28 @@ async fn read_body(headers: &HeaderMap, body: Body) -> Result<Bytes, Response> {
     }
 }
 
-/// `{"action": …, "data": {…}}`; other actions (`order_pay`, future ones) are acknowledged
-/// and ignored, as WxPusher asks.
-#[derive(Debug, Deserialize)]
-struct WxPusherCallback {
-    action: String,
-    #[serde(default)]
-    data: serde_json::Value,
-}
-
-#[derive(Debug, Deserialize)]
-struct UpCommand {
-    uid: String,
-    #[serde(default)]
-    content: String,
-    /// When the user sent it, in milliseconds: with the uid and the text, what tells a
-    /// replayed callback from a new command.
-    #[serde(default)]
-    time: Option<i64>,
-}
-
 /// How long a command callback is remembered, so a replay of it is not run again.
 const REPLAY_WINDOW: chrono::TimeDelta = chrono::TimeDelta::days(1);
 
-/// The store key of one command callback: its uid, time and text, hashed. `None` without a
-/// time (nothing tells a replay from the same command sent again).
-fn replay_key(cmd: &UpCommand) -> Option<String> {
+/// The store key of one command callback: its user, upstream id (WxPusher's send time) and
+/// text, hashed. `None` without an upstream id (nothing tells a replay from the same command
+/// sent again).
+fn replay_key(msg: &Message) -> Option<String> {
     use sha2::Digest;
-    let time = cmd.time?;
+    let id = msg.upstream_id.as_ref()?;
     let mut h = sha2::Sha256::new();
-    h.update(cmd.uid.as_bytes());
+    h.update(msg.user.as_bytes());
     h.update(b"\n");
-    h.update(time.to_string().as_bytes());
+    h.update(id.as_bytes());
     h.update(b"\n");
-    h.update(cmd.content.as_bytes());
+    h.update(msg.text.as_bytes());
     Some(format!("chatops-cmd:{}", &hex::encode(h.finalize())[..32]))
 }
 
 /// Whether this command callback was seen before (a replay, answered already); remembers it
 /// otherwise. A store that cannot answer lets the command run: a lost command is worse.
-async fn replayed(store: &Store, cmd: &UpCommand, now: DateTime<Utc>) -> bool {
-    let Some(key) = replay_key(cmd) else {
+async fn replayed(store: &Store, msg: &Message, now: DateTime<Utc>) -> bool {
+    let Some(key) = replay_key(msg) else {
         return false;
     };
     if let Ok(seen) = store.recall(vec![key.clone()], now).await
@@ -161,19 +145,12 @@ async fn replayed(store: &Store, cmd: &UpCommand, now: DateTime<Utc>) -> bool {
     false
 }
 
-#[derive(Debug, Deserialize)]
-struct Subscribe {
-    uid: String,
-    #[serde(default)]
-    extra: Option<String>,
-    /// Milliseconds since the epoch.
-    #[serde(default)]
-    time: Option<i64>,
-}
-
-async fn wxpusher(
+/// One callback: the endpoint's secret, its verdict on the head, the body, what it says.
+async fn callback(
+    endpoint: &'static Endpoint,
     State(app): State<Callbacks>,
-    Path(secret): Path<String>,
+    params: RawPathParams,
+    RawQuery(query): RawQuery,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
@@ -181,205 +158,125 @@ async fn wxpusher(
     let Some(chat) = rt.config.chatops.as_ref() else {
         return not_found();
     };
-    let Some(expected) = chat.wxpusher_callback_secret.as_ref() else {
+    let Some(expected) = chat.callback_secret(endpoint.kind) else {
         return not_found();
     };
-    if !same(&secret, expected) {
-        info!("wxpusher callback with a wrong secret refused");
-        return not_found();
+    let head = Head {
+        path_secret: params
+            .iter()
+            .find_map(|(k, v)| (k == "secret").then_some(v)),
+        authorization: headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok()),
+        query: query.as_deref(),
+    };
+    match (endpoint.verify)(&head, expected) {
+        Ok(()) => {}
+        Err(Refused::NotFound) => return not_found(),
+        Err(Refused::Unauthorized) => {
+            return (StatusCode::UNAUTHORIZED, "unauthorized\n").into_response();
+        }
     }
     let body = match read_body(&headers, body).await {
         Ok(b) => b,
         Err(r) => return r,
     };
-    let cb: WxPusherCallback = match serde_json::from_slice(&body) {
-        Ok(c) => c,
-        Err(e) => return bad_request(e),
-    };
-    match cb.action.as_str() {
-        "send_up_cmd" => {
-            let cmd: UpCommand = match serde_json::from_value(cb.data) {
-                Ok(c) => c,
-                Err(e) => return bad_request(e),
-            };
-            if replayed(&app.store, &cmd, Utc::now()).await {
-                info!(channel = "wxpusher", user = %cmd.uid, "command callback replayed: already run and answered");
-                return ok("ok\n");
-            }
-            let answer = handle::run(
-                &rt,
-                chat,
-                &app.store,
-                Channel::WxPusher,
-                &cmd.uid,
-                &cmd.content,
-                Utc::now(),
-            )
-            .await;
-            record(&app, "wxpusher", &cmd.uid, &answer);
-            let sent = match wxpusher_sender(&rt, &cmd.uid, answer_receiver(&rt, &answer)) {
-                Some(w) => w
-                    .reply(&reply_env(&rt, &app.store), &cmd.uid, &answer.reply)
-                    .await
-                    .map_err(|e| e.to_string()),
-                None => Err("no wxpusher integration is configured to reply with".into()),
-            };
-            if let Err(e) = sent {
-                warn!(channel = "wxpusher", user = %cmd.uid, error = %rt.scrubber.scrub(&e), "cannot send the chatops reply");
-            }
-            ok("ok\n")
-        }
-        "app_subscribe" => {
-            let s: Subscribe = match serde_json::from_value(cb.data) {
-                Ok(s) => s,
-                Err(e) => return bad_request(e),
-            };
-            let extra = s.extra.unwrap_or_default();
-            if s.uid.trim().is_empty() || s.uid.len() > 128 || extra.chars().count() > MAX_TAG {
-                return (StatusCode::BAD_REQUEST, "bad uid or extra\n").into_response();
-            }
-            let at = s
-                .time
-                .and_then(DateTime::<Utc>::from_timestamp_millis)
-                .unwrap_or_else(Utc::now);
-            match take_enrolment(&app, expected, chat.max_subscribers_per_hour, Utc::now()).await {
-                Ok(true) => {}
-                Ok(false) => {
-                    warn!(uid = %s.uid, limit = chat.max_subscribers_per_hour, "wxpusher subscriber refused: chatops.max_subscribers_per_hour reached");
-                    count_enrolment(&app, "capped");
-                    return (
-                        StatusCode::TOO_MANY_REQUESTS,
-                        "too many subscribers this hour\n",
-                    )
-                        .into_response();
-                }
-                Err(e) => {
-                    warn!(error = %e, "cannot count wxpusher subscriber enrolments");
-                    count_enrolment(&app, "failed");
-                    return (
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        "cannot store, retry later\n",
-                    )
-                        .into_response();
-                }
-            }
-            match app
-                .store
-                .subscriber_add(s.uid.clone(), extra.clone(), at)
-                .await
-            {
-                Ok(()) => {
-                    info!(uid = %s.uid, extra = %extra, "wxpusher subscriber stored");
-                    count_enrolment(&app, "ok");
-                    ok("ok\n")
-                }
-                Err(e) => {
-                    warn!(error = %e, "cannot store a wxpusher subscriber");
-                    count_enrolment(&app, "failed");
-                    // WxPusher may call again; the subscription is not lost for good.
-                    (
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        "cannot store, retry later\n",
-                    )
-                        .into_response()
-                }
-            }
-        }
-        _ => ok("ignored\n"),
+    match (endpoint.parse)(&head, &body) {
+        Err(Malformed::Json(e)) => bad_request(e),
+        Err(Malformed::Invalid(why)) => (StatusCode::BAD_REQUEST, why).into_response(),
+        Ok(Event::Ignored) => ok("ignored\n"),
+        Ok(Event::Message(msg)) => command(&app, &rt, chat, msg).await,
+        Ok(Event::Subscribed(s)) => subscribe(&app, chat, expected, s).await,
     }
 }
 
-/// The gateway's inbound event (`type: "message"`).
-#[derive(Debug, Deserialize)]
-struct GatewayEvent {
-    #[serde(rename = "type")]
-    kind: String,
-    #[serde(default)]
-    account_id: String,
-    #[serde(default)]
-    user_id: String,
-    #[serde(default)]
-    chat_id: String,
-    #[serde(default)]
-    text: String,
-    #[serde(default)]
-    context_token: String,
-}
-
-async fn gateway(State(app): State<Callbacks>, headers: HeaderMap, body: Body) -> Response {
-    let rt = app.runtime.load_full();
-    let Some(chat) = rt.config.chatops.as_ref() else {
-        return not_found();
-    };
-    let Some(expected) = chat.weixin_gateway_secret.as_ref() else {
-        return not_found();
-    };
-    let given = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| crate::secret::credentials(v, "Bearer"));
-    if !given.is_some_and(|g| same(g, expected)) {
-        info!("weixin-gateway callback without the right bearer token refused");
-        return (StatusCode::UNAUTHORIZED, "unauthorized\n").into_response();
-    }
-    let body = match read_body(&headers, body).await {
-        Ok(b) => b,
-        Err(r) => return r,
-    };
-    let ev: GatewayEvent = match serde_json::from_slice(&body) {
-        Ok(e) => e,
-        Err(e) => return bad_request(e),
-    };
-    if ev.kind != "message" {
+/// A user's message: run as a command and answered on the channel it came through.
+async fn command(app: &Callbacks, rt: &Runtime, chat: &ChatopsConfig, msg: Message) -> Response {
+    let Some(channel) = Channel::of_kind(msg.kind) else {
+        // A channel whose messages are not commands (yet): acknowledged, not run.
         return ok("ignored\n");
-    }
-    let user = if ev.user_id.is_empty() {
-        ev.chat_id.clone()
-    } else {
-        ev.user_id.clone()
     };
-    if user.is_empty() {
-        return (StatusCode::BAD_REQUEST, "event has no user_id\n").into_response();
+    if replayed(&app.store, &msg, Utc::now()).await {
+        info!(channel = msg.kind, user = %msg.user, "command callback replayed: already run and answered");
+        return ok("ok\n");
     }
-    // The user wrote: iLink's window for them is open again.
-    crate::channels::weixin_gateway::window::inbound(
-        &app.store,
-        &rt.upstreams.gateway,
-        &ev.account_id,
-        &user,
-        Utc::now(),
-    )
-    .await;
+    crate::channels::received(&app.store, &rt.upstreams, &msg).await;
     let answer = handle::run(
-        &rt,
+        rt,
         chat,
         &app.store,
-        Channel::WeixinGateway,
-        &user,
-        &ev.text,
+        channel,
+        &msg.user,
+        &msg.text,
         Utc::now(),
     )
     .await;
-    record(&app, "weixin_gateway", &user, &answer);
-    let sent = match gateway_sender(&rt, &ev.account_id) {
-        Some(g) => g
-            .reply(
-                &reply_env(&rt, &app.store),
-                &user,
-                &ev.context_token,
-                &answer.reply,
-            )
-            .await
-            .map_err(|e| e.to_string()),
-        None => Err(format!(
-            "no weixin_gateway integration with account_id {:?} to reply through",
-            ev.account_id
-        )),
-    };
+    record(app, msg.kind, &msg.user, &answer);
+    let sent = crate::channels::reply(
+        &rt.receivers,
+        &reply_env(rt, &app.store),
+        &msg,
+        answer_receiver(rt, &answer),
+        &answer.reply,
+    )
+    .await;
     if let Err(e) = sent {
-        warn!(channel = "weixin_gateway", user = %user, error = %rt.scrubber.scrub(&e), "cannot send the chatops reply");
+        warn!(channel = msg.kind, user = %msg.user, error = %rt.scrubber.scrub(&e), "cannot send the chatops reply");
     }
     ok("ok\n")
+}
+
+/// A subscription: stored with its tag, within `chatops.max_subscribers_per_hour`.
+async fn subscribe(
+    app: &Callbacks,
+    chat: &ChatopsConfig,
+    secret: &Secret,
+    s: Subscription,
+) -> Response {
+    let kind = s.kind;
+    let at = s.at.unwrap_or_else(Utc::now);
+    match take_enrolment(app, secret, chat.max_subscribers_per_hour, Utc::now()).await {
+        Ok(true) => {}
+        Ok(false) => {
+            warn!(uid = %s.user, limit = chat.max_subscribers_per_hour, "{kind} subscriber refused: chatops.max_subscribers_per_hour reached");
+            count_enrolment(app, "capped");
+            return (
+                StatusCode::TOO_MANY_REQUESTS,
+                "too many subscribers this hour\n",
+            )
+                .into_response();
+        }
+        Err(e) => {
+            warn!(error = %e, "cannot count {kind} subscriber enrolments");
+            count_enrolment(app, "failed");
+            return (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "cannot store, retry later\n",
+            )
+                .into_response();
+        }
+    }
+    match app
+        .store
+        .subscriber_add(s.user.clone(), s.tag.clone(), at)
+        .await
+    {
+        Ok(()) => {
+            info!(uid = %s.user, extra = %s.tag, "{kind} subscriber stored");
+            count_enrolment(app, "ok");
+            ok("ok\n")
+        }
+        Err(e) => {
+            warn!(error = %e, "cannot store a {kind} subscriber");
+            count_enrolment(app, "failed");
+            // The upstream may call again; the subscription is not lost for good.
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "cannot store, retry later\n",
+            )
+                .into_response()
+        }
+    }
 }
 
 /// Logs and counts one command.
@@ -454,32 +351,4 @@ fn reply_env<'a>(rt: &'a Runtime, store: &'a Store) -> crate::channels::Env<'a> 
     let mut env = rt.env(Utc::now());
     env.store = Some(store);
     env
-}
-
-/// Which WxPusher app replies to a UID: the one of the receiver the command acted on, else
-/// one that lists the UID, else one with subscriber tags, else the first configured.
-fn wxpusher_sender<'a>(rt: &'a Runtime, uid: &str, receiver: Option<&str>) -> Option<&'a WxPusher> {
-    let all = || {
-        rt.receivers.iter().flat_map(|(name, list)| {
-            list.iter().filter_map(move |i| match &i.kind {
-                // Simple-push integrations have no app token to reply with.
-                Kind::WxPusher(w) if !w.is_simple() => Some((name.as_str(), w)),
-                _ => None,
-            })
-        })
-    };
-    all()
-        .find(|(name, _)| Some(*name) == receiver)
-        .or_else(|| all().find(|(_, w)| w.uids.iter().any(|u| u == uid)))
-        .or_else(|| all().find(|(_, w)| !w.subscriber_tags.is_empty()))
-        .or_else(|| all().next())
-        .map(|(_, w)| w)
-}
-
-/// The gateway integration of the bot account an event came in on.
-fn gateway_sender<'a>(rt: &'a Runtime, account_id: &str) -> Option<&'a WeixinGateway> {
-    rt.receivers.values().flatten().find_map(|i| match &i.kind {
-        Kind::WeixinGateway(g) if g.account_id == account_id => Some(g),
-        _ => None,
-    })
 }

@@ -6,12 +6,13 @@
 //! - [`crate::config::chatops`]: the `chatops:` configuration block (kept with the loader).
 //! - [`command`]: parsing the commands, in Chinese and English.
 //! - [`handle`]: running one command for one user, and the reply text.
-//! - [`callback`]: the two callback endpoints and replying on the channel used.
-//! - [`upstream`]: Alertmanager's silences API, reply sends, WxPusher's QR code.
+//! - [`callback`]: the callback endpoints the channels declare, and replying on the channel
+//!   used; each channel's `inbound.rs` parses and verifies its own.
+//! - [`upstream`]: Alertmanager's silences API.
 //!
 //! References are assigned when a notification is first *delivered* (in the worker, just
 //! before rendering), not when it is accepted: accepting stays one store write, only
-//! replyable integrations (WxPusher, weixin-gateway) pay for it, and every delivery sees the
+//! integrations a reply can come back from ([`Integration::repliers`]) pay for it, and every delivery sees the
 //! latest acknowledgement. A group (receiver + group key) keeps its reference while it fires.
 
 pub mod callback;
@@ -23,14 +24,14 @@ pub mod upstream;
 use chrono::Utc;
 use tracing::warn;
 
-use crate::channels::{Integration, Kind};
+use crate::channels::Integration;
 use crate::runtime::Runtime;
 use crate::store::Store;
 use crate::store::chatops::Touch;
 use crate::webhook::{Alert, LabelSet, Notification, Status};
 
-/// Before a delivery: the UIDs subscribed through the integration's `subscriber_tags` (to be
-/// sent to as well), and, with chatops on, the group's reference and acknowledgement set on
+/// Before a delivery: the users subscribed to the integration ([`Integration::subscribers`], to
+/// be sent to as well), and, with chatops on, the group's reference and acknowledgement set on
 /// the notification. A store failure is logged and the message goes out without them.
 pub async fn prepare_delivery(
     store: &Store,
@@ -38,28 +39,13 @@ pub async fn prepare_delivery(
     integration: &Integration,
     n: &mut Notification,
 ) -> Vec<String> {
-    let mut subscribers = Vec::new();
-    if let Kind::WxPusher(w) = &integration.kind
-        && !w.subscriber_tags.is_empty()
-    {
-        match store.subscribers(w.subscriber_tags.clone()).await {
-            Ok(uids) => subscribers = uids.into_iter().filter(|u| !w.uids.contains(u)).collect(),
-            Err(e) => {
-                warn!(receiver = %integration.receiver, error = %e, "cannot read wxpusher subscribers")
-            }
-        }
-        if subscribers.is_empty() && w.uids.is_empty() && w.topic_ids.is_empty() {
-            warn!(receiver = %integration.receiver, tags = ?w.subscriber_tags, "nobody has subscribed with these tags yet: the message goes to no one");
-        }
-    }
+    let subscribers = integration.subscribers(store).await;
     if rt.config.chatops.is_none() || n.digest.is_some() {
         // A storm digest merges many groups: no one reference fits it.
         return subscribers;
     }
-    let recipients: Vec<String> = match &integration.kind {
-        Kind::WxPusher(w) => w.uids.iter().chain(&subscribers).cloned().collect(),
-        Kind::WeixinGateway(g) => g.to_user_ids.clone(),
-        _ => return subscribers,
+    let Some(recipients) = integration.repliers(&subscribers) else {
+        return subscribers;
     };
     // The silence scope: what the alerts present really share, never the payload's own
     // `commonLabels` (a sender could claim `severity="critical"` for an alert without it, and
@@ -110,7 +96,6 @@ mod tests {
     use chrono::{DateTime, Utc};
 
     use crate::config::Locale;
-    use crate::template::Templates;
     use crate::webhook::Ack;
     use crate::webhook::sample_notification;
 
@@ -144,7 +129,7 @@ mod tests {
     }
 
     fn render(locale: Locale, name: &str, with_ref: bool) -> String {
-        let tpl = Templates::new(chrono_tz::Asia::Shanghai, locale);
+        let tpl = crate::channels::templates(chrono_tz::Asia::Shanghai, locale);
         let mut n = sample_notification();
         if with_ref {
             n.reference = Some("K7Q2".into());

@@ -49,6 +49,16 @@ pub enum Channel {
 }
 
 impl Channel {
+    /// The channel of a channel kind ([`crate::channels::KINDS`]) commands can arrive through.
+    pub fn of_kind(kind: &str) -> Option<Channel> {
+        use crate::channels::{weixin_gateway, wxpusher};
+        match kind {
+            wxpusher::KIND => Some(Channel::WxPusher),
+            weixin_gateway::KIND => Some(Channel::WeixinGateway),
+            _ => None,
+        }
+    }
+
     /// The channel an id's shape says it belongs to: WxPusher UIDs start with `UID_`, gateway
     /// (WeChat iLink) user ids end with `@im.wechat`; `None` for any other id.
     pub fn of(id: &str) -> Option<Channel> {
@@ -167,6 +177,17 @@ impl ChatopsConfig {
             out.push(weixin_gateway::KIND);
         }
         out
+    }
+
+    /// The secret of channel `kind`'s callback, when it is configured (read from its file once
+    /// the configuration is loaded).
+    pub fn callback_secret(&self, kind: &str) -> Option<&Secret> {
+        use crate::channels::{weixin_gateway, wxpusher};
+        match kind {
+            wxpusher::KIND => self.wxpusher_callback_secret.as_ref(),
+            weixin_gateway::KIND => self.weixin_gateway_secret.as_ref(),
+            _ => None,
+        }
     }
 
     /// Reads the `*_file` secrets and checks the block; problems go to `report`.

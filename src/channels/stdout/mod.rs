@@ -8,6 +8,7 @@
 //! shown escaped (`\u{1b}`), as are Unicode line separators and bidirectional overrides.
 
 pub mod config;
+pub mod templates;
 
 use std::io::Write;
 

@@ -17,6 +17,7 @@
 //! `render` prints [`ACCESS_TOKEN_PLACEHOLDER`] where it goes.
 
 pub mod config;
+pub mod templates;
 pub mod token;
 
 use serde::Deserialize;

@@ -14,6 +14,7 @@
 //! `text` message carrying the mentions (and the preview line) follows the markdown parts.
 
 pub mod config;
+pub mod templates;
 
 use serde::Deserialize;
 use serde_json::{Value, json};

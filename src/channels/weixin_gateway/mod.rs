@@ -15,7 +15,9 @@
 //! integration's fallback receiver at once. This module does not retry or re-route itself.
 
 pub mod config;
+pub mod inbound;
 
+pub mod templates;
 pub mod window;
 
 use std::collections::HashMap;

@@ -16,9 +16,12 @@
 //! unknown.
 
 pub mod config;
+pub mod inbound;
+pub mod qrcode;
 
 pub mod classify;
 pub mod spt;
+pub mod templates;
 
 use chrono::{DateTime, NaiveDate, TimeZone, Utc};
 use serde::{Deserialize, Serialize};
