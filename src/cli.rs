@@ -66,8 +66,8 @@ pub fn check_config(files: &[std::path::PathBuf]) -> (String, bool) {
     (out, ok)
 }
 
-/// What the sample notification says about the templates: Official Account fields it does
-/// not fit. A warning only: real alerts may carry what the sample lacks (a label), and a
+/// What the sample notification says about the templates: fields it does not fit
+/// ([`crate::channels::Integration::unfit_fields`]). A warning only: real alerts may carry what the sample lacks (a label), and a
 /// field that does not fit at send time is sent with a placeholder.
 fn sample_warnings(rt: &Runtime) -> Vec<String> {
     let env = rt.env(chrono::Utc::now());
@@ -75,12 +75,10 @@ fn sample_warnings(rt: &Runtime) -> Vec<String> {
     let mut out = Vec::new();
     for (receiver, list) in &rt.receivers {
         for i in list {
-            if let crate::channels::Kind::OfficialAccount(o) = &i.kind {
-                for w in o.unfit_fields(&env, &sample) {
-                    out.push(format!(
-                        "receivers[{receiver}]: warning: the sample notification does not fit: {w}; an alert that does not fit either is sent with a placeholder"
-                    ));
-                }
+            for w in i.unfit_fields(&env, &sample) {
+                out.push(format!(
+                    "receivers[{receiver}]: warning: the sample notification does not fit: {w}; an alert that does not fit either is sent with a placeholder"
+                ));
             }
         }
     }
@@ -393,7 +391,7 @@ pub async fn subscribers(store: &crate::store::Store, action: SubscriberAction) 
 }
 
 /// Longest validity WxPusher gives a parameter QR code.
-pub const QRCODE_MAX_VALID: std::time::Duration = std::time::Duration::from_secs(30 * 86_400);
+pub const QRCODE_MAX_VALID: std::time::Duration = crate::channels::SUBSCRIPTION_CODE_MAX_VALID;
 
 /// What `qrcode` prints: the URL to share on stdout, notes on stderr.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -411,42 +409,13 @@ pub async fn qrcode(
     extra: &str,
     valid: std::time::Duration,
 ) -> Result<QrCodeOutput, String> {
-    use crate::channels::Kind;
     let list = rt
         .receivers
         .get(receiver)
         .ok_or_else(|| format!("unknown receiver {receiver:?}"))?;
-    let w = list
-        .iter()
-        .find_map(|i| match &i.kind {
-            // A QR code needs an app token; simple push has none.
-            Kind::WxPusher(w) if !w.is_simple() => Some(w),
-            _ => None,
-        })
-        .ok_or_else(|| format!("receiver {receiver:?} has no wxpusher_configs"))?;
-    let max_tag = crate::config::chatops::MAX_TAG;
-    if extra.trim().is_empty() || extra.chars().count() > max_tag {
-        return Err(format!("--extra must be 1 to {max_tag} characters"));
-    }
-    if valid.as_secs() == 0 || valid > QRCODE_MAX_VALID {
-        return Err("--valid must be between 1s and 30d".into());
-    }
-    let mut notes = Vec::new();
-    if !w.subscriber_tags.iter().any(|t| t == extra) {
-        notes.push(format!(
-            "warning: receiver {receiver:?} has no wxpusher_configs with subscriber_tags: [{extra}]; subscribers through this code get nothing until one does"
-        ));
-    }
-    let code = crate::channels::wxpusher::qrcode::create_qrcode(
-        &rt.client,
-        &w.api_url,
-        &w.app_token,
-        extra,
-        valid.as_secs(),
-        &rt.scrubber,
-    )
-    .await
-    .map_err(|e| rt.scrubber.scrub(&e.to_string()))?;
+    let (code, mut notes) =
+        crate::channels::subscription_code(&rt.client, &rt.scrubber, receiver, list, extra, valid)
+            .await?;
     if !code.short_url.is_empty() {
         notes.push(format!("short URL: {}", code.short_url));
     }

@@ -152,6 +152,11 @@ pub fn templates(tz: chrono_tz::Tz, locale: crate::template::Locale) -> Template
     Templates::with_shipped(tz, locale, SHIPPED_TEMPLATES)
 }
 
+/// A code users subscribe through (WxPusher's parameter QR code), for a receiver.
+pub use wxpusher::qrcode::{
+    MAX_VALID as SUBSCRIPTION_CODE_MAX_VALID, for_receiver as subscription_code,
+};
+
 /// The callback endpoints the channels serve ([`inbound`]).
 pub const INBOUND: &[inbound::Endpoint] = &[
     wxpusher::inbound::ENDPOINT,
@@ -316,6 +321,15 @@ impl Integration {
             Kind::WxPusher(w) => Some(w.uids.iter().chain(subscribers).cloned().collect()),
             Kind::WeixinGateway(g) => Some(g.to_user_ids.clone()),
             _ => None,
+        }
+    }
+
+    /// What of `sample` the integration's templates cannot fit in its upstream's fields (the
+    /// Official Account's), in words; empty for kinds without such fields.
+    pub fn unfit_fields(&self, env: &Env<'_>, sample: &Notification) -> Vec<String> {
+        match &self.kind {
+            Kind::OfficialAccount(o) => o.unfit_fields(env, sample),
+            _ => Vec::new(),
         }
     }
 

@@ -5,8 +5,57 @@
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use super::config::MAX_TAG;
 use crate::channels::upstream::{UpstreamError, call, snippet};
+use crate::channels::{Integration, Kind};
 use crate::secret::{Scrubber, Secret};
+
+/// Longest validity WxPusher gives a parameter QR code.
+pub const MAX_VALID: std::time::Duration = std::time::Duration::from_secs(30 * 86_400);
+
+/// A parameter QR code for the first WxPusher app among `receiver`'s integrations (`list`),
+/// carrying `extra`, valid for `valid`; with the warnings a person should read. An error in
+/// words, scrubbed.
+pub async fn for_receiver(
+    client: &reqwest::Client,
+    scrubber: &Scrubber,
+    receiver: &str,
+    list: &[Integration],
+    extra: &str,
+    valid: std::time::Duration,
+) -> Result<(QrCode, Vec<String>), String> {
+    let w = list
+        .iter()
+        .find_map(|i| match &i.kind {
+            // A QR code needs an app token; simple push has none.
+            Kind::WxPusher(w) if !w.is_simple() => Some(w),
+            _ => None,
+        })
+        .ok_or_else(|| format!("receiver {receiver:?} has no wxpusher_configs"))?;
+    if extra.trim().is_empty() || extra.chars().count() > MAX_TAG {
+        return Err(format!("--extra must be 1 to {MAX_TAG} characters"));
+    }
+    if valid.as_secs() == 0 || valid > MAX_VALID {
+        return Err("--valid must be between 1s and 30d".into());
+    }
+    let mut notes = Vec::new();
+    if !w.subscriber_tags.iter().any(|t| t == extra) {
+        notes.push(format!(
+            "warning: receiver {receiver:?} has no wxpusher_configs with subscriber_tags: [{extra}]; subscribers through this code get nothing until one does"
+        ));
+    }
+    let code = create_qrcode(
+        client,
+        &w.api_url,
+        &w.app_token,
+        extra,
+        valid.as_secs(),
+        scrubber,
+    )
+    .await
+    .map_err(|e| scrubber.scrub(&e.to_string()))?;
+    Ok((code, notes))
+}
 
 fn base(url: &str) -> &str {
     url.trim_end_matches('/')
