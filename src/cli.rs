@@ -7,10 +7,8 @@ use std::path::Path;
 
 use chrono::{DateTime, Utc};
 
-use crate::channels::Progress;
 use crate::config::{Config, ConfigErrors};
 use crate::runtime::Runtime;
-use crate::webhook::Notification;
 
 /// Loads a configuration and builds everything from it, as the server would at start-up.
 pub fn load(path: &Path) -> Result<Runtime, ConfigErrors> {
@@ -125,64 +123,7 @@ pub fn format_rendered(list: &[Rendered]) -> String {
     out
 }
 
-/// A one-alert notification for `send-test`.
-pub fn test_notification(receiver: &str, now: DateTime<Utc>) -> Notification {
-    let mut n = crate::webhook::sample_notification();
-    n.alerts.truncate(1);
-    let a = &mut n.alerts[0];
-    a.labels.clear();
-    a.labels
-        .insert("alertname".into(), "AlertmanagerWechatTest".into());
-    a.labels.insert("severity".into(), "info".into());
-    a.annotations.clear();
-    a.annotations.insert(
-        "summary".into(),
-        "Test message from alertmanager-wechat: this receiver works.".into(),
-    );
-    a.starts_at = now.fixed_offset();
-    a.fingerprint = "0000000000000000".into();
-    a.generator_url = String::new();
-    n.receiver = receiver.to_string();
-    n.group_key = format!("{{}}:{{alertname=\"AlertmanagerWechatTest\",receiver={receiver:?}}}");
-    n.group_labels = a.labels.clone();
-    n.common_labels = a.labels.clone();
-    n.common_annotations = a.annotations.clone();
-    n.external_url = String::new();
-    n
-}
-
-/// `send-test`: sends the test notification through every integration of a receiver, now.
-pub async fn send_test(rt: &Runtime, receiver: &str) -> (String, bool) {
-    let Some(list) = rt.receivers.get(receiver) else {
-        return (format!("unknown receiver {receiver:?}\n"), false);
-    };
-    let now = Utc::now();
-    let n = test_notification(receiver, now);
-    let env = rt.env(now);
-    let mut out = String::new();
-    let mut ok = true;
-    for i in list {
-        let mut progress = Progress::new();
-        match i.send(&env, &n, &mut progress).await {
-            Ok(()) => out.push_str(&format!("{}[{}]: sent\n", i.name(), i.index)),
-            Err(e) => {
-                ok = false;
-                let hint = if e.is_retryable() {
-                    "temporary"
-                } else {
-                    "permanent"
-                };
-                out.push_str(&format!(
-                    "{}[{}]: failed ({hint}): {}\n",
-                    i.name(),
-                    i.index,
-                    rt.scrubber.scrub(&e.to_string())
-                ));
-            }
-        }
-    }
-    (out, ok)
-}
+pub use crate::delivery::{send_test, test_notification};
 
 /// What `deadletters` does.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -282,59 +223,7 @@ pub async fn deadletters(store: &crate::store::Store, action: DeadLetterAction) 
     (out, true)
 }
 
-/// One dead letter as `deadletters list` and `GET /api/v1/deadletters` show it.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct DeadLetterItem {
-    pub id: i64,
-    pub receiver: String,
-    pub kind: String,
-    /// The integration's identity (what it sends to; no secret).
-    pub integration: String,
-    pub alerts: usize,
-    pub alertnames: Vec<String>,
-    pub attempts: u32,
-    pub reason: String,
-    /// Scrubbed of secrets when recorded; on one line.
-    pub last_error: String,
-    pub accepted_at: DateTime<Utc>,
-    pub failed_at: Option<DateTime<Utc>>,
-    pub fallback: bool,
-}
-
-/// Every dead letter, oldest first.
-pub async fn dead_letter_items(
-    store: &crate::store::Store,
-) -> Result<Vec<DeadLetterItem>, crate::store::StoreError> {
-    Ok(store
-        .dead_letters()
-        .await?
-        .into_iter()
-        .map(|j| {
-            let mut alertnames: Vec<String> = j
-                .notification
-                .alerts
-                .iter()
-                .filter_map(|a| a.labels.get("alertname").cloned())
-                .collect();
-            alertnames.sort();
-            alertnames.dedup();
-            DeadLetterItem {
-                id: j.id,
-                receiver: j.receiver,
-                kind: j.kind,
-                integration: j.integration.0,
-                alerts: j.notification.alerts.len(),
-                alertnames,
-                attempts: j.attempt,
-                reason: j.reason.unwrap_or_default(),
-                last_error: crate::text::one_line(j.last_error.as_deref().unwrap_or("")),
-                accepted_at: j.accepted_at,
-                failed_at: j.failed_at,
-                fallback: j.fallback,
-            }
-        })
-        .collect())
-}
+pub use crate::delivery::{DeadLetterItem, dead_letter_items};
 
 /// Re-queues one dead letter (or all), recording it in the delivery history; how many.
 pub async fn replay(

@@ -230,6 +230,14 @@ fn nothing_imports_the_server() {
 }
 
 #[test]
+fn the_server_does_not_call_the_command_line() {
+    // What both offer (render, send-test, dead letters) lives below both.
+    let edges = edges();
+    let at = edges.get("server").and_then(|to| to.get("cli"));
+    assert!(at.is_none(), "server uses cli at {at:?}");
+}
+
+#[test]
 fn the_delivery_engine_names_no_channel() {
     let mut files = Vec::new();
     rust_files(&src().join("delivery"), &mut files);

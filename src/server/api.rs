@@ -2,8 +2,8 @@
 //! render (the playground), deliveries (the history), dead letters (list, replay, purge) and
 //! send-test. It answers the same as the command line because both call the same functions
 //! ([`crate::runtime::Runtime::render`], with each channel's preview,
-//! [`crate::delivery::replay_dead_letters`], [`crate::cli::dead_letter_items`],
-//! [`crate::cli::send_test`]).
+//! [`crate::delivery::replay_dead_letters`], [`crate::delivery::dead_letter_items`],
+//! [`crate::delivery::send_test`]).
 //!
 //! Every call needs `auth.admin` credentials ([`guard`]); state-changing ones also need
 //! `Content-Type: application/json`, which a cross-site form cannot send without a CORS
@@ -447,7 +447,7 @@ async fn deliveries(
 
 async fn dead_letters(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
     try_resp!(admin_get(&app, &headers));
-    match crate::cli::dead_letter_items(&app.queue.store).await {
+    match crate::delivery::dead_letter_items(&app.queue.store).await {
         Ok(items) => axum::Json(json!({ "items": items })).into_response(),
         Err(e) => store_error(e),
     }
@@ -517,7 +517,7 @@ async fn send_test(State(app): State<Arc<App>>, headers: HeaderMap, body: Bytes)
             Value::Null,
         );
     }
-    let (out, ok) = crate::cli::send_test(&rt, &req.receiver).await;
+    let (out, ok) = crate::delivery::send_test(&rt, &req.receiver).await;
     let items: Vec<&str> = out.lines().collect();
     axum::Json(json!({ "ok": ok, "items": items })).into_response()
 }

@@ -352,7 +352,7 @@ async fn dead_letters(State(app): State<Arc<App>>, headers: HeaderMap) -> Respon
 <button type=\"button\" id=\"purge\" class=\"danger\">Purge all</button></div>\
 <p id=\"error\" class=\"error\" role=\"alert\" hidden></p><p id=\"status\" class=\"note\" role=\"status\"></p>",
     );
-    let list = match crate::cli::dead_letter_items(&app.queue.store).await {
+    let list = match crate::delivery::dead_letter_items(&app.queue.store).await {
         Ok(l) => l,
         Err(e) => {
             let _ = write!(body, "<p class=\"error\">{}</p>", esc(&e.to_string()));
