@@ -21,7 +21,9 @@
 //! - [`channels`] (send): one folder per upstream (`wxpusher/`, `official_account/`,
 //!   `weixin_gateway/`, `wecom_robot/`, `wecom_app/`, and `stdout/` for `console_configs`),
 //!   each owning its config entry and its checks, the integration built from it, its identity,
-//!   its console preview, its requests, limits, error codes and client, over one HTTP helper
+//!   its console preview, its shipped templates (`templates.rs`, handed to the template engine
+//!   by the registry), the callbacks it receives (`inbound.rs`, into the neutral events of
+//!   `channels/inbound.rs`), its requests, limits, error codes and client, over one HTTP helper
 //!   (`channels/http.rs`); `channels/mod.rs` is the registry (one `match` per operation) and
 //!   `channels/check.rs` the contract with the loader and runtime, which walk a receiver's
 //!   integrations once;
@@ -38,7 +40,8 @@
 //!   schedule, storm digests, upstream health, the history of each outcome
 //!   ([`delivery::history`]); it names no channel and no feature, and runs the steps it is
 //!   handed at start-up.
-//! - [`chatops`]: replies from WeChat: silence, acknowledge, list; subscribers by QR code.
+//! - [`chatops`]: replies from WeChat: silence, acknowledge, list; subscribers by QR code;
+//!   it consumes the channels' neutral inbound events and names no channel.
 //! - [`server`]: the HTTP endpoints, authentication, the accept loop and the limits on the way
 //!   in (`server::limits`: silent and idle connections, body deadline, in-flight body budget);
 //!   the web console (`server/console.rs`, assets in `server/assets/`) and its JSON API
