@@ -9,8 +9,11 @@
 //! gateway's send window) is [`super::received`]. Nothing here reads the configuration, the
 //! store or HTTP bodies: the endpoint is mounted and its body read by the caller.
 
+use std::collections::BTreeMap;
+
 use chrono::{DateTime, Utc};
 
+use super::Integration;
 use crate::secret::Secret;
 
 /// What a callback request shows before its body is read: all a verification may look at, so
@@ -23,6 +26,15 @@ pub struct Head<'a> {
     pub authorization: Option<&'a str>,
     /// The query string, without the `?` (signed callbacks put their signature there).
     pub query: Option<&'a str>,
+}
+
+/// What a channel may verify a callback with: the secret the `chatops` block configures for its
+/// kind, and the integrations in force (for channels whose callback keys are part of an
+/// integration's own config).
+#[derive(Clone, Copy)]
+pub struct Keys<'a> {
+    pub secret: Option<&'a Secret>,
+    pub receivers: &'a BTreeMap<String, Vec<Integration>>,
 }
 
 /// Why a request is refused from its head.
@@ -80,6 +92,8 @@ pub struct Subscription {
 pub enum Event {
     Message(Message),
     Subscribed(Subscription),
+    /// What to answer the upstream, and nothing more to do (a URL check's echo).
+    Answer(String),
     /// Something the upstream reports that nothing here acts on: acknowledged, not refused,
     /// so that the upstream does not retry it.
     Ignored,
@@ -92,11 +106,14 @@ pub struct Endpoint {
     pub kind: &'static str,
     /// The route, `POST`, with `{secret}` where the path carries the credential.
     pub path: &'static str,
-    /// Checks the request's head against the configured secret, in constant time; logs why
-    /// it refuses.
-    pub verify: fn(&Head<'_>, &Secret) -> Result<(), Refused>,
+    /// Whether the route answers `GET` too (upstreams that check a URL before using it); the
+    /// request then has an empty body.
+    pub get: bool,
+    /// Checks the request's head against the keys, in constant time; logs why it refuses. An
+    /// endpoint without keys answers [`Refused::NotFound`]: it does not exist.
+    pub verify: fn(&Head<'_>, &Keys<'_>) -> Result<(), Refused>,
     /// The verified body → what it says.
-    pub parse: fn(&Head<'_>, &[u8]) -> Result<Event, Malformed>,
+    pub parse: fn(&Head<'_>, &Keys<'_>, &[u8]) -> Result<Event, Malformed>,
 }
 
 /// Whether `given` is `expected`, compared in constant time.

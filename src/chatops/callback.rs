@@ -2,8 +2,8 @@
 //! on the channel a command came from ([`crate::channels::reply`]).
 //!
 //! Each channel's `inbound.rs` verifies its requests and parses their bodies into neutral
-//! events; what is done here is the same for all: an endpoint whose secret is not configured
-//! does not exist (404), the secret is checked from the request head, before a byte of the
+//! events; what is done here is the same for all: an endpoint without its keys does not exist
+//! (404), the keys are checked from the request head, before a byte of the
 //! body is read (nothing is buffered for a caller without it, and it gets no `100 Continue`),
 //! and a command is run and answered before the callback returns, so its effects are visible
 //! once it has.
@@ -21,7 +21,9 @@ use tracing::{info, warn};
 
 use super::command::Name;
 use super::handle::{self, Answer};
-use crate::channels::inbound::{Endpoint, Event, Head, Malformed, Message, Refused, Subscription};
+use crate::channels::inbound::{
+    Endpoint, Event, Head, Keys, Malformed, Message, Refused, Subscription,
+};
 use crate::config::chatops::{Channel, ChatopsConfig};
 use crate::metrics::ChatopsLabels;
 use crate::metrics::Metrics;
@@ -47,18 +49,18 @@ pub struct Callbacks {
 pub fn routes<S: Clone + Send + Sync + 'static>(state: Callbacks) -> Router<S> {
     let mut router = Router::new();
     for endpoint in crate::channels::INBOUND {
-        router = router.route(
-            endpoint.path,
-            post(
-                move |app: State<Callbacks>,
-                      params: RawPathParams,
-                      query: RawQuery,
-                      headers: HeaderMap,
-                      body: Body| {
-                    callback(endpoint, app, params, query, headers, body)
-                },
-            ),
-        );
+        let handler =
+            move |app: State<Callbacks>,
+                  params: RawPathParams,
+                  query: RawQuery,
+                  headers: HeaderMap,
+                  body: Body| { callback(endpoint, app, params, query, headers, body) };
+        let route = if endpoint.get {
+            post(handler).get(handler)
+        } else {
+            post(handler)
+        };
+        router = router.route(endpoint.path, route);
     }
     router.with_state(state)
 }
@@ -155,11 +157,10 @@ async fn callback(
     body: Body,
 ) -> Response {
     let rt = app.runtime.load_full();
-    let Some(chat) = rt.config.chatops.as_ref() else {
-        return not_found();
-    };
-    let Some(expected) = chat.callback_secret(endpoint.kind) else {
-        return not_found();
+    let chat = rt.config.chatops.as_ref();
+    let keys = Keys {
+        secret: chat.and_then(|c| c.callback_secret(endpoint.kind)),
+        receivers: &rt.receivers,
     };
     let head = Head {
         path_secret: params
@@ -170,7 +171,7 @@ async fn callback(
             .and_then(|v| v.to_str().ok()),
         query: query.as_deref(),
     };
-    match (endpoint.verify)(&head, expected) {
+    match (endpoint.verify)(&head, &keys) {
         Ok(()) => {}
         Err(Refused::NotFound) => return not_found(),
         Err(Refused::Unauthorized) => {
@@ -181,12 +182,17 @@ async fn callback(
         Ok(b) => b,
         Err(r) => return r,
     };
-    match (endpoint.parse)(&head, &body) {
-        Err(Malformed::Json(e)) => bad_request(e),
-        Err(Malformed::Invalid(why)) => (StatusCode::BAD_REQUEST, why).into_response(),
-        Ok(Event::Ignored) => ok("ignored\n"),
-        Ok(Event::Message(msg)) => command(&app, &rt, chat, msg).await,
-        Ok(Event::Subscribed(s)) => subscribe(&app, chat, expected, s).await,
+    let event = match (endpoint.parse)(&head, &keys, &body) {
+        Ok(e) => e,
+        Err(Malformed::Json(e)) => return bad_request(e),
+        Err(Malformed::Invalid(why)) => return (StatusCode::BAD_REQUEST, why).into_response(),
+    };
+    match (event, chat, keys.secret) {
+        (Event::Answer(text), _, _) => (StatusCode::OK, text).into_response(),
+        (Event::Message(msg), Some(chat), _) => command(&app, &rt, chat, msg).await,
+        (Event::Subscribed(s), Some(chat), Some(secret)) => subscribe(&app, chat, secret, s).await,
+        // Ignored, or nothing configured to act on it.
+        _ => ok("ignored\n"),
     }
 }
 

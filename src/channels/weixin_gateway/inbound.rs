@@ -11,21 +11,24 @@ use chrono::Utc;
 use serde::Deserialize;
 use tracing::info;
 
-use crate::channels::inbound::{Endpoint, Event, Head, Malformed, Message, Refused};
+use crate::channels::inbound::{Endpoint, Event, Head, Keys, Malformed, Message, Refused};
 use crate::channels::state::Upstreams;
 use crate::channels::{Env, Integration, Kind};
-use crate::secret::Secret;
 use crate::store::Store;
 
 /// The endpoint, for the registry.
 pub const ENDPOINT: Endpoint = Endpoint {
     kind: super::KIND,
     path: "/callback/weixin-gateway",
+    get: false,
     verify,
     parse,
 };
 
-fn verify(head: &Head<'_>, expected: &Secret) -> Result<(), Refused> {
+fn verify(head: &Head<'_>, keys: &Keys<'_>) -> Result<(), Refused> {
+    let Some(expected) = keys.secret else {
+        return Err(Refused::NotFound);
+    };
     let given = head
         .authorization
         .and_then(|v| crate::secret::credentials(v, "Bearer"));
@@ -53,7 +56,7 @@ struct GatewayEvent {
     context_token: String,
 }
 
-fn parse(_: &Head<'_>, body: &[u8]) -> Result<Event, Malformed> {
+fn parse(_: &Head<'_>, _: &Keys<'_>, body: &[u8]) -> Result<Event, Malformed> {
     let ev: GatewayEvent = serde_json::from_slice(body).map_err(Malformed::Json)?;
     if ev.kind != "message" {
         return Ok(Event::Ignored);
@@ -116,9 +119,19 @@ pub async fn reply(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::secret::Secret;
+
+    fn keys(secret: Option<&Secret>) -> Keys<'_> {
+        static NONE: std::sync::LazyLock<BTreeMap<String, Vec<Integration>>> =
+            std::sync::LazyLock::new(BTreeMap::new);
+        Keys {
+            secret,
+            receivers: &NONE,
+        }
+    }
 
     fn parsed(body: &str) -> Result<Event, Malformed> {
-        parse(&Head::default(), body.as_bytes())
+        parse(&Head::default(), &keys(None), body.as_bytes())
     }
 
     #[test]
@@ -154,18 +167,26 @@ mod tests {
             authorization: Some(a),
             ..Head::default()
         };
-        assert_eq!(verify(&head("Bearer 0123456789abcdef"), &secret), Ok(()));
         assert_eq!(
-            verify(&head("Bearer 0123456789abcdeX"), &secret),
+            verify(&head("Bearer 0123456789abcdef"), &keys(Some(&secret))),
+            Ok(())
+        );
+        assert_eq!(
+            verify(&head("Bearer 0123456789abcdeX"), &keys(Some(&secret))),
             Err(Refused::Unauthorized)
         );
         assert_eq!(
-            verify(&head("Basic 0123456789abcdef"), &secret),
+            verify(&head("Basic 0123456789abcdef"), &keys(Some(&secret))),
             Err(Refused::Unauthorized)
         );
         assert_eq!(
-            verify(&Head::default(), &secret),
+            verify(&Head::default(), &keys(Some(&secret))),
             Err(Refused::Unauthorized)
+        );
+        // Without a configured secret the endpoint does not exist.
+        assert_eq!(
+            verify(&head("Bearer 0123456789abcdef"), &keys(None)),
+            Err(Refused::NotFound)
         );
     }
 }

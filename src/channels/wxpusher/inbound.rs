@@ -13,20 +13,25 @@ use tracing::{info, warn};
 
 use super::WxPusher;
 use super::config::MAX_TAG;
-use crate::channels::inbound::{Endpoint, Event, Head, Malformed, Message, Refused, Subscription};
+use crate::channels::inbound::{
+    Endpoint, Event, Head, Keys, Malformed, Message, Refused, Subscription,
+};
 use crate::channels::{Env, Integration, Kind};
-use crate::secret::Secret;
 use crate::store::Store;
 
 /// The endpoint, for the registry.
 pub const ENDPOINT: Endpoint = Endpoint {
     kind: super::KIND,
     path: "/callback/wxpusher/{secret}",
+    get: false,
     verify,
     parse,
 };
 
-fn verify(head: &Head<'_>, expected: &Secret) -> Result<(), Refused> {
+fn verify(head: &Head<'_>, keys: &Keys<'_>) -> Result<(), Refused> {
+    let Some(expected) = keys.secret else {
+        return Err(Refused::NotFound);
+    };
     if head
         .path_secret
         .is_some_and(|s| crate::channels::inbound::same(s, expected))
@@ -67,7 +72,7 @@ struct Subscribe {
     time: Option<i64>,
 }
 
-fn parse(_: &Head<'_>, body: &[u8]) -> Result<Event, Malformed> {
+fn parse(_: &Head<'_>, _: &Keys<'_>, body: &[u8]) -> Result<Event, Malformed> {
     let cb: Callback = serde_json::from_slice(body).map_err(Malformed::Json)?;
     match cb.action.as_str() {
         "send_up_cmd" => {
@@ -159,9 +164,19 @@ impl WxPusher {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::secret::Secret;
+
+    fn keys(secret: Option<&Secret>) -> Keys<'_> {
+        static NONE: std::sync::LazyLock<BTreeMap<String, Vec<Integration>>> =
+            std::sync::LazyLock::new(BTreeMap::new);
+        Keys {
+            secret,
+            receivers: &NONE,
+        }
+    }
 
     fn parsed(body: &str) -> Result<Event, Malformed> {
-        parse(&Head::default(), body.as_bytes())
+        parse(&Head::default(), &keys(None), body.as_bytes())
     }
 
     #[test]
@@ -204,11 +219,22 @@ mod tests {
             path_secret: Some(s),
             ..Head::default()
         };
-        assert_eq!(verify(&head("0123456789abcdef"), &secret), Ok(()));
         assert_eq!(
-            verify(&head("0123456789abcdeX"), &secret),
+            verify(&head("0123456789abcdef"), &keys(Some(&secret))),
+            Ok(())
+        );
+        assert_eq!(
+            verify(&head("0123456789abcdeX"), &keys(Some(&secret))),
             Err(Refused::NotFound)
         );
-        assert_eq!(verify(&Head::default(), &secret), Err(Refused::NotFound));
+        assert_eq!(
+            verify(&Head::default(), &keys(Some(&secret))),
+            Err(Refused::NotFound)
+        );
+        // Without a configured secret the endpoint does not exist.
+        assert_eq!(
+            verify(&head("0123456789abcdef"), &keys(None)),
+            Err(Refused::NotFound)
+        );
     }
 }
