@@ -6,6 +6,11 @@
 //! for at most [`MAX_ROUNDS`] rounds. Removing a sequence element shifts its later siblings,
 //! so paths are mapped back to the indices of the file as written, and later errors get their
 //! line and column by walking the original text to that path.
+//!
+//! Deserializing each section on its own (each receiver, each integration) was weighed as a
+//! simpler way to the same list, and kept out: serde stops at the first problem *within* a
+//! mapping (an unknown key hides a wrong type or a missing required key beside it, and the
+//! tests pin both being listed), so it would list less, or need this same repair per mapping.
 
 use std::collections::BTreeSet;
 use std::fmt;
