@@ -3,10 +3,10 @@
 //!
 //! Each channel's `inbound.rs` verifies its requests and parses their bodies into neutral
 //! events; what is done here is the same for all: an endpoint without its keys does not exist
-//! (404), the keys are checked from the request head, before a byte of the
-//! body is read (nothing is buffered for a caller without it, and it gets no `100 Continue`),
-//! and a command is run and answered before the callback returns, so its effects are visible
-//! once it has.
+//! (404), the keys are checked from the request head, before a byte of the body is read
+//! (nothing is buffered for a caller without them, and it gets no `100 Continue`), and a
+//! command is run and answered before the callback returns, so its effects are visible once it
+//! has.
 
 use std::sync::Arc;
 
