@@ -49,6 +49,7 @@ pub fn routes() -> Router<Arc<App>> {
         .route("/ui", get(|| async { redirect("ui/") }))
         .route("/ui/", get(overview::overview))
         .route("/ui/playground", get(pages::playground))
+        .route("/ui/playground/", get(|| async { redirect("../playground") }))
         .route("/ui/deliveries", get(pages::deliveries))
         .route("/ui/deadletters", get(pages::dead_letters))
         .route("/ui/oncall", get(pages::oncall))
