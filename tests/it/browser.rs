@@ -302,7 +302,7 @@ async fn a_dead_letter_replayed_from_its_page_reaches_the_upstream() {
     button.click().await.unwrap();
     // The confirmation comes first; nothing is replayed before it is accepted.
     let question = c.get_alert_text().await.unwrap();
-    assert!(question.contains("Replay dead letter"), "{question}");
+    assert!(question.contains("重放死信"), "in the configured zh-CN: {question}");
     assert_eq!(mock.requests().len(), 1);
     c.accept_alert().await.unwrap();
     let got = mock.wait_for(2, WAIT).await;
@@ -445,7 +445,12 @@ async fn every_page_fits_a_phone_and_a_desktop_in_both_languages() {
         .unwrap();
     assert!(text.contains("\\u{202e}evil"), "{text}");
     // A cut value is shown whole when tapped.
-    let cut = c.find(Locator::Css("#firing .cut")).await.unwrap();
+    let cut = c
+        .find(Locator::XPath(
+            "//*[@id='firing']//span[contains(@class, 'cut') and contains(., 'DiskWillFill')]",
+        ))
+        .await
+        .unwrap();
     let before: f64 = c
         .execute("return arguments[0].getBoundingClientRect().height", vec![json!(cut.clone())])
         .await

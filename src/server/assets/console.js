@@ -111,19 +111,31 @@ function inline(node, text) {
   }
 }
 
-// WeCom markdown colours a span with <font color="info|comment|warning">: shown as colour.
+// WeCom markdown: headings, quotes, **bold**, `code`, links as text, and
+// <font color="info|comment|warning"> shown as colour; any other tag dropped.
+function wecomInline(node, text) {
+  for (const piece of text.split(/(\*\*[^*]+\*\*)/)) {
+    const bold = piece.length > 4 && piece.startsWith("**") && piece.endsWith("**");
+    const target = bold ? el("strong") : node;
+    const inner = bold ? piece.slice(2, -2) : piece;
+    for (const part of inner.split(/(<font color="[a-z]+">[^<]*<\/font>|`[^`]+`)/)) {
+      const f = /^<font color="([a-z]+)">([^<]*)<\/font>$/.exec(part);
+      if (f) target.append(el("span", { class: f[1] }, f[2]));
+      else if (part.length > 2 && part.startsWith("`") && part.endsWith("`")) target.append(el("code", {}, part.slice(1, -1)));
+      else target.append(document.createTextNode(inert(part.replace(/<[^>]*>/g, "").replace(/\[([^\]]*)\]\([^)]*\)/g, "$1"))));
+    }
+    if (bold) node.append(target);
+  }
+}
+
 function wecomMarkdown(text) {
   const box = el("div", { class: "bubble markdown" });
   for (const line of text.split("\n")) {
     const h = /^(#{1,6})\s+(.*)$/.exec(line);
     const q = /^>\s?(.*)$/.exec(line);
-    const node = h ? el("h" + Math.min(6, h[1].length + 2)) : el("div");
+    const node = h ? el("h" + Math.min(6, h[1].length + 2)) : el("div", q ? { class: "quote" } : {});
     const body = h ? h[2] : q ? q[1] : line;
-    for (const part of body.split(/(<font color="[a-z]+">[^<]*<\/font>)/)) {
-      const f = /^<font color="([a-z]+)">([^<]*)<\/font>$/.exec(part);
-      if (f) node.append(el("span", { class: f[1] }, f[2]));
-      else inline(node, part.replace(/<[^>]*>/g, ""));
-    }
+    wecomInline(node, body);
     if (!h && body.trim() === "") node.append(el("br"));
     box.append(node);
   }
@@ -384,7 +396,13 @@ function initIncidents() {
   loadIncidents();
 }
 
+// A cut value (`.cut`) is shown whole when tapped (or focused from the keyboard).
+function initCuts() {
+  for (const c of document.querySelectorAll(".cut")) c.addEventListener("click", () => c.classList.toggle("open"));
+}
+
 document.addEventListener("DOMContentLoaded", () => {
+  initCuts();
   try { WORDS = JSON.parse(document.body.dataset.i18n || "{}"); } catch (_) { WORDS = {}; }
   const page = document.body.dataset.page;
   if (page === "playground") initPlayground();
