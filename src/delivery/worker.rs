@@ -624,7 +624,8 @@ async fn record_outcome(
         }
     })
     .await;
-    if recorded && let Some(tally) = tally
+    if recorded
+        && let Some(tally) = tally
         && let Err(e) = ctx.queue.store.stats_add(tally, Utc::now()).await
     {
         debug!(error = %e, job = id, "cannot count a delivery in the hourly counters");

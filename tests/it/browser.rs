@@ -302,7 +302,10 @@ async fn a_dead_letter_replayed_from_its_page_reaches_the_upstream() {
     button.click().await.unwrap();
     // The confirmation comes first; nothing is replayed before it is accepted.
     let question = c.get_alert_text().await.unwrap();
-    assert!(question.contains("重放死信"), "in the configured zh-CN: {question}");
+    assert!(
+        question.contains("重放死信"),
+        "in the configured zh-CN: {question}"
+    );
     assert_eq!(mock.requests().len(), 1);
     c.accept_alert().await.unwrap();
     let got = mock.wait_for(2, WAIT).await;
@@ -379,7 +382,10 @@ async fn every_page_fits_a_phone_and_a_desktop_in_both_languages() {
     // An override, for the on-call page's list.
     let start = chrono::Utc::now();
     let r = reqwest::Client::new()
-        .post(format!("{}/api/v1/schedules/sre-primary/overrides", srv.url))
+        .post(format!(
+            "{}/api/v1/schedules/sre-primary/overrides",
+            srv.url
+        ))
         .header("authorization", basic())
         .header("content-type", "application/json")
         .body(
@@ -398,7 +404,9 @@ async fn every_page_fits_a_phone_and_a_desktop_in_both_languages() {
     browser.log_in().await;
     for lang in ["zh-CN", "en"] {
         // Chosen once; the cookie keeps it for every page after.
-        c.goto(&format!("{}/ui/?lang={lang}", srv.url)).await.unwrap();
+        c.goto(&format!("{}/ui/?lang={lang}", srv.url))
+            .await
+            .unwrap();
         for (width, height) in [(390, 844), (1280, 900)] {
             browser.viewport(width, height).await;
             for path in PAGES {
@@ -452,19 +460,28 @@ async fn every_page_fits_a_phone_and_a_desktop_in_both_languages() {
         .await
         .unwrap();
     let before: f64 = c
-        .execute("return arguments[0].getBoundingClientRect().height", vec![json!(cut.clone())])
+        .execute(
+            "return arguments[0].getBoundingClientRect().height",
+            vec![json!(cut.clone())],
+        )
         .await
         .unwrap()
         .as_f64()
         .unwrap();
     cut.click().await.unwrap();
     let after: f64 = c
-        .execute("return arguments[0].getBoundingClientRect().height", vec![json!(cut)])
+        .execute(
+            "return arguments[0].getBoundingClientRect().height",
+            vec![json!(cut)],
+        )
         .await
         .unwrap()
         .as_f64()
         .unwrap();
-    assert!(after > before, "tapped, the long name wraps: {before} → {after}");
+    assert!(
+        after > before,
+        "tapped, the long name wraps: {before} → {after}"
+    );
     browser.close().await;
 }
 
@@ -519,7 +536,10 @@ async fn on_call_overrides_are_added_and_deleted_from_the_page() {
         "ends at the wall-clock time picked, in Asia/Shanghai: {text}"
     );
     let api: Value = reqwest::Client::new()
-        .get(format!("{}/api/v1/schedules/sre-primary/overrides", srv.url))
+        .get(format!(
+            "{}/api/v1/schedules/sre-primary/overrides",
+            srv.url
+        ))
         .header("authorization", basic())
         .send()
         .await
@@ -607,7 +627,12 @@ receivers:
     )
     .await
     .unwrap();
-    c.find(Locator::Id("render")).await.unwrap().click().await.unwrap();
+    c.find(Locator::Id("render"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
     let chat = c
         .wait()
         .at_most(WAIT)

@@ -47,7 +47,10 @@ schedules:
     );
     yaml.replacen(
         "global: { ",
-        &format!("global: {{ {global}{} ", if global.is_empty() { "" } else { "," }),
+        &format!(
+            "global: {{ {global}{} ",
+            if global.is_empty() { "" } else { "," }
+        ),
         1,
     )
 }
@@ -78,7 +81,11 @@ pub async fn post(base: &str, p: &Value) {
     assert_eq!(r.status(), 200);
 }
 
-async fn page(base: &str, path: &str, cookie: Option<&str>) -> (reqwest::header::HeaderMap, String) {
+async fn page(
+    base: &str,
+    path: &str,
+    cookie: Option<&str>,
+) -> (reqwest::header::HeaderMap, String) {
     let mut r = reqwest::Client::new()
         .get(format!("{base}{path}"))
         .header("authorization", basic());
@@ -101,7 +108,10 @@ async fn pages_follow_the_locale_and_remember_a_browser_choice() {
         assert!(html.contains(r#"<html lang="zh-CN">"#), "{path}: {html}");
         assert!(html.contains("概览") && html.contains("值班"), "{path}");
         assert!(html.contains("时间按 Asia/Shanghai (UTC+08:00)"), "{path}");
-        assert!(!html.contains(">Overview<"), "{path}: English in a Chinese page");
+        assert!(
+            !html.contains(">Overview<"),
+            "{path}: English in a Chinese page"
+        );
         // Switched: the answer sets the cookie; with it, the page stays English.
         let (h, html) = page(&srv.url, &format!("{path}?lang=en"), None).await;
         assert!(html.contains(r#"<html lang="en">"#), "{path}");
@@ -124,7 +134,10 @@ async fn pages_follow_the_locale_and_remember_a_browser_choice() {
     .await;
     let (_, html) = page(&srv.url, "/ui/", None).await;
     assert!(html.contains(r#"<html lang="en">"#));
-    assert!(html.contains("Times in America/New_York (UTC-05:00)"), "{html}");
+    assert!(
+        html.contains("Times in America/New_York (UTC-05:00)"),
+        "{html}"
+    );
     let (_, html) = page(&srv.url, "/ui/", Some("amw_lang=zh-CN")).await;
     assert!(html.contains(r#"<html lang="zh-CN">"#));
 }
@@ -144,13 +157,25 @@ async fn times_are_local_received_text_is_escaped_and_the_overview_draws_the_cou
         if html.matches("data-severity=").count() >= 2 {
             break html;
         }
-        assert!(tokio::time::Instant::now() < deadline, "not counted: {html}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "not counted: {html}"
+        );
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     };
     // Charts: one critical and one warning in the current hour; both names in the top ten.
-    assert!(html.contains(r#"data-severity="critical" data-n="1""#), "{html}");
-    assert!(html.contains(r#"data-severity="warning" data-n="1""#), "{html}");
-    assert!(html.contains(r#"data-name="HighLatency" data-n="1""#), "{html}");
+    assert!(
+        html.contains(r#"data-severity="critical" data-n="1""#),
+        "{html}"
+    );
+    assert!(
+        html.contains(r#"data-severity="warning" data-n="1""#),
+        "{html}"
+    );
+    assert!(
+        html.contains(r#"data-name="HighLatency" data-n="1""#),
+        "{html}"
+    );
     assert!(html.contains("<svg"));
     // Firing now: both groups, the newest first; on call now from the schedule.
     let firing = html.split("id=\"firing\"").nth(1).unwrap();
@@ -161,7 +186,10 @@ async fn times_are_local_received_text_is_escaped_and_the_overview_draws_the_cou
     assert!(high < tricky, "newest first");
     let oncall = html.split("id=\"oncall\"").nth(1).unwrap();
     assert!(oncall.contains("data-schedule=\"sre-primary\""));
-    assert!(oncall.contains("张三") || oncall.contains("李四"), "{oncall}");
+    assert!(
+        oncall.contains("张三") || oncall.contains("李四"),
+        "{oncall}"
+    );
     // The incident slots, empty for now.
     assert!(html.contains("id=\"open-incidents\""));
     assert!(html.contains("id=\"time-to-ack\""));
@@ -177,11 +205,17 @@ async fn times_are_local_received_text_is_escaped_and_the_overview_draws_the_cou
         .with_timezone(&chrono_tz::Asia::Shanghai)
         .format("%Y-%m-%d %H:%M:%S")
         .to_string();
-    assert!(html.contains(&format!(">{local}</time>")), "{local}: {html}");
+    assert!(
+        html.contains(&format!(">{local}</time>")),
+        "{local}: {html}"
+    );
     let shown: String = html
         .split("<time")
         .skip(1)
-        .filter_map(|s| s.split_once('>').map(|(_, r)| r.split('<').next().unwrap_or("")))
+        .filter_map(|s| {
+            s.split_once('>')
+                .map(|(_, r)| r.split('<').next().unwrap_or(""))
+        })
         .collect();
     assert!(!shown.contains('Z') && !shown.contains('T'), "{shown}");
     assert!(!html.contains('\u{202e}'));
@@ -220,8 +254,14 @@ async fn counters_round_trip(store: Store) {
         severity: s,
         alertnames: names.iter().map(|n| n.to_string()).collect(),
     };
-    store.stats_add(tally("critical", &["A", "B"]), t0).await.unwrap();
-    store.stats_add(tally("critical", &["A"]), t0).await.unwrap();
+    store
+        .stats_add(tally("critical", &["A", "B"]), t0)
+        .await
+        .unwrap();
+    store
+        .stats_add(tally("critical", &["A"]), t0)
+        .await
+        .unwrap();
     store
         .stats_add(tally("warning", &["A"]), t0 + Duration::hours(1))
         .await
@@ -249,9 +289,7 @@ async fn counters_round_trip(store: Store) {
     // Bounded: the names past the cap count together.
     assert_eq!(hours[1].alertnames.len(), MAX_NAMES_PER_HOUR + 1);
     assert!(
-        hours[1]
-            .alertnames
-            .contains(&(OTHER_NAMES.to_string(), 4)),
+        hours[1].alertnames.contains(&(OTHER_NAMES.to_string(), 4)),
         "A was new too"
     );
     assert!(KEEP >= Duration::days(7));

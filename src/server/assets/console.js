@@ -143,9 +143,9 @@ function wecomMarkdown(text) {
 }
 
 function appName(kind) {
-  if (kind === "official_account") return T("official_account");
-  if (kind === "wecom_robot") return T("wecom_robot");
-  if (kind === "wecom_app") return T("wecom_card");
+  if (kind === "official_account") return T("mp_app");
+  if (kind === "wecom_robot") return T("robot_app");
+  if (kind === "wecom_app") return T("work_app");
   return T("wechat");
 }
 

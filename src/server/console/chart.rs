@@ -34,6 +34,9 @@ fn nice(n: u64) -> u64 {
     }
 }
 
+/// One hour's bar: its start and the count of each severity it has.
+type Column<'a> = (DateTime<Utc>, Vec<(&'a str, u64)>);
+
 const W: f64 = 400.0;
 const H: f64 = 180.0;
 const LEFT: f64 = 34.0;
@@ -51,7 +54,7 @@ pub fn per_hour(title: &str, data: &[Hour], from: DateTime<Utc>, hours: i64, tz:
             .map(|(_, n)| *n)
             .sum()
     };
-    let columns: Vec<(DateTime<Utc>, Vec<(&str, u64)>)> = (0..hours)
+    let columns: Vec<Column> = (0..hours)
         .map(|i| {
             let at = from + Duration::hours(i);
             let stack = data
@@ -82,7 +85,9 @@ pub fn per_hour(title: &str, data: &[Hour], from: DateTime<Utc>, hours: i64, tz:
     let label_at = |at: DateTime<Utc>| -> Option<String> {
         let l = at.with_timezone(&tz);
         if hours <= 48 {
-            (l.hour() % 6 == 0).then(|| l.format("%H:%M").to_string())
+            l.hour()
+                .is_multiple_of(6)
+                .then(|| l.format("%H:%M").to_string())
         } else {
             (l.hour() == 0).then(|| l.format("%m-%d").to_string())
         }
@@ -185,10 +190,10 @@ mod tests {
         ];
         let svg = per_hour("t", &data, from, 24, chrono_tz::Asia::Shanghai).into_string();
         assert_eq!(svg.matches("<rect").count(), 3, "{svg}");
-        assert!(svg.contains(r#"fill="#cf222e" data-severity="critical" data-n="3""#));
-        // The axis tops at 5 (4 is the tallest stack), labels in local time (UTC+8).
+        assert!(svg.contains(r##"fill="#cf222e" data-severity="critical" data-n="3""##));
+        // The axis tops at 5 (4 is the tallest stack), labels in local time (04:00 UTC is 12:00 in UTC+8).
         assert!(svg.contains(">5</text>"));
-        assert!(svg.contains(">08:00</text>"), "{svg}");
+        assert!(svg.contains(">12:00</text>"), "{svg}");
         assert_eq!(
             top_names(&data),
             vec![("B".to_string(), 5), ("A".to_string(), 3)]

@@ -418,17 +418,49 @@ pub static ZH: Text = Text {
 /// The script's strings: key, English, Chinese.
 pub const SCRIPT: &[(&str, &str, &str)] = &[
     ("rendering", "rendering…", "渲染中…"),
-    ("rendered", "rendered {n} integration(s) · nothing was sent", "已渲染 {n} 个集成 · 未发送任何消息"),
-    ("no_integration", "No integration gets this notification (route tree, send_resolved).", "没有集成会收到这条通知（路由树、send_resolved）。"),
-    ("requests", "{n} upstream request(s), secrets masked", "{n} 个上游请求（已隐去密钥）"),
+    (
+        "rendered",
+        "rendered {n} integration(s) · nothing was sent",
+        "已渲染 {n} 个集成 · 未发送任何消息",
+    ),
+    (
+        "no_integration",
+        "No integration gets this notification (route tree, send_resolved).",
+        "没有集成会收到这条通知（路由树、send_resolved）。",
+    ),
+    (
+        "requests",
+        "{n} upstream request(s), secrets masked",
+        "{n} 个上游请求（已隐去密钥）",
+    ),
     ("opens", "opens", "打开"),
     ("examples", "examples/", "示例"),
     ("recent", "recently stored", "最近存储的"),
-    ("choose_receiver", "choose a receiver to send a test message to", "请选择要发送测试消息的接收者"),
-    ("confirm_send", "Send a one-line test message to every integration of {r}? This really sends.", "向 {r} 的每个集成发送一条测试消息？这会真的发送。"),
-    ("confirm_replay", "Replay dead letter {id}?", "重放死信 {id}？"),
-    ("confirm_replay_all", "Replay every dead letter?", "重放全部死信？"),
-    ("confirm_purge", "Delete every dead letter for good? This cannot be undone.", "永久删除全部死信？此操作无法撤销。"),
+    (
+        "choose_receiver",
+        "choose a receiver to send a test message to",
+        "请选择要发送测试消息的接收者",
+    ),
+    (
+        "confirm_send",
+        "Send a one-line test message to every integration of {r}? This really sends.",
+        "向 {r} 的每个集成发送一条测试消息？这会真的发送。",
+    ),
+    (
+        "confirm_replay",
+        "Replay dead letter {id}?",
+        "重放死信 {id}？",
+    ),
+    (
+        "confirm_replay_all",
+        "Replay every dead letter?",
+        "重放全部死信？",
+    ),
+    (
+        "confirm_purge",
+        "Delete every dead letter for good? This cannot be undone.",
+        "永久删除全部死信？此操作无法撤销。",
+    ),
     ("requeued", "re-queued {n}", "已重新排队 {n} 条"),
     ("deleted", "deleted {n}", "已删除 {n} 条"),
     ("template_name", "Name", "名称"),
@@ -436,13 +468,16 @@ pub const SCRIPT: &[(&str, &str, &str)] = &[
     ("in_template", "template", "模板"),
     ("line", "line", "行"),
     ("column", "column", "列"),
-    ("wecom_card", "WeCom card", "企业微信卡片"),
-    ("wecom_robot", "WeCom group robot", "企业微信群机器人"),
+    ("work_app", "WeCom", "企业微信"),
+    ("robot_app", "WeCom group robot", "企业微信群机器人"),
     ("wechat", "WeChat", "微信"),
-    ("official_account", "WeChat · Official Account", "微信 · 公众号"),
-    ("just_now", "now", "刚刚"),
+    ("mp_app", "WeChat · Official Account", "微信 · 公众号"),
     // Incidents
-    ("incidents_unavailable", "Incidents are not available on this server yet (no incidents API). Nothing to show.", "此服务尚未提供事件接口，暂无可显示的内容。"),
+    (
+        "incidents_unavailable",
+        "Incidents are not available on this server yet (no incidents API). Nothing to show.",
+        "此服务尚未提供事件接口，暂无可显示的内容。",
+    ),
     ("no_incidents", "No incidents.", "没有事件。"),
     ("opened", "opened", "开始"),
     ("policy", "policy", "策略"),
@@ -454,15 +489,70 @@ pub const SCRIPT: &[(&str, &str, &str)] = &[
     ("ack", "Acknowledge", "认领"),
     ("escalate", "Escalate", "升级"),
     ("resolve", "Resolve", "解决"),
-    ("confirm_ack", "Acknowledge incident {ref}?", "认领事件 {ref}？"),
-    ("confirm_escalate", "Escalate incident {ref} to the next step now?", "立即将事件 {ref} 升级到下一步？"),
-    ("confirm_resolve", "Resolve incident {ref}?", "将事件 {ref} 标记为已解决？"),
+    (
+        "confirm_ack",
+        "Acknowledge incident {ref}?",
+        "认领事件 {ref}？",
+    ),
+    (
+        "confirm_escalate",
+        "Escalate incident {ref} to the next step now?",
+        "立即将事件 {ref} 升级到下一步？",
+    ),
+    (
+        "confirm_resolve",
+        "Resolve incident {ref}?",
+        "将事件 {ref} 标记为已解决？",
+    ),
     ("done", "done", "完成"),
     ("triggered", "triggered", "待认领"),
     ("acknowledged", "acknowledged", "已认领"),
     ("resolved", "resolved", "已解决"),
     // On call
     ("confirm_delete", "Delete this override?", "删除这条替班？"),
-    ("pick_until", "pick when the cover ends", "请选择替班截止时间"),
+    (
+        "pick_until",
+        "pick when the cover ends",
+        "请选择替班截止时间",
+    ),
     ("added", "override added", "已添加替班"),
 ];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every word the script asks for (`T("key"…)`) is in both languages, once.
+    #[test]
+    fn the_script_finds_each_of_its_words() {
+        let js = include_str!("../assets/console.js");
+        let mut missing = Vec::new();
+        for part in js.split("T(\"").skip(1) {
+            let key = part.split('"').next().unwrap_or_default();
+            if !SCRIPT.iter().any(|(k, _, _)| *k == key) {
+                missing.push(key.to_string());
+            }
+        }
+        assert!(missing.is_empty(), "{missing:?}");
+        let mut keys: Vec<_> = SCRIPT.iter().map(|(k, _, _)| *k).collect();
+        keys.sort_unstable();
+        keys.dedup();
+        assert_eq!(keys.len(), SCRIPT.len(), "a key twice");
+        for (k, en, zh) in SCRIPT {
+            assert!(!en.is_empty() && !zh.is_empty(), "{k}");
+        }
+    }
+
+    #[test]
+    fn a_query_beats_the_cookie_which_beats_the_locale() {
+        let mut h = HeaderMap::new();
+        assert_eq!(choose(&h, None, Locale::ZhCn), (Lang::Zh, false));
+        h.insert(header::COOKIE, "a=b; amw_lang=en".parse().unwrap());
+        assert_eq!(choose(&h, None, Locale::ZhCn), (Lang::En, false));
+        assert_eq!(
+            choose(&h, Some("range=7d&lang=zh-CN"), Locale::En),
+            (Lang::Zh, true)
+        );
+        assert_eq!(choose(&h, Some("lang=fr"), Locale::ZhCn), (Lang::En, false));
+    }
+}

@@ -49,7 +49,10 @@ pub fn routes() -> Router<Arc<App>> {
         .route("/ui", get(|| async { redirect("ui/") }))
         .route("/ui/", get(overview::overview))
         .route("/ui/playground", get(pages::playground))
-        .route("/ui/playground/", get(|| async { redirect("../playground") }))
+        .route(
+            "/ui/playground/",
+            get(|| async { redirect("../playground") }),
+        )
         .route("/ui/deliveries", get(pages::deliveries))
         .route("/ui/deadletters", get(pages::dead_letters))
         .route("/ui/oncall", get(pages::oncall))
@@ -140,8 +143,9 @@ pub fn inert(page: &str) -> String {
         '\u{202a}'..='\u{202e}',
         '\u{2066}'..='\u{2069}',
     ];
-    let bad =
-        |c: char| (c.is_control() && !matches!(c, '\n' | '\r' | '\t')) || BIDI.iter().any(|r| r.contains(&c));
+    let bad = |c: char| {
+        (c.is_control() && !matches!(c, '\n' | '\r' | '\t')) || BIDI.iter().any(|r| r.contains(&c))
+    };
     if !page.chars().any(bad) {
         return page.to_string();
     }
@@ -278,4 +282,3 @@ impl Cx {
 pub(super) fn long(s: &str) -> Markup {
     html! { span.cut tabindex="0" title=(s) { (s) } }
 }
-

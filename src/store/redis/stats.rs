@@ -44,7 +44,8 @@ impl RedisStore {
         }
         let mut pipe = redis::pipe();
         for h in &hours {
-            pipe.cmd("HGETALL").arg(self.key(&format!("stats:{}", ms(*h))));
+            pipe.cmd("HGETALL")
+                .arg(self.key(&format!("stats:{}", ms(*h))));
         }
         let all: Vec<Vec<(String, i64)>> = self
             .run_on(|mut conn| {

@@ -42,7 +42,9 @@ impl SqliteStore {
                 .map_err(db)?;
             let mut known = w
                 .conn
-                .prepare_cached("SELECT 1 FROM stats_hourly WHERE hour = ?1 AND what = 'n' AND key = ?2")
+                .prepare_cached(
+                    "SELECT 1 FROM stats_hourly WHERE hour = ?1 AND what = 'n' AND key = ?2",
+                )
                 .map_err(db)?;
             let mut names = w
                 .conn
@@ -58,11 +60,7 @@ impl SqliteStore {
                     let n: i64 = names.query_row(params![hour], |r| r.get(0)).map_err(db)?;
                     n as usize >= MAX_NAMES_PER_HOUR
                 };
-                let key = if !full {
-                    name.as_str()
-                } else {
-                    OTHER_NAMES
-                };
+                let key = if !full { name.as_str() } else { OTHER_NAMES };
                 bump.execute(params![hour, "n", key]).map_err(db)?;
             }
             Ok(())
@@ -127,8 +125,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = SqliteStore::open(dir.path(), 100, true).unwrap();
         let t0: DateTime<Utc> = "2026-12-01T10:15:00Z".parse().unwrap();
-        store.stats_add(tally("critical", &["A", "B"]), t0).await.unwrap();
-        store.stats_add(tally("critical", &["A"]), t0).await.unwrap();
+        store
+            .stats_add(tally("critical", &["A", "B"]), t0)
+            .await
+            .unwrap();
+        store
+            .stats_add(tally("critical", &["A"]), t0)
+            .await
+            .unwrap();
         store
             .stats_add(tally("warning", &["A"]), t0 + Duration::hours(1))
             .await
@@ -151,7 +155,7 @@ mod tests {
                 .await
                 .unwrap();
         }
-        let hours = store.stats(t1).await.unwrap();
+        let hours = store.stats(hour_of(t1)).await.unwrap();
         assert_eq!(hours[0].alertnames.len(), MAX_NAMES_PER_HOUR + 1);
         assert!(hours[0].alertnames.contains(&(OTHER_NAMES.to_string(), 6)));
 
