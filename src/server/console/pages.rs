@@ -277,7 +277,10 @@ pub(super) async fn oncall(
                             li.item data-id=(o.id) {
                                 div {
                                     strong { (o.schedule) } " · " (person(&cx, &o.person)) " " (t.covers) " "
-                                    @if let Some(r) = &o.replaces { (t.replaces) " " (person(&cx, r)) } @else { (t.whoever) }
+                                    @if let Some(r) = &o.replaces {
+                                        @if !t.replaces.is_empty() { (t.replaces) " " }
+                                        (person(&cx, r))
+                                    } @else { (t.whoever) }
                                 }
                                 div.note { (t.from) " " (cx.time(o.start)) " " (t.until) " " (cx.time(o.end)) }
                                 button type="button" .delete-override data-schedule=(o.schedule) data-id=(o.id) { (t.delete) }
