@@ -409,11 +409,15 @@ async fn every_page_fits_a_phone_and_a_desktop_in_both_languages() {
             .unwrap();
         for (width, height) in [(390, 844), (1280, 900)] {
             browser.viewport(width, height).await;
-            for path in PAGES {
+            for path in PAGES.iter().copied().chain(["/ui/?range=7d"]) {
                 c.goto(&format!("{}{path}", srv.url)).await.unwrap();
                 settled(c, path).await;
                 let m = c.execute(MEASURE, vec![]).await.unwrap();
                 let at = format!("{path} in {lang} at {width} px");
+                eprintln!(
+                    "{at}: document {} px wide, {} boxes, none wider: {}, controls under 44 px: {}",
+                    m["doc"], m["boxes"], m["wide"], m["small"]
+                );
                 assert_eq!(m["lang"], lang, "{at}: <html lang>");
                 assert_eq!(m["width"], width, "{at}: viewport");
                 assert!(
@@ -425,6 +429,7 @@ async fn every_page_fits_a_phone_and_a_desktop_in_both_languages() {
                 assert_eq!(m["small"], json!([]), "{at}: touch targets under 44 px");
                 let name = match path.trim_start_matches("/ui/") {
                     "" => "overview",
+                    "?range=7d" => "overview-7d",
                     p => p,
                 };
                 browser
