@@ -172,6 +172,40 @@ impl Browser {
         std::fs::write(dir.join(name), png).unwrap();
     }
 
+    /// The whole page, not only the viewport (a phone's long scroll in one picture).
+    async fn screenshot_full(&self, name: &str) {
+        use base64::Engine as _;
+        let size = self
+            .client
+            .issue_cmd(Cdp {
+                cmd: "Page.getLayoutMetrics",
+                params: json!({}),
+            })
+            .await
+            .unwrap();
+        let (w, h) = (
+            size["cssContentSize"]["width"].as_f64().unwrap(),
+            size["cssContentSize"]["height"].as_f64().unwrap(),
+        );
+        let shot = self
+            .client
+            .issue_cmd(Cdp {
+                cmd: "Page.captureScreenshot",
+                params: json!({
+                    "format": "png", "captureBeyondViewport": true,
+                    "clip": { "x": 0, "y": 0, "width": w, "height": h, "scale": 1 },
+                }),
+            })
+            .await
+            .unwrap();
+        let png = base64::engine::general_purpose::STANDARD
+            .decode(shot["data"].as_str().unwrap())
+            .unwrap();
+        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/screenshots");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join(name), png).unwrap();
+    }
+
     async fn close(mut self) {
         let _ = self.client.clone().close().await;
         let _ = self.driver.kill();
@@ -440,7 +474,9 @@ async fn every_page_fits_a_phone_and_a_desktop_in_both_languages() {
     }
     // The overview at phone width: what is firing comes first, the chart has both bars' data.
     browser.viewport(390, 844).await;
-    c.goto(&format!("{}/ui/", srv.url)).await.unwrap();
+    c.goto(&format!("{}/ui/?lang=zh-CN", srv.url))
+        .await
+        .unwrap();
     let first = c
         .find(Locator::Css("main .panel"))
         .await
@@ -449,6 +485,7 @@ async fn every_page_fits_a_phone_and_a_desktop_in_both_languages() {
         .await
         .unwrap();
     assert_eq!(first.as_deref(), Some("firing"));
+    browser.screenshot_full("overview-zh-CN-390-full.png").await;
     let text = c
         .find(Locator::Css("#firing"))
         .await

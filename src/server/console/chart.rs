@@ -95,7 +95,7 @@ pub fn per_hour(title: &str, data: &[Hour], from: DateTime<Utc>, hours: i64, tz:
     html! {
         svg.chart viewBox={ "0 0 " (W) " " (H) } role="img" aria-label=(title) xmlns="http://www.w3.org/2000/svg" {
             title { (title) }
-            @for v in [0, top / 2, top] {
+            @for v in [0, top / 2, top].into_iter().enumerate().filter(|(i, v)| *i == 0 || *v > 0).map(|(_, v)| v) {
                 line.gridline x1=(LEFT) x2=(W - RIGHT) y1=(y(v)) y2=(y(v)) {}
                 text.axis x=(LEFT - 4.0) y=(y(v) + 4.0) text-anchor="end" { (v) }
             }
