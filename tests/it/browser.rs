@@ -706,3 +706,155 @@ receivers:
     browser.screenshot("playground-wecom-390.png").await;
     browser.close().await;
 }
+
+/// The incidents API as DESIGN describes it, answered inside the page (injected before the
+/// page's own script through DevTools, which the CSP does not govern): what the page shows of
+/// it, and what its buttons post.
+const FAKE_INCIDENTS: &str = r##"
+(() => {
+  const items = [
+    { id: "inc-2", ref: "K7Q2", receiver: "sre-group", state: "triggered", policy: "sre-critical", step: 2,
+      opened_at: "2026-12-06T18:29:19Z", acknowledged_by: null, acknowledged_at: null, resolved_at: null,
+      next_escalation_at: "2026-12-06T18:49:19Z",
+      timeline: [
+        { at: "2026-12-06T18:29:19Z", event: "paged", person: "zhangsan", contact: "wecom_app", detail: "step 1" },
+        { at: "2026-12-06T18:39:19Z", event: "escalated", person: null, contact: null, detail: "to step 2" } ] },
+    { id: "inc-1", ref: "M3XA", receiver: "sre-group", state: "resolved", policy: "sre-critical", step: 1,
+      opened_at: "2026-12-06T10:00:00Z", acknowledged_by: "lisi", acknowledged_at: "2026-12-06T10:03:00Z",
+      resolved_at: "2026-12-06T10:30:00Z", next_escalation_at: null, timeline: [] } ];
+  window.__posts = [];
+  const real = window.fetch;
+  window.fetch = (url, init) => {
+    const u = String(url);
+    if (!u.includes("api/v1/incidents")) return real(url, init);
+    if (init && init.method === "POST") {
+      window.__posts.push({ url: u, body: init.body });
+      return Promise.resolve(new Response("{}", { status: 200, headers: { "Content-Type": "application/json" } }));
+    }
+    return Promise.resolve(new Response(JSON.stringify({ items }), { status: 200, headers: { "Content-Type": "application/json" } }));
+  };
+})();
+"##;
+
+#[tokio::test]
+async fn incidents_are_listed_with_their_timeline_and_acted_on_from_the_page() {
+    let Some(browser) = Browser::start().await else {
+        return;
+    };
+    let mock = MockWxPusher::start().await;
+    let srv = TestServer::start(&oncall_config(&mock, "")).await;
+    let c = &browser.client;
+    browser.log_in().await;
+    browser.viewport(390, 844).await;
+    browser
+        .client
+        .issue_cmd(Cdp {
+            cmd: "Page.addScriptToEvaluateOnNewDocument",
+            params: json!({ "source": FAKE_INCIDENTS }),
+        })
+        .await
+        .unwrap();
+    c.goto(&format!("{}/ui/incidents", srv.url)).await.unwrap();
+    let open = c
+        .wait()
+        .at_most(WAIT)
+        .for_element(Locator::Css(".incident[data-id=inc-2]"))
+        .await
+        .expect("the page lists what the API answers");
+    let text = open.text().await.unwrap();
+    // In zh-CN and Asia/Shanghai: 18:29:19Z is 02:29:19 the next day.
+    assert!(text.contains("K7Q2") && text.contains("待认领"), "{text}");
+    assert!(text.contains("2026-12-07 02:29:19"), "{text}");
+    assert!(
+        text.contains("2026-12-07 02:49:19"),
+        "next escalation: {text}"
+    );
+    assert!(!text.contains("18:29:19Z"));
+    let resolved = c
+        .find(Locator::Css(".incident[data-id=inc-1]"))
+        .await
+        .unwrap();
+    assert!(resolved.text().await.unwrap().contains("lisi"));
+    assert!(
+        resolved.find(Locator::Css("button")).await.is_err(),
+        "a resolved incident has no buttons"
+    );
+    // The timeline, folded, with local times.
+    c.find(Locator::Css(".incident[data-id=inc-2] details summary"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let timeline = c
+        .find(Locator::Css(".incident[data-id=inc-2] .timeline"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        timeline.contains("paged")
+            && timeline.contains("zhangsan")
+            && timeline.contains("02:39:19"),
+        "{timeline}"
+    );
+    let m = c.execute(MEASURE, vec![]).await.unwrap();
+    assert!(m["doc"].as_u64().unwrap() <= 390, "{m}");
+    assert_eq!(m["wide"], json!([]), "{m}");
+    assert_eq!(m["small"], json!([]), "{m}");
+    browser
+        .screenshot_full("incidents-zh-CN-390-full.png")
+        .await;
+    // Acknowledge asks first, then posts to the incident's ack; escalate names its step.
+    for (button, path, body) in [
+        ("act-ack", "incidents/inc-2/ack", json!({})),
+        (
+            "act-escalate",
+            "incidents/inc-2/escalate",
+            json!({ "from_step": 2 }),
+        ),
+        ("act-resolve", "incidents/inc-2/resolve", json!({})),
+    ] {
+        c.find(Locator::Css(&format!(
+            ".incident[data-id=inc-2] button.{button}"
+        )))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+        let question = c.get_alert_text().await.unwrap();
+        assert!(question.contains("K7Q2"), "{question}");
+        c.accept_alert().await.unwrap();
+        let deadline = tokio::time::Instant::now() + WAIT;
+        let post = loop {
+            let posts = c.execute("return window.__posts", vec![]).await.unwrap();
+            if let Some(p) = posts.as_array().and_then(|a| a.last())
+                && p["url"].as_str().is_some_and(|u| u.ends_with(path))
+            {
+                break p.clone();
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "no POST to {path}: {posts}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        assert!(
+            post["url"].as_str().unwrap().contains("../api/v1/"),
+            "relative, so a route prefix works: {post}"
+        );
+        let sent: Value = serde_json::from_str(post["body"].as_str().unwrap()).unwrap();
+        assert_eq!(sent, body, "{path}");
+        // The list is read again after each act.
+        c.wait()
+            .at_most(WAIT)
+            .for_element(Locator::Css(&format!(
+                ".incident[data-id=inc-2] button.{button}"
+            )))
+            .await
+            .unwrap();
+    }
+    browser.close().await;
+}

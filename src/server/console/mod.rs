@@ -266,7 +266,7 @@ impl Cx {
             .into_response();
         if self.remember
             && let Ok(v) = HeaderValue::from_str(&format!(
-                "{}={}; Path=/; Max-Age=31536000; SameSite=Lax",
+                "{}={}; Path=/; Max-Age=31536000; SameSite=Lax; HttpOnly",
                 i18n::COOKIE,
                 self.lang.tag()
             ))
