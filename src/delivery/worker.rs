@@ -624,11 +624,14 @@ async fn record_outcome(
         }
     })
     .await;
-    if recorded
-        && let Some(tally) = tally
-        && let Err(e) = ctx.queue.store.stats_add(tally, Utc::now()).await
-    {
-        debug!(error = %e, job = id, "cannot count a delivery in the hourly counters");
+    if recorded && let Some(tally) = tally {
+        // Off the delivery's path: a chart is not worth a moment of a worker.
+        let store = ctx.queue.store.clone();
+        tokio::spawn(async move {
+            if let Err(e) = store.stats_add(tally, Utc::now()).await {
+                debug!(error = %e, job = id, "cannot count a delivery in the hourly counters");
+            }
+        });
     }
     recorded
 }
