@@ -14,7 +14,8 @@
 //!   (`store/sqlite/`, `store/redis/`) and typed records: jobs bound to an
 //!   [`store::IntegrationId`] with what they already did ([`store::Progress`]), dead letters,
 //!   counters, dedupe and chatops state ([`store::chatops`]), and the delivery history
-//!   ([`store::history`]), on-call schedule overrides ([`store::oncall`]); each record's
+//!   ([`store::history`]), on-call schedule overrides ([`store::oncall`]), hourly delivery counters for the charts
+//!   ([`store::stats`]); each record's
 //!   module holds its types and the dispatch, each backend's folder how it keeps them.
 //! - [`oncall`]: Alertmanager's `time_intervals`, schedules and their overrides: who is on
 //!   call at an instant, until when, and who is next; no I/O.
@@ -44,7 +45,8 @@
 //!   it consumes the channels' neutral inbound events and names no channel.
 //! - [`server`]: the HTTP endpoints, authentication, the accept loop and the limits on the way
 //!   in (`server::limits`: silent and idle connections, body deadline, in-flight body budget);
-//!   the web console (`server/console.rs`, assets in `server/assets/`) and its JSON API
+//!   the web console (`server/console/`: overview, pages, words in both languages, SVG
+//!   charts; assets in `server/assets/`) and its JSON API
 //!   (`server/api.rs`);
 //!   nothing imports it.
 //! - [`cli`]: the `check-config`, `render`, `send-test`, `deadletters` and `qrcode` commands.

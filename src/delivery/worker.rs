@@ -610,7 +610,10 @@ async fn record_outcome(
     let update = super::history::update_of(job, change);
     let keep = super::history::retention(&rt.config.web);
     let id = job.id;
-    record(ctx, id, what, move || {
+    // Only a delivered notification counts in the console's hourly charts.
+    let tally = matches!(outcome, Outcome::Delivered)
+        .then(|| crate::store::stats::Tally::of(&job.notification));
+    let recorded = record(ctx, id, what, move || {
         let (store, outcome, update) = (store.clone(), outcome.clone(), update.clone());
         async move {
             let failed = store.finish(id, outcome, update, keep, Utc::now()).await?;
@@ -620,7 +623,17 @@ async fn record_outcome(
             Ok(())
         }
     })
-    .await
+    .await;
+    if recorded && let Some(tally) = tally {
+        // Off the delivery's path: a chart is not worth a moment of a worker.
+        let store = ctx.queue.store.clone();
+        tokio::spawn(async move {
+            if let Err(e) = store.stats_add(tally, Utc::now()).await {
+                debug!(error = %e, job = id, "cannot count a delivery in the hourly counters");
+            }
+        });
+    }
+    recorded
 }
 
 /// Failed: tried again at `at`.

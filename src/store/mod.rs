@@ -14,6 +14,7 @@ pub mod oncall;
 pub mod progress;
 pub mod redis;
 pub mod sqlite;
+pub mod stats;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;

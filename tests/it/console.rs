@@ -153,8 +153,11 @@ async fn console_and_api_need_admin_credentials_not_the_webhooks() {
     let http = Http::new(&srv.url);
     for path in [
         "/ui/",
+        "/ui/playground",
         "/ui/deliveries",
         "/ui/deadletters",
+        "/ui/oncall",
+        "/ui/incidents",
         "/ui/assets/console.js",
         "/api/v1/deliveries",
         "/api/v1/deadletters",
@@ -215,7 +218,7 @@ async fn pages_carry_a_content_security_policy_and_no_inline_script() {
     let mock = MockWxPusher::start().await;
     let srv = TestServer::start(&config(&mock, "")).await;
     let http = Http::new(&srv.url);
-    for path in ["/ui/", "/ui/deliveries", "/ui/deadletters"] {
+    for path in crate::console_pages::PAGES {
         let r = http.get(path, Some(&basic())).await;
         let csp = r.headers()["content-security-policy"]
             .to_str()

@@ -7,6 +7,7 @@ mod browser;
 mod budget;
 mod chatops;
 mod console;
+mod console_pages;
 mod dedupe;
 mod delivery;
 mod docs;

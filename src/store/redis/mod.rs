@@ -36,6 +36,7 @@ mod chatops;
 mod history;
 mod oncall;
 pub mod sentinel;
+mod stats;
 
 use sentinel::{Follower, SentinelConfig};
 

@@ -32,6 +32,7 @@ mod history;
 mod jobs;
 mod oncall;
 mod schema;
+mod stats;
 pub mod testing;
 mod writer;
 
