@@ -593,6 +593,16 @@ pub(crate) fn check(config: &mut Config, base: &Path, report: &mut dyn FnMut(Str
 
     check_routes("route", &config.route, &policies, report);
     for (i, r) in config.receivers.iter().enumerate() {
+        if r.name.starts_with(crate::runtime::CONTACT_PREFIX) {
+            report(
+                format!("receivers[{i}].name"),
+                format!(
+                    "{:?}: names starting with {:?} are people's contacts",
+                    r.name,
+                    crate::runtime::CONTACT_PREFIX
+                ),
+            );
+        }
         if let Some(p) = &r.escalation_policy
             && !policies.contains(p.as_str())
         {
