@@ -54,7 +54,7 @@ pub enum Bound<'a> {
 
 /// Receiver names starting with this are a person's contacts ([`Runtime::contacts`]); the
 /// loader refuses receivers named so.
-pub const CONTACT_PREFIX: &str = "oncall:";
+pub use crate::config::oncall::CONTACT_PREFIX;
 
 /// The receiver name of a person's contacts: what their pages are stored under.
 pub fn contact_receiver(person: &str) -> String {

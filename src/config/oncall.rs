@@ -18,6 +18,10 @@ use crate::channels::{ChannelConfig, Check};
 use crate::route::RouteConfig;
 use crate::secret::Secret;
 
+/// Receiver names starting with this are people's contacts (where pages are stored); no
+/// configured receiver may be named so.
+pub const CONTACT_PREFIX: &str = "oncall:";
+
 /// The contact kinds a person may have, in the order they are listed.
 pub const CONTACT_KINDS: [&str; 5] = [
     "wxpusher",
@@ -593,13 +597,13 @@ pub(crate) fn check(config: &mut Config, base: &Path, report: &mut dyn FnMut(Str
 
     check_routes("route", &config.route, &policies, report);
     for (i, r) in config.receivers.iter().enumerate() {
-        if r.name.starts_with(crate::runtime::CONTACT_PREFIX) {
+        if r.name.starts_with(CONTACT_PREFIX) {
             report(
                 format!("receivers[{i}].name"),
                 format!(
                     "{:?}: names starting with {:?} are people's contacts",
                     r.name,
-                    crate::runtime::CONTACT_PREFIX
+                    CONTACT_PREFIX
                 ),
             );
         }
