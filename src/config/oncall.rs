@@ -602,8 +602,7 @@ pub(crate) fn check(config: &mut Config, base: &Path, report: &mut dyn FnMut(Str
                 format!("receivers[{i}].name"),
                 format!(
                     "{:?}: names starting with {:?} are people's contacts",
-                    r.name,
-                    CONTACT_PREFIX
+                    r.name, CONTACT_PREFIX
                 ),
             );
         }

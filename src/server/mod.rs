@@ -14,6 +14,7 @@ use std::time::Duration;
 pub mod api;
 pub mod auth;
 pub mod console;
+mod incidents;
 pub mod limits;
 mod oncall;
 
@@ -105,6 +106,7 @@ fn routes(app: Arc<App>) -> Router {
     Router::new()
         .merge(console::routes())
         .merge(api::routes(app.clone()))
+        .merge(incidents::link_routes())
         .route("/webhook", post(webhook_default))
         .route("/webhook/{receiver}", post(webhook_named))
         .route("/-/healthy", get(|| async { "OK\n" }))
