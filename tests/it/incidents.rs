@@ -256,3 +256,151 @@ async fn a_timer_overdue_at_start_fires_at_once() {
     assert_eq!(list[0]["step"], 2);
     s.stop().await;
 }
+
+/// The store contract of incidents, the same in SQLite and Redis: one open incident per
+/// group, changes by compare-and-set, resolved ones pruned after retention, open ones never.
+async fn incidents_round_trip(store: alertmanager_wechat::store::Store) {
+    use alertmanager_wechat::store::incident::{Incident, IncidentState, PolicySnapshot};
+    use chrono::{Duration, Utc};
+    let now = Utc::now();
+    let new = |group: &str| Incident {
+        id: 0,
+        reference: String::new(),
+        receiver: "group".into(),
+        group_key: group.into(),
+        state: IncidentState::Triggered,
+        policy: PolicySnapshot {
+            name: "sre".into(),
+            repeat: 0,
+            ack_timeout_ms: None,
+            retrigger_on_new_alerts: false,
+            steps: Vec::new(),
+        },
+        step: 1,
+        loop_: 0,
+        opened_at: now,
+        acknowledged_by: None,
+        acknowledged_at: None,
+        resolved_at: None,
+        next_escalation_at: None,
+        severity: None,
+        fingerprints: vec!["f1".into()],
+        paged: Vec::new(),
+        timeline: Vec::new(),
+        notification: alertmanager_wechat::webhook::sample_notification(),
+        applied: Vec::new(),
+        version: 0,
+    };
+    let (a, created) = store.incident_open(new("g1")).await.unwrap();
+    assert!(created && a.id > 0 && a.reference.len() == 4, "{a:?}");
+    // The same group again: the open one, nothing made.
+    let (again, created) = store.incident_open(new("g1")).await.unwrap();
+    assert!(!created);
+    assert_eq!(again.id, a.id);
+    let (b, _) = store.incident_open(new("g2")).await.unwrap();
+    assert_ne!(a.reference, b.reference);
+
+    // Two replicas change the same version: only the first is stored.
+    let mut one = a.clone();
+    one.step = 2;
+    let mut two = a.clone();
+    two.step = 3;
+    assert!(store.incident_update(&one).await.unwrap());
+    assert!(!store.incident_update(&two).await.unwrap());
+    let stored = store.incident(a.id).await.unwrap().unwrap();
+    assert_eq!((stored.step, stored.version), (2, 1));
+
+    // Resolved: the group may open a new incident, with a new reference.
+    let mut done = stored.clone();
+    done.state = IncidentState::Resolved;
+    done.resolved_at = Some(now - Duration::days(30));
+    assert!(store.incident_update(&done).await.unwrap());
+    assert!(
+        store
+            .incident_of_group("group", "g1")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let (c, created) = store.incident_open(new("g1")).await.unwrap();
+    assert!(created && c.id != a.id && c.reference != a.reference);
+    assert_eq!(
+        store
+            .incident_of_group("group", "g1")
+            .await
+            .unwrap()
+            .map(|i| i.id),
+        Some(c.id)
+    );
+
+    // Newest first; the long-resolved one pruned, the open ones kept however old.
+    let ids: Vec<i64> = store
+        .incidents(now - Duration::days(7))
+        .await
+        .unwrap()
+        .iter()
+        .map(|i| i.id)
+        .collect();
+    assert_eq!(ids, [c.id, b.id]);
+    assert!(store.incident(a.id).await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn sqlite_keeps_incidents() {
+    let dir = tempfile::tempdir().unwrap();
+    incidents_round_trip(alertmanager_wechat::store::Store::open(dir.path(), 100).unwrap()).await;
+}
+
+#[tokio::test]
+async fn redis_keeps_incidents() {
+    use alertmanager_wechat::config::StorageConfig;
+    use alertmanager_wechat::secret::Secret;
+    let Some(server) = crate::support::redis::RedisServer::start().await else {
+        return;
+    };
+    let config = StorageConfig {
+        redis_url: Some(Secret::new(server.url.clone())),
+        redis_prefix: "test:".into(),
+        ..StorageConfig::default()
+    };
+    incidents_round_trip(alertmanager_wechat::store::Store::from_config(&config).unwrap()).await;
+}
+
+/// The whole flow on Redis: paged, escalated, acknowledged through the API.
+#[tokio::test]
+async fn escalates_on_redis_too() {
+    let Some(server) = crate::support::redis::RedisServer::start().await else {
+        return;
+    };
+    let mock = MockWxPusher::start().await;
+    let storage = format!(
+        "storage: {{ redis_url: \"{}\", redis_prefix: \"inc:\" }}",
+        server.url
+    );
+    let s = TestServer::start(&config(&mock, "1s", &storage)).await;
+    let (status, _) = s
+        .post("/webhook", example("alertmanager-firing.json"))
+        .await;
+    assert_eq!(status, 200);
+    wait_for_uid(&mock, "UID_zs", 1).await;
+    wait_for_uid(&mock, "UID_ls", 1).await;
+    let list = incidents(&s, "").await;
+    assert_eq!((list.len(), &list[0]["step"]), (1, &Value::from(2)));
+    let id = list[0]["id"].as_i64().unwrap();
+    let r = reqwest::Client::new()
+        .post(format!("{}/api/v1/incidents/{id}/ack", s.url))
+        .header("authorization", basic())
+        .header("content-type", "application/json")
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(
+        v["incident"]["acknowledged_by"],
+        format!("console:{ADMIN_USER}")
+    );
+    assert_eq!(v["incident"]["state"], "acknowledged");
+    s.stop().await;
+}
