@@ -136,7 +136,7 @@ impl Service {
             runtime.clone(),
             metrics.clone(),
             policy,
-            steps::all(),
+            steps::all(metrics.clone()),
             stopped,
         );
         let health = tokio::spawn({

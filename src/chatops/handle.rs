@@ -61,6 +61,7 @@ pub async fn run(
     rt: &Runtime,
     chat: &ChatopsConfig,
     store: &Store,
+    metrics: &crate::metrics::Metrics,
     channel: Channel,
     user: &str,
     text: &str,
@@ -94,8 +95,10 @@ pub async fn run(
     // An incident's reference: its acts, which its paged people may do without being in
     // `chatops.allowed` (rule 10).
     if let Command::Ack { reference } | Command::Escalate { reference } = &cmd
-        && let Some(a) =
-            incident_act(rt, chat, store, channel, user, &cmd, reference, zh, now).await
+        && let Some(a) = incident_act(
+            rt, chat, store, metrics, channel, user, &cmd, reference, zh, now,
+        )
+        .await
     {
         return a;
     }
@@ -279,6 +282,7 @@ async fn incident_act(
     rt: &Runtime,
     chat: &ChatopsConfig,
     store: &Store,
+    metrics: &crate::metrics::Metrics,
     channel: Channel,
     user: &str,
     cmd: &Command,
@@ -334,9 +338,9 @@ async fn incident_act(
     let by = person.unwrap_or_else(|| format!("chatops:{user}"));
     let acted = match cmd {
         Command::Escalate { .. } => {
-            crate::incident::escalate(store, rt, inc.id, Some(inc.step), &by, now).await
+            crate::incident::escalate(store, rt, metrics, inc.id, Some(inc.step), &by, now).await
         }
-        _ => crate::incident::acknowledge(store, rt, inc.id, &by, "reply", now).await,
+        _ => crate::incident::acknowledge(store, rt, metrics, inc.id, &by, "reply", now).await,
     };
     let a = match acted {
         Ok(a) => a,

@@ -24,6 +24,7 @@ use tracing::{debug, warn};
 
 use crate::config::oncall::EscalationPolicy;
 use crate::delivery::fanout::{Origin, fan_out};
+use crate::metrics::{Metrics, PageLabels, PolicyLabels, PolicyStateLabels};
 use crate::runtime::{CONTACT_PREFIX, Runtime, contact_receiver};
 use crate::store::incident::{
     Incident, IncidentState, Paged, PolicySnapshot, StepSnapshot, TargetSnapshot,
@@ -502,6 +503,77 @@ fn status_updates(
     }
 }
 
+/// Counts what a stored change added to the timeline (from entry `from` on).
+fn count(metrics: &Metrics, from: usize, inc: &Incident) {
+    let policy = inc.policy.name.clone();
+    let state = |state| PolicyStateLabels {
+        policy: policy.clone(),
+        state,
+    };
+    for e in inc.timeline.iter().skip(from) {
+        let page = |result| PageLabels {
+            contact: e.contact.clone().unwrap_or_default(),
+            result,
+        };
+        match e.event.as_str() {
+            "triggered" => metrics.incidents.get_or_create(&state("triggered")).inc(),
+            "retriggered" => metrics.incidents.get_or_create(&state("triggered")).inc(),
+            "resolved" => metrics.incidents.get_or_create(&state("resolved")).inc(),
+            "escalated" => metrics
+                .escalations
+                .get_or_create(&PolicyLabels {
+                    policy: policy.clone(),
+                })
+                .inc(),
+            "acknowledged" => {
+                metrics
+                    .incidents
+                    .get_or_create(&state("acknowledged"))
+                    .inc();
+                let secs = (e.at - inc.opened_at).num_milliseconds().max(0) as f64 / 1000.0;
+                metrics
+                    .incident_ack_seconds
+                    .get_or_create(&PolicyLabels {
+                        policy: policy.clone(),
+                    })
+                    .observe(secs);
+                0
+            }
+            "skipped_quiet" => metrics
+                .oncall_pages
+                .get_or_create(&page("skipped_quiet"))
+                .inc(),
+            "skipped" if e.contact.is_some() => {
+                metrics.oncall_pages.get_or_create(&page("skipped")).inc()
+            }
+            "page_cancelled" => metrics.oncall_pages.get_or_create(&page("cancelled")).inc(),
+            _ => 0,
+        };
+    }
+}
+
+/// Sets `incidents_open` from the store (every replica sees the same).
+pub async fn count_open(store: &Store, rt: &Runtime, metrics: &Metrics, now: DateTime<Utc>) {
+    let Ok(all) = store.incidents(keep_since(rt, now)).await else {
+        return;
+    };
+    let mut open: std::collections::BTreeMap<String, i64> = rt
+        .config
+        .escalation_policies
+        .iter()
+        .map(|p| (p.name.clone(), 0))
+        .collect();
+    for i in all.iter().filter(|i| i.state != IncidentState::Resolved) {
+        *open.entry(i.policy.name.clone()).or_default() += 1;
+    }
+    for (policy, n) in open {
+        metrics
+            .incidents_open
+            .get_or_create(&PolicyLabels { policy })
+            .set(n);
+    }
+}
+
 fn remember(inc: &mut Incident, job: i64) {
     inc.applied.push(job);
     if inc.applied.len() > KEEP_APPLIED {
@@ -525,6 +597,7 @@ async fn overrides(store: &Store, now: DateTime<Utc>) -> Vec<Override> {
 pub async fn claimed(
     store: &Store,
     rt: &Runtime,
+    metrics: &Metrics,
     jobs: Vec<Job>,
     now: DateTime<Utc>,
 ) -> (Vec<Job>, bool) {
@@ -537,7 +610,7 @@ pub async fn claimed(
                 let _ = store.complete(vec![job.id], Vec::new()).await;
                 continue;
             };
-            match apply(store, rt, &job, control, now).await {
+            match apply(store, rt, metrics, &job, control, now).await {
                 Ok(then) => {
                     queued |= then.iter().any(|j| j.accepted_at <= now);
                     if let Err(e) = store.complete(vec![job.id], then).await {
@@ -591,6 +664,7 @@ pub async fn claimed(
 async fn apply(
     store: &Store,
     rt: &Runtime,
+    metrics: &Metrics,
     job: &Job,
     control: Control,
     now: DateTime<Utc>,
@@ -608,6 +682,7 @@ async fn apply(
                 store.incident(*id).await?
             }
         };
+        let from = current.as_ref().map_or(0, |i| i.timeline.len());
         if let Some(inc) = &current
             && inc.applied.contains(&job.id)
         {
@@ -659,6 +734,7 @@ async fn apply(
         };
         remember(&mut inc, job.id);
         if store.incident_update(&inc).await? {
+            count(metrics, from, &inc);
             return Ok(out);
         }
     }
@@ -873,6 +949,7 @@ pub struct Acted {
 /// `change` returns `None` when there is nothing to do.
 async fn act(
     store: &Store,
+    metrics: &Metrics,
     id: i64,
     mut change: impl FnMut(&mut Incident, &mut Vec<NewJob>) -> bool,
 ) -> Result<Acted, ActError> {
@@ -881,6 +958,7 @@ async fn act(
             return Err(ActError::NotFound(id.to_string()));
         };
         let mut out = Vec::new();
+        let from = inc.timeline.len();
         if !change(&mut inc, &mut out) {
             return Ok(Acted {
                 changed: false,
@@ -888,6 +966,7 @@ async fn act(
             });
         }
         if store.incident_update(&inc).await? {
+            count(metrics, from, &inc);
             if !out.is_empty() {
                 store.enqueue(out).await?;
             }
@@ -908,12 +987,13 @@ async fn act(
 pub async fn acknowledge(
     store: &Store,
     rt: &Runtime,
+    metrics: &Metrics,
     id: i64,
     person: &str,
     via: &str,
     now: DateTime<Utc>,
 ) -> Result<Acted, ActError> {
-    act(store, id, |inc, out| {
+    act(store, metrics, id, |inc, out| {
         if inc.state != IncidentState::Triggered {
             return false;
         }
@@ -944,13 +1024,14 @@ pub async fn acknowledge(
 pub async fn escalate(
     store: &Store,
     rt: &Runtime,
+    metrics: &Metrics,
     id: i64,
     from_step: Option<u32>,
     by: &str,
     now: DateTime<Utc>,
 ) -> Result<Acted, ActError> {
     let overrides = overrides(store, now).await;
-    act(store, id, |inc, out| {
+    act(store, metrics, id, |inc, out| {
         if inc.state == IncidentState::Resolved || from_step.is_some_and(|s| s != inc.step) {
             return false;
         }
@@ -966,11 +1047,12 @@ pub async fn escalate(
 pub async fn resolve(
     store: &Store,
     rt: &Runtime,
+    metrics: &Metrics,
     id: i64,
     by: &str,
     now: DateTime<Utc>,
 ) -> Result<Acted, ActError> {
-    act(store, id, |inc, out| {
+    act(store, metrics, id, |inc, out| {
         if inc.state == IncidentState::Resolved {
             return false;
         }

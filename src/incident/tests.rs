@@ -94,7 +94,7 @@ async fn round(store: &Store, rt: &Runtime, now: DateTime<Utc>) -> Vec<Job> {
         if jobs.is_empty() {
             return out;
         }
-        let (rest, _) = claimed(store, rt, jobs, now).await;
+        let (rest, _) = claimed(store, rt, &Metrics::new(), jobs, now).await;
         let ids = rest.iter().map(|j| j.id).collect();
         store.complete(ids, Vec::new()).await.unwrap();
         out.extend(rest);
@@ -208,13 +208,29 @@ async fn pages_escalates_on_its_deadline_and_stops_when_acknowledged() {
 
     // Acknowledged: everyone paged hears who; the step-2 timer then does nothing.
     let ack_at = at + Duration::minutes(3);
-    let acted = acknowledge(&store, &rt, inc.id, "zhangsan", "link", ack_at)
-        .await
-        .unwrap();
+    let acted = acknowledge(
+        &store,
+        &rt,
+        &Metrics::new(),
+        inc.id,
+        "zhangsan",
+        "link",
+        ack_at,
+    )
+    .await
+    .unwrap();
     assert!(acted.changed);
-    let again = acknowledge(&store, &rt, inc.id, "lisi", "reply", ack_at)
-        .await
-        .unwrap();
+    let again = acknowledge(
+        &store,
+        &rt,
+        &Metrics::new(),
+        inc.id,
+        "lisi",
+        "reply",
+        ack_at,
+    )
+    .await
+    .unwrap();
     assert!(!again.changed, "an ack is idempotent");
     let sent = round(&store, &rt, ack_at).await;
     let line = format!("张三 已认领 {}", inc.reference);
@@ -228,9 +244,17 @@ async fn pages_escalates_on_its_deadline_and_stops_when_acknowledged() {
     assert!(round(&store, &rt, at + Duration::hours(1)).await.is_empty());
 
     // An escalate from a step it has left does nothing (rule 9).
-    let e = escalate(&store, &rt, inc.id, Some(1), "lisi", ack_at)
-        .await
-        .unwrap();
+    let e = escalate(
+        &store,
+        &rt,
+        &Metrics::new(),
+        inc.id,
+        Some(1),
+        "lisi",
+        ack_at,
+    )
+    .await
+    .unwrap();
     assert!(!e.changed);
 
     // The group resolves: the incident too, and both hear it.
@@ -264,7 +288,7 @@ async fn pages_escalates_on_its_deadline_and_stops_when_acknowledged() {
 async fn one_round(store: &Store, rt: &Runtime, now: DateTime<Utc>, k: usize) {
     let now = now + Duration::minutes(10) * (k as i32 - 1);
     let jobs = store.claim(now, 100).await.unwrap();
-    let (rest, _) = claimed(store, rt, jobs, now).await;
+    let (rest, _) = claimed(store, rt, &Metrics::new(), jobs, now).await;
     let ids = rest.iter().map(|j| j.id).collect();
     store.complete(ids, Vec::new()).await.unwrap();
 }
@@ -324,15 +348,24 @@ async fn a_delayed_page_of_an_acknowledged_incident_is_settled_unsent() {
     let sent = accept(&store, &rt, &firing(&["a1"]), now).await;
     let id = sent[0].notification.incident.as_ref().unwrap().id;
     // Escalated by hand to lisi, whose page waits 2 minutes.
-    let e = escalate(&store, &rt, id, Some(1), "console:admin", now)
-        .await
-        .unwrap();
+    let e = escalate(
+        &store,
+        &rt,
+        &Metrics::new(),
+        id,
+        Some(1),
+        "console:admin",
+        now,
+    )
+    .await
+    .unwrap();
     assert!(e.changed);
     let sent = round(&store, &rt, now).await;
     assert_eq!(who(&sent).len(), 1, "zhangsan's status update");
     acknowledge(
         &store,
         &rt,
+        &Metrics::new(),
         id,
         "zhangsan",
         "api",

@@ -165,7 +165,18 @@ async fn ack(
         Some(p) => p,
         None => console_user(&headers),
     };
-    answer(incident::acknowledge(&app.queue.store, &rt, id, &person, "console", Utc::now()).await)
+    answer(
+        incident::acknowledge(
+            &app.queue.store,
+            &rt,
+            &app.metrics,
+            id,
+            &person,
+            "console",
+            Utc::now(),
+        )
+        .await,
+    )
 }
 
 async fn escalate(
@@ -183,7 +194,18 @@ async fn escalate(
         Err(r) => return r,
     };
     let by = req.person.unwrap_or_else(|| console_user(&headers));
-    answer(incident::escalate(&app.queue.store, &rt, id, req.from_step, &by, Utc::now()).await)
+    answer(
+        incident::escalate(
+            &app.queue.store,
+            &rt,
+            &app.metrics,
+            id,
+            req.from_step,
+            &by,
+            Utc::now(),
+        )
+        .await,
+    )
 }
 
 async fn resolve(
@@ -201,7 +223,7 @@ async fn resolve(
         Err(r) => return r,
     };
     let by = req.person.unwrap_or_else(|| console_user(&headers));
-    answer(incident::resolve(&app.queue.store, &rt, id, &by, Utc::now()).await)
+    answer(incident::resolve(&app.queue.store, &rt, &app.metrics, id, &by, Utc::now()).await)
 }
 
 // ---- the one-tap link ----
@@ -380,6 +402,7 @@ async fn confirm(State(app): State<Arc<App>>, Path(token): Path<String>, body: B
     match incident::acknowledge(
         &app.queue.store,
         &rt,
+        &app.metrics,
         c.incident,
         &person,
         "link",

@@ -225,6 +225,33 @@ async fn paged_escalated_acknowledged_by_link_and_resolved() {
             "resolved"
         ]
     );
+    let (_, text) = s.get("/metrics").await;
+    let m = |series: &str| crate::support::metric(&text, series);
+    assert_eq!(
+        m("alertmanager_wechat_incidents_total{policy=\"sre\",state=\"triggered\"}"),
+        1.0,
+        "{text}"
+    );
+    assert_eq!(
+        m("alertmanager_wechat_incidents_total{policy=\"sre\",state=\"acknowledged\"}"),
+        1.0
+    );
+    assert_eq!(
+        m("alertmanager_wechat_incidents_total{policy=\"sre\",state=\"resolved\"}"),
+        1.0
+    );
+    assert_eq!(
+        m("alertmanager_wechat_escalations_total{policy=\"sre\"}"),
+        1.0
+    );
+    assert_eq!(
+        m("alertmanager_wechat_incident_ack_seconds_count{policy=\"sre\"}"),
+        1.0
+    );
+    assert_eq!(
+        m("alertmanager_wechat_oncall_pages_total{contact=\"wxpusher\",result=\"sent\"}"),
+        2.0
+    );
     let timeline = serde_json::to_string_pretty(&list[0]).unwrap();
     println!("{timeline}");
     assert!(!timeline.contains("s3cret"), "{timeline}");
