@@ -57,6 +57,7 @@ pub struct Answer {
 }
 
 /// Runs the command in `text` sent by `user`.
+#[allow(clippy::too_many_arguments)]
 pub async fn run(
     rt: &Runtime,
     chat: &ChatopsConfig,
