@@ -41,6 +41,9 @@
 //!   schedule, storm digests, upstream health, the history of each outcome
 //!   ([`delivery::history`]); it names no channel and no feature, and runs the steps it is
 //!   handed at start-up.
+//! - [`incident`]: on-call incidents: a group on a route with an escalation policy, paged
+//!   step by step through the durable queue (timers are stored jobs) until acknowledged;
+//!   the acts (acknowledge, escalate, resolve) every entry point calls, and one-tap links.
 //! - [`chatops`]: replies from WeChat: silence, acknowledge, list; subscribers by QR code;
 //!   it consumes the channels' neutral inbound events and names no channel.
 //! - [`server`]: the HTTP endpoints, authentication, the accept loop and the limits on the way
@@ -59,6 +62,7 @@ pub mod cli;
 pub mod config;
 pub mod dedupe;
 pub mod delivery;
+pub mod incident;
 pub mod metrics;
 pub mod oncall;
 pub mod route;
@@ -137,7 +141,7 @@ impl Service {
             runtime.clone(),
             metrics.clone(),
             policy,
-            steps::all(),
+            steps::all(metrics.clone()),
             stopped,
         );
         let health = tokio::spawn({

@@ -62,6 +62,29 @@ pub struct FailureLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PolicyLabels {
+    pub policy: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PolicyStateLabels {
+    pub policy: String,
+    pub state: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PageLabels {
+    pub contact: String,
+    pub result: &'static str,
+}
+
+fn ack_histogram() -> Histogram {
+    Histogram::new([
+        30.0, 60.0, 120.0, 300.0, 600.0, 900.0, 1800.0, 3600.0, 7200.0,
+    ])
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ReasonLabels {
     pub reason: &'static str,
 }
@@ -107,6 +130,15 @@ pub struct Metrics {
     pub window_remaining: Family<ReceiverIntegrationLabels, Gauge>,
     pub config_last_reload_successful: Gauge,
     pub config_last_reload_success_timestamp_seconds: Gauge<f64, AtomicU64>,
+    /// Incidents that entered a state, per policy.
+    pub incidents: Family<PolicyStateLabels, Counter>,
+    pub escalations: Family<PolicyLabels, Counter>,
+    /// Time from opening to acknowledgement.
+    pub incident_ack_seconds: Family<PolicyLabels, Histogram>,
+    /// Incidents not resolved, per policy (read from the store, shared by replicas).
+    pub incidents_open: Family<PolicyLabels, Gauge>,
+    /// Pages by contact kind and result (sent, skipped_quiet, skipped, cancelled).
+    pub oncall_pages: Family<PageLabels, Counter>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -148,8 +180,38 @@ impl Metrics {
             window_remaining: Family::default(),
             config_last_reload_successful: Gauge::default(),
             config_last_reload_success_timestamp_seconds: Gauge::default(),
+            incidents: Family::default(),
+            escalations: Family::default(),
+            incident_ack_seconds: Family::new_with_constructor(ack_histogram),
+            incidents_open: Family::default(),
+            oncall_pages: Family::default(),
             registry: Registry::default(),
         };
+        registry.register(
+            "incidents",
+            "Incidents that entered a state, per escalation policy",
+            m.incidents.clone(),
+        );
+        registry.register(
+            "escalations",
+            "Escalations to a next step, per escalation policy",
+            m.escalations.clone(),
+        );
+        registry.register(
+            "incident_ack_seconds",
+            "Time from an incident's opening to its acknowledgement",
+            m.incident_ack_seconds.clone(),
+        );
+        registry.register(
+            "incidents_open",
+            "Incidents not resolved, per escalation policy",
+            m.incidents_open.clone(),
+        );
+        registry.register(
+            "oncall_pages",
+            "Pages to people, by contact kind and result",
+            m.oncall_pages.clone(),
+        );
         registry.register(
             "webhooks_received",
             "Webhook requests received, by sender and answered status",

@@ -23,7 +23,12 @@ impl Step for Dedupe {
         crate::dedupe::condition(&policy, admission, now);
     }
 
-    fn claimed<'a>(&'a self, store: &'a Store, jobs: Vec<Job>) -> BoxFuture<'a, Claimed> {
+    fn claimed<'a>(
+        &'a self,
+        store: &'a Store,
+        _: &'a Runtime,
+        jobs: Vec<Job>,
+    ) -> BoxFuture<'a, Claimed> {
         Box::pin(async move {
             let (jobs, merged) = crate::dedupe::release_held(store, jobs).await;
             Claimed {
@@ -78,7 +83,94 @@ impl Step for Chatops {
     }
 }
 
+/// On-call incidents: the engine's own jobs (accepted notifications, timers) applied and
+/// taken out of the round, pages no longer needed settled unsent; a delivery of a group with
+/// an open incident names the incident's reference (rule 1).
+struct Incidents {
+    metrics: std::sync::Arc<crate::metrics::Metrics>,
+    /// When `incidents_open` was last read from the store.
+    counted: std::sync::Mutex<Option<std::time::Instant>>,
+}
+
+/// How often `incidents_open` is read from the store.
+const COUNT_OPEN_EVERY: std::time::Duration = std::time::Duration::from_secs(15);
+
+impl Step for Incidents {
+    fn claimed<'a>(
+        &'a self,
+        store: &'a Store,
+        runtime: &'a Runtime,
+        jobs: Vec<Job>,
+    ) -> BoxFuture<'a, Claimed> {
+        Box::pin(async move {
+            let now = chrono::Utc::now();
+            let (jobs, queued) =
+                crate::incident::claimed(store, runtime, &self.metrics, jobs, now).await;
+            let due = {
+                let mut last = self.counted.lock().unwrap_or_else(|e| e.into_inner());
+                let due = last.is_none_or(|t| t.elapsed() >= COUNT_OPEN_EVERY);
+                if due {
+                    *last = Some(std::time::Instant::now());
+                }
+                due
+            };
+            if due && !runtime.config.escalation_policies.is_empty() {
+                crate::incident::count_open(store, runtime, &self.metrics, now).await;
+            }
+            Claimed {
+                jobs,
+                queued,
+                merged: Vec::new(),
+            }
+        })
+    }
+
+    fn prepare<'a>(
+        &'a self,
+        at: &'a Attempt<'a>,
+        n: &'a mut Notification,
+        _: &'a mut Vec<String>,
+    ) -> BoxFuture<'a, ()> {
+        Box::pin(async move {
+            // After chatops' step: the incident's reference is the group's (rule 1).
+            if let Some(i) = &n.incident {
+                n.reference = Some(i.reference.clone());
+                return;
+            }
+            if at.runtime.config.escalation_policies.is_empty() {
+                return;
+            }
+            if let Ok(Some(inc)) = at.store.incident_of_group(at.receiver, &n.group_key).await {
+                n.reference = Some(inc.reference);
+            }
+        })
+    }
+
+    fn delivered<'a>(&'a self, at: &'a Attempt<'a>, n: &'a Notification) -> BoxFuture<'a, ()> {
+        Box::pin(async move {
+            if at.receiver.starts_with(crate::runtime::CONTACT_PREFIX)
+                && n.incident.as_ref().is_some_and(|i| i.update.is_none())
+            {
+                self.metrics
+                    .oncall_pages
+                    .get_or_create(&crate::metrics::PageLabels {
+                        contact: at.integration.name().to_string(),
+                        result: "sent",
+                    })
+                    .inc();
+            }
+        })
+    }
+}
+
 /// Every step, in the order the engine runs them.
-pub fn all() -> Steps {
-    std::sync::Arc::new(vec![Box::new(Dedupe), Box::new(Chatops)])
+pub fn all(metrics: std::sync::Arc<crate::metrics::Metrics>) -> Steps {
+    std::sync::Arc::new(vec![
+        Box::new(Dedupe),
+        Box::new(Chatops),
+        Box::new(Incidents {
+            metrics,
+            counted: Default::default(),
+        }),
+    ])
 }

@@ -211,6 +211,7 @@ async fn command(app: &Callbacks, rt: &Runtime, chat: &ChatopsConfig, msg: Messa
         rt,
         chat,
         &app.store,
+        &app.metrics,
         channel,
         &msg.user,
         &msg.text,

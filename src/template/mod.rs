@@ -40,6 +40,16 @@ pub type Shipped = (&'static str, &'static str, &'static str);
 const DEFAULTS: &[Shipped] = &[
     (
         "zh-CN",
+        "oncall.status",
+        include_str!("../../templates/zh-CN/oncall.status.hbs"),
+    ),
+    (
+        "en",
+        "oncall.status",
+        include_str!("../../templates/en/oncall.status.hbs"),
+    ),
+    (
+        "zh-CN",
         "chatops.ref",
         include_str!("../../templates/zh-CN/chatops.ref.hbs"),
     ),
