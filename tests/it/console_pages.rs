@@ -36,6 +36,9 @@ pub fn oncall_config(mock: &MockWxPusher, global: &str) -> String {
     let yaml = config(
         mock,
         r#"
+oncall:
+  channels:
+    wxpusher: { app_token: AT_oncall_token }
 people:
   - { name: zhangsan, display_name: 张三, contacts: { wxpusher: { uid: UID_z } } }
   - { name: lisi, display_name: 李四, contacts: { wxpusher: { uid: UID_l } } }
