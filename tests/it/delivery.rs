@@ -372,14 +372,18 @@ async fn fifty_notifications_to_one_token_never_exceed_its_bucket() {
 async fn storm_is_merged_into_bounded_digests_that_count_every_alert_critical_first() {
     let mock = MockWxPusher::start().await;
     let srv = TestServer::start_with(
+        // A held request must not time out and be sent again while the storm is posted.
         &wx_config(
             &mock,
             ", rate_limit: { rate: 5, burst: 1 }, coalesce_after: 1s",
-        ),
+        )
+        .replace("global: { ", "global: { http_timeout: 5m, "),
         fast_retries(),
     )
     .await;
-    // 2000 alerts in 300 groups, posted as fast as the server takes them.
+    // 2000 alerts in 300 groups, posted as fast as the server takes them, while WxPusher
+    // answers nothing: the backlog builds up behind it whatever the machine's speed.
+    mock.hold();
     let mut all = BTreeSet::new();
     let mut n = 0;
     for g in 0..300 {
@@ -410,6 +414,7 @@ async fn storm_is_merged_into_bounded_digests_that_count_every_alert_critical_fi
         );
     }
     assert_eq!(all.len(), 2000);
+    mock.release();
     // Each alert is sent in full or counted in a digest's line ("N alerts in …").
     let accounted = |reqs: &[crate::support::wxpusher::Recorded]| -> u64 {
         let mut n = 0;

@@ -300,6 +300,37 @@ async fn post_storm(srv: &TestServer, prefix: &str, n: usize, severity: &str) ->
     groups
 }
 
+/// Posts a storm of `n` distinct one-alert groups, thirty at a time, so that the whole storm is
+/// stored within moments even on a loaded machine (the webhook's commits are shared by the
+/// requests in flight): the backlog then outgrows a slow rate limit whatever the load.
+async fn post_storm_at_once(srv: &TestServer, prefix: &str, n: usize) -> BTreeSet<String> {
+    let mut groups = BTreeSet::new();
+    let bodies: Vec<(String, String)> = (0..n)
+        .map(|g| {
+            let name = format!("{prefix}{g:03}");
+            let body = json!({"receiver": "wechat", "status": "firing",
+                "alerts": [{"status": "firing", "labels": {"alertname": name, "severity": "warning"},
+                    "annotations": {"summary": "储存节点离线"}, "startsAt": "2026-11-25T08:00:00Z",
+                    "endsAt": "0001-01-01T00:00:00Z", "generatorURL": "", "fingerprint": format!("{prefix}{g:04}")}],
+                "groupLabels": {"alertname": name}, "commonLabels": {}, "commonAnnotations": {},
+                "externalURL": "http://alertmanager:9093", "version": "4",
+                "groupKey": format!("{{}}:{{alertname=\"{name}\"}}"), "truncatedAlerts": 0});
+            (name, body.to_string())
+        })
+        .collect();
+    for chunk in bodies.chunks(30) {
+        let answers = futures_util::future::join_all(
+            chunk.iter().map(|(_, b)| srv.post("/webhook", b.clone())),
+        )
+        .await;
+        for ((name, _), (status, _)) in chunk.iter().zip(answers) {
+            assert_eq!(status, 200, "{name}");
+            groups.insert(name.clone());
+        }
+    }
+    groups
+}
+
 /// Waits until every group is named in some message the robot got.
 async fn wait_every_group(mock: &MockWecom, groups: &BTreeSet<String>, timeout: Duration) {
     mock.wait(timeout, "every group", |r| {
@@ -315,12 +346,20 @@ async fn wecom_robot_storm_never_exceeds_the_window_and_keeps_every_group() {
     let mock = mock().await;
     // 9.5 a second stands for 20 a minute at 1/30 of the time scale: the window is 2 s and
     // the spacing keeps a 21st message out of it even with network jitter.
-    let srv = TestServer::start(&robot_config(
-        &mock,
-        "        msgtype: text\n        rate_limit: { rate: 9.5, burst: 1 }\n        coalesce_after: 1s",
-    ))
+    // A held request must not time out and be sent again while the storm is posted.
+    let srv = TestServer::start(
+        &robot_config(
+            &mock,
+            "        msgtype: text\n        rate_limit: { rate: 9.5, burst: 1 }\n        coalesce_after: 1s",
+        )
+        .replace("global: { ", "global: { http_timeout: 5m, "),
+    )
     .await;
+    // The robot answers nothing until the storm is stored, so the backlog builds up behind it
+    // whatever the machine's speed.
+    mock.hold_robot();
     let groups = post_storm(&srv, "Storm", 150, "critical").await;
+    mock.release_robot();
     wait_every_group(&mock, &groups, Duration::from_secs(60)).await;
     let reqs = mock.robot_requests();
     srv.stop().await;
@@ -344,12 +383,21 @@ async fn wecom_robot_storm_never_exceeds_the_window_and_keeps_every_group() {
 #[tokio::test]
 async fn wecom_robot_digest_of_300_groups_names_every_group_in_whole_parts() {
     let mock = mock().await;
-    let srv = TestServer::start(&robot_config(
-        &mock,
-        "        msgtype: text\n        rate_limit: { rate: 4, burst: 1 }\n        coalesce_after: 1s",
-    ))
+    // A held request must not time out and be sent again while the storm is posted.
+    let srv = TestServer::start(
+        &robot_config(
+            &mock,
+            "        msgtype: text\n        rate_limit: { rate: 2, burst: 1 }\n        coalesce_after: 1s",
+        )
+        .replace("global: { ", "global: { http_timeout: 5m, "),
+    )
     .await;
-    let groups = post_storm(&srv, "Flood", 300, "warning").await;
+    // The robot answers nothing until the whole storm is stored: the backlog behind it is then
+    // nearly every group, a digest far over 2048 bytes with these long names, whatever the
+    // machine's speed.
+    mock.hold_robot();
+    let groups = post_storm_at_once(&srv, "FloodOfStorageNodesOffline", 300).await;
+    mock.release_robot();
     wait_every_group(&mock, &groups, Duration::from_secs(90)).await;
     let reqs = mock.robot_requests();
     srv.stop().await;

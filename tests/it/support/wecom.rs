@@ -103,6 +103,8 @@ struct Inner {
 pub struct MockWecom {
     pub url: String,
     inner: Arc<Mutex<Inner>>,
+    /// While `true`, robot messages are recorded but not answered (see [`MockWecom::hold_robot`]).
+    hold: Arc<watch::Sender<bool>>,
     count: watch::Receiver<usize>,
     notify: Arc<watch::Sender<usize>>,
 }
@@ -123,6 +125,7 @@ impl MockWecom {
             })),
             count: rx,
             notify: Arc::new(tx),
+            hold: Arc::new(watch::channel(false).0),
         };
         let app = Router::new()
             .route("/cgi-bin/webhook/send", post(robot))
@@ -133,6 +136,16 @@ impl MockWecom {
             let _ = axum::serve(listener, app).await;
         });
         mock
+    }
+
+    /// Records robot messages but answers none until [`MockWecom::release_robot`]: what a
+    /// backlog needs to build up behind a slow upstream whatever the machine's speed.
+    pub fn hold_robot(&self) {
+        self.hold.send_replace(true);
+    }
+
+    pub fn release_robot(&self) {
+        self.hold.send_replace(false);
     }
 
     /// Refuse robot messages beyond 20 in any 60 seconds with 45009, as WeCom does.
@@ -238,6 +251,7 @@ async fn robot(State(mock): State<MockWecom>, req: Request) -> Response {
     let content = rec.content();
     let at = rec.at;
     mock.record(rec);
+    let _ = mock.hold.subscribe().wait_for(|held| !held).await;
     let answer = {
         let mut inner = mock.inner.lock().unwrap();
         let limit = match msgtype.as_str() {
