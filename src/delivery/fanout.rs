@@ -5,6 +5,8 @@
 //! delivery whose integration changed under a reload all come through here, so they agree on
 //! which integrations a notification goes to.
 
+use std::sync::Arc;
+
 use chrono::{DateTime, Utc};
 
 use crate::channels::Integration;
@@ -22,11 +24,13 @@ pub enum Origin {
 }
 
 /// The deliveries of `notification` to each of `integrations` (the receiver's, in order)
-/// that accepts it.
+/// that accepts it. Integrations whose filter leaves the notification as it is share it (one
+/// copy in memory, encoded and stored once); only those that leave some alerts out get a copy
+/// of their own.
 pub fn fan_out(
     receiver: &str,
     integrations: &[Integration],
-    notification: &Notification,
+    notification: &Arc<Notification>,
     accepted_at: DateTime<Utc>,
     origin: Origin,
 ) -> Vec<NewJob> {

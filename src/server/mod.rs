@@ -478,7 +478,7 @@ async fn accept(
         jobs.extend(fan_out(
             &r.receiver,
             integrations,
-            &r.notification,
+            &std::sync::Arc::new(r.notification),
             now,
             Origin::Accepted,
         ));

@@ -14,7 +14,7 @@ fn job(receiver: &str) -> NewJob {
         receiver: receiver.into(),
         integration: crate::store::IntegrationId("console-0".into()),
         kind: "console".into(),
-        notification: crate::webhook::sample_notification(),
+        notification: std::sync::Arc::new(crate::webhook::sample_notification()),
         accepted_at: Utc::now(),
         fallback: false,
     }
@@ -43,7 +43,7 @@ async fn the_wal_stays_bounded_under_a_steady_stream_of_commits() {
     // 130 MB in all.
     let mut big = job("a");
     let alert = big.notification.alerts[0].clone();
-    big.notification.alerts = (0..60)
+    std::sync::Arc::make_mut(&mut big.notification).alerts = (0..60)
         .map(|i| {
             let mut a = alert.clone();
             a.fingerprint = format!("fp{i}");
@@ -136,7 +136,7 @@ async fn jobs_round_trip_capacity_holds_and_inflight_is_reclaimed_on_reopen() {
     assert_eq!(claimed.len(), 2);
     assert_eq!(
         claimed[0].notification,
-        crate::webhook::sample_notification()
+        std::sync::Arc::new(crate::webhook::sample_notification())
     );
     assert!(store.claim(Utc::now(), 10).await.unwrap().is_empty());
     store.complete(vec![ids[0]], Vec::new()).await.unwrap();
