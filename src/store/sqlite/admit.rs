@@ -8,9 +8,9 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 
 use super::SqliteStore;
+use super::bodies::{Encoder, Written, encode};
 use super::dedupe::{prune, take, take_or_extend};
 use super::history;
-use super::bodies::{Encoder, Written, encode};
 use super::jobs::insert_job;
 use super::writer::{Writer, aside};
 use crate::store::history::{Delivery, Retention};

@@ -325,8 +325,15 @@ pub(super) fn insert_jobs(conn: &Connection, jobs: &[EncodedJob]) -> Result<Vec<
     let mut written = Written::default();
     jobs.iter()
         .map(|e| {
-            insert_job(conn, &mut written, &e.job, &e.json, e.job.accepted_at, false)
-                .map(|(id, _)| id)
+            insert_job(
+                conn,
+                &mut written,
+                &e.job,
+                &e.json,
+                e.job.accepted_at,
+                false,
+            )
+            .map(|(id, _)| id)
         })
         .collect()
 }
