@@ -507,6 +507,36 @@ async fn bodies_of(store: &SqliteStore) -> Vec<i64> {
         .unwrap()
 }
 
+/// A fresh record of a queued delivery of `n` to receiver `a`.
+fn queued_record(
+    integration: &str,
+    n: &crate::webhook::Notification,
+    now: DateTime<Utc>,
+) -> Delivery {
+    Delivery {
+        id: 0,
+        job: None,
+        receiver: "a".into(),
+        kind: "console".into(),
+        integration: integration.into(),
+        group_key: n.group_key.clone(),
+        status: "firing".into(),
+        alertnames: Vec::new(),
+        external_url: None,
+        generator_urls: Vec::new(),
+        state: crate::store::history::DeliveryState::Queued,
+        attempts: 0,
+        accepted_at: now,
+        updated_at: now,
+        sent_at: None,
+        next_attempt: None,
+        last_error: None,
+        digest: None,
+        merged: None,
+        notification: Some(n.clone()),
+    }
+}
+
 fn job_of(integration: &str, n: &std::sync::Arc<crate::webhook::Notification>) -> NewJob {
     NewJob {
         integration: crate::store::IntegrationId(integration.into()),
@@ -591,18 +621,7 @@ async fn a_queued_deliverys_record_reads_its_jobs_body() {
         max: 100,
     };
     let n = Arc::new(crate::webhook::sample_notification());
-    let record = |integration: &str| {
-        let mut d = crate::delivery::history::record(
-            "a",
-            "console",
-            integration,
-            &n,
-            crate::store::history::DeliveryState::Queued,
-            now,
-        );
-        d.job = None;
-        d
-    };
+    let record = |integration: &str| queued_record(integration, &n, now);
     let marked = |integration: &str| {
         let mut a = Admission::of(job_of(integration, &n));
         a.identity = Some(Mark {
@@ -721,14 +740,7 @@ async fn a_store_of_the_older_format_opens_and_moves_forward() {
             [ms(now) + 3_600_000],
         )
         .unwrap();
-        let mut d = crate::delivery::history::record(
-            "a",
-            "console",
-            "console-0",
-            &n,
-            crate::store::history::DeliveryState::Queued,
-            now,
-        );
+        let mut d = queued_record("console-0", &n, now);
         d.job = Some(1);
         let record = serde_json::to_string(&Delivery {
             notification: None,
