@@ -78,8 +78,9 @@ fn pipeline(rt: &Runtime, body: &[u8]) -> usize {
     let env = rt.env(Utc::now());
     let mut requests = 0;
     for routed in rt.route(n, None).expect("routed") {
+        let notification = std::sync::Arc::new(routed.notification);
         for integration in rt.receivers.get(&routed.receiver).into_iter().flatten() {
-            if let Some(n) = integration.filter(&routed.notification) {
+            if let Some(n) = integration.filter(&notification) {
                 requests += integration.prepare(&env, &n).expect("renders").len();
             }
         }

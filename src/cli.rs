@@ -193,7 +193,7 @@ pub async fn deadletters(store: &crate::store::Store, action: DeadLetterAction) 
                         inert(&j.progress.stored().join(", "))
                     );
                     // JSON escapes C0 controls in strings, not C1 or bidi characters.
-                    let json = serde_json::to_string_pretty(&j.notification).unwrap_or_default();
+                    let json = serde_json::to_string_pretty(&*j.notification).unwrap_or_default();
                     let json: Vec<String> = json.lines().map(inert).collect();
                     let _ = writeln!(out, "notification: {}", json.join("\n"));
                 }

@@ -366,8 +366,9 @@ impl Runtime {
         let env = rt.env(now);
         let mut out = Vec::new();
         for r in routed {
+            let notification = std::sync::Arc::new(r.notification);
             for i in rt.receivers.get(&r.receiver).into_iter().flatten() {
-                let Some(n) = i.filter(&r.notification) else {
+                let Some(n) = i.filter(&notification) else {
                     continue;
                 };
                 let mut requests = i.prepare(&env, &n).map_err(|e| match e {

@@ -25,6 +25,8 @@ pub mod wxpusher;
 #[cfg(test)]
 mod tests;
 
+use std::sync::Arc;
+
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::Value;
@@ -350,9 +352,17 @@ impl Integration {
     }
 
     /// The notification as this integration should see it: without resolved alerts when
-    /// `send_resolved` is off. `None` when nothing is left to send.
-    pub fn filter(&self, n: &Notification) -> Option<Notification> {
+    /// `send_resolved` is off. `None` when nothing is left to send. When nothing is left out,
+    /// the same notification (shared, not copied).
+    pub fn filter(&self, n: &Arc<Notification>) -> Option<Arc<Notification>> {
         if self.send_resolved {
+            return Some(n.clone());
+        }
+        // Every alert firing: what `subset` would make is the notification itself.
+        if !n.alerts.is_empty()
+            && n.status == Status::Firing
+            && n.alerts.iter().all(|a| a.status == Status::Firing)
+        {
             return Some(n.clone());
         }
         let firing: Vec<_> = n
@@ -364,7 +374,7 @@ impl Integration {
         if firing.is_empty() {
             None
         } else {
-            Some(n.subset(firing))
+            Some(Arc::new(n.subset(firing)))
         }
     }
 

@@ -415,7 +415,7 @@ mod tests {
             receiver: "oncall".into(),
             integration: IntegrationId("console-0".into()),
             kind: "wxpusher".into(),
-            notification: n,
+            notification: std::sync::Arc::new(n),
             accepted_at: Utc::now(),
             fallback: false,
         }

@@ -20,6 +20,7 @@
 use std::collections::hash_map::DefaultHasher;
 use std::collections::{BTreeMap, HashMap};
 use std::hash::{Hash, Hasher};
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 
@@ -117,8 +118,7 @@ struct Part {
 
 impl Part {
     fn new(job: &NewJob) -> Part {
-        let mut base = job.notification.clone();
-        base.alerts = Vec::new();
+        let base = job.notification.without_alerts();
         Part {
             receiver: job.receiver.clone(),
             integration: job.integration.clone(),
@@ -135,7 +135,7 @@ impl Part {
 
     fn add(&mut self, job: NewJob) {
         self.accepted_at = self.accepted_at.min(job.accepted_at);
-        let n = job.notification;
+        let n = Arc::unwrap_or_clone(job.notification);
         if let Some(c) = &n.digest_counts {
             // An earlier digest: its counts already hold its alerts.
             self.merge_counts(c);
@@ -278,7 +278,7 @@ impl Part {
             receiver: self.receiver,
             integration: self.integration,
             kind: self.kind,
-            notification: n,
+            notification: Arc::new(n),
             accepted_at: self.accepted_at,
             fallback: self.fallback,
         }
@@ -360,12 +360,15 @@ pub fn digest(notifications: Vec<Notification>) -> Option<Notification> {
             receiver: notification.receiver.clone(),
             integration: IntegrationId::default(),
             kind: String::new(),
-            notification,
+            notification: Arc::new(notification),
             accepted_at: Utc::now(),
             fallback: false,
         });
     }
-    b.finish().into_iter().next().map(|j| j.notification)
+    b.finish()
+        .into_iter()
+        .next()
+        .map(|j| Arc::unwrap_or_clone(j.notification))
 }
 
 #[cfg(test)]
@@ -459,7 +462,7 @@ mod tests {
                     receiver: "r".into(),
                     integration: IntegrationId("i".into()),
                     kind: "k".into(),
-                    notification: n,
+                    notification: Arc::new(n),
                     accepted_at: Utc::now(),
                     fallback: false,
                 });
@@ -491,7 +494,7 @@ mod tests {
             receiver: "r".into(),
             integration: IntegrationId("i".into()),
             kind: "k".into(),
-            notification: n,
+            notification: Arc::new(n),
             accepted_at: Utc::now(),
             fallback: false,
         });

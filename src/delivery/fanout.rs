@@ -5,6 +5,8 @@
 //! delivery whose integration changed under a reload all come through here, so they agree on
 //! which integrations a notification goes to.
 
+use std::sync::Arc;
+
 use chrono::{DateTime, Utc};
 
 use crate::channels::Integration;
@@ -22,11 +24,13 @@ pub enum Origin {
 }
 
 /// The deliveries of `notification` to each of `integrations` (the receiver's, in order)
-/// that accepts it.
+/// that accepts it. Integrations whose filter leaves the notification as it is share it (one
+/// copy in memory, encoded and stored once); only those that leave some alerts out get a copy
+/// of their own.
 pub fn fan_out(
     receiver: &str,
     integrations: &[Integration],
-    notification: &Notification,
+    notification: &Arc<Notification>,
     accepted_at: DateTime<Utc>,
     origin: Origin,
 ) -> Vec<NewJob> {
@@ -44,4 +48,62 @@ pub fn fan_out(
             })
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use crate::runtime::{Runtime, sample_notification};
+    use crate::webhook::Status;
+
+    fn receiver() -> Runtime {
+        let c = Config::parse(
+            "route: {receiver: a}\nreceivers:\n  - name: a\n    console_configs:\n      - {text: one}\n      - {text: two, send_resolved: false}\n      - {text: three}\n",
+            "t.yml",
+            std::path::Path::new("."),
+        )
+        .unwrap();
+        Runtime::build(c).unwrap()
+    }
+
+    /// Integrations that take the notification as it is share one copy; one whose filter
+    /// leaves resolved alerts out gets its own.
+    #[test]
+    fn integrations_share_the_notification_unless_their_filter_changes_it() {
+        let rt = receiver();
+        let integrations = &rt.receivers["a"];
+        let mut n = sample_notification();
+        n.status = Status::Firing;
+        n.alerts[0].status = Status::Firing;
+        n.alerts[1].status = Status::Resolved;
+        let n = Arc::new(n);
+        let jobs = fan_out("a", integrations, &n, Utc::now(), Origin::Accepted);
+        assert_eq!(jobs.len(), 3);
+        assert!(Arc::ptr_eq(&jobs[0].notification, &n));
+        assert!(Arc::ptr_eq(&jobs[2].notification, &n));
+        assert!(!Arc::ptr_eq(&jobs[1].notification, &n), "filtered: its own");
+        assert_eq!(jobs[1].notification.alerts.len(), 1);
+        assert_eq!(jobs[1].notification.alerts[0].status, Status::Firing);
+
+        // All firing: nothing to leave out, so even the filtering integration shares it.
+        let mut firing = (*n).clone();
+        firing.alerts[1].status = Status::Firing;
+        let firing = Arc::new(firing);
+        let jobs = fan_out("a", integrations, &firing, Utc::now(), Origin::Accepted);
+        assert!(jobs.iter().all(|j| Arc::ptr_eq(&j.notification, &firing)));
+
+        // Only resolved: the filtering integration gets nothing.
+        let mut resolved = (*n).clone();
+        resolved.status = Status::Resolved;
+        resolved.alerts[0].status = Status::Resolved;
+        let jobs = fan_out(
+            "a",
+            integrations,
+            &Arc::new(resolved),
+            Utc::now(),
+            Origin::Accepted,
+        );
+        assert_eq!(jobs.len(), 2);
+    }
 }

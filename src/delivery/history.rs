@@ -24,21 +24,13 @@ pub fn retention(web: &WebConfig) -> Retention {
 /// Most alerts a history record keeps of its notification, and most distinct `alertname`s
 /// and `generatorURL`s it lists: a record stays small however large the group (up to 10,000
 /// alerts), and the console still has a payload to render again.
-pub const RECORD_ALERTS: usize = 128;
+pub use crate::store::history::RECORD_ALERTS;
 
 /// The notification as a record keeps it: whole when it has at most [`RECORD_ALERTS`]
 /// alerts, else its first [`RECORD_ALERTS`], the others counted in `truncatedAlerts` (as
 /// Alertmanager's `max_alerts` counts the alerts it leaves out).
 pub(crate) fn kept(n: &Notification) -> Notification {
-    if n.alerts.len() <= RECORD_ALERTS {
-        return n.clone();
-    }
-    let mut kept = n.without_alerts();
-    kept.alerts = n.alerts[..RECORD_ALERTS].to_vec();
-    kept.truncated_alerts = n
-        .truncated_alerts
-        .saturating_add((n.alerts.len() - RECORD_ALERTS) as u64);
-    kept
+    crate::store::history::kept(n)
 }
 
 /// The first `max` distinct values, sorted.

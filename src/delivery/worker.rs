@@ -180,9 +180,13 @@ async fn large_turn(mut job: Job) -> (Option<Job>, Option<tokio::sync::Semaphore
     if let Ok(turn) = LARGE_TURN.try_acquire() {
         return (Some(job), Some(turn));
     }
-    let parked = serde_json::to_vec(&job.notification).ok();
+    // Parked only when this job alone holds it: a notification shared with other jobs of
+    // the same claim (the receiver's other integrations) stays in memory once either way.
+    let parked = (Arc::strong_count(&job.notification) == 1)
+        .then(|| serde_json::to_vec(&*job.notification).ok())
+        .flatten();
     if parked.is_some() {
-        job.notification = job.notification.without_alerts();
+        job.notification = Arc::new(job.notification.without_alerts());
     }
     debug!(
         job = job.id,
@@ -191,7 +195,7 @@ async fn large_turn(mut job: Job) -> (Option<Job>, Option<tokio::sync::Semaphore
     let turn = LARGE_TURN.acquire().await.ok();
     if let Some(bytes) = parked {
         match serde_json::from_slice(&bytes) {
-            Ok(n) => job.notification = n,
+            Ok(n) => job.notification = Arc::new(n),
             // It round-trips by construction; were it not to, the store still has it.
             Err(e) => {
                 error!(job = job.id, error = %e, "cannot restore a parked notification; it is claimed again later");
@@ -427,11 +431,13 @@ async fn attempt(mut job: Job, ctx: &Arc<Ctx>, rt: &Runtime, integration: &Integ
     // stored only when a fallback receiver may need a copy of it if this gives up
     // ([`fallback_jobs`]); otherwise the attempt takes it, and the job keeps the bounded part
     // its history records need: a large group is not held twice.
+    // A notification shared with other jobs of the claim is copied here, one attempt at a
+    // time for a large one ([`large_turn`]).
     let mut notification = if job.fallback || integration.fallback_receiver.is_none() {
-        let kept = super::history::kept(&job.notification);
-        std::mem::replace(&mut job.notification, kept)
+        let kept = Arc::new(super::history::kept(&job.notification));
+        Arc::unwrap_or_clone(std::mem::replace(&mut job.notification, kept))
     } else {
-        job.notification.clone()
+        (*job.notification).clone()
     };
     notification.fallback = job.fallback;
     let mut subscribers = Vec::new();

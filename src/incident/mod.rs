@@ -17,6 +17,7 @@
 pub mod link;
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 
 use chrono::{DateTime, Duration, Utc};
 use serde_json::{Value, json};
@@ -91,7 +92,12 @@ impl Control {
 
 /// The job that hands an accepted notification for `receiver` to the engine: queued with the
 /// webhook's deliveries, in the same transaction.
-pub fn notify_job(receiver: &str, policy: &str, n: &Notification, now: DateTime<Utc>) -> NewJob {
+pub fn notify_job(
+    receiver: &str,
+    policy: &str,
+    n: &Arc<Notification>,
+    now: DateTime<Utc>,
+) -> NewJob {
     NewJob {
         receiver: receiver.to_string(),
         integration: Control::Notify {
@@ -99,7 +105,7 @@ pub fn notify_job(receiver: &str, policy: &str, n: &Notification, now: DateTime<
         }
         .id(),
         kind: CONTROL_KIND.to_string(),
-        notification: n.clone(),
+        notification: Arc::clone(n),
         accepted_at: now,
         fallback: false,
     }
@@ -110,7 +116,7 @@ fn timer_job(inc: &Incident, control: Control, due: DateTime<Utc>) -> NewJob {
         receiver: inc.receiver.clone(),
         integration: control.id(),
         kind: CONTROL_KIND.to_string(),
-        notification: inc.notification.without_alerts(),
+        notification: Arc::new(inc.notification.without_alerts()),
         accepted_at: due,
         fallback: false,
     }
@@ -296,7 +302,13 @@ fn page_step(
                     continue;
                 };
                 let n = page_notification(inc, rt, None, now);
-                out.extend(fan_out(name, list, &n, now, Origin::Accepted));
+                out.extend(fan_out(
+                    name,
+                    list,
+                    &Arc::new(n.clone()),
+                    now,
+                    Origin::Accepted,
+                ));
                 inc.log(
                     now,
                     "paged",
@@ -425,7 +437,7 @@ fn page_person(
             receiver: contact_receiver(name),
             integration: i.id.clone(),
             kind: kind.clone(),
-            notification: page_notification(inc, rt, Some(name), now),
+            notification: Arc::new(page_notification(inc, rt, Some(name), now)),
             accepted_at: due,
             fallback: false,
         });
@@ -481,7 +493,13 @@ fn status_updates(
         }
         if let Some(name) = p.person.strip_prefix("receiver:") {
             if let Some(list) = rt.receivers.get(name) {
-                out.extend(fan_out(name, list, &n, now, Origin::Accepted));
+                out.extend(fan_out(
+                    name,
+                    list,
+                    &Arc::new(n.clone()),
+                    now,
+                    Origin::Accepted,
+                ));
             }
             continue;
         }
@@ -496,7 +514,7 @@ fn status_updates(
             receiver: contact_receiver(&p.person),
             integration: i.id.clone(),
             kind: p.contact.clone(),
-            notification: n,
+            notification: Arc::new(n),
             accepted_at: now,
             fallback: false,
         });
@@ -794,7 +812,7 @@ async fn open(
         fingerprints: firing.clone(),
         paged: Vec::new(),
         timeline: Vec::new(),
-        notification: n.clone(),
+        notification: n.as_ref().clone(),
         applied: Vec::new(),
         version: 0,
     };

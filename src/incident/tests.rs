@@ -79,7 +79,12 @@ fn resolved(n: &Notification) -> Notification {
 /// returns the jobs left to deliver.
 async fn accept(store: &Store, rt: &Runtime, n: &Notification, now: DateTime<Utc>) -> Vec<Job> {
     store
-        .enqueue(vec![notify_job("group", "sre", n, now)])
+        .enqueue(vec![notify_job(
+            "group",
+            "sre",
+            &std::sync::Arc::new(n.clone()),
+            now,
+        )])
         .await
         .unwrap();
     round(store, rt, now).await

@@ -480,10 +480,11 @@ async fn accept(
     let mut incidents = Vec::new();
     for r in routed {
         let integrations = rt.receivers.get(&r.receiver).map_or(&[][..], Vec::as_slice);
+        let notification = std::sync::Arc::new(r.notification);
         jobs.extend(fan_out(
             &r.receiver,
             integrations,
-            &r.notification,
+            &notification,
             now,
             Origin::Accepted,
         ));
@@ -491,7 +492,7 @@ async fn accept(
             incidents.push(crate::incident::notify_job(
                 &r.receiver,
                 policy,
-                &r.notification,
+                &notification,
                 now,
             ));
         }

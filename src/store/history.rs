@@ -103,6 +103,25 @@ pub struct Delivery {
     pub notification: Option<Notification>,
 }
 
+/// Alerts a record keeps of its notification (the console shows no more).
+pub const RECORD_ALERTS: usize = 128;
+
+/// The notification as a record keeps it: whole when it has at most [`RECORD_ALERTS`] alerts, else its first ones, the others counted
+/// in `truncatedAlerts` (as Alertmanager's `max_alerts` counts the alerts it leaves out). A
+/// record that reads its job's stored notification keeps this much of it when read.
+pub fn kept(n: &Notification) -> Notification {
+    let max = RECORD_ALERTS;
+    if n.alerts.len() <= max {
+        return n.clone();
+    }
+    let mut kept = n.without_alerts();
+    kept.alerts = n.alerts[..max].to_vec();
+    kept.truncated_alerts = n
+        .truncated_alerts
+        .saturating_add((n.alerts.len() - max) as u64);
+    kept
+}
+
 /// A change to the newest record of a job.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Change {

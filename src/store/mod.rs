@@ -18,6 +18,7 @@ pub mod sqlite;
 pub mod stats;
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -89,7 +90,10 @@ pub struct NewJob {
     pub integration: IntegrationId,
     /// The integration's type, shown by `deadletters list`.
     pub kind: String,
-    pub notification: Notification,
+    /// Shared by every job made from the same notification (the integrations of a receiver
+    /// whose filter leaves it as it is): a 10,000-alert group to seven integrations is held,
+    /// encoded and stored once, not seven times.
+    pub notification: Arc<Notification>,
     pub accepted_at: DateTime<Utc>,
     /// Re-routed here after another integration gave up: never re-routed again.
     pub fallback: bool,
@@ -115,12 +119,16 @@ pub fn merge_by_kind(
                 first.kind.clone(),
             );
             let accepted_at = jobs.iter().map(|j| j.accepted_at).min()?;
-            let notification = merge(jobs.into_iter().map(|j| j.notification).collect())?;
+            let notification = merge(
+                jobs.into_iter()
+                    .map(|j| Arc::unwrap_or_clone(j.notification))
+                    .collect(),
+            )?;
             Some(NewJob {
                 receiver,
                 integration,
                 kind,
-                notification,
+                notification: Arc::new(notification),
                 accepted_at,
                 fallback,
             })
@@ -150,7 +158,8 @@ pub struct Job {
     pub receiver: String,
     pub integration: IntegrationId,
     pub kind: String,
-    pub notification: Notification,
+    /// Shared by the jobs of one claim that were stored from the same notification.
+    pub notification: Arc<Notification>,
     /// Attempts made so far.
     pub attempt: u32,
     /// Recipients already delivered, so retries skip them.

@@ -90,7 +90,7 @@ fn job(receiver: &str, integration: usize) -> NewJob {
         receiver: receiver.into(),
         integration: id(integration),
         kind: "wxpusher".into(),
-        notification: alertmanager_wechat::runtime::sample_notification(),
+        notification: std::sync::Arc::new(alertmanager_wechat::runtime::sample_notification()),
         accepted_at: Utc::now(),
         fallback: false,
     }
@@ -395,7 +395,9 @@ async fn claim_target_takes_one_backlog_for_a_digest(store: Store, _: &mut Guard
     // The other receiver's job is untouched; the backlog's jobs are gone from the queue.
     assert_eq!(ids(&store.claim(Utc::now(), 10).await.unwrap()), [a[2]]);
     let mut digest = job("oncall", 0);
-    digest.notification.alerts.truncate(1);
+    std::sync::Arc::make_mut(&mut digest.notification)
+        .alerts
+        .truncate(1);
     store.complete(ids(&backlog), vec![digest]).await.unwrap();
     let d = store.claim(Utc::now(), 10).await.unwrap();
     assert_eq!(d.len(), 1);

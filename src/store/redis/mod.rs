@@ -934,7 +934,7 @@ fn push_job(
     not_before: DateTime<Utc>,
     held: bool,
 ) -> Result<(), StoreError> {
-    let n = serde_json::to_string(&j.notification)
+    let n = serde_json::to_string(&*j.notification)
         .map_err(|e| StoreError::Db(format!("cannot encode a notification: {e}")))?;
     out.push(j.receiver.clone());
     out.push(j.integration.0.clone());
@@ -997,7 +997,7 @@ fn to_job(id: i64, mut f: HashMap<String, String>) -> Result<Job, StoreError> {
             .map(from_ms),
         fallback: f.get("fallback").is_some_and(|v| v == "1"),
         held: f.get("held").is_some_and(|v| v == "1"),
-        notification,
+        notification: std::sync::Arc::new(notification),
         progress,
         receiver: f.remove("receiver").unwrap_or_default(),
         kind: f.remove("kind").unwrap_or_default(),

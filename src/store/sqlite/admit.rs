@@ -1,12 +1,17 @@
 //! Admission: a webhook's jobs passed through their dedupe keys and stored in one request,
-//! with their history records in the same transaction (one commit before the answer).
+//! with their history records in the same transaction (one commit before the answer). The
+//! notification is stored once ([`super::bodies`]): the jobs of its integrations and their
+//! history records read the same body.
+
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 
 use super::SqliteStore;
+use super::bodies::{Encoder, Written, encode};
 use super::dedupe::{prune, take, take_or_extend};
 use super::history;
-use super::jobs::{encode, insert_job};
+use super::jobs::insert_job;
 use super::writer::{Writer, aside};
 use crate::store::history::{Delivery, Retention};
 use crate::store::{Admission, Admitted, StoreError};
@@ -19,7 +24,7 @@ impl SqliteStore {
     ) -> Result<Vec<Admitted>, StoreError> {
         let admissions = encode_admissions(admissions)?;
         let r = self.call(move |w| admit_in(w, admissions, now)).await;
-        self.wrote(r).map(|(admitted, _spent)| admitted)
+        self.wrote(r).map(|(admitted, _bodies, _spent)| admitted)
     }
 
     /// [`SqliteStore::admit`], and the history records of what was admitted added in the same
@@ -36,11 +41,12 @@ impl SqliteStore {
         let records = history::Encoded::all(records)?;
         let r = self
             .call(move |w| {
-                let (admitted, spent) = admit_in(w, admissions, now)?;
+                let (admitted, bodies, spent) = admit_in(w, admissions, now)?;
+                // A queued delivery's record reads its job's body.
                 let records = records
                     .into_iter()
-                    .zip(&admitted)
-                    .filter_map(|(e, a)| e.of_admission(a))
+                    .zip(admitted.iter().zip(&bodies))
+                    .filter_map(|(e, (a, body))| e.of_admission(a, *body))
                     .collect::<Vec<_>>();
                 if records.is_empty() {
                     return Ok((admitted, None, spent));
@@ -54,34 +60,41 @@ impl SqliteStore {
     }
 }
 
-/// Notifications ready for [`admit_in`]: each job's notification already JSON.
-pub(super) type EncodedAdmissions = Vec<(String, Admission)>;
+/// Notifications ready for [`admit_in`]: each job's notification already JSON, encoded once
+/// for all the jobs that share it.
+pub(super) type EncodedAdmissions = Vec<(Arc<str>, Admission)>;
 
 pub(super) fn encode_admissions(
     admissions: Vec<Admission>,
 ) -> Result<EncodedAdmissions, StoreError> {
+    let mut encoder = Encoder::default();
     admissions
         .into_iter()
-        .map(|a| Ok((encode(&a.job.notification)?, a)))
+        .map(|a| Ok((encoder.encode(&a.job.notification)?, a)))
         .collect()
 }
 
-/// [`SqliteStore::admit`] on the writer thread. The jobs and their JSON come back beside the
-/// answer, to be freed by the caller: freeing them took the one writer thread's time.
+/// [`SqliteStore::admit`] on the writer thread: what became of each admission, and the body
+/// each queued job reads. The jobs and their JSON come back beside the answer, to be freed by
+/// the caller: freeing them took the one writer thread's time.
+#[allow(clippy::type_complexity)]
 pub(super) fn admit_in(
     w: &mut Writer,
     admissions: EncodedAdmissions,
     now: DateTime<Utc>,
-) -> Result<(Vec<Admitted>, EncodedAdmissions), StoreError> {
+) -> Result<(Vec<Admitted>, Vec<Option<i64>>, EncodedAdmissions), StoreError> {
     prune(&w.conn, now)?;
     let mut out = Vec::with_capacity(admissions.len());
+    let mut bodies = Vec::with_capacity(admissions.len());
     let mut spent = Vec::with_capacity(admissions.len());
+    let mut written = Written::default();
     let mut queued = 0u64;
     for (mut json, mut a) in admissions {
         if let Some(identity) = &a.identity
             && !take(&w.conn, identity, now)?
         {
             out.push(Admitted::Duplicate);
+            bodies.push(None);
             spent.push((json, a));
             continue;
         }
@@ -107,18 +120,21 @@ pub(super) fn admit_in(
                 out.push(Admitted::Empty {
                     dropped: drop.len(),
                 });
+                bodies.push(None);
                 spent.push((json, a));
                 continue;
             }
-            a.job.notification = n.subset(keep);
-            json = encode(&a.job.notification)?;
+            // Its own notification now, and its own body.
+            a.job.notification = Arc::new(n.subset(keep));
+            json = encode(&a.job.notification)?.into();
         }
-        let id = insert_job(&w.conn, &a.job, &json, a.not_before, a.held)?;
+        let (id, body) = insert_job(&w.conn, &mut written, &a.job, &json, a.not_before, a.held)?;
         queued += 1;
         out.push(Admitted::Queued {
             id,
             dropped: drop.len(),
         });
+        bodies.push(Some(body));
         spent.push((json, a));
     }
     if w.live + queued > w.capacity || (queued > 0 && w.over_size()?) {
@@ -126,5 +142,5 @@ pub(super) fn admit_in(
         return Err(StoreError::Full);
     }
     w.live += queued;
-    Ok((out, spent))
+    Ok((out, bodies, spent))
 }

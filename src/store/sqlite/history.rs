@@ -1,5 +1,7 @@
 //! The delivery history in SQLite: table `history`, one JSON record per delivery with the
-//! columns filters and updates look up by, and the notification's JSON in a column of its own
+//! columns filters and updates look up by. A queued delivery's record reads its job's
+//! notification body ([`super::bodies`]: the notification stored once); other records (a
+//! suppressed duplicate, a digest) hold their notification's JSON in a column of their own
 //! (encoded by the caller, written once; an update rewrites only the small record). Written on
 //! the store's writer thread like everything else, so an update (read, change, write back) is
 //! atomic.
@@ -7,9 +9,10 @@
 use chrono::{DateTime, Utc};
 use rusqlite::{Connection, OptionalExtension, params};
 
+use super::bodies;
 use super::{SqliteStore, Writer, db, ms};
 use crate::store::StoreError;
-use crate::store::history::{Delivery, DeliveryState, HistoryFilter, Retention, Update};
+use crate::store::history::{Delivery, DeliveryState, HistoryFilter, Retention, Update, kept};
 
 pub(super) const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS history (
@@ -22,11 +25,20 @@ CREATE TABLE IF NOT EXISTS history (
     adoptable   INTEGER NOT NULL DEFAULT 0,  -- a digest waiting for its job
     accepted_at INTEGER NOT NULL,            -- unix milliseconds
     record      TEXT    NOT NULL,            -- the Delivery as JSON, without its notification
-    notification TEXT                        -- the notification as JSON (older rows: in record)
+    notification TEXT,                       -- the notification as JSON (older rows: in record)
+    body        INTEGER                      -- or the body it reads (a queued delivery's)
 );
 CREATE INDEX IF NOT EXISTS history_job ON history (job);
-CREATE INDEX IF NOT EXISTS history_accepted ON history (accepted_at);
-CREATE INDEX IF NOT EXISTS history_adopt ON history (receiver, integration, adoptable);
+"#;
+
+/// Indexes made after the columns older stores lack were added. Only digests waiting for
+/// their job are looked up by receiver and integration: a partial index, which other records
+/// never touch. Age is pruned from the oldest rows (by id), without an index of its own.
+pub(super) const INDEXES: &str = r#"
+DROP INDEX IF EXISTS history_accepted;
+DROP INDEX IF EXISTS history_adopt;
+CREATE INDEX IF NOT EXISTS history_adoptable ON history (receiver, integration)
+    WHERE adoptable = 1;
 "#;
 
 /// A record ready for the writer: its notification taken out and already JSON, so that the one
@@ -34,6 +46,8 @@ CREATE INDEX IF NOT EXISTS history_adopt ON history (receiver, integration, adop
 pub(super) struct Encoded {
     record: Delivery,
     notification: Option<String>,
+    /// The body the record reads instead of a notification of its own.
+    body: Option<i64>,
 }
 
 impl Encoded {
@@ -47,6 +61,7 @@ impl Encoded {
         Ok(Encoded {
             record,
             notification,
+            body: None,
         })
     }
 
@@ -54,12 +69,22 @@ impl Encoded {
         records.into_iter().map(Encoded::new).collect()
     }
 
-    /// [`crate::store::history::of_admission`] of the record.
-    pub(super) fn of_admission(self, a: &crate::store::Admitted) -> Option<Encoded> {
-        let notification = self.notification;
+    /// [`crate::store::history::of_admission`] of the record; reading `body` (its job's)
+    /// instead of a copy of the notification when there is one.
+    pub(super) fn of_admission(
+        self,
+        a: &crate::store::Admitted,
+        body: Option<i64>,
+    ) -> Option<Encoded> {
+        let notification = if body.is_some() {
+            None
+        } else {
+            self.notification
+        };
         crate::store::history::of_admission(self.record, a).map(|record| Encoded {
             record,
             notification,
+            body,
         })
     }
 }
@@ -87,15 +112,17 @@ fn decode(id: i64, raw: &str, notification: Option<&str>) -> Result<Delivery, St
     };
     let mut d: Delivery = serde_json::from_str(raw).map_err(corrupt)?;
     if let Some(n) = notification {
-        d.notification = Some(serde_json::from_str(n).map_err(corrupt)?);
+        // A body holds the whole notification: the record keeps a bounded part of it.
+        let n: crate::webhook::Notification = serde_json::from_str(n).map_err(corrupt)?;
+        d.notification = Some(kept(&n));
     }
     // The row's id is the truth: a record is written once with its row, before the row has one.
     d.id = id;
     Ok(d)
 }
 
-/// The columns [`decode`] reads, in its order.
-const COLUMNS: &str = "id, record, notification";
+/// The columns [`decode`] reads, in its order (from `history h LEFT JOIN bodies b`).
+const COLUMNS: &str = "h.id, h.record, coalesce(h.notification, b.json)";
 
 type Row = (i64, String, Option<String>);
 
@@ -118,8 +145,8 @@ fn insert(w: &mut Writer, e: &mut Encoded) -> Result<i64, StoreError> {
     let (record, held) = encode(d)?;
     w.conn
         .prepare_cached(
-            "INSERT INTO history (job, receiver, integration, state, alertnames, adoptable, accepted_at, record, notification)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            "INSERT INTO history (job, receiver, integration, state, alertnames, adoptable, accepted_at, record, notification, body)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
         )
         .and_then(|mut s| {
             s.execute(params![
@@ -132,10 +159,14 @@ fn insert(w: &mut Writer, e: &mut Encoded) -> Result<i64, StoreError> {
                 ms(d.accepted_at),
                 record,
                 e.notification.as_ref().or(held.as_ref()),
+                e.body,
             ])
         })
         .map_err(db)?;
     d.id = w.conn.last_insert_rowid();
+    if let Some(body) = e.body {
+        bodies::refer(&w.conn, body)?;
+    }
     if let Some(n) = &mut w.history_rows {
         *n += 1;
     }
@@ -176,28 +207,49 @@ fn rows(w: &mut Writer) -> Result<u64, StoreError> {
     Ok(n)
 }
 
-/// Drops records older than `keep.max_age`, then the oldest past `keep.max`: each costs what
-/// it deletes, not what is kept.
+/// Oldest records looked at for age on each write: pruning costs what it deletes, not a scan.
+const AGE_SCAN: i64 = 256;
+
+/// Drops records older than `keep.max_age` among the oldest [`AGE_SCAN`] (records are written
+/// in the order they are accepted, so the aged ones are there), then the oldest past
+/// `keep.max`; gives back the bodies they read. Each costs what it deletes, not what is kept.
 fn prune(w: &mut Writer, keep: Retention, now: DateTime<Utc>) -> Result<(), StoreError> {
-    let aged = w
-        .conn
-        .prepare_cached("DELETE FROM history WHERE accepted_at < ?1")
-        .and_then(|mut s| s.execute(params![ms(keep.cutoff(now))]))
-        .map_err(db)? as u64;
+    let aged = delete_returning_bodies(
+        &w.conn,
+        "WHERE id IN (SELECT id FROM history ORDER BY id LIMIT ?2) AND accepted_at < ?1",
+        params![ms(keep.cutoff(now)), AGE_SCAN],
+    )?;
     let left = rows(w)?.saturating_sub(aged);
     w.history_rows = Some(left);
     let excess = left.saturating_sub(keep.max as u64);
     if excess > 0 {
-        let n = w
-            .conn
-            .prepare_cached(
-                "DELETE FROM history WHERE id IN (SELECT id FROM history ORDER BY id LIMIT ?1)",
-            )
-            .and_then(|mut s| s.execute(params![excess as i64]))
-            .map_err(db)? as u64;
+        let n = delete_returning_bodies(
+            &w.conn,
+            "WHERE id IN (SELECT id FROM history ORDER BY id LIMIT ?1)",
+            params![excess as i64],
+        )?;
         w.history_rows = Some(left.saturating_sub(n));
     }
     Ok(())
+}
+
+/// Deletes the records `tail` selects and gives back the bodies they read; returns how many.
+fn delete_returning_bodies(
+    conn: &Connection,
+    tail: &str,
+    params: impl rusqlite::Params,
+) -> Result<u64, StoreError> {
+    let gone: Vec<Option<i64>> = conn
+        .prepare_cached(&format!("DELETE FROM history {tail} RETURNING body"))
+        .and_then(|mut s| {
+            s.query_map(params, |r| r.get(0))?
+                .collect::<Result<Vec<_>, _>>()
+        })
+        .map_err(db)?;
+    for body in gone.iter().flatten() {
+        bodies::release(conn, *body)?;
+    }
+    Ok(gone.len() as u64)
 }
 
 /// The newest record of a job, without its notification (an update leaves that column alone).
@@ -313,10 +365,10 @@ impl SqliteStore {
             let mut stmt = w
                 .conn
                 .prepare(&format!(
-                    "SELECT {COLUMNS} FROM history
-                     WHERE (?1 IS NULL OR receiver = ?1) AND (?2 IS NULL OR state = ?2)
-                       AND (?3 IS NULL OR EXISTS (SELECT 1 FROM json_each(history.alertnames) WHERE value = ?3))
-                     ORDER BY id DESC LIMIT ?4"
+                    "SELECT {COLUMNS} FROM history h LEFT JOIN bodies b ON b.body = h.body
+                     WHERE (?1 IS NULL OR h.receiver = ?1) AND (?2 IS NULL OR h.state = ?2)
+                       AND (?3 IS NULL OR EXISTS (SELECT 1 FROM json_each(h.alertnames) WHERE value = ?3))
+                     ORDER BY h.id DESC LIMIT ?4"
                 ))
                 .map_err(db)?;
             let rows = stmt

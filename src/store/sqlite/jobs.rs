@@ -1,12 +1,15 @@
 //! The delivery queue: jobs stored, claimed (in memory only), completed, rescheduled,
 //! dead-lettered and replayed; a job's notification is encoded and decoded by the caller's
-//! task, so the writer spends its time on SQL.
+//! task, so the writer spends its time on SQL. A job row names its notification's body
+//! ([`super::bodies`]); rows written before bodies existed hold the JSON themselves.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use rusqlite::{Connection, OptionalExtension, params};
 
+use super::bodies::{self, Encoder, Written};
 use super::history;
 use super::writer::{Writer, aside};
 use super::{SqliteStore, db, from_ms, ms};
@@ -203,9 +206,12 @@ impl SqliteStore {
     }
 
     pub async fn dead_letters(&self) -> Result<Vec<Job>, StoreError> {
-        self.call(|w| select_jobs(&w.conn, "WHERE state = 'dead' ORDER BY id", []))
-            .await
-            .and_then(decode_jobs)
+        self.call(|w| {
+            let jobs = select_jobs(&w.conn, "WHERE state = 'dead' ORDER BY id", [])?;
+            with_bodies(&w.conn, jobs)
+        })
+        .await
+        .and_then(decode_jobs)
     }
 
     pub async fn dead_letter_count(&self) -> Result<u64, StoreError> {
@@ -239,10 +245,8 @@ impl SqliteStore {
 
     pub async fn purge(&self) -> Result<u64, StoreError> {
         self.call(|w| {
-            w.conn
-                .execute("DELETE FROM jobs WHERE state = 'dead'", [])
-                .map(|n| n as u64)
-                .map_err(db)
+            let gone = delete_returning_bodies(&w.conn, "WHERE state = 'dead'", [])?;
+            Ok(gone as u64)
         })
         .await
     }
@@ -268,23 +272,27 @@ impl SqliteStore {
     }
 }
 
+/// Stores a job; its notification goes to the body holding `json` (written by this request
+/// already when another job shares it). Returns the job's id and its body.
 pub(super) fn insert_job(
     conn: &Connection,
+    written: &mut Written,
     j: &NewJob,
-    json: &str,
+    json: &Arc<str>,
     not_before: DateTime<Utc>,
     held: bool,
-) -> Result<i64, StoreError> {
+) -> Result<(i64, i64), StoreError> {
+    let body = written.refer(conn, json)?;
     conn.prepare_cached(
-        "INSERT INTO jobs (receiver, integration, kind, notification, accepted_at, not_before,
-         state, fallback, held) VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'pending', ?7, ?8)",
+        "INSERT INTO jobs (receiver, integration, kind, notification, body, accepted_at,
+         not_before, state, fallback, held) VALUES (?1, ?2, ?3, '', ?4, ?5, ?6, 'pending', ?7, ?8)",
     )
     .and_then(|mut s| {
         s.execute(params![
             j.receiver,
             j.integration.0,
             j.kind,
-            json,
+            body,
             ms(j.accepted_at),
             ms(not_before),
             j.fallback,
@@ -292,34 +300,61 @@ pub(super) fn insert_job(
         ])
     })
     .map_err(db)?;
-    Ok(conn.last_insert_rowid())
+    Ok((conn.last_insert_rowid(), body))
 }
 
-/// A job ready for the writer: its notification already JSON. Encoding and decoding happen on
-/// the caller's task, so the one writer thread spends its time on SQL only.
+/// A job ready for the writer: its notification already JSON (shared with the other jobs of
+/// the same notification). Encoding and decoding happen on the caller's task, so the one
+/// writer thread spends its time on SQL only.
 pub(super) struct EncodedJob {
     job: NewJob,
-    json: String,
-}
-
-pub(super) fn encode(n: &crate::webhook::Notification) -> Result<String, StoreError> {
-    serde_json::to_string(n)
-        .map_err(|e| StoreError::Db(format!("cannot encode a notification: {e}")))
+    json: Arc<str>,
 }
 
 pub(super) fn encode_jobs(jobs: Vec<NewJob>) -> Result<Vec<EncodedJob>, StoreError> {
+    let mut encoder = Encoder::default();
     jobs.into_iter()
         .map(|job| {
-            let json = encode(&job.notification)?;
+            let json = encoder.encode(&job.notification)?;
             Ok(EncodedJob { job, json })
         })
         .collect()
 }
 
 pub(super) fn insert_jobs(conn: &Connection, jobs: &[EncodedJob]) -> Result<Vec<i64>, StoreError> {
+    let mut written = Written::default();
     jobs.iter()
-        .map(|e| insert_job(conn, &e.job, &e.json, e.job.accepted_at, false))
+        .map(|e| {
+            insert_job(
+                conn,
+                &mut written,
+                &e.job,
+                &e.json,
+                e.job.accepted_at,
+                false,
+            )
+            .map(|(id, _)| id)
+        })
         .collect()
+}
+
+/// Deletes the jobs `tail` selects and gives back their bodies; returns how many.
+pub(super) fn delete_returning_bodies(
+    conn: &Connection,
+    tail: &str,
+    params: impl rusqlite::Params,
+) -> Result<usize, StoreError> {
+    let gone: Vec<Option<i64>> = conn
+        .prepare_cached(&format!("DELETE FROM jobs {tail} RETURNING body"))
+        .and_then(|mut s| {
+            s.query_map(params, |r| r.get(0))?
+                .collect::<Result<Vec<_>, _>>()
+        })
+        .map_err(db)?;
+    for body in gone.iter().flatten() {
+        bodies::release(conn, *body)?;
+    }
+    Ok(gone.len())
 }
 
 pub(super) fn progress_json(p: &Progress) -> String {
@@ -329,11 +364,7 @@ pub(super) fn progress_json(p: &Progress) -> String {
 /// The first `limit` of the jobs `ids` not claimed already, now claimed, read in full. Only
 /// those are read: the rows skipped (claimed, in flight) cost an index step, not their
 /// notification.
-pub(super) fn take_claims(
-    w: &mut Writer,
-    ids: Vec<i64>,
-    limit: usize,
-) -> Result<Vec<RawJob>, StoreError> {
+pub(super) fn take_claims(w: &mut Writer, ids: Vec<i64>, limit: usize) -> Result<Raw, StoreError> {
     let mut out = Vec::new();
     for id in ids {
         if out.len() >= limit {
@@ -347,7 +378,18 @@ pub(super) fn take_claims(
             out.push(job);
         }
     }
-    Ok(out)
+    with_bodies(&w.conn, out)
+}
+
+/// Rows read, with the JSON of the bodies they name, each once.
+pub(super) struct Raw {
+    jobs: Vec<RawJob>,
+    bodies: HashMap<i64, String>,
+}
+
+pub(super) fn with_bodies(conn: &Connection, jobs: Vec<RawJob>) -> Result<Raw, StoreError> {
+    let bodies = bodies::read(conn, jobs.iter().filter_map(|j| j.body))?;
+    Ok(Raw { jobs, bodies })
 }
 
 /// The ids of the jobs `tail` selects, in its order.
@@ -369,7 +411,9 @@ pub(super) struct RawJob {
     receiver: String,
     integration: IntegrationId,
     kind: String,
+    /// The JSON of a row written before bodies existed ('' otherwise).
     notification: String,
+    body: Option<i64>,
     attempt: i64,
     progress: String,
     accepted_at: i64,
@@ -400,7 +444,7 @@ pub(super) fn select_jobs(
 ) -> Result<Vec<RawJob>, StoreError> {
     let sql = format!(
         "SELECT id, receiver, integration, kind, notification, attempt, progress, accepted_at,
-         not_before, fallback, last_error, reason, failed_at, held FROM jobs {tail}"
+         not_before, fallback, last_error, reason, failed_at, held, body FROM jobs {tail}"
     );
     let mut stmt = conn.prepare_cached(&sql).map_err(db)?;
     let rows = stmt
@@ -420,21 +464,40 @@ pub(super) fn select_jobs(
                 reason: r.get(11)?,
                 failed_at: r.get(12)?,
                 held: r.get(13)?,
+                body: r.get(14)?,
             })
         })
         .map_err(db)?;
     rows.collect::<Result<_, _>>().map_err(db)
 }
 
-pub(super) fn decode_jobs(rows: Vec<RawJob>) -> Result<Vec<Job>, StoreError> {
-    rows.into_iter()
+/// The jobs read, each body parsed once: jobs of one notification share it.
+pub(super) fn decode_jobs(raw: Raw) -> Result<Vec<Job>, StoreError> {
+    let Raw { jobs, mut bodies } = raw;
+    let mut parsed: HashMap<i64, Arc<crate::webhook::Notification>> = HashMap::new();
+    jobs.into_iter()
         .map(|r| {
             let corrupt = |e: serde_json::Error| StoreError::Corrupt {
                 id: r.id,
                 message: e.to_string(),
             };
+            let notification = match r.body {
+                None => Arc::new(serde_json::from_str(&r.notification).map_err(corrupt)?),
+                Some(body) => match parsed.get(&body) {
+                    Some(n) => n.clone(),
+                    None => {
+                        let json = bodies.remove(&body).ok_or_else(|| StoreError::Corrupt {
+                            id: r.id,
+                            message: format!("its notification (body {body}) is missing"),
+                        })?;
+                        let n = Arc::new(serde_json::from_str(&json).map_err(corrupt)?);
+                        parsed.insert(body, Arc::clone(&n));
+                        n
+                    }
+                },
+            };
             Ok(Job {
-                notification: serde_json::from_str(&r.notification).map_err(corrupt)?,
+                notification,
                 progress: serde_json::from_str(&r.progress).map_err(corrupt)?,
                 id: r.id,
                 receiver: r.receiver,
@@ -471,11 +534,7 @@ fn complete_in(w: &mut Writer, ids: &[i64], then: &[EncodedJob]) -> Result<(), S
     let mut removed = 0;
     for id in ids {
         w.release(*id);
-        removed += w
-            .conn
-            .prepare_cached("DELETE FROM jobs WHERE id = ?1")
-            .and_then(|mut s| s.execute([id]))
-            .map_err(db)?;
+        removed += delete_returning_bodies(&w.conn, "WHERE id = ?1", [id])?;
     }
     let added = insert_jobs(&w.conn, then)?.len();
     w.live = (w.live + added as u64).saturating_sub(removed as u64);

@@ -24,6 +24,7 @@ use rusqlite::Connection;
 use tokio::sync::mpsc;
 
 mod admit;
+mod bodies;
 mod chatops;
 mod checkpoint;
 mod counters;

@@ -1,5 +1,7 @@
-//! The tables of the queue, the dedupe state and the counters, and the columns an older
-//! store gets when it is opened (the history's and chatops' tables are in their own modules).
+//! The tables of the queue, the dedupe state and the counters, and what an older store gets
+//! when it is opened: the columns it lacks, its dedupe table rebuilt without rowids, the
+//! indexes no longer kept dropped (the history's, chatops' and the bodies' tables are in their
+//! own modules).
 
 use rusqlite::Connection;
 
@@ -9,7 +11,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     receiver    TEXT    NOT NULL,
     integration TEXT    NOT NULL,            -- the integration's identity (older stores: its position)
     kind        TEXT    NOT NULL,
-    notification TEXT   NOT NULL,            -- the Notification as JSON
+    notification TEXT   NOT NULL DEFAULT '', -- rows written before `body`: the Notification as JSON
+    body        INTEGER,                     -- the notification's body (see bodies.rs)
     attempt     INTEGER NOT NULL DEFAULT 0,
     progress    TEXT    NOT NULL DEFAULT '[]', -- recipients already delivered, JSON array
     accepted_at INTEGER NOT NULL,            -- unix milliseconds
@@ -28,8 +31,7 @@ CREATE TABLE IF NOT EXISTS dedupe (
     key        TEXT PRIMARY KEY,
     value      INTEGER NOT NULL,
     expires_at INTEGER NOT NULL            -- unix milliseconds; absent from then on
-);
-CREATE INDEX IF NOT EXISTS dedupe_expiry ON dedupe (expires_at);
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS counters (
     key        TEXT PRIMARY KEY,
     value      INTEGER NOT NULL,
@@ -55,19 +57,55 @@ pub(super) fn add_column(
     Ok(())
 }
 
+/// The dedupe state's key index: each key lives in the table's own B-tree (WITHOUT ROWID), so a
+/// key taken writes one page of it, not a row page and a page of a separate key index.
+const DEDUPE_EXPIRY: &str = "CREATE INDEX IF NOT EXISTS dedupe_expiry ON dedupe (expires_at);";
+
 /// Creates what is missing: the tables of every module, and the columns of stores written
 /// before they existed (resolved jobs held for grouping, attempts counted at their start, the
-/// history's notification in a column of its own).
+/// history's notification in a column of its own, the body a job or record reads); rebuilds a
+/// dedupe table with rowids without them; drops the indexes no longer kept.
 pub(super) fn create(conn: &Connection) -> Result<(), rusqlite::Error> {
     conn.execute_batch(SCHEMA)?;
+    conn.execute_batch(super::bodies::SCHEMA)?;
     conn.execute_batch(super::chatops::SCHEMA)?;
     conn.execute_batch(super::history::SCHEMA)?;
     for (table, column, decl) in [
         ("jobs", "held", "INTEGER NOT NULL DEFAULT 0"),
         ("jobs", "starts", "INTEGER NOT NULL DEFAULT 0"),
+        ("jobs", "body", "INTEGER"),
         ("history", "notification", "TEXT"),
+        ("history", "body", "INTEGER"),
     ] {
         add_column(conn, table, column, decl)?;
     }
+    dedupe_without_rowid(conn)?;
+    conn.execute_batch(DEDUPE_EXPIRY)?;
+    conn.execute_batch(super::history::INDEXES)?;
     Ok(())
+}
+
+/// Rebuilds a dedupe table written with rowids (a store from before) as WITHOUT ROWID, its
+/// keys kept, in one transaction.
+fn dedupe_without_rowid(conn: &Connection) -> Result<(), rusqlite::Error> {
+    let sql: String = conn.query_row(
+        "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'dedupe'",
+        [],
+        |r| r.get(0),
+    )?;
+    if sql.to_ascii_uppercase().contains("WITHOUT ROWID") {
+        return Ok(());
+    }
+    conn.execute_batch(
+        "BEGIN IMMEDIATE;
+         CREATE TABLE dedupe_new (
+             key        TEXT PRIMARY KEY,
+             value      INTEGER NOT NULL,
+             expires_at INTEGER NOT NULL
+         ) WITHOUT ROWID;
+         INSERT INTO dedupe_new (key, value, expires_at) SELECT key, value, expires_at FROM dedupe;
+         DROP TABLE dedupe;
+         ALTER TABLE dedupe_new RENAME TO dedupe;
+         COMMIT;",
+    )
 }

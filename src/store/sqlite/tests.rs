@@ -7,6 +7,7 @@ use tokio::sync::oneshot;
 use super::checkpoint::{WAL_KEEP_BYTES, WAL_PAGES};
 use super::jobs::{encode_jobs, insert_jobs};
 use super::*;
+use crate::store::history::Delivery;
 use crate::store::{Admission, Admitted, Mark, NewJob, Store};
 
 fn job(receiver: &str) -> NewJob {
@@ -14,7 +15,7 @@ fn job(receiver: &str) -> NewJob {
         receiver: receiver.into(),
         integration: crate::store::IntegrationId("console-0".into()),
         kind: "console".into(),
-        notification: crate::webhook::sample_notification(),
+        notification: std::sync::Arc::new(crate::webhook::sample_notification()),
         accepted_at: Utc::now(),
         fallback: false,
     }
@@ -43,7 +44,7 @@ async fn the_wal_stays_bounded_under_a_steady_stream_of_commits() {
     // 130 MB in all.
     let mut big = job("a");
     let alert = big.notification.alerts[0].clone();
-    big.notification.alerts = (0..60)
+    std::sync::Arc::make_mut(&mut big.notification).alerts = (0..60)
         .map(|i| {
             let mut a = alert.clone();
             a.fingerprint = format!("fp{i}");
@@ -136,7 +137,7 @@ async fn jobs_round_trip_capacity_holds_and_inflight_is_reclaimed_on_reopen() {
     assert_eq!(claimed.len(), 2);
     assert_eq!(
         claimed[0].notification,
-        crate::webhook::sample_notification()
+        std::sync::Arc::new(crate::webhook::sample_notification())
     );
     assert!(store.claim(Utc::now(), 10).await.unwrap().is_empty());
     store.complete(vec![ids[0]], Vec::new()).await.unwrap();
@@ -484,4 +485,346 @@ async fn an_outcome_and_its_history_record_commit_together() {
     assert_eq!(history.len(), 1);
     assert_eq!(history[0].state, DeliveryState::Sent);
     assert!(store.depth().await.unwrap().is_empty());
+}
+
+/// Rows of `bodies`, and the readers of each, on the writer thread.
+async fn bodies_of(store: &SqliteStore) -> Vec<i64> {
+    store
+        .call(|w| {
+            let mut s = w
+                .conn
+                .prepare("SELECT refs FROM bodies ORDER BY body")
+                .map_err(db)?;
+            let refs = s
+                .query_map([], |r| r.get(0))
+                .map_err(db)?
+                .collect::<Result<Vec<i64>, _>>()
+                .map_err(db)?;
+            assert_eq!(super::bodies::count(&w.conn), refs.len() as i64);
+            Ok(refs)
+        })
+        .await
+        .unwrap()
+}
+
+/// A fresh record of a queued delivery of `n` to receiver `a`.
+fn queued_record(
+    integration: &str,
+    n: &crate::webhook::Notification,
+    now: DateTime<Utc>,
+) -> Delivery {
+    Delivery {
+        id: 0,
+        job: None,
+        receiver: "a".into(),
+        kind: "console".into(),
+        integration: integration.into(),
+        group_key: n.group_key.clone(),
+        status: "firing".into(),
+        alertnames: Vec::new(),
+        external_url: None,
+        generator_urls: Vec::new(),
+        state: crate::store::history::DeliveryState::Queued,
+        attempts: 0,
+        accepted_at: now,
+        updated_at: now,
+        sent_at: None,
+        next_attempt: None,
+        last_error: None,
+        digest: None,
+        merged: None,
+        notification: Some(n.clone()),
+    }
+}
+
+fn job_of(integration: &str, n: &std::sync::Arc<crate::webhook::Notification>) -> NewJob {
+    NewJob {
+        integration: crate::store::IntegrationId(integration.into()),
+        notification: n.clone(),
+        ..job("a")
+    }
+}
+
+/// A notification shared by several jobs is encoded once, stored once (one body, one reader
+/// per job), read and parsed once when they are claimed together (the jobs share it again),
+/// and deleted with its last job; a job with a notification of its own (a filtered
+/// integration's) has its own body.
+#[tokio::test]
+async fn jobs_of_one_notification_share_one_body() {
+    use std::sync::Arc;
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path(), 100, true).unwrap();
+    let shared = Arc::new(crate::webhook::sample_notification());
+    let mut own = crate::webhook::sample_notification();
+    own.alerts.truncate(1);
+    let own = Arc::new(own);
+    let jobs = vec![
+        job_of("i-1", &shared),
+        job_of("i-2", &shared),
+        job_of("i-3", &own),
+        job_of("i-4", &shared),
+    ];
+
+    let encoded = encode_jobs(jobs.clone()).unwrap();
+    let mut encoder = super::bodies::Encoder::default();
+    let a = encoder.encode(&shared).unwrap();
+    assert!(
+        Arc::ptr_eq(&a, &encoder.encode(&shared).unwrap()),
+        "encoded once"
+    );
+    assert!(!Arc::ptr_eq(&a, &encoder.encode(&own).unwrap()));
+    drop(encoded);
+
+    let ids = store.enqueue(jobs).await.unwrap();
+    assert_eq!(bodies_of(&store).await, [3, 1], "one body per notification");
+
+    let claimed = store.claim(Utc::now(), 10).await.unwrap();
+    assert_eq!(claimed.len(), 4);
+    assert!(Arc::ptr_eq(
+        &claimed[0].notification,
+        &claimed[1].notification
+    ));
+    assert!(Arc::ptr_eq(
+        &claimed[0].notification,
+        &claimed[3].notification
+    ));
+    assert!(!Arc::ptr_eq(
+        &claimed[0].notification,
+        &claimed[2].notification
+    ));
+    assert_eq!(*claimed[0].notification, *shared);
+    assert_eq!(*claimed[2].notification, *own);
+
+    store
+        .complete(vec![ids[0], ids[1]], Vec::new())
+        .await
+        .unwrap();
+    assert_eq!(bodies_of(&store).await, [1, 1]);
+    store.complete(vec![ids[3]], Vec::new()).await.unwrap();
+    assert_eq!(bodies_of(&store).await, [1], "deleted with its last job");
+    store.complete(vec![ids[2]], Vec::new()).await.unwrap();
+    assert!(bodies_of(&store).await.is_empty());
+}
+
+/// A queued delivery's history record reads its job's body instead of a copy (the row holds
+/// no notification of its own) and shows it; a suppressed duplicate's record holds its own.
+/// The body outlives the job while its record is kept, and goes when the record is pruned.
+#[tokio::test]
+async fn a_queued_deliverys_record_reads_its_jobs_body() {
+    use crate::store::history::{HistoryFilter, Retention};
+    use std::sync::Arc;
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path(), 100, true).unwrap();
+    let now = Utc::now();
+    let keep = Retention {
+        max_age: std::time::Duration::from_secs(3600),
+        max: 100,
+    };
+    let n = Arc::new(crate::webhook::sample_notification());
+    let record = |integration: &str| queued_record(integration, &n, now);
+    let marked = |integration: &str| {
+        let mut a = Admission::of(job_of(integration, &n));
+        a.identity = Some(Mark {
+            key: format!("dup:{integration}"),
+            value: 1,
+            expires_at: now + chrono::Duration::hours(1),
+        });
+        a
+    };
+    let (admitted, failed) = store
+        .admit_recorded(
+            vec![marked("i-1"), marked("i-2")],
+            vec![record("i-1"), record("i-2")],
+            keep,
+            now,
+        )
+        .await
+        .unwrap();
+    assert!(failed.is_none());
+    let Admitted::Queued { id, .. } = admitted[0] else {
+        panic!("{admitted:?}")
+    };
+    // Both jobs and both records read the one body.
+    assert_eq!(bodies_of(&store).await, [4]);
+    let (admitted, _) = store
+        .admit_recorded(vec![marked("i-1")], vec![record("i-1")], keep, now)
+        .await
+        .unwrap();
+    assert_eq!(admitted, [Admitted::Duplicate]);
+    assert_eq!(bodies_of(&store).await, [4], "a duplicate stores no body");
+    let copies: i64 = store
+        .call(|w| {
+            w.conn
+                .query_row(
+                    "SELECT count(*) FROM history WHERE notification IS NOT NULL",
+                    [],
+                    |r| r.get(0),
+                )
+                .map_err(db)
+        })
+        .await
+        .unwrap();
+    assert_eq!(copies, 1, "only the suppressed record holds a copy");
+    let all = HistoryFilter {
+        receiver: None,
+        state: None,
+        alertname: None,
+        limit: 10,
+    };
+    let read = store.history(all.clone()).await.unwrap();
+    assert_eq!(read.len(), 3);
+    for d in &read {
+        assert_eq!(d.notification.as_ref(), Some(&*n), "record {}", d.id);
+    }
+
+    store.claim(now, 10).await.unwrap();
+    store.complete(vec![id, id + 1], Vec::new()).await.unwrap();
+    assert_eq!(bodies_of(&store).await, [2], "the records still read it");
+    let read = store.history(all).await.unwrap();
+    assert!(read.iter().all(|d| d.notification.as_ref() == Some(&*n)));
+    // Pruned to one record (the newest, the duplicate's), the body goes with the others.
+    let one = Retention { max: 1, ..keep };
+    store
+        .history_add(vec![record("i-3")], one, now)
+        .await
+        .unwrap();
+    assert!(bodies_of(&store).await.is_empty());
+}
+
+/// A store written by an older version opens: its jobs (their notification in the row), its
+/// history records and its dedupe state read back, the dedupe table is rebuilt without rowids
+/// (keys kept), the indexes no longer kept are gone, and new jobs go to bodies beside the old.
+#[tokio::test]
+async fn a_store_of_the_older_format_opens_and_moves_forward() {
+    let dir = tempfile::tempdir().unwrap();
+    let n = crate::webhook::sample_notification();
+    let json = serde_json::to_string(&n).unwrap();
+    let now = Utc::now();
+    {
+        let conn = rusqlite::Connection::open(dir.path().join(FILE)).unwrap();
+        conn.execute_batch(
+            "PRAGMA journal_mode=WAL;
+             CREATE TABLE jobs (
+                 id INTEGER PRIMARY KEY AUTOINCREMENT, receiver TEXT NOT NULL,
+                 integration TEXT NOT NULL, kind TEXT NOT NULL, notification TEXT NOT NULL,
+                 attempt INTEGER NOT NULL DEFAULT 0, progress TEXT NOT NULL DEFAULT '[]',
+                 accepted_at INTEGER NOT NULL, not_before INTEGER NOT NULL, state TEXT NOT NULL,
+                 fallback INTEGER NOT NULL DEFAULT 0, last_error TEXT, reason TEXT,
+                 failed_at INTEGER, held INTEGER NOT NULL DEFAULT 0,
+                 starts INTEGER NOT NULL DEFAULT 0);
+             CREATE INDEX jobs_due ON jobs (state, not_before);
+             CREATE INDEX jobs_target ON jobs (receiver, integration, state);
+             CREATE TABLE dedupe (key TEXT PRIMARY KEY, value INTEGER NOT NULL,
+                 expires_at INTEGER NOT NULL);
+             CREATE INDEX dedupe_expiry ON dedupe (expires_at);
+             CREATE TABLE counters (key TEXT PRIMARY KEY, value INTEGER NOT NULL,
+                 expires_at INTEGER NOT NULL);
+             CREATE TABLE history (
+                 id INTEGER PRIMARY KEY AUTOINCREMENT, job INTEGER, receiver TEXT NOT NULL,
+                 integration TEXT NOT NULL, state TEXT NOT NULL, alertnames TEXT NOT NULL,
+                 adoptable INTEGER NOT NULL DEFAULT 0, accepted_at INTEGER NOT NULL,
+                 record TEXT NOT NULL, notification TEXT);
+             CREATE INDEX history_job ON history (job);
+             CREATE INDEX history_accepted ON history (accepted_at);
+             CREATE INDEX history_adopt ON history (receiver, integration, adoptable);",
+        )
+        .unwrap();
+        conn.execute(
+            "INSERT INTO jobs (receiver, integration, kind, notification, accepted_at, not_before,
+             state) VALUES ('a', 'console-0', 'console', ?1, ?2, ?2, 'pending')",
+            rusqlite::params![json, ms(now)],
+        )
+        .unwrap();
+        conn.execute(
+            "INSERT INTO dedupe (key, value, expires_at) VALUES ('dup:old', 7, ?1)",
+            [ms(now) + 3_600_000],
+        )
+        .unwrap();
+        let mut d = queued_record("console-0", &n, now);
+        d.job = Some(1);
+        let record = serde_json::to_string(&Delivery {
+            notification: None,
+            ..d
+        })
+        .unwrap();
+        conn.execute(
+            "INSERT INTO history (job, receiver, integration, state, alertnames, accepted_at,
+             record, notification) VALUES (1, 'a', 'console-0', 'queued', '[]', ?1, ?2, ?3)",
+            rusqlite::params![ms(now), record, json],
+        )
+        .unwrap();
+    }
+
+    let store = SqliteStore::open(dir.path(), 100, true).unwrap();
+    assert_eq!(
+        store.recall(vec!["dup:old".into()], now).await.unwrap(),
+        [Some(7)]
+    );
+    let (dedupe, indexes): (String, Vec<String>) = store
+        .call(|w| {
+            let sql = w
+                .conn
+                .query_row(
+                    "SELECT sql FROM sqlite_master WHERE name = 'dedupe'",
+                    [],
+                    |r| r.get(0),
+                )
+                .map_err(db)?;
+            let mut s = w
+                .conn
+                .prepare("SELECT name FROM sqlite_master WHERE type = 'index' ORDER BY name")
+                .map_err(db)?;
+            let names = s
+                .query_map([], |r| r.get(0))
+                .map_err(db)?
+                .collect::<Result<Vec<String>, _>>()
+                .map_err(db)?;
+            Ok((sql, names))
+        })
+        .await
+        .unwrap();
+    assert!(dedupe.contains("WITHOUT ROWID"), "{dedupe}");
+    assert!(
+        !indexes
+            .iter()
+            .any(|i| i == "history_accepted" || i == "history_adopt"),
+        "{indexes:?}"
+    );
+    assert!(
+        indexes.iter().any(|i| i == "history_adoptable"),
+        "{indexes:?}"
+    );
+
+    let history = store
+        .history(crate::store::history::HistoryFilter {
+            receiver: None,
+            state: None,
+            alertname: None,
+            limit: 10,
+        })
+        .await
+        .unwrap();
+    assert_eq!(history.len(), 1);
+    assert_eq!(history[0].notification.as_ref(), Some(&n));
+
+    let new = store.enqueue(vec![job("a")]).await.unwrap();
+    assert_eq!(bodies_of(&store).await, [1]);
+    let claimed = store.claim(Utc::now(), 10).await.unwrap();
+    assert_eq!(claimed.len(), 2);
+    assert_eq!(claimed[0].id, 1);
+    assert_eq!(
+        *claimed[0].notification, n,
+        "the old row's own notification"
+    );
+    assert_eq!(claimed[1].id, new[0]);
+    assert_eq!(*claimed[1].notification, n);
+    store.complete(vec![1, new[0]], Vec::new()).await.unwrap();
+    assert!(bodies_of(&store).await.is_empty());
+    drop(store);
+    // Opened again: nothing to migrate twice.
+    let store = SqliteStore::open(dir.path(), 100, true).unwrap();
+    assert_eq!(
+        store.recall(vec!["dup:old".into()], now).await.unwrap(),
+        [Some(7)]
+    );
 }
