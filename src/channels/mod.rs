@@ -13,11 +13,14 @@ pub mod official_account;
 pub mod options;
 pub mod preview;
 pub mod ratelimit;
+pub mod reach;
 pub mod state;
 pub mod stdout;
+pub mod voice;
 pub mod wecom_app;
 pub mod wecom_robot;
 pub mod weixin_gateway;
+pub mod wxcrypt;
 pub mod wxpusher;
 
 use chrono::{DateTime, Utc};
