@@ -150,6 +150,7 @@ impl Service {
             metrics,
             config_path,
             draining: Default::default(),
+            reach: Default::default(),
         });
         Ok(Service {
             app,

@@ -259,3 +259,60 @@ mod tests {
         assert_ne!(k, dedupe_key("wecom", "task-1|zhangsan|escalate"));
     }
 }
+
+/// What the callback endpoints read at each request: the keys in force and the sink. The
+/// service starts with no keys (every endpoint 404) and the [`Unconnected`] sink; whoever
+/// loads the `oncall` configuration sets the keys (again on reload), and the on-call engine
+/// connects its sink.
+pub struct Endpoints {
+    keys: std::sync::RwLock<std::sync::Arc<CallbackKeys>>,
+    sink: std::sync::RwLock<std::sync::Arc<dyn EventSink>>,
+}
+
+impl Default for Endpoints {
+    fn default() -> Self {
+        Endpoints {
+            keys: Default::default(),
+            sink: std::sync::RwLock::new(std::sync::Arc::new(Unconnected)),
+        }
+    }
+}
+
+impl std::fmt::Debug for Endpoints {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Endpoints")
+            .field("keys", &self.keys())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Endpoints {
+    pub fn keys(&self) -> std::sync::Arc<CallbackKeys> {
+        match self.keys.read() {
+            Ok(k) => k.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    pub fn set_keys(&self, keys: CallbackKeys) {
+        let keys = std::sync::Arc::new(keys);
+        match self.keys.write() {
+            Ok(mut k) => *k = keys,
+            Err(poisoned) => *poisoned.into_inner() = keys,
+        }
+    }
+
+    pub fn sink(&self) -> std::sync::Arc<dyn EventSink> {
+        match self.sink.read() {
+            Ok(s) => s.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    pub fn connect(&self, sink: std::sync::Arc<dyn EventSink>) {
+        match self.sink.write() {
+            Ok(mut s) => *s = sink,
+            Err(poisoned) => *poisoned.into_inner() = sink,
+        }
+    }
+}

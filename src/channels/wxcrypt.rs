@@ -40,6 +40,19 @@ pub enum CryptoError {
     ReceiveId,
 }
 
+/// Why a callback was refused (answered 401/400, nothing changes).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InboundError {
+    #[error("missing query parameter {0}")]
+    Missing(&'static str),
+    #[error("{0}")]
+    Crypto(#[from] CryptoError),
+    #[error("body is not the callback XML with an Encrypt element")]
+    Envelope,
+    #[error("decrypted message is not UTF-8 XML")]
+    Message,
+}
+
 /// `hex(sha1(concat(sort(parts))))`: the plain Official Account signature (token, timestamp,
 /// nonce) and WeCom's `msg_signature` (token, timestamp, nonce, encrypt).
 pub fn signature(parts: &[&str]) -> String {
@@ -174,6 +187,48 @@ impl MsgCrypt {
             .map(<[u8]>::to_vec)
             .unwrap_or_default();
         base64::engine::general_purpose::STANDARD.encode(out)
+    }
+}
+
+/// Reads and checks an entry's callback keys (`callback_token[_file]`,
+/// `callback_aes_key[_file]`): each optional, the AES key a 43-character EncodingAESKey, and
+/// the key never without the token; with `pair`, the token never without the key either
+/// (WeCom always encrypts; the Official Account's plain mode has a token only).
+pub fn check_callback_keys(
+    cx: &mut crate::channels::Check<'_>,
+    token: (&mut Option<Secret>, &Option<std::path::PathBuf>),
+    aes_key: (&mut Option<Secret>, &Option<std::path::PathBuf>),
+    pair: bool,
+) {
+    let at = cx.at.clone();
+    cx.secret("callback_token", token.0, token.1, false);
+    cx.secret("callback_aes_key", aes_key.0, aes_key.1, false);
+    if let Some(k) = aes_key.0.as_ref()
+        && decode_aes_key(k.expose()).is_err()
+    {
+        let key = if aes_key.1.is_some() {
+            "callback_aes_key_file"
+        } else {
+            "callback_aes_key"
+        };
+        cx.report(
+            format!("{at}.{key}"),
+            "must be the 43-character EncodingAESKey shown in the callback settings".into(),
+        );
+    }
+    let given = |v: &Option<Secret>, f: &Option<std::path::PathBuf>| v.is_some() || f.is_some();
+    match (given(token.0, token.1), given(aes_key.0, aes_key.1)) {
+        (false, true) => cx.report(
+            at,
+            "callback_aes_key needs callback_token (both come from the same callback settings)"
+                .into(),
+        ),
+        (true, false) if pair => cx.report(
+            at,
+            "callback_token needs callback_aes_key (both come from the same callback settings)"
+                .into(),
+        ),
+        _ => {}
     }
 }
 

@@ -16,6 +16,7 @@ pub mod auth;
 pub mod console;
 pub mod limits;
 mod oncall;
+mod reach;
 
 use axum::Router;
 use axum::body::Body;
@@ -52,6 +53,8 @@ pub struct App {
     pub config_path: Option<PathBuf>,
     /// Set when shutting down: readiness fails so load balancers stop sending.
     pub draining: AtomicBool,
+    /// The on-call callbacks' keys and the sink their events go to.
+    pub reach: Arc<crate::channels::reach::Endpoints>,
 }
 
 impl App {
@@ -111,6 +114,7 @@ fn routes(app: Arc<App>) -> Router {
         .route("/-/ready", get(ready))
         .route("/-/reload", post(reload))
         .route("/metrics", get(metrics))
+        .merge(reach::routes())
         .merge(crate::chatops::callback::routes(Callbacks {
             runtime: app.runtime.clone(),
             store: app.queue.store.clone(),

@@ -18,6 +18,7 @@
 pub mod config;
 
 pub mod fields;
+pub mod inbound;
 pub mod token;
 
 use chrono::{DateTime, Datelike, TimeZone, Utc};

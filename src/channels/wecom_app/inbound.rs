@@ -5,20 +5,8 @@
 
 use super::card::{ButtonKey, KEY_ACK, KEY_ESCALATE};
 use crate::channels::reach::{Contact, OncallEvent, PageRef, dedupe_key};
+pub use crate::channels::wxcrypt::InboundError;
 use crate::channels::wxcrypt::{CryptoError, MsgCrypt, xml_field};
-
-/// Why a callback was refused (answered 401/400, nothing changes).
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum InboundError {
-    #[error("missing query parameter {0}")]
-    Missing(&'static str),
-    #[error("{0}")]
-    Crypto(#[from] CryptoError),
-    #[error("body is not the callback XML with an Encrypt element")]
-    Envelope,
-    #[error("decrypted message is not UTF-8 XML")]
-    Message,
-}
 
 /// The query of a callback request.
 #[derive(Debug, Default, serde::Deserialize)]
