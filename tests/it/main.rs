@@ -21,6 +21,7 @@ mod official_account;
 mod oncall;
 mod ops;
 mod props;
+mod reach;
 mod render;
 mod replicas;
 mod sentinel;

@@ -238,12 +238,37 @@ struct CallResult {
     errcode: i64,
     #[serde(default)]
     errmsg: String,
+    /// A `|`-separated string from `message/send`, an array from `update_template_card`.
     #[serde(default)]
-    invaliduser: String,
+    invaliduser: Value,
     #[serde(default)]
     msgid: String,
     #[serde(default)]
     response_code: String,
+}
+
+/// WeCom took the call but named the member as invalid.
+fn not_delivered(recipients: &[String]) -> DeliveryError {
+    DeliveryError::Upstream {
+        service: SERVICE,
+        code: 0,
+        message:
+            "the member is not in the application's visible range, or no such userid (invaliduser)"
+                .into(),
+        reason: crate::channels::error::Reason::Recipient,
+        retryable: false,
+        recipients: recipients.to_vec(),
+    }
+}
+
+impl CallResult {
+    fn has_invalid(&self) -> bool {
+        match &self.invaliduser {
+            Value::String(s) => !s.is_empty(),
+            Value::Array(a) => !a.is_empty(),
+            _ => false,
+        }
+    }
 }
 
 /// How a page went out.
@@ -319,18 +344,21 @@ impl WecomApp {
         let card = card_body(self.agent_id, page, &task_id);
         let r = self.call_json(env, "message/send", &card).await?;
         let recipients = [page.touser.to_string()];
-        if r.errcode == 0 && r.invaliduser.is_empty() {
+        if r.errcode == 0 && !r.has_invalid() {
             return Ok(Sent::Card {
                 task_id,
                 msgid: r.msgid,
                 response_code: Some(r.response_code).filter(|c| !c.is_empty()),
             });
         }
-        // The member unknown, WeCom busy or the credentials wrong: a textcard cannot do
+        if r.errcode == 0 {
+            return Err(not_delivered(&recipients));
+        }
+        // WeCom busy, the credentials wrong or the member unknown: a textcard cannot do
         // better. Any other code refuses the card itself.
         if matches!(
             r.errcode,
-            0 | -1 | 45009 | 45033 | 42001 | 40014 | 40001 | 40013 | 40091 | 60020 | 81013
+            -1 | 45009 | 45033 | 42001 | 40014 | 40001 | 40013 | 40091 | 60020 | 81013
         ) {
             return Err(classify(r.errcode, r.errmsg, &recipients));
         }
@@ -339,7 +367,10 @@ impl WecomApp {
         let t = self
             .call_json(env, "message/send", &textcard_body(self.agent_id, page))
             .await?;
-        if t.errcode != 0 || !t.invaliduser.is_empty() {
+        if t.errcode == 0 && t.has_invalid() {
+            return Err(not_delivered(&recipients));
+        }
+        if t.errcode != 0 {
             return Err(classify(t.errcode, t.errmsg, &recipients));
         }
         Ok(Sent::Textcard {
