@@ -6,6 +6,7 @@
 //! set, so that a retry after a partial failure only goes to those still missing.
 //! Retry decisions are not made here: errors say whether they are retryable.
 
+pub mod callbacks;
 pub mod check;
 pub mod error;
 pub mod http;

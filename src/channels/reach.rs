@@ -4,8 +4,8 @@
 //! the callback keys the endpoints check ([`CallbackKeys`]).
 //!
 //! The channel folders parse their callbacks into these events (`wecom_app/inbound.rs`,
-//! `official_account/inbound.rs`, `voice/inbound.rs`); the server's `/callback/…` endpoints
-//! verify, deduplicate by the upstream's ids (for at least 72 h, in the store, so across
+//! `official_account/inbound.rs`, `voice/inbound.rs`); the `/callback/…` endpoints
+//! (`channels/callbacks.rs`, mounted by the server) verify, deduplicate by the upstream's ids (for at least 72 h, in the store, so across
 //! replicas) and hand each event to the sink once. This module decides nothing about
 //! incidents: an event naming a page or an incident the engine does not know is the engine's
 //! to ignore (voice reports are unsigned: only call ids it issued mean anything).
@@ -241,25 +241,6 @@ pub async fn release(store: &Store, key: &str, now: DateTime<Utc>) -> Result<(),
         .map(|_| ())
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[tokio::test]
-    async fn an_upstream_id_is_taken_once_and_can_be_released() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path(), 100).unwrap();
-        let now = Utc::now();
-        let k = dedupe_key("wecom", "task-1|zhangsan|ack");
-        assert!(k.len() < 64 && k.starts_with("reach:wecom:"));
-        assert!(first_time(&store, &k, now).await.unwrap());
-        assert!(!first_time(&store, &k, now).await.unwrap());
-        release(&store, &k, now).await.unwrap();
-        assert!(first_time(&store, &k, now).await.unwrap());
-        assert_ne!(k, dedupe_key("wecom", "task-1|zhangsan|escalate"));
-    }
-}
-
 /// What the callback endpoints read at each request: the keys in force and the sink. The
 /// service starts with no keys (every endpoint 404) and the [`Unconnected`] sink; whoever
 /// loads the `oncall` configuration sets the keys (again on reload), and the on-call engine
@@ -314,5 +295,24 @@ impl Endpoints {
             Ok(mut s) => *s = sink,
             Err(poisoned) => *poisoned.into_inner() = sink,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn an_upstream_id_is_taken_once_and_can_be_released() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), 100).unwrap();
+        let now = Utc::now();
+        let k = dedupe_key("wecom", "task-1|zhangsan|ack");
+        assert!(k.len() < 64 && k.starts_with("reach:wecom:"));
+        assert!(first_time(&store, &k, now).await.unwrap());
+        assert!(!first_time(&store, &k, now).await.unwrap());
+        release(&store, &k, now).await.unwrap();
+        assert!(first_time(&store, &k, now).await.unwrap());
+        assert_ne!(k, dedupe_key("wecom", "task-1|zhangsan|escalate"));
     }
 }

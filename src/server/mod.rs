@@ -16,7 +16,6 @@ pub mod auth;
 pub mod console;
 pub mod limits;
 mod oncall;
-mod reach;
 
 use axum::Router;
 use axum::body::Body;
@@ -114,7 +113,12 @@ fn routes(app: Arc<App>) -> Router {
         .route("/-/ready", get(ready))
         .route("/-/reload", post(reload))
         .route("/metrics", get(metrics))
-        .merge(reach::routes())
+        .merge(crate::channels::callbacks::routes(
+            crate::channels::callbacks::CallbackState {
+                endpoints: app.reach.clone(),
+                store: app.queue.store.clone(),
+            },
+        ))
         .merge(crate::chatops::callback::routes(Callbacks {
             runtime: app.runtime.clone(),
             store: app.queue.store.clone(),

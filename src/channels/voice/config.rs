@@ -80,7 +80,8 @@ impl VoiceConfig {
     /// path (`oncall.channels.voice`).
     pub fn check(&mut self, base: &Path, at: &str, report: &mut dyn FnMut(String, String)) {
         let p = self.provider.as_str();
-        let (own, other): (&[(&str, bool)], &[(&str, bool)]) = match self.provider {
+        type Keys<'k> = &'k [(&'k str, bool)];
+        let (own, other): (Keys<'_>, Keys<'_>) = match self.provider {
             Provider::Aliyun => (
                 &[
                     ("access_key_id", self.access_key_id.is_some()),

@@ -133,9 +133,7 @@ fn aliyun(body: &[u8]) -> Result<Vec<(OncallEvent, String)>, ReportError> {
                 failure: Failure {
                     reason: aliyun_failure(code),
                     detail: crate::text::truncate(
-                        &format!("{code} {}", r.status_msg.unwrap_or_default())
-                            .trim()
-                            .to_string(),
+                        format!("{code} {}", r.status_msg.unwrap_or_default()).trim(),
                         100,
                     ),
                 },
@@ -182,17 +180,15 @@ fn tencent(body: &[u8]) -> Result<Vec<(OncallEvent, String)>, ReportError> {
             };
             let final_key = dedupe_key("voice", &format!("tencent\n{call_id}\nfinal"));
             match kind.as_str() {
-                "voicekey_callback" => {
-                    if string_of(&r, "keypress") == ACK_KEY {
-                        out.push((
-                            OncallEvent::Ack {
-                                by: Contact::Voice { number },
-                                incident: None,
-                                page,
-                            },
-                            dedupe_key("voice", &format!("tencent\n{call_id}\nack")),
-                        ));
-                    }
+                "voicekey_callback" if string_of(&r, "keypress") == ACK_KEY => {
+                    out.push((
+                        OncallEvent::Ack {
+                            by: Contact::Voice { number },
+                            incident: None,
+                            page,
+                        },
+                        dedupe_key("voice", &format!("tencent\n{call_id}\nack")),
+                    ));
                 }
                 "voiceprompt_callback" => {
                     let result = string_of(&r, "result");

@@ -22,9 +22,8 @@ use chrono::Utc;
 use subtle::ConstantTimeEq;
 use tracing::{info, warn};
 
-use super::App;
 use crate::channels::official_account::inbound as oa;
-use crate::channels::reach::{OncallEvent, Provider, first_time, release};
+use crate::channels::reach::{Endpoints, OncallEvent, Provider, first_time, release};
 use crate::channels::voice::inbound as voice;
 use crate::channels::wecom_app::inbound as wecom;
 use crate::channels::wxcrypt::{CryptoError, InboundError};
@@ -34,11 +33,22 @@ const XML_LIMIT: usize = 32 * 1024;
 /// Aliyun batches reports into one array.
 const REPORT_LIMIT: usize = 256 * 1024;
 
-pub fn routes() -> Router<Arc<App>> {
+/// What the endpoints need of the running service, handed in by the server.
+#[derive(Clone)]
+pub struct CallbackState {
+    /// The keys in force and the sink.
+    pub endpoints: Arc<Endpoints>,
+    /// Where upstream event ids are remembered (across replicas with Redis).
+    pub store: crate::store::Store,
+}
+
+/// The on-call callback endpoints, for the server to mount.
+pub fn routes<S: Clone + Send + Sync + 'static>(state: CallbackState) -> Router<S> {
     Router::new()
         .route("/callback/wecom", get(wecom_check).post(wecom_event))
         .route("/callback/official-account", get(oa_check).post(oa_event))
         .route("/callback/voice/{provider}/{secret}", post(voice_report))
+        .with_state(state)
 }
 
 fn not_found() -> Response {
@@ -74,9 +84,12 @@ async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Byte
 
 /// Hands each event not seen before to the sink; `Err` is the answer when the store or the
 /// sink failed (the upstream sends again; the ids of events not taken are released).
-async fn deliver(app: &App, events: Vec<(OncallEvent, String)>) -> Result<usize, Response> {
-    let store = &app.queue.store;
-    let sink = app.reach.sink();
+async fn deliver(
+    app: &CallbackState,
+    events: Vec<(OncallEvent, String)>,
+) -> Result<usize, Response> {
+    let store = &app.store;
+    let sink = app.endpoints.sink();
     let mut taken = 0;
     for (event, key) in events {
         let now = Utc::now();
@@ -106,10 +119,10 @@ async fn deliver(app: &App, events: Vec<(OncallEvent, String)>) -> Result<usize,
 }
 
 async fn wecom_check(
-    State(app): State<Arc<App>>,
+    State(app): State<CallbackState>,
     Query(q): Query<wecom::CallbackQuery>,
 ) -> Response {
-    let Some(crypt) = app.reach.keys().wecom.clone() else {
+    let Some(crypt) = app.endpoints.keys().wecom.clone() else {
         return not_found();
     };
     match wecom::url_check(&crypt, &q) {
@@ -125,12 +138,12 @@ async fn wecom_check(
 }
 
 async fn wecom_event(
-    State(app): State<Arc<App>>,
+    State(app): State<CallbackState>,
     Query(q): Query<wecom::CallbackQuery>,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let Some(crypt) = app.reach.keys().wecom.clone() else {
+    let Some(crypt) = app.endpoints.keys().wecom.clone() else {
         return not_found();
     };
     if q.msg_signature.is_none() || q.timestamp.is_none() || q.nonce.is_none() {
@@ -152,8 +165,11 @@ async fn wecom_event(
     }
 }
 
-async fn oa_check(State(app): State<Arc<App>>, Query(q): Query<oa::CallbackQuery>) -> Response {
-    let Some(keys) = app.reach.keys().official_account.clone() else {
+async fn oa_check(
+    State(app): State<CallbackState>,
+    Query(q): Query<oa::CallbackQuery>,
+) -> Response {
+    let Some(keys) = app.endpoints.keys().official_account.clone() else {
         return not_found();
     };
     match oa::url_check(&keys, &q) {
@@ -168,12 +184,12 @@ async fn oa_check(State(app): State<Arc<App>>, Query(q): Query<oa::CallbackQuery
 }
 
 async fn oa_event(
-    State(app): State<Arc<App>>,
+    State(app): State<CallbackState>,
     Query(q): Query<oa::CallbackQuery>,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let Some(keys) = app.reach.keys().official_account.clone() else {
+    let Some(keys) = app.endpoints.keys().official_account.clone() else {
         return not_found();
     };
     if q.signature.is_none() || q.timestamp.is_none() || q.nonce.is_none() {
@@ -195,12 +211,12 @@ async fn oa_event(
 }
 
 async fn voice_report(
-    State(app): State<Arc<App>>,
+    State(app): State<CallbackState>,
     Path((provider, secret)): Path<(String, String)>,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let Some((configured, expected)) = app.reach.keys().voice.clone() else {
+    let Some((configured, expected)) = app.endpoints.keys().voice.clone() else {
         return not_found();
     };
     let provider = match provider.as_str() {
