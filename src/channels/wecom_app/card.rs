@@ -28,6 +28,31 @@ pub const SUB_TITLE_MAX_CHARS: usize = 160;
 /// `task_id`: ≤ 128 bytes of `[0-9A-Za-z_\-@]`.
 pub const TASK_ID_MAX_BYTES: usize = 128;
 
+/// WeCom drops messages to one member beyond these, silently: (window, seconds, messages).
+pub const MEMBER_LIMITS: [(&str, i64, i64); 2] = [("minute", 60, 30), ("hour", 3600, 1000)];
+
+/// Counts one message to `userid` of the corp in the store (across replicas) and says whether
+/// it is still within WeCom's per-member limits. Past them the page is still sent, but it is
+/// likely dropped: the caller marks it so and counts it as failed. Fixed windows.
+pub async fn count_member(
+    store: &crate::store::Store,
+    corp_id: &str,
+    userid: &str,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<bool, crate::store::StoreError> {
+    let secs = now.timestamp();
+    let user = userid.to_lowercase();
+    let mut within = true;
+    for (window, len, limit) in MEMBER_LIMITS {
+        let start = secs - secs.rem_euclid(len);
+        let until = chrono::DateTime::from_timestamp(start + len, 0).unwrap_or(now);
+        let key = format!("wecom_member:{corp_id}:{user}:{window}:{start}");
+        let n = store.add_counter(key, 1, until).await?;
+        within &= n <= limit;
+    }
+    Ok(within)
+}
+
 /// What a button's key says: the action, the incident and the step it was sent for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ButtonKey {
@@ -505,6 +530,22 @@ mod tests {
         ] {
             assert_eq!(ButtonKey::parse(bad), None, "{bad}");
         }
+    }
+
+    #[tokio::test]
+    async fn messages_to_a_member_past_30_a_minute_are_likely_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::store::Store::open(dir.path(), 100).unwrap();
+        // Ahead of the clock: the store expires counters by the wall clock.
+        let ahead = chrono::Utc::now().timestamp() + 7200;
+        let t0 = chrono::DateTime::from_timestamp(ahead - ahead % 3600, 0).unwrap();
+        for _ in 0..30 {
+            assert!(count_member(&store, "ww1", "ZhangSan", t0).await.unwrap());
+        }
+        assert!(!count_member(&store, "ww1", "zhangsan", t0).await.unwrap());
+        assert!(count_member(&store, "ww1", "LiSi", t0).await.unwrap());
+        let next = t0 + chrono::Duration::minutes(1);
+        assert!(count_member(&store, "ww1", "ZhangSan", next).await.unwrap());
     }
 
     #[test]
