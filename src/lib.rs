@@ -38,6 +38,9 @@
 //!   schedule, storm digests, upstream health, the history of each outcome
 //!   ([`delivery::history`]); it names no channel and no feature, and runs the steps it is
 //!   handed at start-up.
+//! - [`incident`]: on-call incidents: a group on a route with an escalation policy, paged
+//!   step by step through the durable queue (timers are stored jobs) until acknowledged;
+//!   the acts (acknowledge, escalate, resolve) every entry point calls, and one-tap links.
 //! - [`chatops`]: replies from WeChat: silence, acknowledge, list; subscribers by QR code.
 //! - [`server`]: the HTTP endpoints, authentication, the accept loop and the limits on the way
 //!   in (`server::limits`: silent and idle connections, body deadline, in-flight body budget);
@@ -54,6 +57,7 @@ pub mod cli;
 pub mod config;
 pub mod dedupe;
 pub mod delivery;
+pub mod incident;
 pub mod metrics;
 pub mod oncall;
 pub mod route;

@@ -29,6 +29,9 @@ pub struct Runtime {
     pub templates: Templates,
     /// Receiver name → its integrations, in config order.
     pub receivers: BTreeMap<String, Vec<Integration>>,
+    /// Person → one integration per contact kind (`oncall.channels` with the person's
+    /// recipient), under the receiver name [`contact_receiver`]: where pages go.
+    pub contacts: BTreeMap<String, Vec<Integration>>,
     pub scrubber: Scrubber,
     pub client: reqwest::Client,
     /// Long-lived upstream state (token buckets, access tokens), handed in by whoever builds
@@ -49,11 +52,23 @@ pub enum Bound<'a> {
     ReceiverGone,
 }
 
+/// Receiver names starting with this are a person's contacts ([`Runtime::contacts`]); the
+/// loader refuses receivers named so.
+pub use crate::config::oncall::CONTACT_PREFIX;
+
+/// The receiver name of a person's contacts: what their pages are stored under.
+pub fn contact_receiver(person: &str) -> String {
+    format!("{CONTACT_PREFIX}{person}")
+}
+
 /// A notification's alerts for one receiver.
 #[derive(Debug, Clone)]
 pub struct Routed {
     pub receiver: String,
     pub notification: Notification,
+    /// The escalation policy its groups become incidents under: the route's (inherited down
+    /// the tree), else the receiver's own.
+    pub policy: Option<String>,
 }
 
 /// Installs the TLS crypto provider once per process; later calls are no-ops.
@@ -112,6 +127,29 @@ impl Runtime {
             }
             receivers.insert(r.name.clone(), list);
         }
+        let mut contacts: BTreeMap<String, Vec<Integration>> = BTreeMap::new();
+        for c in config.oncall.iter().flat_map(|o| &o.contacts) {
+            let entry = c.entry.as_channel();
+            let delivery = entry.delivery_options(&c.at, &mut |_, _| {});
+            let kind = entry.build(&mut Build {
+                at: c.at.clone(),
+                globals: &globals,
+                upstreams: &upstreams,
+                templates: &mut templates,
+                report: &mut report,
+                uncompiled: &mut uncompiled,
+            });
+            let list = contacts.entry(c.person.clone()).or_default();
+            list.push(Integration {
+                receiver: contact_receiver(&c.person),
+                id: Integration::identity(&kind),
+                index: list.len(),
+                send_resolved: true,
+                fallback_receiver: None,
+                delivery,
+                kind,
+            });
+        }
         for e in crate::channels::complete_templates(&mut templates) {
             report("templates".into(), e);
         }
@@ -137,13 +175,14 @@ impl Runtime {
             config,
             templates,
             receivers,
+            contacts,
             client,
             upstreams,
         };
         // Every template must render the sample without error before this config may run.
         let sample = sample_notification();
         let env = runtime.env(Utc::now());
-        for (name, list) in &runtime.receivers {
+        for (name, list) in runtime.receivers.iter().chain(&runtime.contacts) {
             for i in list {
                 if let Err(e) = i.prepare(&env, &sample) {
                     // A template that did not compile is missing here: already said, at its
@@ -188,7 +227,11 @@ impl Runtime {
 
     /// Where a stored delivery for `receiver` bound to `id` goes now (see [`Bound`]).
     pub fn resolve(&self, receiver: &str, id: &IntegrationId) -> Bound<'_> {
-        let Some(list) = self.receivers.get(receiver) else {
+        let list = match receiver.strip_prefix(CONTACT_PREFIX) {
+            Some(person) => self.contacts.get(person),
+            None => self.receivers.get(receiver),
+        };
+        let Some(list) = list else {
             return Bound::ReceiverGone;
         };
         if let Some(i) = list.iter().find(|i| &i.id == id) {
@@ -209,6 +252,17 @@ impl Runtime {
         }
     }
 
+    /// The policy of `receiver`'s groups: the route's, else the receiver's own.
+    fn receiver_policy(&self, receiver: &str, route: Option<String>) -> Option<String> {
+        route.or_else(|| {
+            self.config
+                .receivers
+                .iter()
+                .find(|r| r.name == receiver)
+                .and_then(|r| r.escalation_policy.clone())
+        })
+    }
+
     /// Splits a notification by receiver: to the named one, or through the route tree, each
     /// receiver getting only the alerts routed to it. `None` if the named receiver is unknown.
     pub fn route(&self, n: Notification, receiver: Option<&str>) -> Option<Vec<Routed>> {
@@ -219,22 +273,27 @@ impl Runtime {
             return Some(vec![Routed {
                 receiver: r.to_string(),
                 notification: n,
+                policy: self.receiver_policy(r, None),
             }]);
         }
         let mut by_receiver: Vec<(String, Vec<usize>)> = Vec::new();
+        let mut policies: BTreeMap<String, Option<String>> = BTreeMap::new();
         for (i, alert) in n.alerts.iter().enumerate() {
-            for r in self.config.route.receivers_for(&alert.labels) {
+            for (r, policy) in self.config.route.targets_for(&alert.labels) {
+                policies.entry(r.clone()).or_insert(policy);
                 match by_receiver.iter_mut().find(|(name, _)| *name == r) {
                     Some((_, idx)) => idx.push(i),
                     None => by_receiver.push((r, vec![i])),
                 }
             }
         }
+        let policy = |r: &str| self.receiver_policy(r, policies.get(r).cloned().flatten());
         // One receiver for the whole group, the usual case: it gets the notification itself,
         // not a copy (a large group is not held twice while it is accepted).
         if by_receiver.len() == 1 && by_receiver[0].1.len() == n.alerts.len() {
             let (receiver, _) = by_receiver.remove(0);
             return Some(vec![Routed {
+                policy: policy(&receiver),
                 receiver,
                 notification: n,
             }]);
@@ -249,6 +308,7 @@ impl Runtime {
                         n.subset(idx.iter().map(|&i| n.alerts[i].clone()).collect())
                     };
                     Routed {
+                        policy: policy(&receiver),
                         receiver,
                         notification,
                     }

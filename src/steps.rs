@@ -23,7 +23,12 @@ impl Step for Dedupe {
         crate::dedupe::condition(&policy, admission, now);
     }
 
-    fn claimed<'a>(&'a self, store: &'a Store, jobs: Vec<Job>) -> BoxFuture<'a, Claimed> {
+    fn claimed<'a>(
+        &'a self,
+        store: &'a Store,
+        _: &'a Runtime,
+        jobs: Vec<Job>,
+    ) -> BoxFuture<'a, Claimed> {
         Box::pin(async move {
             let (jobs, merged) = crate::dedupe::release_held(store, jobs).await;
             Claimed {
@@ -78,7 +83,56 @@ impl Step for Chatops {
     }
 }
 
+/// On-call incidents: the engine's own jobs (accepted notifications, timers) applied and
+/// taken out of the round, pages no longer needed settled unsent; a delivery of a group with
+/// an open incident names the incident's reference (rule 1).
+struct Incidents;
+
+impl Step for Incidents {
+    fn claimed<'a>(
+        &'a self,
+        store: &'a Store,
+        runtime: &'a Runtime,
+        jobs: Vec<Job>,
+    ) -> BoxFuture<'a, Claimed> {
+        Box::pin(async move {
+            let (jobs, queued) =
+                crate::incident::claimed(store, runtime, jobs, chrono::Utc::now()).await;
+            Claimed {
+                jobs,
+                queued,
+                merged: Vec::new(),
+            }
+        })
+    }
+
+    fn prepare<'a>(
+        &'a self,
+        at: &'a Attempt<'a>,
+        n: &'a mut Notification,
+        _: &'a mut Vec<String>,
+    ) -> BoxFuture<'a, ()> {
+        Box::pin(async move {
+            // After chatops' step: the incident's reference is the group's (rule 1).
+            if let Some(i) = &n.incident {
+                n.reference = Some(i.reference.clone());
+                return;
+            }
+            if at.runtime.config.escalation_policies.is_empty() {
+                return;
+            }
+            if let Ok(Some(inc)) = at.store.incident_of_group(at.receiver, &n.group_key).await {
+                n.reference = Some(inc.reference);
+            }
+        })
+    }
+}
+
 /// Every step, in the order the engine runs them.
 pub fn all() -> Steps {
-    std::sync::Arc::new(vec![Box::new(Dedupe), Box::new(Chatops)])
+    std::sync::Arc::new(vec![
+        Box::new(Dedupe),
+        Box::new(Chatops),
+        Box::new(Incidents),
+    ])
 }

@@ -27,7 +27,7 @@ const CHANNEL_BLIND: &[&str] = &["server", "runtime.rs"];
 
 /// The features that reach the delivery engine as steps (`src/steps.rs`): `src/delivery/`
 /// must import none of them.
-const FEATURES: &[&str] = &["dedupe", "chatops", "steps"];
+const FEATURES: &[&str] = &["dedupe", "chatops", "incident", "steps"];
 
 fn src() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("src")

@@ -49,6 +49,8 @@ pub enum Command {
     Unsilence { id: String },
     /// `确认 K7Q2` / `ack K7Q2`.
     Ack { reference: String },
+    /// `升级 K7Q2` / `escalate K7Q2`: an incident's next step, now.
+    Escalate { reference: String },
     /// `列表` / `list`.
     List,
     /// `帮助` / `help`.
@@ -61,6 +63,7 @@ pub enum Name {
     Silence,
     Unsilence,
     Ack,
+    Escalate,
     List,
     Help,
     Unknown,
@@ -72,6 +75,7 @@ impl Name {
             Name::Silence => "silence",
             Name::Unsilence => "unsilence",
             Name::Ack => "ack",
+            Name::Escalate => "escalate",
             Name::List => "list",
             Name::Help => "help",
             Name::Unknown => "unknown",
@@ -85,6 +89,7 @@ impl Command {
             Command::Silence { .. } => Name::Silence,
             Command::Unsilence { .. } => Name::Unsilence,
             Command::Ack { .. } => Name::Ack,
+            Command::Escalate { .. } => Name::Escalate,
             Command::List => Name::List,
             Command::Help => Name::Help,
         }
@@ -117,12 +122,14 @@ const KEYWORDS: &[(&str, Name, Lang)] = &[
     ("解除静默", Name::Unsilence, Lang::Zh),
     ("静默", Name::Silence, Lang::Zh),
     ("确认", Name::Ack, Lang::Zh),
+    ("升级", Name::Escalate, Lang::Zh),
     ("列表", Name::List, Lang::Zh),
     ("帮助", Name::Help, Lang::Zh),
     ("unsilence", Name::Unsilence, Lang::En),
     ("silence", Name::Silence, Lang::En),
     ("acknowledge", Name::Ack, Lang::En),
     ("ack", Name::Ack, Lang::En),
+    ("escalate", Name::Escalate, Lang::En),
     ("list", Name::List, Lang::En),
     ("help", Name::Help, Lang::En),
 ];
@@ -174,6 +181,10 @@ pub fn parse(text: &str) -> (Lang, Result<Command, ParseError>) {
         },
         Name::Ack => match args.as_slice() {
             [r] => reference(r).map(|reference| Command::Ack { reference }),
+            _ => Err(ParseError::Usage(name)),
+        },
+        Name::Escalate => match args.as_slice() {
+            [r] => reference(r).map(|reference| Command::Escalate { reference }),
             _ => Err(ParseError::Usage(name)),
         },
         Name::List if args.is_empty() => Ok(Command::List),
@@ -358,6 +369,11 @@ mod tests {
         assert_eq!(ok("确认#k7q2"), (Lang::Zh, ack.clone()));
         assert_eq!(ok("ACK #K7Q2"), (Lang::En, ack.clone()));
         assert_eq!(ok("acknowledge k7q2"), (Lang::En, ack));
+        let up = Command::Escalate {
+            reference: "K7Q2".into(),
+        };
+        assert_eq!(ok("升级 K7Q2"), (Lang::Zh, up.clone()));
+        assert_eq!(ok("escalate #k7q2"), (Lang::En, up));
         assert_eq!(ok("列表"), (Lang::Zh, Command::List));
         assert_eq!(ok(" List "), (Lang::En, Command::List));
         assert_eq!(ok("帮助"), (Lang::Zh, Command::Help));

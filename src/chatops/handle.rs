@@ -91,6 +91,14 @@ pub async fn run(
         }
     };
     let name = cmd.name();
+    // An incident's reference: its acts, which its paged people may do without being in
+    // `chatops.allowed` (rule 10).
+    if let Command::Ack { reference } | Command::Escalate { reference } = &cmd
+        && let Some(a) =
+            incident_act(rt, chat, store, channel, user, &cmd, reference, zh, now).await
+    {
+        return a;
+    }
     // Help tells nothing about alerts: anyone may ask for it.
     if name != Name::Help && !chat.is_allowed(channel, user) {
         let reply = if zh {
@@ -121,6 +129,7 @@ pub async fn run(
             }
             Err(e) => failed(e.to_string()),
         },
+        Command::Escalate { reference } => unknown_ref(lang, name, &reference),
         Command::Ack { reference } => {
             let rec = match store.chatops_ref(reference.clone(), now).await {
                 Ok(Some(r)) => r,
@@ -263,6 +272,98 @@ pub async fn run(
     }
 }
 
+/// `ack` or `escalate` of the incident `reference` names, by `user`; `None` when it names no
+/// incident (a plain group reference: chatops' own acknowledgement).
+#[allow(clippy::too_many_arguments)]
+async fn incident_act(
+    rt: &Runtime,
+    chat: &ChatopsConfig,
+    store: &Store,
+    channel: Channel,
+    user: &str,
+    cmd: &Command,
+    reference: &str,
+    zh: bool,
+    now: DateTime<Utc>,
+) -> Option<Answer> {
+    let name = cmd.name();
+    let answer = |outcome, reply: String| Answer {
+        command: name,
+        outcome,
+        reply,
+        target: reference.to_string(),
+        receiver: None,
+    };
+    let failed = |e: String| {
+        let reply = if zh {
+            format!("操作失败：{e}")
+        } else {
+            format!("Failed: {e}")
+        };
+        answer(Outcome::Failed, reply)
+    };
+    let inc = match crate::incident::by_reference(store, rt, reference, now).await {
+        Ok(Some(i)) => i,
+        Ok(None) => return None,
+        Err(e) => return Some(failed(e.to_string())),
+    };
+    // The person whose contact sent the reply.
+    let person = rt
+        .config
+        .people
+        .iter()
+        .find(|p| {
+            p.contacts
+                .kinds()
+                .iter()
+                .any(|k| p.contacts.recipient(k) == Some(user))
+        })
+        .map(|p| p.name.clone());
+    let paged = person
+        .as_ref()
+        .is_some_and(|p| inc.paged.iter().any(|x| &x.person == p));
+    if !paged && !chat.is_allowed(channel, user) {
+        let reply = if zh {
+            "无权操作：你未被通知处理该事件，且你的 ID 不在 chatops.allowed 中，未做任何更改。"
+                .to_string()
+        } else {
+            "Not allowed: you were not paged for this incident and your id is not in chatops.allowed; nothing was changed.".to_string()
+        };
+        return Some(answer(Outcome::Denied, reply));
+    }
+    let by = person.unwrap_or_else(|| format!("chatops:{user}"));
+    let acted = match cmd {
+        Command::Escalate { .. } => {
+            crate::incident::escalate(store, rt, inc.id, Some(inc.step), &by, now).await
+        }
+        _ => crate::incident::acknowledge(store, rt, inc.id, &by, "reply", now).await,
+    };
+    let a = match acted {
+        Ok(a) => a,
+        Err(e) => return Some(failed(e.to_string())),
+    };
+    let r = &a.incident.reference;
+    let state = a.incident.state.as_str();
+    let reply = match (cmd, a.changed, zh) {
+        (Command::Escalate { .. }, true, true) => {
+            format!("已升级 #{r}：正在通知第 {} 步。", a.incident.step)
+        }
+        (Command::Escalate { .. }, true, false) => {
+            format!("Escalated #{r}: paging step {}.", a.incident.step)
+        }
+        (_, true, true) => format!("已认领 #{r}，升级已停止；已通知其他被呼叫的人。"),
+        (_, true, false) => {
+            format!("Acknowledged #{r}; the escalation stopped and everyone paged was told.")
+        }
+        (_, false, true) => format!("#{r} 当前为 {state}，未做更改。"),
+        (_, false, false) => format!("#{r} is {state}; nothing was changed."),
+    };
+    Some(Answer {
+        receiver: Some(a.incident.receiver.clone()),
+        ..answer(Outcome::Ok, reply)
+    })
+}
+
 fn command_name_of(text: &str) -> Name {
     let lower = text.to_lowercase();
     if lower.contains("取消静默") || lower.contains("解除静默") || lower.contains("unsilence")
@@ -323,14 +424,16 @@ pub fn help(lang: Lang) -> String {
         Lang::Zh => "可用命令（编号见告警消息末尾，如 #K7Q2）：\n\
             静默 K7Q2 2h 原因 — 在 Alertmanager 中静默该组告警\n\
             取消静默 <静默ID> — 提前结束静默\n\
-            确认 K7Q2 — 认领，之后的消息显示由你确认\n\
+            确认 K7Q2 — 认领，之后的消息显示由你确认；值班事件停止升级\n\
+            升级 K7Q2 — 值班事件立即通知下一级\n\
             列表 — 发给你的、正在告警的组\n\
             帮助 — 本说明"
             .to_string(),
         Lang::En => "Commands (the reference ends each alert message, like #K7Q2):\n\
             silence K7Q2 2h reason — silence the group in Alertmanager\n\
             unsilence <silence id> — end a silence early\n\
-            ack K7Q2 — acknowledge; later messages show who did\n\
+            ack K7Q2 — acknowledge; later messages show who did; stops an incident's escalation\n\
+            escalate K7Q2 — page an incident's next step now\n\
             list — the firing groups sent to you\n\
             help — this text"
             .to_string(),

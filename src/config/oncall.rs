@@ -10,8 +10,17 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::{Config, check_http_url, resolve_secret};
+use crate::channels::official_account::config::OfficialAccountConfig;
+use crate::channels::wecom_app::config::WecomAppConfig;
+use crate::channels::weixin_gateway::config::WeixinGatewayConfig;
+use crate::channels::wxpusher::config::WxPusherConfig;
+use crate::channels::{ChannelConfig, Check};
 use crate::route::RouteConfig;
 use crate::secret::Secret;
+
+/// Receiver names starting with this are people's contacts (where pages are stored); no
+/// configured receiver may be named so.
+pub const CONTACT_PREFIX: &str = "oncall:";
 
 /// The contact kinds a person may have, in the order they are listed.
 pub const CONTACT_KINDS: [&str; 5] = [
@@ -34,6 +43,178 @@ pub struct OncallConfig {
     /// How long a one-tap link stays valid.
     #[serde(default = "default_link_ttl", with = "humantime_serde")]
     pub link_ttl: Duration,
+    /// How people are reached: per contact kind, a `*_configs` entry without recipients.
+    #[serde(default)]
+    pub channels: OncallChannels,
+    /// Each person's contacts as channel entries (the kind's `channels` entry with the
+    /// person's recipient), made by the check: what the runtime builds pages from.
+    #[serde(skip)]
+    pub contacts: Vec<PersonContact>,
+    /// The secrets the channel entries read, for scrubbing.
+    #[serde(skip)]
+    pub channel_secrets: Vec<Secret>,
+}
+
+/// `oncall.channels`: the channel entries people's contacts are sent through. Kept as YAML
+/// until the check, which adds a recipient and reads them as the channel's own entry.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OncallChannels {
+    pub wxpusher: Option<yaml_serde::Value>,
+    pub wecom_app: Option<yaml_serde::Value>,
+    pub official_account: Option<yaml_serde::Value>,
+    pub weixin_gateway: Option<yaml_serde::Value>,
+}
+
+impl OncallChannels {
+    fn get(&self, kind: &str) -> Option<&yaml_serde::Value> {
+        match kind {
+            "wxpusher" => self.wxpusher.as_ref(),
+            "wecom_app" => self.wecom_app.as_ref(),
+            "official_account" => self.official_account.as_ref(),
+            "weixin_gateway" => self.weixin_gateway.as_ref(),
+            _ => None,
+        }
+    }
+}
+
+/// The contact kinds that page through a channel entry of `oncall.channels` (voice calls come
+/// with their own channel).
+pub const CHANNEL_KINDS: [&str; 4] = [
+    "wxpusher",
+    "wecom_app",
+    "weixin_gateway",
+    "official_account",
+];
+
+/// One channel entry of a contact kind.
+#[derive(Debug, Clone)]
+pub enum ContactEntry {
+    WxPusher(WxPusherConfig),
+    WecomApp(WecomAppConfig),
+    OfficialAccount(OfficialAccountConfig),
+    WeixinGateway(WeixinGatewayConfig),
+}
+
+impl ContactEntry {
+    pub fn as_channel(&self) -> &dyn ChannelConfig {
+        match self {
+            ContactEntry::WxPusher(c) => c,
+            ContactEntry::WecomApp(c) => c,
+            ContactEntry::OfficialAccount(c) => c,
+            ContactEntry::WeixinGateway(c) => c,
+        }
+    }
+
+    fn as_channel_mut(&mut self) -> &mut dyn ChannelConfig {
+        match self {
+            ContactEntry::WxPusher(c) => c,
+            ContactEntry::WecomApp(c) => c,
+            ContactEntry::OfficialAccount(c) => c,
+            ContactEntry::WeixinGateway(c) => c,
+        }
+    }
+
+    /// The entry with `recipient` as its only recipient.
+    fn to(&self, recipient: &str) -> ContactEntry {
+        let r = recipient.to_string();
+        match self.clone() {
+            ContactEntry::WxPusher(mut c) => {
+                c.uids = vec![r];
+                ContactEntry::WxPusher(c)
+            }
+            ContactEntry::WecomApp(mut c) => {
+                c.to_user = Some(r);
+                ContactEntry::WecomApp(c)
+            }
+            ContactEntry::OfficialAccount(mut c) => {
+                c.to_openids = vec![r];
+                ContactEntry::OfficialAccount(c)
+            }
+            ContactEntry::WeixinGateway(mut c) => {
+                c.to_user_ids = vec![r];
+                ContactEntry::WeixinGateway(c)
+            }
+        }
+    }
+}
+
+/// One person's contact of one kind, ready to be built into an integration.
+#[derive(Debug, Clone)]
+pub struct PersonContact {
+    pub person: String,
+    pub kind: &'static str,
+    /// Where the contact is in the config (`people[0].contacts.wecom_app`).
+    pub at: String,
+    pub entry: ContactEntry,
+}
+
+/// The recipient key of a channel entry, which `oncall.channels` leaves to each person.
+fn recipient_key(kind: &str) -> &'static str {
+    match kind {
+        "wxpusher" => "uids",
+        "wecom_app" => "to_user",
+        "official_account" => "to_openids",
+        _ => "to_user_ids",
+    }
+}
+
+/// Reads `oncall.channels.{kind}` as the channel's entry (with a stand-in recipient) and runs
+/// its check, which reads its secrets; `None` if it is broken (reported).
+fn channel_entry(
+    kind: &'static str,
+    value: &yaml_serde::Value,
+    cx: &mut Check<'_>,
+) -> Option<ContactEntry> {
+    let key = recipient_key(kind);
+    let mut map = match value {
+        yaml_serde::Value::Mapping(m) => m.clone(),
+        _ => {
+            cx.report(
+                cx.at.clone(),
+                "must be a mapping (a *_configs entry without recipients)".into(),
+            );
+            return None;
+        }
+    };
+    let recipient = yaml_serde::Value::String(key.into());
+    if map.contains_key(&recipient) {
+        cx.report(
+            format!("{}.{key}", cx.at),
+            format!("recipients come from each person's contacts: remove {key}"),
+        );
+        return None;
+    }
+    let stand_in = yaml_serde::Value::String("stand-in".into());
+    let list = yaml_serde::Value::Sequence(vec![stand_in.clone()]);
+    map.insert(recipient, if kind == "wecom_app" { stand_in } else { list });
+    let value = yaml_serde::Value::Mapping(map);
+    fn read<T: serde::de::DeserializeOwned>(
+        value: yaml_serde::Value,
+        cx: &mut Check<'_>,
+    ) -> Option<T> {
+        match serde_path_to_error::deserialize::<_, T>(value) {
+            Ok(t) => Some(t),
+            Err(e) => {
+                let path = e.path().to_string();
+                let at = if path == "." {
+                    cx.at.clone()
+                } else {
+                    format!("{}.{path}", cx.at)
+                };
+                cx.report(at, e.into_inner().to_string());
+                None
+            }
+        }
+    }
+    let mut entry = match kind {
+        "wxpusher" => ContactEntry::WxPusher(read(value, cx)?),
+        "wecom_app" => ContactEntry::WecomApp(read(value, cx)?),
+        "official_account" => ContactEntry::OfficialAccount(read(value, cx)?),
+        _ => ContactEntry::WeixinGateway(read(value, cx)?),
+    };
+    entry.as_channel_mut().check(cx);
+    Some(entry)
 }
 
 fn default_link_ttl() -> Duration {
@@ -75,6 +256,18 @@ impl Contacts {
             "official_account" => self.official_account.is_some(),
             "voice" => self.voice.is_some(),
             _ => false,
+        }
+    }
+
+    /// The recipient a contact of this kind sends to.
+    pub fn recipient(&self, kind: &str) -> Option<&str> {
+        match kind {
+            "wxpusher" => self.wxpusher.as_ref().map(|c| c.uid.as_str()),
+            "wecom_app" => self.wecom_app.as_ref().map(|c| c.userid.as_str()),
+            "weixin_gateway" => self.weixin_gateway.as_ref().map(|c| c.user_id.as_str()),
+            "official_account" => self.official_account.as_ref().map(|c| c.openid.as_str()),
+            "voice" => self.voice.as_ref().map(|c| c.number.as_str()),
+            _ => None,
         }
     }
 
@@ -258,6 +451,7 @@ pub(crate) fn check(config: &mut Config, base: &Path, report: &mut dyn FnMut(Str
             report("oncall.link_ttl".into(), "must be longer than zero".into());
         }
     }
+    contact_entries(config, base, report);
     let config = &*config;
     let intervals = names(
         "time_intervals",
@@ -403,6 +597,15 @@ pub(crate) fn check(config: &mut Config, base: &Path, report: &mut dyn FnMut(Str
 
     check_routes("route", &config.route, &policies, report);
     for (i, r) in config.receivers.iter().enumerate() {
+        if r.name.starts_with(CONTACT_PREFIX) {
+            report(
+                format!("receivers[{i}].name"),
+                format!(
+                    "{:?}: names starting with {:?} are people's contacts",
+                    r.name, CONTACT_PREFIX
+                ),
+            );
+        }
         if let Some(p) = &r.escalation_policy
             && !policies.contains(p.as_str())
         {
@@ -414,12 +617,80 @@ pub(crate) fn check(config: &mut Config, base: &Path, report: &mut dyn FnMut(Str
     }
 }
 
+/// Checks `oncall.channels` and makes each person's contacts into channel entries
+/// ([`OncallConfig::contacts`]); reports a contact whose kind has no channel entry and a
+/// person left with no usable contact.
+fn contact_entries(config: &mut Config, base: &Path, report: &mut dyn FnMut(String, String)) {
+    let globals = config.channel_globals();
+    let mut secrets = Vec::new();
+    let mut entries: Vec<(&'static str, Option<ContactEntry>)> = Vec::new();
+    if let Some(o) = &config.oncall {
+        for kind in CHANNEL_KINDS {
+            if let Some(v) = o.channels.get(kind) {
+                let mut cx = Check {
+                    base,
+                    at: format!("oncall.channels.{kind}"),
+                    globals: &globals,
+                    report,
+                    secrets: &mut secrets,
+                };
+                entries.push((kind, channel_entry(kind, v, &mut cx)));
+            }
+        }
+    }
+    let mut contacts = Vec::new();
+    for (i, p) in config.people.iter().enumerate() {
+        let mut usable = false;
+        for kind in p.contacts.kinds() {
+            if kind == "voice" {
+                // Voice calls are their own channel: the person is usable through the others.
+                continue;
+            }
+            let at = format!("people[{i}].contacts.{kind}");
+            match entries.iter().find(|(k, _)| *k == kind) {
+                None => report(
+                    at,
+                    format!("no oncall.channels.{kind} entry to reach this contact through"),
+                ),
+                Some((_, None)) => {}
+                Some((_, Some(entry))) => {
+                    usable = true;
+                    let recipient = p.contacts.recipient(kind).unwrap_or_default();
+                    if recipient.trim().is_empty() {
+                        report(at.clone(), "the recipient must not be empty".into());
+                    }
+                    contacts.push(PersonContact {
+                        person: p.name.clone(),
+                        kind,
+                        at,
+                        entry: entry.to(recipient),
+                    });
+                }
+            }
+        }
+        let has_channel_kinds = p.contacts.kinds().iter().any(|k| *k != "voice");
+        if !usable && has_channel_kinds {
+            report(
+                format!("people[{i}].contacts"),
+                format!(
+                    "{:?} has no usable contact: no contact kind of theirs has an oncall.channels entry",
+                    p.name
+                ),
+            );
+        }
+    }
+    if let Some(o) = &mut config.oncall {
+        o.contacts = contacts;
+        o.channel_secrets = secrets;
+    }
+}
+
 /// Every secret of the on-call blocks, for scrubbing.
 pub(crate) fn secrets(config: &Config) -> Vec<Secret> {
     config
         .oncall
         .iter()
-        .flat_map(|o| o.link_secret.clone())
+        .flat_map(|o| o.link_secret.iter().chain(&o.channel_secrets).cloned())
         .collect()
 }
 
@@ -450,6 +721,11 @@ oncall:
   public_url: https://alerts.example.com
   link_secret: s3cret-link-key
   link_ttl: 12h
+  channels:
+    wxpusher: { app_token: AT_s3cret-wxpusher }
+    wecom_app: { corp_id: ww0123, agent_id: 1000002, api_secret: s3cret-wecom-app }
+    official_account: { app_id: wx0123, app_secret: s3cret-oa, kind: template, template_id: T }
+    weixin_gateway: { url: "http://weixin-gateway:8787", account_id: wx-account-1 }
 people:
   - name: zhangsan
     display_name: 张三
@@ -555,6 +831,10 @@ receivers: [ { name: a, escalation_policy: absent } ]
         assert_eq!(
             errors(text),
             [
+                "test.yml: people[0].contacts.wecom_app: no oncall.channels.wecom_app entry to reach this contact through",
+                "test.yml: people[0].contacts: \"zhangsan\" has no usable contact: no contact kind of theirs has an oncall.channels entry",
+                "test.yml: people[2].contacts.wxpusher: no oncall.channels.wxpusher entry to reach this contact through",
+                "test.yml: people[2].contacts: \"zhangsan\" has no usable contact: no contact kind of theirs has an oncall.channels entry",
                 "test.yml: time_intervals[1].name: duplicate time interval name \"night\"",
                 "test.yml: people[2].name: duplicate person name \"zhangsan\"",
                 "test.yml: schedules[2].name: duplicate schedule name \"s\"",
@@ -609,12 +889,25 @@ receivers: [ { name: a, escalation_policy: absent } ]
             "{e:?}"
         );
         let e = errors(&format!(
-            "oncall: {{ public_url: https://x.example, channels: {{}} }}\n{BASE}"
+            "oncall: {{ public_url: https://x.example, channels: {{ sms: {{}} }} }}\n{BASE}"
         ));
         assert!(
-            e[0].starts_with("test.yml: oncall.channels: unknown field `channels`"),
+            e[0].starts_with("test.yml: oncall.channels.sms: unknown field `sms`"),
             "{e:?}"
         );
+        // A channel entry is checked as the channel's own, and leaves recipients to people.
+        let e = errors(&format!(
+            "oncall: {{ channels: {{ wxpusher: {{ app_token: AT_x, uids: [U] }}, wecom_app: {{ corp_id: c, agent_id: 1 }}, official_account: {{ app_id: a, app_secret: s, kind: template, template_id: T, colour: red }} }} }}\npeople: [ {{ name: x, contacts: {{ wxpusher: {{ uid: U }}, wecom_app: {{ userid: X }} }} }} ]\n{BASE}"
+        ));
+        let want = [
+            "test.yml: oncall.channels.wxpusher.uids: recipients come from each person's contacts: remove uids",
+            "test.yml: oncall.channels.wecom_app: one of api_secret and api_secret_file is required",
+            "test.yml: oncall.channels.official_account.colour: unknown field `colour`, expected one of",
+        ];
+        assert_eq!(e.len(), want.len(), "{e:?}");
+        for (got, want) in e.iter().zip(want) {
+            assert!(got.starts_with(want), "{got} / {want}");
+        }
         assert_eq!(
             errors(&format!(
                 "oncall: {{ public_url: 'x.example', link_secret: k, link_ttl: 0s }}\n{BASE}"

@@ -50,8 +50,13 @@ pub trait Step: Send + Sync {
 
     /// Freshly claimed jobs, before any is delivered: may take some out of the round (settling
     /// them in the store) and queue others; returns the rest, to deliver.
-    fn claimed<'a>(&'a self, store: &'a Store, jobs: Vec<Job>) -> BoxFuture<'a, Claimed> {
-        let _ = store;
+    fn claimed<'a>(
+        &'a self,
+        store: &'a Store,
+        runtime: &'a Runtime,
+        jobs: Vec<Job>,
+    ) -> BoxFuture<'a, Claimed> {
+        let _ = (store, runtime);
         Box::pin(async move {
             Claimed {
                 jobs,
@@ -99,14 +104,14 @@ pub fn admissions(
 }
 
 /// Hands freshly claimed `jobs` through every step in turn.
-pub async fn claimed(steps: &Steps, store: &Store, jobs: Vec<Job>) -> Claimed {
+pub async fn claimed(steps: &Steps, store: &Store, runtime: &Runtime, jobs: Vec<Job>) -> Claimed {
     let mut out = Claimed {
         jobs,
         queued: false,
         merged: Vec::new(),
     };
     for step in steps.iter() {
-        let mut c = step.claimed(store, out.jobs).await;
+        let mut c = step.claimed(store, runtime, out.jobs).await;
         out.merged.append(&mut c.merged);
         out = Claimed {
             jobs: c.jobs,

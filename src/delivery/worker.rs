@@ -114,7 +114,7 @@ impl Workers {
                     jobs,
                     queued,
                     merged,
-                } = super::steps::claimed(&ctx.steps, store, jobs).await;
+                } = super::steps::claimed(&ctx.steps, store, &rt, jobs).await;
                 // Recorded before the next claim, so the merged job finds its record to adopt.
                 for (ids, into) in merged {
                     super::history::merged(store, &rt.config.web, &ids, &into).await;

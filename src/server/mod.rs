@@ -14,6 +14,7 @@ use std::time::Duration;
 pub mod api;
 pub mod auth;
 pub mod console;
+mod incidents;
 pub mod limits;
 mod oncall;
 
@@ -107,6 +108,7 @@ fn routes(app: Arc<App>) -> Router {
     Router::new()
         .merge(console::routes())
         .merge(api::routes(app.clone()))
+        .merge(incidents::link_routes())
         .route("/webhook", post(webhook_default))
         .route("/webhook/{receiver}", post(webhook_named))
         .route("/-/healthy", get(|| async { "OK\n" }))
@@ -481,6 +483,9 @@ async fn accept(
     };
     let now = Utc::now();
     let mut jobs = Vec::new();
+    // The incidents' share: one job per routed receiver with an escalation policy, in the
+    // same batch, never held back by dedupe (a duplicate still counts for the incident).
+    let mut incidents = Vec::new();
     for r in routed {
         let integrations = rt.receivers.get(&r.receiver).map_or(&[][..], Vec::as_slice);
         jobs.extend(fan_out(
@@ -490,10 +495,19 @@ async fn accept(
             now,
             Origin::Accepted,
         ));
+        if let Some(policy) = &r.policy {
+            incidents.push(crate::incident::notify_job(
+                &r.receiver,
+                policy,
+                &r.notification,
+                now,
+            ));
+        }
     }
     // Answered 200 only once the jobs are committed to the store; duplicates are checked in
     // the same transaction.
-    let admissions = dedupe::admissions(&dedupe::Policy::new(&rt.config.dedupe), jobs, now);
+    let mut admissions = dedupe::admissions(&dedupe::Policy::new(&rt.config.dedupe), jobs, now);
+    admissions.extend(incidents.into_iter().map(crate::store::Admission::of));
     let outcome =
         match crate::delivery::history::admit(&app.queue, &rt.config.web, admissions, now).await {
             Ok(admitted) => dedupe::Outcome::of(&admitted),

@@ -34,6 +34,7 @@ pub fn routes() -> Router<Arc<App>> {
             "/api/v1/schedules/{name}/overrides/{id}",
             delete(delete_override),
         )
+        .merge(super::incidents::api_routes())
 }
 
 fn schedule<'a>(rt: &'a Runtime, name: &str) -> Result<&'a Schedule, Response> {

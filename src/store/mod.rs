@@ -10,6 +10,7 @@
 
 pub mod chatops;
 pub mod history;
+pub mod incident;
 pub mod oncall;
 pub mod progress;
 pub mod redis;

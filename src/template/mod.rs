@@ -35,6 +35,16 @@ mod syntax;
 const DEFAULTS: &[(&str, &str, &str)] = &[
     (
         "zh-CN",
+        "oncall.status",
+        include_str!("../../templates/zh-CN/oncall.status.hbs"),
+    ),
+    (
+        "en",
+        "oncall.status",
+        include_str!("../../templates/en/oncall.status.hbs"),
+    ),
+    (
+        "zh-CN",
         "chatops.ref",
         include_str!("../../templates/zh-CN/chatops.ref.hbs"),
     ),

@@ -147,10 +147,37 @@ pub struct Notification {
     /// Not in the payload: who acknowledged this group from WeChat, and when (`ack`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ack: Option<Ack>,
+    /// Not in the payload: the incident this is a page or status update of (`incident` in
+    /// templates).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub incident: Option<IncidentContext>,
     #[serde(flatten)]
     pub alertmanager: AlertmanagerExtras,
     #[serde(flatten)]
     pub grafana: GrafanaExtras,
+}
+
+/// An incident as a page shows it (`incident` in templates).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IncidentContext {
+    /// The incident's id, for the engine that settles its pages.
+    pub id: i64,
+    #[serde(rename = "ref")]
+    pub reference: String,
+    pub state: String,
+    pub step: u32,
+    pub policy: String,
+    /// The one-tap acknowledge link (with `oncall.public_url`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ack_url: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acknowledged_by: Option<String>,
+    /// Who this page is for (none for a receiver's integrations).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub person: Option<String>,
+    /// A status update's line (`张三 已认领 K7Q2`); none for a page.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub update: Option<String>,
 }
 
 /// What a storm digest counted: every alert of every notification it merged, including those
@@ -321,6 +348,7 @@ impl Notification {
             digest_counts,
             reference,
             ack,
+            incident,
             alertmanager,
             grafana,
         } = self;
@@ -341,6 +369,7 @@ impl Notification {
             digest_counts: digest_counts.clone(),
             reference: reference.clone(),
             ack: ack.clone(),
+            incident: incident.clone(),
             alertmanager: alertmanager.clone(),
             grafana: grafana.clone(),
         }
@@ -473,6 +502,7 @@ pub fn sample_notification() -> Notification {
         digest_counts: None,
         reference: None,
         ack: None,
+        incident: None,
         alertmanager: Default::default(),
         grafana: Default::default(),
     })

@@ -13,6 +13,7 @@ mod docs;
 mod gateway_window;
 mod hardening;
 mod identity;
+mod incidents;
 mod ingest;
 mod lifecycle;
 mod metrics;

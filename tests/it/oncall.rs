@@ -105,6 +105,10 @@ auth:
   admin:
     basic_auth: {{ username: {ADMIN_USER}, password: {ADMIN_PASSWORD} }}
 {storage}
+oncall:
+  channels:
+    wecom_app: {{ corp_id: ww0123, agent_id: 1000002, api_secret: wecom-app-s3cret }}
+    wxpusher: {{ app_token: AT_oncall_token }}
 people:
   - {{ name: a, contacts: {{ wecom_app: {{ userid: A }} }} }}
   - {{ name: b, contacts: {{ wecom_app: {{ userid: B }} }} }}

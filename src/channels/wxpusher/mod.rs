@@ -708,12 +708,16 @@ impl ContentType {
     }
 }
 
-/// The link template defaults to the sender's external URL.
+/// The link template defaults to an on-call page's one-tap acknowledge link, else the
+/// sender's external URL.
 pub fn complete_templates(templates: &mut crate::template::Templates) -> Vec<String> {
     if templates.has("wxpusher.url") {
         return Vec::new();
     }
-    match templates.add("wxpusher.url", "{{externalURL}}") {
+    match templates.add(
+        "wxpusher.url",
+        "{{#if incident.ack_url}}{{incident.ack_url}}{{else}}{{externalURL}}{{/if}}",
+    ) {
         Ok(()) => Vec::new(),
         Err(e) => vec![e.to_string()],
     }

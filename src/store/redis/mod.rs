@@ -34,6 +34,7 @@ use redis::{FromRedisValue, RedisError, RedisResult, Script, ScriptInvocation};
 
 mod chatops;
 mod history;
+mod incident;
 mod oncall;
 pub mod sentinel;
 

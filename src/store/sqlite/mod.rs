@@ -29,6 +29,7 @@ mod checkpoint;
 mod counters;
 mod dedupe;
 mod history;
+mod incident;
 mod jobs;
 mod oncall;
 mod schema;
