@@ -156,6 +156,14 @@ impl Service {
             draining: Default::default(),
             reach: Default::default(),
         });
+        // The callbacks' keys from the configuration in force (again on every reload), and
+        // the engine as the sink of their events.
+        app.reach
+            .set_keys(incident::reach::callback_keys(&app.runtime.load()));
+        app.reach.connect(Arc::new(incident::reach::Sink::new(
+            app.queue.store.clone(),
+            app.runtime.clone(),
+        )));
         Ok(Service {
             app,
             workers,

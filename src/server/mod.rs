@@ -70,6 +70,8 @@ impl App {
         .and_then(|c| Runtime::build_with(c, self.runtime.load().upstreams.clone()));
         match result {
             Ok(rt) => {
+                self.reach
+                    .set_keys(crate::incident::reach::callback_keys(&rt));
                 self.runtime.store(Arc::new(rt));
                 self.queue.wake.notify_one();
                 self.metrics.config_last_reload_successful.set(1);

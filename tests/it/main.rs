@@ -20,6 +20,7 @@ mod metrics;
 mod oa_fields;
 mod official_account;
 mod oncall;
+mod oncall_reach;
 mod ops;
 mod props;
 mod reach;

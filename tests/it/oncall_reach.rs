@@ -1,0 +1,218 @@
+//! On-call reach wired into the engine, end to end through the real server and the contract
+//! mocks: a WeCom card button click, sent to `/callback/wecom` encrypted as WeCom sends it,
+//! acknowledges (or escalates) the incident as the clicker; callback keys follow reloads.
+
+use std::time::Duration;
+
+use alertmanager_wechat::channels::wxcrypt::MsgCrypt;
+use alertmanager_wechat::secret::Secret;
+use alertmanager_wechat::store::incident::{Incident, IncidentState};
+
+use crate::support::wecom::MockWecom;
+use crate::support::{TestServer, example};
+
+const WAIT: Duration = Duration::from_secs(60);
+const TOKEN: &str = "hJqcu3uJ9Tn2gXPmxx2w9kkCkCE2EPYo";
+const AES_KEY: &str = "6qkdMrq68nTKduznJYO1A37W2oEgpkMUvkttRToqhUt";
+const CORP: &str = "ww1436e0e65a779aee";
+
+/// Step 1 pages zhangsan through the WeCom application (with its callback keys), step 2 lisi.
+fn config(mock: &MockWecom, callback: &str) -> String {
+    format!(
+        r#"
+global: {{ wecom_api_url: "{url}", locale: zh-CN }}
+oncall:
+  public_url: https://alerts.example.com
+  link_secret: s3cret-link-key
+  channels:
+    wecom_app: {{ corp_id: {CORP}, agent_id: 1000002, api_secret: app-secret-1{callback} }}
+people:
+  - {{ name: zhangsan, display_name: 张三, contacts: {{ wecom_app: {{ userid: ZhangSan }} }} }}
+  - {{ name: lisi, display_name: 李四, contacts: {{ wecom_app: {{ userid: LiSi }} }} }}
+escalation_policies:
+  - name: sre
+    steps:
+      - {{ notify: [ {{person: zhangsan}} ], escalate_after: 1h }}
+      - {{ notify: [ {{person: lisi}} ], escalate_after: 1h }}
+route:
+  receiver: group
+  routes:
+    - {{ matchers: [ 'severity="critical"' ], receiver: group, escalation_policy: sre }}
+receivers:
+  - name: group
+    console_configs: [ {{}} ]
+"#,
+        url = mock.url
+    )
+}
+
+fn keys() -> String {
+    format!(", callback_token: {TOKEN}, callback_aes_key: {AES_KEY}")
+}
+
+fn crypt() -> MsgCrypt {
+    MsgCrypt::new(Secret::new(TOKEN), &Secret::new(AES_KEY), CORP).unwrap()
+}
+
+fn click(key: &str, user: &str) -> String {
+    format!(
+        "<xml><ToUserName><![CDATA[{CORP}]]></ToUserName><FromUserName><![CDATA[{user}]]></FromUserName><CreateTime>1733000000</CreateTime><MsgType><![CDATA[event]]></MsgType><Event><![CDATA[template_card_event]]></Event><EventKey><![CDATA[{key}]]></EventKey><TaskId><![CDATA[task-{key}]]></TaskId><CardType><![CDATA[button_interaction]]></CardType><ResponseCode><![CDATA[RC_CLICK_1]]></ResponseCode><AgentID>1000002</AgentID></xml>"
+    )
+}
+
+/// Posts `message` to `/callback/wecom` encrypted and signed as WeCom does.
+async fn post_click(srv: &TestServer, message: &str, nonce: &str) -> u16 {
+    let c = crypt();
+    let enc = c.encrypt(message.as_bytes());
+    let sig = c.sign("1733000000", nonce, &enc);
+    reqwest::Client::new()
+        .post(format!(
+            "{}/callback/wecom?msg_signature={sig}&timestamp=1733000000&nonce={nonce}",
+            srv.url
+        ))
+        .body(format!(
+            "<xml><ToUserName><![CDATA[{CORP}]]></ToUserName><AgentID><![CDATA[1000002]]></AgentID><Encrypt><![CDATA[{enc}]]></Encrypt></xml>"
+        ))
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+fn to(r: &crate::support::wecom::Recorded) -> String {
+    r.body["touser"].as_str().unwrap_or("").to_string()
+}
+
+/// Waits until `touser` got `n` application messages.
+async fn wait_to(mock: &MockWecom, touser: &str, n: usize) {
+    let who = touser.to_string();
+    mock.wait(WAIT, &format!("{n} messages to {touser}"), move |r| {
+        r.iter()
+            .filter(|r| r.path == "/cgi-bin/message/send" && to(r) == who)
+            .count()
+            >= n
+    })
+    .await;
+}
+
+async fn the_incident(srv: &TestServer) -> Incident {
+    let mut all = srv
+        .app
+        .queue
+        .store
+        .incidents(chrono::Utc::now() - chrono::Duration::days(1))
+        .await
+        .unwrap();
+    assert_eq!(all.len(), 1, "{all:#?}");
+    all.remove(0)
+}
+
+#[tokio::test]
+async fn a_card_button_click_acknowledges_as_the_clicker() {
+    let mock = MockWecom::start(&[], CORP, "app-secret-1").await;
+    let srv = TestServer::start(&config(&mock, &keys())).await;
+    let (status, _) = srv
+        .post("/webhook", example("alertmanager-firing.json"))
+        .await;
+    assert_eq!(status, 200);
+    wait_to(&mock, "ZhangSan", 1).await;
+    let inc = the_incident(&srv).await;
+    assert_eq!(inc.state, IncidentState::Triggered);
+
+    // A click for another incident, and one by someone not configured: nothing changes.
+    assert_eq!(
+        post_click(&srv, &click("ack:ZZZZ:1", "ZhangSan"), "n0").await,
+        200
+    );
+    let key = format!("ack:{}:1", inc.reference);
+    assert_eq!(post_click(&srv, &click(&key, "Stranger"), "n1").await, 200);
+    assert_eq!(the_incident(&srv).await.state, IncidentState::Triggered);
+
+    // zhangsan's click (WeCom lower-cases userids): acknowledged as zhangsan, through the card;
+    // the status update reaches him.
+    assert_eq!(post_click(&srv, &click(&key, "zhangsan"), "n2").await, 200);
+    let inc = the_incident(&srv).await;
+    assert_eq!(
+        inc.state,
+        IncidentState::Acknowledged,
+        "{:#?}",
+        inc.timeline
+    );
+    assert_eq!(inc.acknowledged_by.as_deref(), Some("zhangsan"));
+    assert!(
+        inc.timeline.iter().any(|e| e.event == "acknowledged"
+            && e.person.as_deref() == Some("zhangsan")
+            && e.contact.as_deref() == Some("wecom_card")),
+        "{:#?}",
+        inc.timeline
+    );
+    wait_to(&mock, "ZhangSan", 2).await;
+    let sent: Vec<_> = mock
+        .app_requests()
+        .into_iter()
+        .filter(|r| to(r) == "ZhangSan")
+        .collect();
+    assert!(
+        sent[1].body.to_string().contains("已认领"),
+        "{}",
+        sent[1].body
+    );
+    assert!(
+        !mock.app_requests().iter().any(|r| to(r) == "LiSi"),
+        "nobody else is paged"
+    );
+}
+
+#[tokio::test]
+async fn a_card_escalate_click_moves_on_once_from_its_step() {
+    let mock = MockWecom::start(&[], CORP, "app-secret-1").await;
+    let srv = TestServer::start(&config(&mock, &keys())).await;
+    let (status, _) = srv
+        .post("/webhook", example("alertmanager-firing.json"))
+        .await;
+    assert_eq!(status, 200);
+    wait_to(&mock, "ZhangSan", 1).await;
+    let inc = the_incident(&srv).await;
+    let key = format!("escalate:{}:1", inc.reference);
+    assert_eq!(post_click(&srv, &click(&key, "ZhangSan"), "e1").await, 200);
+    wait_to(&mock, "LiSi", 1).await;
+    let inc = the_incident(&srv).await;
+    assert_eq!((inc.state, inc.step), (IncidentState::Triggered, 2));
+    assert!(
+        inc.timeline
+            .iter()
+            .any(|e| e.event == "escalate_requested" && e.person.as_deref() == Some("zhangsan")),
+        "{:#?}",
+        inc.timeline
+    );
+    // Another escalate from step 1 (a second card, another click) does nothing: rule 9.
+    let other = format!(
+        "<xml><ToUserName><![CDATA[{CORP}]]></ToUserName><FromUserName><![CDATA[ZhangSan]]></FromUserName><CreateTime>1733000001</CreateTime><MsgType><![CDATA[event]]></MsgType><Event><![CDATA[template_card_event]]></Event><EventKey><![CDATA[{key}]]></EventKey><TaskId><![CDATA[another-card]]></TaskId><CardType><![CDATA[button_interaction]]></CardType><ResponseCode><![CDATA[RC_CLICK_2]]></ResponseCode><AgentID>1000002</AgentID></xml>"
+    );
+    assert_eq!(post_click(&srv, &other, "e2").await, 200);
+    assert_eq!(the_incident(&srv).await.step, 2);
+}
+
+#[tokio::test]
+async fn the_callback_keys_follow_the_configuration_in_force() {
+    let mock = MockWecom::start(&[], CORP, "app-secret-1").await;
+    let srv = TestServer::start(&config(&mock, "")).await;
+    // Without keys, no WeCom callback.
+    assert_eq!(
+        post_click(&srv, &click("ack:K7Q2:1", "ZhangSan"), "r1").await,
+        404
+    );
+    std::fs::write(srv.dir.path().join("config.yml"), config(&mock, &keys())).unwrap();
+    srv.app.reload().unwrap();
+    assert_eq!(
+        post_click(&srv, &click("ack:K7Q2:1", "ZhangSan"), "r2").await,
+        200
+    );
+    std::fs::write(srv.dir.path().join("config.yml"), config(&mock, "")).unwrap();
+    srv.app.reload().unwrap();
+    assert_eq!(
+        post_click(&srv, &click("ack:K7Q2:1", "ZhangSan"), "r3").await,
+        404
+    );
+}
