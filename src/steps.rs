@@ -134,5 +134,6 @@ pub fn all() -> Steps {
         Box::new(Dedupe),
         Box::new(Chatops),
         Box::new(Incidents),
+        Box::new(crate::incident::reach::Cards),
     ])
 }

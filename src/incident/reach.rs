@@ -10,16 +10,22 @@ use std::future::Future;
 use std::pin::Pin;
 
 use chrono::{DateTime, Utc};
+use futures_util::future::BoxFuture;
 use tracing::{info, warn};
 
+use crate::channels::error::DeliveryError;
 use crate::channels::reach::{
     CallbackKeys, Contact, EventSink, OfficialAccountKeys, OncallEvent, PageRef, SinkError,
 };
+use crate::channels::wecom_app::card::{Lang, Page, Sent, UpdateTo, acked_label};
 use crate::channels::wxcrypt::MsgCrypt;
+use crate::channels::{Env, Integration, Kind, Progress};
 use crate::config::oncall::ContactEntry;
-use crate::runtime::{Runtime, Shared};
+use crate::delivery::steps::{Attempt, Step};
+use crate::runtime::{CONTACT_PREFIX, Runtime, Shared};
 use crate::store::Store;
-use crate::store::incident::Incident;
+use crate::store::incident::{Incident, IncidentState};
+use crate::webhook::Notification;
 
 /// The callback keys of the `oncall.channels` entries in force: the WeCom application's
 /// token and EncodingAESKey (with its corp id), the Official Account's token (and key in safe
@@ -197,4 +203,251 @@ impl EventSink for Sink {
     ) -> Pin<Box<dyn Future<Output = Result<(), SinkError>> + Send + '_>> {
         Box::pin(self.handle(event, Utc::now()))
     }
+}
+
+/// The timeline event recording what a page went out as (the upstream's ids for it).
+const SENT: &str = "sent";
+/// The timeline event recording a card greyed out after an acknowledgement.
+const CARD_UPDATED: &str = "card_updated";
+
+fn lang(rt: &Runtime) -> Lang {
+    match rt.config.global.locale {
+        crate::template::Locale::En => Lang::En,
+        _ => Lang::Zh,
+    }
+}
+
+/// The delivery step that sends on-call pages and status updates to people's WeCom
+/// application contacts ([`send`]).
+pub struct Cards;
+
+impl Step for Cards {
+    fn sends(&self, at: &Attempt<'_>, n: &Notification) -> bool {
+        matches!(at.integration.kind, Kind::WecomApp(_))
+            && at.receiver.starts_with(CONTACT_PREFIX)
+            && n.incident.is_some()
+    }
+
+    fn send<'a>(
+        &'a self,
+        at: &'a Attempt<'a>,
+        env: &'a Env<'a>,
+        n: &'a Notification,
+        progress: &'a mut Progress,
+    ) -> BoxFuture<'a, Result<(), DeliveryError>> {
+        Box::pin(send(
+            env,
+            at.store,
+            at.runtime,
+            at.receiver,
+            at.integration,
+            n,
+            progress,
+        ))
+    }
+
+    fn prepare<'a>(
+        &'a self,
+        _: &'a Attempt<'a>,
+        _: &'a mut Notification,
+        _: &'a mut Vec<String>,
+    ) -> BoxFuture<'a, ()> {
+        Box::pin(async {})
+    }
+}
+
+/// Sends one claimed delivery. A page to a person's WeCom contact goes as a button card when
+/// the application's callback keys are configured, and the card's `task_id` and
+/// `response_code` are recorded in the incident's timeline; a status update saying the
+/// incident was acknowledged also greys out every card that person got for it, each with its
+/// own `response_code`. Everything else goes as the integration sends it.
+pub async fn send(
+    env: &Env<'_>,
+    store: &Store,
+    rt: &Runtime,
+    receiver: &str,
+    integration: &Integration,
+    n: &Notification,
+    progress: &mut Progress,
+) -> Result<(), DeliveryError> {
+    let (Kind::WecomApp(app), Some(person), Some(ctx)) = (
+        &integration.kind,
+        receiver.strip_prefix(CONTACT_PREFIX),
+        &n.incident,
+    ) else {
+        return integration.send(env, n, progress).await;
+    };
+    let userid = rt
+        .config
+        .people
+        .iter()
+        .find(|p| p.name == person)
+        .and_then(|p| p.contacts.wecom_app.as_ref())
+        .map(|c| c.userid.clone());
+    let Some(userid) = userid else {
+        return integration.send(env, n, progress).await;
+    };
+    if ctx.update.is_some() {
+        integration.send(env, n, progress).await?;
+        if ctx.state == IncidentState::Acknowledged.as_str() {
+            update_cards(env, store, rt, app, ctx.id, person).await;
+        }
+        return Ok(());
+    }
+    if callback_keys(rt).wecom.is_none() {
+        return integration.send(env, n, progress).await;
+    }
+    let preview = env.context_with_preview(n, n, &app.summary, app.summary_max)?;
+    let preview = preview["preview"].as_str().unwrap_or_default().to_string();
+    let lines: Vec<String> = n
+        .alerts
+        .iter()
+        .filter(|a| a.status == crate::webhook::Status::Firing)
+        .map(|a| {
+            a.annotations
+                .get("summary")
+                .or_else(|| a.labels.get("alertname"))
+                .cloned()
+                .unwrap_or_default()
+        })
+        .filter(|l| !l.is_empty())
+        .collect();
+    let page = Page {
+        touser: &userid,
+        preview: &preview,
+        reference: &ctx.reference,
+        incident: &ctx.reference,
+        step: ctx.step,
+        person,
+        lines: &lines,
+        ack_url: ctx.ack_url.as_deref().unwrap_or_default(),
+        lang: lang(rt),
+    };
+    let sent = app.send_page(env, &page).await?;
+    let (detail, contact) = match &sent {
+        Sent::Card {
+            task_id,
+            response_code,
+            ..
+        } => (
+            match response_code {
+                Some(code) => format!("card task_id={task_id} response_code={code}"),
+                None => format!("card task_id={task_id}"),
+            },
+            "wecom_app",
+        ),
+        Sent::Textcard { card_error, .. } => (
+            format!("textcard (card refused: {card_error})"),
+            "wecom_app",
+        ),
+    };
+    let step = ctx.step;
+    let recorded = change(store, ctx.id, |inc| {
+        inc.log(
+            env.now,
+            SENT,
+            Some(person),
+            Some(contact),
+            Some(format!("step {step}: {detail}")),
+        );
+        true
+    })
+    .await;
+    if let Err(e) = recorded {
+        warn!(incident = ctx.id, error = %e, "the card went out but is not recorded with the incident; it will not be updated");
+    }
+    Ok(())
+}
+
+/// Greys out every card `person` got for incident `id` that has a `response_code` not yet
+/// spent: "张三 已认领 K7Q2". A code is spent once whatever WeCom answers (never retried).
+async fn update_cards(
+    env: &Env<'_>,
+    store: &Store,
+    rt: &Runtime,
+    app: &crate::channels::wecom_app::WecomApp,
+    id: i64,
+    person: &str,
+) {
+    let Ok(Some(inc)) = store.incident(id).await else {
+        return;
+    };
+    let Some(by) = inc.acknowledged_by.as_deref() else {
+        return;
+    };
+    let label = acked_label(&super::display_name(rt, by), &inc.reference, lang(rt));
+    let spent: Vec<&str> = inc
+        .timeline
+        .iter()
+        .filter(|e| e.event == CARD_UPDATED)
+        .filter_map(|e| e.detail.as_deref())
+        .collect();
+    let codes: Vec<(String, String)> = inc
+        .timeline
+        .iter()
+        .filter(|e| e.event == SENT && e.person.as_deref() == Some(person))
+        .filter_map(|e| {
+            let d = e.detail.as_deref()?;
+            let task = d.split("task_id=").nth(1)?.split(' ').next()?.to_string();
+            let code = d
+                .split("response_code=")
+                .nth(1)?
+                .split(' ')
+                .next()?
+                .to_string();
+            Some((task, code))
+        })
+        .filter(|(task, _)| !spent.iter().any(|s| s.contains(task.as_str())))
+        .collect();
+    let userid = rt
+        .config
+        .people
+        .iter()
+        .find(|p| p.name == person)
+        .and_then(|p| p.contacts.wecom_app.as_ref())
+        .map(|c| c.userid.clone())
+        .unwrap_or_default();
+    for (task, code) in codes {
+        let result = app
+            .update_card(env, &code, &UpdateTo::Users(vec![userid.clone()]), &label)
+            .await;
+        let detail = match &result {
+            Ok(()) => format!("task_id={task}: {label}"),
+            Err(e) => format!("task_id={task}: not updated: {e}"),
+        };
+        let _ = change(store, id, |inc| {
+            inc.log(
+                env.now,
+                CARD_UPDATED,
+                Some(person),
+                Some("wecom_app"),
+                Some(detail.clone()),
+            );
+            true
+        })
+        .await;
+    }
+}
+
+/// A timeline change to incident `id`, compare-and-set, tried again when another change came
+/// first.
+async fn change(
+    store: &Store,
+    id: i64,
+    mut f: impl FnMut(&mut Incident) -> bool,
+) -> Result<(), crate::store::StoreError> {
+    for _ in 0..8 {
+        let Some(mut inc) = store.incident(id).await? else {
+            return Ok(());
+        };
+        if !f(&mut inc) {
+            return Ok(());
+        }
+        if store.incident_update(&inc).await? {
+            return Ok(());
+        }
+    }
+    Err(crate::store::StoreError::Db(
+        "the incident kept changing under this change".into(),
+    ))
 }

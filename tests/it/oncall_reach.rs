@@ -108,6 +108,23 @@ async fn the_incident(srv: &TestServer) -> Incident {
     all.remove(0)
 }
 
+/// The incident once `pred` holds for it (or a panic after [`WAIT`]).
+async fn wait_incident(srv: &TestServer, pred: impl Fn(&Incident) -> bool) -> Incident {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let inc = the_incident(srv).await;
+        if pred(&inc) {
+            return inc;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{:#?}",
+            inc.timeline
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 #[tokio::test]
 async fn a_card_button_click_acknowledges_as_the_clicker() {
     let mock = MockWecom::start(&[], CORP, "app-secret-1").await;
@@ -119,6 +136,26 @@ async fn a_card_button_click_acknowledges_as_the_clicker() {
     wait_to(&mock, "ZhangSan", 1).await;
     let inc = the_incident(&srv).await;
     assert_eq!(inc.state, IncidentState::Triggered);
+    // The page is a button card whose buttons name the incident and the step.
+    let card = mock.app_requests().remove(0).body;
+    assert_eq!(card["msgtype"], "template_card", "{card}");
+    assert_eq!(card["template_card"]["card_type"], "button_interaction");
+    assert_eq!(
+        card["template_card"]["button_list"][0]["key"],
+        format!("ack:{}:1", inc.reference)
+    );
+    let task_id = card["template_card"]["task_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    println!("card as sent: {card}");
+    // Recorded with the incident once WeCom answered (the store has no change signal: polled).
+    let inc = wait_incident(&srv, |i| {
+        i.timeline
+            .iter()
+            .any(|e| e.event == "sent" && e.detail.as_deref().is_some_and(|d| d.contains(&task_id)))
+    })
+    .await;
 
     // A click for another incident, and one by someone not configured: nothing changes.
     assert_eq!(
@@ -162,6 +199,33 @@ async fn a_card_button_click_acknowledges_as_the_clicker() {
         !mock.app_requests().iter().any(|r| to(r) == "LiSi"),
         "nobody else is paged"
     );
+    // The card is greyed out with its own response_code, once.
+    mock.wait(WAIT, "the card updated", |r| {
+        r.iter()
+            .any(|r| r.path == "/cgi-bin/message/update_template_card")
+    })
+    .await;
+    let ups = mock.update_requests();
+    assert_eq!(ups.len(), 1, "{ups:#?}");
+    assert_eq!(
+        ups[0].body,
+        serde_json::json!({"agentid": 1000002, "response_code": "RC_SEND_1", "atall": 0,
+            "userids": ["ZhangSan"], "button": {"replace_name": format!("张三 已认领 {}", inc.reference)}})
+    );
+    println!("card as updated: {}", ups[0].body);
+}
+
+#[tokio::test]
+async fn without_callback_keys_a_page_is_no_card() {
+    let mock = MockWecom::start(&[], CORP, "app-secret-1").await;
+    let srv = TestServer::start(&config(&mock, "")).await;
+    let (status, _) = srv
+        .post("/webhook", example("alertmanager-firing.json"))
+        .await;
+    assert_eq!(status, 200);
+    wait_to(&mock, "ZhangSan", 1).await;
+    let page = mock.app_requests().remove(0).body;
+    assert_ne!(page["msgtype"], "template_card", "{page}");
 }
 
 #[tokio::test]

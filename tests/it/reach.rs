@@ -10,7 +10,7 @@ use std::time::Duration;
 use alertmanager_wechat::channels::Kind;
 use alertmanager_wechat::channels::reach::{
     CallbackKeys, ChannelSink, Contact, FailureReason, OfficialAccountKeys, OncallEvent, PageRef,
-    Provider,
+    Provider, Unconnected,
 };
 use alertmanager_wechat::channels::voice::{Call, Voice, VoiceError};
 use alertmanager_wechat::channels::wecom_app::WecomApp;
@@ -325,7 +325,8 @@ async fn an_event_the_sink_refuses_is_answered_503_and_taken_when_sent_again() {
     });
     let url = format!("{}/callback/voice/aliyun/{VOICE_SECRET}", srv.url);
     let report = r#"[{"call_id":"c-9","status_code":"200002","duration":"0"}]"#;
-    // No engine connected yet.
+    // No engine connected (the service connects its own at start: taken away here).
+    srv.app.reach.connect(Arc::new(Unconnected));
     assert_eq!(post(&url, report.into()).await.0, 503);
     let (tx, mut rx) = mpsc::channel(4);
     srv.app.reach.connect(Arc::new(ChannelSink(tx)));
