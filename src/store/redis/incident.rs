@@ -146,7 +146,7 @@ impl RedisStore {
             let _: i64 = self.cmd(cmd).await?;
             all.retain(|i| !stale.contains(&i.id));
         }
-        all.sort_by(|a, b| b.id.cmp(&a.id));
+        all.sort_by_key(|i| std::cmp::Reverse(i.id));
         Ok(all)
     }
 }
