@@ -186,14 +186,121 @@ impl Sink {
                     "escalation asked by a callback"
                 );
             }
-            // The pages' upstream ids (call ids, message ids) are not kept with the incident:
-            // an event that names no incident cannot be matched to one.
+            OncallEvent::PageFailed { page, failure } => {
+                self.report(&rt, &page, Some(failure.detail), now).await?;
+            }
+            OncallEvent::Delivered { page } => {
+                self.report(&rt, &page, None, now).await?;
+            }
             event => {
                 info!(page = ?event.page(), "an on-call callback event for a page not known to the engine; ignored");
             }
         }
         Ok(())
     }
+}
+
+impl Sink {
+    /// A delivery report (`failed`: the upstream's words) about a page recorded as sent: a
+    /// timeline entry; when every page of the current step and loop has failed, the next
+    /// step now (rule 8). A report about an earlier step goes to the timeline only.
+    async fn report(
+        &self,
+        rt: &Runtime,
+        page: &PageRef,
+        failed: Option<String>,
+        now: DateTime<Utc>,
+    ) -> Result<(), SinkError> {
+        let (marker, contact) = match page {
+            PageRef::OfficialAccount { msg_id, .. } => {
+                (format!("msgid={msg_id}"), "official_account")
+            }
+            PageRef::WecomCard { task_id, .. } => (format!("task_id={task_id}"), "wecom_app"),
+            PageRef::Voice { call_id, .. } => (format!("call_id={call_id}"), "voice"),
+        };
+        let names = |d: &str| d.split(' ').any(|w| w == marker);
+        let all = self
+            .store
+            .incidents(super::keep_since(rt, now))
+            .await
+            .map_err(|e| SinkError::Engine(e.to_string()))?;
+        let found = all.into_iter().find_map(|inc| {
+            let e = inc.timeline.iter().find(|e| {
+                e.event == SENT
+                    && e.contact.as_deref() == Some(contact)
+                    && e.detail.as_deref().is_some_and(names)
+            })?;
+            let (person, at) = (e.person.clone()?, e.at);
+            Some((inc, person, at))
+        });
+        let Some((inc, person, sent_at)) = found else {
+            info!(page = ?page, "a delivery report for a page not known to the engine; ignored");
+            return Ok(());
+        };
+        let (event, detail) = match &failed {
+            Some(why) => ("failed", format!("{marker}: {why}")),
+            None => ("delivered", marker.clone()),
+        };
+        let mut all_failed = None;
+        change(&self.store, inc.id, |inc| {
+            inc.log(
+                now,
+                event,
+                Some(&person),
+                Some(contact),
+                Some(detail.clone()),
+            );
+            all_failed = (failed.is_some() && every_page_failed(inc, sent_at)).then_some(inc.step);
+            true
+        })
+        .await
+        .map_err(|e| SinkError::Engine(e.to_string()))?;
+        if let Some(step) = all_failed {
+            info!(
+                incident = inc.id,
+                step, "every page of the step failed: the next step now"
+            );
+            super::escalate(&self.store, rt, inc.id, Some(step), "delivery failed", now)
+                .await
+                .map_err(|e| SinkError::Engine(e.to_string()))?;
+        }
+        Ok(())
+    }
+}
+
+/// Rule 8: whether the page sent at `sent_at` belongs to the current step and loop of a
+/// triggered incident, and every page of that step and loop has a `failed` entry since the
+/// step began.
+fn every_page_failed(inc: &Incident, sent_at: DateTime<Utc>) -> bool {
+    if inc.state != IncidentState::Triggered {
+        return false;
+    }
+    let began = inc
+        .timeline
+        .iter()
+        .rev()
+        .find(|e| matches!(e.event.as_str(), "triggered" | "escalated" | "retriggered"))
+        .map(|e| e.at);
+    let Some(began) = began else {
+        return false;
+    };
+    if sent_at < began {
+        return false;
+    }
+    let pages: Vec<_> = inc
+        .paged
+        .iter()
+        .filter(|p| p.step == inc.step && p.loop_ == inc.loop_)
+        .collect();
+    !pages.is_empty()
+        && pages.iter().all(|p| {
+            inc.timeline.iter().any(|e| {
+                e.event == "failed"
+                    && e.at >= began
+                    && e.person.as_deref() == Some(p.person.as_str())
+                    && e.contact.as_deref() == Some(p.contact.as_str())
+            })
+        })
 }
 
 impl EventSink for Sink {
@@ -223,9 +330,13 @@ pub struct Cards;
 
 impl Step for Cards {
     fn sends(&self, at: &Attempt<'_>, n: &Notification) -> bool {
-        matches!(at.integration.kind, Kind::WecomApp(_))
-            && at.receiver.starts_with(CONTACT_PREFIX)
-            && n.incident.is_some()
+        let page = n.incident.as_ref().is_some_and(|c| c.update.is_none());
+        at.receiver.starts_with(CONTACT_PREFIX)
+            && match at.integration.kind {
+                Kind::WecomApp(_) => n.incident.is_some(),
+                Kind::OfficialAccount(_) => page,
+                _ => false,
+            }
     }
 
     fn send<'a>(
@@ -270,6 +381,35 @@ pub async fn send(
     n: &Notification,
     progress: &mut Progress,
 ) -> Result<(), DeliveryError> {
+    if let (Kind::OfficialAccount(oa), Some(person), Some(ctx)) = (
+        &integration.kind,
+        receiver.strip_prefix(CONTACT_PREFIX),
+        &n.incident,
+    ) && ctx.update.is_none()
+    {
+        let mut ids = Vec::new();
+        let result = oa.send_with_ids(env, n, progress, &mut ids).await;
+        let step = ctx.step;
+        if !ids.is_empty() {
+            let recorded = change(store, ctx.id, |inc| {
+                for (_, msgid) in &ids {
+                    inc.log(
+                        env.now,
+                        SENT,
+                        Some(person),
+                        Some("official_account"),
+                        Some(format!("step {step}: msgid={msgid}")),
+                    );
+                }
+                true
+            })
+            .await;
+            if let Err(e) = recorded {
+                warn!(incident = ctx.id, error = %e, "the page went out but is not recorded with the incident; its delivery report will be ignored");
+            }
+        }
+        return result;
+    }
     let (Kind::WecomApp(app), Some(person), Some(ctx)) = (
         &integration.kind,
         receiver.strip_prefix(CONTACT_PREFIX),

@@ -280,3 +280,105 @@ async fn the_callback_keys_follow_the_configuration_in_force() {
         404
     );
 }
+
+/// Step 1 pages zhangsan through the Official Account, step 2 lisi; both steps wait an hour.
+fn oa_config(mock: &crate::support::official_account::MockOfficialAccount) -> String {
+    format!(
+        r#"
+global: {{ wechat_api_url: "{url}", locale: zh-CN }}
+oncall:
+  public_url: https://alerts.example.com
+  link_secret: s3cret-link-key
+  channels:
+    official_account: {{ app_id: wx0123, app_secret: oa-secret-1, kind: template, template_id: T, callback_token: oa-token-1 }}
+people:
+  - {{ name: zhangsan, contacts: {{ official_account: {{ openid: oZS }} }} }}
+  - {{ name: lisi, contacts: {{ official_account: {{ openid: oLS }} }} }}
+escalation_policies:
+  - name: sre
+    steps:
+      - {{ notify: [ {{person: zhangsan}} ], escalate_after: 1h }}
+      - {{ notify: [ {{person: lisi}} ], escalate_after: 1h }}
+route:
+  receiver: group
+  routes:
+    - {{ matchers: [ 'severity="critical"' ], receiver: group, escalation_policy: sre }}
+receivers:
+  - name: group
+    console_configs: [ {{}} ]
+"#,
+        url = mock.url
+    )
+}
+
+#[tokio::test]
+async fn a_blocked_official_account_page_moves_the_incident_on_at_once() {
+    use crate::support::official_account::MockOfficialAccount;
+    let mock = MockOfficialAccount::start().await;
+    let srv = TestServer::start(&oa_config(&mock)).await;
+    let (status, _) = srv
+        .post("/webhook", example("alertmanager-firing.json"))
+        .await;
+    assert_eq!(status, 200);
+    mock.wait_for_sends(1, WAIT).await;
+    // The mock answers msgid 200228332; recorded with the page once sent.
+    wait_incident(&srv, |i| {
+        i.timeline
+            .iter()
+            .any(|e| e.event == "sent" && e.detail.as_deref() == Some("step 1: msgid=200228332"))
+    })
+    .await;
+
+    let report = |msgid: &str, status: &str| {
+        format!(
+            "<xml><ToUserName><![CDATA[gh_f5b69a2ea37b]]></ToUserName><FromUserName><![CDATA[oZS]]></FromUserName><CreateTime>1717466001</CreateTime><MsgType><![CDATA[event]]></MsgType><Event><![CDATA[TEMPLATESENDJOBFINISH]]></Event><MsgID>{msgid}</MsgID><Status><![CDATA[{status}]]></Status></xml>"
+        )
+    };
+    let sig =
+        alertmanager_wechat::channels::wxcrypt::signature(&["oa-token-1", "1717466001", "77"]);
+    let url = format!(
+        "{}/callback/official-account?signature={sig}&timestamp=1717466001&nonce=77&openid=oZS",
+        srv.url
+    );
+    let post = |body: String| {
+        let url = url.clone();
+        async move {
+            let r = reqwest::Client::new()
+                .post(url)
+                .body(body)
+                .send()
+                .await
+                .unwrap();
+            (r.status().as_u16(), r.text().await.unwrap())
+        }
+    };
+    // A report about a message the engine never sent changes nothing.
+    assert_eq!(
+        post(report("1", "failed:user block")).await,
+        (200, "success".to_string())
+    );
+    assert_eq!(the_incident(&srv).await.step, 1);
+
+    // zhangsan blocked the account: his page failed, the only page of step 1, so lisi is
+    // paged now, not after the hour.
+    assert_eq!(
+        post(report("200228332", "failed:user block")).await,
+        (200, "success".to_string())
+    );
+    // lisi's page and zhangsan's status update (escalated), in either order.
+    let sends = mock.wait_for_sends(3, WAIT).await;
+    assert!(
+        sends[1..].iter().any(|r| r.openid() == "oLS"),
+        "{:#?}",
+        sends.iter().map(|r| r.openid()).collect::<Vec<_>>()
+    );
+    let inc = the_incident(&srv).await;
+    assert_eq!((inc.state, inc.step), (IncidentState::Triggered, 2));
+    assert!(
+        inc.timeline.iter().any(|e| e.event == "failed"
+            && e.person.as_deref() == Some("zhangsan")
+            && e.detail.as_deref() == Some("msgid=200228332: failed:user block")),
+        "{:#?}",
+        inc.timeline
+    );
+}
