@@ -159,7 +159,17 @@ impl Service {
             metrics,
             config_path,
             draining: Default::default(),
+            reach: Default::default(),
         });
+        // The callbacks' keys from the configuration in force (again on every reload), and
+        // the engine as the sink of their events.
+        app.reach
+            .set_keys(incident::reach::callback_keys(&app.runtime.load()));
+        app.reach.connect(Arc::new(incident::reach::Sink::new(
+            app.queue.store.clone(),
+            app.runtime.clone(),
+            app.metrics.clone(),
+        )));
         Ok(Service {
             app,
             workers,

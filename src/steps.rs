@@ -172,5 +172,6 @@ pub fn all(metrics: std::sync::Arc<crate::metrics::Metrics>) -> Steps {
             metrics,
             counted: Default::default(),
         }),
+        Box::new(crate::incident::reach::Cards),
     ])
 }

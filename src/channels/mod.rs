@@ -6,6 +6,7 @@
 //! set, so that a retry after a partial failure only goes to those still missing.
 //! Retry decisions are not made here: errors say whether they are retryable.
 
+pub mod callbacks;
 pub mod check;
 pub mod error;
 pub mod http;
@@ -14,12 +15,15 @@ pub mod official_account;
 pub mod options;
 pub mod preview;
 pub mod ratelimit;
+pub mod reach;
 pub mod state;
 pub mod stdout;
 pub mod upstream;
+pub mod voice;
 pub mod wecom_app;
 pub mod wecom_robot;
 pub mod weixin_gateway;
+pub mod wxcrypt;
 pub mod wxpusher;
 
 #[cfg(test)]

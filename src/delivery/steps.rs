@@ -3,7 +3,7 @@
 //! The engine knows only this contract: a step may put conditions on a delivery the engine
 //! stores itself before it is queued ([`Step::admit`]), take freshly claimed deliveries out of
 //! a round and queue others in their place ([`Step::claimed`]), annotate the notification and
-//! add recipients before it is rendered ([`Step::prepare`]), and learn that it was delivered
+//! add recipients before it is rendered ([`Step::prepare`]), send it itself ([`Step::send`]), and learn that it was delivered
 //! ([`Step::delivered`]). What the steps are (dedupe's admission, held-job release and pairing,
 //! chatops' references, WxPusher subscribers) is decided by whoever starts the workers, so the
 //! engine names no feature.
@@ -13,7 +13,8 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use futures_util::future::BoxFuture;
 
-use crate::channels::Integration;
+use crate::channels::error::DeliveryError;
+use crate::channels::{Env, Integration, Progress};
 use crate::runtime::Runtime;
 use crate::store::{Admission, IntegrationId, Job, NewJob, Store};
 use crate::webhook::Notification;
@@ -74,6 +75,24 @@ pub trait Step: Send + Sync {
         n: &'a mut Notification,
         extra: &'a mut Vec<String>,
     ) -> BoxFuture<'a, ()>;
+
+    /// Whether this step sends the delivery itself ([`Step::send`]) instead of the
+    /// integration; the first step that does, sends.
+    fn sends(&self, at: &Attempt<'_>, n: &Notification) -> bool {
+        let _ = (at, n);
+        false
+    }
+
+    /// Sends the delivery (when [`Step::sends`] said so): by default as the integration does.
+    fn send<'a>(
+        &'a self,
+        at: &'a Attempt<'a>,
+        env: &'a Env<'a>,
+        n: &'a Notification,
+        progress: &'a mut Progress,
+    ) -> BoxFuture<'a, Result<(), DeliveryError>> {
+        Box::pin(at.integration.send(env, n, progress))
+    }
 
     /// After the notification was delivered.
     fn delivered<'a>(&'a self, at: &'a Attempt<'a>, n: &'a Notification) -> BoxFuture<'a, ()> {

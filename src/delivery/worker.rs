@@ -456,9 +456,17 @@ async fn attempt(mut job: Job, ctx: &Arc<Ctx>, rt: &Runtime, integration: &Integ
     env.subscribers = &subscribers;
     env.store = Some(store);
     env.metrics = Some(&ctx.metrics);
-    let result = integration
-        .send(&env, &notification, &mut job.progress)
-        .await;
+    let result = match ctx.steps.iter().find(|s| s.sends(&step_at, &notification)) {
+        Some(step) => {
+            step.send(&step_at, &env, &notification, &mut job.progress)
+                .await
+        }
+        None => {
+            integration
+                .send(&env, &notification, &mut job.progress)
+                .await
+        }
+    };
     let err = match result {
         Ok(()) => {
             // Delivered: if the store refuses to forget it, it stays claimed until it does.

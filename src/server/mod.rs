@@ -53,6 +53,8 @@ pub struct App {
     pub config_path: Option<PathBuf>,
     /// Set when shutting down: readiness fails so load balancers stop sending.
     pub draining: AtomicBool,
+    /// The on-call callbacks' keys and the sink their events go to.
+    pub reach: Arc<crate::channels::reach::Endpoints>,
 }
 
 impl App {
@@ -68,6 +70,8 @@ impl App {
         .and_then(|c| Runtime::build_with(c, self.runtime.load().upstreams.clone()));
         match result {
             Ok(rt) => {
+                self.reach
+                    .set_keys(crate::incident::reach::callback_keys(&rt));
                 self.runtime.store(Arc::new(rt));
                 self.queue.wake.notify_one();
                 self.metrics.config_last_reload_successful.set(1);
@@ -113,6 +117,12 @@ fn routes(app: Arc<App>) -> Router {
         .route("/-/ready", get(ready))
         .route("/-/reload", post(reload))
         .route("/metrics", get(metrics))
+        .merge(crate::channels::callbacks::routes(
+            crate::channels::callbacks::CallbackState {
+                endpoints: app.reach.clone(),
+                store: app.queue.store.clone(),
+            },
+        ))
         .merge(crate::chatops::callback::routes(Callbacks {
             runtime: app.runtime.clone(),
             store: app.queue.store.clone(),

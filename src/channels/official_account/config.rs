@@ -23,6 +23,13 @@ pub struct OfficialAccountConfig {
     /// AppSecret; exactly one of this and `app_secret_file`.
     pub app_secret: Option<Secret>,
     pub app_secret_file: Option<PathBuf>,
+    /// The server URL's Token (基本配置 → 服务器配置): `/callback/official-account` checks
+    /// pushes with it (delivery reports of template messages).
+    pub callback_token: Option<Secret>,
+    pub callback_token_file: Option<PathBuf>,
+    /// The EncodingAESKey, for safe (or compatible) mode.
+    pub callback_aes_key: Option<Secret>,
+    pub callback_aes_key_file: Option<PathBuf>,
     #[serde(default)]
     pub kind: OfficialAccountKind,
     /// The template's id as the platform shows it.
@@ -83,6 +90,12 @@ impl ChannelConfig for OfficialAccountConfig {
             &mut self.app_secret,
             &self.app_secret_file,
             true,
+        );
+        crate::channels::wxcrypt::check_callback_keys(
+            cx,
+            (&mut self.callback_token, &self.callback_token_file),
+            (&mut self.callback_aes_key, &self.callback_aes_key_file),
+            false,
         );
         for (key, value) in [("app_id", &self.app_id), ("template_id", &self.template_id)] {
             if value.trim().is_empty() {

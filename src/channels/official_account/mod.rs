@@ -18,6 +18,7 @@
 pub mod config;
 
 pub mod fields;
+pub mod inbound;
 pub mod templates;
 pub mod token;
 
@@ -75,6 +76,9 @@ struct SendResult {
     errcode: i64,
     #[serde(default)]
     errmsg: String,
+    /// The message's id (19 digits: 64 bits), named again by the delivery report.
+    #[serde(default)]
+    msgid: Option<u64>,
 }
 
 /// Codes after which the token is dropped, a new one fetched and the send retried once.
@@ -293,8 +297,20 @@ impl OfficialAccount {
         n: &Notification,
         progress: &mut Progress,
     ) -> Result<(), DeliveryError> {
+        self.send_with_ids(env, n, progress, &mut Vec::new()).await
+    }
+
+    /// [`Self::send`], adding each delivered openid's message id to `ids` (what the
+    /// `TEMPLATESENDJOBFINISH` report names).
+    pub async fn send_with_ids(
+        &self,
+        env: &Env<'_>,
+        n: &Notification,
+        progress: &mut Progress,
+        ids: &mut Vec<(String, u64)>,
+    ) -> Result<(), DeliveryError> {
         let messages = self.messages(env, n, progress)?;
-        let results: Vec<(String, Result<(), DeliveryError>)> =
+        let results: Vec<(String, Result<Option<u64>, DeliveryError>)> =
             futures_util::stream::iter(messages)
                 .map(|(openid, body)| async move {
                     let r = self.send_one(env, &openid, &body).await;
@@ -309,7 +325,10 @@ impl OfficialAccount {
         let mut retry_openids = Vec::new();
         for (openid, result) in results {
             match result {
-                Ok(()) => {
+                Ok(msgid) => {
+                    if let Some(id) = msgid {
+                        ids.push((openid.clone(), id));
+                    }
                     progress.insert(Entry::Delivered(openid));
                 }
                 Err(e @ DeliveryError::Upstream { code, .. }) if is_recipient_error(code) => {
@@ -396,7 +415,7 @@ impl OfficialAccount {
         env: &Env<'_>,
         openid: &str,
         body: &Value,
-    ) -> Result<(), DeliveryError> {
+    ) -> Result<Option<u64>, DeliveryError> {
         let token = self.tokens.get(env).await?;
         let mut result = self.call(env, &token, body).await?;
         if is_token_error(result.errcode) {
@@ -410,7 +429,7 @@ impl OfficialAccount {
             result = self.call(env, &token, body).await?;
         }
         match result.errcode {
-            0 => Ok(()),
+            0 => Ok(result.msgid),
             // A 47003 that names no field: say which fields were sent.
             47003 => Err(match classify(47003, result.errmsg.clone(), Some(openid)) {
                 DeliveryError::Upstream {

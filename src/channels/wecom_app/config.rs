@@ -54,6 +54,13 @@ pub struct WecomAppConfig {
     /// The application's Secret; exactly one of this and `api_secret_file`.
     pub api_secret: Option<Secret>,
     pub api_secret_file: Option<PathBuf>,
+    /// The callback's Token (接收消息 → 设置API接收): with `callback_aes_key`, pages to people
+    /// are button cards and `/callback/wecom` takes their clicks; without, textcards.
+    pub callback_token: Option<Secret>,
+    pub callback_token_file: Option<PathBuf>,
+    /// The callback's EncodingAESKey (43 characters).
+    pub callback_aes_key: Option<Secret>,
+    pub callback_aes_key_file: Option<PathBuf>,
     /// Userids separated by `|` (templated); `@all` for everyone in the app's range.
     pub to_user: Option<String>,
     /// Department ids separated by `|` (templated).
@@ -170,6 +177,12 @@ impl ChannelConfig for WecomAppConfig {
             "api_secret",
             &mut self.api_secret,
             &self.api_secret_file,
+            true,
+        );
+        crate::channels::wxcrypt::check_callback_keys(
+            cx,
+            (&mut self.callback_token, &self.callback_token_file),
+            (&mut self.callback_aes_key, &self.callback_aes_key_file),
             true,
         );
         self.check_fields(&at, cx.report);

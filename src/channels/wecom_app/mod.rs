@@ -16,7 +16,9 @@
 //! twice. The token travels in the query string: no real URL is logged or kept in an error;
 //! `render` prints [`ACCESS_TOKEN_PLACEHOLDER`] where it goes.
 
+pub mod card;
 pub mod config;
+pub mod inbound;
 pub mod templates;
 pub mod token;
 

@@ -6,6 +6,7 @@ pub mod process;
 pub mod redis;
 pub mod sentinel;
 pub mod stored;
+pub mod voice;
 pub mod wecom;
 pub mod weixin_gateway;
 pub mod wxpusher;

@@ -1,11 +1,15 @@
 //! A mock WeCom API (qyapi), written from the contract: `POST /cgi-bin/webhook/send?key=`,
-//! `GET /cgi-bin/gettoken?corpid=&corpsecret=` and `POST /cgi-bin/message/send?access_token=`.
+//! `GET /cgi-bin/gettoken?corpid=&corpsecret=`, `POST /cgi-bin/message/send?access_token=`
+//! and `POST /cgi-bin/message/update_template_card?access_token=`.
 //!
 //! Like WeCom: HTTP 200 with `errcode`; an unknown robot key gets 93000; content over 4096
 //! bytes (markdown) or 2048 bytes (text) is refused (40058); a robot gets 45009 beyond 20
 //! messages in a sliding minute (when `enforce_robot_rate` is on); tokens are `WT_1`, `WT_2`, …
 //! and only the newest is accepted (an older one gets 42001, another 40014); a wrong corp id
-//! or secret gets 40001. Every request is recorded with its path, query string, body and time.
+//! or secret gets 40001. A `template_card` sent answers a fresh `response_code` (`RC_SEND_n`);
+//! an update spends its code, and a spent one is refused (WeCom's errcode for that is
+//! unverified: any non-zero means "not updated"). Every request is recorded with its path,
+//! query string, body and time.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
@@ -97,6 +101,9 @@ struct Inner {
     enforce_robot_rate: bool,
     /// Accepted robot messages, by time, for the 20-a-minute rule.
     robot_sent: Vec<tokio::time::Instant>,
+    /// `response_code`s handed out, and those spent by an update.
+    codes_issued: u64,
+    codes_spent: Vec<String>,
 }
 
 #[derive(Clone)]
@@ -131,6 +138,7 @@ impl MockWecom {
             .route("/cgi-bin/webhook/send", post(robot))
             .route("/cgi-bin/gettoken", get(token))
             .route("/cgi-bin/message/send", post(send))
+            .route("/cgi-bin/message/update_template_card", post(update_card))
             .with_state(mock.clone());
         tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
@@ -349,6 +357,10 @@ async fn send(State(mock): State<MockWecom>, req: Request) -> Response {
             json!({"errcode": 40058, "errmsg": "content exceed max length 2048"})
         } else {
             match inner.send_script.pop_front().unwrap_or(Reply::Ok) {
+                Reply::Ok if msgtype == "template_card" => {
+                    inner.codes_issued += 1;
+                    json!({"errcode": 0, "errmsg": "ok", "invaliduser": "", "invalidparty": "", "invalidtag": "", "unlicenseduser": "", "msgid": "m1", "response_code": format!("RC_SEND_{}", inner.codes_issued)})
+                }
                 Reply::Ok => {
                     json!({"errcode": 0, "errmsg": "ok", "invaliduser": "", "invalidparty": "", "invalidtag": "", "unlicenseduser": "", "msgid": "m1"})
                 }
@@ -372,7 +384,34 @@ async fn send(State(mock): State<MockWecom>, req: Request) -> Response {
     axum::Json(answer).into_response()
 }
 
+async fn update_card(State(mock): State<MockWecom>, req: Request) -> Response {
+    let rec = read(req).await;
+    let used = rec.param("access_token").unwrap_or_default();
+    let code = rec.body["response_code"].as_str().unwrap_or("").to_string();
+    mock.record(rec);
+    let answer = {
+        let mut inner = mock.inner.lock().unwrap();
+        if inner.current.as_deref() != Some(used.as_str()) {
+            json!({"errcode": 40014, "errmsg": "invalid access_token"})
+        } else if code.is_empty() || inner.codes_spent.contains(&code) {
+            json!({"errcode": 40137, "errmsg": "invalid response_code (mock: spent or unknown)"})
+        } else {
+            inner.codes_spent.push(code);
+            json!({"errcode": 0, "errmsg": "ok", "invaliduser": []})
+        }
+    };
+    mock.done();
+    axum::Json(answer).into_response()
+}
+
 impl MockWecom {
+    pub fn update_requests(&self) -> Vec<Recorded> {
+        self.requests()
+            .into_iter()
+            .filter(|r| r.path == "/cgi-bin/message/update_template_card")
+            .collect()
+    }
+
     fn record(&self, r: Recorded) {
         self.inner.lock().unwrap().requests.push(r);
     }

@@ -1,0 +1,384 @@
+//! On-call reach wired into the engine, end to end through the real server and the contract
+//! mocks: a WeCom card button click, sent to `/callback/wecom` encrypted as WeCom sends it,
+//! acknowledges (or escalates) the incident as the clicker; callback keys follow reloads.
+
+use std::time::Duration;
+
+use alertmanager_wechat::channels::wxcrypt::MsgCrypt;
+use alertmanager_wechat::secret::Secret;
+use alertmanager_wechat::store::incident::{Incident, IncidentState};
+
+use crate::support::wecom::MockWecom;
+use crate::support::{TestServer, example};
+
+const WAIT: Duration = Duration::from_secs(60);
+const TOKEN: &str = "hJqcu3uJ9Tn2gXPmxx2w9kkCkCE2EPYo";
+const AES_KEY: &str = "6qkdMrq68nTKduznJYO1A37W2oEgpkMUvkttRToqhUt";
+const CORP: &str = "ww1436e0e65a779aee";
+
+/// Step 1 pages zhangsan through the WeCom application (with its callback keys), step 2 lisi.
+fn config(mock: &MockWecom, callback: &str) -> String {
+    format!(
+        r#"
+global: {{ wecom_api_url: "{url}", locale: zh-CN }}
+oncall:
+  public_url: https://alerts.example.com
+  link_secret: s3cret-link-key
+  channels:
+    wecom_app: {{ corp_id: {CORP}, agent_id: 1000002, api_secret: app-secret-1{callback} }}
+people:
+  - {{ name: zhangsan, display_name: 张三, contacts: {{ wecom_app: {{ userid: ZhangSan }} }} }}
+  - {{ name: lisi, display_name: 李四, contacts: {{ wecom_app: {{ userid: LiSi }} }} }}
+escalation_policies:
+  - name: sre
+    steps:
+      - {{ notify: [ {{person: zhangsan}} ], escalate_after: 1h }}
+      - {{ notify: [ {{person: lisi}} ], escalate_after: 1h }}
+route:
+  receiver: group
+  routes:
+    - {{ matchers: [ 'severity="critical"' ], receiver: group, escalation_policy: sre }}
+receivers:
+  - name: group
+    console_configs: [ {{}} ]
+"#,
+        url = mock.url
+    )
+}
+
+fn keys() -> String {
+    format!(", callback_token: {TOKEN}, callback_aes_key: {AES_KEY}")
+}
+
+fn crypt() -> MsgCrypt {
+    MsgCrypt::new(Secret::new(TOKEN), &Secret::new(AES_KEY), CORP).unwrap()
+}
+
+fn click(key: &str, user: &str) -> String {
+    format!(
+        "<xml><ToUserName><![CDATA[{CORP}]]></ToUserName><FromUserName><![CDATA[{user}]]></FromUserName><CreateTime>1733000000</CreateTime><MsgType><![CDATA[event]]></MsgType><Event><![CDATA[template_card_event]]></Event><EventKey><![CDATA[{key}]]></EventKey><TaskId><![CDATA[task-{key}]]></TaskId><CardType><![CDATA[button_interaction]]></CardType><ResponseCode><![CDATA[RC_CLICK_1]]></ResponseCode><AgentID>1000002</AgentID></xml>"
+    )
+}
+
+/// Posts `message` to `/callback/wecom` encrypted and signed as WeCom does.
+async fn post_click(srv: &TestServer, message: &str, nonce: &str) -> u16 {
+    let c = crypt();
+    let enc = c.encrypt(message.as_bytes());
+    let sig = c.sign("1733000000", nonce, &enc);
+    reqwest::Client::new()
+        .post(format!(
+            "{}/callback/wecom?msg_signature={sig}&timestamp=1733000000&nonce={nonce}",
+            srv.url
+        ))
+        .body(format!(
+            "<xml><ToUserName><![CDATA[{CORP}]]></ToUserName><AgentID><![CDATA[1000002]]></AgentID><Encrypt><![CDATA[{enc}]]></Encrypt></xml>"
+        ))
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+fn to(r: &crate::support::wecom::Recorded) -> String {
+    r.body["touser"].as_str().unwrap_or("").to_string()
+}
+
+/// Waits until `touser` got `n` application messages.
+async fn wait_to(mock: &MockWecom, touser: &str, n: usize) {
+    let who = touser.to_string();
+    mock.wait(WAIT, &format!("{n} messages to {touser}"), move |r| {
+        r.iter()
+            .filter(|r| r.path == "/cgi-bin/message/send" && to(r) == who)
+            .count()
+            >= n
+    })
+    .await;
+}
+
+async fn the_incident(srv: &TestServer) -> Incident {
+    let mut all = srv
+        .app
+        .queue
+        .store
+        .incidents(chrono::Utc::now() - chrono::Duration::days(1))
+        .await
+        .unwrap();
+    assert_eq!(all.len(), 1, "{all:#?}");
+    all.remove(0)
+}
+
+/// The incident once `pred` holds for it (or a panic after [`WAIT`]).
+async fn wait_incident(srv: &TestServer, pred: impl Fn(&Incident) -> bool) -> Incident {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let inc = the_incident(srv).await;
+        if pred(&inc) {
+            return inc;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{:#?}",
+            inc.timeline
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_card_button_click_acknowledges_as_the_clicker() {
+    let mock = MockWecom::start(&[], CORP, "app-secret-1").await;
+    let srv = TestServer::start(&config(&mock, &keys())).await;
+    let (status, _) = srv
+        .post("/webhook", example("alertmanager-firing.json"))
+        .await;
+    assert_eq!(status, 200);
+    wait_to(&mock, "ZhangSan", 1).await;
+    let inc = the_incident(&srv).await;
+    assert_eq!(inc.state, IncidentState::Triggered);
+    // The page is a button card whose buttons name the incident and the step.
+    let card = mock.app_requests().remove(0).body;
+    assert_eq!(card["msgtype"], "template_card", "{card}");
+    assert_eq!(card["template_card"]["card_type"], "button_interaction");
+    assert_eq!(
+        card["template_card"]["button_list"][0]["key"],
+        format!("ack:{}:1", inc.reference)
+    );
+    let task_id = card["template_card"]["task_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    println!("card as sent: {card}");
+    // Recorded with the incident once WeCom answered (the store has no change signal: polled).
+    let inc = wait_incident(&srv, |i| {
+        i.timeline
+            .iter()
+            .any(|e| e.event == "sent" && e.detail.as_deref().is_some_and(|d| d.contains(&task_id)))
+    })
+    .await;
+
+    // A click for another incident, and one by someone not configured: nothing changes.
+    assert_eq!(
+        post_click(&srv, &click("ack:ZZZZ:1", "ZhangSan"), "n0").await,
+        200
+    );
+    let key = format!("ack:{}:1", inc.reference);
+    assert_eq!(post_click(&srv, &click(&key, "Stranger"), "n1").await, 200);
+    assert_eq!(the_incident(&srv).await.state, IncidentState::Triggered);
+
+    // zhangsan's click (WeCom lower-cases userids): acknowledged as zhangsan, through the card;
+    // the status update reaches him.
+    assert_eq!(post_click(&srv, &click(&key, "zhangsan"), "n2").await, 200);
+    let inc = the_incident(&srv).await;
+    assert_eq!(
+        inc.state,
+        IncidentState::Acknowledged,
+        "{:#?}",
+        inc.timeline
+    );
+    assert_eq!(inc.acknowledged_by.as_deref(), Some("zhangsan"));
+    assert!(
+        inc.timeline.iter().any(|e| e.event == "acknowledged"
+            && e.person.as_deref() == Some("zhangsan")
+            && e.contact.as_deref() == Some("wecom_card")),
+        "{:#?}",
+        inc.timeline
+    );
+    wait_to(&mock, "ZhangSan", 2).await;
+    let sent: Vec<_> = mock
+        .app_requests()
+        .into_iter()
+        .filter(|r| to(r) == "ZhangSan")
+        .collect();
+    assert!(
+        sent[1].body.to_string().contains("已认领"),
+        "{}",
+        sent[1].body
+    );
+    assert!(
+        !mock.app_requests().iter().any(|r| to(r) == "LiSi"),
+        "nobody else is paged"
+    );
+    // The card is greyed out with its own response_code, once.
+    mock.wait(WAIT, "the card updated", |r| {
+        r.iter()
+            .any(|r| r.path == "/cgi-bin/message/update_template_card")
+    })
+    .await;
+    let ups = mock.update_requests();
+    assert_eq!(ups.len(), 1, "{ups:#?}");
+    assert_eq!(
+        ups[0].body,
+        serde_json::json!({"agentid": 1000002, "response_code": "RC_SEND_1", "atall": 0,
+            "userids": ["ZhangSan"], "button": {"replace_name": format!("张三 已认领 {}", inc.reference)}})
+    );
+    println!("card as updated: {}", ups[0].body);
+}
+
+#[tokio::test]
+async fn without_callback_keys_a_page_is_no_card() {
+    let mock = MockWecom::start(&[], CORP, "app-secret-1").await;
+    let srv = TestServer::start(&config(&mock, "")).await;
+    let (status, _) = srv
+        .post("/webhook", example("alertmanager-firing.json"))
+        .await;
+    assert_eq!(status, 200);
+    wait_to(&mock, "ZhangSan", 1).await;
+    let page = mock.app_requests().remove(0).body;
+    assert_ne!(page["msgtype"], "template_card", "{page}");
+}
+
+#[tokio::test]
+async fn a_card_escalate_click_moves_on_once_from_its_step() {
+    let mock = MockWecom::start(&[], CORP, "app-secret-1").await;
+    let srv = TestServer::start(&config(&mock, &keys())).await;
+    let (status, _) = srv
+        .post("/webhook", example("alertmanager-firing.json"))
+        .await;
+    assert_eq!(status, 200);
+    wait_to(&mock, "ZhangSan", 1).await;
+    let inc = the_incident(&srv).await;
+    let key = format!("escalate:{}:1", inc.reference);
+    assert_eq!(post_click(&srv, &click(&key, "ZhangSan"), "e1").await, 200);
+    wait_to(&mock, "LiSi", 1).await;
+    let inc = the_incident(&srv).await;
+    assert_eq!((inc.state, inc.step), (IncidentState::Triggered, 2));
+    assert!(
+        inc.timeline
+            .iter()
+            .any(|e| e.event == "escalate_requested" && e.person.as_deref() == Some("zhangsan")),
+        "{:#?}",
+        inc.timeline
+    );
+    // Another escalate from step 1 (a second card, another click) does nothing: rule 9.
+    let other = format!(
+        "<xml><ToUserName><![CDATA[{CORP}]]></ToUserName><FromUserName><![CDATA[ZhangSan]]></FromUserName><CreateTime>1733000001</CreateTime><MsgType><![CDATA[event]]></MsgType><Event><![CDATA[template_card_event]]></Event><EventKey><![CDATA[{key}]]></EventKey><TaskId><![CDATA[another-card]]></TaskId><CardType><![CDATA[button_interaction]]></CardType><ResponseCode><![CDATA[RC_CLICK_2]]></ResponseCode><AgentID>1000002</AgentID></xml>"
+    );
+    assert_eq!(post_click(&srv, &other, "e2").await, 200);
+    assert_eq!(the_incident(&srv).await.step, 2);
+}
+
+#[tokio::test]
+async fn the_callback_keys_follow_the_configuration_in_force() {
+    let mock = MockWecom::start(&[], CORP, "app-secret-1").await;
+    let srv = TestServer::start(&config(&mock, "")).await;
+    // Without keys, no WeCom callback.
+    assert_eq!(
+        post_click(&srv, &click("ack:K7Q2:1", "ZhangSan"), "r1").await,
+        404
+    );
+    std::fs::write(srv.dir.path().join("config.yml"), config(&mock, &keys())).unwrap();
+    srv.app.reload().unwrap();
+    assert_eq!(
+        post_click(&srv, &click("ack:K7Q2:1", "ZhangSan"), "r2").await,
+        200
+    );
+    std::fs::write(srv.dir.path().join("config.yml"), config(&mock, "")).unwrap();
+    srv.app.reload().unwrap();
+    assert_eq!(
+        post_click(&srv, &click("ack:K7Q2:1", "ZhangSan"), "r3").await,
+        404
+    );
+}
+
+/// Step 1 pages zhangsan through the Official Account, step 2 lisi; both steps wait an hour.
+fn oa_config(mock: &crate::support::official_account::MockOfficialAccount) -> String {
+    format!(
+        r#"
+global: {{ wechat_api_url: "{url}", locale: zh-CN }}
+oncall:
+  public_url: https://alerts.example.com
+  link_secret: s3cret-link-key
+  channels:
+    official_account: {{ app_id: wx0123, app_secret: oa-secret-1, kind: template, template_id: T, callback_token: oa-token-1 }}
+people:
+  - {{ name: zhangsan, contacts: {{ official_account: {{ openid: oZS }} }} }}
+  - {{ name: lisi, contacts: {{ official_account: {{ openid: oLS }} }} }}
+escalation_policies:
+  - name: sre
+    steps:
+      - {{ notify: [ {{person: zhangsan}} ], escalate_after: 1h }}
+      - {{ notify: [ {{person: lisi}} ], escalate_after: 1h }}
+route:
+  receiver: group
+  routes:
+    - {{ matchers: [ 'severity="critical"' ], receiver: group, escalation_policy: sre }}
+receivers:
+  - name: group
+    console_configs: [ {{}} ]
+"#,
+        url = mock.url
+    )
+}
+
+#[tokio::test]
+async fn a_blocked_official_account_page_moves_the_incident_on_at_once() {
+    use crate::support::official_account::MockOfficialAccount;
+    let mock = MockOfficialAccount::start().await;
+    let srv = TestServer::start(&oa_config(&mock)).await;
+    let (status, _) = srv
+        .post("/webhook", example("alertmanager-firing.json"))
+        .await;
+    assert_eq!(status, 200);
+    mock.wait_for_sends(1, WAIT).await;
+    // The mock answers msgid 200228332; recorded with the page once sent.
+    wait_incident(&srv, |i| {
+        i.timeline
+            .iter()
+            .any(|e| e.event == "sent" && e.detail.as_deref() == Some("step 1: msgid=200228332"))
+    })
+    .await;
+
+    let report = |msgid: &str, status: &str| {
+        format!(
+            "<xml><ToUserName><![CDATA[gh_f5b69a2ea37b]]></ToUserName><FromUserName><![CDATA[oZS]]></FromUserName><CreateTime>1717466001</CreateTime><MsgType><![CDATA[event]]></MsgType><Event><![CDATA[TEMPLATESENDJOBFINISH]]></Event><MsgID>{msgid}</MsgID><Status><![CDATA[{status}]]></Status></xml>"
+        )
+    };
+    let sig =
+        alertmanager_wechat::channels::wxcrypt::signature(&["oa-token-1", "1717466001", "77"]);
+    let url = format!(
+        "{}/callback/official-account?signature={sig}&timestamp=1717466001&nonce=77&openid=oZS",
+        srv.url
+    );
+    let post = |body: String| {
+        let url = url.clone();
+        async move {
+            let r = reqwest::Client::new()
+                .post(url)
+                .body(body)
+                .send()
+                .await
+                .unwrap();
+            (r.status().as_u16(), r.text().await.unwrap())
+        }
+    };
+    // A report about a message the engine never sent changes nothing.
+    assert_eq!(
+        post(report("1", "failed:user block")).await,
+        (200, "success".to_string())
+    );
+    assert_eq!(the_incident(&srv).await.step, 1);
+
+    // zhangsan blocked the account: his page failed, the only page of step 1, so lisi is
+    // paged now, not after the hour.
+    assert_eq!(
+        post(report("200228332", "failed:user block")).await,
+        (200, "success".to_string())
+    );
+    // lisi's page and zhangsan's status update (escalated), in either order.
+    let sends = mock.wait_for_sends(3, WAIT).await;
+    assert!(
+        sends[1..].iter().any(|r| r.openid() == "oLS"),
+        "{:#?}",
+        sends.iter().map(|r| r.openid()).collect::<Vec<_>>()
+    );
+    let inc = the_incident(&srv).await;
+    assert_eq!((inc.state, inc.step), (IncidentState::Triggered, 2));
+    assert!(
+        inc.timeline.iter().any(|e| e.event == "failed"
+            && e.person.as_deref() == Some("zhangsan")
+            && e.detail.as_deref() == Some("msgid=200228332: failed:user block")),
+        "{:#?}",
+        inc.timeline
+    );
+}
