@@ -131,6 +131,8 @@ pub enum Kind {
     OfficialAccount(official_account::OfficialAccount),
     WecomRobot(wecom_robot::WecomRobot),
     WecomApp(wecom_app::WecomApp),
+    /// A person's voice contact (`oncall.channels.voice`): pages only.
+    Voice(voice::Voice),
 }
 
 /// Every channel's kind name, as used in metric labels, logs and identities.
@@ -243,6 +245,7 @@ impl Kind {
             Kind::OfficialAccount(_) => official_account::KIND,
             Kind::WecomRobot(_) => wecom_robot::KIND,
             Kind::WecomApp(_) => wecom_app::KIND,
+            Kind::Voice(_) => voice::KIND,
         }
     }
 
@@ -255,6 +258,7 @@ impl Kind {
             Kind::OfficialAccount(o) => o.identity(parts),
             Kind::WecomRobot(r) => r.identity(parts),
             Kind::WecomApp(a) => a.identity(parts),
+            Kind::Voice(v) => v.identity(parts),
         }
     }
 }
@@ -392,6 +396,7 @@ impl Integration {
             Kind::OfficialAccount(_) => official_account::preview(requests, max_chars),
             Kind::WecomRobot(_) => wecom_robot::preview(requests, max_chars),
             Kind::WecomApp(_) => wecom_app::preview(requests, max_chars),
+            Kind::Voice(_) => preview::plain(requests, max_chars),
         };
         p.line_chars = crate::text::visible_len(&p.line);
         p
@@ -406,6 +411,7 @@ impl Integration {
             Kind::OfficialAccount(o) => o.prepare(env, n, &Progress::new()),
             Kind::WecomRobot(r) => r.prepare(env, n, &Progress::new()),
             Kind::WecomApp(a) => a.prepare(env, n, &Progress::new()),
+            Kind::Voice(v) => Ok(v.prepare(env, n)),
         }
     }
 
@@ -422,6 +428,7 @@ impl Integration {
             Kind::OfficialAccount(o) => o.send(env, n, progress).await,
             Kind::WecomRobot(r) => r.send(env, n, progress).await,
             Kind::WecomApp(a) => a.send(env, n, progress).await,
+            Kind::Voice(v) => v.send(env, n).await,
         }
     }
 }

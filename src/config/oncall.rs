@@ -11,6 +11,7 @@ use serde::Deserialize;
 
 use super::{Config, check_http_url, resolve_secret};
 use crate::channels::official_account::config::OfficialAccountConfig;
+use crate::channels::voice::VoiceConfig;
 use crate::channels::wecom_app::config::WecomAppConfig;
 use crate::channels::weixin_gateway::config::WeixinGatewayConfig;
 use crate::channels::wxpusher::config::WxPusherConfig;
@@ -64,6 +65,7 @@ pub struct OncallChannels {
     pub wecom_app: Option<yaml_serde::Value>,
     pub official_account: Option<yaml_serde::Value>,
     pub weixin_gateway: Option<yaml_serde::Value>,
+    pub voice: Option<yaml_serde::Value>,
 }
 
 impl OncallChannels {
@@ -73,18 +75,19 @@ impl OncallChannels {
             "wecom_app" => self.wecom_app.as_ref(),
             "official_account" => self.official_account.as_ref(),
             "weixin_gateway" => self.weixin_gateway.as_ref(),
+            "voice" => self.voice.as_ref(),
             _ => None,
         }
     }
 }
 
-/// The contact kinds that page through a channel entry of `oncall.channels` (voice calls come
-/// with their own channel).
-pub const CHANNEL_KINDS: [&str; 4] = [
+/// The contact kinds that page through a channel entry of `oncall.channels`.
+pub const CHANNEL_KINDS: [&str; 5] = [
     "wxpusher",
     "wecom_app",
     "weixin_gateway",
     "official_account",
+    "voice",
 ];
 
 /// One channel entry of a contact kind.
@@ -94,6 +97,7 @@ pub enum ContactEntry {
     WecomApp(WecomAppConfig),
     OfficialAccount(OfficialAccountConfig),
     WeixinGateway(WeixinGatewayConfig),
+    Voice(VoiceConfig),
 }
 
 impl ContactEntry {
@@ -103,6 +107,7 @@ impl ContactEntry {
             ContactEntry::WecomApp(c) => c,
             ContactEntry::OfficialAccount(c) => c,
             ContactEntry::WeixinGateway(c) => c,
+            ContactEntry::Voice(c) => c,
         }
     }
 
@@ -112,6 +117,7 @@ impl ContactEntry {
             ContactEntry::WecomApp(c) => c,
             ContactEntry::OfficialAccount(c) => c,
             ContactEntry::WeixinGateway(c) => c,
+            ContactEntry::Voice(c) => c,
         }
     }
 
@@ -135,6 +141,10 @@ impl ContactEntry {
                 c.to_user_ids = vec![r];
                 ContactEntry::WeixinGateway(c)
             }
+            ContactEntry::Voice(mut c) => {
+                c.number = r;
+                ContactEntry::Voice(c)
+            }
         }
     }
 }
@@ -155,6 +165,7 @@ fn recipient_key(kind: &str) -> &'static str {
         "wxpusher" => "uids",
         "wecom_app" => "to_user",
         "official_account" => "to_openids",
+        "voice" => "number",
         _ => "to_user_ids",
     }
 }
@@ -187,7 +198,10 @@ fn channel_entry(
     }
     let stand_in = yaml_serde::Value::String("stand-in".into());
     let list = yaml_serde::Value::Sequence(vec![stand_in.clone()]);
-    map.insert(recipient, if kind == "wecom_app" { stand_in } else { list });
+    // A voice entry has no recipient key: the number is set on each person's copy.
+    if kind != "voice" {
+        map.insert(recipient, if kind == "wecom_app" { stand_in } else { list });
+    }
     let value = yaml_serde::Value::Mapping(map);
     fn read<T: serde::de::DeserializeOwned>(
         value: yaml_serde::Value,
@@ -211,6 +225,7 @@ fn channel_entry(
         "wxpusher" => ContactEntry::WxPusher(read(value, cx)?),
         "wecom_app" => ContactEntry::WecomApp(read(value, cx)?),
         "official_account" => ContactEntry::OfficialAccount(read(value, cx)?),
+        "voice" => ContactEntry::Voice(read(value, cx)?),
         _ => ContactEntry::WeixinGateway(read(value, cx)?),
     };
     entry.as_channel_mut().check(cx);
@@ -642,10 +657,6 @@ fn contact_entries(config: &mut Config, base: &Path, report: &mut dyn FnMut(Stri
     for (i, p) in config.people.iter().enumerate() {
         let mut usable = false;
         for kind in p.contacts.kinds() {
-            if kind == "voice" {
-                // Voice calls are their own channel: the person is usable through the others.
-                continue;
-            }
             let at = format!("people[{i}].contacts.{kind}");
             match entries.iter().find(|(k, _)| *k == kind) {
                 None => report(
@@ -726,6 +737,9 @@ oncall:
     wecom_app: { corp_id: ww0123, agent_id: 1000002, api_secret: s3cret-wecom-app }
     official_account: { app_id: wx0123, app_secret: s3cret-oa, kind: template, template_id: T }
     weixin_gateway: { url: "http://weixin-gateway:8787", account_id: wx-account-1 }
+    voice: { provider: aliyun, access_key_id: LTAI4x, access_key_secret: s3cret-aliyun,
+             called_show_number: "057100000000", start_code: TTS_1, ack_code: TTS_2,
+             callback_secret: s3cret-voice-callback-path }
 people:
   - name: zhangsan
     display_name: 张三
@@ -792,6 +806,56 @@ receivers:
         );
         let secrets: Vec<String> = c.secrets().iter().map(|s| s.expose().to_string()).collect();
         assert!(secrets.contains(&"s3cret-link-key".to_string()));
+        assert!(secrets.contains(&"s3cret-aliyun".to_string()));
+        assert!(secrets.contains(&"s3cret-voice-callback-path".to_string()));
+        // The voice contact is an entry like the others, calling the person's number.
+        let voice = c
+            .oncall
+            .iter()
+            .flat_map(|o| &o.contacts)
+            .find(|p| p.kind == "voice");
+        match voice.map(|v| (&v.person, &v.at, &v.entry)) {
+            Some((person, at, ContactEntry::Voice(v))) => {
+                assert_eq!(person, "zhangsan");
+                assert_eq!(at, "people[0].contacts.voice");
+                assert_eq!(v.number, "+8613800000000");
+            }
+            other => panic!("no voice contact: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_broken_voice_entry_is_named_with_its_path() {
+        let text = r#"
+oncall:
+  channels:
+    voice: { provider: tencent, secret_id: AKID, secret_key: s3cret-key, sdk_app_id: "1400", template_id: "12",
+             callback_secret: s3cret-voice-callback-path, start_code: TTS_1 }
+people:
+  - { name: zhangsan, contacts: { voice: { number: "+8613800000000" } } }
+route: { receiver: a }
+receivers: [ { name: a } ]
+"#;
+        assert_eq!(
+            errors(text),
+            ["test.yml: oncall.channels.voice.start_code: does not apply to provider tencent"]
+        );
+        let text = r#"
+oncall:
+  channels:
+    voice: { provider: aliyun, access_key_id: LTAI4x, access_key_secret: s3cret-key, called_show_number: "0571",
+             start_code: TTS_1, ack_code: TTS_2, callback_secret: s3cret-voice-callback-path, numbr: x }
+people:
+  - { name: zhangsan, contacts: { voice: { number: "+8613800000000" } } }
+route: { receiver: a }
+receivers: [ { name: a } ]
+"#;
+        let errors = errors(text);
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(
+            errors[0].starts_with("test.yml: oncall.channels.voice.numbr: unknown field `numbr`"),
+            "{errors:?}"
+        );
     }
 
     #[test]
@@ -832,6 +896,7 @@ receivers: [ { name: a, escalation_policy: absent } ]
             errors(text),
             [
                 "test.yml: people[0].contacts.wecom_app: no oncall.channels.wecom_app entry to reach this contact through",
+                "test.yml: people[0].contacts.voice: no oncall.channels.voice entry to reach this contact through",
                 "test.yml: people[0].contacts: \"zhangsan\" has no usable contact: no contact kind of theirs has an oncall.channels entry",
                 "test.yml: people[2].contacts.wxpusher: no oncall.channels.wxpusher entry to reach this contact through",
                 "test.yml: people[2].contacts: \"zhangsan\" has no usable contact: no contact kind of theirs has an oncall.channels entry",

@@ -64,6 +64,11 @@ pub fn callback_keys(rt: &Runtime) -> CallbackKeys {
                     });
                 }
             }
+            ContactEntry::Voice(v) if keys.voice.is_none() => {
+                if let Some(secret) = &v.callback_secret {
+                    keys.voice = Some((v.provider, secret.clone()));
+                }
+            }
             _ => {}
         }
     }
@@ -176,6 +181,36 @@ impl Sink {
                     "acknowledged by a callback"
                 );
             }
+            OncallEvent::Ack {
+                by,
+                incident: None,
+                page,
+            } => {
+                // A keypress names no incident: the call it answers does (its `sent` entry),
+                // and so does the person called.
+                let Some((inc, person, _)) = self.page_of(&rt, &page, now).await? else {
+                    info!(page = ?page, contact = ?by, "an acknowledgement for a page not known to the engine; ignored");
+                    return Ok(());
+                };
+                let acted = super::acknowledge(
+                    &self.store,
+                    &rt,
+                    &self.metrics,
+                    inc.id,
+                    &person,
+                    via(&page),
+                    now,
+                )
+                .await
+                .map_err(engine)?;
+                info!(
+                    incident = inc.id,
+                    person,
+                    changed = acted.changed,
+                    via = via(&page),
+                    "acknowledged by a callback"
+                );
+            }
             OncallEvent::Escalate {
                 by,
                 incident: reference,
@@ -216,15 +251,46 @@ impl Sink {
             OncallEvent::Delivered { page } => {
                 self.report(&rt, &page, None, now).await?;
             }
-            event => {
-                info!(page = ?event.page(), "an on-call callback event for a page not known to the engine; ignored");
-            }
         }
         Ok(())
     }
 }
 
+/// The timeline marker and contact kind of the `sent` entry recording a page.
+fn marker(page: &PageRef) -> (String, &'static str) {
+    match page {
+        PageRef::OfficialAccount { msg_id, .. } => (format!("msgid={msg_id}"), "official_account"),
+        PageRef::WecomCard { task_id, .. } => (format!("task_id={task_id}"), "wecom_app"),
+        PageRef::Voice { call_id, .. } => (format!("call_id={call_id}"), "voice"),
+    }
+}
+
 impl Sink {
+    /// The incident, person and time of the `sent` entry recording `page`.
+    async fn page_of(
+        &self,
+        rt: &Runtime,
+        page: &PageRef,
+        now: DateTime<Utc>,
+    ) -> Result<Option<(Incident, String, DateTime<Utc>)>, SinkError> {
+        let (marker, contact) = marker(page);
+        let names = |d: &str| d.split(' ').any(|w| w == marker);
+        let all = self
+            .store
+            .incidents(super::keep_since(rt, now))
+            .await
+            .map_err(|e| SinkError::Engine(e.to_string()))?;
+        Ok(all.into_iter().find_map(|inc| {
+            let e = inc.timeline.iter().find(|e| {
+                e.event == SENT
+                    && e.contact.as_deref() == Some(contact)
+                    && e.detail.as_deref().is_some_and(names)
+            })?;
+            let (person, at) = (e.person.clone()?, e.at);
+            Some((inc, person, at))
+        }))
+    }
+
     /// A delivery report (`failed`: the upstream's words) about a page recorded as sent: a
     /// timeline entry; when every page of the current step and loop has failed, the next
     /// step now (rule 8). A report about an earlier step goes to the timeline only.
@@ -235,66 +301,71 @@ impl Sink {
         failed: Option<String>,
         now: DateTime<Utc>,
     ) -> Result<(), SinkError> {
-        let (marker, contact) = match page {
-            PageRef::OfficialAccount { msg_id, .. } => {
-                (format!("msgid={msg_id}"), "official_account")
-            }
-            PageRef::WecomCard { task_id, .. } => (format!("task_id={task_id}"), "wecom_app"),
-            PageRef::Voice { call_id, .. } => (format!("call_id={call_id}"), "voice"),
-        };
-        let names = |d: &str| d.split(' ').any(|w| w == marker);
-        let all = self
-            .store
-            .incidents(super::keep_since(rt, now))
-            .await
-            .map_err(|e| SinkError::Engine(e.to_string()))?;
-        let found = all.into_iter().find_map(|inc| {
-            let e = inc.timeline.iter().find(|e| {
-                e.event == SENT
-                    && e.contact.as_deref() == Some(contact)
-                    && e.detail.as_deref().is_some_and(names)
-            })?;
-            let (person, at) = (e.person.clone()?, e.at);
-            Some((inc, person, at))
-        });
-        let Some((inc, person, sent_at)) = found else {
+        let (marker, contact) = marker(page);
+        let Some((inc, person, sent_at)) = self.page_of(rt, page, now).await? else {
             info!(page = ?page, "a delivery report for a page not known to the engine; ignored");
             return Ok(());
         };
-        let (event, detail) = match &failed {
-            Some(why) => ("failed", format!("{marker}: {why}")),
-            None => ("delivered", marker.clone()),
+        let detail = match &failed {
+            Some(why) => format!("{marker}: {why}"),
+            None => marker.clone(),
         };
+        outcome(
+            &self.store,
+            rt,
+            &self.metrics,
+            (inc.id, &person, contact, sent_at),
+            failed.is_some(),
+            detail,
+            now,
+        )
+        .await
+        .map_err(|e| SinkError::Engine(e.to_string()))
+    }
+}
+
+/// Records what became of a page (`failed` or `delivered`) in its incident's timeline; when
+/// every page of the current step and loop has failed, the next step now (rule 8).
+async fn outcome(
+    store: &Store,
+    rt: &Runtime,
+    metrics: &crate::metrics::Metrics,
+    (id, person, contact, sent_at): (i64, &str, &str, DateTime<Utc>),
+    failed: bool,
+    detail: String,
+    now: DateTime<Utc>,
+) -> Result<(), super::ActError> {
+    let event = if failed { "failed" } else { "delivered" };
+    {
+        let inc_id = id;
         let mut all_failed = None;
-        change(&self.store, inc.id, |inc| {
+        change(store, inc_id, |inc| {
             inc.log(
                 now,
                 event,
-                Some(&person),
+                Some(person),
                 Some(contact),
                 Some(detail.clone()),
             );
-            all_failed = (failed.is_some() && every_page_failed(inc, sent_at)).then_some(inc.step);
+            all_failed = (failed && every_page_failed(inc, sent_at)).then_some(inc.step);
             true
         })
-        .await
-        .map_err(|e| SinkError::Engine(e.to_string()))?;
+        .await?;
         if let Some(step) = all_failed {
             info!(
-                incident = inc.id,
+                incident = inc_id,
                 step, "every page of the step failed: the next step now"
             );
             super::escalate(
-                &self.store,
+                store,
                 rt,
-                &self.metrics,
-                inc.id,
+                metrics,
+                inc_id,
                 Some(step),
                 "delivery failed",
                 now,
             )
-            .await
-            .map_err(|e| SinkError::Engine(e.to_string()))?;
+            .await?;
         }
         Ok(())
     }
@@ -366,7 +437,7 @@ impl Step for Cards {
         at.receiver.starts_with(CONTACT_PREFIX)
             && match at.integration.kind {
                 Kind::WecomApp(_) => n.incident.is_some(),
-                Kind::OfficialAccount(_) => page,
+                Kind::OfficialAccount(_) | Kind::Voice(_) => page,
                 _ => false,
             }
     }
@@ -413,6 +484,14 @@ pub async fn send(
     n: &Notification,
     progress: &mut Progress,
 ) -> Result<(), DeliveryError> {
+    if let (Kind::Voice(voice), Some(person), Some(ctx)) = (
+        &integration.kind,
+        receiver.strip_prefix(CONTACT_PREFIX),
+        &n.incident,
+    ) && ctx.update.is_none()
+    {
+        return call(env, store, rt, voice, person, ctx, n).await;
+    }
     if let (Kind::OfficialAccount(oa), Some(person), Some(ctx)) = (
         &integration.kind,
         receiver.strip_prefix(CONTACT_PREFIX),
@@ -527,6 +606,71 @@ pub async fn send(
     .await;
     if let Err(e) = recorded {
         warn!(incident = ctx.id, error = %e, "the card went out but is not recorded with the incident; it will not be updated");
+    }
+    Ok(())
+}
+
+/// A page to a person's voice contact: one call, its ids recorded as a `sent` entry so that
+/// the reports (keypress, not answered) find the incident. A call not placed (the number's
+/// limit spent, the vendor refusing) is a failed page at once: a `failed` entry, counted as
+/// `limited` or `failed`, and the next step now if every page of the step has failed.
+async fn call(
+    env: &Env<'_>,
+    store: &Store,
+    rt: &Runtime,
+    voice: &crate::channels::voice::Voice,
+    person: &str,
+    ctx: &crate::webhook::IncidentContext,
+    n: &Notification,
+) -> Result<(), DeliveryError> {
+    let step = ctx.step;
+    let placed = voice.page(env, store, n).await;
+    let placed = match placed {
+        Ok(p) => p,
+        Err(e) => {
+            let label = e.result_label();
+            if let Some(m) = env.metrics {
+                m.oncall_pages
+                    .get_or_create(&crate::metrics::PageLabels {
+                        contact: crate::channels::voice::KIND.into(),
+                        result: label,
+                    })
+                    .inc();
+                let detail = format!("step {step}: not placed ({label}): {e}");
+                let recorded = outcome(
+                    store,
+                    rt,
+                    m,
+                    (ctx.id, person, "voice", env.now),
+                    true,
+                    detail,
+                    env.now,
+                )
+                .await;
+                if let Err(e) = recorded {
+                    warn!(incident = ctx.id, error = %e, "a call not placed is not recorded with the incident");
+                }
+            }
+            return Err(e.into_delivery());
+        }
+    };
+    let detail = format!(
+        "step {step}: call_id={} out_id={}",
+        placed.call_id, placed.out_id
+    );
+    let recorded = change(store, ctx.id, |inc| {
+        inc.log(
+            env.now,
+            SENT,
+            Some(person),
+            Some("voice"),
+            Some(detail.clone()),
+        );
+        true
+    })
+    .await;
+    if let Err(e) = recorded {
+        warn!(incident = ctx.id, error = %e, "the call was placed but is not recorded with the incident; its reports will be ignored");
     }
     Ok(())
 }

@@ -49,6 +49,49 @@ pub struct VoiceConfig {
     pub callback_secret_file: Option<PathBuf>,
     /// The API base; default per provider (tests point it at a mock).
     pub endpoint: Option<String>,
+    /// The number this entry calls (E.164): the person's `contacts.voice.number`, set when
+    /// the on-call check makes the contact; never a YAML key.
+    #[serde(skip)]
+    pub number: String,
+}
+
+/// `oncall.channels.voice` as a channel entry: a person's voice contact is an integration like
+/// their other contacts (a page is one call, never retried: the escalation moves on).
+impl crate::channels::ChannelConfig for VoiceConfig {
+    fn kind(&self) -> &'static str {
+        super::KIND
+    }
+
+    fn send_resolved(&self) -> bool {
+        false
+    }
+
+    fn fallback_receiver(&self) -> Option<&String> {
+        None
+    }
+
+    fn delivery_options(
+        &self,
+        _at: &str,
+        _report: &mut dyn FnMut(String, String),
+    ) -> crate::channels::options::DeliveryOptions {
+        crate::channels::options::DeliveryOptions {
+            max_attempts: 1,
+            ..Default::default()
+        }
+    }
+
+    fn check(&mut self, cx: &mut crate::channels::Check<'_>) {
+        let at = cx.at.clone();
+        VoiceConfig::check(self, cx.base, &at, cx.report);
+        for s in self.secrets() {
+            cx.record(&s);
+        }
+    }
+
+    fn build(&self, _cx: &mut crate::channels::Build<'_>) -> crate::channels::Kind {
+        crate::channels::Kind::Voice(super::Voice::new(self.clone()))
+    }
 }
 
 impl VoiceConfig {

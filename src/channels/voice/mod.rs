@@ -37,6 +37,10 @@ pub const TTS_PARAMS_MAX_CHARS: usize = 249;
 pub const ALIYUN_VERSION: &str = "2017-05-25";
 pub const TENCENT_VERSION: &str = "2020-09-02";
 
+/// The template of the spoken preview, and its length.
+pub const SUMMARY_TEMPLATE: &str = "wecom.summary";
+pub const SUMMARY_CHARS: usize = 20;
+
 /// Aliyun's per-number limits: (window name, seconds, calls allowed).
 pub const ALIYUN_LIMITS: [(&str, i64, i64); 3] =
     [("minute", 60, 1), ("hour", 3600, 5), ("day", 86400, 20)];
@@ -77,6 +81,29 @@ impl VoiceError {
             VoiceError::Refused { code, .. } if code == "isv.BUSINESS_LIMIT_CONTROL" => "limited",
             VoiceError::Refused { code, .. } if code.starts_with("LimitExceeded") => "limited",
             _ => "failed",
+        }
+    }
+}
+
+impl VoiceError {
+    /// As a delivery error: never retried (a failed call moves the escalation on instead).
+    pub fn into_delivery(self) -> DeliveryError {
+        match self {
+            VoiceError::Delivery(e) => e,
+            e => {
+                let reason = match e.result_label() {
+                    "limited" => crate::channels::error::Reason::RateLimited,
+                    _ => crate::channels::error::Reason::Upstream,
+                };
+                DeliveryError::Upstream {
+                    service: SERVICE,
+                    code: 0,
+                    message: e.to_string(),
+                    reason,
+                    retryable: false,
+                    recipients: Vec::new(),
+                }
+            }
         }
     }
 }
@@ -195,6 +222,98 @@ impl Voice {
             }
         }
         placed
+    }
+
+    /// What makes two voice integrations the same ([`crate::channels::Integration::identity`]).
+    pub(crate) fn identity(&self, parts: &mut Vec<String>) {
+        let c = &self.config;
+        parts.push(c.provider.as_str().to_string());
+        parts.push(c.endpoint().to_string());
+        parts.extend(c.access_key_id.iter().chain(&c.secret_id).cloned());
+        parts.push(format!("number={}", c.number));
+    }
+
+    /// The call a page makes: the number, the 20-character preview (the `wecom.summary`
+    /// line) and the reference (the incident's, else the notification's).
+    fn call_of(
+        &self,
+        env: &Env<'_>,
+        n: &crate::webhook::Notification,
+    ) -> Result<(String, String), DeliveryError> {
+        let ctx = env.context_with_preview(n, n, SUMMARY_TEMPLATE, SUMMARY_CHARS)?;
+        let summary = ctx["preview"].as_str().unwrap_or_default().to_string();
+        let reference = n
+            .incident
+            .as_ref()
+            .map(|i| i.reference.clone())
+            .or_else(|| n.reference.clone())
+            .unwrap_or_default();
+        Ok((summary, reference))
+    }
+
+    /// The request a page becomes, for `render` (signature headers left out: they depend on
+    /// the moment of sending).
+    pub fn prepare(
+        &self,
+        env: &Env<'_>,
+        n: &crate::webhook::Notification,
+    ) -> Vec<crate::channels::Outbound> {
+        let Ok((summary, reference)) = self.call_of(env, n) else {
+            return Vec::new();
+        };
+        let (summary, reference) = tts_params(&summary, &reference);
+        vec![crate::channels::Outbound {
+            method: "POST",
+            url: self.config.endpoint().to_string(),
+            body: serde_json::Value::String(format!(
+                "call {}: {summary} ({reference}), press {ACK_KEY} to acknowledge",
+                mask(&self.config.number)
+            )),
+        }]
+    }
+
+    /// Places the call a page makes (counted against the number's limits first).
+    pub async fn page(
+        &self,
+        env: &Env<'_>,
+        store: &Store,
+        n: &crate::webhook::Notification,
+    ) -> Result<Placed, VoiceError> {
+        let (summary, reference) = self.call_of(env, n)?;
+        let out_id = n
+            .incident
+            .as_ref()
+            .map_or(reference.clone(), |i| format!("i{}s{}", i.id, i.step));
+        self.place(
+            env,
+            store,
+            &Call {
+                number: &self.config.number,
+                summary: &summary,
+                reference: &reference,
+                out_id: &out_id,
+            },
+        )
+        .await
+    }
+
+    /// A page outside the on-call engine's own send (which records the call id): one call,
+    /// never retried.
+    pub async fn send(
+        &self,
+        env: &Env<'_>,
+        n: &crate::webhook::Notification,
+    ) -> Result<(), DeliveryError> {
+        let Some(store) = env.store else {
+            return Err(
+                VoiceError::Number("a call needs the store (per-number limits)".into())
+                    .into_delivery(),
+            );
+        };
+        self.page(env, store, n)
+            .await
+            .map(|_| ())
+            .map_err(VoiceError::into_delivery)
     }
 
     fn out_id(call: &Call<'_>) -> String {
