@@ -483,7 +483,8 @@ fn status_updates(
 ) {
     let mut seen = BTreeSet::new();
     for p in &inc.paged {
-        if !seen.insert((p.person.clone(), p.contact.clone())) {
+        // A status update is never a phone call.
+        if !seen.insert((p.person.clone(), p.contact.clone())) || p.contact == "voice" {
             continue;
         }
         let mut n = page_notification(inc, rt, None, now);

@@ -22,6 +22,7 @@ mod oa_fields;
 mod official_account;
 mod oncall;
 mod oncall_reach;
+mod oncall_voice;
 mod ops;
 mod props;
 mod reach;

@@ -304,6 +304,10 @@ impl Voice {
         env: &Env<'_>,
         n: &crate::webhook::Notification,
     ) -> Result<(), DeliveryError> {
+        if n.incident.as_ref().is_some_and(|i| i.update.is_some()) {
+            // Status updates go to the written contacts only.
+            return Ok(());
+        }
         let Some(store) = env.store else {
             return Err(
                 VoiceError::Number("a call needs the store (per-number limits)".into())
