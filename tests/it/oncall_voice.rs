@@ -310,3 +310,26 @@ async fn a_call_over_the_numbers_limit_is_a_failed_page_at_once() {
         "{m}"
     );
 }
+
+#[tokio::test]
+async fn a_tencent_call_not_answered_moves_the_incident_on_at_once() {
+    let vendor = Vendor::Tencent;
+    let mock = MockVoice::start(vendor, "AKID-test", "tencent-secret-1").await;
+    let srv = TestServer::start(&config(&mock, vendor, "lisi")).await;
+    let (_, call_id) = page(&srv, &mock, vendor).await;
+    let missed = json!({"voiceprompt_callback": {"callid": call_id, "result": "1",
+        "mobile": "13800000001", "nationcode": "86", "accept_time": "0", "end_calltime": "0",
+        "fee": "0", "start_calltime": "1733500000", "call_from": ""}});
+    assert_eq!(report(&srv, "tencent", CB, missed).await, 200);
+    let calls = wait_calls(&mock, 2).await;
+    assert_eq!(dialled(vendor, &calls[1]), LS);
+    let inc = wait_incident(&srv, |i| i.step == 2).await;
+    assert_eq!(inc.state, IncidentState::Triggered);
+    assert!(
+        inc.timeline.iter().any(|e| e.event == "failed"
+            && e.person.as_deref() == Some("zhangsan")
+            && e.detail.as_deref() == Some("call_id=tc-call-1: result 1: not answered")),
+        "{:#?}",
+        inc.timeline
+    );
+}
