@@ -15,6 +15,7 @@
 //! one-tap link, replies and callbacks all call; they are idempotent.
 
 pub mod link;
+pub mod render;
 
 use std::collections::BTreeSet;
 
