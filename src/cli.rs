@@ -106,6 +106,16 @@ pub fn render(
     rt.render(payload, receiver, now).map_err(|e| e.to_string())
 }
 
+/// `render --person=NAME`: the page each of the person's contacts would get (a sample incident
+/// at step 1), secrets masked.
+pub fn render_person(
+    rt: &Runtime,
+    person: &str,
+    now: DateTime<Utc>,
+) -> Result<Vec<Rendered>, String> {
+    crate::incident::render::render_person(rt, person, now).map_err(|e| e.to_string())
+}
+
 /// Human-readable `render` output: a header per integration, then each request.
 pub fn format_rendered(list: &[Rendered]) -> String {
     let mut out = String::new();

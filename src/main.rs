@@ -52,11 +52,15 @@ enum Command {
     /// The files are named as arguments, with `--config.file=FILE`, or both (amtool takes
     /// both forms too).
     CheckConfig { files: Vec<PathBuf> },
-    /// Prints the exact upstream requests a payload would become, secrets masked.
+    /// Prints the exact upstream requests a payload would become, secrets masked; with
+    /// `--person`, the page each of that person's contacts would get.
     Render {
         /// An Alertmanager or Grafana webhook body.
-        #[arg(long)]
-        payload: PathBuf,
+        #[arg(long, required_unless_present = "person")]
+        payload: Option<PathBuf>,
+        /// Print the page a person of `people:` gets (a sample incident) instead.
+        #[arg(long, conflicts_with_all = ["payload", "receiver"])]
+        person: Option<String>,
         /// Send straight to this receiver instead of routing.
         #[arg(long)]
         receiver: Option<String>,
@@ -208,22 +212,29 @@ fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
         Some(Command::Render {
             payload,
+            person,
             receiver,
             now,
             json,
         }) => {
             let path = args.config_file.context("render needs --config.file")?;
             let rt = cli::load(&path).map_err(|e| anyhow::anyhow!("{e}"))?;
-            let body = std::fs::read(&payload)
-                .with_context(|| format!("reading {}", payload.display()))?;
             let now = match now {
                 Some(s) => chrono::DateTime::parse_from_rfc3339(&s)
                     .with_context(|| format!("--now {s:?} is not RFC 3339"))?
                     .to_utc(),
                 None => chrono::Utc::now(),
             };
-            let rendered = cli::render(&rt, &body, receiver.as_deref(), now)
-                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            let rendered = match (person, payload) {
+                (Some(person), _) => cli::render_person(&rt, &person, now),
+                (None, Some(payload)) => {
+                    let body = std::fs::read(&payload)
+                        .with_context(|| format!("reading {}", payload.display()))?;
+                    cli::render(&rt, &body, receiver.as_deref(), now)
+                }
+                (None, None) => anyhow::bail!("render needs --payload or --person"),
+            }
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&rendered)?);
             } else {

@@ -51,6 +51,11 @@ pub enum Command {
     Ack { reference: String },
     /// `升级 K7Q2` / `escalate K7Q2`: an incident's next step, now.
     Escalate { reference: String },
+    /// `值班` / `oncall`: who is on call now per schedule, until when, who is next.
+    Oncall,
+    /// `值班 NAME 2h` / `oncall NAME 2h`: NAME covers the caller from now for the duration on
+    /// every schedule the caller is on now.
+    Cover { person: String, duration: Duration },
     /// `列表` / `list`.
     List,
     /// `帮助` / `help`.
@@ -64,6 +69,7 @@ pub enum Name {
     Unsilence,
     Ack,
     Escalate,
+    Oncall,
     List,
     Help,
     Unknown,
@@ -76,6 +82,7 @@ impl Name {
             Name::Unsilence => "unsilence",
             Name::Ack => "ack",
             Name::Escalate => "escalate",
+            Name::Oncall => "oncall",
             Name::List => "list",
             Name::Help => "help",
             Name::Unknown => "unknown",
@@ -90,6 +97,7 @@ impl Command {
             Command::Unsilence { .. } => Name::Unsilence,
             Command::Ack { .. } => Name::Ack,
             Command::Escalate { .. } => Name::Escalate,
+            Command::Oncall | Command::Cover { .. } => Name::Oncall,
             Command::List => Name::List,
             Command::Help => Name::Help,
         }
@@ -123,6 +131,7 @@ const KEYWORDS: &[(&str, Name, Lang)] = &[
     ("静默", Name::Silence, Lang::Zh),
     ("确认", Name::Ack, Lang::Zh),
     ("升级", Name::Escalate, Lang::Zh),
+    ("值班", Name::Oncall, Lang::Zh),
     ("列表", Name::List, Lang::Zh),
     ("帮助", Name::Help, Lang::Zh),
     ("unsilence", Name::Unsilence, Lang::En),
@@ -130,6 +139,8 @@ const KEYWORDS: &[(&str, Name, Lang)] = &[
     ("acknowledge", Name::Ack, Lang::En),
     ("ack", Name::Ack, Lang::En),
     ("escalate", Name::Escalate, Lang::En),
+    ("oncall", Name::Oncall, Lang::En),
+    ("on-call", Name::Oncall, Lang::En),
     ("list", Name::List, Lang::En),
     ("help", Name::Help, Lang::En),
 ];
@@ -185,6 +196,14 @@ pub fn parse(text: &str) -> (Lang, Result<Command, ParseError>) {
         },
         Name::Escalate => match args.as_slice() {
             [r] => reference(r).map(|reference| Command::Escalate { reference }),
+            _ => Err(ParseError::Usage(name)),
+        },
+        Name::Oncall => match args.as_slice() {
+            [] => Ok(Command::Oncall),
+            [p, d] => duration(d).map(|duration| Command::Cover {
+                person: p.to_string(),
+                duration,
+            }),
             _ => Err(ParseError::Usage(name)),
         },
         Name::List if args.is_empty() => Ok(Command::List),
@@ -378,6 +397,20 @@ mod tests {
         assert_eq!(ok(" List "), (Lang::En, Command::List));
         assert_eq!(ok("帮助"), (Lang::Zh, Command::Help));
         assert_eq!(ok("HELP"), (Lang::En, Command::Help));
+        assert_eq!(ok("值班"), (Lang::Zh, Command::Oncall));
+        assert_eq!(ok("OnCall"), (Lang::En, Command::Oncall));
+        let cover = |p: &str| Command::Cover {
+            person: p.into(),
+            duration: Duration::from_secs(7_200),
+        };
+        assert_eq!(ok("值班 lisi 2h"), (Lang::Zh, cover("lisi")));
+        assert_eq!(ok("值班李四　2小时"), (Lang::Zh, cover("李四")));
+        assert_eq!(ok("oncall lisi 2h"), (Lang::En, cover("lisi")));
+        assert_eq!(parse("值班 lisi").1, Err(ParseError::Usage(Name::Oncall)));
+        assert_eq!(
+            parse("oncall lisi 2x").1,
+            Err(ParseError::Duration("2x".into()))
+        );
     }
 
     #[test]

@@ -103,6 +103,10 @@ pub async fn run(
     {
         return a;
     }
+    // On call: its own rules of who may ask (the caller's contacts).
+    if let Command::Oncall | Command::Cover { .. } = &cmd {
+        return super::oncall::run(rt, chat, store, channel, user, &cmd, lang, now).await;
+    }
     // Help tells nothing about alerts: anyone may ask for it.
     if name != Name::Help && !chat.is_allowed(channel, user) {
         let reply = if zh {
@@ -134,6 +138,8 @@ pub async fn run(
             Err(e) => failed(e.to_string()),
         },
         Command::Escalate { reference } => unknown_ref(lang, name, &reference),
+        // Answered above.
+        Command::Oncall | Command::Cover { .. } => answer(name, Outcome::Ok, help(lang), ""),
         Command::Ack { reference } => {
             let rec = match store.chatops_ref(reference.clone(), now).await {
                 Ok(Some(r)) => r,
@@ -378,6 +384,8 @@ fn command_name_of(text: &str) -> Name {
         Name::Silence
     } else if lower.contains("确认") || lower.contains("ack") {
         Name::Ack
+    } else if lower.contains("值班") || lower.contains("oncall") {
+        Name::Oncall
     } else {
         Name::Unknown
     }
@@ -431,6 +439,8 @@ pub fn help(lang: Lang) -> String {
             取消静默 <静默ID> — 提前结束静默\n\
             确认 K7Q2 — 认领，之后的消息显示由你确认；值班事件停止升级\n\
             升级 K7Q2 — 值班事件立即通知下一级\n\
+            值班 — 各排班当前谁值班、到何时、下一位是谁\n\
+            值班 李四 2h — 从现在起 2 小时由李四替你值你当前的所有班\n\
             列表 — 发给你的、正在告警的组\n\
             帮助 — 本说明"
             .to_string(),
@@ -439,6 +449,8 @@ pub fn help(lang: Lang) -> String {
             unsilence <silence id> — end a silence early\n\
             ack K7Q2 — acknowledge; later messages show who did; stops an incident's escalation\n\
             escalate K7Q2 — page an incident's next step now\n\
+            oncall — who is on call per schedule, until when, who is next\n\
+            oncall lisi 2h — lisi covers all your current shifts from now for 2 hours\n\
             list — the firing groups sent to you\n\
             help — this text"
             .to_string(),

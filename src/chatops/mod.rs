@@ -8,6 +8,7 @@
 //! - [`handle`]: running one command for one user, and the reply text.
 //! - [`callback`]: the callback endpoints the channels declare, and replying on the channel
 //!   used; each channel's `inbound.rs` parses and verifies its own.
+//! - [`oncall`]: who is on call, and covering a shift (`值班`, `值班 NAME 2h`).
 //! - [`upstream`]: Alertmanager's silences API.
 //!
 //! References are assigned when a notification is first *delivered* (in the worker, just
@@ -19,6 +20,7 @@ pub mod callback;
 pub mod command;
 
 pub mod handle;
+pub mod oncall;
 pub mod upstream;
 
 use chrono::Utc;

@@ -16,6 +16,7 @@
 
 pub mod link;
 pub mod reach;
+pub mod render;
 
 use std::collections::BTreeSet;
 use std::sync::Arc;

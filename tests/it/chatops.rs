@@ -842,3 +842,139 @@ async fn replayed_commands_run_once_and_broad_silences_need_force() {
     // The replay was answered before the callback returned: no second reply is coming.
     assert_eq!(mock.requests().len(), 3);
 }
+
+/// On call by reply: `值班` lists who is on call per schedule; `值班 NAME 2h` from the person on
+/// call makes NAME cover their shifts (an override replacing them, seen by the API), replies in
+/// the command's language; someone who is no person cannot hand over a shift or ask without
+/// `chatops.allowed`.
+#[tokio::test]
+async fn oncall_replies_list_who_is_on_call_and_hand_over_the_callers_shift() {
+    use crate::console::{ADMIN_PASSWORD, ADMIN_USER, basic};
+    let mock = MockWxPusher::start().await;
+    let cfg = format!(
+        r#"
+global: {{ wxpusher_api_url: "{}", timezone: Asia/Shanghai }}
+auth:
+  bearer_token: {TOKEN}
+  admin:
+    basic_auth: {{ username: {ADMIN_USER}, password: {ADMIN_PASSWORD} }}
+chatops:
+  alertmanager_url: http://127.0.0.1:9
+  wxpusher_callback_secret: {CALLBACK}
+  allowed: [ UID_ops ]
+oncall:
+  channels:
+    wxpusher: {{ app_token: AT_e2e }}
+people:
+  - {{ name: zhangsan, display_name: 张三, contacts: {{ wxpusher: {{ uid: UID_zs }} }} }}
+  - {{ name: lisi, display_name: 李四, contacts: {{ wxpusher: {{ uid: UID_ls }} }} }}
+  - {{ name: wangwu, display_name: 王五, contacts: {{ wxpusher: {{ uid: UID_ww }} }} }}
+schedules:
+  - name: sre-primary
+    time_zone: Asia/Shanghai
+    rotation: {{ every: 1w, handoff: "2026-01-05T10:00:00+08:00", people: [zhangsan, lisi] }}
+route: {{ receiver: oncall }}
+receivers:
+  - name: oncall
+    wxpusher_configs:
+      - {{ app_token: AT_e2e, uids: [UID_ops] }}
+"#,
+        mock.url
+    );
+    let srv = TestServer::start(&cfg).await;
+    let now_on_call = || async {
+        let r = reqwest::Client::new()
+            .get(format!("{}/api/v1/oncall", srv.url))
+            .header("authorization", basic())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        let v: Value = r.json().await.unwrap();
+        v["items"][0].clone()
+    };
+    let item = now_on_call().await;
+    let (on, off) = match item["person"].as_str().unwrap() {
+        "zhangsan" => (("UID_zs", "张三"), ("UID_ls", "李四")),
+        _ => (("UID_ls", "李四"), ("UID_zs", "张三")),
+    };
+    let mut n = 0;
+    let mut ask = async |uid: &str, text: &str| {
+        assert_eq!(up_command(&srv, CALLBACK, uid, text).await, 200);
+        n += 1;
+        let r = mock.wait_for(n, SHORT).await.remove(n - 1);
+        assert_eq!(r.body["uids"], json!([uid]), "{}", r.body);
+        content(&r).to_string()
+    };
+
+    // Who is on call: the person, until the handoff, who is next.
+    let reply = ask(off.0, "值班").await;
+    assert!(
+        reply.starts_with(&format!("当前值班：\nsre-primary：{}，至 ", on.1)),
+        "{reply}"
+    );
+    assert!(reply.ends_with(&format!("，下一位 {}", off.1)), "{reply}");
+    let reply = ask("UID_ops", "oncall").await;
+    assert!(
+        reply.starts_with(&format!("On call now:\nsre-primary: {} until ", on.1)),
+        "{reply}"
+    );
+    // Not a person and not allowed: refused.
+    let reply = ask("UID_stranger", "oncall").await;
+    assert!(reply.starts_with("Not allowed"), "{reply}");
+    let reply = ask("UID_ops", "oncall wangwu 2h").await;
+    assert!(reply.starts_with("Cannot cover"), "{reply}");
+    // The person off call has no shift to hand over; nobody by that name; bad duration.
+    let reply = ask(off.0, "值班 王五 2h").await;
+    assert!(reply.starts_with("你当前不在任何排班上值班"), "{reply}");
+    let reply = ask(on.0, "值班 zhaoliu 2h").await;
+    assert!(reply.starts_with("people 中没有“zhaoliu”"), "{reply}");
+    let reply = ask(on.0, "值班 wangwu 2x").await;
+    assert!(reply.starts_with("“2x”不是时长"), "{reply}");
+    assert_eq!(
+        now_on_call().await["person"],
+        item["person"],
+        "nothing changed"
+    );
+
+    // The person on call hands over: wangwu covers from now for 2 hours.
+    let reply = ask(on.0, "值班 wangwu 2h").await;
+    assert!(
+        reply.starts_with("已安排 王五 替你值班（sre-primary），至 "),
+        "{reply}"
+    );
+    let covered = now_on_call().await;
+    assert_eq!(covered["person"], "wangwu", "{covered}");
+    let until: chrono::DateTime<chrono::Utc> = covered["until"].as_str().unwrap().parse().unwrap();
+    // The cover replaces the caller only: it ends after 2 hours or with their shift.
+    let shift_end: chrono::DateTime<chrono::Utc> = item["until"].as_str().unwrap().parse().unwrap();
+    let expected = shift_end.min(chrono::Utc::now() + chrono::Duration::hours(2));
+    assert!(
+        (until - expected).num_seconds().abs() < 600,
+        "{covered}, expected about {expected}"
+    );
+    let r = reqwest::Client::new()
+        .get(format!(
+            "{}/api/v1/schedules/sre-primary/overrides",
+            srv.url
+        ))
+        .header("authorization", basic())
+        .send()
+        .await
+        .unwrap();
+    let v: Value = r.json().await.unwrap();
+    let text = v.to_string();
+    assert!(
+        text.contains(r#""person":"wangwu""#)
+            && text.contains(&format!(
+                r#""replaces":"{}""#,
+                item["person"].as_str().unwrap()
+            )),
+        "{text}"
+    );
+    let reply = ask(off.0, "值班").await;
+    assert!(
+        reply.starts_with("当前值班：\nsre-primary：王五，至 "),
+        "{reply}"
+    );
+}

@@ -193,9 +193,12 @@ async fn times_are_local_received_text_is_escaped_and_the_overview_draws_the_cou
         oncall.contains("张三") || oncall.contains("李四"),
         "{oncall}"
     );
-    // The incident slots, empty for now.
-    assert!(html.contains("id=\"open-incidents\""));
-    assert!(html.contains("id=\"time-to-ack\""));
+    // No route here has an escalation policy: the incident slots say there are none.
+    for slot in ["open-incidents", "time-to-ack"] {
+        let panel = html.split(&format!("id=\"{slot}\"")).nth(1).unwrap();
+        let panel = panel.split("</section>").next().unwrap();
+        assert!(panel.contains("No incidents."), "{slot}: {panel}");
+    }
     // Received text is escaped, its bidi override shown, never written raw.
     assert!(!html.contains("<b>bold</b>"));
     assert!(html.contains("&lt;b&gt;bold&lt;/b&gt;"));
@@ -334,4 +337,88 @@ async fn redis_keeps_hourly_counters() {
         let hour: i64 = k.rsplit(':').next().unwrap().parse().unwrap();
         assert_eq!(at - hour, KEEP.num_milliseconds(), "{k}");
     }
+}
+
+/// With an incident open, the overview lists it (reference, state, receiver, step, next
+/// escalation, a link to the incidents page); once acknowledged, the time-to-acknowledge chart
+/// has today's median and p90.
+#[tokio::test]
+async fn the_overview_lists_open_incidents_and_charts_time_to_acknowledge() {
+    let mock = MockWxPusher::start().await;
+    let srv = TestServer::start(&crate::incidents::config(&mock, "1h", "")).await;
+    let (status, _) = srv
+        .post("/webhook", example("alertmanager-firing.json"))
+        .await;
+    assert_eq!(status, 200);
+    crate::incidents::wait_for_uid(&mock, "UID_zs", 1).await;
+    let list = crate::incidents::incidents(&srv, "").await;
+    assert_eq!(list.len(), 1, "{list:#?}");
+    let (id, reference) = (
+        list[0]["id"].as_i64().unwrap(),
+        list[0]["ref"].as_str().unwrap(),
+    );
+    let (_, html) = page(&srv.url, "/ui/?lang=en", None).await;
+    let panel = html.split("id=\"open-incidents\"").nth(1).unwrap();
+    let panel = panel.split("</section>").next().unwrap();
+    assert!(
+        panel.contains(&format!(
+            r#"data-id="{id}" data-ref="{reference}" data-state="triggered""#
+        )),
+        "{panel}"
+    );
+    assert!(panel.contains(r#"<a href="incidents">"#), "{panel}");
+    assert!(
+        panel.contains("group · step 1 · escalates at <time"),
+        "{panel}"
+    );
+    let ack = html.split("id=\"time-to-ack\"").nth(1).unwrap();
+    assert!(
+        ack.split("</section>")
+            .next()
+            .unwrap()
+            .contains("No incidents.")
+    );
+
+    let r = reqwest::Client::new()
+        .post(format!("{}/api/v1/incidents/{id}/ack", srv.url))
+        .header("authorization", basic())
+        .header("content-type", "application/json")
+        .body(r#"{"person": "zhangsan"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let v: Value = r.json().await.unwrap();
+    let opened: DateTime<Utc> = v["incident"]["opened_at"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let acked: DateTime<Utc> = v["incident"]["acknowledged_at"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let secs = (acked - opened).num_milliseconds() as f64 / 1000.0;
+    let (_, html) = page(&srv.url, "/ui/", None).await;
+    let panel = html.split("id=\"open-incidents\"").nth(1).unwrap();
+    let panel = panel.split("</section>").next().unwrap();
+    assert!(panel.contains(r#"data-state="acknowledged""#), "{panel}");
+    assert!(
+        panel.contains("已认领") && !panel.contains("升级于"),
+        "{panel}"
+    );
+    let ack = html.split("id=\"time-to-ack\"").nth(1).unwrap();
+    let ack = ack.split("</section>").next().unwrap();
+    let day = opened
+        .with_timezone(&chrono_tz::Asia::Shanghai)
+        .date_naive();
+    assert!(
+        ack.contains(&format!(
+            r#"data-day="{day}" data-median="{secs:.0}" data-p90="{secs:.0}""#
+        )),
+        "{ack}"
+    );
+    assert_eq!(ack.matches("<rect").count(), 2, "{ack}");
+    assert!(ack.contains("中位数"), "{ack}");
 }

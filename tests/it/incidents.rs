@@ -15,7 +15,7 @@ use crate::support::{TestServer, example};
 const WAIT: Duration = Duration::from_secs(60);
 
 /// Step 1 pages zhangsan, step 2 (after `first_step`) lisi.
-fn config(mock: &MockWxPusher, first_step: &str, storage: &str) -> String {
+pub(crate) fn config(mock: &MockWxPusher, first_step: &str, storage: &str) -> String {
     format!(
         r#"
 global: {{ wxpusher_api_url: "{url}", locale: zh-CN }}
@@ -60,7 +60,7 @@ fn sent_to(mock: &MockWxPusher, uid: &str) -> Vec<Recorded> {
         .collect()
 }
 
-async fn incidents(s: &TestServer, query: &str) -> Vec<Value> {
+pub(crate) async fn incidents(s: &TestServer, query: &str) -> Vec<Value> {
     let r = reqwest::Client::new()
         .get(format!("{}/api/v1/incidents{query}", s.url))
         .header("authorization", basic())
@@ -73,7 +73,7 @@ async fn incidents(s: &TestServer, query: &str) -> Vec<Value> {
 }
 
 /// Waits until `uid` got `n` messages.
-async fn wait_for_uid(mock: &MockWxPusher, uid: &str, n: usize) -> Vec<Recorded> {
+pub(crate) async fn wait_for_uid(mock: &MockWxPusher, uid: &str, n: usize) -> Vec<Recorded> {
     let deadline = tokio::time::Instant::now() + WAIT;
     loop {
         let got = sent_to(mock, uid);

@@ -407,3 +407,108 @@ receivers:
         serde_json::json!("https://am.example/#/alerts")
     );
 }
+
+/// `render --person`: through the real binary, one page per contact of the person, each with
+/// the incident's reference in its text and the signed one-tap link as its tap target, secrets
+/// masked; an unknown person is an error naming them.
+#[test]
+fn render_person_prints_the_page_each_contact_gets() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("oncall.yml");
+    std::fs::write(
+        &file,
+        r#"
+global: { locale: zh-CN }
+oncall:
+  public_url: https://alerts.example.com
+  link_secret: link-secret-value
+  channels:
+    wxpusher: { app_token: AT_oncall_secret }
+    wecom_app: { corp_id: ww0123, agent_id: 1000002, api_secret: wecom-app-secret }
+people:
+  - name: zhangsan
+    display_name: 张三
+    contacts: { wxpusher: { uid: UID_zs }, wecom_app: { userid: ZhangSan } }
+  - { name: lisi, contacts: { wxpusher: { uid: UID_ls } } }
+escalation_policies:
+  - name: sre
+    steps: [ { notify: [ {person: zhangsan} ], escalate_after: 10m } ]
+route: { receiver: group, escalation_policy: sre }
+receivers:
+  - name: group
+    wxpusher_configs: [ { app_token: AT_group, uids: [UID_group] } ]
+"#,
+    )
+    .unwrap();
+    let run = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_alertmanager-wechat"))
+            .arg("render")
+            .arg(format!("--config.file={}", file.display()))
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let out = run(&["--person=zhangsan", "--json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let list: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let list = list.as_array().unwrap();
+    let kinds: Vec<&str> = list
+        .iter()
+        .map(|r| r["integration"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["wxpusher[0]", "wecom_app[1]"], "{list:#?}");
+    assert!(list.iter().all(|r| r["receiver"] == "oncall:zhangsan"));
+    let reference = alertmanager_wechat::store::incident::reference(1);
+    let wx = &list[0]["requests"][0]["body"];
+    assert_eq!(wx["uids"][0], "UID_zs");
+    assert_eq!(wx["appToken"], "<secret>");
+    assert!(wx["content"].as_str().unwrap().contains(&reference), "{wx}");
+    assert!(
+        wx["url"]
+            .as_str()
+            .unwrap()
+            .starts_with("https://alerts.example.com/ack/"),
+        "{wx}"
+    );
+    assert_eq!(list[1]["requests"][0]["body"]["touser"], "ZhangSan");
+    // The WeCom page carries the reference too, so a reply can name the incident.
+    let wecom = list[1]["requests"][0]["body"]["text"]["content"]
+        .as_str()
+        .unwrap();
+    assert!(wecom.contains(&format!("编号 #{reference}")), "{wecom}");
+    // The sample incident's page shows what fires.
+    let content = wx["content"].as_str().unwrap();
+    assert!(
+        content.contains("Sample alert") && !content.contains("Sample resolved"),
+        "{content}"
+    );
+    let all = String::from_utf8_lossy(&out.stdout);
+    for secret in ["AT_oncall_secret", "wecom-app-secret", "link-secret-value"] {
+        assert!(!all.contains(secret), "{secret} shown");
+    }
+    // The readable form names each contact.
+    let out = run(&["--person=lisi"]);
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.starts_with("# receiver oncall:lisi · wxpusher[0]\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("UID_ls") && text.contains(&reference),
+        "{text}"
+    );
+    // An unknown person, and neither --payload nor --person.
+    let out = run(&["--person=nobody"]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("unknown person \"nobody\""),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!run(&[]).status.success());
+}

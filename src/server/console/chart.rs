@@ -160,6 +160,51 @@ pub fn bars(title: &str, rows: &[(String, u64)]) -> Markup {
     }
 }
 
+/// A duration in seconds as an axis or tooltip shows it: `45s`, `12m`, `1.5h`.
+fn short_duration(secs: f64) -> String {
+    if secs < 120.0 {
+        format!("{secs:.0}s")
+    } else if secs < 7_200.0 {
+        format!("{:.0}m", secs / 60.0)
+    } else {
+        format!("{:.1}h", secs / 3_600.0)
+    }
+}
+
+/// Time to acknowledge: per day a pair of bars, the median and the p90 (in seconds).
+pub fn ack_days(title: &str, days: &[super::overview::AckDay]) -> Markup {
+    let max = days
+        .iter()
+        .map(|d| d.p90_seconds.max(d.median_seconds))
+        .fold(0.0, f64::max);
+    let top = nice(max.ceil() as u64) as f64;
+    let plot_w = W - LEFT - RIGHT;
+    let plot_h = H - TOP - BOTTOM;
+    let slot = plot_w / days.len().max(1) as f64;
+    let bw = (slot * 0.35).min(40.0);
+    let y = |v: f64| TOP + plot_h - plot_h * v / top;
+    html! {
+        svg.chart.ack viewBox={ "0 0 " (W) " " (H) } role="img" aria-label=(title) xmlns="http://www.w3.org/2000/svg" {
+            title { (title) }
+            @for v in [0.0, top / 2.0, top] {
+                line.gridline x1=(LEFT) x2=(W - RIGHT) y1=(y(v)) y2=(y(v)) {}
+                text.axis x=(LEFT - 4.0) y=(y(v) + 4.0) text-anchor="end" { (short_duration(v)) }
+            }
+            @for (i, d) in days.iter().enumerate() {
+                @let mid = LEFT + slot * (i as f64 + 0.5);
+                g data-day=(d.day) data-median=(format!("{:.0}", d.median_seconds)) data-p90=(format!("{:.0}", d.p90_seconds)) {
+                    title { (d.day) ": " (short_duration(d.median_seconds)) " / p90 " (short_duration(d.p90_seconds)) }
+                    @for (k, (class, v)) in [("ack-median", d.median_seconds), ("ack-p90", d.p90_seconds)].into_iter().enumerate() {
+                        @let x = mid - bw + bw * k as f64;
+                        rect class=(class) x=(format!("{x:.2}")) y=(format!("{:.2}", y(v))) width=(format!("{:.2}", bw * 0.9)) height=(format!("{:.2}", (y(0.0) - y(v)).max(1.0))) {}
+                    }
+                    text.axis x=(format!("{mid:.2}")) y=(H - 6.0) text-anchor="middle" { (d.day.format("%m-%d")) }
+                }
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

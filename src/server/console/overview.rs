@@ -3,8 +3,9 @@
 //! call per schedule and until when, the dead letters waiting, and charts of the last 24 h or
 //! 7 days read from the store's hourly counters ([`crate::store::stats`]).
 //!
-//! Incidents have a slot of their own ([`Incidents`]): today it has no source and shows its
-//! empty state; the incident engine fills it (open incidents, and time to acknowledge per day).
+//! Incidents have a slot of their own ([`Incidents`]), read from the stored incidents: the open
+//! ones, and time to acknowledge per day (median and p90 of `acknowledged_at − opened_at` of
+//! the incidents opened that day; resolved ones are kept for `web.history_retention`).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -80,16 +81,78 @@ pub struct AckDay {
     pub p90_seconds: f64,
 }
 
-/// What the overview shows of incidents. Empty until an incident source fills it.
+/// What the overview shows of incidents.
 #[derive(Default)]
 pub struct Incidents {
     pub open: Vec<OpenIncident>,
     pub ack: Vec<AckDay>,
 }
 
-/// The incidents known to this server: none until the incident engine is wired here.
-async fn incidents(_app: &App) -> Incidents {
-    Incidents::default()
+/// The value at quantile `q` of sorted `v` (nearest rank).
+fn quantile(v: &[f64], q: f64) -> f64 {
+    if v.is_empty() {
+        return 0.0;
+    }
+    let rank = (q * v.len() as f64).ceil() as usize;
+    v[rank.clamp(1, v.len()) - 1]
+}
+
+/// Open incidents (newest first) and, per local day of the range that opened any acknowledged
+/// incident, the median and p90 of its time to acknowledge.
+pub(super) fn summarise(
+    all: &[crate::store::incident::Incident],
+    from: DateTime<Utc>,
+    tz: chrono_tz::Tz,
+) -> Incidents {
+    use crate::store::incident::IncidentState;
+    let open = all
+        .iter()
+        .filter(|i| i.state != IncidentState::Resolved)
+        .map(|i| OpenIncident {
+            id: i.id.to_string(),
+            reference: i.reference.clone(),
+            receiver: i.receiver.clone(),
+            state: i.state.as_str().to_string(),
+            step: i.step,
+            next_escalation_at: i.next_escalation_at,
+        })
+        .collect();
+    let mut per_day: BTreeMap<chrono::NaiveDate, Vec<f64>> = BTreeMap::new();
+    for i in all.iter().filter(|i| i.opened_at >= from) {
+        if let Some(at) = i.acknowledged_at {
+            let secs = (at - i.opened_at).num_milliseconds().max(0) as f64 / 1000.0;
+            per_day
+                .entry(i.opened_at.with_timezone(&tz).date_naive())
+                .or_default()
+                .push(secs);
+        }
+    }
+    let ack = per_day
+        .into_iter()
+        .map(|(day, mut v)| {
+            v.sort_by(f64::total_cmp);
+            AckDay {
+                day,
+                median_seconds: quantile(&v, 0.5),
+                p90_seconds: quantile(&v, 0.9),
+            }
+        })
+        .collect();
+    Incidents { open, ack }
+}
+
+/// The incidents known to this server (an unreadable store shows the empty state; the other
+/// panels say what failed).
+async fn incidents(app: &App, from: DateTime<Utc>, tz: chrono_tz::Tz) -> Incidents {
+    let rt = app.runtime.load_full();
+    let since = crate::incident::keep_since(&rt, Utc::now());
+    match app.queue.store.incidents(since).await {
+        Ok(all) => summarise(&all, from, tz),
+        Err(e) => {
+            tracing::warn!(error = %e, "overview: incidents unreadable");
+            Incidents::default()
+        }
+    }
 }
 
 fn open_incidents(cx: &Cx, inc: &Incidents) -> Markup {
@@ -101,10 +164,12 @@ fn open_incidents(cx: &Cx, inc: &Incidents) -> Markup {
                 p.note.empty { (t.no_incidents) }
             } @else {
                 ul.items { @for i in &inc.open {
-                    li.item data-id=(i.id) {
-                        strong { (i.reference) } " " span class={ "state state-" (i.state) } { (t.state(&i.state)) }
-                        " · " (i.receiver) " · #" (i.step)
-                        @if let Some(at) = i.next_escalation_at { div.note { (cx.time(at)) } }
+                    li.item.incident data-id=(i.id) data-ref=(i.reference) data-state=(i.state) {
+                        div { a href="incidents" { strong { (i.reference) } } " " span class={ "state state-" (i.state) } { (t.state(&i.state)) } }
+                        div.note {
+                            (i.receiver) " · " (t.step) " " (i.step)
+                            @if let Some(at) = i.next_escalation_at { " · " (t.next_escalation) " " (cx.time(at)) }
+                        }
                     }
                 } }
             }
@@ -120,9 +185,11 @@ fn time_to_ack(cx: &Cx, inc: &Incidents) -> Markup {
             @if inc.ack.is_empty() {
                 p.note.empty { (t.no_incidents) }
             } @else {
-                ul.items { @for d in &inc.ack {
-                    li { (d.day) ": " (format!("{:.0}", d.median_seconds)) " s / p90 " (format!("{:.0}", d.p90_seconds)) " s" }
-                } }
+                (chart::ack_days(t.time_to_ack, &inc.ack))
+                ul.legend {
+                    li { span.swatch.ack-median {} (t.median) }
+                    li { span.swatch.ack-p90 {} "p90" }
+                }
             }
         }
     }
@@ -181,7 +248,7 @@ pub(super) async fn overview(
     let hours: i64 = if week { 24 * 7 } else { 24 };
     let from = hour_of(now) - Duration::hours(hours - 1);
     let stats = store.stats(from).await;
-    let inc = incidents(&app).await;
+    let inc = incidents(&app, from, cx.tz).await;
     let range = if week { t.last_7d } else { t.last_24h };
 
     let body = html! {
