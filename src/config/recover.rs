@@ -289,11 +289,20 @@ impl Recovery {
 
     /// Deserializes the repaired tree; errors name paths in the repaired tree.
     fn parse(&self) -> Result<Config, Failure> {
-        let text = yaml_serde::to_string(&self.value).map_err(|e| Failure {
-            path: None,
-            message: e.to_string(),
-        })?;
-        deserialize(&text)
+        // Some trees do not survive being written out: a node under the non-specific tag `!`
+        // cannot be emitted, or no longer parses once it is. Then the tree itself is read, so
+        // the errors still name the node at fault rather than the document.
+        match yaml_serde::to_string(&self.value) {
+            Ok(text) if yaml_serde::from_str::<Value>(&text).is_ok() => deserialize(&text),
+            _ => serde_path_to_error::deserialize::<_, Config>(self.value.clone()).map_err(|e| {
+                let path = segs(e.path());
+                let message = super::strip_path_prefix(&e.into_inner().to_string(), &render(&path));
+                Failure {
+                    path: Some(path),
+                    message: redact_values(&message),
+                }
+            }),
+        }
     }
 
     /// The next error, its path mapped to the file as written; `Ok` when none is left.

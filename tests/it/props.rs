@@ -635,3 +635,20 @@ fn the_reported_secret_mistakes_are_named_by_kind_and_place() {
         assert_no_marker(&yaml);
     }
 }
+
+/// Found by `config_loader_lists_errors_past_an_unknown_key`: a node under the non-specific
+/// tag `!` cannot be written out again, and listing past the unknown key used to report a bare
+/// emitter error for the whole document instead of the node at fault.
+#[test]
+fn an_error_under_a_bare_tag_is_listed_past_an_unknown_key() {
+    let text = "route: { receiver: a }\nreceivers:\n  - name: a\n    wxpusher_configs:\n     !   topic_ids: [ 23456 ]\n";
+    let paths = |t: &str| match Config::parse(t, "prop.yml", Path::new(".")) {
+        Ok(_) => Vec::new(),
+        Err(errors) => errors.0.into_iter().map(|e| e.path).collect(),
+    };
+    assert_eq!(paths(text), ["receivers[0].wxpusher_configs"]);
+    assert_eq!(
+        paths(&format!("zz_unknown_key: 1\n{text}")),
+        ["zz_unknown_key", "receivers[0].wxpusher_configs"]
+    );
+}
