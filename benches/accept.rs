@@ -2,6 +2,7 @@
 //! payload posted by 64 concurrent clients to the real server, every 200 a committed job.
 //! Run with `cargo bench --bench accept`; prints the figure. With `AMW_BENCH_REDIS_URL` set, the
 //! shared Redis store is measured instead of SQLite.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::time::{Duration, Instant};
 

@@ -3,6 +3,7 @@
 //! does beyond this (auth, parsing, routing, queueing, rendering, delivery) is its own cost.
 //!
 //! `cargo run --release --example bare_hyper -- 127.0.0.1:9198`
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::convert::Infallible;
 

@@ -3,6 +3,7 @@
 //! receiver's delivery path runs in full without a network in the way.
 //!
 //! `cargo run --release --example mock_wxpusher -- 127.0.0.1:9199`
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicU64, Ordering};

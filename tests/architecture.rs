@@ -6,6 +6,7 @@
 //! unimported.
 //!
 //! `.ci/run` runs it on its own (`cargo test --test architecture`) before the test suite.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};

@@ -1,4 +1,5 @@
 //! Integration tests: the real server on port 0 against mock upstreams.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod support;
 
