@@ -170,6 +170,18 @@ pub(super) struct Cx {
     pub runtime: Arc<crate::runtime::Runtime>,
 }
 
+/// A page handler takes a `Cx` like any extractor: the guard's refusal is the answer.
+impl axum::extract::FromRequestParts<Arc<App>> for Cx {
+    type Rejection = Response;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        app: &Arc<App>,
+    ) -> Result<Cx, Response> {
+        Cx::of(app, &parts.headers, parts.uri.query())
+    }
+}
+
 impl Cx {
     /// The guard, then the language and time zone of this request.
     pub fn of(app: &App, headers: &HeaderMap, query: Option<&str>) -> Result<Cx, Response> {

@@ -11,7 +11,6 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use axum::extract::{RawQuery, State};
-use axum::http::HeaderMap;
 use axum::response::Response;
 use chrono::{DateTime, Duration, Utc};
 use maud::{Markup, html};
@@ -224,13 +223,9 @@ pub(super) fn on_call_list(cx: &Cx, overrides: &[Override], now: DateTime<Utc>) 
 
 pub(super) async fn overview(
     State(app): State<Arc<App>>,
-    headers: HeaderMap,
+    cx: Cx,
     RawQuery(q): RawQuery,
 ) -> Response {
-    let cx = match Cx::of(&app, &headers, q.as_deref()) {
-        Ok(cx) => cx,
-        Err(r) => return r,
-    };
     let t = cx.t;
     let week = q
         .as_deref()

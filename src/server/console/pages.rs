@@ -6,7 +6,6 @@
 use std::sync::Arc;
 
 use axum::extract::{Query, RawQuery, State};
-use axum::http::HeaderMap;
 use axum::response::Response;
 use chrono::Utc;
 use maud::{Markup, html};
@@ -16,15 +15,7 @@ use super::{Cx, long};
 use crate::server::App;
 use crate::store::history::{Delivery, DeliveryState, HistoryFilter};
 
-pub(super) async fn playground(
-    State(app): State<Arc<App>>,
-    headers: HeaderMap,
-    RawQuery(q): RawQuery,
-) -> Response {
-    let cx = match Cx::of(&app, &headers, q.as_deref()) {
-        Ok(cx) => cx,
-        Err(r) => return r,
-    };
+pub(super) async fn playground(cx: Cx) -> Response {
     let t = cx.t;
     let body = html! {
         h1 { (t.playground) }
@@ -97,13 +88,9 @@ fn state_cell(cx: &Cx, d: &Delivery) -> Markup {
 
 pub(super) async fn deliveries(
     State(app): State<Arc<App>>,
-    headers: HeaderMap,
+    cx: Cx,
     RawQuery(raw): RawQuery,
 ) -> Response {
-    let cx = match Cx::of(&app, &headers, raw.as_deref()) {
-        Ok(cx) => cx,
-        Err(r) => return r,
-    };
     let t = cx.t;
     let q: DeliveriesQuery = raw
         .as_deref()
@@ -179,15 +166,7 @@ pub(super) async fn deliveries(
     cx.page(t.deliveries, "deliveries", body)
 }
 
-pub(super) async fn dead_letters(
-    State(app): State<Arc<App>>,
-    headers: HeaderMap,
-    RawQuery(q): RawQuery,
-) -> Response {
-    let cx = match Cx::of(&app, &headers, q.as_deref()) {
-        Ok(cx) => cx,
-        Err(r) => return r,
-    };
+pub(super) async fn dead_letters(State(app): State<Arc<App>>, cx: Cx) -> Response {
     let t = cx.t;
     let list = crate::delivery::dead_letter_items(&app.queue.store).await;
     let body = html! {
@@ -243,15 +222,7 @@ pub(super) fn person(cx: &Cx, name: &str) -> Markup {
     }
 }
 
-pub(super) async fn oncall(
-    State(app): State<Arc<App>>,
-    headers: HeaderMap,
-    RawQuery(q): RawQuery,
-) -> Response {
-    let cx = match Cx::of(&app, &headers, q.as_deref()) {
-        Ok(cx) => cx,
-        Err(r) => return r,
-    };
+pub(super) async fn oncall(State(app): State<Arc<App>>, cx: Cx) -> Response {
     let t = cx.t;
     let now = Utc::now();
     let overrides = app.queue.store.overrides(now).await;
@@ -312,15 +283,7 @@ pub(super) async fn oncall(
     cx.page(t.oncall, "oncall", body)
 }
 
-pub(super) async fn incidents(
-    State(app): State<Arc<App>>,
-    headers: HeaderMap,
-    RawQuery(q): RawQuery,
-) -> Response {
-    let cx = match Cx::of(&app, &headers, q.as_deref()) {
-        Ok(cx) => cx,
-        Err(r) => return r,
-    };
+pub(super) async fn incidents(cx: Cx) -> Response {
     let t = cx.t;
     let body = html! {
         h1 { (t.incidents) }
