@@ -73,7 +73,7 @@ mod identity {
         };
         assert_eq!(
             identity_of_config(entry("+8613800000000")),
-            "voice-0000000000000000"
+            "voice-e2ded26a6ea53292"
         );
         assert_ne!(
             identity_of_config(entry("+8613800000000")),
