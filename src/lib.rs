@@ -124,6 +124,7 @@ impl Service {
         };
         let runtime = Runtime::build_with(config, upstreams.clone())?;
         let mut metrics = Metrics::new();
+        crate::channels::register_metrics(&mut metrics);
         if let Store::Redis(redis) = &store {
             let (failovers, wait_timeouts) = redis.counters();
             metrics.register_redis(failovers, wait_timeouts);

@@ -273,16 +273,6 @@ impl Metrics {
             m.chatops_commands.clone(),
         );
         registry.register(
-            "weixin_gateway_window_users",
-            "weixin-gateway users whose send window (messages since they last wrote) is open, low or spent",
-            m.window_users.clone(),
-        );
-        registry.register(
-            "weixin_gateway_window_remaining",
-            "Fewest messages any of the receiver's weixin-gateway users can still get before they write again",
-            m.window_remaining.clone(),
-        );
-        registry.register(
             "config_last_reload_successful",
             "Whether the last configuration load succeeded",
             m.config_last_reload_successful.clone(),
@@ -330,6 +320,19 @@ impl Metrics {
             "Changes refused because fewer Redis replicas than redis_wait_replicas confirmed them in time",
             wait_timeouts,
         );
+    }
+
+    /// Registers a family a channel sets itself (a gauge of its upstream's state), under the
+    /// service's prefix: the channel names and describes it, through the channels' registry.
+    pub fn register_channel_family(
+        &mut self,
+        name: &str,
+        help: &str,
+        metric: impl prometheus_client::registry::Metric,
+    ) {
+        self.registry
+            .sub_registry_with_prefix("alertmanager_wechat")
+            .register(name, help, metric);
     }
 
     pub fn registry_mut(&mut self) -> &mut Registry {

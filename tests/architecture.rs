@@ -11,16 +11,57 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-/// The channels, by their module names: `src/delivery/` must name none of them. (The
+/// The channels, by their module names: every folder under `src/channels/`. (The
 /// `console_configs` channel's module is `stdout`, so that the web console's own word does not
 /// hide it.)
-const CHANNELS: &[&str] = &[
-    "wxpusher",
-    "official_account",
-    "weixin_gateway",
-    "wecom_robot",
-    "wecom_app",
-    "stdout",
+fn channels() -> Vec<String> {
+    let mut out: Vec<String> = std::fs::read_dir(src().join("channels"))
+        .unwrap()
+        .flatten()
+        .filter(|e| e.path().is_dir())
+        .filter_map(|e| e.file_name().to_str().map(str::to_string))
+        .collect();
+    out.sort();
+    out
+}
+
+/// The files outside its folder that may name a channel: the registry (one line per channel
+/// and operation) and the receiver's list of `*_configs`.
+const MAY_NAME_CHANNELS: &[&str] = &["channels/mod.rs", "config/mod.rs"];
+
+/// Files that still name a channel beyond [`MAY_NAME_CHANNELS`], per channel: the on-call
+/// reach (pages per contact kind, the callbacks of pages) and the chatops block's keys. The
+/// list only shrinks: the test fails when a file here no longer names its channel, as when
+/// another file starts to.
+const STILL_NAMING: &[(&str, &[&str])] = &[
+    (
+        "official_account",
+        &[
+            "channels/callbacks.rs",
+            "channels/reach.rs",
+            "incident/reach.rs",
+        ],
+    ),
+    ("stdout", &[]),
+    (
+        "voice",
+        &[
+            "channels/callbacks.rs",
+            "channels/reach.rs",
+            "incident/reach.rs",
+        ],
+    ),
+    (
+        "wecom_app",
+        &[
+            "channels/callbacks.rs",
+            "channels/reach.rs",
+            "incident/reach.rs",
+        ],
+    ),
+    ("wecom_robot", &[]),
+    ("weixin_gateway", &["config/chatops.rs"]),
+    ("wxpusher", &["config/chatops.rs"]),
 ];
 
 /// Central code that walks integrations through the channels' registry (`src/channels/mod.rs`)
@@ -247,8 +288,8 @@ fn the_delivery_engine_names_no_channel() {
     for file in files {
         let text = std::fs::read_to_string(&file).unwrap();
         for (line, code) in code_lines(&text) {
-            for name in CHANNELS {
-                if code.contains(name) {
+            for name in &channels() {
+                if code.contains(name.as_str()) {
                     found.push(format!("{}:{line}: {name}", file.display()));
                 }
             }
@@ -282,7 +323,7 @@ fn central_code_names_no_channel() {
     for file in files {
         let text = std::fs::read_to_string(&file).unwrap();
         for (line, code) in names_in(&text) {
-            for name in CHANNELS {
+            for name in &channels() {
                 if code.contains(&name.replace('_', "")) {
                     found.push(format!("{}:{line}: {name}", file.display()));
                 }
@@ -290,6 +331,139 @@ fn central_code_names_no_channel() {
         }
     }
     assert!(found.is_empty(), "{found:#?}");
+}
+
+/// Whether `file` is a test module of its own (`#[cfg(test)] mod tests;` in its parent).
+fn is_test_module(file: &Path) -> bool {
+    let Some(stem) = file.file_stem().and_then(|s| s.to_str()) else {
+        return false;
+    };
+    let dir = file.parent().unwrap();
+    let parents = [
+        dir.join("mod.rs"),
+        dir.join("lib.rs"),
+        dir.with_extension("rs"),
+    ];
+    let declared = format!("#[cfg(test)]\nmod {stem};");
+    parents
+        .iter()
+        .any(|p| p != file && std::fs::read_to_string(p).is_ok_and(|t| t.contains(&declared)))
+}
+
+/// Channel → the files outside its folder (relative to `src/`) whose code names it, comments
+/// and test modules left out.
+fn naming_files() -> BTreeMap<String, BTreeSet<String>> {
+    let channels = channels();
+    let mut files = Vec::new();
+    rust_files(&src(), &mut files);
+    files.sort();
+    let mut out: BTreeMap<String, BTreeSet<String>> = channels
+        .iter()
+        .map(|c| (c.clone(), BTreeSet::new()))
+        .collect();
+    for file in files {
+        if is_test_module(&file) {
+            continue;
+        }
+        let rel = file.strip_prefix(src()).unwrap();
+        let text = std::fs::read_to_string(&file).unwrap();
+        let lines = names_in(&text);
+        for channel in &channels {
+            if rel.starts_with(Path::new("channels").join(channel)) {
+                continue;
+            }
+            let word = channel.replace('_', "");
+            if lines.iter().any(|(_, code)| code.contains(&word)) {
+                let rel = rel.to_str().unwrap().replace('\\', "/");
+                out.get_mut(channel).unwrap().insert(rel);
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn each_channel_is_named_outside_its_folder_only_by_the_registries() {
+    let found = naming_files();
+    let mut report = String::new();
+    for (channel, files) in &found {
+        let still: BTreeSet<&str> = STILL_NAMING
+            .iter()
+            .find(|(c, _)| c == channel)
+            .map(|(_, f)| f.iter().copied().collect())
+            .unwrap_or_default();
+        for f in files {
+            if !MAY_NAME_CHANNELS.contains(&f.as_str()) && !still.contains(f.as_str()) {
+                report += &format!("src/{f} names the channel {channel}\n");
+            }
+        }
+        for f in &still {
+            if !files.contains(*f) {
+                report +=
+                    &format!("src/{f} no longer names {channel}: strike it from STILL_NAMING\n");
+            }
+        }
+        // The goal: the registry and the receiver's list, nothing else.
+        if still.is_empty() {
+            assert!(files.len() <= 2, "{channel}: {files:?}");
+        }
+    }
+    for (channel, _) in STILL_NAMING {
+        if !found.contains_key(*channel) {
+            report += &format!("STILL_NAMING lists {channel}, which has no folder\n");
+        }
+    }
+    let table: Vec<String> = found
+        .iter()
+        .map(|(c, f)| format!("{c} {}: {f:?}", f.len()))
+        .collect();
+    assert!(
+        report.is_empty(),
+        "{report}\nper channel:\n{}",
+        table.join("\n")
+    );
+}
+
+#[test]
+fn every_channel_folder_is_counted() {
+    let channels = channels();
+    for c in [
+        "wxpusher",
+        "official_account",
+        "weixin_gateway",
+        "wecom_robot",
+        "wecom_app",
+        "stdout",
+        "voice",
+    ] {
+        assert!(
+            channels.iter().any(|x| x == c),
+            "{c} not found among {channels:?}"
+        );
+    }
+    assert!(is_test_module(&src().join("channels/tests.rs")));
+    assert!(!is_test_module(&src().join("channels/state.rs")));
+}
+
+/// A change of what an identity hashes re-sends every pending job after an upgrade: each
+/// channel pins its identity's value with a test in its folder.
+#[test]
+fn every_channel_pins_its_identity() {
+    let mut missing = Vec::new();
+    for channel in channels() {
+        let mut files = Vec::new();
+        rust_files(&src().join("channels").join(&channel), &mut files);
+        let pinned = files.iter().any(|f| {
+            std::fs::read_to_string(f).is_ok_and(|t| t.contains("fn identity_is_pinned()"))
+        });
+        if !pinned {
+            missing.push(channel);
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "no identity_is_pinned test in {missing:?}"
+    );
 }
 
 #[test]

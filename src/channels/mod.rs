@@ -8,6 +8,7 @@
 
 pub mod callbacks;
 pub mod check;
+pub mod contact;
 pub mod error;
 pub mod http;
 pub mod inbound;
@@ -20,6 +21,7 @@ pub mod state;
 pub mod stdout;
 pub mod upstream;
 pub mod voice;
+pub mod wecom;
 pub mod wecom_app;
 pub mod wecom_robot;
 pub mod weixin_gateway;
@@ -145,6 +147,28 @@ pub const KINDS: &[&str] = &[
     wecom_app::KIND,
 ];
 
+/// What channels keep beyond one configuration ([`state::Upstreams`]): a field per channel
+/// that keeps anything, each shared by every configuration the service compiles.
+#[derive(Debug, Clone, Default)]
+pub struct Kept {
+    /// Access tokens, per app.
+    pub official_account: Arc<official_account::token::TokenCache>,
+    /// Access tokens, per (corp, secret).
+    pub wecom_app: Arc<wecom_app::token::TokenCache>,
+    /// Users refused for a while, and what was known of them then.
+    pub weixin_gateway: Arc<weixin_gateway::Backoffs>,
+}
+
+// The contact kinds people are paged through (`oncall.channels.<kind>`,
+// `people[].contacts.<kind>`), in the order a person's contacts are listed.
+contact::contact_kinds! {
+    WxPusher(wxpusher): wxpusher::config::WxPusherConfig,
+    WecomApp(wecom_app): wecom_app::config::WecomAppConfig,
+    WeixinGateway(weixin_gateway): weixin_gateway::config::WeixinGatewayConfig,
+    OfficialAccount(official_account): official_account::config::OfficialAccountConfig,
+    Voice(voice): voice::VoiceConfig,
+}
+
 /// The templates the channels ship ([`crate::template::Shipped`]), each declared in its folder.
 pub const SHIPPED_TEMPLATES: &[&[crate::template::Shipped]] = &[
     wxpusher::templates::TEMPLATES,
@@ -193,6 +217,11 @@ pub async fn received(store: &Store, upstreams: &state::Upstreams, msg: &inbound
         weixin_gateway::inbound::received(store, upstreams, msg).await;
     }
 }
+
+/// The template of a notification's one-line summary and that of its link, shared by the
+/// channels whose fields default to them (declared with WxPusher's, which had them first).
+pub const SUMMARY_TEMPLATE: &str = wxpusher::templates::SUMMARY;
+pub const URL_TEMPLATE: &str = wxpusher::templates::URL;
 
 /// Shipped template names the console's playground gives as examples of what to override.
 pub const EXAMPLE_TEMPLATES: &[&str] = &[
@@ -271,6 +300,12 @@ pub async fn upkeep(
     metrics: &crate::metrics::Metrics,
 ) -> std::time::Duration {
     weixin_gateway::window::upkeep(receivers, store, metrics).await
+}
+
+/// Registers the metric families channels set themselves (the gateway's send-window gauges),
+/// once, before the metrics are shared.
+pub fn register_metrics(metrics: &mut crate::metrics::Metrics) {
+    weixin_gateway::window::register_metrics(metrics);
 }
 
 /// Templates the channels need that neither the shipped set nor the configuration defined;
@@ -437,10 +472,16 @@ impl Integration {
 /// `T`, written as YAML, as the first entry of the first receiver.
 #[cfg(test)]
 pub(crate) fn identity_of<T: ChannelConfig + serde::de::DeserializeOwned>(entry: &str) -> String {
-    let mut config: T = match yaml_serde::from_str(entry) {
+    let config: T = match yaml_serde::from_str(entry) {
         Ok(c) => c,
         Err(e) => panic!("{e}"),
     };
+    identity_of_config(config)
+}
+
+/// Test support: the identity of the integration built from `config`, checked first.
+#[cfg(test)]
+pub(crate) fn identity_of_config<T: ChannelConfig>(mut config: T) -> String {
     let at = format!("receivers[0].{}_configs[0]", config.kind());
     let globals = Globals {
         summary_max_chars: 100,

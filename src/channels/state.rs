@@ -1,12 +1,11 @@
 //! Long-lived upstream state, in one home: what must outlive any one configuration (token
-//! buckets, access tokens, weixin-gateway back-offs) is made once by the service and handed to every
+//! buckets, and what each channel keeps: access tokens, back-offs) is made once by the service and handed to every
 //! configuration it compiles, so a reload keeps limits and tokens, and nothing lives in a
 //! process global. What replicas must share goes through the store: with Redis the buckets are
 //! kept there ([`RateLimits::shared`]).
 
 use std::sync::Arc;
 
-use super::official_account::token::TokenCache;
 use super::ratelimit::RateLimits;
 use crate::store::redis::RedisStore;
 
@@ -15,12 +14,8 @@ use crate::store::redis::RedisStore;
 pub struct Upstreams {
     /// Token buckets per upstream credential.
     pub limits: Arc<RateLimits>,
-    /// Official Account access tokens, per app.
-    pub tokens: Arc<TokenCache>,
-    /// WeCom application access tokens, per (corp, secret).
-    pub wecom_tokens: Arc<super::wecom_app::token::TokenCache>,
-    /// weixin-gateway users refused for a while, and what was known of them then.
-    pub gateway: Arc<super::weixin_gateway::Backoffs>,
+    /// What each channel keeps (its access tokens, its back-offs), declared in the registry.
+    pub channels: super::Kept,
 }
 
 impl Upstreams {
@@ -33,9 +28,7 @@ impl Upstreams {
     pub fn shared(redis: RedisStore) -> Upstreams {
         Upstreams {
             limits: Arc::new(RateLimits::shared(redis)),
-            tokens: Arc::default(),
-            wecom_tokens: Arc::default(),
-            gateway: Arc::default(),
+            channels: super::Kept::default(),
         }
     }
 }

@@ -10,27 +10,14 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::{Config, check_http_url, resolve_secret};
-use crate::channels::official_account::config::OfficialAccountConfig;
-use crate::channels::voice::VoiceConfig;
-use crate::channels::wecom_app::config::WecomAppConfig;
-use crate::channels::weixin_gateway::config::WeixinGatewayConfig;
-use crate::channels::wxpusher::config::WxPusherConfig;
-use crate::channels::{ChannelConfig, Check};
+pub use crate::channels::{CONTACT_KINDS, ContactEntry, Contacts, OncallChannels};
+use crate::channels::{Check, paged_by_default};
 use crate::route::RouteConfig;
 use crate::secret::Secret;
 
 /// Receiver names starting with this are people's contacts (where pages are stored); no
 /// configured receiver may be named so.
 pub const CONTACT_PREFIX: &str = "oncall:";
-
-/// The contact kinds a person may have, in the order they are listed.
-pub const CONTACT_KINDS: [&str; 5] = [
-    "wxpusher",
-    "wecom_app",
-    "weixin_gateway",
-    "official_account",
-    "voice",
-];
 
 /// The `oncall:` block: where people's phones reach the service and how its links are signed.
 #[derive(Debug, Clone, Deserialize)]
@@ -56,99 +43,6 @@ pub struct OncallConfig {
     pub channel_secrets: Vec<Secret>,
 }
 
-/// `oncall.channels`: the channel entries people's contacts are sent through. Kept as YAML
-/// until the check, which adds a recipient and reads them as the channel's own entry.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct OncallChannels {
-    pub wxpusher: Option<yaml_serde::Value>,
-    pub wecom_app: Option<yaml_serde::Value>,
-    pub official_account: Option<yaml_serde::Value>,
-    pub weixin_gateway: Option<yaml_serde::Value>,
-    pub voice: Option<yaml_serde::Value>,
-}
-
-impl OncallChannels {
-    fn get(&self, kind: &str) -> Option<&yaml_serde::Value> {
-        match kind {
-            "wxpusher" => self.wxpusher.as_ref(),
-            "wecom_app" => self.wecom_app.as_ref(),
-            "official_account" => self.official_account.as_ref(),
-            "weixin_gateway" => self.weixin_gateway.as_ref(),
-            "voice" => self.voice.as_ref(),
-            _ => None,
-        }
-    }
-}
-
-/// The contact kinds that page through a channel entry of `oncall.channels`.
-pub const CHANNEL_KINDS: [&str; 5] = [
-    "wxpusher",
-    "wecom_app",
-    "weixin_gateway",
-    "official_account",
-    "voice",
-];
-
-/// One channel entry of a contact kind.
-#[derive(Debug, Clone)]
-pub enum ContactEntry {
-    WxPusher(WxPusherConfig),
-    WecomApp(WecomAppConfig),
-    OfficialAccount(OfficialAccountConfig),
-    WeixinGateway(WeixinGatewayConfig),
-    Voice(VoiceConfig),
-}
-
-impl ContactEntry {
-    pub fn as_channel(&self) -> &dyn ChannelConfig {
-        match self {
-            ContactEntry::WxPusher(c) => c,
-            ContactEntry::WecomApp(c) => c,
-            ContactEntry::OfficialAccount(c) => c,
-            ContactEntry::WeixinGateway(c) => c,
-            ContactEntry::Voice(c) => c,
-        }
-    }
-
-    fn as_channel_mut(&mut self) -> &mut dyn ChannelConfig {
-        match self {
-            ContactEntry::WxPusher(c) => c,
-            ContactEntry::WecomApp(c) => c,
-            ContactEntry::OfficialAccount(c) => c,
-            ContactEntry::WeixinGateway(c) => c,
-            ContactEntry::Voice(c) => c,
-        }
-    }
-
-    /// The entry with `recipient` as its only recipient.
-    fn to(&self, recipient: &str) -> ContactEntry {
-        let r = recipient.to_string();
-        match self.clone() {
-            ContactEntry::WxPusher(mut c) => {
-                c.uids = vec![r];
-                ContactEntry::WxPusher(c)
-            }
-            ContactEntry::WecomApp(mut c) => {
-                c.to_user = Some(r);
-                ContactEntry::WecomApp(c)
-            }
-            ContactEntry::OfficialAccount(mut c) => {
-                c.to_openids = vec![r];
-                ContactEntry::OfficialAccount(c)
-            }
-            ContactEntry::WeixinGateway(mut c) => {
-                c.to_user_ids = vec![r];
-                ContactEntry::WeixinGateway(c)
-            }
-            ContactEntry::Voice(mut c) => {
-                c.number = r;
-                ContactEntry::Voice(c)
-            }
-        }
-    }
-}
-
 /// One person's contact of one kind, ready to be built into an integration.
 #[derive(Debug, Clone)]
 pub struct PersonContact {
@@ -157,79 +51,6 @@ pub struct PersonContact {
     /// Where the contact is in the config (`people[0].contacts.wecom_app`).
     pub at: String,
     pub entry: ContactEntry,
-}
-
-/// The recipient key of a channel entry, which `oncall.channels` leaves to each person.
-fn recipient_key(kind: &str) -> &'static str {
-    match kind {
-        "wxpusher" => "uids",
-        "wecom_app" => "to_user",
-        "official_account" => "to_openids",
-        "voice" => "number",
-        _ => "to_user_ids",
-    }
-}
-
-/// Reads `oncall.channels.{kind}` as the channel's entry (with a stand-in recipient) and runs
-/// its check, which reads its secrets; `None` if it is broken (reported).
-fn channel_entry(
-    kind: &'static str,
-    value: &yaml_serde::Value,
-    cx: &mut Check<'_>,
-) -> Option<ContactEntry> {
-    let key = recipient_key(kind);
-    let mut map = match value {
-        yaml_serde::Value::Mapping(m) => m.clone(),
-        _ => {
-            cx.report(
-                cx.at.clone(),
-                "must be a mapping (a *_configs entry without recipients)".into(),
-            );
-            return None;
-        }
-    };
-    let recipient = yaml_serde::Value::String(key.into());
-    if map.contains_key(&recipient) {
-        cx.report(
-            format!("{}.{key}", cx.at),
-            format!("recipients come from each person's contacts: remove {key}"),
-        );
-        return None;
-    }
-    let stand_in = yaml_serde::Value::String("stand-in".into());
-    let list = yaml_serde::Value::Sequence(vec![stand_in.clone()]);
-    // A voice entry has no recipient key: the number is set on each person's copy.
-    if kind != "voice" {
-        map.insert(recipient, if kind == "wecom_app" { stand_in } else { list });
-    }
-    let value = yaml_serde::Value::Mapping(map);
-    fn read<T: serde::de::DeserializeOwned>(
-        value: yaml_serde::Value,
-        cx: &mut Check<'_>,
-    ) -> Option<T> {
-        match serde_path_to_error::deserialize::<_, T>(value) {
-            Ok(t) => Some(t),
-            Err(e) => {
-                let path = e.path().to_string();
-                let at = if path == "." {
-                    cx.at.clone()
-                } else {
-                    format!("{}.{path}", cx.at)
-                };
-                cx.report(at, e.into_inner().to_string());
-                None
-            }
-        }
-    }
-    let mut entry = match kind {
-        "wxpusher" => ContactEntry::WxPusher(read(value, cx)?),
-        "wecom_app" => ContactEntry::WecomApp(read(value, cx)?),
-        "official_account" => ContactEntry::OfficialAccount(read(value, cx)?),
-        "voice" => ContactEntry::Voice(read(value, cx)?),
-        _ => ContactEntry::WeixinGateway(read(value, cx)?),
-    };
-    entry.as_channel_mut().check(cx);
-    Some(entry)
 }
 
 fn default_link_ttl() -> Duration {
@@ -248,79 +69,6 @@ pub struct Person {
     #[serde(default)]
     pub notify: Vec<NotifyRule>,
     pub quiet_hours: Option<QuietHours>,
-}
-
-/// How a person is reached, per contact kind.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Contacts {
-    pub wxpusher: Option<WxPusherContact>,
-    pub wecom_app: Option<WecomAppContact>,
-    pub weixin_gateway: Option<WeixinGatewayContact>,
-    pub official_account: Option<OfficialAccountContact>,
-    pub voice: Option<VoiceContact>,
-}
-
-impl Contacts {
-    /// Whether the contact of this kind is given.
-    pub fn has(&self, kind: &str) -> bool {
-        match kind {
-            "wxpusher" => self.wxpusher.is_some(),
-            "wecom_app" => self.wecom_app.is_some(),
-            "weixin_gateway" => self.weixin_gateway.is_some(),
-            "official_account" => self.official_account.is_some(),
-            "voice" => self.voice.is_some(),
-            _ => false,
-        }
-    }
-
-    /// The recipient a contact of this kind sends to.
-    pub fn recipient(&self, kind: &str) -> Option<&str> {
-        match kind {
-            "wxpusher" => self.wxpusher.as_ref().map(|c| c.uid.as_str()),
-            "wecom_app" => self.wecom_app.as_ref().map(|c| c.userid.as_str()),
-            "weixin_gateway" => self.weixin_gateway.as_ref().map(|c| c.user_id.as_str()),
-            "official_account" => self.official_account.as_ref().map(|c| c.openid.as_str()),
-            "voice" => self.voice.as_ref().map(|c| c.number.as_str()),
-            _ => None,
-        }
-    }
-
-    /// The kinds given, in [`CONTACT_KINDS`] order.
-    pub fn kinds(&self) -> Vec<&'static str> {
-        CONTACT_KINDS.into_iter().filter(|k| self.has(k)).collect()
-    }
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct WxPusherContact {
-    pub uid: String,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct WecomAppContact {
-    pub userid: String,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct WeixinGatewayContact {
-    pub user_id: String,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct OfficialAccountContact {
-    pub openid: String,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct VoiceContact {
-    /// E.164 (`+8613800000000`).
-    pub number: String,
 }
 
 /// One personal rule: page this contact, after `delay`, for these severities (all when empty).
@@ -378,16 +126,6 @@ pub struct Target {
     /// Filters the person's `notify` rules to these kinds.
     pub contacts: Option<Vec<String>>,
     pub receiver: Option<String>,
-}
-
-/// Whether `n` is an E.164 number: `+`, a non-zero digit, at most 15 digits in all.
-fn is_e164(n: &str) -> bool {
-    let Some(digits) = n.strip_prefix('+') else {
-        return false;
-    };
-    (2..=15).contains(&digits.len())
-        && digits.bytes().all(|b| b.is_ascii_digit())
-        && !digits.starts_with('0')
 }
 
 /// Reports the duplicates (and empty names) of a list's `name`s; returns the set of names.
@@ -506,17 +244,7 @@ pub(crate) fn check(config: &mut Config, base: &Path, report: &mut dyn FnMut(Str
                 ),
             );
         }
-        if let Some(v) = &p.contacts.voice
-            && !is_e164(&v.number)
-        {
-            report(
-                format!("{at}.contacts.voice.number"),
-                format!(
-                    "{:?} is not an E.164 number (+, country code, number: +8613800000000)",
-                    v.number
-                ),
-            );
-        }
+        p.contacts.check(&format!("{at}.contacts"), report);
         for (j, rule) in p.notify.iter().enumerate() {
             check_contact(
                 format!("{at}.notify[{j}].contact"),
@@ -640,7 +368,7 @@ fn contact_entries(config: &mut Config, base: &Path, report: &mut dyn FnMut(Stri
     let mut secrets = Vec::new();
     let mut entries: Vec<(&'static str, Option<ContactEntry>)> = Vec::new();
     if let Some(o) = &config.oncall {
-        for kind in CHANNEL_KINDS {
+        for &kind in CONTACT_KINDS {
             if let Some(v) = o.channels.get(kind) {
                 let mut cx = Check {
                     base,
@@ -649,7 +377,7 @@ fn contact_entries(config: &mut Config, base: &Path, report: &mut dyn FnMut(Stri
                     report,
                     secrets: &mut secrets,
                 };
-                entries.push((kind, channel_entry(kind, v, &mut cx)));
+                entries.push((kind, ContactEntry::read(kind, v, &mut cx)));
             }
         }
     }
@@ -679,7 +407,7 @@ fn contact_entries(config: &mut Config, base: &Path, report: &mut dyn FnMut(Stri
                 }
             }
         }
-        let has_channel_kinds = p.contacts.kinds().iter().any(|k| *k != "voice");
+        let has_channel_kinds = p.contacts.kinds().iter().any(|k| paged_by_default(k));
         if !usable && has_channel_kinds {
             report(
                 format!("people[{i}].contacts"),

@@ -358,7 +358,7 @@ fn contact_plan(
     let mut out: Vec<(String, std::time::Duration)> = Vec::new();
     if p.notify.is_empty() {
         for kind in p.contacts.kinds() {
-            if (kind != "voice" || filter.is_some()) && allowed(kind) {
+            if (crate::channels::paged_by_default(kind) || filter.is_some()) && allowed(kind) {
                 out.push((kind.to_string(), std::time::Duration::ZERO));
             }
         }
@@ -485,7 +485,9 @@ fn status_updates(
     let mut seen = BTreeSet::new();
     for p in &inc.paged {
         // A status update is never a phone call.
-        if !seen.insert((p.person.clone(), p.contact.clone())) || p.contact == "voice" {
+        if !seen.insert((p.person.clone(), p.contact.clone()))
+            || !crate::channels::status_updates(&p.contact)
+        {
             continue;
         }
         let mut n = page_notification(inc, rt, None, now);

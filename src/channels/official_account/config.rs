@@ -168,7 +168,7 @@ impl ChannelConfig for OfficialAccountConfig {
                 .collect(),
         };
         // Tokens outlive this runtime: the cache is the service's, keyed by app.
-        let tokens = cx.upstreams.tokens.source(
+        let tokens = cx.upstreams.channels.official_account.source(
             &api_url,
             &self.app_id,
             self.app_secret.clone().unwrap_or_default(),

@@ -16,6 +16,7 @@
 //! engine parks the notification until then or hands it to the `fallback_receiver`.
 
 pub mod config;
+pub mod contact;
 
 pub mod fields;
 pub mod inbound;

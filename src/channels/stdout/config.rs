@@ -39,7 +39,7 @@ impl ChannelConfig for ConsoleConfig {
 
     fn build(&self, cx: &mut Build<'_>) -> Kind {
         Kind::Console(Console {
-            summary: "wxpusher.summary".into(),
+            summary: crate::channels::SUMMARY_TEMPLATE.into(),
             text: cx.template("text", self.text.as_ref(), "console.text"),
             summary_max: cx.globals.summary_max_chars,
         })

@@ -9,6 +9,7 @@
 //! Aliyun gets them without `+86`. Secrets and full numbers never appear in logs or errors.
 
 pub mod config;
+pub mod contact;
 pub mod inbound;
 pub mod sign;
 

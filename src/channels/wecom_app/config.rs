@@ -194,7 +194,7 @@ impl ChannelConfig for WecomAppConfig {
             .clone()
             .unwrap_or_else(|| cx.globals.wecom_api_url.clone());
         // Tokens outlive this runtime: the cache is the service's, per (corp, secret).
-        let tokens = cx.upstreams.wecom_tokens.source(
+        let tokens = cx.upstreams.channels.wecom_app.source(
             &api_url,
             &self.corp_id,
             self.api_secret.clone().unwrap_or_default(),
@@ -227,7 +227,7 @@ impl ChannelConfig for WecomAppConfig {
                 self.description.as_ref(),
                 "wecom.textcard.description",
             ),
-            url: cx.template("url", self.url.as_ref(), "wxpusher.url"),
+            url: cx.template("url", self.url.as_ref(), crate::channels::URL_TEMPLATE),
             btntxt: self.btntxt.clone(),
             duplicate_check_interval: self.duplicate_check_interval.as_secs().max(1),
             summary_max: cx.globals.summary_max_chars,

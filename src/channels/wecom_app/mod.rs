@@ -18,6 +18,7 @@
 
 pub mod card;
 pub mod config;
+pub mod contact;
 pub mod inbound;
 pub mod templates;
 pub mod token;
@@ -28,7 +29,7 @@ use serde_json::{Map, Value, json};
 use super::{Entry, Env, Outbound, Progress, Recipient, http};
 use crate::channels::error::{DeliveryError, Reason};
 use crate::channels::options::RateLimit;
-use crate::channels::wecom_robot::{FREQ_LIMIT_WAIT, split_by_bytes};
+use crate::channels::wecom::{FREQ_LIMIT_WAIT, split_by_bytes};
 use crate::secret::Secret;
 use crate::text;
 use crate::webhook::Notification;
@@ -528,7 +529,7 @@ pub fn preview(requests: &[Outbound], max_chars: usize) -> crate::channels::prev
                 .all(|r| r.body.get("msgtype") == Some(&json!("textcard")))
         });
     let Some(card) = card else {
-        return crate::channels::wecom_robot::preview(requests, max_chars);
+        return crate::channels::wecom::preview(requests, max_chars);
     };
     let title = str_of(card.get("title"));
     // The description's `<div class="gray">` and the like style it; the reader sees the text.

@@ -84,7 +84,7 @@ fn parse(_: &Head<'_>, _: &Keys<'_>, body: &[u8]) -> Result<Event, Malformed> {
 pub async fn received(store: &Store, upstreams: &Upstreams, msg: &Message) {
     super::window::inbound(
         store,
-        &upstreams.gateway,
+        &upstreams.channels.weixin_gateway,
         &msg.account,
         &msg.user,
         Utc::now(),

@@ -15,6 +15,7 @@
 //! integration's fallback receiver at once. This module does not retry or re-route itself.
 
 pub mod config;
+pub mod contact;
 pub mod inbound;
 
 pub mod templates;
@@ -162,7 +163,7 @@ impl WeixinGateway {
     /// How much longer `user` is refused, if they are.
     fn window_remaining(&self, env: &Env<'_>, user: &str) -> Option<Duration> {
         let key = self.window_key(user);
-        let mut w = env.upstreams.gateway.until();
+        let mut w = env.upstreams.channels.weixin_gateway.until();
         let until = *w.get(&key)?;
         let now = Instant::now();
         if until <= now {
@@ -174,7 +175,8 @@ impl WeixinGateway {
 
     fn close_window(&self, env: &Env<'_>, user: &str) {
         env.upstreams
-            .gateway
+            .channels
+            .weixin_gateway
             .until()
             .insert(self.window_key(user), Instant::now() + self.user_backoff);
     }

@@ -164,10 +164,16 @@ impl WeixinGateway {
         {
             Ok(n) => env
                 .upstreams
-                .gateway
+                .channels
+                .weixin_gateway
                 .seen()
                 .insert(self.window_key(user), n),
-            Err(_) => env.upstreams.gateway.seen().remove(&self.window_key(user)),
+            Err(_) => env
+                .upstreams
+                .channels
+                .weixin_gateway
+                .seen()
+                .remove(&self.window_key(user)),
         };
     }
 
@@ -175,7 +181,7 @@ impl WeixinGateway {
     /// back-off is lifted. A back-off whose start was not noted (no store) stays.
     pub(super) async fn replied_since_backoff(&self, env: &Env<'_>, user: &str) -> bool {
         let key = self.window_key(user);
-        let backoffs = &env.upstreams.gateway;
+        let backoffs = &env.upstreams.channels.weixin_gateway;
         let Some(before) = backoffs.seen().get(&key).copied() else {
             return false;
         };
@@ -271,6 +277,22 @@ pub async fn upkeep(
         .unwrap_or(Duration::from_secs(30));
     refresh_metrics(gateways, store, metrics).await;
     interval
+}
+
+/// Registers the gauges [`upkeep`] sets, under their names.
+pub fn register_metrics(metrics: &mut Metrics) {
+    let users = metrics.window_users.clone();
+    let remaining = metrics.window_remaining.clone();
+    metrics.register_channel_family(
+        "weixin_gateway_window_users",
+        "weixin-gateway users whose send window (messages since they last wrote) is open, low or spent",
+        users,
+    );
+    metrics.register_channel_family(
+        "weixin_gateway_window_remaining",
+        "Fewest messages any of the receiver's weixin-gateway users can still get before they write again",
+        remaining,
+    );
 }
 
 /// Sets `weixin_gateway_window_users{receiver,state}` (how many of a receiver's users have

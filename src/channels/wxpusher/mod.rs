@@ -16,6 +16,7 @@
 //! unknown.
 
 pub mod config;
+pub mod contact;
 pub mod inbound;
 pub mod qrcode;
 

@@ -3,6 +3,13 @@
 
 use crate::template::Shipped;
 
+/// The one-line summary of a notification: the default of WxPusher's `summary` and, through
+/// the registry ([`crate::channels::SUMMARY_TEMPLATE`]), of other channels' preview lines.
+pub const SUMMARY: &str = "wxpusher.summary";
+/// The link a message opens, made by [`super::complete_templates`] when neither the shipped
+/// set nor the configuration has it; other channels' `url` fields default to it too.
+pub const URL: &str = "wxpusher.url";
+
 /// (locale, name, source), for the registry ([`crate::channels::SHIPPED_TEMPLATES`]).
 pub const TEMPLATES: &[Shipped] = &[
     (
