@@ -141,7 +141,7 @@ impl Service {
             runtime.clone(),
             metrics.clone(),
             policy,
-            steps::all(metrics.clone()),
+            steps::all(metrics.clone(), runtime.clone()),
             stopped,
         );
         let health = tokio::spawn({
