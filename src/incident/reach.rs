@@ -20,14 +20,14 @@ use crate::channels::reach::{
 use crate::channels::wecom_app::card::{
     Lang, MEMBER_LIMITS, Page, Sent, UpdateTo, acked_label, count_member,
 };
-use crate::channels::wxpusher::status::Verdict;
 use crate::channels::wxcrypt::MsgCrypt;
+use crate::channels::wxpusher::status::Verdict;
 use crate::channels::{Env, Integration, Kind, Progress};
 use crate::config::oncall::ContactEntry;
 use crate::delivery::steps::{Attempt, Claimed, Step};
 use crate::runtime::{CONTACT_PREFIX, Runtime, Shared, contact_receiver};
-use crate::store::{IntegrationId, Job, NewJob, Store};
 use crate::store::incident::{Incident, IncidentState};
+use crate::store::{IntegrationId, Job, NewJob, Store};
 use crate::webhook::Notification;
 
 /// The callback keys of the `oncall.channels` entries in force: the WeCom application's
@@ -173,8 +173,9 @@ impl Sink {
         let engine = |e: super::ActError| SinkError::Engine(e.to_string());
         match event {
             OncallEvent::Ack { by, incident, page } => {
-                let Some((inc, person)) =
-                    self.actor(&rt, &by, incident.as_deref(), &page, now).await?
+                let Some((inc, person)) = self
+                    .actor(&rt, &by, incident.as_deref(), &page, now)
+                    .await?
                 else {
                     return Ok(());
                 };
@@ -189,7 +190,13 @@ impl Sink {
                 )
                 .await
                 .map_err(engine)?;
-                info!(incident = inc.id, person, changed = acted.changed, via = via(&page), "acknowledged by a callback");
+                info!(
+                    incident = inc.id,
+                    person,
+                    changed = acted.changed,
+                    via = via(&page),
+                    "acknowledged by a callback"
+                );
             }
             OncallEvent::Escalate {
                 by,
@@ -212,11 +219,26 @@ impl Sink {
                 )
                 .await
                 .map_err(engine)?;
-                info!(incident = inc.id, person, from_step, changed = acted.changed, via = via(&page), "escalation asked by a callback");
+                info!(
+                    incident = inc.id,
+                    person,
+                    from_step,
+                    changed = acted.changed,
+                    via = via(&page),
+                    "escalation asked by a callback"
+                );
             }
             OncallEvent::PageFailed { page, failure } => {
-                report(&self.store, &rt, &self.metrics, &page, true, Some(failure.detail), now)
-                    .await?;
+                report(
+                    &self.store,
+                    &rt,
+                    &self.metrics,
+                    &page,
+                    true,
+                    Some(failure.detail),
+                    now,
+                )
+                .await?;
             }
             OncallEvent::Delivered { page } => {
                 report(&self.store, &rt, &self.metrics, &page, false, None, now).await?;
@@ -541,23 +563,35 @@ pub async fn send(
             for (_, msgid) in ids {
                 let detail = format!("step {step}: msgid={msgid}");
                 let lost = "its delivery report will be ignored";
-                record_sent(store, ctx.id, (person, "official_account"), detail, env.now, lost)
-                    .await;
+                record_sent(
+                    store,
+                    ctx.id,
+                    (person, "official_account"),
+                    detail,
+                    env.now,
+                    lost,
+                )
+                .await;
             }
             result
         }
         Kind::WxPusher(wx) if page => {
             let mut records = Vec::new();
             let result = wx.send_with_records(env, n, progress, &mut records).await;
-            let mut queries = Vec::new();
-            for (_, record) in records {
-                let detail = format!("step {step}: sendRecordId={record}");
-                let lost = "its status will not be asked";
-                let contact = (person, crate::channels::wxpusher::KIND);
-                if record_sent(store, ctx.id, contact, detail, env.now, lost).await {
-                    queries.push(status_job(person, n, ctx.id, record, 1, env.now + STATUS_POLLS[0]));
-                }
-            }
+            // The queries carry the page (incident, person, record, when sent) themselves: the
+            // timeline hears only what they learn.
+            let queries: Vec<NewJob> = records
+                .into_iter()
+                .map(|(_, record)| {
+                    let job = StatusJob {
+                        incident: ctx.id,
+                        record,
+                        poll: 1,
+                        sent: env.now,
+                    };
+                    job.stored(person, n)
+                })
+                .collect();
             if !queries.is_empty()
                 && let Err(e) = store.enqueue(queries).await
             {
@@ -565,7 +599,9 @@ pub async fn send(
             }
             result
         }
-        Kind::WecomApp(app) => wecom(env, store, rt, app, integration, person, ctx, n, progress).await,
+        Kind::WecomApp(app) => {
+            wecom(env, store, rt, app, integration, person, ctx, n, progress).await
+        }
         _ => integration.send(env, n, progress).await,
     }
 }
@@ -835,40 +871,64 @@ pub const STATUS_KIND: &str = "oncall_status";
 
 /// When a WxPusher page's status is asked, after it went out: a few times, no more (the
 /// API allows about 2 calls a second per app, and the status is only a hint).
-pub const STATUS_POLLS: [chrono::Duration; 2] =
-    [chrono::Duration::seconds(30), chrono::Duration::seconds(120)];
+pub const STATUS_POLLS: [chrono::Duration; 2] = [
+    chrono::Duration::seconds(30),
+    chrono::Duration::seconds(120),
+];
 
-/// The stored identity of the `poll`-th (from 1) status query of send record `record` of
-/// incident `incident`; unique, so each query is stored once.
-pub fn status_job_id(incident: i64, record: i64, poll: usize) -> IntegrationId {
-    IntegrationId(format!("status-wxpusher-{incident}-{record}-{poll}"))
+/// One stored status query: the `poll`-th (from 1) of send record `record`, the page to a
+/// person of incident `incident` sent at `sent`. Its stored identity names all of it, so the
+/// query needs nothing else to find its page.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StatusJob {
+    pub incident: i64,
+    pub record: i64,
+    pub poll: usize,
+    pub sent: DateTime<Utc>,
 }
 
-fn parse_status_id(id: &IntegrationId) -> Option<(i64, i64, usize)> {
-    let mut p = id.as_str().strip_prefix("status-wxpusher-")?.split('-');
-    let (incident, record, poll) = (p.next()?, p.next()?, p.next()?);
-    Some((incident.parse().ok()?, record.parse().ok()?, poll.parse().ok()?))
-}
+impl StatusJob {
+    /// The stored identity; unique, so each query is stored once.
+    pub fn id(&self) -> IntegrationId {
+        IntegrationId(format!(
+            "status-wxpusher-{}-{}-{}-{}",
+            self.incident,
+            self.record,
+            self.poll,
+            self.sent.timestamp_millis()
+        ))
+    }
 
-/// The stored job of a status query, due at `due`: under the person's contacts, carrying
-/// only the group (no alerts, no incident context: it is no page).
-fn status_job(
-    person: &str,
-    n: &Notification,
-    incident: i64,
-    record: i64,
-    poll: usize,
-    due: DateTime<Utc>,
-) -> NewJob {
-    let mut shell = n.without_alerts();
-    shell.incident = None;
-    NewJob {
-        receiver: contact_receiver(person),
-        integration: status_job_id(incident, record, poll),
-        kind: STATUS_KIND.to_string(),
-        notification: std::sync::Arc::new(shell),
-        accepted_at: due,
-        fallback: false,
+    pub fn parse(id: &IntegrationId) -> Option<StatusJob> {
+        let mut p = id.as_str().strip_prefix("status-wxpusher-")?.split('-');
+        let (incident, record, poll, sent) = (p.next()?, p.next()?, p.next()?, p.next()?);
+        Some(StatusJob {
+            incident: incident.parse().ok()?,
+            record: record.parse().ok()?,
+            poll: poll.parse().ok()?,
+            sent: DateTime::from_timestamp_millis(sent.parse().ok()?)?,
+        })
+    }
+
+    /// When it is due: [`STATUS_POLLS`] after the page; `None` past the last.
+    pub fn due(&self) -> Option<DateTime<Utc>> {
+        let after = STATUS_POLLS.get(self.poll.checked_sub(1)?)?;
+        Some(self.sent + *after)
+    }
+
+    /// The stored job, under the person's contacts, carrying only the group (no alerts, no
+    /// incident context: it is no page).
+    fn stored(&self, person: &str, n: &Notification) -> NewJob {
+        let mut shell = n.without_alerts();
+        shell.incident = None;
+        NewJob {
+            receiver: contact_receiver(person),
+            integration: self.id(),
+            kind: STATUS_KIND.to_string(),
+            notification: std::sync::Arc::new(shell),
+            accepted_at: self.due().unwrap_or(self.sent),
+            fallback: false,
+        }
     }
 }
 
@@ -877,47 +937,57 @@ impl Cards {
     /// the chain survives a restart and no query is asked twice by a claim given back; then
     /// asks off the worker's loop (the query waits its turn in the app's rate limit).
     async fn start_query(&self, store: &Store, job: Job) {
-        let parsed = parse_status_id(&job.integration);
-        let person = job.receiver.strip_prefix(CONTACT_PREFIX).map(str::to_string);
-        let (Some((incident, record, poll)), Some(person)) = (parsed, person) else {
+        let parsed = StatusJob::parse(&job.integration);
+        let person = job
+            .receiver
+            .strip_prefix(CONTACT_PREFIX)
+            .map(str::to_string);
+        let (Some(query), Some(person)) = (parsed, person) else {
             warn!(job = job.id, "dropping a status query it cannot read");
             let _ = store.complete(vec![job.id], Vec::new()).await;
             return;
         };
-        let next = STATUS_POLLS.get(poll).map(|after| {
-            let sent = job.accepted_at - STATUS_POLLS[poll.saturating_sub(1).min(STATUS_POLLS.len() - 1)];
-            status_job(&person, &job.notification, incident, record, poll + 1, sent + *after)
-        });
-        if let Err(e) = store.complete(vec![job.id], next.into_iter().collect()).await {
+        let next = StatusJob {
+            poll: query.poll + 1,
+            ..query
+        };
+        let next = next.due().map(|_| next.stored(&person, &job.notification));
+        if let Err(e) = store
+            .complete(vec![job.id], next.into_iter().collect())
+            .await
+        {
             warn!(job = job.id, error = %e, "cannot settle a status query; it is claimed again");
             return;
         }
-        let (store, rt, metrics) = (store.clone(), self.runtime.load_full(), self.metrics.clone());
+        let (store, rt, metrics) = (
+            store.clone(),
+            self.runtime.load_full(),
+            self.metrics.clone(),
+        );
         tokio::spawn(async move {
-            status_query(&store, &rt, &metrics, incident, &person, record, Utc::now()).await;
+            status_query(&store, &rt, &metrics, &query, &person, Utc::now()).await;
         });
     }
 }
 
-/// Asks WxPusher what became of send record `record` of `person`'s page for incident
-/// `incident`, unless the incident no longer waits (acknowledged, resolved) or an earlier
-/// answer was final. Failed is a failed page (rule 8: the next step at once when every page
-/// of the step failed); delivered, waiting or anything else is a timeline entry only: a
-/// status is never a read receipt, never an acknowledgement.
+/// Asks WxPusher what became of `person`'s page `query` names, unless the incident no longer
+/// waits (acknowledged, resolved) or an earlier answer was final. Failed is a failed page
+/// (rule 8: the next step at once when every page of the step failed); delivered, waiting or
+/// anything else is a timeline entry only: a status is never a read receipt, never an
+/// acknowledgement.
 pub async fn status_query(
     store: &Store,
     rt: &Runtime,
     metrics: &crate::metrics::Metrics,
-    incident: i64,
+    query: &StatusJob,
     person: &str,
-    record: i64,
     now: DateTime<Utc>,
 ) {
+    let (incident, record) = (query.incident, query.record);
     let contact = crate::channels::wxpusher::KIND;
-    let page = PageRef::WxPusher {
+    let (marker, _) = marker(&PageRef::WxPusher {
         send_record_id: record,
-    };
-    let (marker, _) = marker(&page);
+    });
     let inc = match store.incident(incident).await {
         Ok(Some(inc)) => inc,
         Ok(None) => return,
@@ -941,7 +1011,10 @@ pub async fn status_query(
         })
     });
     let Some(wx) = wx else {
-        info!(incident, person, "no WxPusher contact any more; status not asked");
+        info!(
+            incident,
+            person, "no WxPusher contact any more; status not asked"
+        );
         return;
     };
     let status = match wx.query_status(&rt.env(now), record).await {
@@ -951,25 +1024,31 @@ pub async fn status_query(
             return;
         }
     };
-    let words = match status.data {
-        Some(d) => format!("{} (status {d})", status.text),
-        None => status.text.clone(),
+    let detail = match status.data {
+        Some(d) => format!("{marker}: {} (status {d})", status.text),
+        None => format!("{marker}: {}", status.text),
     };
     let result = match status.verdict {
-        Verdict::Failed => report(store, rt, metrics, &page, true, Some(words), now).await,
-        Verdict::Delivered => report(store, rt, metrics, &page, false, Some(words), now).await,
+        Verdict::Failed | Verdict::Delivered => {
+            let failed = status.verdict == Verdict::Failed;
+            if failed {
+                count_page(metrics, contact, "failed");
+            }
+            let page = (incident, person, contact, query.sent);
+            outcome(store, rt, metrics, page, failed, detail, now).await
+        }
         Verdict::Waiting | Verdict::Unknown => change(store, incident, |inc| {
             inc.log(
                 now,
                 DELIVERY_STATUS,
                 Some(person),
                 Some(contact),
-                Some(format!("{marker}: {words}")),
+                Some(detail.clone()),
             );
             true
         })
         .await
-        .map_err(|e| SinkError::Engine(e.to_string())),
+        .map_err(super::ActError::from),
     };
     if let Err(e) = result {
         warn!(incident, error = %e, "a WxPusher status is not recorded with the incident");

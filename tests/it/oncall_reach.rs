@@ -371,41 +371,48 @@ fn wx_config(mock: &crate::support::wxpusher::MockWxPusher) -> String {
     crate::incidents::config(mock, "1h", "")
 }
 
-/// Fires the example group and waits for zhangsan's WxPusher page to be kept with the
-/// incident; answers the incident's id and the page's send record id.
-async fn wx_paged(srv: &TestServer, mock: &crate::support::wxpusher::MockWxPusher) -> (i64, i64) {
+/// Fires the example group and waits for zhangsan's WxPusher page and its first status
+/// query: a stored job (it survives a restart like the engine's timers), due 30 s after the
+/// page, naming the page's send record; nothing asked yet.
+async fn wx_paged(
+    srv: &TestServer,
+    mock: &crate::support::wxpusher::MockWxPusher,
+) -> alertmanager_wechat::incident::reach::StatusJob {
+    use crate::support::oncall::stored_status_queries;
     let (status, _) = srv
         .post("/webhook", example("alertmanager-firing.json"))
         .await;
     assert_eq!(status, 200);
-    crate::incidents::wait_for_uid(mock, "UID_zs", 1).await;
-    let inc = wait_incident(srv, |i| logged(i, "sent", "zhangsan", "wxpusher", "sendRecordId="))
-        .await;
-    let detail = inc
-        .timeline
-        .iter()
-        .find(|e| e.event == "sent")
-        .and_then(|e| e.detail.clone())
-        .unwrap();
-    let record: i64 = detail.rsplit('=').next().unwrap().parse().unwrap();
-    // The first query is a stored job (it survives a restart like the engine's timers), due
-    // 30 s after the page (stored just after the page is recorded); nothing asked yet.
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while crate::support::oncall::stored_status_queries(srv)
-        .await
-        .is_empty()
-    {
-        assert!(tokio::time::Instant::now() < deadline, "no status query stored");
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
-    assert_eq!(
-        crate::support::oncall::stored_status_queries(srv).await,
-        [alertmanager_wechat::incident::reach::status_job_id(inc.id, record, 1)
+    let page = crate::incidents::wait_for_uid(mock, "UID_zs", 1).await;
+    assert!(
+        page[0].body["url"]
             .as_str()
-            .to_string()]
+            .is_some_and(|u| u.contains("/ack/"))
+    );
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let stored = loop {
+        let stored = stored_status_queries(srv).await;
+        if !stored.is_empty() {
+            break stored;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no status query stored"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    assert_eq!(stored.len(), 1, "{stored:?}");
+    let query = stored[0];
+    assert_eq!(
+        (query.incident, query.poll),
+        (the_incident(srv).await.id, 1)
+    );
+    assert_eq!(
+        query.due(),
+        Some(query.sent + chrono::Duration::seconds(30))
     );
     assert!(mock.status_queries().is_empty());
-    (inc.id, record)
+    query
 }
 
 #[tokio::test]
@@ -414,7 +421,8 @@ async fn a_failed_wxpusher_status_moves_the_incident_on_at_once() {
     use crate::support::wxpusher::{MockWxPusher, Status};
     let mock = MockWxPusher::start().await;
     let srv = TestServer::start(&wx_config(&mock)).await;
-    let (id, record) = wx_paged(&srv, &mock).await;
+    let query = wx_paged(&srv, &mock).await;
+    let record = query.record;
     // The value table of `data` is not published: the words say failure (the integer is
     // this test's own).
     mock.set_status(
@@ -425,7 +433,7 @@ async fn a_failed_wxpusher_status_moves_the_incident_on_at_once() {
             data: Some(3),
         },
     );
-    assert!(status_due_now(&srv, "zhangsan", id, record, 1).await);
+    assert!(status_due_now(&srv, "zhangsan", &query).await);
     // zhangsan's page failed, the only page of step 1: lisi is paged now, not after the hour.
     crate::incidents::wait_for_uid(&mock, "UID_ls", 1).await;
     let inc = wait_incident(&srv, |i| i.step == 2).await;
@@ -459,7 +467,8 @@ async fn a_delivered_wxpusher_status_is_only_a_timeline_entry() {
     use crate::support::wxpusher::{MockWxPusher, Status};
     let mock = MockWxPusher::start().await;
     let srv = TestServer::start(&wx_config(&mock)).await;
-    let (id, record) = wx_paged(&srv, &mock).await;
+    let query = wx_paged(&srv, &mock).await;
+    let record = query.record;
     mock.set_status(
         record,
         Status {
@@ -468,7 +477,7 @@ async fn a_delivered_wxpusher_status_is_only_a_timeline_entry() {
             data: Some(2),
         },
     );
-    assert!(status_due_now(&srv, "zhangsan", id, record, 1).await);
+    assert!(status_due_now(&srv, "zhangsan", &query).await);
     let inc = wait_incident(&srv, |i| {
         logged(i, "delivered", "zhangsan", "wxpusher", "发送成功")
     })
@@ -478,7 +487,10 @@ async fn a_delivered_wxpusher_status_is_only_a_timeline_entry() {
     assert_eq!(inc.acknowledged_by, None);
     assert!(!inc.timeline.iter().any(|e| e.event == "failed"));
     assert!(
-        !mock.requests().iter().any(|r| r.body["uids"][0] == "UID_ls"),
+        !mock
+            .requests()
+            .iter()
+            .any(|r| r.body["uids"][0] == "UID_ls"),
         "nobody else is paged"
     );
 }
@@ -487,9 +499,11 @@ async fn a_delivered_wxpusher_status_is_only_a_timeline_entry() {
 async fn wxpusher_status_queries_are_bounded() {
     use crate::support::oncall::{status_due_now, stored_status_queries};
     use crate::support::wxpusher::MockWxPusher;
+    use alertmanager_wechat::incident::reach::StatusJob;
     let mock = MockWxPusher::start().await;
     let srv = TestServer::start(&wx_config(&mock)).await;
-    let (id, record) = wx_paged(&srv, &mock).await;
+    let query = wx_paged(&srv, &mock).await;
+    let record = query.record;
     // The mock answers "等待发送" (data 1), the one value seen in the field, every time.
     let waiting = |n: usize| {
         move |i: &alertmanager_wechat::store::incident::Incident| {
@@ -504,22 +518,24 @@ async fn wxpusher_status_queries_are_bounded() {
                 >= n
         }
     };
-    assert!(status_due_now(&srv, "zhangsan", id, record, 1).await);
+    assert!(status_due_now(&srv, "zhangsan", &query).await);
     mock.wait_for_queries(1, WAIT).await;
     wait_incident(&srv, waiting(1)).await;
     // The second and last query is stored, due 2 min after the page.
+    let second = stored_status_queries(&srv).await;
+    assert_eq!(second, [StatusJob { poll: 2, ..query }]);
     assert_eq!(
-        stored_status_queries(&srv).await,
-        [alertmanager_wechat::incident::reach::status_job_id(id, record, 2)
-            .as_str()
-            .to_string()]
+        second[0].due(),
+        Some(query.sent + chrono::Duration::seconds(120))
     );
-    assert!(status_due_now(&srv, "zhangsan", id, record, 2).await);
+    assert!(status_due_now(&srv, "zhangsan", &second[0]).await);
     mock.wait_for_queries(2, WAIT).await;
     let inc = wait_incident(&srv, waiting(2)).await;
     // No third query is stored: two per page, no more.
-    assert!(!status_due_now(&srv, "zhangsan", id, record, 3).await);
-    assert_eq!(stored_status_queries(&srv).await, Vec::<String>::new());
+    let third = StatusJob { poll: 3, ..query };
+    assert_eq!(third.due(), None);
+    assert!(!status_due_now(&srv, "zhangsan", &third).await);
+    assert_eq!(stored_status_queries(&srv).await, []);
     assert_eq!(mock.status_queries(), [record, record]);
     // Waiting is a timeline entry, nothing more.
     assert_eq!((inc.state, inc.step), (IncidentState::Triggered, 1));

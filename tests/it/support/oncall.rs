@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use alertmanager_wechat::incident::reach::{STATUS_KIND, status_job_id};
+use alertmanager_wechat::incident::reach::{STATUS_KIND, StatusJob};
 use alertmanager_wechat::runtime::contact_receiver;
 use alertmanager_wechat::store::NewJob;
 use alertmanager_wechat::store::incident::Incident;
@@ -56,20 +56,12 @@ pub fn logged(inc: &Incident, event: &str, person: &str, contact: &str, detail: 
     })
 }
 
-/// Makes the stored `poll`-th status query of `person`'s WxPusher page (send record
-/// `record` of incident `incident`) due now, as if its time had come, and wakes the
-/// workers; false when no such query is stored.
-pub async fn status_due_now(
-    srv: &TestServer,
-    person: &str,
-    incident: i64,
-    record: i64,
-    poll: usize,
-) -> bool {
+/// Makes the stored status query `query` of `person`'s WxPusher page due now, as if its
+/// time had come, and wakes the workers; false when no such query is stored.
+pub async fn status_due_now(srv: &TestServer, person: &str, query: &StatusJob) -> bool {
     let store = &srv.app.queue.store;
     let receiver = contact_receiver(person);
-    let id = status_job_id(incident, record, poll);
-    let mut jobs = store.claim_target(&receiver, &id, 1).await.unwrap();
+    let mut jobs = store.claim_target(&receiver, &query.id(), 1).await.unwrap();
     let Some(job) = jobs.pop() else {
         return false;
     };
@@ -88,7 +80,7 @@ pub async fn status_due_now(
 }
 
 /// The status queries stored (pending) for WxPusher pages.
-pub async fn stored_status_queries(srv: &TestServer) -> Vec<String> {
+pub async fn stored_status_queries(srv: &TestServer) -> Vec<StatusJob> {
     srv.app
         .queue
         .store
@@ -96,7 +88,6 @@ pub async fn stored_status_queries(srv: &TestServer) -> Vec<String> {
         .await
         .unwrap()
         .into_iter()
-        .filter(|d| d.integration.as_str().starts_with("status-wxpusher-"))
-        .map(|d| d.integration.as_str().to_string())
+        .filter_map(|d| StatusJob::parse(&d.integration))
         .collect()
 }
