@@ -739,12 +739,7 @@ async fn call(
         Err(e) => {
             let label = e.result_label();
             if let Some(m) = env.metrics {
-                m.oncall_pages
-                    .get_or_create(&crate::metrics::PageLabels {
-                        contact: crate::channels::voice::KIND.into(),
-                        result: label,
-                    })
-                    .inc();
+                count_page(m, crate::channels::voice::KIND, label);
                 let detail = format!("step {step}: not placed ({label}): {e}");
                 let recorded = outcome(
                     store,
