@@ -142,7 +142,7 @@ impl Service {
             runtime.clone(),
             metrics.clone(),
             policy,
-            steps::all(metrics.clone()),
+            steps::all(metrics.clone(), runtime.clone()),
             stopped,
         );
         let health = tokio::spawn({

@@ -163,15 +163,19 @@ impl Step for Incidents {
     }
 }
 
-/// Every step, in the order the engine runs them.
-pub fn all(metrics: std::sync::Arc<crate::metrics::Metrics>) -> Steps {
+/// Every step, in the order the engine runs them; `runtime` is the configuration in force
+/// (for work a step runs off the worker's loop).
+pub fn all(
+    metrics: std::sync::Arc<crate::metrics::Metrics>,
+    runtime: crate::runtime::Shared,
+) -> Steps {
     std::sync::Arc::new(vec![
         Box::new(Dedupe),
         Box::new(Chatops),
         Box::new(Incidents {
-            metrics,
+            metrics: metrics.clone(),
             counted: Default::default(),
         }),
-        Box::new(crate::incident::reach::Cards),
+        Box::new(crate::incident::reach::Cards::new(metrics, runtime)),
     ])
 }

@@ -74,6 +74,9 @@ pub enum PageRef {
         call_id: String,
         out_id: Option<String>,
     },
+    /// A WxPusher message to one uid, by the `sendRecordId` of its send answer (what the
+    /// status query names; no callback reports it).
+    WxPusher { send_record_id: i64 },
 }
 
 /// Why the upstream says a page was not delivered (a bounded set, for metric labels), with

@@ -17,14 +17,17 @@ use crate::channels::error::DeliveryError;
 use crate::channels::reach::{
     CallbackKeys, Contact, EventSink, OfficialAccountKeys, OncallEvent, PageRef, SinkError,
 };
-use crate::channels::wecom_app::card::{Lang, Page, Sent, UpdateTo, acked_label};
+use crate::channels::wecom_app::card::{
+    Lang, MEMBER_LIMITS, Page, Sent, UpdateTo, acked_label, count_member,
+};
 use crate::channels::wxcrypt::MsgCrypt;
+use crate::channels::wxpusher::status::Verdict;
 use crate::channels::{Env, Integration, Kind, Progress};
 use crate::config::oncall::ContactEntry;
-use crate::delivery::steps::{Attempt, Step};
-use crate::runtime::{CONTACT_PREFIX, Runtime, Shared};
-use crate::store::Store;
+use crate::delivery::steps::{Attempt, Claimed, Step};
+use crate::runtime::{CONTACT_PREFIX, Runtime, Shared, contact_receiver};
 use crate::store::incident::{Incident, IncidentState};
+use crate::store::{IntegrationId, Job, NewJob, Store};
 use crate::webhook::Notification;
 
 /// The callback keys of the `oncall.channels` entries in force: the WeCom application's
@@ -107,6 +110,7 @@ fn via(page: &PageRef) -> &'static str {
         PageRef::WecomCard { .. } => "wecom_card",
         PageRef::OfficialAccount { .. } => "official_account",
         PageRef::Voice { .. } => "voice",
+        PageRef::WxPusher { .. } => crate::channels::wxpusher::KIND,
     }
 }
 
@@ -130,15 +134,37 @@ impl Sink {
         }
     }
 
-    async fn incident(
+    /// The incident and the person an act is about: the incident its reference names and
+    /// the person whose contact acted (a card's button), or, when the event names no
+    /// incident (a keypress), both from the `sent` entry of the page it answers. `None`
+    /// (logged) when the engine knows neither: the ids are untrusted text.
+    async fn actor(
         &self,
         rt: &Runtime,
-        reference: &str,
+        by: &Contact,
+        reference: Option<&str>,
+        page: &PageRef,
         now: DateTime<Utc>,
-    ) -> Result<Option<Incident>, SinkError> {
-        super::by_reference(&self.store, rt, reference, now)
+    ) -> Result<Option<(Incident, String)>, SinkError> {
+        let Some(reference) = reference else {
+            let found = page_of(&self.store, rt, page, now).await?;
+            if found.is_none() {
+                info!(page = ?page, contact = ?by, "an act for a page not known to the engine; ignored");
+            }
+            return Ok(found.map(|(inc, person, _)| (inc, person)));
+        };
+        let Some(inc) = super::by_reference(&self.store, rt, reference, now)
             .await
-            .map_err(|e| SinkError::Engine(e.to_string()))
+            .map_err(|e| SinkError::Engine(e.to_string()))?
+        else {
+            info!(reference, "an act for an unknown incident; ignored");
+            return Ok(None);
+        };
+        let Some(person) = person_of(rt, by) else {
+            info!(incident = inc.id, contact = ?by, "an act from nobody configured; ignored");
+            return Ok(None);
+        };
+        Ok(Some((inc, person)))
     }
 
     /// Applies one event; `Err` only when the store failed (the upstream sends it again).
@@ -146,50 +172,11 @@ impl Sink {
         let rt = self.runtime.load_full();
         let engine = |e: super::ActError| SinkError::Engine(e.to_string());
         match event {
-            OncallEvent::Ack {
-                by,
-                incident: Some(reference),
-                page,
-            } => {
-                let Some(inc) = self.incident(&rt, &reference, now).await? else {
-                    info!(
-                        reference,
-                        "an acknowledgement for an unknown incident; ignored"
-                    );
-                    return Ok(());
-                };
-                let Some(person) = person_of(&rt, &by) else {
-                    info!(incident = inc.id, contact = ?by, "an acknowledgement from nobody configured; ignored");
-                    return Ok(());
-                };
-                let acted = super::acknowledge(
-                    &self.store,
-                    &rt,
-                    &self.metrics,
-                    inc.id,
-                    &person,
-                    via(&page),
-                    now,
-                )
-                .await
-                .map_err(engine)?;
-                info!(
-                    incident = inc.id,
-                    person,
-                    changed = acted.changed,
-                    via = via(&page),
-                    "acknowledged by a callback"
-                );
-            }
-            OncallEvent::Ack {
-                by,
-                incident: None,
-                page,
-            } => {
-                // A keypress names no incident: the call it answers does (its `sent` entry),
-                // and so does the person called.
-                let Some((inc, person, _)) = self.page_of(&rt, &page, now).await? else {
-                    info!(page = ?page, contact = ?by, "an acknowledgement for a page not known to the engine; ignored");
+            OncallEvent::Ack { by, incident, page } => {
+                let Some((inc, person)) = self
+                    .actor(&rt, &by, incident.as_deref(), &page, now)
+                    .await?
+                else {
                     return Ok(());
                 };
                 let acted = super::acknowledge(
@@ -213,16 +200,12 @@ impl Sink {
             }
             OncallEvent::Escalate {
                 by,
-                incident: reference,
+                incident,
                 from_step,
                 page,
             } => {
-                let Some(inc) = self.incident(&rt, &reference, now).await? else {
-                    info!(reference, "an escalation for an unknown incident; ignored");
-                    return Ok(());
-                };
-                let Some(person) = person_of(&rt, &by) else {
-                    info!(incident = inc.id, contact = ?by, "an escalation from nobody configured; ignored");
+                let Some((inc, person)) = self.actor(&rt, &by, Some(&incident), &page, now).await?
+                else {
                     return Ok(());
                 };
                 let acted = super::escalate(
@@ -246,10 +229,19 @@ impl Sink {
                 );
             }
             OncallEvent::PageFailed { page, failure } => {
-                self.report(&rt, &page, Some(failure.detail), now).await?;
+                report(
+                    &self.store,
+                    &rt,
+                    &self.metrics,
+                    &page,
+                    true,
+                    Some(failure.detail),
+                    now,
+                )
+                .await?;
             }
             OncallEvent::Delivered { page } => {
-                self.report(&rt, &page, None, now).await?;
+                report(&self.store, &rt, &self.metrics, &page, false, None, now).await?;
             }
         }
         Ok(())
@@ -262,66 +254,83 @@ fn marker(page: &PageRef) -> (String, &'static str) {
         PageRef::OfficialAccount { msg_id, .. } => (format!("msgid={msg_id}"), "official_account"),
         PageRef::WecomCard { task_id, .. } => (format!("task_id={task_id}"), "wecom_app"),
         PageRef::Voice { call_id, .. } => (format!("call_id={call_id}"), "voice"),
+        PageRef::WxPusher { send_record_id } => (
+            format!("sendRecordId={send_record_id}"),
+            crate::channels::wxpusher::KIND,
+        ),
     }
 }
 
-impl Sink {
-    /// The incident, person and time of the `sent` entry recording `page`.
-    async fn page_of(
-        &self,
-        rt: &Runtime,
-        page: &PageRef,
-        now: DateTime<Utc>,
-    ) -> Result<Option<(Incident, String, DateTime<Utc>)>, SinkError> {
-        let (marker, contact) = marker(page);
-        let names = |d: &str| d.split(' ').any(|w| w == marker);
-        let all = self
-            .store
-            .incidents(super::keep_since(rt, now))
-            .await
-            .map_err(|e| SinkError::Engine(e.to_string()))?;
-        Ok(all.into_iter().find_map(|inc| {
-            let e = inc.timeline.iter().find(|e| {
-                e.event == SENT
-                    && e.contact.as_deref() == Some(contact)
-                    && e.detail.as_deref().is_some_and(names)
-            })?;
-            let (person, at) = (e.person.clone()?, e.at);
-            Some((inc, person, at))
-        }))
-    }
-
-    /// A delivery report (`failed`: the upstream's words) about a page recorded as sent: a
-    /// timeline entry; when every page of the current step and loop has failed, the next
-    /// step now (rule 8). A report about an earlier step goes to the timeline only.
-    async fn report(
-        &self,
-        rt: &Runtime,
-        page: &PageRef,
-        failed: Option<String>,
-        now: DateTime<Utc>,
-    ) -> Result<(), SinkError> {
-        let (marker, contact) = marker(page);
-        let Some((inc, person, sent_at)) = self.page_of(rt, page, now).await? else {
-            info!(page = ?page, "a delivery report for a page not known to the engine; ignored");
-            return Ok(());
-        };
-        let detail = match &failed {
-            Some(why) => format!("{marker}: {why}"),
-            None => marker.clone(),
-        };
-        outcome(
-            &self.store,
-            rt,
-            &self.metrics,
-            (inc.id, &person, contact, sent_at),
-            failed.is_some(),
-            detail,
-            now,
-        )
+/// The incident, person and time of the `sent` entry recording `page`.
+async fn page_of(
+    store: &Store,
+    rt: &Runtime,
+    page: &PageRef,
+    now: DateTime<Utc>,
+) -> Result<Option<(Incident, String, DateTime<Utc>)>, SinkError> {
+    let (marker, contact) = marker(page);
+    let names = |d: &str| d.split(' ').any(|w| w == marker);
+    let all = store
+        .incidents(super::keep_since(rt, now))
         .await
-        .map_err(|e| SinkError::Engine(e.to_string()))
+        .map_err(|e| SinkError::Engine(e.to_string()))?;
+    Ok(all.into_iter().find_map(|inc| {
+        let e = inc.timeline.iter().find(|e| {
+            e.event == SENT
+                && e.contact.as_deref() == Some(contact)
+                && e.detail.as_deref().is_some_and(names)
+        })?;
+        let (person, at) = (e.person.clone()?, e.at);
+        Some((inc, person, at))
+    }))
+}
+
+/// A delivery report about a page recorded as sent (`failed`, with the upstream's words in
+/// `why`): a timeline entry, a failed one counted in `oncall_pages_total`; when every page of
+/// the current step and loop has failed, the next step now (rule 8). A report about an
+/// earlier step goes to the timeline only.
+async fn report(
+    store: &Store,
+    rt: &Runtime,
+    metrics: &crate::metrics::Metrics,
+    page: &PageRef,
+    failed: bool,
+    why: Option<String>,
+    now: DateTime<Utc>,
+) -> Result<(), SinkError> {
+    let (marker, contact) = marker(page);
+    let Some((inc, person, sent_at)) = page_of(store, rt, page, now).await? else {
+        info!(page = ?page, "a delivery report for a page not known to the engine; ignored");
+        return Ok(());
+    };
+    let detail = match &why {
+        Some(why) => format!("{marker}: {why}"),
+        None => marker.clone(),
+    };
+    if failed {
+        count_page(metrics, contact, "failed");
     }
+    outcome(
+        store,
+        rt,
+        metrics,
+        (inc.id, &person, contact, sent_at),
+        failed,
+        detail,
+        now,
+    )
+    .await
+    .map_err(|e| SinkError::Engine(e.to_string()))
+}
+
+fn count_page(metrics: &crate::metrics::Metrics, contact: &str, result: &'static str) {
+    metrics
+        .oncall_pages
+        .get_or_create(&crate::metrics::PageLabels {
+            contact: contact.to_string(),
+            result,
+        })
+        .inc();
 }
 
 /// Records what became of a page (`failed` or `delivered`) in its incident's timeline; when
@@ -427,9 +436,20 @@ fn lang(rt: &Runtime) -> Lang {
     }
 }
 
-/// The delivery step that sends on-call pages and status updates to people's WeCom
-/// application contacts ([`send`]).
-pub struct Cards;
+/// The delivery step that sends on-call pages and status updates to people's contacts where
+/// their ids must be kept with the incident ([`send`]), and runs WxPusher's status queries
+/// (stored jobs of kind [`STATUS_KIND`], [`status_query`]).
+pub struct Cards {
+    metrics: std::sync::Arc<crate::metrics::Metrics>,
+    /// The configuration in force when a status query runs (it runs off the worker's loop).
+    runtime: Shared,
+}
+
+impl Cards {
+    pub fn new(metrics: std::sync::Arc<crate::metrics::Metrics>, runtime: Shared) -> Cards {
+        Cards { metrics, runtime }
+    }
+}
 
 impl Step for Cards {
     fn sends(&self, at: &Attempt<'_>, n: &Notification) -> bool {
@@ -437,9 +457,29 @@ impl Step for Cards {
         at.receiver.starts_with(CONTACT_PREFIX)
             && match at.integration.kind {
                 Kind::WecomApp(_) => n.incident.is_some(),
-                Kind::OfficialAccount(_) | Kind::Voice(_) => page,
+                Kind::OfficialAccount(_) | Kind::Voice(_) | Kind::WxPusher(_) => page,
                 _ => false,
             }
+    }
+
+    fn claimed<'a>(
+        &'a self,
+        store: &'a Store,
+        _: &'a Runtime,
+        jobs: Vec<Job>,
+    ) -> BoxFuture<'a, Claimed> {
+        Box::pin(async move {
+            let (queries, jobs): (Vec<Job>, Vec<Job>) =
+                jobs.into_iter().partition(|j| j.kind == STATUS_KIND);
+            for job in queries {
+                self.start_query(store, job).await;
+            }
+            Claimed {
+                jobs,
+                queued: false,
+                merged: Vec::new(),
+            }
+        })
     }
 
     fn send<'a>(
@@ -470,11 +510,37 @@ impl Step for Cards {
     }
 }
 
+/// Records in incident `id`'s timeline what a page to `person` went out as (`detail`: the
+/// upstream's ids for it, which its reports and queries name); `lost` says what a failure to
+/// record costs (logged: the page itself went out).
+async fn record_sent(
+    store: &Store,
+    id: i64,
+    (person, contact): (&str, &str),
+    detail: String,
+    now: DateTime<Utc>,
+    lost: &str,
+) -> bool {
+    let recorded = change(store, id, |inc| {
+        inc.log(now, SENT, Some(person), Some(contact), Some(detail.clone()));
+        true
+    })
+    .await;
+    if let Err(e) = &recorded {
+        warn!(incident = id, contact, error = %e, lost, "the page went out but is not recorded with the incident");
+    }
+    recorded.is_ok()
+}
+
 /// Sends one claimed delivery. A page to a person's WeCom contact goes as a button card when
 /// the application's callback keys are configured, and the card's `task_id` and
 /// `response_code` are recorded in the incident's timeline; a status update saying the
 /// incident was acknowledged also greys out every card that person got for it, each with its
-/// own `response_code`. Everything else goes as the integration sends it.
+/// own `response_code`. Every message to a WeCom member is counted against WeCom's
+/// per-member limits; a page past them still goes, marked likely dropped and failed. A page
+/// to an Official Account, WxPusher or voice contact keeps the upstream's ids with the
+/// incident (what its reports name); a WxPusher page is followed by its status queries.
+/// Everything else goes as the integration sends it.
 pub async fn send(
     env: &Env<'_>,
     store: &Store,
@@ -484,50 +550,75 @@ pub async fn send(
     n: &Notification,
     progress: &mut Progress,
 ) -> Result<(), DeliveryError> {
-    if let (Kind::Voice(voice), Some(person), Some(ctx)) = (
-        &integration.kind,
-        receiver.strip_prefix(CONTACT_PREFIX),
-        &n.incident,
-    ) && ctx.update.is_none()
-    {
-        return call(env, store, rt, voice, person, ctx, n).await;
-    }
-    if let (Kind::OfficialAccount(oa), Some(person), Some(ctx)) = (
-        &integration.kind,
-        receiver.strip_prefix(CONTACT_PREFIX),
-        &n.incident,
-    ) && ctx.update.is_none()
-    {
-        let mut ids = Vec::new();
-        let result = oa.send_with_ids(env, n, progress, &mut ids).await;
-        let step = ctx.step;
-        if !ids.is_empty() {
-            let recorded = change(store, ctx.id, |inc| {
-                for (_, msgid) in &ids {
-                    inc.log(
-                        env.now,
-                        SENT,
-                        Some(person),
-                        Some("official_account"),
-                        Some(format!("step {step}: msgid={msgid}")),
-                    );
-                }
-                true
-            })
-            .await;
-            if let Err(e) = recorded {
-                warn!(incident = ctx.id, error = %e, "the page went out but is not recorded with the incident; its delivery report will be ignored");
-            }
-        }
-        return result;
-    }
-    let (Kind::WecomApp(app), Some(person), Some(ctx)) = (
-        &integration.kind,
-        receiver.strip_prefix(CONTACT_PREFIX),
-        &n.incident,
-    ) else {
+    let (Some(person), Some(ctx)) = (receiver.strip_prefix(CONTACT_PREFIX), &n.incident) else {
         return integration.send(env, n, progress).await;
     };
+    let page = ctx.update.is_none();
+    let step = ctx.step;
+    match &integration.kind {
+        Kind::Voice(voice) if page => call(env, store, rt, voice, person, ctx, n).await,
+        Kind::OfficialAccount(oa) if page => {
+            let mut ids = Vec::new();
+            let result = oa.send_with_ids(env, n, progress, &mut ids).await;
+            for (_, msgid) in ids {
+                let detail = format!("step {step}: msgid={msgid}");
+                let lost = "its delivery report will be ignored";
+                record_sent(
+                    store,
+                    ctx.id,
+                    (person, "official_account"),
+                    detail,
+                    env.now,
+                    lost,
+                )
+                .await;
+            }
+            result
+        }
+        Kind::WxPusher(wx) if page => {
+            let mut records = Vec::new();
+            let result = wx.send_with_records(env, n, progress, &mut records).await;
+            // The queries carry the page (incident, person, record, when sent) themselves: the
+            // timeline hears only what they learn.
+            let queries: Vec<NewJob> = records
+                .into_iter()
+                .map(|(_, record)| {
+                    let job = StatusJob {
+                        incident: ctx.id,
+                        record,
+                        poll: 1,
+                        sent: env.now,
+                    };
+                    job.stored(person, n)
+                })
+                .collect();
+            if !queries.is_empty()
+                && let Err(e) = store.enqueue(queries).await
+            {
+                warn!(incident = ctx.id, error = %e, "cannot queue the WxPusher status queries of a page; it escalates on time");
+            }
+            result
+        }
+        Kind::WecomApp(app) => {
+            wecom(env, store, rt, app, integration, person, ctx, n, progress).await
+        }
+        _ => integration.send(env, n, progress).await,
+    }
+}
+
+/// A message to a person's WeCom application contact (see [`send`]).
+#[allow(clippy::too_many_arguments)]
+async fn wecom(
+    env: &Env<'_>,
+    store: &Store,
+    rt: &Runtime,
+    app: &crate::channels::wecom_app::WecomApp,
+    integration: &Integration,
+    person: &str,
+    ctx: &crate::webhook::IncidentContext,
+    n: &Notification,
+    progress: &mut Progress,
+) -> Result<(), DeliveryError> {
     let userid = rt
         .config
         .people
@@ -538,6 +629,14 @@ pub async fn send(
     let Some(userid) = userid else {
         return integration.send(env, n, progress).await;
     };
+    // Counted before sending, pages and status updates alike: each is a message to the member.
+    let within = match count_member(store, &app.corp_id, &userid, env.now).await {
+        Ok(within) => within,
+        Err(e) => {
+            warn!(incident = ctx.id, error = %e, "cannot count WeCom's per-member limits; sending uncounted");
+            true
+        }
+    };
     if ctx.update.is_some() {
         integration.send(env, n, progress).await?;
         if ctx.state == IncidentState::Acknowledged.as_str() {
@@ -545,9 +644,7 @@ pub async fn send(
         }
         return Ok(());
     }
-    if callback_keys(rt).wecom.is_none() {
-        return integration.send(env, n, progress).await;
-    }
+    let step = ctx.step;
     let preview = env.context_with_preview(n, n, &app.summary, app.summary_max)?;
     let preview = preview["preview"].as_str().unwrap_or_default().to_string();
     let lines: Vec<String> = n
@@ -568,44 +665,56 @@ pub async fn send(
         preview: &preview,
         reference: &ctx.reference,
         incident: &ctx.reference,
-        step: ctx.step,
+        step,
         person,
         lines: &lines,
         ack_url: ctx.ack_url.as_deref().unwrap_or_default(),
         lang: lang(rt),
     };
-    let sent = app.send_page(env, &page).await?;
-    let (detail, contact) = match &sent {
-        Sent::Card {
-            task_id,
-            response_code,
-            ..
-        } => (
-            match response_code {
-                Some(code) => format!("card task_id={task_id} response_code={code}"),
-                None => format!("card task_id={task_id}"),
-            },
-            "wecom_app",
-        ),
-        Sent::Textcard { card_error, .. } => (
-            format!("textcard (card refused: {card_error})"),
-            "wecom_app",
-        ),
+    let detail = if callback_keys(rt).wecom.is_some() {
+        match app.send_page(env, &page).await? {
+            Sent::Card {
+                task_id,
+                response_code: Some(code),
+                ..
+            } => format!("step {step}: card task_id={task_id} response_code={code}"),
+            Sent::Card { task_id, .. } => format!("step {step}: card task_id={task_id}"),
+            Sent::Textcard { card_error, .. } => {
+                format!("step {step}: textcard (card refused: {card_error})")
+            }
+        }
+    } else if !page.ack_url.is_empty() {
+        // Without the callback keys no button: the link is the ack path, the textcard's url.
+        let msgid = app.send_textcard(env, &page).await?;
+        format!("step {step}: textcard msgid={msgid}")
+    } else {
+        integration.send(env, n, progress).await?;
+        format!("step {step}: {}", app.msgtype.as_str())
     };
-    let step = ctx.step;
-    let recorded = change(store, ctx.id, |inc| {
-        inc.log(
-            env.now,
-            SENT,
-            Some(person),
-            Some(contact),
-            Some(format!("step {step}: {detail}")),
-        );
-        true
-    })
-    .await;
-    if let Err(e) = recorded {
-        warn!(incident = ctx.id, error = %e, "the card went out but is not recorded with the incident; it will not be updated");
+    let lost = "it will not be updated";
+    record_sent(store, ctx.id, (person, "wecom_app"), detail, env.now, lost).await;
+    if !within && let Some(m) = env.metrics {
+        // WeCom drops it without a word: a failed page (rule 8), though it went out.
+        count_page(m, "wecom_app", "failed");
+        {
+            let detail = format!(
+                "step {step}: likely dropped: past WeCom's {} a minute or {} an hour to one member",
+                MEMBER_LIMITS[0].2, MEMBER_LIMITS[1].2
+            );
+            let recorded = outcome(
+                store,
+                rt,
+                m,
+                (ctx.id, person, "wecom_app", env.now),
+                true,
+                detail,
+                env.now,
+            )
+            .await;
+            if let Err(e) = recorded {
+                warn!(incident = ctx.id, error = %e, "a page likely dropped is not recorded with the incident");
+            }
+        }
     }
     Ok(())
 }
@@ -630,12 +739,7 @@ async fn call(
         Err(e) => {
             let label = e.result_label();
             if let Some(m) = env.metrics {
-                m.oncall_pages
-                    .get_or_create(&crate::metrics::PageLabels {
-                        contact: crate::channels::voice::KIND.into(),
-                        result: label,
-                    })
-                    .inc();
+                count_page(m, crate::channels::voice::KIND, label);
                 let detail = format!("step {step}: not placed ({label}): {e}");
                 let recorded = outcome(
                     store,
@@ -658,20 +762,8 @@ async fn call(
         "step {step}: call_id={} out_id={}",
         placed.call_id, placed.out_id
     );
-    let recorded = change(store, ctx.id, |inc| {
-        inc.log(
-            env.now,
-            SENT,
-            Some(person),
-            Some("voice"),
-            Some(detail.clone()),
-        );
-        true
-    })
-    .await;
-    if let Err(e) = recorded {
-        warn!(incident = ctx.id, error = %e, "the call was placed but is not recorded with the incident; its reports will be ignored");
-    }
+    let lost = "its reports will be ignored";
+    record_sent(store, ctx.id, (person, "voice"), detail, env.now, lost).await;
     Ok(())
 }
 
@@ -767,3 +859,196 @@ async fn change(
         "the incident kept changing under this change".into(),
     ))
 }
+
+/// The job kind of a WxPusher page's status query: taken out of the delivery round by
+/// [`Cards`], never sent.
+pub const STATUS_KIND: &str = "oncall_status";
+
+/// When a WxPusher page's status is asked, after it went out: a few times, no more (the
+/// API allows about 2 calls a second per app, and the status is only a hint).
+pub const STATUS_POLLS: [chrono::Duration; 2] = [
+    chrono::Duration::seconds(30),
+    chrono::Duration::seconds(120),
+];
+
+/// One stored status query: the `poll`-th (from 1) of send record `record`, the page to a
+/// person of incident `incident` sent at `sent`. Its stored identity names all of it, so the
+/// query needs nothing else to find its page.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StatusJob {
+    pub incident: i64,
+    pub record: i64,
+    pub poll: usize,
+    pub sent: DateTime<Utc>,
+}
+
+impl StatusJob {
+    /// The stored identity; unique, so each query is stored once.
+    pub fn id(&self) -> IntegrationId {
+        IntegrationId(format!(
+            "status-wxpusher-{}-{}-{}-{}",
+            self.incident,
+            self.record,
+            self.poll,
+            self.sent.timestamp_millis()
+        ))
+    }
+
+    pub fn parse(id: &IntegrationId) -> Option<StatusJob> {
+        let mut p = id.as_str().strip_prefix("status-wxpusher-")?.split('-');
+        let (incident, record, poll, sent) = (p.next()?, p.next()?, p.next()?, p.next()?);
+        Some(StatusJob {
+            incident: incident.parse().ok()?,
+            record: record.parse().ok()?,
+            poll: poll.parse().ok()?,
+            sent: DateTime::from_timestamp_millis(sent.parse().ok()?)?,
+        })
+    }
+
+    /// When it is due: [`STATUS_POLLS`] after the page; `None` past the last.
+    pub fn due(&self) -> Option<DateTime<Utc>> {
+        let after = STATUS_POLLS.get(self.poll.checked_sub(1)?)?;
+        Some(self.sent + *after)
+    }
+
+    /// The stored job, under the person's contacts, carrying only the group (no alerts, no
+    /// incident context: it is no page).
+    fn stored(&self, person: &str, n: &Notification) -> NewJob {
+        let mut shell = n.without_alerts();
+        shell.incident = None;
+        NewJob {
+            receiver: contact_receiver(person),
+            integration: self.id(),
+            kind: STATUS_KIND.to_string(),
+            notification: std::sync::Arc::new(shell),
+            accepted_at: self.due().unwrap_or(self.sent),
+            fallback: false,
+        }
+    }
+}
+
+impl Cards {
+    /// Settles a claimed status query, queueing the next one (if any) in the same write, so
+    /// the chain survives a restart and no query is asked twice by a claim given back; then
+    /// asks off the worker's loop (the query waits its turn in the app's rate limit).
+    async fn start_query(&self, store: &Store, job: Job) {
+        let parsed = StatusJob::parse(&job.integration);
+        let person = job
+            .receiver
+            .strip_prefix(CONTACT_PREFIX)
+            .map(str::to_string);
+        let (Some(query), Some(person)) = (parsed, person) else {
+            warn!(job = job.id, "dropping a status query it cannot read");
+            let _ = store.complete(vec![job.id], Vec::new()).await;
+            return;
+        };
+        let next = StatusJob {
+            poll: query.poll + 1,
+            ..query
+        };
+        let next = next.due().map(|_| next.stored(&person, &job.notification));
+        if let Err(e) = store
+            .complete(vec![job.id], next.into_iter().collect())
+            .await
+        {
+            warn!(job = job.id, error = %e, "cannot settle a status query; it is claimed again");
+            return;
+        }
+        let (store, rt, metrics) = (
+            store.clone(),
+            self.runtime.load_full(),
+            self.metrics.clone(),
+        );
+        tokio::spawn(async move {
+            status_query(&store, &rt, &metrics, &query, &person, Utc::now()).await;
+        });
+    }
+}
+
+/// Asks WxPusher what became of `person`'s page `query` names, unless the incident no longer
+/// waits (acknowledged, resolved) or an earlier answer was final. Failed is a failed page
+/// (rule 8: the next step at once when every page of the step failed); delivered, waiting or
+/// anything else is a timeline entry only: a status is never a read receipt, never an
+/// acknowledgement.
+pub async fn status_query(
+    store: &Store,
+    rt: &Runtime,
+    metrics: &crate::metrics::Metrics,
+    query: &StatusJob,
+    person: &str,
+    now: DateTime<Utc>,
+) {
+    let (incident, record) = (query.incident, query.record);
+    let contact = crate::channels::wxpusher::KIND;
+    let (marker, _) = marker(&PageRef::WxPusher {
+        send_record_id: record,
+    });
+    let inc = match store.incident(incident).await {
+        Ok(Some(inc)) => inc,
+        Ok(None) => return,
+        Err(e) => {
+            warn!(incident, error = %e, "cannot read the incident of a status query; not asked");
+            return;
+        }
+    };
+    let concluded = inc.timeline.iter().any(|e| {
+        matches!(e.event.as_str(), "failed" | "delivered")
+            && e.contact.as_deref() == Some(contact)
+            && e.detail.as_deref().is_some_and(|d| d.starts_with(&marker))
+    });
+    if inc.state != IncidentState::Triggered || concluded {
+        return;
+    }
+    let wx = rt.contacts.get(person).and_then(|list| {
+        list.iter().find_map(|i| match &i.kind {
+            Kind::WxPusher(w) => Some(w),
+            _ => None,
+        })
+    });
+    let Some(wx) = wx else {
+        info!(
+            incident,
+            person, "no WxPusher contact any more; status not asked"
+        );
+        return;
+    };
+    let status = match wx.query_status(&rt.env(now), record).await {
+        Ok(s) => s,
+        Err(e) => {
+            warn!(incident, person, error = %e, "WxPusher status query failed; asked again at the next poll, if any");
+            return;
+        }
+    };
+    let detail = match status.data {
+        Some(d) => format!("{marker}: {} (status {d})", status.text),
+        None => format!("{marker}: {}", status.text),
+    };
+    let result = match status.verdict {
+        Verdict::Failed | Verdict::Delivered => {
+            let failed = status.verdict == Verdict::Failed;
+            if failed {
+                count_page(metrics, contact, "failed");
+            }
+            let page = (incident, person, contact, query.sent);
+            outcome(store, rt, metrics, page, failed, detail, now).await
+        }
+        Verdict::Waiting | Verdict::Unknown => change(store, incident, |inc| {
+            inc.log(
+                now,
+                DELIVERY_STATUS,
+                Some(person),
+                Some(contact),
+                Some(detail.clone()),
+            );
+            true
+        })
+        .await
+        .map_err(super::ActError::from),
+    };
+    if let Err(e) = result {
+        warn!(incident, error = %e, "a WxPusher status is not recorded with the incident");
+    }
+}
+
+/// The timeline event of a status answer that concludes nothing yet (waiting, unknown).
+const DELIVERY_STATUS: &str = "delivery_status";

@@ -2,16 +2,14 @@
 //! mocks: a WeCom card button click, sent to `/callback/wecom` encrypted as WeCom sends it,
 //! acknowledges (or escalates) the incident as the clicker; callback keys follow reloads.
 
-use std::time::Duration;
-
 use alertmanager_wechat::channels::wxcrypt::MsgCrypt;
 use alertmanager_wechat::secret::Secret;
-use alertmanager_wechat::store::incident::{Incident, IncidentState};
+use alertmanager_wechat::store::incident::IncidentState;
 
+use crate::support::oncall::{WAIT, logged, the_incident, wait_incident};
 use crate::support::wecom::MockWecom;
 use crate::support::{TestServer, example};
 
-const WAIT: Duration = Duration::from_secs(60);
 const TOKEN: &str = "hJqcu3uJ9Tn2gXPmxx2w9kkCkCE2EPYo";
 const AES_KEY: &str = "6qkdMrq68nTKduznJYO1A37W2oEgpkMUvkttRToqhUt";
 const CORP: &str = "ww1436e0e65a779aee";
@@ -94,35 +92,6 @@ async fn wait_to(mock: &MockWecom, touser: &str, n: usize) {
             >= n
     })
     .await;
-}
-
-async fn the_incident(srv: &TestServer) -> Incident {
-    let mut all = srv
-        .app
-        .queue
-        .store
-        .incidents(chrono::Utc::now() - chrono::Duration::days(1))
-        .await
-        .unwrap();
-    assert_eq!(all.len(), 1, "{all:#?}");
-    all.remove(0)
-}
-
-/// The incident once `pred` holds for it (or a panic after [`WAIT`]).
-async fn wait_incident(srv: &TestServer, pred: impl Fn(&Incident) -> bool) -> Incident {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        let inc = the_incident(srv).await;
-        if pred(&inc) {
-            return inc;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{:#?}",
-            inc.timeline
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 #[tokio::test]
@@ -224,8 +193,22 @@ async fn without_callback_keys_a_page_is_no_card() {
         .await;
     assert_eq!(status, 200);
     wait_to(&mock, "ZhangSan", 1).await;
+    // No button without the keys: a textcard whose url is the one-tap link (the ack path).
     let page = mock.app_requests().remove(0).body;
-    assert_ne!(page["msgtype"], "template_card", "{page}");
+    assert_eq!(page["msgtype"], "textcard", "{page}");
+    assert!(
+        page["textcard"]["url"]
+            .as_str()
+            .is_some_and(|u| u.starts_with("https://alerts.example.com/ack/")),
+        "{page}"
+    );
+    let inc = the_incident(&srv).await;
+    assert!(
+        page["textcard"]["description"]
+            .as_str()
+            .is_some_and(|d| d.contains(&inc.reference)),
+        "{page}"
+    );
 }
 
 #[tokio::test]
@@ -380,5 +363,220 @@ async fn a_blocked_official_account_page_moves_the_incident_on_at_once() {
             && e.detail.as_deref() == Some("msgid=200228332: failed:user block")),
         "{:#?}",
         inc.timeline
+    );
+}
+
+/// Step 1 pages zhangsan through WxPusher, step 2 lisi; both steps wait an hour.
+fn wx_config(mock: &crate::support::wxpusher::MockWxPusher) -> String {
+    crate::incidents::config(mock, "1h", "")
+}
+
+/// Fires the example group and waits for zhangsan's WxPusher page and its first status
+/// query: a stored job (it survives a restart like the engine's timers), due 30 s after the
+/// page, naming the page's send record; nothing asked yet.
+async fn wx_paged(
+    srv: &TestServer,
+    mock: &crate::support::wxpusher::MockWxPusher,
+) -> alertmanager_wechat::incident::reach::StatusJob {
+    use crate::support::oncall::stored_status_queries;
+    let (status, _) = srv
+        .post("/webhook", example("alertmanager-firing.json"))
+        .await;
+    assert_eq!(status, 200);
+    let page = crate::incidents::wait_for_uid(mock, "UID_zs", 1).await;
+    assert!(
+        page[0].body["url"]
+            .as_str()
+            .is_some_and(|u| u.contains("/ack/"))
+    );
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let stored = loop {
+        let stored = stored_status_queries(srv).await;
+        if !stored.is_empty() {
+            break stored;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no status query stored"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    assert_eq!(stored.len(), 1, "{stored:?}");
+    let query = stored[0];
+    assert_eq!(
+        (query.incident, query.poll),
+        (the_incident(srv).await.id, 1)
+    );
+    assert_eq!(
+        query.due(),
+        Some(query.sent + chrono::Duration::seconds(30))
+    );
+    assert!(mock.status_queries().is_empty());
+    query
+}
+
+#[tokio::test]
+async fn a_failed_wxpusher_status_moves_the_incident_on_at_once() {
+    use crate::support::oncall::status_due_now;
+    use crate::support::wxpusher::{MockWxPusher, Status};
+    let mock = MockWxPusher::start().await;
+    let srv = TestServer::start(&wx_config(&mock)).await;
+    let query = wx_paged(&srv, &mock).await;
+    let record = query.record;
+    // The value table of `data` is not published: the words say failure (the integer is
+    // this test's own).
+    mock.set_status(
+        record,
+        Status {
+            code: 1000,
+            msg: "发送失败",
+            data: Some(3),
+        },
+    );
+    assert!(status_due_now(&srv, "zhangsan", &query).await);
+    // zhangsan's page failed, the only page of step 1: lisi is paged now, not after the hour.
+    crate::incidents::wait_for_uid(&mock, "UID_ls", 1).await;
+    let inc = wait_incident(&srv, |i| i.step == 2).await;
+    assert_eq!(inc.state, IncidentState::Triggered);
+    assert!(
+        logged(
+            &inc,
+            "failed",
+            "zhangsan",
+            "wxpusher",
+            &format!("sendRecordId={record}: 发送失败 (status 3)")
+        ),
+        "{:#?}",
+        inc.timeline
+    );
+    assert_eq!(mock.status_queries(), [record]);
+    let (_, m) = srv.get("/metrics").await;
+    assert_eq!(
+        crate::support::metric(
+            &m,
+            r#"alertmanager_wechat_oncall_pages_total{contact="wxpusher",result="failed"}"#
+        ),
+        1.0,
+        "{m}"
+    );
+}
+
+#[tokio::test]
+async fn a_delivered_wxpusher_status_is_only_a_timeline_entry() {
+    use crate::support::oncall::status_due_now;
+    use crate::support::wxpusher::{MockWxPusher, Status};
+    let mock = MockWxPusher::start().await;
+    let srv = TestServer::start(&wx_config(&mock)).await;
+    let query = wx_paged(&srv, &mock).await;
+    let record = query.record;
+    mock.set_status(
+        record,
+        Status {
+            code: 1000,
+            msg: "发送成功",
+            data: Some(2),
+        },
+    );
+    assert!(status_due_now(&srv, "zhangsan", &query).await);
+    let inc = wait_incident(&srv, |i| {
+        logged(i, "delivered", "zhangsan", "wxpusher", "发送成功")
+    })
+    .await;
+    // Delivered is neither read nor acknowledged: the escalation goes on as it was.
+    assert_eq!((inc.state, inc.step), (IncidentState::Triggered, 1));
+    assert_eq!(inc.acknowledged_by, None);
+    assert!(!inc.timeline.iter().any(|e| e.event == "failed"));
+    assert!(
+        !mock
+            .requests()
+            .iter()
+            .any(|r| r.body["uids"][0] == "UID_ls"),
+        "nobody else is paged"
+    );
+}
+
+#[tokio::test]
+async fn wxpusher_status_queries_are_bounded() {
+    use crate::support::oncall::{status_due_now, stored_status_queries};
+    use crate::support::wxpusher::MockWxPusher;
+    use alertmanager_wechat::incident::reach::StatusJob;
+    let mock = MockWxPusher::start().await;
+    let srv = TestServer::start(&wx_config(&mock)).await;
+    let query = wx_paged(&srv, &mock).await;
+    let record = query.record;
+    // The mock answers "等待发送" (data 1), the one value seen in the field, every time.
+    let waiting = |n: usize| {
+        move |i: &alertmanager_wechat::store::incident::Incident| {
+            i.timeline
+                .iter()
+                .filter(|e| {
+                    e.event == "delivery_status"
+                        && e.detail.as_deref()
+                            == Some(&format!("sendRecordId={record}: 等待发送 (status 1)"))
+                })
+                .count()
+                >= n
+        }
+    };
+    assert!(status_due_now(&srv, "zhangsan", &query).await);
+    mock.wait_for_queries(1, WAIT).await;
+    wait_incident(&srv, waiting(1)).await;
+    // The second and last query is stored, due 2 min after the page.
+    let second = stored_status_queries(&srv).await;
+    assert_eq!(second, [StatusJob { poll: 2, ..query }]);
+    assert_eq!(
+        second[0].due(),
+        Some(query.sent + chrono::Duration::seconds(120))
+    );
+    assert!(status_due_now(&srv, "zhangsan", &second[0]).await);
+    mock.wait_for_queries(2, WAIT).await;
+    let inc = wait_incident(&srv, waiting(2)).await;
+    // No third query is stored: two per page, no more.
+    let third = StatusJob { poll: 3, ..query };
+    assert_eq!(third.due(), None);
+    assert!(!status_due_now(&srv, "zhangsan", &third).await);
+    assert_eq!(stored_status_queries(&srv).await, []);
+    assert_eq!(mock.status_queries(), [record, record]);
+    // Waiting is a timeline entry, nothing more.
+    assert_eq!((inc.state, inc.step), (IncidentState::Triggered, 1));
+}
+
+#[tokio::test]
+async fn a_wecom_page_past_the_members_limit_is_sent_and_counted_failed() {
+    use alertmanager_wechat::channels::wecom_app::card::count_member;
+    let mock = MockWecom::start(&[], CORP, "app-secret-1").await;
+    let srv = TestServer::start(&config(&mock, &keys())).await;
+    // 30 messages to zhangsan this minute and the next (counted in the store, as another
+    // replica would have): WeCom drops the next ones silently.
+    let now = chrono::Utc::now();
+    for at in [now, now + chrono::Duration::seconds(60)] {
+        for _ in 0..30 {
+            count_member(&srv.app.queue.store, CORP, "ZhangSan", at)
+                .await
+                .unwrap();
+        }
+    }
+    let (status, _) = srv
+        .post("/webhook", example("alertmanager-firing.json"))
+        .await;
+    assert_eq!(status, 200);
+    // Sent all the same, marked likely dropped, failed: the only page of step 1, so lisi now.
+    wait_to(&mock, "ZhangSan", 1).await;
+    wait_to(&mock, "LiSi", 1).await;
+    let inc = wait_incident(&srv, |i| i.step == 2).await;
+    assert!(
+        logged(&inc, "failed", "zhangsan", "wecom_app", "likely dropped"),
+        "{:#?}",
+        inc.timeline
+    );
+    assert!(!logged(&inc, "failed", "lisi", "wecom_app", ""));
+    let (_, m) = srv.get("/metrics").await;
+    assert_eq!(
+        crate::support::metric(
+            &m,
+            r#"alertmanager_wechat_oncall_pages_total{contact="wecom_app",result="failed"}"#
+        ),
+        1.0,
+        "{m}"
     );
 }

@@ -10,10 +10,10 @@ use std::time::Duration;
 use alertmanager_wechat::store::incident::{Incident, IncidentState};
 use serde_json::json;
 
+use crate::support::oncall::{WAIT, the_incident, wait_incident};
 use crate::support::voice::{MockVoice, Vendor, VoiceRequest};
 use crate::support::{TestServer, example, metric};
 
-const WAIT: Duration = Duration::from_secs(60);
 const CB: &str = "voice-cb-path-secret-1";
 const ZS: &str = "+8613800000001";
 const LS: &str = "+8613800000002";
@@ -59,36 +59,6 @@ receivers:
     console_configs: [ {{}} ]
 "#
     )
-}
-
-async fn the_incident(srv: &TestServer) -> Incident {
-    let mut all = srv
-        .app
-        .queue
-        .store
-        .incidents(chrono::Utc::now() - chrono::Duration::days(1))
-        .await
-        .unwrap();
-    assert_eq!(all.len(), 1, "{all:#?}");
-    all.remove(0)
-}
-
-/// The incident once `pred` holds for it (the store has no change signal: polled, with a
-/// generous deadline).
-async fn wait_incident(srv: &TestServer, pred: impl Fn(&Incident) -> bool) -> Incident {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        let inc = the_incident(srv).await;
-        if pred(&inc) {
-            return inc;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{:#?}",
-            inc.timeline
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 /// The calls the mock got once there are `n`.
@@ -332,4 +302,34 @@ async fn a_tencent_call_not_answered_moves_the_incident_on_at_once() {
         "{:#?}",
         inc.timeline
     );
+}
+
+#[tokio::test]
+async fn a_test_send_never_places_a_call_uncounted() {
+    // `send-test` (the command line's and the console's) sends to receivers only; voice is a
+    // person's contact, never a receiver's integration, so no test send reaches it. And the
+    // voice integration sent to outside the workers (no store to count the number's limits
+    // in, as for `send-test` and `render`) refuses before dialling.
+    let vendor = Vendor::Aliyun;
+    let mock = MockVoice::start(vendor, "LTAI-test", "aliyun-secret-1").await;
+    let srv = TestServer::start(&config(&mock, vendor, "lisi")).await;
+    let rt = srv.app.runtime.load_full();
+    let (out, ok) = alertmanager_wechat::cli::send_test(&rt, "oncall:zhangsan").await;
+    assert!(!ok && out.contains("unknown receiver"), "{out}");
+    let now = chrono::Utc::now();
+    let voice = rt.contacts["zhangsan"]
+        .iter()
+        .find(|i| i.name() == "voice")
+        .unwrap();
+    let n = alertmanager_wechat::delivery::test_notification("oncall:zhangsan", now);
+    let err = voice
+        .send(
+            &rt.env(now),
+            &n,
+            &mut alertmanager_wechat::channels::Progress::new(),
+        )
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("per-number limits"), "{err}");
+    assert!(mock.requests().is_empty(), "{:#?}", mock.requests());
 }

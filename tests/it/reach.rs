@@ -643,3 +643,85 @@ async fn tencent_calls_are_signed_and_errors_in_200_are_failures() {
     assert_eq!(e.result_label(), "limited");
     assert!(!format!("{e:?}").contains("tencent-secret-xyz"));
 }
+
+/// Rule: every channel's page carries the ack path it supports (the table in the on-call
+/// docs): the one-tap link as the tap target (WxPusher, Official Account, the WeCom robot's
+/// markdown), the reference to reply with (weixin-gateway, WxPusher commands), the key to
+/// press (voice). The WeCom application's card and textcard are the engine's own sends
+/// (`oncall_reach`: the button, and the textcard's url without the callback keys).
+#[test]
+fn every_channels_page_carries_its_ack_path() {
+    let cfg = r#"
+global: { locale: zh-CN }
+oncall:
+  public_url: https://alerts.example.com
+  link_secret: link-secret-value
+  channels:
+    wxpusher: { app_token: AT_oncall_secret }
+    official_account: { app_id: wx0123, app_secret: oa-secret, kind: template, template_id: T }
+    weixin_gateway: { url: "http://127.0.0.1:1", account_id: wx-account-1 }
+    voice: { provider: tencent, secret_id: AKID-test, secret_key: tencent-secret-1, sdk_app_id: "1400000001", template_id: "123", callback_secret: voice-cb-path-secret-1 }
+people:
+  - name: zhangsan
+    contacts:
+      wxpusher: { uid: UID_zs }
+      official_account: { openid: oZS }
+      weixin_gateway: { user_id: o9cq80@im.wechat }
+      voice: { number: "+8613800000001" }
+escalation_policies:
+  - name: sre
+    steps: [ { notify: [ {person: zhangsan, contacts: [wxpusher, official_account, weixin_gateway, voice]}, {receiver: group} ], escalate_after: 10m } ]
+route: { receiver: group, escalation_policy: sre }
+receivers:
+  - name: group
+    wecom_robot_configs: [ { key: robot-key-secret } ]
+"#;
+    let rt = Runtime::build(Config::parse(cfg, "t.yml", Path::new(".")).unwrap()).unwrap();
+    let now = chrono::Utc::now();
+    let pages = alertmanager_wechat::cli::render_person(&rt, "zhangsan", now).unwrap();
+    let body = |kind: &str| {
+        let r = pages
+            .iter()
+            .find(|r| r.kind == kind)
+            .unwrap_or_else(|| panic!("no {kind} page"));
+        r.requests[0].body.clone()
+    };
+    let reference = alertmanager_wechat::store::incident::reference(1);
+    let link = |v: &serde_json::Value| {
+        v.as_str()
+            .is_some_and(|u| u.starts_with("https://alerts.example.com/ack/"))
+    };
+    // Link: WxPusher's url, the Official Account template message's url.
+    let wx = body("wxpusher");
+    assert!(link(&wx["url"]), "{wx}");
+    assert!(wx["content"].as_str().unwrap().contains(&reference), "{wx}");
+    let oa = body("official_account");
+    assert!(link(&oa["url"]), "{oa}");
+    // Reply: the gateway's text names the incident to reply `确认 REF` with.
+    let gw = body("weixin_gateway").to_string();
+    assert!(gw.contains(&reference), "{gw}");
+    // Keypress: the call asks for the key.
+    let voice = body("voice").to_string();
+    assert!(voice.contains("press 1 to acknowledge"), "{voice}");
+
+    // Link: the WeCom robot's markdown, a page to a receiver (a link naming no person).
+    let mut n = alertmanager_wechat::runtime::sample_notification();
+    n.receiver = "group".into();
+    let url = alertmanager_wechat::incident::ack_url(&rt, 1, None, now);
+    n.incident = Some(alertmanager_wechat::webhook::IncidentContext {
+        id: 1,
+        reference: reference.clone(),
+        state: "triggered".into(),
+        step: 1,
+        policy: "sre".into(),
+        ack_url: url.clone(),
+        acknowledged_by: None,
+        person: None,
+        update: None,
+    });
+    n.reference = Some(reference.clone());
+    let robot = &rt.receivers["group"][0];
+    let requests = robot.prepare(&rt.env(now), &n).unwrap();
+    let md = requests[0].body.to_string();
+    assert!(md.contains(url.as_deref().unwrap()), "{md}");
+}

@@ -339,6 +339,16 @@ mod tests {
             "called_show_number: \"+86571\" is not a phone number (digits only, as Aliyun lists it)"
         ));
         assert!(e[3].ends_with("endpoint: \"ftp://x\" is not an http(s) URL"));
+        let (_, e) = check(
+            "{provider: tencent, secret_id: AKID, secret_key: key-secret, sdk_app_id: '1400', template_id: '12'}",
+        );
+        // Without it no keypress and no report arrives: nobody could acknowledge by the key.
+        assert_eq!(
+            e,
+            vec![
+                "oncall.channels.voice: one of callback_secret and callback_secret_file is required"
+            ]
+        );
         let unknown = yaml_serde::from_str::<VoiceConfig>("{provider: twilio}");
         assert!(unknown.is_err());
     }

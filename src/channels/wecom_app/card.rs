@@ -404,6 +404,26 @@ impl WecomApp {
         })
     }
 
+    /// Sends a page as a textcard (an application without callback keys cannot send button
+    /// cards): the one-tap link is its url. Answers WeCom's msgid.
+    pub async fn send_textcard(
+        &self,
+        env: &Env<'_>,
+        page: &Page<'_>,
+    ) -> Result<String, DeliveryError> {
+        let recipients = [page.touser.to_string()];
+        let t = self
+            .call_json(env, "message/send", &textcard_body(self.agent_id, page))
+            .await?;
+        if t.errcode == 0 && t.has_invalid() {
+            return Err(not_delivered(&recipients));
+        }
+        if t.errcode != 0 {
+            return Err(classify(t.errcode, t.errmsg, &recipients));
+        }
+        Ok(t.msgid)
+    }
+
     /// Spends `response_code` on greying the cards with `replace_name`. Any non-zero errcode
     /// is "not updated" (a spent or expired code has no documented errcode); never retried
     /// with the same code.

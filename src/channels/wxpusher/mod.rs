@@ -22,6 +22,7 @@ pub mod qrcode;
 
 pub mod classify;
 pub mod spt;
+pub mod status;
 pub mod templates;
 
 use chrono::{DateTime, NaiveDate, TimeZone, Utc};
@@ -114,6 +115,9 @@ struct RecipientResult {
     code: i64,
     #[serde(default)]
     status: String,
+    /// The record WxPusher created for this recipient: what its status query names.
+    #[serde(default)]
+    send_record_id: Option<i64>,
 }
 
 /// One message: the same summary, content and link to every recipient.
@@ -223,7 +227,14 @@ impl WxPusher {
         }
         let (mut progress, mut failed, mut last_failure) = (Progress::new(), Vec::new(), None);
         let outcome = self
-            .send_batch(env, &batch, &mut progress, &mut failed, &mut last_failure)
+            .send_batch(
+                env,
+                &batch,
+                &mut progress,
+                &mut failed,
+                &mut last_failure,
+                &mut Vec::new(),
+            )
             .await;
         if let Some(store) = counted
             && progress.is_empty()
@@ -517,6 +528,19 @@ impl WxPusher {
         n: &Notification,
         progress: &mut Progress,
     ) -> Result<(), DeliveryError> {
+        self.send_with_records(env, n, progress, &mut Vec::new())
+            .await
+    }
+
+    /// [`Self::send`], adding each delivered uid's `sendRecordId` to `records` (what the
+    /// status query names, [`status`]).
+    pub async fn send_with_records(
+        &self,
+        env: &Env<'_>,
+        n: &Notification,
+        progress: &mut Progress,
+        records: &mut Vec<(String, i64)>,
+    ) -> Result<(), DeliveryError> {
         let (day, _) = budget_day(env.now);
         let mut failed: Vec<String> = Vec::new();
         let mut last_failure: Option<(i64, String)> = None;
@@ -546,7 +570,14 @@ impl WxPusher {
                 continue;
             }
             let outcome = self
-                .send_batch(env, &batch, progress, &mut failed, &mut last_failure)
+                .send_batch(
+                    env,
+                    &batch,
+                    progress,
+                    &mut failed,
+                    &mut last_failure,
+                    records,
+                )
                 .await;
             if let Some(store) = counted {
                 let undelivered: Vec<String> = batch
@@ -598,7 +629,8 @@ impl WxPusher {
             .chain(env.subscribers.iter().filter(|u| !self.uids.contains(u)))
     }
 
-    /// One call; recipients it delivered to go into `progress`, the others into `failed`.
+    /// One call; recipients it delivered to go into `progress` (with their send records into
+    /// `records`), the others into `failed`.
     async fn send_batch(
         &self,
         env: &Env<'_>,
@@ -606,6 +638,7 @@ impl WxPusher {
         progress: &mut Progress,
         failed: &mut Vec<String>,
         last_failure: &mut Option<(i64, String)>,
+        records: &mut Vec<(String, i64)>,
     ) -> Result<(), DeliveryError> {
         let result = self.call(env, batch).await?;
         if result.code != 1000 {
@@ -631,6 +664,9 @@ impl WxPusher {
             };
             accounted.insert(key.clone());
             if e.code == 1000 {
+                if let (Some(uid), Some(id)) = (&e.uid, e.send_record_id) {
+                    records.push((uid.clone(), id));
+                }
                 progress.insert(key);
             } else {
                 failed.push(

@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod official_account;
+pub mod oncall;
 pub mod process;
 pub mod redis;
 pub mod sentinel;
