@@ -61,7 +61,14 @@ const STILL_NAMING: &[(&str, &[&str])] = &[
     ),
     ("wecom_robot", &[]),
     ("weixin_gateway", &["config/chatops.rs"]),
-    ("wxpusher", &["config/chatops.rs"]),
+    (
+        "wxpusher",
+        &[
+            "channels/reach.rs",
+            "config/chatops.rs",
+            "incident/reach.rs",
+        ],
+    ),
 ];
 
 /// Central code that walks integrations through the channels' registry (`src/channels/mod.rs`)
