@@ -37,8 +37,8 @@ use crate::store::{Failure, IntegrationId, Job, NewJob, Progress, Store, StoreEr
 use crate::webhook::{IncidentContext, Notification, Status};
 
 /// The job kind of the engine's own jobs (accepted notifications and timers): taken out of
-/// the delivery round by [`claimed`], never sent.
-pub const CONTROL_KIND: &str = "oncall";
+/// the delivery round by [`claimed`], never sent, never in the delivery history.
+pub use crate::store::incident::CONTROL_KIND;
 
 /// How many times a change is tried again when another replica changed the incident first.
 const CAS_TRIES: usize = 8;
@@ -49,8 +49,9 @@ const KEEP_APPLIED: usize = 16;
 /// What one of the engine's jobs does.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Control {
-    /// An accepted notification for a receiver whose groups follow `policy`.
-    Notify { policy: String },
+    /// An accepted notification for a receiver whose groups follow `policy`; `own`: it
+    /// carries the receiver's ordinary message too ([`page_replaces_message`]).
+    Notify { policy: String, own: bool },
     /// The escalation timer of a step and loop.
     Escalate { id: i64, step: u32, loop_: u32 },
     /// `ack_timeout` of the acknowledgement made at `acked_at` (unix milliseconds).
@@ -60,7 +61,8 @@ enum Control {
 impl Control {
     fn id(&self) -> IntegrationId {
         IntegrationId(match self {
-            Control::Notify { policy } => format!("notify-{}", hex::encode(policy)),
+            Control::Notify { policy, own: false } => format!("notify-{}", hex::encode(policy)),
+            Control::Notify { policy, own: true } => format!("notifyown-{}", hex::encode(policy)),
             Control::Escalate { id, step, loop_ } => format!("escalate-{id}-{step}-{loop_}"),
             Control::AckTimeout { id, acked_at } => format!("acktimeout-{id}-{acked_at}"),
         })
@@ -68,9 +70,11 @@ impl Control {
 
     fn parse(id: &IntegrationId) -> Option<Control> {
         let s = id.as_str();
-        if let Some(h) = s.strip_prefix("notify-") {
-            let policy = String::from_utf8(hex::decode(h).ok()?).ok()?;
-            return Some(Control::Notify { policy });
+        for (prefix, own) in [("notify-", false), ("notifyown-", true)] {
+            if let Some(h) = s.strip_prefix(prefix) {
+                let policy = String::from_utf8(hex::decode(h).ok()?).ok()?;
+                return Some(Control::Notify { policy, own });
+            }
         }
         if let Some(rest) = s.strip_prefix("escalate-") {
             let mut p = rest.split('-').map(|x| x.parse::<i64>().ok());
@@ -93,10 +97,13 @@ impl Control {
 }
 
 /// The job that hands an accepted notification for `receiver` to the engine: queued with the
-/// webhook's deliveries, in the same transaction.
+/// webhook's deliveries, in the same transaction. `own`: the receiver's ordinary message was
+/// left out of them, for the engine to send or replace by the page
+/// ([`page_replaces_message`]).
 pub fn notify_job(
     receiver: &str,
     policy: &str,
+    own: bool,
     n: &Arc<Notification>,
     now: DateTime<Utc>,
 ) -> NewJob {
@@ -104,6 +111,7 @@ pub fn notify_job(
         receiver: receiver.to_string(),
         integration: Control::Notify {
             policy: policy.to_string(),
+            own,
         }
         .id(),
         kind: CONTROL_KIND.to_string(),
@@ -634,7 +642,8 @@ pub async fn claimed(
                 continue;
             };
             match apply(store, rt, metrics, &job, control, now).await {
-                Ok(then) => {
+                Ok(Applied::Committed { due_now }) => queued |= due_now,
+                Ok(Applied::Settle(then)) => {
                     queued |= then.iter().any(|j| j.accepted_at <= now);
                     if let Err(e) = store.complete(vec![job.id], then).await {
                         warn!(job = job.id, error = %e, "cannot settle an on-call job; it is claimed again");
@@ -683,7 +692,18 @@ pub async fn claimed(
     (rest, queued)
 }
 
-/// Applies one of the engine's jobs; returns what it queues.
+/// What applying one of the engine's jobs came to.
+enum Applied {
+    /// The incident changed: stored with what it queued and the job settled, in one write.
+    Committed {
+        /// Whether a queued job is due now.
+        due_now: bool,
+    },
+    /// Nothing to change in any incident: the job is to be settled with these jobs.
+    Settle(Vec<NewJob>),
+}
+
+/// Applies one of the engine's jobs.
 async fn apply(
     store: &Store,
     rt: &Runtime,
@@ -691,8 +711,14 @@ async fn apply(
     job: &Job,
     control: Control,
     now: DateTime<Utc>,
-) -> Result<Vec<NewJob>, StoreError> {
+) -> Result<Applied, StoreError> {
     let overrides = overrides(store, now).await;
+    // The receiver's own message, when this notification carried it (rule 6): sent or left
+    // to the page once, before the first attempt to store the change.
+    let mut own_message = match &control {
+        Control::Notify { own: true, .. } => Some(()),
+        _ => None,
+    };
     for _ in 0..CAS_TRIES {
         let mut out = Vec::new();
         let current = match &control {
@@ -706,28 +732,27 @@ async fn apply(
             }
         };
         let from = current.as_ref().map_or(0, |i| i.timeline.len());
-        if let Some(inc) = &current
-            && inc.applied.contains(&job.id)
+        if current
+            .as_ref()
+            .is_some_and(|i| i.applied.contains(&job.id))
         {
-            // Applied before a crash, its jobs never committed: issue them again.
-            let mut inc = inc.clone();
-            if inc.state == IncidentState::Triggered {
-                page_step(&mut inc, rt, &overrides, now, &mut out);
-            }
-            return Ok(out);
+            // Stored with its jobs in one write: this is a second claim of a job already
+            // applied (a lease that ran out meanwhile). Issuing its pages again would page
+            // twice.
+            debug!(job = job.id, "an on-call job applied already");
+            return Ok(Applied::Settle(Vec::new()));
         }
         let changed = match (&control, current) {
-            (Control::Notify { policy }, None) => {
-                match open(store, rt, job, policy, &overrides, now, &mut out).await? {
-                    Some(inc) => Some(inc),
-                    None => return Ok(out),
-                }
+            (Control::Notify { policy, .. }, None) => {
+                open(store, rt, job, policy, &overrides, now, &mut out).await?
+            }
+            (Control::Notify { .. }, Some(mut inc)) if inc.timeline.is_empty() => {
+                // Made by a replica that stopped before storing its first change: opened now.
+                begin(&mut inc, rt, &overrides, now, &mut out);
+                Some(inc)
             }
             (Control::Notify { .. }, Some(mut inc)) => {
-                if !follow(&mut inc, rt, &job.notification, &overrides, now, &mut out) {
-                    return Ok(out);
-                }
-                Some(inc)
+                follow(&mut inc, rt, &job.notification, &overrides, now, &mut out).then_some(inc)
             }
             (Control::Escalate { step, loop_, .. }, Some(mut inc)) => {
                 if inc.state != IncidentState::Triggered || inc.step != *step || inc.loop_ != *loop_
@@ -736,34 +761,95 @@ async fn apply(
                         incident = inc.id,
                         "an escalation timer of a step left behind"
                     );
-                    return Ok(out);
+                    None
+                } else {
+                    advance(&mut inc, rt, &overrides, now, &mut out);
+                    Some(inc)
                 }
-                advance(&mut inc, rt, &overrides, now, &mut out);
-                Some(inc)
             }
             (Control::AckTimeout { acked_at, .. }, Some(mut inc)) => {
                 if inc.state != IncidentState::Acknowledged
                     || inc.acknowledged_at.map(|t| t.timestamp_millis()) != Some(*acked_at)
                 {
-                    return Ok(out);
+                    None
+                } else {
+                    retrigger(&mut inc, rt, "ack_timeout", &overrides, now, &mut out);
+                    Some(inc)
                 }
-                retrigger(&mut inc, rt, "ack_timeout", &overrides, now, &mut out);
-                Some(inc)
             }
-            (_, None) => return Ok(out),
+            (_, None) => None,
         };
+        if own_message.take().is_some() {
+            own(store, rt, job, &out, now).await?;
+        }
         let Some(mut inc) = changed else {
-            return Ok(out);
+            return Ok(Applied::Settle(out));
         };
         remember(&mut inc, job.id);
-        if store.incident_update(&inc).await? {
+        let due_now = out.iter().any(|j| j.accepted_at <= now);
+        if store.incident_commit(&inc, vec![job.id], out).await? {
             count(metrics, from, &inc);
-            return Ok(out);
+            return Ok(Applied::Committed { due_now });
         }
     }
     Err(StoreError::Db(
         "the incident kept changing under this change".into(),
     ))
+}
+
+/// Whether the receiver's ordinary message of a firing notification is left to the incident
+/// (rule 6): its policy's first step pages that receiver itself, so the page is the message.
+pub fn page_replaces_message(rt: &Runtime, receiver: &str, policy: &str, n: &Notification) -> bool {
+    n.status == Status::Firing
+        && rt
+            .config
+            .escalation_policies
+            .iter()
+            .find(|p| p.name == policy)
+            .and_then(|p| p.steps.first())
+            .is_some_and(|s| {
+                s.notify
+                    .iter()
+                    .any(|t| t.receiver.as_deref() == Some(receiver))
+            })
+}
+
+/// The receiver's own message that a notification job carried (rule 6): when this change
+/// pages the receiver (`out` holds its page) the page replaces it and only dedupe's marks are
+/// kept (a copy from a second Alertmanager is then a duplicate); otherwise (a repeat, new
+/// alerts, nothing opened) it is admitted as the accept path would have.
+async fn own(
+    store: &Store,
+    rt: &Runtime,
+    job: &Job,
+    out: &[NewJob],
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    let list = rt
+        .receivers
+        .get(&job.receiver)
+        .map_or(&[][..], Vec::as_slice);
+    let jobs = fan_out(
+        &job.receiver,
+        list,
+        &job.notification,
+        job.accepted_at,
+        Origin::Accepted,
+    );
+    let policy = crate::dedupe::Policy::new(&rt.config.dedupe);
+    let admissions = crate::dedupe::admissions(&policy, jobs, now);
+    if out.iter().any(|j| j.receiver == job.receiver) {
+        let marks: Vec<_> = admissions
+            .into_iter()
+            .flat_map(|a| a.identity.into_iter().chain(a.remember))
+            .collect();
+        if !marks.is_empty() {
+            store.remember(marks, now).await?;
+        }
+        return Ok(());
+    }
+    store.admit(admissions, now).await?;
+    Ok(())
 }
 
 /// Opens the incident of a firing group; `None` when there is nothing to open (all
@@ -822,19 +908,30 @@ async fn open(
         version: 0,
     };
     let (mut inc, created) = store.incident_open(new).await?;
-    if !created {
+    if !created && !inc.timeline.is_empty() {
         // Opened by another notification meanwhile: this one follows it.
         return Ok(follow(&mut inc, rt, n, overrides, now, out).then_some(inc));
     }
+    begin(&mut inc, rt, overrides, now, out);
+    Ok(Some(inc))
+}
+
+/// The first change of an incident just made: triggered, step 1 paged.
+fn begin(
+    inc: &mut Incident,
+    rt: &Runtime,
+    overrides: &[Override],
+    now: DateTime<Utc>,
+    out: &mut Vec<NewJob>,
+) {
     inc.log(
         now,
         "triggered",
         None,
         None,
-        Some(format!("{} alert(s) firing", firing.len())),
+        Some(format!("{} alert(s) firing", inc.fingerprints.len())),
     );
-    page_step(&mut inc, rt, overrides, now, out);
-    Ok(Some(inc))
+    page_step(inc, rt, overrides, now, out);
 }
 
 /// A later notification of an open incident's group; returns whether the incident changed.
@@ -988,11 +1085,10 @@ async fn act(
                 incident: inc,
             });
         }
-        if store.incident_update(&inc).await? {
+        // The change and its status updates and timers in one write: a crash between the
+        // two would lose the updates.
+        if store.incident_commit(&inc, Vec::new(), out).await? {
             count(metrics, from, &inc);
-            if !out.is_empty() {
-                store.enqueue(out).await?;
-            }
             inc.version += 1;
             return Ok(Acted {
                 changed: true,

@@ -82,6 +82,7 @@ async fn accept(store: &Store, rt: &Runtime, n: &Notification, now: DateTime<Utc
         .enqueue(vec![notify_job(
             "group",
             "sre",
+            false,
             &std::sync::Arc::new(n.clone()),
             now,
         )])

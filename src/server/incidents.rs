@@ -146,12 +146,17 @@ fn known(rt: &Runtime, person: &str) -> bool {
     rt.config.people.iter().any(|p| p.name == person)
 }
 
-async fn ack(
-    State(app): State<Arc<App>>,
-    headers: HeaderMap,
-    Path(id): Path<i64>,
-    body: Bytes,
-) -> Response {
+/// The three acts of the API.
+#[derive(Debug, Clone, Copy)]
+enum Act {
+    Ack,
+    Escalate,
+    Resolve,
+}
+
+/// One act on incident `id`: the admin check, the body (`person`, `from_step`), the act, the
+/// answer. A console act without `person` is recorded as `console:<admin user>` (rule 10).
+async fn act(app: Arc<App>, headers: HeaderMap, id: i64, body: Bytes, act: Act) -> Response {
     let rt = match admin_post(&app, &headers) {
         Ok(rt) => rt,
         Err(r) => return r,
@@ -160,23 +165,29 @@ async fn ack(
         Ok(r) => r,
         Err(r) => return r,
     };
-    let person = match req.person {
-        Some(p) if !known(&rt, &p) => return answer(Err(ActError::UnknownPerson(p))),
+    let (store, metrics, now) = (&app.queue.store, &app.metrics, Utc::now());
+    let by = match req.person {
+        // Only an ack names the person it is recorded as; an unknown one is refused.
+        Some(p) if matches!(act, Act::Ack) && !known(&rt, &p) => {
+            return answer(Err(ActError::UnknownPerson(p)));
+        }
         Some(p) => p,
         None => console_user(&headers),
     };
-    answer(
-        incident::acknowledge(
-            &app.queue.store,
-            &rt,
-            &app.metrics,
-            id,
-            &person,
-            "console",
-            Utc::now(),
-        )
-        .await,
-    )
+    answer(match act {
+        Act::Ack => incident::acknowledge(store, &rt, metrics, id, &by, "console", now).await,
+        Act::Escalate => incident::escalate(store, &rt, metrics, id, req.from_step, &by, now).await,
+        Act::Resolve => incident::resolve(store, &rt, metrics, id, &by, now).await,
+    })
+}
+
+async fn ack(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Path(id): Path<i64>,
+    body: Bytes,
+) -> Response {
+    act(app, headers, id, body, Act::Ack).await
 }
 
 async fn escalate(
@@ -185,27 +196,7 @@ async fn escalate(
     Path(id): Path<i64>,
     body: Bytes,
 ) -> Response {
-    let rt = match admin_post(&app, &headers) {
-        Ok(rt) => rt,
-        Err(r) => return r,
-    };
-    let req = match read_act(&body) {
-        Ok(r) => r,
-        Err(r) => return r,
-    };
-    let by = req.person.unwrap_or_else(|| console_user(&headers));
-    answer(
-        incident::escalate(
-            &app.queue.store,
-            &rt,
-            &app.metrics,
-            id,
-            req.from_step,
-            &by,
-            Utc::now(),
-        )
-        .await,
-    )
+    act(app, headers, id, body, Act::Escalate).await
 }
 
 async fn resolve(
@@ -214,16 +205,7 @@ async fn resolve(
     Path(id): Path<i64>,
     body: Bytes,
 ) -> Response {
-    let rt = match admin_post(&app, &headers) {
-        Ok(rt) => rt,
-        Err(r) => return r,
-    };
-    let req = match read_act(&body) {
-        Ok(r) => r,
-        Err(r) => return r,
-    };
-    let by = req.person.unwrap_or_else(|| console_user(&headers));
-    answer(incident::resolve(&app.queue.store, &rt, &app.metrics, id, &by, Utc::now()).await)
+    act(app, headers, id, body, Act::Resolve).await
 }
 
 // ---- the one-tap link ----

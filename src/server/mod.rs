@@ -491,17 +491,25 @@ async fn accept(
     for r in routed {
         let integrations = rt.receivers.get(&r.receiver).map_or(&[][..], Vec::as_slice);
         let notification = std::sync::Arc::new(r.notification);
-        jobs.extend(fan_out(
-            &r.receiver,
-            integrations,
-            &notification,
-            now,
-            Origin::Accepted,
-        ));
+        // Rule 6: when the policy pages this receiver itself, its message goes with the
+        // incident's job, which sends it or replaces it by the page.
+        let own = r.policy.as_deref().is_some_and(|p| {
+            crate::incident::page_replaces_message(&rt, &r.receiver, p, &notification)
+        });
+        if !own {
+            jobs.extend(fan_out(
+                &r.receiver,
+                integrations,
+                &notification,
+                now,
+                Origin::Accepted,
+            ));
+        }
         if let Some(policy) = &r.policy {
             incidents.push(crate::incident::notify_job(
                 &r.receiver,
                 policy,
+                own,
                 &notification,
                 now,
             ));

@@ -254,8 +254,13 @@ pub fn http_url(u: &str) -> Option<String> {
 }
 
 /// The record of an admission, from the one made before it was admitted: queued under its
-/// job, suppressed as a duplicate, or none when every alert was left out.
+/// job, suppressed as a duplicate, or none when every alert was left out or the job is the
+/// on-call engine's own.
 pub fn of_admission(mut d: Delivery, a: &super::Admitted) -> Option<Delivery> {
+    if d.kind == super::incident::CONTROL_KIND {
+        // The on-call engine's own job: applied, never delivered.
+        return None;
+    }
     match a {
         super::Admitted::Queued { id, .. } => {
             d.job = Some(*id);

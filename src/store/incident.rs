@@ -4,14 +4,21 @@
 //!
 //! Every change is a compare-and-set on [`Incident::version`] ([`Store::incident_update`]):
 //! two replicas that handle the same incident at once never both apply a change, so a step is
-//! paged once. At most one incident is open per (receiver, `groupKey`)
+//! paged once. [`Store::incident_commit`] stores a change together with the jobs it queues
+//! (pages, status updates, timers) and the control job it settles, in one write: a crash
+//! leaves either all of it or none. At most one incident is open per (receiver, `groupKey`)
 //! ([`Store::incident_open`] returns the open one instead of making a second).
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::{Store, StoreError};
+use super::{NewJob, Store, StoreError};
 use crate::webhook::Notification;
+
+/// The job kind of the on-call engine's own jobs (accepted notifications and timers): the
+/// engine applies them and never sends them, so they are no deliveries and have no record in
+/// the delivery history.
+pub const CONTROL_KIND: &str = "oncall";
 
 /// `triggered` → `acknowledged` → `resolved` (terminal).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -221,6 +228,20 @@ impl Store {
         match self {
             Store::Sqlite(s) => s.incident_update(incident).await,
             Store::Redis(s) => s.incident_update(incident).await,
+        }
+    }
+
+    /// [`Store::incident_update`], and in the same write the jobs `done` settled (as
+    /// [`Store::complete`]) and `then` queued; when the compare-and-set fails nothing changes.
+    pub async fn incident_commit(
+        &self,
+        incident: &Incident,
+        done: Vec<i64>,
+        then: Vec<NewJob>,
+    ) -> Result<bool, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.incident_commit(incident, done, then).await,
+            Store::Redis(s) => s.incident_commit(incident, done, then).await,
         }
     }
 

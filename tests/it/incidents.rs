@@ -72,6 +72,27 @@ pub(crate) async fn incidents(s: &TestServer, query: &str) -> Vec<Value> {
     v["items"].as_array().cloned().unwrap_or_default()
 }
 
+/// The delivery history lists deliveries only: the engine's own jobs (accepted notifications,
+/// timers) have no row, which would otherwise read as queued forever; the pages and status
+/// updates it sent are there, sent.
+pub(crate) async fn history_has_no_control_jobs(s: &TestServer) {
+    let r = reqwest::Client::new()
+        .get(format!("{}/api/v1/deliveries?limit=500", s.url))
+        .header("authorization", basic())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let v: Value = r.json().await.unwrap();
+    let items = v["items"].as_array().cloned().unwrap_or_default();
+    assert!(!items.is_empty(), "{v:#}");
+    assert!(
+        items.iter().all(|d| d["kind"] != "oncall"),
+        "control jobs in the history: {v:#}"
+    );
+    assert!(items.iter().any(|d| d["state"] == "sent"), "{v:#}");
+}
+
 /// Waits until `uid` got `n` messages.
 pub(crate) async fn wait_for_uid(mock: &MockWxPusher, uid: &str, n: usize) -> Vec<Recorded> {
     let deadline = tokio::time::Instant::now() + WAIT;
@@ -252,6 +273,7 @@ async fn paged_escalated_acknowledged_by_link_and_resolved() {
         m("alertmanager_wechat_oncall_pages_total{contact=\"wxpusher\",result=\"sent\"}"),
         2.0
     );
+    history_has_no_control_jobs(&s).await;
     let timeline = serde_json::to_string_pretty(&list[0]).unwrap();
     println!("{timeline}");
     assert!(!timeline.contains("s3cret"), "{timeline}");
@@ -360,6 +382,59 @@ async fn incidents_round_trip(store: alertmanager_wechat::store::Store) {
         Some(c.id)
     );
 
+    // A change with the jobs it queues and the job it settles: one write, all or nothing.
+    let job = |integration: &str| alertmanager_wechat::store::NewJob {
+        receiver: "group".into(),
+        integration: alertmanager_wechat::store::IntegrationId(integration.into()),
+        kind: "wxpusher".into(),
+        notification: std::sync::Arc::new(alertmanager_wechat::webhook::sample_notification()),
+        accepted_at: now - Duration::seconds(1),
+        fallback: false,
+    };
+    let control = store.enqueue(vec![job("control")]).await.unwrap()[0];
+    let claimed = store.claim(Utc::now(), 10).await.unwrap();
+    assert_eq!(claimed.iter().map(|j| j.id).collect::<Vec<_>>(), [control]);
+    let current = store.incident(c.id).await.unwrap().unwrap();
+    // A stale version: neither the change, nor the settling, nor the new jobs.
+    let mut stale = current.clone();
+    stale.version += 7;
+    stale.step = 9;
+    assert!(
+        !store
+            .incident_commit(&stale, vec![control], vec![job("status-update")])
+            .await
+            .unwrap()
+    );
+    assert_eq!(store.incident(c.id).await.unwrap().unwrap(), current);
+    assert!(store.claim(Utc::now(), 10).await.unwrap().is_empty());
+    let depth: u64 = store.depth().await.unwrap().iter().map(|d| d.count).sum();
+    assert_eq!(depth, 1, "only the claimed control job");
+    // The current version: the change, the control job settled and the updates queued.
+    let mut next = current.clone();
+    next.state = IncidentState::Acknowledged;
+    assert!(
+        store
+            .incident_commit(&next, vec![control], vec![job("update-a"), job("update-b")])
+            .await
+            .unwrap()
+    );
+    let stored = store.incident(c.id).await.unwrap().unwrap();
+    assert_eq!(
+        (stored.state, stored.version),
+        (IncidentState::Acknowledged, current.version + 1)
+    );
+    let mut queued: Vec<String> = store
+        .claim(Utc::now(), 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|j| j.integration.0)
+        .collect();
+    queued.sort();
+    assert_eq!(queued, ["update-a", "update-b"]);
+    let depth: u64 = store.depth().await.unwrap().iter().map(|d| d.count).sum();
+    assert_eq!(depth, 2, "the control job is settled");
+
     // Newest first; the long-resolved one pruned, the open ones kept however old.
     let ids: Vec<i64> = store
         .incidents(now - Duration::days(7))
@@ -429,5 +504,90 @@ async fn escalates_on_redis_too() {
         format!("console:{ADMIN_USER}")
     );
     assert_eq!(v["incident"]["state"], "acknowledged");
+    history_has_no_control_jobs(&s).await;
+    s.stop().await;
+}
+
+/// WxPusher messages waiting in the queue, as the `queue_depth` gauge says.
+async fn queued(s: &TestServer) -> f64 {
+    let (_, text) = s.get("/metrics").await;
+    text.lines()
+        .filter(|l| l.starts_with("alertmanager_wechat_queue_depth{integration=\"wxpusher\"}"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// Rule 6: a step whose target is the incident's own receiver pages it with the
+/// notification's message itself: the receiver gets one message, the page, carrying the
+/// reference and the link (naming no person); a copy of the notification (a second
+/// Alertmanager) adds nothing.
+#[tokio::test]
+async fn a_page_to_the_incidents_own_receiver_replaces_its_message() {
+    let mock = MockWxPusher::start().await;
+    let config = config(&mock, "2s", "").replace(
+        "      - { notify: [ {person: zhangsan} ], escalate_after: 2s }\n      - { notify: [ {person: lisi} ], escalate_after: 1h }",
+        "      - { notify: [ {receiver: group} ], escalate_after: 2s }",
+    );
+    assert!(config.contains("{receiver: group}"), "{config}");
+    // Dedupe on: the second copy of the notification is a duplicate.
+    let config = format!("dedupe: {{ window: 5m, resolved_group_wait: 0s }}\n{config}");
+    let s = TestServer::start(&config).await;
+    for _ in 0..2 {
+        let (status, _) = s
+            .post("/webhook", example("alertmanager-firing.json"))
+            .await;
+        assert_eq!(status, 200);
+    }
+    let page = wait_for_uid(&mock, "UID_group", 1).await.remove(0);
+    // Its one step paged and its timer ran out (nobody acknowledged): nothing is left to send.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let list = incidents(&s, "").await;
+        let exhausted = list[0]["timeline"]
+            .as_array()
+            .is_some_and(|t| t.iter().any(|e| e["event"] == "exhausted"));
+        if exhausted && queued(&s).await == 0.0 {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{list:#?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let list = incidents(&s, "").await;
+    let reference = list[0]["ref"].as_str().unwrap();
+    assert_eq!(
+        sent_to(&mock, "UID_group").len(),
+        1,
+        "{:#?}",
+        mock.requests().iter().map(|r| &r.body).collect::<Vec<_>>()
+    );
+    let content = page.body["content"].as_str().unwrap();
+    assert!(content.contains(reference), "{content}");
+    assert!(
+        content.contains("HighCPU"),
+        "the alerts' message: {content}"
+    );
+    assert!(
+        page.body["url"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("https://alerts.example.com/ack/"),
+        "{}",
+        page.body
+    );
+    let paged: Vec<&Value> = list[0]["timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["event"] == "paged")
+        .collect();
+    assert_eq!(paged.len(), 1);
+    assert_eq!(paged[0]["person"], "receiver:group");
+
+    // Resolved: its ordinary resolved message goes as always.
+    let (status, _) = s
+        .post("/webhook", example("alertmanager-resolved.json"))
+        .await;
+    assert_eq!(status, 200);
+    wait_for_uid(&mock, "UID_group", 2).await;
     s.stop().await;
 }

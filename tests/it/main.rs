@@ -22,6 +22,7 @@ mod metrics;
 mod oa_fields;
 mod official_account;
 mod oncall;
+mod oncall_e2e;
 mod oncall_reach;
 mod oncall_voice;
 mod ops;

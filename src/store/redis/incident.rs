@@ -2,7 +2,9 @@
 //! `sqlite/incident.rs` keeps in SQLite: hash `oc:incidents` (id → the record as JSON), hash
 //! `oc:incident_open` (receiver and groupKey → id of the open one), ids from the counter
 //! `oc:incident_id`. Opening and every change are Lua scripts, so the open-or-create and the
-//! compare-and-set are atomic across replicas.
+//! compare-and-set are atomic across replicas; a change with the jobs it queues (pages, status
+//! updates, timers) and the control job it settles is one script (`incident_commit.lua`
+//! before the queue's own `complete.lua`).
 
 use std::sync::LazyLock;
 
@@ -10,8 +12,8 @@ use chrono::{DateTime, Utc};
 use redis::Script;
 
 use super::RedisStore;
-use crate::store::StoreError;
 use crate::store::incident::{Incident, IncidentState, reference};
+use crate::store::{NewJob, StoreError};
 
 const HASH: &str = "oc:incidents";
 const OPEN: &str = "oc:incident_open";
@@ -54,6 +56,15 @@ end
 return 1
 "#,
     )
+});
+
+/// The compare-and-set, then the queue's settle-and-add, in one script.
+static COMMIT_SCRIPT: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(concat!(
+        include_str!("prelude.lua"),
+        include_str!("incident_commit.lua"),
+        include_str!("complete.lua")
+    ))
 });
 
 fn encode(i: &Incident) -> Result<String, StoreError> {
@@ -109,6 +120,39 @@ impl RedisStore {
                 inv.arg(id).arg(expected).arg(json).arg(key).arg(resolved);
             })
             .await?;
+        Ok(stored == 1)
+    }
+
+    pub async fn incident_commit(
+        &self,
+        incident: &Incident,
+        done: Vec<i64>,
+        then: Vec<NewJob>,
+    ) -> Result<bool, StoreError> {
+        let mut next = incident.clone();
+        next.version = incident.version + 1;
+        let jobs = super::job_args(&then)?;
+        let (id, expected, json, key, resolved) = (
+            next.id,
+            incident.version.to_string(),
+            encode(&next)?,
+            next.open_key(),
+            if next.state == IncidentState::Resolved {
+                "1"
+            } else {
+                "0"
+            },
+        );
+        let settled = done.clone();
+        let stored: i64 = self
+            .eval_durable(&COMMIT_SCRIPT, move |inv| {
+                inv.arg(done.len()).arg(done).arg(jobs);
+                inv.arg(id).arg(expected).arg(json).arg(key).arg(resolved);
+            })
+            .await?;
+        if stored == 1 {
+            self.forget_inflight(&settled);
+        }
         Ok(stored == 1)
     }
 

@@ -54,7 +54,8 @@ local function drop_job(id)
   redis.call('DEL', jk(id))
 end
 -- Adds the jobs described from ARGV[from]: a count, then eight values per job. A job due
--- later than its acceptance (held for merging) waits in the delayed set.
+-- later than its acceptance (held for merging) or later than now (an on-call timer, a
+-- delayed page) waits in the delayed set.
 local function add_job(b, drop)
   local id = redis.call('INCR', P .. 'seq')
   local target = ARGV[b + 1] .. ':' .. ARGV[b]
@@ -65,7 +66,7 @@ local function add_job(b, drop)
     'held', ARGV[b + 7], 'state', 'pending', 'target', target, 'bytes', bytes)
   redis.call('INCRBY', P .. 'bytes', bytes)
   if drop then redis.call('HSET', jk(id), 'drop', drop) end
-  if tonumber(ARGV[b + 6]) > tonumber(ARGV[b + 4]) then
+  if tonumber(ARGV[b + 6]) > tonumber(ARGV[b + 4]) or tonumber(ARGV[b + 6]) > now_ms() then
     redis.call('ZADD', P .. 'delayed', ARGV[b + 6], id)
   else
     push(id)

@@ -6,8 +6,8 @@ use chrono::{DateTime, Utc};
 use rusqlite::{OptionalExtension, params};
 
 use super::{SqliteStore, db, ms};
-use crate::store::StoreError;
 use crate::store::incident::{Incident, IncidentState, reference};
+use crate::store::{NewJob, StoreError};
 
 const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS incidents (
@@ -92,6 +92,45 @@ impl SqliteStore {
             Ok(n == 1)
         })
         .await
+    }
+
+    pub async fn incident_commit(
+        &self,
+        incident: &Incident,
+        done: Vec<i64>,
+        then: Vec<NewJob>,
+    ) -> Result<bool, StoreError> {
+        let then = super::jobs::encode_jobs(then)?;
+        let mut next = incident.clone();
+        next.version = incident.version + 1;
+        // One request of the writer: one savepoint, so the change and the jobs commit together.
+        let r = self
+            .call(move |w| {
+                w.conn.execute_batch(SCHEMA).map_err(db)?;
+                let resolved = next.state == IncidentState::Resolved;
+                let n = w
+                    .conn
+                    .execute(
+                        "UPDATE incidents SET body = ?1, version = ?2, open_key = ?3, resolved_at = ?4
+                         WHERE id = ?5 AND version = ?6",
+                        params![
+                            encode(&next)?,
+                            next.version as i64,
+                            (!resolved).then(|| next.open_key()),
+                            next.resolved_at.map(ms),
+                            next.id,
+                            (next.version - 1) as i64,
+                        ],
+                    )
+                    .map_err(db)?;
+                if n != 1 {
+                    return Ok(false);
+                }
+                super::jobs::complete_in(w, &done, &then)?;
+                Ok(true)
+            })
+            .await;
+        self.wrote(r)
     }
 
     pub async fn incident(&self, id: i64) -> Result<Option<Incident>, StoreError> {

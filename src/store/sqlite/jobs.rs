@@ -530,7 +530,11 @@ enum Encoded {
 }
 
 /// Forgets the delivered jobs `ids`; stores `then`.
-fn complete_in(w: &mut Writer, ids: &[i64], then: &[EncodedJob]) -> Result<(), StoreError> {
+pub(super) fn complete_in(
+    w: &mut Writer,
+    ids: &[i64],
+    then: &[EncodedJob],
+) -> Result<(), StoreError> {
     let mut removed = 0;
     for id in ids {
         w.release(*id);
