@@ -83,7 +83,7 @@ pub(super) fn admit_in(
     admissions: EncodedAdmissions,
     now: DateTime<Utc>,
 ) -> Result<(Vec<Admitted>, Vec<Option<i64>>, EncodedAdmissions), StoreError> {
-    prune(&w.conn, now)?;
+    prune(w, now)?;
     let mut out = Vec::with_capacity(admissions.len());
     let mut bodies = Vec::with_capacity(admissions.len());
     let mut spent = Vec::with_capacity(admissions.len());
@@ -91,7 +91,7 @@ pub(super) fn admit_in(
     let mut queued = 0u64;
     for (mut json, mut a) in admissions {
         if let Some(identity) = &a.identity
-            && !take(&w.conn, identity, now)?
+            && !take(w, identity, now)?
         {
             out.push(Admitted::Duplicate);
             bodies.push(None);
@@ -100,12 +100,12 @@ pub(super) fn admit_in(
         }
         let mut drop = Vec::new();
         for (i, mark) in &a.once {
-            if !take(&w.conn, mark, now)? {
+            if !take(w, mark, now)? {
                 drop.push(*i);
             }
         }
         for mark in &a.remember {
-            take_or_extend(&w.conn, mark, now)?;
+            take_or_extend(w, mark, now)?;
         }
         if !drop.is_empty() {
             let n = &a.job.notification;
