@@ -8,7 +8,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 
 use super::SqliteStore;
-use super::bodies::{Encoder, Written, encode};
+use super::bodies::{Encoder, Packed, Written, encode, pack};
 use super::dedupe::{prune, take, take_or_extend};
 use super::history;
 use super::jobs::insert_job;
@@ -62,7 +62,7 @@ impl SqliteStore {
 
 /// Notifications ready for [`admit_in`]: each job's notification already JSON, encoded once
 /// for all the jobs that share it.
-pub(super) type EncodedAdmissions = Vec<(Arc<str>, Admission)>;
+pub(super) type EncodedAdmissions = Vec<(Packed, Admission)>;
 
 pub(super) fn encode_admissions(
     admissions: Vec<Admission>,
@@ -126,7 +126,7 @@ pub(super) fn admit_in(
             }
             // Its own notification now, and its own body.
             a.job.notification = Arc::new(n.subset(keep));
-            json = encode(&a.job.notification)?.into();
+            json = pack(&encode(&a.job.notification)?).into();
         }
         let (id, body) = insert_job(&w.conn, &mut written, &a.job, &json, a.not_before, a.held)?;
         queued += 1;

@@ -948,3 +948,45 @@ async fn the_dedupe_log_is_merged_once_it_is_full() {
         [Some(5), None, None]
     );
 }
+
+/// A body is stored compressed; one stored as text (by an older version) reads the same.
+#[tokio::test]
+async fn bodies_are_stored_compressed_and_text_bodies_still_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path(), 100, true).unwrap();
+    let j = job("a");
+    let json = serde_json::to_string(&*j.notification).unwrap();
+    let expected = j.notification.clone();
+    store.enqueue(vec![j.clone(), j]).await.unwrap();
+    let (kind, len): (String, i64) = store
+        .call(|w| {
+            w.conn
+                .query_row(
+                    "SELECT typeof(json), length(json) FROM bodies ORDER BY body LIMIT 1",
+                    [],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .map_err(db)
+        })
+        .await
+        .unwrap();
+    assert_eq!(kind, "blob");
+    assert!((len as usize) < json.len(), "{len} of {}", json.len());
+    // The body (one, shared by both jobs) rewritten as text, as an older version wrote it.
+    store
+        .call(move |w| {
+            w.conn
+                .execute(
+                    "UPDATE bodies SET json = ?1 WHERE body = (SELECT max(body) FROM bodies)",
+                    [json],
+                )
+                .map_err(db)
+        })
+        .await
+        .unwrap();
+    let claimed = store.claim(Utc::now(), 10).await.unwrap();
+    assert_eq!(claimed.len(), 2);
+    for c in claimed {
+        assert_eq!(*c.notification, *expected);
+    }
+}
