@@ -8,7 +8,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 
 use super::SqliteStore;
-use super::bodies::{Encoder, Written, encode};
+use super::bodies::{Encoder, Packed, Written, encode, pack};
 use super::dedupe::{prune, take, take_or_extend};
 use super::history;
 use super::jobs::insert_job;
@@ -62,7 +62,7 @@ impl SqliteStore {
 
 /// Notifications ready for [`admit_in`]: each job's notification already JSON, encoded once
 /// for all the jobs that share it.
-pub(super) type EncodedAdmissions = Vec<(Arc<str>, Admission)>;
+pub(super) type EncodedAdmissions = Vec<(Packed, Admission)>;
 
 pub(super) fn encode_admissions(
     admissions: Vec<Admission>,
@@ -83,7 +83,7 @@ pub(super) fn admit_in(
     admissions: EncodedAdmissions,
     now: DateTime<Utc>,
 ) -> Result<(Vec<Admitted>, Vec<Option<i64>>, EncodedAdmissions), StoreError> {
-    prune(&w.conn, now)?;
+    prune(w, now)?;
     let mut out = Vec::with_capacity(admissions.len());
     let mut bodies = Vec::with_capacity(admissions.len());
     let mut spent = Vec::with_capacity(admissions.len());
@@ -91,7 +91,7 @@ pub(super) fn admit_in(
     let mut queued = 0u64;
     for (mut json, mut a) in admissions {
         if let Some(identity) = &a.identity
-            && !take(&w.conn, identity, now)?
+            && !take(w, identity, now)?
         {
             out.push(Admitted::Duplicate);
             bodies.push(None);
@@ -100,12 +100,12 @@ pub(super) fn admit_in(
         }
         let mut drop = Vec::new();
         for (i, mark) in &a.once {
-            if !take(&w.conn, mark, now)? {
+            if !take(w, mark, now)? {
                 drop.push(*i);
             }
         }
         for mark in &a.remember {
-            take_or_extend(&w.conn, mark, now)?;
+            take_or_extend(w, mark, now)?;
         }
         if !drop.is_empty() {
             let n = &a.job.notification;
@@ -126,7 +126,7 @@ pub(super) fn admit_in(
             }
             // Its own notification now, and its own body.
             a.job.notification = Arc::new(n.subset(keep));
-            json = encode(&a.job.notification)?.into();
+            json = pack(&encode(&a.job.notification)?).into();
         }
         let (id, body) = insert_job(&w.conn, &mut written, &a.job, &json, a.not_before, a.held)?;
         queued += 1;

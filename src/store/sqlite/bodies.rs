@@ -4,7 +4,10 @@
 //! read it (`refs`) and is deleted with the last of them.
 //!
 //! Encoding happens on the caller's task ([`Encoder`]): a notification shared by several jobs
-//! (one `Arc`) is encoded once for all of them.
+//! (one `Arc`) is encoded once for all of them. A body is stored compressed (LZ4, its length
+//! first, as a BLOB): a notification's JSON repeats its label names and values in every alert,
+//! and compressed it takes a quarter of the pages or less. Bodies stored as text by older
+//! versions read as before.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -18,25 +21,53 @@ use crate::webhook::Notification;
 pub(super) const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS bodies (
     body INTEGER PRIMARY KEY,
-    json TEXT    NOT NULL,                   -- the Notification as JSON
+    json TEXT    NOT NULL,                   -- the Notification as JSON (a BLOB: LZ4-compressed)
     refs INTEGER NOT NULL                    -- jobs and history records that read it
 );
 "#;
 
-/// Encodes notifications once each: jobs that share one (the same `Arc`) share its JSON.
+/// A body as stored: the notification's JSON, compressed ([`pack`]).
+pub(super) type Packed = Arc<[u8]>;
+
+/// Encodes notifications once each: jobs that share one (the same `Arc`) share its body.
 #[derive(Default)]
 pub(super) struct Encoder {
-    done: HashMap<*const Notification, Arc<str>>,
+    done: HashMap<*const Notification, Packed>,
 }
 
 impl Encoder {
-    pub(super) fn encode(&mut self, n: &Arc<Notification>) -> Result<Arc<str>, StoreError> {
-        if let Some(json) = self.done.get(&Arc::as_ptr(n)) {
-            return Ok(json.clone());
+    pub(super) fn encode(&mut self, n: &Arc<Notification>) -> Result<Packed, StoreError> {
+        if let Some(body) = self.done.get(&Arc::as_ptr(n)) {
+            return Ok(body.clone());
         }
-        let json: Arc<str> = encode(n)?.into();
-        self.done.insert(Arc::as_ptr(n), json.clone());
-        Ok(json)
+        let body: Packed = pack(&encode(n)?).into();
+        self.done.insert(Arc::as_ptr(n), body.clone());
+        Ok(body)
+    }
+}
+
+/// A notification's JSON as a body is stored: LZ4-compressed, its length first.
+pub(super) fn pack(json: &str) -> Vec<u8> {
+    lz4_flex::compress_prepend_size(json.as_bytes())
+}
+
+/// A stored body's JSON: compressed (a BLOB), or text as older versions wrote it.
+pub(super) fn unpack(v: rusqlite::types::Value) -> Result<Option<String>, StoreError> {
+    use rusqlite::types::Value;
+    match v {
+        Value::Null => Ok(None),
+        Value::Text(json) => Ok(Some(json)),
+        Value::Blob(packed) => {
+            let bytes = lz4_flex::decompress_size_prepended(&packed)
+                .map_err(|e| StoreError::Db(format!("a stored notification is damaged: {e}")))?;
+            String::from_utf8(bytes)
+                .map(Some)
+                .map_err(|e| StoreError::Db(format!("a stored notification is damaged: {e}")))
+        }
+        other => Err(StoreError::Db(format!(
+            "a stored notification is not JSON but {:?}",
+            other.data_type()
+        ))),
     }
 }
 
@@ -45,8 +76,8 @@ pub(super) fn encode(n: &Notification) -> Result<String, StoreError> {
         .map_err(|e| StoreError::Db(format!("cannot encode a notification: {e}")))
 }
 
-/// The bodies written by one request, by the JSON they hold (its address: shared JSON is one
-/// body), so that the jobs of one notification read one row.
+/// The bodies written by one request, by what they hold (its address: a shared body is one
+/// row), so that the jobs of one notification read one row.
 #[derive(Default)]
 pub(super) struct Written {
     ids: HashMap<*const u8, i64>,
@@ -55,14 +86,14 @@ pub(super) struct Written {
 impl Written {
     /// The body holding `json`, written now if this request has not written it yet, with one
     /// more reader.
-    pub(super) fn refer(&mut self, conn: &Connection, json: &Arc<str>) -> Result<i64, StoreError> {
-        let key = json.as_ptr();
+    pub(super) fn refer(&mut self, conn: &Connection, packed: &Packed) -> Result<i64, StoreError> {
+        let key = packed.as_ptr();
         if let Some(&body) = self.ids.get(&key) {
             refer(conn, body)?;
             return Ok(body);
         }
         conn.prepare_cached("INSERT INTO bodies (json, refs) VALUES (?1, 1)")
-            .and_then(|mut s| s.execute(params![&**json]))
+            .and_then(|mut s| s.execute(params![&**packed]))
             .map_err(db)?;
         let body = conn.last_insert_rowid();
         self.ids.insert(key, body);
@@ -102,11 +133,11 @@ pub(super) fn read(
         if out.contains_key(&body) {
             continue;
         }
-        let json: Option<String> = conn
+        let stored: Option<rusqlite::types::Value> = conn
             .prepare_cached("SELECT json FROM bodies WHERE body = ?1")
             .and_then(|mut s| s.query_row([body], |r| r.get(0)).optional())
             .map_err(db)?;
-        if let Some(json) = json {
+        if let Some(json) = stored.map(unpack).transpose()?.flatten() {
             out.insert(body, json);
         }
     }

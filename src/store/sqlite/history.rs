@@ -124,14 +124,16 @@ fn decode(id: i64, raw: &str, notification: Option<&str>) -> Result<Delivery, St
 /// The columns [`decode`] reads, in its order (from `history h LEFT JOIN bodies b`).
 const COLUMNS: &str = "h.id, h.record, coalesce(h.notification, b.json)";
 
-type Row = (i64, String, Option<String>);
+type Row = (i64, String, rusqlite::types::Value);
 
 fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Row> {
     Ok((r.get(0)?, r.get(1)?, r.get(2)?))
 }
 
+/// A record, its notification read from its own copy or from the body it names (compressed
+/// or not, see [`bodies::unpack`]).
 fn decode_row((id, raw, n): Row) -> Result<Delivery, StoreError> {
-    decode(id, &raw, n.as_deref())
+    decode(id, &raw, bodies::unpack(n)?.as_deref())
 }
 
 /// Whether a record is a digest waiting for its job.

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use rusqlite::{Connection, OptionalExtension, params};
 
-use super::bodies::{self, Encoder, Written};
+use super::bodies::{self, Encoder, Packed, Written};
 use super::history;
 use super::writer::{Writer, aside};
 use super::{SqliteStore, db, from_ms, ms};
@@ -278,7 +278,7 @@ pub(super) fn insert_job(
     conn: &Connection,
     written: &mut Written,
     j: &NewJob,
-    json: &Arc<str>,
+    json: &Packed,
     not_before: DateTime<Utc>,
     held: bool,
 ) -> Result<(i64, i64), StoreError> {
@@ -308,7 +308,7 @@ pub(super) fn insert_job(
 /// writer thread spends its time on SQL only.
 pub(super) struct EncodedJob {
     job: NewJob,
-    json: Arc<str>,
+    json: Packed,
 }
 
 pub(super) fn encode_jobs(jobs: Vec<NewJob>) -> Result<Vec<EncodedJob>, StoreError> {

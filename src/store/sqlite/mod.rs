@@ -116,6 +116,7 @@ impl SqliteStore {
             "PRAGMA wal_autocheckpoint={WAL_PAGES}; PRAGMA journal_size_limit={WAL_KEEP_BYTES};"
         ))
         .map_err(|e| err(e.to_string()))?;
+        let marks = dedupe::Marks::load(&conn).map_err(|e| err(e.to_string()))?;
         let checkpointer = Connection::open(dir.join(FILE)).map_err(|e| err(e.to_string()))?;
         checkpointer
             .busy_timeout(Duration::from_secs(5))
@@ -134,6 +135,7 @@ impl SqliteStore {
             claimed: HashSet::new(),
             released: Vec::new(),
             history_rows: None,
+            marks,
             checkpoint,
         };
         let flag = closed.clone();

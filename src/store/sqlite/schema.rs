@@ -68,6 +68,7 @@ const DEDUPE_EXPIRY: &str = "CREATE INDEX IF NOT EXISTS dedupe_expiry ON dedupe 
 pub(super) fn create(conn: &Connection) -> Result<(), rusqlite::Error> {
     conn.execute_batch(SCHEMA)?;
     conn.execute_batch(super::bodies::SCHEMA)?;
+    conn.execute_batch(super::dedupe::SCHEMA)?;
     conn.execute_batch(super::chatops::SCHEMA)?;
     conn.execute_batch(super::history::SCHEMA)?;
     for (table, column, decl) in [

@@ -828,3 +828,165 @@ async fn a_store_of_the_older_format_opens_and_moves_forward() {
         [Some(7)]
     );
 }
+
+/// Dedupe keys are appended to the log, not written into the key B-tree: what was taken is
+/// known again after a restart (the log read back), and a commit that does not stand takes
+/// its keys out of memory too.
+#[tokio::test]
+async fn dedupe_keys_in_the_log_survive_a_reopen_and_follow_a_refused_commit() {
+    let dir = tempfile::tempdir().unwrap();
+    let t0 = Utc::now();
+    {
+        let store = SqliteStore::open(dir.path(), 100, true).unwrap();
+        let out = store
+            .admit(vec![admission("k", t0, 60_000)], t0)
+            .await
+            .unwrap();
+        assert!(matches!(out[0], Admitted::Queued { .. }), "{out:?}");
+        // A refused commit: the keys it took are not held afterwards.
+        testing::refuse_writes(&store, true).await.unwrap();
+        assert!(
+            store
+                .admit(vec![admission("r", t0, 60_000)], t0)
+                .await
+                .is_err()
+        );
+        testing::refuse_writes(&store, false).await.unwrap();
+        let got = store
+            .recall(vec!["dup:k".into(), "dup:r".into()], t0)
+            .await
+            .unwrap();
+        assert_eq!(got, [Some(1), None]);
+        let merged: i64 = store
+            .call(|w| {
+                w.conn
+                    .query_row("SELECT count(*) FROM dedupe", [], |r| r.get(0))
+                    .map_err(db)
+            })
+            .await
+            .unwrap();
+        assert_eq!(merged, 0, "keys wait in the log until it is merged");
+        // Dropped without any merge, as a kill would leave it.
+    }
+    let store = SqliteStore::open(dir.path(), 100, true).unwrap();
+    let out = store
+        .admit(vec![admission("k", t0, 60_000)], t0)
+        .await
+        .unwrap();
+    assert_eq!(
+        out,
+        [Admitted::Duplicate],
+        "the identity taken before the restart"
+    );
+    let out = store
+        .admit(vec![admission("r", t0, 60_000)], t0)
+        .await
+        .unwrap();
+    assert!(matches!(out[0], Admitted::Queued { .. }), "{out:?}");
+    assert_eq!(store.state_size().await.unwrap(), 6);
+}
+
+/// Past `MERGE_AT` keys the log is merged into `dedupe` and emptied; every key still answers,
+/// with the value it was first taken with, and extending a merged key keeps that value.
+#[tokio::test]
+async fn the_dedupe_log_is_merged_once_it_is_full() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path(), usize::MAX, true).unwrap();
+    let t0 = Utc::now();
+    let exp = t0 + chrono::Duration::seconds(600);
+    let mark = |i: usize, value: i64| Mark {
+        key: format!("firing:{i:08}"),
+        value,
+        expires_at: exp,
+    };
+    let n = super::dedupe::MERGE_AT + 10;
+    store
+        .remember((0..n).map(|i| mark(i, i as i64)).collect(), t0)
+        .await
+        .unwrap();
+    // The next batch merges first.
+    store.remember(vec![mark(n, 7)], t0).await.unwrap();
+    let (merged, logged): (i64, i64) = store
+        .call(|w| {
+            let count = |t: &str| {
+                w.conn
+                    .query_row(&format!("SELECT count(*) FROM {t}"), [], |r| r.get(0))
+                    .map_err(db)
+            };
+            Ok((count("dedupe")?, count("dedupe_log")?))
+        })
+        .await
+        .unwrap();
+    assert_eq!((merged, logged), (n as i64, 1));
+    assert_eq!(store.state_size().await.unwrap(), n as u64 + 1);
+    // Extended with a later expiry and another value: the first value stays.
+    let later = t0 + chrono::Duration::seconds(900);
+    store
+        .remember(
+            vec![Mark {
+                key: format!("firing:{:08}", 5),
+                value: 99,
+                expires_at: later,
+            }],
+            t0,
+        )
+        .await
+        .unwrap();
+    let keys = vec![
+        format!("firing:{:08}", 5),
+        format!("firing:{:08}", n - 1),
+        format!("firing:{n:08}"),
+    ];
+    assert_eq!(
+        store.recall(keys.clone(), t0).await.unwrap(),
+        [Some(5), Some(n as i64 - 1), Some(7)]
+    );
+    // Past the first expiry only the extended key is left.
+    let after = t0 + chrono::Duration::seconds(700);
+    assert_eq!(
+        store.recall(keys, after).await.unwrap(),
+        [Some(5), None, None]
+    );
+}
+
+/// A body is stored compressed; one stored as text (by an older version) reads the same.
+#[tokio::test]
+async fn bodies_are_stored_compressed_and_text_bodies_still_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path(), 100, true).unwrap();
+    let j = job("a");
+    let json = serde_json::to_string(&*j.notification).unwrap();
+    let expected = j.notification.clone();
+    store.enqueue(vec![j.clone(), j]).await.unwrap();
+    let (kind, len): (String, i64) = store
+        .call(|w| {
+            w.conn
+                .query_row(
+                    "SELECT typeof(json), length(json) FROM bodies ORDER BY body LIMIT 1",
+                    [],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .map_err(db)
+        })
+        .await
+        .unwrap();
+    assert_eq!(kind, "blob");
+    assert!((len as usize) < json.len(), "{len} of {}", json.len());
+    // The body (one, shared by both jobs) rewritten as text, as an older version wrote it.
+    store
+        .call(move |w| {
+            w.conn
+                .execute(
+                    "UPDATE bodies SET json = ?1 WHERE body = (SELECT max(body) FROM bodies)",
+                    [json],
+                )
+                .map_err(db)
+        })
+        .await
+        .unwrap();
+    let claimed = store.claim(Utc::now(), 10).await.unwrap();
+    assert_eq!(claimed.len(), 2);
+    for c in claimed {
+        assert_eq!(*c.notification, *expected);
+    }
+}

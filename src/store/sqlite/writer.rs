@@ -9,6 +9,7 @@ use rusqlite::Connection;
 use tokio::sync::{mpsc, oneshot};
 
 use super::db;
+use super::dedupe::{Marks, merge_if_full};
 use crate::store::StoreError;
 
 /// Requests taken into one transaction at most.
@@ -41,6 +42,8 @@ pub(super) struct Writer {
     /// so that pruning to `web.history_max` costs what it deletes, not a scan of what is kept.
     /// Forgotten whenever a batch does not commit.
     pub(super) history_rows: Option<u64>,
+    /// Dedupe keys written to the log and not merged yet ([`super::dedupe`]).
+    pub(super) marks: Marks,
     /// Wakes the checkpointer after a commit that wrote (see [`run_checkpointer`]).
     pub(super) checkpoint: std::sync::mpsc::SyncSender<()>,
 }
@@ -102,6 +105,7 @@ pub(super) fn run_writer(mut w: Writer, mut rx: mpsc::UnboundedReceiver<Op>) {
                 Err(_) => break,
             }
         }
+        merge_if_full(&mut w);
         run_batch(&mut w, ops);
     }
 }
@@ -112,6 +116,7 @@ pub(super) fn run_writer(mut w: Writer, mut rx: mpsc::UnboundedReceiver<Op>) {
 pub(super) struct Undo {
     pub(super) live: u64,
     pub(super) released: usize,
+    pub(super) marks: usize,
 }
 
 impl Writer {
@@ -119,15 +124,17 @@ impl Writer {
         Undo {
             live: self.live,
             released: self.released.len(),
+            marks: self.marks.point(),
         }
     }
 
     /// Follows SQLite back to `to`: the jobs counted since are not, the claims given back
     /// since are held again (their outcome was not recorded: the job must not be handed out
-    /// again yet), and the history's row count is counted afresh. Claims taken since stand:
-    /// claiming writes nothing.
+    /// again yet), the dedupe keys logged since are forgotten, and the history's row count is
+    /// counted afresh. Claims taken since stand: claiming writes nothing.
     pub(super) fn undo(&mut self, to: Undo) {
         self.live = to.live;
+        self.marks.undo(to.marks);
         for id in self.released.drain(to.released..) {
             self.claimed.insert(id);
         }
@@ -209,6 +216,7 @@ pub(super) fn run_batch(w: &mut Writer, ops: Vec<Op>) {
     match &commit {
         None => {
             w.released.clear();
+            w.marks.commit();
             if waiting.iter().any(|(_, wrote)| *wrote) {
                 // Full: a wake-up is already waiting.
                 let _ = w.checkpoint.try_send(());
@@ -278,6 +286,7 @@ pub(super) fn aside<T>(
     f: impl FnOnce(&mut Writer) -> Result<T, StoreError>,
 ) -> Result<Result<T, StoreError>, StoreError> {
     run(&w.conn, "SAVEPOINT aside")?;
+    let marks = w.marks.point();
     let r = f(w);
     if w.conn.is_autocommit() {
         return Err(match r {
@@ -287,6 +296,7 @@ pub(super) fn aside<T>(
     }
     if r.is_err() {
         run(&w.conn, "ROLLBACK TO aside")?;
+        w.marks.undo(marks);
         w.history_rows = None;
     }
     run(&w.conn, "RELEASE aside")?;
