@@ -87,10 +87,14 @@ impl Workers {
                     last_scan = tokio::time::Instant::now();
                     recover(&ctx).await;
                 }
+                // Control jobs (escalation timers) are store work, no delivery: taken first and
+                // without a free slot, so a backlog of deliveries never holds a timer back.
+                let left = control_round(&ctx).await;
                 let free = slots.available_permits();
                 if free == 0 {
                     tokio::select! {
                         p = slots.clone().acquire_owned() => drop(p),
+                        _ = tokio::time::sleep(CONTROL_POLL) => {}
                         _ = stop.changed() => {}
                     }
                     continue;
@@ -98,8 +102,8 @@ impl Workers {
                 let rt = ctx.runtime.load_full();
                 super::digest::coalesce_backlogs(&ctx.queue, &rt).await;
                 let store = &ctx.queue.store;
-                let jobs = match store.claim(Utc::now(), free).await {
-                    Ok(j) => j,
+                let jobs = match store.claim(Utc::now(), free - left.len().min(free)).await {
+                    Ok(j) => left.into_iter().chain(j).collect(),
                     Err(e) => {
                         error!(error = %e, "cannot claim jobs from the store");
                         tokio::select! {
@@ -163,6 +167,38 @@ impl Workers {
             refresh_gauges(&ctx).await;
         })
     }
+}
+
+/// How often due control jobs are looked for while every delivery slot is busy.
+const CONTROL_POLL: Duration = Duration::from_millis(250);
+/// Control jobs taken in one round.
+const CONTROL_BATCH: usize = 64;
+
+/// Claims the due control jobs and hands them to the steps; returns what no step took (to be
+/// delivered like any claimed job, or given back by the scan for lost claims).
+async fn control_round(ctx: &Ctx) -> Vec<Job> {
+    let store = &ctx.queue.store;
+    let control = match store.claim_control(Utc::now(), CONTROL_BATCH).await {
+        Ok(c) if !c.is_empty() => c,
+        Ok(_) => return Vec::new(),
+        Err(e) => {
+            debug!(error = %e, "cannot claim control jobs");
+            return Vec::new();
+        }
+    };
+    let rt = ctx.runtime.load_full();
+    let super::steps::Claimed {
+        jobs,
+        queued,
+        merged,
+    } = super::steps::claimed(&ctx.steps, store, &rt, control).await;
+    for (ids, into) in merged {
+        super::history::merged(store, &rt.config.web, &ids, &into).await;
+    }
+    if queued {
+        ctx.queue.wake.notify_one();
+    }
+    jobs
 }
 
 /// Notifications of more alerts than this take turns: one is rendered and sent at a time,

@@ -334,6 +334,21 @@ impl Store {
         }
     }
 
+    /// Claims the due control jobs of the on-call engine first, ahead of the deliveries due
+    /// before them: they are store work, no delivery, and an escalation timer must not wait
+    /// for a storm's backlog. On SQLite; on Redis they keep their place in the due order of
+    /// [`Store::claim`] (none are returned here).
+    pub async fn claim_control(
+        &self,
+        now: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<Job>, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.claim_control(now, limit).await,
+            Store::Redis(_) => Ok(Vec::new()),
+        }
+    }
+
     /// Claims the oldest `limit` pending jobs of one receiver integration, due or not (storm
     /// coalescing takes a backlog in chunks, so its memory stays bounded).
     pub async fn claim_target(

@@ -77,6 +77,32 @@ impl SqliteStore {
         .and_then(decode_jobs)
     }
 
+    /// Claims the due control jobs of the on-call engine (escalation timers and the like),
+    /// oldest due first, whatever deliveries wait before them.
+    pub async fn claim_control(
+        &self,
+        now: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<Job>, StoreError> {
+        // The kind is written into the statement (not bound) so that the partial index
+        // `jobs_control_due` applies.
+        let tail = format!(
+            "WHERE kind = '{}' AND state = 'pending' AND not_before <= ?1
+             ORDER BY not_before, id LIMIT ?2",
+            crate::store::incident::CONTROL_KIND
+        );
+        self.call(move |w| {
+            let ids = select_ids(
+                &w.conn,
+                &tail,
+                params![ms(now), (limit + w.claimed.len()) as i64],
+            )?;
+            take_claims(w, ids, limit)
+        })
+        .await
+        .and_then(decode_jobs)
+    }
+
     pub async fn claim_target(
         &self,
         receiver: &str,

@@ -83,7 +83,19 @@ pub(super) fn create(conn: &Connection) -> Result<(), rusqlite::Error> {
     dedupe_without_rowid(conn)?;
     conn.execute_batch(DEDUPE_EXPIRY)?;
     conn.execute_batch(super::history::INDEXES)?;
+    conn.execute_batch(&control_due())?;
     Ok(())
+}
+
+/// The on-call engine's pending control jobs by due time: a partial index, so only those
+/// rows (a few per open incident) pay for it, and [`super::Sqlite::claim_control`] finds a
+/// due timer without walking the deliveries' backlog.
+fn control_due() -> String {
+    format!(
+        "CREATE INDEX IF NOT EXISTS jobs_control_due ON jobs (not_before)
+         WHERE kind = '{}' AND state = 'pending';",
+        crate::store::incident::CONTROL_KIND
+    )
 }
 
 /// Rebuilds a dedupe table written with rowids (a store from before) as WITHOUT ROWID, its

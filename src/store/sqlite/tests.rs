@@ -990,3 +990,46 @@ async fn bodies_are_stored_compressed_and_text_bodies_still_read() {
         assert_eq!(*c.notification, *expected);
     }
 }
+
+/// An escalation timer due behind a backlog of deliveries is claimed at once by
+/// `claim_control`, which takes nothing else and nothing before it is due.
+#[tokio::test]
+async fn control_jobs_are_claimed_ahead_of_the_deliveries_backlog() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), 100_000).unwrap();
+    let now = Utc::now();
+    let backlog: Vec<NewJob> = (0..50)
+        .map(|i| NewJob {
+            accepted_at: now - chrono::Duration::seconds(60 - i),
+            ..job("storm")
+        })
+        .collect();
+    store.enqueue(backlog).await.unwrap();
+    let control = |name: &str, due: DateTime<Utc>| NewJob {
+        integration: crate::store::IntegrationId(name.into()),
+        kind: crate::store::incident::CONTROL_KIND.into(),
+        accepted_at: due,
+        ..job("oncall")
+    };
+    store
+        .enqueue(vec![
+            control("escalate-1-1-0", now - chrono::Duration::seconds(1)),
+            control("escalate-2-1-0", now + chrono::Duration::hours(1)),
+        ])
+        .await
+        .unwrap();
+    // The ordinary claim takes the backlog first: the timer waits behind 50 deliveries.
+    let first = store.claim(now, 16).await.unwrap();
+    assert!(first.iter().all(|j| j.receiver == "storm"));
+    let taken = store.claim_control(now, 64).await.unwrap();
+    let names: Vec<&str> = taken.iter().map(|j| j.integration.as_str()).collect();
+    assert_eq!(names, ["escalate-1-1-0"]);
+    // Claimed once: not handed out again, and the one due later waits for its time.
+    assert!(store.claim_control(now, 64).await.unwrap().is_empty());
+    let later = store
+        .claim_control(now + chrono::Duration::hours(2), 64)
+        .await
+        .unwrap();
+    assert_eq!(later.len(), 1);
+    assert_eq!(later[0].integration.as_str(), "escalate-2-1-0");
+}
