@@ -371,25 +371,36 @@ impl Runtime {
                 let Some(n) = i.filter(&notification) else {
                     continue;
                 };
-                let mut requests = i.prepare(&env, &n).map_err(|e| match e {
-                    crate::channels::error::DeliveryError::Render(t) => RenderError::Template(t),
-                    e => RenderError::Other(rt.scrubber.scrub(&e.to_string())),
-                })?;
-                for req in &mut requests {
-                    rt.scrubber.scrub_json(&mut req.body);
-                    req.url = rt.scrubber.scrub(&req.url);
-                }
-                let preview = i.preview(&requests, rt.config.global.summary_max_chars);
-                out.push(Rendered {
-                    receiver: r.receiver.clone(),
-                    integration: format!("{}[{}]", i.name(), i.index),
-                    requests,
-                    kind: i.name(),
-                    preview,
-                });
+                out.push(rt.render_one(&env, i, &n, &r.receiver)?);
             }
         }
         Ok(out)
+    }
+
+    /// What `i` (of `receiver`) would send for `n`, secrets masked, and its preview.
+    pub fn render_one(
+        &self,
+        env: &Env<'_>,
+        i: &Integration,
+        n: &Notification,
+        receiver: &str,
+    ) -> Result<Rendered, RenderError> {
+        let mut requests = i.prepare(env, n).map_err(|e| match e {
+            crate::channels::error::DeliveryError::Render(t) => RenderError::Template(t),
+            e => RenderError::Other(self.scrubber.scrub(&e.to_string())),
+        })?;
+        for req in &mut requests {
+            self.scrubber.scrub_json(&mut req.body);
+            req.url = self.scrubber.scrub(&req.url);
+        }
+        let preview = i.preview(&requests, self.config.global.summary_max_chars);
+        Ok(Rendered {
+            receiver: receiver.to_string(),
+            integration: format!("{}[{}]", i.name(), i.index),
+            requests,
+            kind: i.name(),
+            preview,
+        })
     }
 }
 

@@ -81,23 +81,9 @@ pub fn render_person(
     let n = page_notification(&inc, rt, Some(person), now);
     let env = rt.env(now);
     let mut out = Vec::new();
+    let receiver = contact_receiver(person);
     for i in rt.contacts.get(person).into_iter().flatten() {
-        let mut requests = i.prepare(&env, &n).map_err(|e| match e {
-            crate::channels::error::DeliveryError::Render(t) => RenderError::Template(t),
-            e => RenderError::Other(rt.scrubber.scrub(&e.to_string())),
-        })?;
-        for req in &mut requests {
-            rt.scrubber.scrub_json(&mut req.body);
-            req.url = rt.scrubber.scrub(&req.url);
-        }
-        let preview = i.preview(&requests, rt.config.global.summary_max_chars);
-        out.push(Rendered {
-            receiver: contact_receiver(person),
-            integration: format!("{}[{}]", i.name(), i.index),
-            requests,
-            kind: i.name(),
-            preview,
-        });
+        out.push(rt.render_one(&env, i, &n, &receiver)?);
     }
     Ok(out)
 }

@@ -24,6 +24,28 @@ fn encode(i: &Incident) -> Result<String, StoreError> {
     serde_json::to_string(i).map_err(|e| StoreError::Db(format!("cannot encode: {e}")))
 }
 
+/// Stores `next` if the stored incident is still at the version before it: false when another
+/// change came first.
+fn compare_and_set(conn: &rusqlite::Connection, next: &Incident) -> Result<bool, StoreError> {
+    conn.execute_batch(SCHEMA).map_err(db)?;
+    let resolved = next.state == IncidentState::Resolved;
+    let n = conn
+        .execute(
+            "UPDATE incidents SET body = ?1, version = ?2, open_key = ?3, resolved_at = ?4
+             WHERE id = ?5 AND version = ?6",
+            params![
+                encode(next)?,
+                next.version as i64,
+                (!resolved).then(|| next.open_key()),
+                next.resolved_at.map(ms),
+                next.id,
+                (next.version - 1) as i64,
+            ],
+        )
+        .map_err(db)?;
+    Ok(n == 1)
+}
+
 fn decode(id: i64, body: &str) -> Result<Incident, StoreError> {
     serde_json::from_str(body).map_err(|e| StoreError::Corrupt {
         id,
@@ -71,27 +93,7 @@ impl SqliteStore {
     pub async fn incident_update(&self, incident: &Incident) -> Result<bool, StoreError> {
         let mut next = incident.clone();
         next.version = incident.version + 1;
-        self.call(move |w| {
-            w.conn.execute_batch(SCHEMA).map_err(db)?;
-            let resolved = next.state == IncidentState::Resolved;
-            let n = w
-                .conn
-                .execute(
-                    "UPDATE incidents SET body = ?1, version = ?2, open_key = ?3, resolved_at = ?4
-                     WHERE id = ?5 AND version = ?6",
-                    params![
-                        encode(&next)?,
-                        next.version as i64,
-                        (!resolved).then(|| next.open_key()),
-                        next.resolved_at.map(ms),
-                        next.id,
-                        (next.version - 1) as i64,
-                    ],
-                )
-                .map_err(db)?;
-            Ok(n == 1)
-        })
-        .await
+        self.call(move |w| compare_and_set(&w.conn, &next)).await
     }
 
     pub async fn incident_commit(
@@ -106,24 +108,7 @@ impl SqliteStore {
         // One request of the writer: one savepoint, so the change and the jobs commit together.
         let r = self
             .call(move |w| {
-                w.conn.execute_batch(SCHEMA).map_err(db)?;
-                let resolved = next.state == IncidentState::Resolved;
-                let n = w
-                    .conn
-                    .execute(
-                        "UPDATE incidents SET body = ?1, version = ?2, open_key = ?3, resolved_at = ?4
-                         WHERE id = ?5 AND version = ?6",
-                        params![
-                            encode(&next)?,
-                            next.version as i64,
-                            (!resolved).then(|| next.open_key()),
-                            next.resolved_at.map(ms),
-                            next.id,
-                            (next.version - 1) as i64,
-                        ],
-                    )
-                    .map_err(db)?;
-                if n != 1 {
+                if !compare_and_set(&w.conn, &next)? {
                     return Ok(false);
                 }
                 super::jobs::complete_in(w, &done, &then)?;
