@@ -23,17 +23,28 @@ impl RedisServer {
     /// A fresh, empty Redis; `None` when it is not installed (outside CI).
     pub async fn start() -> Option<RedisServer> {
         let bin = binary(REDIS_SERVER)?;
-        let dir = tempfile::tempdir().expect("tempdir");
-        let port = free_port();
-        let child = spawn(&bin, dir.path(), port);
-        let mut server = RedisServer {
-            url: format!("redis://127.0.0.1:{port}/0"),
-            port,
-            dir,
-            child,
-        };
-        server.wait_ready().await;
-        Some(server)
+        let mut dir = tempfile::tempdir().expect("tempdir");
+        // A free port can be taken by another test before this server binds it: then it
+        // exits at once, and a new port is tried.
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            let port = free_port();
+            let child = spawn(&bin, dir.path(), port);
+            let mut server = RedisServer {
+                url: format!("redis://127.0.0.1:{port}/0"),
+                port,
+                dir,
+                child,
+            };
+            match server.ready().await {
+                Ok(()) => return Some(server),
+                Err(log) if attempts < 5 && log.contains("Address already in use") => {
+                    dir = std::mem::replace(&mut server.dir, tempfile::tempdir().expect("tempdir"));
+                }
+                Err(log) => panic!("{log}"),
+            }
+        }
     }
 
     /// Starts it again on the same port and directory, after [`RedisServer::kill`]: it
@@ -49,21 +60,52 @@ impl RedisServer {
     }
 
     async fn wait_ready(&mut self) {
+        if let Err(log) = self.ready().await {
+            panic!("{log}");
+        }
+    }
+
+    /// Waits until this server (its own process, not another on the port) answers.
+    async fn ready(&mut self) -> Result<(), String> {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             if let Ok(Some(status)) = self.child.try_wait() {
-                panic!("redis-server exited with {status}:\n{}", self.log());
+                return Err(format!(
+                    "redis-server exited with {status}:\n{}",
+                    self.log()
+                ));
             }
-            if self.ping().await {
-                return;
+            if self.ping().await && self.answering_pid().await == Some(self.child.id()) {
+                return Ok(());
             }
-            assert!(
-                Instant::now() < deadline,
-                "redis-server not ready:\n{}",
-                self.log()
-            );
+            if Instant::now() >= deadline {
+                return Err(format!("redis-server not ready:\n{}", self.log()));
+            }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+    }
+
+    /// The `process_id` of the server answering on the port.
+    async fn answering_pid(&self) -> Option<u32> {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut s = tokio::net::TcpStream::connect(("127.0.0.1", self.port))
+            .await
+            .ok()?;
+        s.write_all(b"INFO server\r\n").await.ok()?;
+        let mut buf = vec![0u8; 8192];
+        let mut text = String::new();
+        while !text.contains("process_id:") || !text[text.find("process_id:")?..].contains('\n') {
+            let n = tokio::time::timeout(Duration::from_secs(1), s.read(&mut buf))
+                .await
+                .ok()?
+                .ok()?;
+            if n == 0 {
+                return None;
+            }
+            text.push_str(&String::from_utf8_lossy(&buf[..n]));
+        }
+        let rest = &text[text.find("process_id:")? + "process_id:".len()..];
+        rest.lines().next()?.trim().parse().ok()
     }
 
     /// Whether it answers `PING` with `+PONG`.
