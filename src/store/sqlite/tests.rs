@@ -1033,3 +1033,78 @@ async fn control_jobs_are_claimed_ahead_of_the_deliveries_backlog() {
     assert_eq!(later.len(), 1);
     assert_eq!(later[0].integration.as_str(), "escalate-2-1-0");
 }
+
+/// A statement with `LIMIT ?` runs compiled once: a new limit bound does not make SQLite
+/// compile it again (the planner's stability guarantee is on).
+#[tokio::test]
+async fn a_limit_bound_anew_does_not_recompile_the_statement() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path(), 100, true).unwrap();
+    let reprepared = store
+        .call(|w| {
+            let sql = "SELECT id FROM history ORDER BY id LIMIT ?1";
+            for limit in [1, 2, 3] {
+                let mut s = w.conn.prepare_cached(sql).map_err(db)?;
+                s.query_map([limit], |r| r.get::<_, i64>(0))
+                    .map_err(db)?
+                    .for_each(drop);
+            }
+            let s = w.conn.prepare_cached(sql).map_err(db)?;
+            Ok(s.get_status(rusqlite::StatementStatus::RePrepare))
+        })
+        .await
+        .unwrap();
+    assert_eq!(reprepared, 0);
+}
+
+/// Aged records are looked for at most once a second of the writes' time: a write within the
+/// second leaves an aged record, the first write a second later takes it away.
+#[tokio::test]
+async fn aged_records_go_with_the_first_write_a_second_later() {
+    use crate::store::history::{HistoryFilter, Retention};
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path(), 100, true).unwrap();
+    let keep = Retention {
+        max_age: std::time::Duration::from_secs(3600),
+        max: 100,
+    };
+    let n = crate::webhook::sample_notification();
+    let t0 = Utc::now();
+    let at = |t: DateTime<Utc>| queued_record("i-1", &n, t);
+    // Accepted an hour less 200 ms ago: it ages 200 ms from now.
+    let old = t0 - chrono::Duration::milliseconds(3_600_000 - 200);
+    store.history_add(vec![at(old)], keep, t0).await.unwrap();
+    let count = || async {
+        store
+            .history(HistoryFilter {
+                limit: 100,
+                ..HistoryFilter::default()
+            })
+            .await
+            .unwrap()
+            .len()
+    };
+    assert_eq!(count().await, 1, "not aged yet");
+    // 500 ms later it has aged, but the oldest were looked at 500 ms ago.
+    let t_half = t0 + chrono::Duration::milliseconds(500);
+    store
+        .history_add(vec![at(t_half)], keep, t_half)
+        .await
+        .unwrap();
+    assert_eq!(count().await, 2, "not looked at again within the second");
+    let t1 = t0 + chrono::Duration::milliseconds(1000);
+    store.history_add(vec![at(t1)], keep, t1).await.unwrap();
+    assert_eq!(
+        count().await,
+        2,
+        "the aged record is gone, the two new ones kept"
+    );
+    let list = store
+        .history(HistoryFilter {
+            limit: 100,
+            ..HistoryFilter::default()
+        })
+        .await
+        .unwrap();
+    assert!(list.iter().all(|d| d.accepted_at > old), "{list:#?}");
+}

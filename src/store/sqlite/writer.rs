@@ -42,6 +42,9 @@ pub(super) struct Writer {
     /// so that pruning to `web.history_max` costs what it deletes, not a scan of what is kept.
     /// Forgotten whenever a batch does not commit.
     pub(super) history_rows: Option<u64>,
+    /// When (the writes' `now`, unix ms) the history's oldest records were last looked at for
+    /// age; forgotten with `history_rows`.
+    pub(super) history_aged_at: Option<i64>,
     /// Dedupe keys written to the log and not merged yet ([`super::dedupe`]).
     pub(super) marks: Marks,
     /// Wakes the checkpointer after a commit that wrote (see [`run_checkpointer`]).
@@ -139,6 +142,7 @@ impl Writer {
             self.claimed.insert(id);
         }
         self.history_rows = None;
+        self.history_aged_at = None;
     }
 
     /// Gives back the claim on `id`; undone with the batch if it does not commit.
@@ -298,6 +302,7 @@ pub(super) fn aside<T>(
         run(&w.conn, "ROLLBACK TO aside")?;
         w.marks.undo(marks);
         w.history_rows = None;
+        w.history_aged_at = None;
     }
     run(&w.conn, "RELEASE aside")?;
     Ok(r)
