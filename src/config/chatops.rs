@@ -625,6 +625,29 @@ mod reading_tests {
     }
 
     #[test]
+    fn alternatives_are_listed_as_messages_list_them() {
+        let words = |w: &[&str]| w.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(super::either(&words(&[]), "or"), "");
+        assert_eq!(super::either(&words(&["a"]), "or"), "a");
+        assert_eq!(super::either(&words(&["a", "b"]), "or"), "a or b");
+        assert_eq!(super::either(&words(&["a", "b", "c"]), "and"), "a, b and c");
+    }
+
+    /// A channel with keys in the block serves the callback they authenticate.
+    #[test]
+    fn every_command_channel_has_its_callback_endpoint() {
+        let served: Vec<&str> = crate::channels::INBOUND.iter().map(|e| e.kind).collect();
+        for c in crate::channels::CHATOPS {
+            assert!(served.contains(&c.kind), "{} has no endpoint", c.kind);
+            assert_eq!(
+                super::Channel::of_kind(c.kind).map(|c| c.kind()),
+                Some(c.kind)
+            );
+        }
+        assert!(super::Channel::of_kind("console").is_none());
+    }
+
+    #[test]
     fn the_block_reads_as_before() {
         let cases: &[(&str, bool, &str)] = &[
             (
