@@ -7,6 +7,7 @@
 //! Retry decisions are not made here: errors say whether they are retryable.
 
 pub mod callbacks;
+pub mod chatops;
 pub mod check;
 pub mod contact;
 pub mod error;
@@ -194,6 +195,11 @@ pub const INBOUND: &[inbound::Endpoint] = &[
     wxpusher::inbound::ENDPOINT,
     weixin_gateway::inbound::ENDPOINT,
 ];
+
+/// The channels users write commands through, with their keys in the `chatops:` block
+/// ([`chatops::CommandChannel`]), in the order the block lists them.
+pub const CHATOPS: &[chatops::CommandChannel] =
+    &[wxpusher::chatops::CHANNEL, weixin_gateway::chatops::CHANNEL];
 
 /// Answers a user who wrote `msg`, on the channel it came through; `receiver` is the receiver
 /// the message acted on, when it did (its integration is preferred). An error in words.

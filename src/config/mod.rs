@@ -1537,8 +1537,8 @@ mod tests {
         let chat = c.chatops.as_ref().unwrap();
         use crate::config::chatops::Channel;
         assert!(
-            chat.is_allowed(Channel::WeixinGateway, "u@im.wechat")
-                && !chat.is_allowed(Channel::WxPusher, "UID_b")
+            chat.is_allowed(Channel::of_kind("weixin_gateway").unwrap(), "u@im.wechat")
+                && !chat.is_allowed(Channel::of_kind("wxpusher").unwrap(), "UID_b")
         );
         assert_eq!(
             c.receivers[0].wxpusher_configs[0].subscriber_tags,

@@ -14,6 +14,7 @@
 //! [`Reason::RecipientWindow`] so the delivery engine hands the notification to the
 //! integration's fallback receiver at once. This module does not retry or re-route itself.
 
+pub mod chatops;
 pub mod config;
 pub mod contact;
 pub mod inbound;

@@ -15,6 +15,7 @@
 //! those UIDs (dead letter, fallback receiver). Topics are not budgeted: their members are
 //! unknown.
 
+pub mod chatops;
 pub mod config;
 pub mod contact;
 pub mod inbound;
