@@ -8,11 +8,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use alertmanager_wechat::channels::Kind;
+use alertmanager_wechat::channels::official_account::oncall::OfficialAccountKeys;
 use alertmanager_wechat::channels::reach::{
-    CallbackKeys, ChannelSink, Contact, FailureReason, OfficialAccountKeys, OncallEvent, PageRef,
-    Provider, Unconnected,
+    CallbackKeys, ChannelSink, Contact, FailureReason, OncallEvent, PageRef, Unconnected,
 };
-use alertmanager_wechat::channels::voice::{Call, Voice, VoiceError};
+use alertmanager_wechat::channels::voice::{Call, Provider, Voice, VoiceError};
 use alertmanager_wechat::channels::wecom_app::WecomApp;
 use alertmanager_wechat::channels::wecom_app::card::{
     Lang, Page, Sent, UpdateTo, acked_label, card_body, update_body,

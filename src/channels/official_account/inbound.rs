@@ -5,9 +5,8 @@
 //! `success` is delivered (to the phone, not read), anything starting `failed` is a failed page.
 //! Everything is answered `success` once verified; other pushes change nothing here.
 
-use crate::channels::reach::{
-    Failure, FailureReason, OfficialAccountKeys, OncallEvent, PageRef, dedupe_key,
-};
+use super::oncall::OfficialAccountKeys;
+use crate::channels::reach::{Failure, FailureReason, OncallEvent, PageRef, dedupe_key};
 use crate::channels::wxcrypt::{CryptoError, InboundError, verify, xml_field};
 
 /// What WeChat expects once a push is taken (an empty body would do as well).

@@ -12,10 +12,8 @@
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::ACK_KEY;
-use crate::channels::reach::{
-    Contact, Failure, FailureReason, OncallEvent, PageRef, Provider, dedupe_key,
-};
+use super::{ACK_KEY, Provider};
+use crate::channels::reach::{Contact, Failure, FailureReason, OncallEvent, PageRef, dedupe_key};
 
 /// Why a report body was refused (answered 400).
 #[derive(Debug, thiserror::Error)]

@@ -18,6 +18,7 @@
 pub mod config;
 pub mod contact;
 pub mod inbound;
+pub mod oncall;
 pub mod qrcode;
 
 pub mod classify;
