@@ -29,8 +29,8 @@ fn channels() -> Vec<String> {
 /// and operation) and the receiver's list of `*_configs`.
 const MAY_NAME_CHANNELS: &[&str] = &["channels/mod.rs", "config/mod.rs"];
 
-/// Files that still name a channel beyond [`MAY_NAME_CHANNELS`], per channel: the on-call
-/// reach (pages per contact kind, the callbacks of pages) and the chatops block's keys. The
+/// Files that still name a channel beyond [`MAY_NAME_CHANNELS`], per channel: the chatops
+/// block's keys. The
 /// list only shrinks: the test fails when a file here no longer names its channel, as when
 /// another file starts to.
 const STILL_NAMING: &[(&str, &[&str])] = &[

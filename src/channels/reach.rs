@@ -5,19 +5,22 @@
 //! its pages' ids with the incident asks of the engine ([`Desk`], [`Pager`], [`StatusQuery`]).
 //!
 //! The channel folders parse their callbacks into these events (`wecom_app/inbound.rs`,
-//! `official_account/inbound.rs`, `voice/inbound.rs`); the `/callback/…` endpoints
-//! (`channels/callbacks.rs`, mounted by the server) verify, deduplicate by the upstream's ids (for at least 72 h, in the store, so across
-//! replicas) and hand each event to the sink once. This module decides nothing about
-//! incidents: an event naming a page or an incident the engine does not know is the engine's
-//! to ignore (voice reports are unsigned: only call ids it issued mean anything).
+//! `official_account/inbound.rs`, `voice/inbound.rs`) and serve their `/callback/…`
+//! endpoints (`oncall.rs`), which verify and, through `channels/callbacks.rs`, deduplicate
+//! by the upstream's ids (for at least 72 h, in the store, so across replicas) and hand each
+//! event to the sink once. The kinds of contacts and pages ([`Contact`], [`PageRef`]) and the
+//! keys ([`CallbackKeys`]) are declared in the channels' registry, a line per channel.
+//!
+//! This module decides nothing about incidents: an event naming a page or an incident the
+//! engine does not know is the engine's to ignore (voice reports are unsigned: only call
+//! ids it issued mean anything).
 
 use std::future::Future;
 use std::pin::Pin;
 
 use chrono::{DateTime, Utc};
-use sha2::{Digest, Sha256};
-
 use futures_util::future::BoxFuture;
+use sha2::{Digest, Sha256};
 
 use crate::channels::error::DeliveryError;
 use crate::store::{NewJob, Store, StoreError};

@@ -1,7 +1,12 @@
 //! The engine's end of the on-call callbacks: the callback keys taken from the configuration
 //! in force ([`callback_keys`]), and the [`Sink`] the service connects to the `/callback/…`
 //! endpoints, which turns their events into the engine's acts as the person whose contact the
-//! upstream names (a WeCom card's button acknowledges or escalates as the clicker).
+//! upstream names (a card's button acknowledges or escalates as the clicker); and the
+//! delivery step ([`Cards`]) through which the channels that keep their pages' ids with the
+//! incident send to people's contacts and ask what became of a page, at the engine's
+//! [`Desk`]: it records what they report and decides what a failed page means (the next
+//! step at once when every page of the step failed). It names no channel: each one's
+//! handling is in its folder's `oncall.rs`, reached through the channels' registry.
 //!
 //! An event about an incident or a person the engine does not know is ignored (logged): the
 //! upstream ids are untrusted text, and an unknown one means nothing.

@@ -280,3 +280,36 @@ async fn update_cards(env: &Env<'_>, desk: &dyn Desk, app: &WecomApp, userid: &s
         let _ = desk.log(CARD_UPDATED, super::KIND, detail).await;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::channels::wecom_app::contact::WecomAppContact;
+    use crate::channels::{Contact, PageRef};
+
+    #[test]
+    fn a_click_finds_its_person_whatever_the_case_and_its_card_by_task_id() {
+        let contacts = Contacts {
+            wecom_app: Some(WecomAppContact {
+                userid: "ZhangSan".into(),
+            }),
+            ..Contacts::default()
+        };
+        // WeCom lower-cases userids in callbacks.
+        let by = Contact::WecomApp {
+            userid: "zhangsan".into(),
+        };
+        assert!(by.among(&contacts));
+        let other = Contact::WecomApp {
+            userid: "lisi".into(),
+        };
+        assert!(!other.among(&contacts));
+        assert!(!by.among(&Contacts::default()));
+        let page = PageRef::WecomCard {
+            task_id: "t-1".into(),
+            response_code: Some("rc".into()),
+        };
+        assert_eq!(page.marker(), ("task_id=t-1".to_string(), "wecom_app"));
+        assert_eq!(page.via(), "wecom_card");
+    }
+}
