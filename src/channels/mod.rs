@@ -202,34 +202,20 @@ impl Contact {
 /// when the page went out).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PageRef {
-    /// A WeCom template card, by its `task_id`; `response_code` is the click's fresh code:
-    /// one `update_template_card` within 72 h, the only one left after the send's is spent.
-    WecomCard {
-        task_id: String,
-        response_code: Option<String>,
-    },
-    /// An Official Account template message, by the `msgid` of its send answer (19 digits:
-    /// 64 bits), and the recipient's openid.
-    OfficialAccount { msg_id: u64, openid: String },
-    /// A voice call, by the provider's call id (`CallId`), and the `out_id` we gave (Aliyun).
-    Voice {
-        provider: voice::Provider,
-        call_id: String,
-        out_id: Option<String>,
-    },
-    /// A WxPusher message to one uid, by the `sendRecordId` of its send answer (what the
-    /// status query names; no callback reports it).
-    WxPusher { send_record_id: i64 },
+    WecomCard(wecom_app::oncall::CardRef),
+    OfficialAccount(official_account::oncall::MessageRef),
+    Voice(voice::oncall::CallRef),
+    WxPusher(wxpusher::oncall::RecordRef),
 }
 
 impl PageRef {
     /// How an act through this page came (the timeline's `contact` of an acknowledgement).
     pub fn via(&self) -> &'static str {
         match self {
-            PageRef::WecomCard { .. } => wecom_app::oncall::VIA,
-            PageRef::OfficialAccount { .. } => official_account::KIND,
-            PageRef::Voice { .. } => voice::KIND,
-            PageRef::WxPusher { .. } => wxpusher::KIND,
+            PageRef::WecomCard(_) => wecom_app::oncall::VIA,
+            PageRef::OfficialAccount(_) => official_account::KIND,
+            PageRef::Voice(_) => voice::KIND,
+            PageRef::WxPusher(_) => wxpusher::KIND,
         }
     }
 
@@ -237,10 +223,10 @@ impl PageRef {
     /// entry's contact kind.
     pub fn marker(&self) -> (String, &'static str) {
         match self {
-            PageRef::WecomCard { task_id, .. } => wecom_app::oncall::marker(task_id),
-            PageRef::OfficialAccount { msg_id, .. } => official_account::oncall::marker(*msg_id),
-            PageRef::Voice { call_id, .. } => voice::oncall::marker(call_id),
-            PageRef::WxPusher { send_record_id } => wxpusher::oncall::marker(*send_record_id),
+            PageRef::WecomCard(p) => p.marker(),
+            PageRef::OfficialAccount(p) => p.marker(),
+            PageRef::Voice(p) => p.marker(),
+            PageRef::WxPusher(p) => p.marker(),
         }
     }
 }

@@ -41,9 +41,19 @@ pub fn among(contacts: &Contacts, openid: &str) -> bool {
         .is_some_and(|c| c.openid == openid)
 }
 
-/// The marker of the `sent` entry recording template message `msg_id`, and its contact kind.
-pub fn marker(msg_id: u64) -> (String, &'static str) {
-    (format!("msgid={msg_id}"), super::KIND)
+/// A template message, by the `msgid` of its send answer (19 digits: 64 bits), and the
+/// recipient's openid.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MessageRef {
+    pub msg_id: u64,
+    pub openid: String,
+}
+
+impl MessageRef {
+    /// The marker of the `sent` entry recording the message, and its contact kind.
+    pub fn marker(&self) -> (String, &'static str) {
+        (format!("msgid={}", self.msg_id), super::KIND)
+    }
 }
 
 /// The callback token of `entry` (and, in safe mode, the crypto with the app id), unless

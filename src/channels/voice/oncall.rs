@@ -35,9 +35,19 @@ pub fn among(contacts: &Contacts, number: &str) -> bool {
     contacts.voice.as_ref().is_some_and(|c| c.number == number)
 }
 
-/// The marker of the `sent` entry recording call `call_id`, and its contact kind.
-pub fn marker(call_id: &str) -> (String, &'static str) {
-    (format!("call_id={call_id}"), super::KIND)
+/// A call, by the provider's call id (`CallId`), and the `out_id` we gave (Aliyun).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallRef {
+    pub provider: Provider,
+    pub call_id: String,
+    pub out_id: Option<String>,
+}
+
+impl CallRef {
+    /// The marker of the `sent` entry recording the call, and its contact kind.
+    pub fn marker(&self) -> (String, &'static str) {
+        (format!("call_id={}", self.call_id), super::KIND)
+    }
 }
 
 /// The provider and the reports' path secret of `entry`, unless `slot` has keys already.
@@ -220,6 +230,8 @@ mod tests {
             .unwrap();
         assert_eq!(answer.status(), StatusCode::OK);
         let taken = rx.recv().await.expect("the engine got the report");
-        assert!(matches!(taken.page(), PageRef::Voice { call_id, .. } if call_id == "c-1"));
+        assert!(
+            matches!(taken.page(), PageRef::Voice(CallRef { call_id, .. }) if call_id == "c-1")
+        );
     }
 }

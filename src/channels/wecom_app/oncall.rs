@@ -44,9 +44,19 @@ pub fn among(contacts: &Contacts, userid: &str) -> bool {
         .is_some_and(|c| c.userid.eq_ignore_ascii_case(userid))
 }
 
-/// The marker of the `sent` entry recording card `task_id`, and its contact kind.
-pub fn marker(task_id: &str) -> (String, &'static str) {
-    (format!("task_id={task_id}"), super::KIND)
+/// A WeCom template card, by its `task_id`; `response_code` is the click's fresh code: one
+/// `update_template_card` within 72 h, the only one left after the send's is spent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CardRef {
+    pub task_id: String,
+    pub response_code: Option<String>,
+}
+
+impl CardRef {
+    /// The marker of the `sent` entry recording the card, and its contact kind.
+    pub fn marker(&self) -> (String, &'static str) {
+        (format!("task_id={}", self.task_id), super::KIND)
+    }
 }
 
 /// The callback token and EncodingAESKey of `entry` (with its corp id), unless `slot` has
@@ -305,10 +315,10 @@ mod tests {
         };
         assert!(!other.among(&contacts));
         assert!(!by.among(&Contacts::default()));
-        let page = PageRef::WecomCard {
+        let page = PageRef::WecomCard(CardRef {
             task_id: "t-1".into(),
             response_code: Some("rc".into()),
-        };
+        });
         assert_eq!(page.marker(), ("task_id=t-1".to_string(), "wecom_app"));
         assert_eq!(page.via(), "wecom_card");
     }

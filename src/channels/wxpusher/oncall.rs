@@ -28,10 +28,18 @@ pub const STATUS_POLLS: [chrono::Duration; 2] = [
 /// The timeline event of a status answer that concludes nothing yet (waiting, unknown).
 const DELIVERY_STATUS: &str = "delivery_status";
 
-/// The marker of the `sent` entry recording send record `send_record_id`, and its contact
-/// kind.
-pub fn marker(send_record_id: i64) -> (String, &'static str) {
-    (format!("sendRecordId={send_record_id}"), super::KIND)
+/// A message to one uid, by the `sendRecordId` of its send answer (what the status query
+/// names; no callback reports it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecordRef {
+    pub send_record_id: i64,
+}
+
+impl RecordRef {
+    /// The marker of the `sent` entry recording the message, and its contact kind.
+    pub fn marker(&self) -> (String, &'static str) {
+        (format!("sendRecordId={}", self.send_record_id), super::KIND)
+    }
 }
 
 /// One stored status query: the `poll`-th (from 1) of send record `record`, the page to a
@@ -118,7 +126,10 @@ impl StatusQuery for StatusJob {
 async fn ask(query: &StatusJob, desk: &dyn Desk) {
     let (incident, record, person) = (query.incident, query.record, desk.person());
     let contact = super::KIND;
-    let (marker, _) = marker(record);
+    let (marker, _) = RecordRef {
+        send_record_id: record,
+    }
+    .marker();
     let inc = match desk.store().incident(incident).await {
         Ok(Some(inc)) => inc,
         Ok(None) => return,
