@@ -29,40 +29,6 @@ fn channels() -> Vec<String> {
 /// and operation) and the receiver's list of `*_configs`.
 const MAY_NAME_CHANNELS: &[&str] = &["channels/mod.rs", "config/mod.rs"];
 
-/// Files that still name a channel beyond [`MAY_NAME_CHANNELS`], per channel: the on-call
-/// reach (pages per contact kind, the callbacks of pages). The list only shrinks: the test
-/// fails when a file here no longer names its channel, as when another file starts to.
-const STILL_NAMING: &[(&str, &[&str])] = &[
-    (
-        "official_account",
-        &[
-            "channels/callbacks.rs",
-            "channels/reach.rs",
-            "incident/reach.rs",
-        ],
-    ),
-    ("stdout", &[]),
-    (
-        "voice",
-        &[
-            "channels/callbacks.rs",
-            "channels/reach.rs",
-            "incident/reach.rs",
-        ],
-    ),
-    (
-        "wecom_app",
-        &[
-            "channels/callbacks.rs",
-            "channels/reach.rs",
-            "incident/reach.rs",
-        ],
-    ),
-    ("wecom_robot", &[]),
-    ("weixin_gateway", &[]),
-    ("wxpusher", &["channels/reach.rs", "incident/reach.rs"]),
-];
-
 /// Central code that walks integrations through the channels' registry (`src/channels/mod.rs`)
 /// and names none: a new channel is its folder and a line per registry. Chatops consumes the
 /// neutral events of the channels' `inbound.rs` and replies through the registry.
@@ -386,30 +352,10 @@ fn each_channel_is_named_outside_its_folder_only_by_the_registries() {
     let found = naming_files();
     let mut report = String::new();
     for (channel, files) in &found {
-        let still: BTreeSet<&str> = STILL_NAMING
-            .iter()
-            .find(|(c, _)| c == channel)
-            .map(|(_, f)| f.iter().copied().collect())
-            .unwrap_or_default();
         for f in files {
-            if !MAY_NAME_CHANNELS.contains(&f.as_str()) && !still.contains(f.as_str()) {
+            if !MAY_NAME_CHANNELS.contains(&f.as_str()) {
                 report += &format!("src/{f} names the channel {channel}\n");
             }
-        }
-        for f in &still {
-            if !files.contains(*f) {
-                report +=
-                    &format!("src/{f} no longer names {channel}: strike it from STILL_NAMING\n");
-            }
-        }
-        // The goal: the registry and the receiver's list, nothing else.
-        if still.is_empty() {
-            assert!(files.len() <= 2, "{channel}: {files:?}");
-        }
-    }
-    for (channel, _) in STILL_NAMING {
-        if !found.contains_key(*channel) {
-            report += &format!("STILL_NAMING lists {channel}, which has no folder\n");
         }
     }
     let table: Vec<String> = found

@@ -170,6 +170,112 @@ contact::contact_kinds! {
     Voice(voice): voice::VoiceConfig,
 }
 
+// The on-call side of the channels people are paged through: what the callbacks name
+// (contacts, pages), the keys they check, their endpoints, who sends pages itself and the
+// status queries of pages. Each channel's handling is in its folder's `oncall.rs`.
+
+/// The contact that acted, as the upstream names it ([`reach::OncallEvent`]); the engine
+/// finds the person whose contact of that kind matches ([`Contact::among`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Contact {
+    /// `FromUserName` of a WeCom callback.
+    WecomApp { userid: String },
+    /// `FromUserName` of an Official Account push.
+    OfficialAccount { openid: String },
+    /// The number called, E.164 (`+8613800000000`), as far as the report gives it.
+    Voice { number: String },
+}
+
+impl Contact {
+    /// Whether a person's `contacts` name this contact.
+    pub fn among(&self, contacts: &Contacts) -> bool {
+        match self {
+            Contact::WecomApp { userid } => wecom_app::oncall::among(contacts, userid),
+            Contact::OfficialAccount { openid } => {
+                official_account::oncall::among(contacts, openid)
+            }
+            Contact::Voice { number } => voice::oncall::among(contacts, number),
+        }
+    }
+}
+
+/// The page an event is about, by the upstream's own id for it (what the sender recorded
+/// when the page went out).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PageRef {
+    WecomCard(wecom_app::oncall::CardRef),
+    OfficialAccount(official_account::oncall::MessageRef),
+    Voice(voice::oncall::CallRef),
+    WxPusher(wxpusher::oncall::RecordRef),
+}
+
+impl PageRef {
+    /// How an act through this page came (the timeline's `contact` of an acknowledgement).
+    pub fn via(&self) -> &'static str {
+        match self {
+            PageRef::WecomCard(_) => wecom_app::oncall::VIA,
+            PageRef::OfficialAccount(_) => official_account::KIND,
+            PageRef::Voice(_) => voice::KIND,
+            PageRef::WxPusher(_) => wxpusher::KIND,
+        }
+    }
+
+    /// The marker of the `sent` entry recording the page (a word of its detail), and the
+    /// entry's contact kind.
+    pub fn marker(&self) -> (String, &'static str) {
+        match self {
+            PageRef::WecomCard(p) => p.marker(),
+            PageRef::OfficialAccount(p) => p.marker(),
+            PageRef::Voice(p) => p.marker(),
+            PageRef::WxPusher(p) => p.marker(),
+        }
+    }
+}
+
+/// The keys the callback endpoints check; an endpoint whose keys are absent answers 404.
+#[derive(Debug, Clone, Default)]
+pub struct CallbackKeys {
+    /// `oncall.channels.wecom_app`'s callback token and EncodingAESKey, with its corp id.
+    pub wecom: Option<wxcrypt::MsgCrypt>,
+    /// `oncall.channels.official_account`'s callback token (plain mode) and, in safe mode,
+    /// the crypto with the app id.
+    pub official_account: Option<official_account::oncall::OfficialAccountKeys>,
+    /// `oncall.channels.voice`'s provider and the secret path segment of its reports.
+    pub voice: Option<(voice::Provider, Secret)>,
+}
+
+impl CallbackKeys {
+    /// The keys of the `oncall.channels` entries given: every person's contact of a kind
+    /// carries the same entry, so the first of each kind gives them.
+    pub fn of<'a>(entries: impl IntoIterator<Item = &'a ContactEntry>) -> CallbackKeys {
+        let mut keys = CallbackKeys::default();
+        for entry in entries {
+            match entry {
+                ContactEntry::WecomApp(c) => wecom_app::oncall::keys(c, &mut keys.wecom),
+                ContactEntry::OfficialAccount(c) => {
+                    official_account::oncall::keys(c, &mut keys.official_account)
+                }
+                ContactEntry::Voice(c) => voice::oncall::keys(c, &mut keys.voice),
+                _ => {}
+            }
+        }
+        keys
+    }
+}
+
+/// The on-call callback endpoints the channels serve ([`callbacks`]), each adding its routes.
+pub const ONCALL_CALLBACKS: &[callbacks::Routes] = &[
+    wecom_app::oncall::routes,
+    official_account::oncall::routes,
+    voice::oncall::routes,
+];
+
+/// A stored status query of a page ([`reach::STATUS_KIND`]), read back from its identity by
+/// the channel whose prefix it bears.
+pub fn status_query(id: &IntegrationId) -> Option<Box<dyn reach::StatusQuery>> {
+    wxpusher::oncall::StatusJob::read(id)
+}
+
 /// The templates the channels ship ([`crate::template::Shipped`]), each declared in its folder.
 pub const SHIPPED_TEMPLATES: &[&[crate::template::Shipped]] = &[
     wxpusher::templates::TEMPLATES,
@@ -354,6 +460,18 @@ impl Integration {
         }
         let name = kind.name().replace('_', "-");
         IntegrationId(format!("{name}-{}", hex::encode(&h.finalize()[..8])))
+    }
+
+    /// The channel's own sending of on-call messages to a person's contact, for the kinds
+    /// that keep their pages' ids with the incident.
+    pub fn pager(&self) -> Option<&dyn reach::Pager> {
+        match &self.kind {
+            Kind::WxPusher(w) => Some(w),
+            Kind::OfficialAccount(o) => Some(o),
+            Kind::WecomApp(a) => Some(a),
+            Kind::Voice(v) => Some(v),
+            _ => None,
+        }
     }
 
     /// The users subscribed to this integration (through WxPusher's `subscriber_tags`) that

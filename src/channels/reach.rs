@@ -1,83 +1,36 @@
 //! What the on-call callbacks tell the escalation engine, in neutral terms: who acknowledged
 //! or escalated which incident through which page, and which pages the upstream reports as
-//! delivered or failed ([`OncallEvent`]); the seam the engine plugs into ([`EventSink`]); and
-//! the callback keys the endpoints check ([`CallbackKeys`]).
+//! delivered or failed ([`OncallEvent`]); the seam the engine plugs into ([`EventSink`]); the
+//! callback keys the endpoints check ([`CallbackKeys`]); and what a channel that keeps
+//! its pages' ids with the incident asks of the engine ([`Desk`], [`Pager`], [`StatusQuery`]).
 //!
 //! The channel folders parse their callbacks into these events (`wecom_app/inbound.rs`,
-//! `official_account/inbound.rs`, `voice/inbound.rs`); the `/callback/…` endpoints
-//! (`channels/callbacks.rs`, mounted by the server) verify, deduplicate by the upstream's ids (for at least 72 h, in the store, so across
-//! replicas) and hand each event to the sink once. This module decides nothing about
-//! incidents: an event naming a page or an incident the engine does not know is the engine's
-//! to ignore (voice reports are unsigned: only call ids it issued mean anything).
+//! `official_account/inbound.rs`, `voice/inbound.rs`) and serve their `/callback/…`
+//! endpoints (`oncall.rs`), which verify and, through `channels/callbacks.rs`, deduplicate
+//! by the upstream's ids (for at least 72 h, in the store, so across replicas) and hand each
+//! event to the sink once. The kinds of contacts and pages ([`Contact`], [`PageRef`]) and the
+//! keys ([`CallbackKeys`]) are declared in the channels' registry, a line per channel.
+//!
+//! This module decides nothing about incidents: an event naming a page or an incident the
+//! engine does not know is the engine's to ignore (voice reports are unsigned: only call
+//! ids it issued mean anything).
 
 use std::future::Future;
 use std::pin::Pin;
 
 use chrono::{DateTime, Utc};
+use futures_util::future::BoxFuture;
 use sha2::{Digest, Sha256};
 
-use crate::secret::Secret;
-use crate::store::{Store, StoreError};
+use crate::channels::error::DeliveryError;
+use crate::store::{NewJob, Store, StoreError};
+use crate::webhook::Notification;
 
-use super::wxcrypt::MsgCrypt;
+pub use super::{CallbackKeys, Contact, PageRef};
 
 /// How long an upstream event id is remembered: WeCom's `response_code` lives 72 h, and the
 /// vendors re-send for minutes to hours; DESIGN rule 9 asks for at least 72 h.
 pub const DEDUPE_TTL: chrono::Duration = chrono::Duration::hours(73);
-
-/// The voice providers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Deserialize, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Provider {
-    Aliyun,
-    Tencent,
-}
-
-impl Provider {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Provider::Aliyun => "aliyun",
-            Provider::Tencent => "tencent",
-        }
-    }
-}
-
-/// The contact that acted, as the upstream names it; the engine finds the person whose
-/// contact of that kind matches (WeCom userids compared case-insensitively: WeCom lower-cases
-/// them in callbacks).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Contact {
-    /// `FromUserName` of a WeCom callback.
-    WecomApp { userid: String },
-    /// `FromUserName` of an Official Account push.
-    OfficialAccount { openid: String },
-    /// The number called, E.164 (`+8613800000000`), as far as the report gives it.
-    Voice { number: String },
-}
-
-/// The page an event is about, by the upstream's own id for it (what the sender recorded
-/// when the page went out).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum PageRef {
-    /// A WeCom template card, by its `task_id`; `response_code` is the click's fresh code:
-    /// one `update_template_card` within 72 h, the only one left after the send's is spent.
-    WecomCard {
-        task_id: String,
-        response_code: Option<String>,
-    },
-    /// An Official Account template message, by the `msgid` of its send answer (19 digits:
-    /// 64 bits), and the recipient's openid.
-    OfficialAccount { msg_id: u64, openid: String },
-    /// A voice call, by the provider's call id (`CallId`), and the `out_id` we gave (Aliyun).
-    Voice {
-        provider: Provider,
-        call_id: String,
-        out_id: Option<String>,
-    },
-    /// A WxPusher message to one uid, by the `sendRecordId` of its send answer (what the
-    /// status query names; no callback reports it).
-    WxPusher { send_record_id: i64 },
-}
 
 /// Why the upstream says a page was not delivered (a bounded set, for metric labels), with
 /// the upstream's own words.
@@ -201,25 +154,6 @@ impl EventSink for ChannelSink {
     }
 }
 
-/// The keys the callback endpoints check; an endpoint whose keys are absent answers 404.
-#[derive(Debug, Clone, Default)]
-pub struct CallbackKeys {
-    /// `oncall.channels.wecom_app`'s callback token and EncodingAESKey, with its corp id.
-    pub wecom: Option<MsgCrypt>,
-    /// `oncall.channels.official_account`'s callback token (plain mode) and, in safe mode,
-    /// the crypto with the app id.
-    pub official_account: Option<OfficialAccountKeys>,
-    /// `oncall.channels.voice`'s provider and the secret path segment of its reports.
-    pub voice: Option<(Provider, Secret)>,
-}
-
-#[derive(Debug, Clone)]
-pub struct OfficialAccountKeys {
-    pub token: Secret,
-    /// Present when `callback_aes_key` is configured (safe or compatible mode).
-    pub crypt: Option<MsgCrypt>,
-}
-
 /// The store key for an upstream event id: a kind prefix and a hash (upstream ids are
 /// untrusted text of any length).
 pub fn dedupe_key(kind: &str, upstream_id: &str) -> String {
@@ -299,6 +233,91 @@ impl Endpoints {
             Err(poisoned) => *poisoned.into_inner() = sink,
         }
     }
+}
+
+/// The timeline event recording what a page went out as (the upstream's ids for it, which
+/// its reports and queries name).
+pub const SENT: &str = "sent";
+
+/// The job kind of a page's status query: taken out of the delivery round by the engine,
+/// never sent; the channel whose identity prefix it bears reads it ([`StatusQuery`]).
+pub const STATUS_KIND: &str = "oncall_status";
+
+/// What the on-call engine lends a channel sending to one person's contact about one
+/// incident (or asking what became of such a page): the incident's timeline and the
+/// person's configuration, in neutral terms. The channel keeps the upstream's ids with the
+/// incident through it; the engine decides what a failed page means.
+pub trait Desk: Send + Sync {
+    /// The durable store.
+    fn store(&self) -> &Store;
+    /// The incident's id.
+    fn incident(&self) -> i64;
+    /// The person (the name in `people`).
+    fn person(&self) -> &str;
+    /// The receiver the person's contacts are delivered under.
+    fn receiver(&self) -> String;
+    /// The recipient the person's contact of `kind` names (`contacts.<kind>`).
+    fn recipient(&self, kind: &str) -> Option<String>;
+    /// How `person` is shown to people (their `display_name`, else the name).
+    fn display_name(&self, person: &str) -> String;
+    /// The configuration's locale.
+    fn locale(&self) -> crate::template::Locale;
+    /// The callback keys in force.
+    fn keys(&self) -> CallbackKeys;
+    /// The person's integrations (one per contact kind).
+    fn contacts(&self) -> &[super::Integration];
+    /// What the person's integrations render and send with, at the desk's time.
+    fn env(&self) -> super::Env<'_>;
+    /// Appends an entry (`event`, about the person's contact of kind `contact`) to the
+    /// incident's timeline.
+    fn log<'a>(
+        &'a self,
+        event: &'a str,
+        contact: &'a str,
+        detail: String,
+    ) -> BoxFuture<'a, Result<(), StoreError>>;
+    /// Records what a page went out as (a [`SENT`] entry); `lost` says what a failure to
+    /// record costs (logged: the page itself went out).
+    fn sent<'a>(&'a self, contact: &'a str, detail: String, lost: &'a str) -> BoxFuture<'a, ()>;
+    /// What became of the page sent at `sent_at`: failed (counted in `oncall_pages_total`
+    /// with `failed` as its result; the next step at once when every page of the step has
+    /// failed) or, with `None`, delivered (a timeline entry). Nothing where the engine
+    /// counts nothing (outside the delivery workers).
+    fn outcome<'a>(
+        &'a self,
+        contact: &'a str,
+        failed: Option<&'static str>,
+        sent_at: DateTime<Utc>,
+        detail: String,
+    ) -> BoxFuture<'a, Result<(), String>>;
+}
+
+/// A channel that sends on-call messages to a person's contact itself, keeping the upstream's
+/// ids for them with the incident (what its reports and status queries name).
+pub trait Pager: Send + Sync {
+    /// Whether it sends `n` (a page, or an incident's status update) itself.
+    fn sends(&self, n: &Notification) -> bool;
+    /// Sends `n` to the desk's person, as `integration` (this channel's).
+    fn send_oncall<'a>(
+        &'a self,
+        desk: &'a dyn Desk,
+        integration: &'a super::Integration,
+        env: &'a super::Env<'a>,
+        n: &'a Notification,
+        progress: &'a mut super::Progress,
+    ) -> BoxFuture<'a, Result<(), DeliveryError>>;
+}
+
+/// A stored status query of a page (a job of kind [`STATUS_KIND`]), read back from its
+/// identity ([`super::status_query`]).
+pub trait StatusQuery: Send + Sync {
+    /// The incident whose page it asks about.
+    fn incident(&self) -> i64;
+    /// The job asking the next time, under `receiver` (carrying only `n`'s group); `None`
+    /// past the last.
+    fn next(&self, receiver: &str, n: &Notification) -> Option<NewJob>;
+    /// Asks what became of the page and records it through `desk`.
+    fn ask<'a>(&'a self, desk: &'a dyn Desk) -> BoxFuture<'a, ()>;
 }
 
 #[cfg(test)]

@@ -377,7 +377,7 @@ fn wx_config(mock: &crate::support::wxpusher::MockWxPusher) -> String {
 async fn wx_paged(
     srv: &TestServer,
     mock: &crate::support::wxpusher::MockWxPusher,
-) -> alertmanager_wechat::incident::reach::StatusJob {
+) -> alertmanager_wechat::channels::wxpusher::oncall::StatusJob {
     use crate::support::oncall::stored_status_queries;
     let (status, _) = srv
         .post("/webhook", example("alertmanager-firing.json"))
@@ -499,7 +499,7 @@ async fn a_delivered_wxpusher_status_is_only_a_timeline_entry() {
 async fn wxpusher_status_queries_are_bounded() {
     use crate::support::oncall::{status_due_now, stored_status_queries};
     use crate::support::wxpusher::MockWxPusher;
-    use alertmanager_wechat::incident::reach::StatusJob;
+    use alertmanager_wechat::channels::wxpusher::oncall::StatusJob;
     let mock = MockWxPusher::start().await;
     let srv = TestServer::start(&wx_config(&mock)).await;
     let query = wx_paged(&srv, &mock).await;

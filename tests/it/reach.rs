@@ -8,15 +8,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use alertmanager_wechat::channels::Kind;
+use alertmanager_wechat::channels::official_account::oncall::{MessageRef, OfficialAccountKeys};
 use alertmanager_wechat::channels::reach::{
-    CallbackKeys, ChannelSink, Contact, FailureReason, OfficialAccountKeys, OncallEvent, PageRef,
-    Provider, Unconnected,
+    CallbackKeys, ChannelSink, Contact, FailureReason, OncallEvent, PageRef, Unconnected,
 };
-use alertmanager_wechat::channels::voice::{Call, Voice, VoiceError};
+use alertmanager_wechat::channels::voice::oncall::CallRef;
+use alertmanager_wechat::channels::voice::{Call, Provider, Voice, VoiceError};
 use alertmanager_wechat::channels::wecom_app::WecomApp;
 use alertmanager_wechat::channels::wecom_app::card::{
     Lang, Page, Sent, UpdateTo, acked_label, card_body, update_body,
 };
+use alertmanager_wechat::channels::wecom_app::oncall::CardRef;
 use alertmanager_wechat::channels::wxcrypt::{MsgCrypt, signature};
 use alertmanager_wechat::config::Config;
 use alertmanager_wechat::runtime::Runtime;
@@ -128,10 +130,10 @@ async fn a_card_click_acks_once_and_forged_or_replayed_clicks_change_nothing() {
                 userid: "ZhangSan".into()
             },
             incident: Some("K7Q2".into()),
-            page: PageRef::WecomCard {
+            page: PageRef::WecomCard(CardRef {
                 task_id: "K7Q2-1-zhangsan-x1".into(),
                 response_code: Some("RC_CLICK_1".into())
-            }
+            })
         }
     );
     // The same click again (WeCom re-sends on a slow answer; or a replay), even re-encrypted
@@ -219,7 +221,7 @@ async fn a_blocked_official_account_page_is_a_failed_page_once() {
     assert_eq!(post(&url, push.into()).await, (200, "success".to_string()));
     match rx.try_recv() {
         Ok(OncallEvent::PageFailed {
-            page: PageRef::OfficialAccount { msg_id, .. },
+            page: PageRef::OfficialAccount(MessageRef { msg_id, .. }),
             failure,
         }) => {
             assert_eq!(msg_id, 3487542469355618313);
@@ -265,11 +267,11 @@ async fn voice_reports_ack_fail_and_deliver_once_each() {
             assert_eq!(failure.reason, FailureReason::NotAnswered);
             assert_eq!(
                 page,
-                PageRef::Voice {
+                PageRef::Voice(CallRef {
                     provider: Provider::Aliyun,
                     call_id: "122628733198^10942206".into(),
                     out_id: Some("K7Q2-1".into())
-                }
+                })
             );
         }
         other => panic!("{other:?}"),
@@ -304,11 +306,11 @@ async fn tencent_keypress_acks() {
                 number: "+8613800000000".into()
             },
             incident: None,
-            page: PageRef::Voice {
+            page: PageRef::Voice(CallRef {
                 provider: Provider::Tencent,
                 call_id: "tc-call-1".into(),
                 out_id: None
-            }
+            })
         }
     );
     let answered = r#"{"voiceprompt_callback":{"result":"0","callid":"tc-call-1","mobile":"13800000000","nationcode":"86"}}"#;

@@ -5,9 +5,9 @@
 //! `success` is delivered (to the phone, not read), anything starting `failed` is a failed page.
 //! Everything is answered `success` once verified; other pushes change nothing here.
 
-use crate::channels::reach::{
-    Failure, FailureReason, OfficialAccountKeys, OncallEvent, PageRef, dedupe_key,
-};
+use super::oncall::MessageRef;
+use super::oncall::OfficialAccountKeys;
+use crate::channels::reach::{Failure, FailureReason, OncallEvent, PageRef, dedupe_key};
 use crate::channels::wxcrypt::{CryptoError, InboundError, verify, xml_field};
 
 /// What WeChat expects once a push is taken (an empty body would do as well).
@@ -91,7 +91,7 @@ pub fn event(message: &str) -> Option<(OncallEvent, String)> {
         .ok()?;
     let openid = xml_field(message, "FromUserName").unwrap_or_default();
     let status = xml_field(message, "Status").unwrap_or_default();
-    let page = PageRef::OfficialAccount { msg_id, openid };
+    let page = PageRef::OfficialAccount(MessageRef { msg_id, openid });
     let key = dedupe_key("official_account", &msg_id.to_string());
     let status_l = status.to_ascii_lowercase();
     if status_l == "success" {
@@ -158,10 +158,10 @@ mod tests {
         assert_eq!(
             e,
             OncallEvent::PageFailed {
-                page: PageRef::OfficialAccount {
+                page: PageRef::OfficialAccount(MessageRef {
                     msg_id: 3487542469355618313,
                     openid: "ovPQ26Vgx51Ep-HoZqOITMHLk6eg".into()
-                },
+                }),
                 failure: Failure {
                     reason: FailureReason::Blocked,
                     detail: "failed:user block".into()

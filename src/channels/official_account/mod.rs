@@ -20,6 +20,7 @@ pub mod contact;
 
 pub mod fields;
 pub mod inbound;
+pub mod oncall;
 pub mod templates;
 pub mod token;
 

@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use super::Provider;
 use crate::channels::check::check_http_url;
-use crate::channels::reach::Provider;
 use crate::secret::{Secret, resolve_secret};
 
 pub const ALIYUN_ENDPOINT: &str = "https://dyvmsapi.aliyuncs.com";

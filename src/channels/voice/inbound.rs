@@ -12,10 +12,9 @@
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::ACK_KEY;
-use crate::channels::reach::{
-    Contact, Failure, FailureReason, OncallEvent, PageRef, Provider, dedupe_key,
-};
+use super::oncall::CallRef;
+use super::{ACK_KEY, Provider};
+use crate::channels::reach::{Contact, Failure, FailureReason, OncallEvent, PageRef, dedupe_key};
 
 /// Why a report body was refused (answered 400).
 #[derive(Debug, thiserror::Error)]
@@ -61,11 +60,11 @@ struct AliyunReport {
 }
 
 fn voice_page(provider: Provider, call_id: &str, out_id: Option<String>) -> PageRef {
-    PageRef::Voice {
+    PageRef::Voice(CallRef {
         provider,
         call_id: call_id.to_string(),
         out_id: out_id.filter(|s| !s.is_empty()),
-    }
+    })
 }
 
 /// `callee` as E.164 when it is a full national number (reports may mask it).
@@ -247,11 +246,11 @@ mod tests {
     "caller":"20200900****","status_msg":"执行完成","out_id":"K7Q2-1","dtmf":"","toll_type":"LOCAL"}]"#;
 
     fn page(call_id: &str, out: Option<&str>) -> PageRef {
-        PageRef::Voice {
+        PageRef::Voice(CallRef {
             provider: Provider::Aliyun,
             call_id: call_id.into(),
             out_id: out.map(String::from),
-        }
+        })
     }
 
     #[test]
@@ -323,11 +322,11 @@ mod tests {
                     number: "+8613788888888".into()
                 },
                 incident: None,
-                page: PageRef::Voice {
+                page: PageRef::Voice(CallRef {
                     provider: Provider::Tencent,
                     call_id: "t1".into(),
                     out_id: None
-                }
+                })
             }
         );
         assert!(

@@ -11,6 +11,7 @@
 pub mod config;
 pub mod contact;
 pub mod inbound;
+pub mod oncall;
 pub mod sign;
 
 use chrono::{DateTime, Utc};
@@ -20,7 +21,6 @@ use serde_json::json;
 use crate::channels::Env;
 use crate::channels::error::DeliveryError;
 use crate::channels::http;
-use crate::channels::reach::Provider;
 use crate::secret::Secret;
 use crate::store::{Store, StoreError};
 use crate::text;
@@ -45,6 +45,23 @@ pub const SUMMARY_CHARS: usize = 20;
 /// Aliyun's per-number limits: (window name, seconds, calls allowed).
 pub const ALIYUN_LIMITS: [(&str, i64, i64); 3] =
     [("minute", 60, 1), ("hour", 3600, 5), ("day", 86400, 20)];
+
+/// The voice providers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Provider {
+    Aliyun,
+    Tencent,
+}
+
+impl Provider {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Provider::Aliyun => "aliyun",
+            Provider::Tencent => "tencent",
+        }
+    }
+}
 
 /// Why a call was not placed.
 #[derive(Debug, thiserror::Error)]

@@ -4,6 +4,7 @@
 //! message must name our corp id. Other messages and events are ignored (answered, no event).
 
 use super::card::{ButtonKey, KEY_ACK, KEY_ESCALATE};
+use super::oncall::CardRef;
 use crate::channels::reach::{Contact, OncallEvent, PageRef, dedupe_key};
 pub use crate::channels::wxcrypt::InboundError;
 use crate::channels::wxcrypt::{CryptoError, MsgCrypt, xml_field};
@@ -67,10 +68,10 @@ pub fn event(message: &str) -> Option<(OncallEvent, String)> {
         &format!("{task_id}\n{}\n{key}", userid.to_lowercase()),
     );
     let by = Contact::WecomApp { userid };
-    let page = PageRef::WecomCard {
+    let page = PageRef::WecomCard(CardRef {
         task_id,
         response_code,
-    };
+    });
     let event = match parsed.action {
         KEY_ACK => OncallEvent::Ack {
             by,
@@ -115,10 +116,10 @@ mod tests {
                     userid: "ZhangSan".into()
                 },
                 incident: Some("K7Q2".into()),
-                page: PageRef::WecomCard {
+                page: PageRef::WecomCard(CardRef {
                     task_id: "K7Q2-1-zhangsan-1h3k9".into(),
                     response_code: Some("RC1".into())
-                },
+                }),
             }
         );
         // The same click re-sent (any case of the userid) has the same key; another button not.

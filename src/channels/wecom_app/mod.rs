@@ -20,6 +20,7 @@ pub mod card;
 pub mod config;
 pub mod contact;
 pub mod inbound;
+pub mod oncall;
 pub mod templates;
 pub mod token;
 

@@ -19,6 +19,7 @@ pub mod chatops;
 pub mod config;
 pub mod contact;
 pub mod inbound;
+pub mod oncall;
 pub mod qrcode;
 
 pub mod classify;

@@ -5,7 +5,8 @@
 
 use std::time::Duration;
 
-use alertmanager_wechat::incident::reach::{STATUS_KIND, StatusJob};
+use alertmanager_wechat::channels::reach::STATUS_KIND;
+use alertmanager_wechat::channels::wxpusher::oncall::StatusJob;
 use alertmanager_wechat::runtime::contact_receiver;
 use alertmanager_wechat::store::NewJob;
 use alertmanager_wechat::store::incident::Incident;
