@@ -295,8 +295,11 @@ pub trait Desk: Send + Sync {
 /// A channel that sends on-call messages to a person's contact itself, keeping the upstream's
 /// ids for them with the incident (what its reports and status queries name).
 pub trait Pager: Send + Sync {
-    /// Whether it sends `n` (a page, or an incident's status update) itself.
-    fn sends(&self, n: &Notification) -> bool;
+    /// Whether it sends `n` (a page, or an incident's status update) itself: pages only,
+    /// unless the channel says otherwise.
+    fn sends(&self, n: &Notification) -> bool {
+        n.incident.as_ref().is_some_and(|c| c.update.is_none())
+    }
     /// Sends `n` to the desk's person, as `integration` (this channel's).
     fn send_oncall<'a>(
         &'a self,

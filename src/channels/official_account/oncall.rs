@@ -126,10 +126,6 @@ async fn event(
 }
 
 impl Pager for OfficialAccount {
-    fn sends(&self, n: &Notification) -> bool {
-        n.incident.as_ref().is_some_and(|c| c.update.is_none())
-    }
-
     fn send_oncall<'a>(
         &'a self,
         desk: &'a dyn Desk,

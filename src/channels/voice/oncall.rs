@@ -131,10 +131,6 @@ async fn report(
 }
 
 impl Pager for Voice {
-    fn sends(&self, n: &Notification) -> bool {
-        n.incident.as_ref().is_some_and(|c| c.update.is_none())
-    }
-
     fn send_oncall<'a>(
         &'a self,
         desk: &'a dyn Desk,

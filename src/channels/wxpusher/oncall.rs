@@ -184,10 +184,6 @@ async fn ask(query: &StatusJob, desk: &dyn Desk) {
 }
 
 impl Pager for WxPusher {
-    fn sends(&self, n: &Notification) -> bool {
-        n.incident.as_ref().is_some_and(|c| c.update.is_none())
-    }
-
     fn send_oncall<'a>(
         &'a self,
         desk: &'a dyn Desk,
