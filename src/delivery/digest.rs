@@ -55,7 +55,12 @@ pub(super) async fn coalesce_backlogs(queue: &Queue, rt: &Runtime) {
         let mut first: Option<Job> = None;
         loop {
             let jobs = match store
-                .claim_target(&d.receiver, &d.integration, COALESCE_CHUNK)
+                .claim_target(
+                    &d.receiver,
+                    &d.integration,
+                    ids.last().copied().unwrap_or(0),
+                    COALESCE_CHUNK,
+                )
                 .await
             {
                 Ok(j) => j,

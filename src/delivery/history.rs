@@ -163,18 +163,26 @@ pub async fn merged(store: &Store, web: &WebConfig, ids: &[i64], digests: &[NewJ
             return;
         }
     };
-    let updates = ids
-        .iter()
-        .map(|&job| Update {
-            job,
-            change: Change::Merged { digest },
-            or_insert: None,
-        })
-        .collect();
-    if let Err(e) = store.history_update(updates, keep, now).await {
-        debug!(error = %e, "cannot record merged deliveries in the history");
+    // In steps, like the deletion of the merged jobs: thousands of records changed in one
+    // request would hold the store's writer, and every webhook waiting for its commit.
+    for chunk in ids.chunks(MERGED_STEP) {
+        let updates = chunk
+            .iter()
+            .map(|&job| Update {
+                job,
+                change: Change::Merged { digest },
+                or_insert: None,
+            })
+            .collect();
+        if let Err(e) = store.history_update(updates, keep, now).await {
+            debug!(error = %e, "cannot record merged deliveries in the history");
+            return;
+        }
     }
 }
+
+/// Records of merged deliveries changed in one request to the store.
+const MERGED_STEP: usize = 256;
 
 /// Dead letters re-queued by `deadletters replay` or the console.
 pub async fn replayed(store: &Store, web: &WebConfig, jobs: &[Job]) {

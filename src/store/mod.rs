@@ -350,15 +350,19 @@ impl Store {
     }
 
     /// Claims the oldest `limit` pending jobs of one receiver integration, due or not (storm
-    /// coalescing takes a backlog in chunks, so its memory stays bounded).
+    /// coalescing takes a backlog in chunks, so its memory stays bounded). Jobs whose id is
+    /// not above `after` may be left out: a caller taking a backlog chunk by chunk passes the
+    /// last id it took (0 at first), so that no chunk looks again at those it took (in SQLite
+    /// a claim writes nothing: they are still pending in the file).
     pub async fn claim_target(
         &self,
         receiver: &str,
         integration: &IntegrationId,
+        after: i64,
         limit: usize,
     ) -> Result<Vec<Job>, StoreError> {
         match self {
-            Store::Sqlite(s) => s.claim_target(receiver, integration, limit).await,
+            Store::Sqlite(s) => s.claim_target(receiver, integration, after, limit).await,
             Store::Redis(s) => s.claim_target(receiver, integration, limit).await,
         }
     }
@@ -495,8 +499,10 @@ impl Store {
     /// order, atomically with the others: if `identity` is held, nothing happens
     /// ([`Admitted::Duplicate`]); otherwise it is taken, every `once` key is taken and the
     /// alerts whose key was already held are dropped, every `remember` key is taken or
-    /// extended, and the job (if alerts remain) is queued. Expired state is pruned here, so
-    /// it never outgrows what is live. Fails as a whole with [`StoreError::Full`].
+    /// extended, and the job (if alerts remain) is queued. Expired state counts for nothing
+    /// and is forgotten on the way (Redis: its keys' TTL; SQLite: the next merge of the dedupe
+    /// log deletes it), so it never outgrows what is live. Fails as a whole with
+    /// [`StoreError::Full`].
     pub async fn admit(
         &self,
         admissions: Vec<Admission>,

@@ -274,7 +274,12 @@ async fn a_resolved_alert_is_announced_once() {
 #[tokio::test]
 async fn expired_dedupe_state_is_pruned() {
     let mock = MockWxPusher::start().await;
-    let srv = TestServer::start(&config(&mock, "window: 2s, resolved_group_wait: 0s")).await;
+    // Sent as fast as they come: the firing-sent keys are taken within the window.
+    let cfg = config(&mock, "window: 3s, resolved_group_wait: 0s").replace(
+        "uids: [UID_a] }",
+        "uids: [UID_a], rate_limit: { rate: 1000, burst: 1000 } }",
+    );
+    let srv = TestServer::start(&cfg).await;
     let store = srv.app.queue.store.clone();
     // Each firing notification takes three keys: its identity (for the window), and the
     // alert's first firing time and firing-sent time (for the retention, days).
@@ -290,9 +295,10 @@ async fn expired_dedupe_state_is_pruned() {
     // 10 identities + 10 first-firing times + 10 firing-sent times (recorded by the worker
     // just after each send: polled).
     state_reaches(&store, 30).await;
-    // The identities expire after the window; the next admission prunes them. (The window
-    // is long enough for the ten posts above to land inside it on a loaded machine.)
-    tokio::time::sleep(Duration::from_millis(2050)).await;
+    // The identities expire after the window: from the next admission on they count for
+    // nothing (the store deletes them with its next compaction). (The window is long enough
+    // for the ten posts above and their sends to land inside it on a loaded machine.)
+    tokio::time::sleep(Duration::from_millis(3050)).await;
     srv.post("/webhook", payload("Last", &[("last", "Flap", "firing")]))
         .await;
     mock.wait_for(11, WAIT).await;

@@ -381,13 +381,19 @@ async fn claim_target_takes_one_backlog_for_a_digest(store: Store, _: &mut Guard
         .await
         .unwrap();
     // Taken in chunks, oldest first.
-    let mut backlog = store.claim_target("oncall", &id(0), 2).await.unwrap();
+    let mut backlog = store.claim_target("oncall", &id(0), 0, 2).await.unwrap();
     assert_eq!(ids(&backlog), [a[0], a[1]]);
-    backlog.extend(store.claim_target("oncall", &id(0), 10).await.unwrap());
+    let last = backlog.last().map_or(0, |j| j.id);
+    backlog.extend(
+        store
+            .claim_target("oncall", &id(0), last, 10)
+            .await
+            .unwrap(),
+    );
     assert_eq!(ids(&backlog), [a[0], a[1], later[0]]);
     assert!(
         store
-            .claim_target("oncall", &id(0), 10)
+            .claim_target("oncall", &id(0), 0, 10)
             .await
             .unwrap()
             .is_empty()

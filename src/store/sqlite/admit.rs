@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 
 use super::SqliteStore;
 use super::bodies::{Encoder, Packed, Written, encode, pack};
-use super::dedupe::{prune, take, take_or_extend};
+use super::dedupe::{at, take, take_or_extend};
 use super::history;
 use super::jobs::insert_job;
 use super::writer::{Writer, aside};
@@ -83,7 +83,7 @@ pub(super) fn admit_in(
     admissions: EncodedAdmissions,
     now: DateTime<Utc>,
 ) -> Result<(Vec<Admitted>, Vec<Option<i64>>, EncodedAdmissions), StoreError> {
-    prune(w, now)?;
+    at(w, now);
     let mut out = Vec::with_capacity(admissions.len());
     let mut bodies = Vec::with_capacity(admissions.len());
     let mut spent = Vec::with_capacity(admissions.len());

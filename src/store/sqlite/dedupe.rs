@@ -5,10 +5,16 @@
 //! random place of it, and each commit would write one page per key (six per webhook, most of
 //! the bytes the store wrote). So a key taken is appended to `dedupe_log` (in insertion order:
 //! a group commit writes its last page or two) and held in memory ([`Marks`]) until the log
-//! holds [`MERGE_AT`] keys; then the log is merged into table `dedupe` in key order, in a
-//! transaction of its own, and emptied. What the memory holds is exactly the log's latest
-//! entry per key: it is read back from the log at start (so a kill -9 loses nothing
-//! committed), and follows every savepoint and commit that does not stand (see
+//! holds [`MERGE_AT`] keys; then the log is merged into table `dedupe` in key order and
+//! emptied. The merge goes a slice of the key space at a time ([`SLICE`] keys), each slice in a
+//! transaction of its own between two batches: each page of `dedupe` is still written once for
+//! all the keys it takes (the slices do not overlap), and no batch of webhooks waits for more
+//! than one slice (the whole merge at once held every request for ~100 ms, the p99 of a burst).
+//! Each slice also deletes the expired keys of its part of `dedupe` (whose pages it writes
+//! anyway): an index on the expiry would cost each merged key a page write of its own.
+//! What the memory holds is exactly the log's latest entry per key, and where in the log it is:
+//! it is read back from the log at start (so a kill -9 loses nothing committed, merging or
+//! not), and follows every savepoint and commit that does not stand (see
 //! [`super::writer::Undo`]). Lookups read the memory first, then `dedupe`.
 
 use std::collections::HashMap;
@@ -24,6 +30,10 @@ use crate::store::{Mark, StoreError};
 /// `dedupe` it touches once for all of them, and the memory holds at most about this many
 /// keys (~100 bytes each).
 pub(super) const MERGE_AT: usize = 32 * 1024;
+
+/// Keys merged between two batches at most (about the last one's share: a slice ends at a key
+/// chosen when the merge begins, and keys taken since are merged by the next merge).
+pub(super) const SLICE: usize = 2 * 1024;
 
 pub(super) const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS dedupe_log (
@@ -41,14 +51,33 @@ pub(super) struct Entry {
     pub(super) expires_at: i64,
 }
 
+/// A key's latest state and its row of the log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Logged {
+    entry: Entry,
+    seq: i64,
+}
+
+/// A merge under way: the log up to row `upto` goes to `dedupe` a slice at a time.
+#[derive(Debug)]
+struct Merging {
+    upto: i64,
+    /// Where each slice but the first begins, in key order (the first begins before any key,
+    /// the last ends after every key).
+    starts: Vec<String>,
+    /// The next slice to merge.
+    next: usize,
+}
+
 /// The keys of `dedupe_log`, latest state each, and how to go back to an earlier point.
 #[derive(Debug, Default)]
 pub(super) struct Marks {
-    keys: HashMap<String, Entry>,
+    keys: HashMap<String, Logged>,
     /// What each change since the last commit replaced, oldest first.
-    journal: Vec<(String, Option<Entry>)>,
+    journal: Vec<(String, Option<Logged>)>,
     /// The `now` of the latest admission: entries expired by then are not counted.
     now: i64,
+    merging: Option<Merging>,
 }
 
 impl Marks {
@@ -56,17 +85,22 @@ impl Marks {
     pub(super) fn load(conn: &Connection) -> Result<Marks, rusqlite::Error> {
         let mut marks = Marks::default();
         let mut stmt =
-            conn.prepare("SELECT key, value, expires_at FROM dedupe_log ORDER BY seq")?;
+            conn.prepare("SELECT key, value, expires_at, seq FROM dedupe_log ORDER BY seq")?;
         let rows = stmt.query_map([], |r| {
             Ok((
                 r.get::<_, String>(0)?,
-                r.get::<_, i64>(1)?,
-                r.get::<_, i64>(2)?,
+                Logged {
+                    entry: Entry {
+                        value: r.get(1)?,
+                        expires_at: r.get(2)?,
+                    },
+                    seq: r.get(3)?,
+                },
             ))
         })?;
         for row in rows {
-            let (key, value, expires_at) = row?;
-            marks.keys.insert(key, Entry { value, expires_at });
+            let (key, logged) = row?;
+            marks.keys.insert(key, logged);
         }
         drop(stmt);
         Ok(marks)
@@ -99,20 +133,24 @@ impl Marks {
         self.journal.clear();
     }
 
-    fn set(&mut self, key: &str, e: Entry) {
-        let before = self.keys.insert(key.to_owned(), e);
+    fn set(&mut self, key: &str, logged: Logged) {
+        let before = self.keys.insert(key.to_owned(), logged);
         self.journal.push((key.to_owned(), before));
     }
 
     /// Keys held, not expired at the latest admission's time.
-    fn live(&self) -> impl Iterator<Item = (&String, &Entry)> {
-        self.keys.iter().filter(|(_, e)| e.expires_at > self.now)
+    fn live(&self) -> impl Iterator<Item = &String> {
+        self.keys
+            .iter()
+            .filter(|(_, l)| l.entry.expires_at > self.now)
+            .map(|(k, _)| k)
     }
 }
 
 impl SqliteStore {
     pub async fn remember(&self, marks: Vec<Mark>, now: DateTime<Utc>) -> Result<(), StoreError> {
         self.call(move |w| {
+            at(w, now);
             for m in &marks {
                 take_or_extend(w, m, now)?;
             }
@@ -140,19 +178,24 @@ impl SqliteStore {
 
     pub async fn state_size(&self) -> Result<u64, StoreError> {
         self.call(|w| {
+            let now = w.marks.now;
             let merged = w
                 .conn
-                .query_row("SELECT count(*) FROM dedupe", [], |r| r.get::<_, i64>(0))
+                .query_row(
+                    "SELECT count(*) FROM dedupe WHERE expires_at > ?1",
+                    [now],
+                    |r| r.get::<_, i64>(0),
+                )
                 .map(|n| n.max(0) as u64)
                 .map_err(db)?;
-            // Keys of the log that `dedupe` does not hold (an older state) too.
+            // Keys of the log that `dedupe` does not hold live (an older state) too.
             let mut held = w
                 .conn
-                .prepare_cached("SELECT 1 FROM dedupe WHERE key = ?1")
+                .prepare_cached("SELECT 1 FROM dedupe WHERE key = ?1 AND expires_at > ?2")
                 .map_err(db)?;
             let mut unmerged = 0u64;
-            for (key, _) in w.marks.live() {
-                if !held.exists([key]).map_err(db)? {
+            for key in w.marks.live() {
+                if !held.exists(params![key, now]).map_err(db)? {
                     unmerged += 1;
                 }
             }
@@ -163,9 +206,9 @@ impl SqliteStore {
 }
 
 /// A key's state: the log's latest entry, else `dedupe`'s (expired or not).
-fn current(w: &Writer, key: &str) -> Result<Option<Entry>, StoreError> {
-    if let Some(e) = w.marks.keys.get(key) {
-        return Ok(Some(*e));
+pub(super) fn current(w: &Writer, key: &str) -> Result<Option<Entry>, StoreError> {
+    if let Some(l) = w.marks.keys.get(key) {
+        return Ok(Some(l.entry));
     }
     w.conn
         .prepare_cached("SELECT value, expires_at FROM dedupe WHERE key = ?1")
@@ -187,18 +230,15 @@ fn write(w: &mut Writer, key: &str, e: Entry) -> Result<(), StoreError> {
         .prepare_cached("INSERT INTO dedupe_log (key, value, expires_at) VALUES (?1, ?2, ?3)")
         .and_then(|mut s| s.execute(params![key, e.value, e.expires_at]))
         .map_err(db)?;
-    w.marks.set(key, e);
+    let seq = w.conn.last_insert_rowid();
+    w.marks.set(key, Logged { entry: e, seq });
     Ok(())
 }
 
-/// Forgets expired dedupe state (in `dedupe`; the log's expired entries are left out when it
-/// is merged).
-pub(super) fn prune(w: &mut Writer, now: DateTime<Utc>) -> Result<usize, StoreError> {
+/// The time of an admission: state expired by then is not counted, and is left out (from the
+/// log) or deleted (from `dedupe`) by the next merge.
+pub(super) fn at(w: &mut Writer, now: DateTime<Utc>) {
     w.marks.now = ms(now);
-    w.conn
-        .prepare_cached("DELETE FROM dedupe WHERE expires_at <= ?1")
-        .and_then(|mut s| s.execute([ms(now)]))
-        .map_err(db)
 }
 
 /// `SET NX PX`: takes the key if it is absent (or expired); whether it did.
@@ -242,15 +282,18 @@ pub(super) fn take_or_extend(
     write(w, &m.key, e)
 }
 
-/// Merges the log into `dedupe` once it holds [`MERGE_AT`] keys, in key order (each page of
-/// `dedupe` touched is written once for all the keys it takes), in a transaction of its own
-/// before a batch; empties the log and the memory when it commits. A merge that fails leaves
-/// both as they were, to be tried before the next batch.
+/// Merges a slice of the log into `dedupe` when a merge is under way or the log holds
+/// [`MERGE_AT`] keys, in a transaction of its own before a batch; the last slice empties the
+/// log of what the merge took, and the memory with it. A slice that fails leaves the log, the
+/// memory and the merge as they were, to be tried before the next batch.
 pub(super) fn merge_if_full(w: &mut Writer) {
-    if w.marks.keys.len() < MERGE_AT {
-        return;
+    if w.marks.merging.is_none() {
+        if w.marks.keys.len() < MERGE_AT {
+            return;
+        }
+        w.marks.merging = Some(plan(&w.marks));
     }
-    if let Err(e) = merge(w) {
+    if let Err(e) = merge_slice(w) {
         tracing::warn!(error = %e, "store: cannot merge the dedupe log; tried again later");
         if !w.conn.is_autocommit() {
             let _ = w.conn.execute_batch("ROLLBACK");
@@ -258,16 +301,62 @@ pub(super) fn merge_if_full(w: &mut Writer) {
     }
 }
 
-fn merge(w: &mut Writer) -> Result<(), StoreError> {
+/// A merge of the whole log as it is: slices of [`SLICE`] keys, in key order.
+fn plan(marks: &Marks) -> Merging {
+    let mut keys: Vec<&String> = marks.live().collect();
+    keys.sort_unstable();
+    Merging {
+        upto: marks.keys.values().map(|l| l.seq).max().unwrap_or(0),
+        starts: keys
+            .iter()
+            .skip(SLICE)
+            .step_by(SLICE)
+            .map(|k| (*k).clone())
+            .collect(),
+        next: 0,
+    }
+}
+
+fn merge_slice(w: &mut Writer) -> Result<(), StoreError> {
+    let Some(m) = &w.marks.merging else {
+        return Ok(());
+    };
+    let (upto, last) = (m.upto, m.next >= m.starts.len());
+    let from = m.next.checked_sub(1).and_then(|i| m.starts.get(i));
+    let to = m.starts.get(m.next);
     let now = w.marks.now;
+    // The keys of the slice whose latest entry the merge took (a key taken again since has a
+    // later one, merged by the next merge), live, in key order.
     let mut keys: Vec<(&String, &Entry)> = w
         .marks
         .keys
         .iter()
-        .filter(|(_, e)| e.expires_at > now)
+        .filter(|(k, l)| {
+            l.seq <= upto
+                && l.entry.expires_at > now
+                && from.is_none_or(|f| *k >= f)
+                && to.is_none_or(|t| *k < t)
+        })
+        .map(|(k, l)| (k, &l.entry))
         .collect();
     keys.sort_unstable_by(|a, b| a.0.cmp(b.0));
     run(&w.conn, "BEGIN IMMEDIATE")?;
+    // The slice's expired keys, read along its part of the table's B-tree.
+    let bound = |op: &str, at: usize| format!(" AND key {op} ?{at}");
+    let sql = format!(
+        "DELETE FROM dedupe WHERE expires_at <= ?1{}{}",
+        from.map(|_| bound(">=", 2)).unwrap_or_default(),
+        to.map(|_| bound("<", if from.is_some() { 3 } else { 2 }))
+            .unwrap_or_default()
+    );
+    {
+        let mut expired = w.conn.prepare_cached(&sql).map_err(db)?;
+        let bounds: Vec<&dyn rusqlite::ToSql> = std::iter::once(&now as &dyn rusqlite::ToSql)
+            .chain(from.map(|f| f as &dyn rusqlite::ToSql))
+            .chain(to.map(|t| t as &dyn rusqlite::ToSql))
+            .collect();
+        expired.execute(bounds.as_slice()).map_err(db)?;
+    }
     {
         let mut upsert = w
             .conn
@@ -283,11 +372,20 @@ fn merge(w: &mut Writer) -> Result<(), StoreError> {
                 .map_err(db)?;
         }
     }
-    run(&w.conn, "DELETE FROM dedupe_log")?;
+    if last {
+        w.conn
+            .prepare_cached("DELETE FROM dedupe_log WHERE seq <= ?1")
+            .and_then(|mut s| s.execute([upto]))
+            .map_err(db)?;
+    }
     run(&w.conn, "COMMIT")?;
-    w.marks.keys.clear();
-    w.marks.keys.shrink_to(MERGE_AT);
-    w.marks.journal.clear();
     let _ = w.checkpoint.try_send(());
+    if last {
+        w.marks.keys.retain(|_, l| l.seq > upto);
+        w.marks.keys.shrink_to(MERGE_AT);
+        w.marks.merging = None;
+    } else if let Some(m) = &mut w.marks.merging {
+        m.next += 1;
+    }
     Ok(())
 }

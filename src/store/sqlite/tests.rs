@@ -123,6 +123,34 @@ async fn the_file_size_bound_refuses_new_jobs_with_full() {
     store.enqueue(vec![job("b")]).await.unwrap();
 }
 
+/// A backlog is taken chunk by chunk from past the last id taken: the scan starts there, so
+/// jobs at or below it are not looked at (nor taken, claimed or not).
+#[tokio::test]
+async fn a_backlog_is_taken_from_past_the_last_id_taken() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path(), usize::MAX, true).unwrap();
+    let ids = store
+        .enqueue((0..5).map(|_| job("a")).collect())
+        .await
+        .unwrap();
+    let target = crate::store::IntegrationId("console-0".into());
+    let taken = |jobs: Vec<crate::store::Job>| jobs.iter().map(|j| j.id).collect::<Vec<_>>();
+    // Started past the third: the first three are not looked at, though they wait.
+    let later = store.claim_target("a", &target, ids[2], 10).await.unwrap();
+    assert_eq!(taken(later), ids[3..]);
+    let first = store.claim_target("a", &target, 0, 2).await.unwrap();
+    assert_eq!(taken(first), ids[..2]);
+    let next = store.claim_target("a", &target, ids[1], 10).await.unwrap();
+    assert_eq!(taken(next), ids[2..3]);
+    assert!(
+        store
+            .claim_target("a", &target, 0, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
 #[tokio::test]
 async fn jobs_round_trip_capacity_holds_and_inflight_is_reclaimed_on_reopen() {
     let dir = tempfile::tempdir().unwrap();
@@ -380,7 +408,7 @@ async fn admit_is_once_per_identity_drops_announced_alerts_and_prunes() {
         "{out:?}"
     );
     // Many distinct notifications with a short life: the state shrinks back once they
-    // expire, pruned by the next admission.
+    // expire (their rows go when a merge passes them).
     let many: Vec<Admission> = (0..500)
         .map(|i| admission(&format!("n{i}"), later, 1000))
         .collect();
@@ -787,7 +815,7 @@ async fn a_store_of_the_older_format_opens_and_moves_forward() {
     assert!(
         !indexes
             .iter()
-            .any(|i| i == "history_accepted" || i == "history_adopt"),
+            .any(|i| i == "history_accepted" || i == "history_adopt" || i == "dedupe_expiry"),
         "{indexes:?}"
     );
     assert!(
@@ -886,67 +914,213 @@ async fn dedupe_keys_in_the_log_survive_a_reopen_and_follow_a_refused_commit() {
     assert_eq!(store.state_size().await.unwrap(), 6);
 }
 
-/// Past `MERGE_AT` keys the log is merged into `dedupe` and emptied; every key still answers,
-/// with the value it was first taken with, and extending a merged key keeps that value.
-#[tokio::test]
-async fn the_dedupe_log_is_merged_once_it_is_full() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = SqliteStore::open(dir.path(), usize::MAX, true).unwrap();
-    let t0 = Utc::now();
-    let exp = t0 + chrono::Duration::seconds(600);
-    let mark = |i: usize, value: i64| Mark {
-        key: format!("firing:{i:08}"),
-        value,
-        expires_at: exp,
-    };
-    let n = super::dedupe::MERGE_AT + 10;
+/// Rows of `dedupe` and of `dedupe_log`.
+async fn dedupe_rows(store: &SqliteStore) -> (usize, usize) {
     store
-        .remember((0..n).map(|i| mark(i, i as i64)).collect(), t0)
-        .await
-        .unwrap();
-    // The next batch merges first.
-    store.remember(vec![mark(n, 7)], t0).await.unwrap();
-    let (merged, logged): (i64, i64) = store
         .call(|w| {
             let count = |t: &str| {
                 w.conn
-                    .query_row(&format!("SELECT count(*) FROM {t}"), [], |r| r.get(0))
+                    .query_row(&format!("SELECT count(*) FROM {t}"), [], |r| {
+                        r.get::<_, i64>(0)
+                    })
+                    .map(|n| n as usize)
                     .map_err(db)
             };
             Ok((count("dedupe")?, count("dedupe_log")?))
         })
         .await
-        .unwrap();
-    assert_eq!((merged, logged), (n as i64, 1));
-    assert_eq!(store.state_size().await.unwrap(), n as u64 + 1);
-    // Extended with a later expiry and another value: the first value stays.
-    let later = t0 + chrono::Duration::seconds(900);
+        .unwrap()
+}
+
+/// Past `MERGE_AT` keys the log is merged into `dedupe` a slice before each batch, and
+/// emptied of what the merge took by the last slice; every key answers throughout, with the
+/// value it was first taken with; a key taken again during the merge keeps its newer state,
+/// and extending a merged key keeps its value.
+#[tokio::test]
+async fn the_dedupe_log_is_merged_a_slice_per_batch_once_it_is_full() {
+    use super::dedupe::{MERGE_AT, SLICE};
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path(), usize::MAX, true).unwrap();
+    let t0 = Utc::now();
+    let exp = t0 + chrono::Duration::seconds(600);
+    let key = |i: usize| format!("firing:{i:08}");
+    let mark = |i: usize, value: i64, expires_at| Mark {
+        key: key(i),
+        value,
+        expires_at,
+    };
+    let n = MERGE_AT + 10;
     store
-        .remember(
-            vec![Mark {
-                key: format!("firing:{:08}", 5),
-                value: 99,
-                expires_at: later,
-            }],
-            t0,
-        )
+        .remember((0..n).map(|i| mark(i, i as i64, exp)).collect(), t0)
         .await
         .unwrap();
-    let keys = vec![
-        format!("firing:{:08}", 5),
-        format!("firing:{:08}", n - 1),
-        format!("firing:{n:08}"),
-    ];
+    let slices = n.div_ceil(SLICE);
+    let later = t0 + chrono::Duration::seconds(900);
+    // Two batches a round (each after one slice): one takes a new key (the first also extends
+    // the log's last key, which the merge has taken already: its later state waits in the
+    // log), one reads what the tables hold and what four keys answer.
+    for k in 0..slices.div_ceil(2) {
+        let mut marks = vec![mark(n + k, 7, exp)];
+        if k == 0 {
+            marks.push(mark(n - 1, 99, later));
+        }
+        store.remember(marks, t0).await.unwrap();
+        let probe = [key(3), key(n / 2), key(n - 1), key(n + k)];
+        let (merged, logged, values) = store
+            .call(move |w| {
+                let count = |t: &str| {
+                    w.conn
+                        .query_row(&format!("SELECT count(*) FROM {t}"), [], |r| {
+                            r.get::<_, i64>(0)
+                        })
+                        .map(|n| n as usize)
+                        .map_err(db)
+                };
+                let values = probe
+                    .iter()
+                    .map(|k| super::dedupe::current(w, k).map(|e| e.map(|e| e.value)))
+                    .collect::<Result<Vec<_>, _>>()?;
+                Ok((count("dedupe")?, count("dedupe_log")?, values))
+            })
+            .await
+            .unwrap();
+        let done = (2 * (k + 1)).min(slices);
+        let written = k + 2;
+        assert_eq!(merged, (done * SLICE).min(n - 1), "round {k}");
+        if done < slices {
+            assert_eq!(
+                logged,
+                n + written,
+                "round {k}: the log waits for the last slice"
+            );
+        } else {
+            // What the merge took is gone; the keys taken since stay, latest state each.
+            assert_eq!(logged, written, "round {k}");
+        }
+        assert_eq!(
+            values,
+            [Some(3), Some(n as i64 / 2), Some(n as i64 - 1), Some(7)],
+            "round {k}"
+        );
+    }
+    let merged = dedupe_rows(&store).await.0;
+    // All but the key taken again during the merge: its later state waits in the log.
+    assert_eq!(merged, n - 1);
+    assert_eq!(
+        store.state_size().await.unwrap(),
+        (n + slices.div_ceil(2)) as u64
+    );
+    // Extended with a later expiry and another value: the first value stays.
+    store.remember(vec![mark(5, 99, later)], t0).await.unwrap();
+    let keys = vec![key(5), key(n - 1), key(n - 2), key(n)];
     assert_eq!(
         store.recall(keys.clone(), t0).await.unwrap(),
-        [Some(5), Some(n as i64 - 1), Some(7)]
+        [Some(5), Some(n as i64 - 1), Some(n as i64 - 2), Some(7)]
     );
-    // Past the first expiry only the extended key is left.
+    // Past the first expiry only the extended keys are left.
     let after = t0 + chrono::Duration::seconds(700);
     assert_eq!(
         store.recall(keys, after).await.unwrap(),
-        [Some(5), None, None]
+        [Some(5), Some(n as i64 - 1), None, None]
     );
+}
+
+/// Expired keys are not counted, and their rows go when a merge passes their part of the
+/// key space: a store written through for a day holds what is live, not every key ever taken.
+#[tokio::test]
+async fn a_merge_deletes_the_expired_keys_it_passes() {
+    use super::dedupe::{MERGE_AT, SLICE};
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path(), usize::MAX, true).unwrap();
+    let t0 = Utc::now();
+    let marks = |prefix: &str, at: DateTime<Utc>| {
+        (0..MERGE_AT)
+            .map(|i| Mark {
+                key: format!("{prefix}:{i:08}"),
+                value: 1,
+                expires_at: at + chrono::Duration::seconds(60),
+            })
+            .collect::<Vec<_>>()
+    };
+    let merge = |at: DateTime<Utc>| {
+        let store = &store;
+        async move {
+            for _ in 0..=MERGE_AT / SLICE {
+                store.remember(Vec::new(), at).await.unwrap();
+            }
+        }
+    };
+    store.remember(marks("old", t0), t0).await.unwrap();
+    merge(t0).await;
+    assert_eq!(dedupe_rows(&store).await, (MERGE_AT, 0));
+    assert_eq!(store.state_size().await.unwrap(), MERGE_AT as u64);
+    // Two minutes on, the old keys have expired: not counted, and gone with the next merge.
+    let t1 = t0 + chrono::Duration::seconds(120);
+    store.remember(marks("new", t1), t1).await.unwrap();
+    assert_eq!(store.state_size().await.unwrap(), MERGE_AT as u64);
+    merge(t1).await;
+    assert_eq!(dedupe_rows(&store).await, (MERGE_AT, 0));
+    let old_left: i64 = store
+        .call(|w| {
+            w.conn
+                .query_row(
+                    "SELECT count(*) FROM dedupe WHERE key LIKE 'old:%'",
+                    [],
+                    |r| r.get(0),
+                )
+                .map_err(db)
+        })
+        .await
+        .unwrap();
+    assert_eq!(old_left, 0);
+}
+
+/// A merge cut short by a restart loses nothing: the log is read back whole, the keys merged
+/// already answer the same from either place, and the next merge finishes the work.
+#[tokio::test]
+async fn a_merge_cut_short_loses_nothing() {
+    use super::dedupe::{MERGE_AT, SLICE};
+    let dir = tempfile::tempdir().unwrap();
+    let t0 = Utc::now();
+    let exp = t0 + chrono::Duration::seconds(600);
+    let mark = |i: usize| Mark {
+        key: format!("k:{i:08}"),
+        value: i as i64,
+        expires_at: exp,
+    };
+    let n = MERGE_AT + 1;
+    {
+        let store = SqliteStore::open(dir.path(), usize::MAX, true).unwrap();
+        store
+            .remember((0..n).map(mark).collect(), t0)
+            .await
+            .unwrap();
+        for k in 0..3 {
+            store.remember(vec![mark(n + k)], t0).await.unwrap();
+        }
+        let (merged, logged) = dedupe_rows(&store).await;
+        assert!(merged >= 2 * SLICE && merged < n, "{merged} merged");
+        assert_eq!(logged, n + 3);
+    }
+    let store = SqliteStore::open(dir.path(), usize::MAX, true).unwrap();
+    let probe: Vec<String> = [0, SLICE / 2, n / 2, n - 1, n + 2]
+        .iter()
+        .map(|&i| mark(i).key)
+        .collect();
+    let want: Vec<Option<i64>> = [0, SLICE / 2, n / 2, n - 1, n + 2]
+        .iter()
+        .map(|&i| Some(i as i64))
+        .collect();
+    assert_eq!(store.recall(probe.clone(), t0).await.unwrap(), want);
+    for k in 3..3 + n.div_ceil(SLICE) {
+        store.remember(vec![mark(n + k)], t0).await.unwrap();
+    }
+    let (merged, logged) = dedupe_rows(&store).await;
+    assert!(
+        merged >= n && logged < SLICE,
+        "{merged} merged, {logged} logged"
+    );
+    assert_eq!(store.recall(probe, t0).await.unwrap(), want);
 }
 
 /// A body is stored compressed; one stored as text (by an older version) reads the same.

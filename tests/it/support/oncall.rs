@@ -62,7 +62,10 @@ pub fn logged(inc: &Incident, event: &str, person: &str, contact: &str, detail: 
 pub async fn status_due_now(srv: &TestServer, person: &str, query: &StatusJob) -> bool {
     let store = &srv.app.queue.store;
     let receiver = contact_receiver(person);
-    let mut jobs = store.claim_target(&receiver, &query.id(), 1).await.unwrap();
+    let mut jobs = store
+        .claim_target(&receiver, &query.id(), 0, 1)
+        .await
+        .unwrap();
     let Some(job) = jobs.pop() else {
         return false;
     };
