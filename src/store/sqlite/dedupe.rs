@@ -6,10 +6,11 @@
 //! the bytes the store wrote). So a key taken is appended to `dedupe_log` (in insertion order:
 //! a group commit writes its last page or two) and held in memory ([`Marks`]) until the log
 //! holds [`MERGE_AT`] keys; then the log is merged into table `dedupe` in key order and
-//! emptied. The merge goes a slice of the key space at a time ([`SLICE`] keys), each slice in a
-//! transaction of its own between two batches: each page of `dedupe` is still written once for
-//! all the keys it takes (the slices do not overlap), and no batch of webhooks waits for more
-//! than one slice (the whole merge at once held every request for ~100 ms, the p99 of a burst).
+//! emptied. The merge goes a slice of the key space at a time ([`SLICE`] keys), then empties
+//! the log [`LOG_STEP`] rows at a time, each step in a transaction of its own between two
+//! batches: each page of `dedupe` is still written once for all the keys it takes (the slices
+//! do not overlap), and no batch of webhooks waits for more than one step (the whole merge at
+//! once held every request for ~100 ms, the p99 of a burst).
 //! Each slice also deletes the expired keys of its part of `dedupe` (whose pages it writes
 //! anyway): an index on the expiry would cost each merged key a page write of its own.
 //! What the memory holds is exactly the log's latest entry per key, and where in the log it is:
@@ -31,9 +32,12 @@ use crate::store::{Mark, StoreError};
 /// keys (~100 bytes each).
 pub(super) const MERGE_AT: usize = 32 * 1024;
 
-/// Keys merged between two batches at most (about the last one's share: a slice ends at a key
-/// chosen when the merge begins, and keys taken since are merged by the next merge).
-pub(super) const SLICE: usize = 2 * 1024;
+/// Keys merged between two batches at most (about 5 ms of the writer's time): a slice ends at a
+/// key chosen when the merge begins, and keys taken since are merged by the next merge.
+pub(super) const SLICE: usize = 1024;
+
+/// Rows of the log deleted between two batches once every slice is merged.
+pub(super) const LOG_STEP: i64 = 4096;
 
 pub(super) const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS dedupe_log (
@@ -58,15 +62,18 @@ struct Logged {
     seq: i64,
 }
 
-/// A merge under way: the log up to row `upto` goes to `dedupe` a slice at a time.
+/// A merge under way: the log up to row `upto` goes to `dedupe` a slice at a time, then is
+/// deleted a step at a time.
 #[derive(Debug)]
 struct Merging {
     upto: i64,
     /// Where each slice but the first begins, in key order (the first begins before any key,
     /// the last ends after every key).
     starts: Vec<String>,
-    /// The next slice to merge.
+    /// The next slice to merge; past the last, the log is being emptied.
     next: usize,
+    /// The log's rows up to this one are deleted (once every slice is merged).
+    deleted: i64,
 }
 
 /// The keys of `dedupe_log`, latest state each, and how to go back to an earlier point.
@@ -282,10 +289,13 @@ pub(super) fn take_or_extend(
     write(w, &m.key, e)
 }
 
-/// Merges a slice of the log into `dedupe` when a merge is under way or the log holds
-/// [`MERGE_AT`] keys, in a transaction of its own before a batch; the last slice empties the
-/// log of what the merge took, and the memory with it. A slice that fails leaves the log, the
-/// memory and the merge as they were, to be tried before the next batch.
+/// Takes the next step of a merge when one is under way or the log holds [`MERGE_AT`] keys, in
+/// a transaction of its own before a batch: a slice of the log merged into `dedupe` (after the
+/// last, the memory forgets what the merge took: `dedupe` holds it), or, once every slice is,
+/// [`LOG_STEP`] rows of what the merge took deleted from the log, oldest first (a restart
+/// meanwhile reads back the rows left, each key's latest among them: what `dedupe` holds). A
+/// step that fails leaves the log, the memory and the merge as they were, to be tried before
+/// the next batch.
 pub(super) fn merge_if_full(w: &mut Writer) {
     if w.marks.merging.is_none() {
         if w.marks.keys.len() < MERGE_AT {
@@ -293,7 +303,11 @@ pub(super) fn merge_if_full(w: &mut Writer) {
         }
         w.marks.merging = Some(plan(&w.marks));
     }
-    if let Err(e) = merge_slice(w) {
+    let step = match &w.marks.merging {
+        Some(m) if m.next > m.starts.len() => empty_log(w),
+        _ => merge_slice(w),
+    };
+    if let Err(e) = step {
         tracing::warn!(error = %e, "store: cannot merge the dedupe log; tried again later");
         if !w.conn.is_autocommit() {
             let _ = w.conn.execute_batch("ROLLBACK");
@@ -301,20 +315,50 @@ pub(super) fn merge_if_full(w: &mut Writer) {
     }
 }
 
-/// A merge of the whole log as it is: slices of [`SLICE`] keys, in key order.
+/// A merge of the whole log as it is: slices of [`SLICE`] keys, in key order. Only the keys
+/// where slices begin are put in their place (a quickselect for each, splitting the keys
+/// around it), not all of them sorted.
 fn plan(marks: &Marks) -> Merging {
     let mut keys: Vec<&String> = marks.live().collect();
-    keys.sort_unstable();
+    let at: Vec<usize> = (SLICE..keys.len()).step_by(SLICE).collect();
+    place(&mut keys, 0, &at);
     Merging {
         upto: marks.keys.values().map(|l| l.seq).max().unwrap_or(0),
-        starts: keys
-            .iter()
-            .skip(SLICE)
-            .step_by(SLICE)
-            .map(|k| (*k).clone())
-            .collect(),
+        starts: at.iter().map(|&i| keys[i].clone()).collect(),
         next: 0,
+        deleted: 0,
     }
+}
+
+/// Puts in its sorted place each key of `keys` at the positions `at` (ascending, each
+/// counted from `offset`, the position of `keys[0]` in the whole).
+pub(super) fn place(keys: &mut [&String], offset: usize, at: &[usize]) {
+    let Some(&mid) = at.get(at.len() / 2) else {
+        return;
+    };
+    let (below, _, above) = keys.select_nth_unstable(mid - offset);
+    place(below, offset, &at[..at.len() / 2]);
+    place(above, mid + 1, &at[at.len() / 2 + 1..]);
+}
+
+/// Deletes the next [`LOG_STEP`] rows of what the merge took from the log; the last step ends
+/// the merge.
+fn empty_log(w: &mut Writer) -> Result<(), StoreError> {
+    let Some(m) = &w.marks.merging else {
+        return Ok(());
+    };
+    let to = m.upto.min(m.deleted.saturating_add(LOG_STEP));
+    w.conn
+        .prepare_cached("DELETE FROM dedupe_log WHERE seq <= ?1")
+        .and_then(|mut s| s.execute([to]))
+        .map_err(db)?;
+    let _ = w.checkpoint.try_send(());
+    if to >= m.upto {
+        w.marks.merging = None;
+    } else if let Some(m) = &mut w.marks.merging {
+        m.deleted = to;
+    }
+    Ok(())
 }
 
 fn merge_slice(w: &mut Writer) -> Result<(), StoreError> {
@@ -372,19 +416,14 @@ fn merge_slice(w: &mut Writer) -> Result<(), StoreError> {
                 .map_err(db)?;
         }
     }
-    if last {
-        w.conn
-            .prepare_cached("DELETE FROM dedupe_log WHERE seq <= ?1")
-            .and_then(|mut s| s.execute([upto]))
-            .map_err(db)?;
-    }
     run(&w.conn, "COMMIT")?;
     let _ = w.checkpoint.try_send(());
     if last {
+        // `dedupe` holds what the merge took: the log's rows of it are only deleted from here.
         w.marks.keys.retain(|_, l| l.seq > upto);
         w.marks.keys.shrink_to(MERGE_AT);
-        w.marks.merging = None;
-    } else if let Some(m) = &mut w.marks.merging {
+    }
+    if let Some(m) = &mut w.marks.merging {
         m.next += 1;
     }
     Ok(())

@@ -938,7 +938,7 @@ async fn dedupe_rows(store: &SqliteStore) -> (usize, usize) {
 /// and extending a merged key keeps its value.
 #[tokio::test]
 async fn the_dedupe_log_is_merged_a_slice_per_batch_once_it_is_full() {
-    use super::dedupe::{MERGE_AT, SLICE};
+    use super::dedupe::{LOG_STEP, MERGE_AT, SLICE};
     let dir = tempfile::tempdir().unwrap();
     let store = SqliteStore::open(dir.path(), usize::MAX, true).unwrap();
     let t0 = Utc::now();
@@ -954,12 +954,15 @@ async fn the_dedupe_log_is_merged_a_slice_per_batch_once_it_is_full() {
         .remember((0..n).map(|i| mark(i, i as i64, exp)).collect(), t0)
         .await
         .unwrap();
+    // The merge's steps: its slices, then the log emptied of what they took (rows 1..=n).
     let slices = n.div_ceil(SLICE);
+    let steps = slices + n.div_ceil(LOG_STEP as usize);
+    let rounds = steps.div_ceil(2);
     let later = t0 + chrono::Duration::seconds(900);
-    // Two batches a round (each after one slice): one takes a new key (the first also extends
+    // Two batches a round (each after one step): one takes a new key (the first also extends
     // the log's last key, which the merge has taken already: its later state waits in the
     // log), one reads what the tables hold and what four keys answer.
-    for k in 0..slices.div_ceil(2) {
+    for k in 0..rounds {
         let mut marks = vec![mark(n + k, 7, exp)];
         if k == 0 {
             marks.push(mark(n - 1, 99, later));
@@ -984,19 +987,13 @@ async fn the_dedupe_log_is_merged_a_slice_per_batch_once_it_is_full() {
             })
             .await
             .unwrap();
-        let done = (2 * (k + 1)).min(slices);
+        let done = (2 * (k + 1)).min(steps);
         let written = k + 2;
-        assert_eq!(merged, (done * SLICE).min(n - 1), "round {k}");
-        if done < slices {
-            assert_eq!(
-                logged,
-                n + written,
-                "round {k}: the log waits for the last slice"
-            );
-        } else {
-            // What the merge took is gone; the keys taken since stay, latest state each.
-            assert_eq!(logged, written, "round {k}");
-        }
+        assert_eq!(merged, (done.min(slices) * SLICE).min(n - 1), "round {k}");
+        // Once every slice is merged, the log loses LOG_STEP rows of what they took a step;
+        // the keys taken since stay, latest state each.
+        let deleted = (done.saturating_sub(slices) as i64 * LOG_STEP).min(n as i64) as usize;
+        assert_eq!(logged, n - deleted + written, "round {k}");
         assert_eq!(
             values,
             [Some(3), Some(n as i64 / 2), Some(n as i64 - 1), Some(7)],
@@ -1006,10 +1003,7 @@ async fn the_dedupe_log_is_merged_a_slice_per_batch_once_it_is_full() {
     let merged = dedupe_rows(&store).await.0;
     // All but the key taken again during the merge: its later state waits in the log.
     assert_eq!(merged, n - 1);
-    assert_eq!(
-        store.state_size().await.unwrap(),
-        (n + slices.div_ceil(2)) as u64
-    );
+    assert_eq!(store.state_size().await.unwrap(), (n + rounds) as u64);
     // Extended with a later expiry and another value: the first value stays.
     store.remember(vec![mark(5, 99, later)], t0).await.unwrap();
     let keys = vec![key(5), key(n - 1), key(n - 2), key(n)];
@@ -1025,11 +1019,32 @@ async fn the_dedupe_log_is_merged_a_slice_per_batch_once_it_is_full() {
     );
 }
 
+/// The keys where slices begin are those a full sort puts there, whatever the order given.
+#[test]
+fn slice_starts_are_where_a_sort_puts_them() {
+    use rand::seq::SliceRandom;
+    let mut rng = rand::rng();
+    for n in [0, 1, 7, 100, 1000, 4099] {
+        let owned: Vec<String> = (0..n).map(|i| format!("k{:x}", i * 7919 % 10007)).collect();
+        let mut sorted: Vec<&String> = owned.iter().collect();
+        sorted.sort_unstable();
+        for every in [1, 3, 64, 1024] {
+            let mut keys: Vec<&String> = owned.iter().collect();
+            keys.shuffle(&mut rng);
+            let at: Vec<usize> = (every..n).step_by(every).collect();
+            super::dedupe::place(&mut keys, 0, &at);
+            for &i in &at {
+                assert_eq!(keys[i], sorted[i], "n {n}, every {every}, at {i}");
+            }
+        }
+    }
+}
+
 /// Expired keys are not counted, and their rows go when a merge passes their part of the
 /// key space: a store written through for a day holds what is live, not every key ever taken.
 #[tokio::test]
 async fn a_merge_deletes_the_expired_keys_it_passes() {
-    use super::dedupe::{MERGE_AT, SLICE};
+    use super::dedupe::{LOG_STEP, MERGE_AT, SLICE};
     let dir = tempfile::tempdir().unwrap();
     let store = SqliteStore::open(dir.path(), usize::MAX, true).unwrap();
     let t0 = Utc::now();
@@ -1045,7 +1060,7 @@ async fn a_merge_deletes_the_expired_keys_it_passes() {
     let merge = |at: DateTime<Utc>| {
         let store = &store;
         async move {
-            for _ in 0..=MERGE_AT / SLICE {
+            for _ in 0..=MERGE_AT / SLICE + MERGE_AT / LOG_STEP as usize {
                 store.remember(Vec::new(), at).await.unwrap();
             }
         }
@@ -1079,7 +1094,7 @@ async fn a_merge_deletes_the_expired_keys_it_passes() {
 /// already answer the same from either place, and the next merge finishes the work.
 #[tokio::test]
 async fn a_merge_cut_short_loses_nothing() {
-    use super::dedupe::{MERGE_AT, SLICE};
+    use super::dedupe::{LOG_STEP, MERGE_AT, SLICE};
     let dir = tempfile::tempdir().unwrap();
     let t0 = Utc::now();
     let exp = t0 + chrono::Duration::seconds(600);
@@ -1112,7 +1127,7 @@ async fn a_merge_cut_short_loses_nothing() {
         .map(|&i| Some(i as i64))
         .collect();
     assert_eq!(store.recall(probe.clone(), t0).await.unwrap(), want);
-    for k in 3..3 + n.div_ceil(SLICE) {
+    for k in 3..3 + n.div_ceil(SLICE) + n.div_ceil(LOG_STEP as usize) {
         store.remember(vec![mark(n + k)], t0).await.unwrap();
     }
     let (merged, logged) = dedupe_rows(&store).await;
