@@ -680,18 +680,11 @@ async fn a_queued_deliverys_record_reads_its_jobs_body() {
         .unwrap();
     assert_eq!(admitted, [Admitted::Duplicate]);
     assert_eq!(bodies_of(&store).await, [4], "a duplicate stores no body");
-    let copies: i64 = store
-        .call(|w| {
-            w.conn
-                .query_row(
-                    "SELECT count(*) FROM history WHERE notification IS NOT NULL",
-                    [],
-                    |r| r.get(0),
-                )
-                .map_err(db)
-        })
-        .await
-        .unwrap();
+    let copies = count(
+        &store,
+        "SELECT count(*) FROM history WHERE notification IS NOT NULL".into(),
+    )
+    .await;
     assert_eq!(copies, 1, "only the suppressed record holds a copy");
     let all = HistoryFilter {
         receiver: None,
@@ -916,18 +909,17 @@ async fn dedupe_keys_in_the_log_survive_a_reopen_and_follow_a_refused_commit() {
 
 /// Rows of `dedupe` and of `dedupe_log`.
 async fn dedupe_rows(store: &SqliteStore) -> (usize, usize) {
+    let rows = |t: &str| count(store, format!("SELECT count(*) FROM {t}"));
+    (
+        rows("dedupe").await as usize,
+        rows("dedupe_log").await as usize,
+    )
+}
+
+/// What a `SELECT count(*) …` answers on the writer's connection.
+async fn count(store: &SqliteStore, sql: String) -> i64 {
     store
-        .call(|w| {
-            let count = |t: &str| {
-                w.conn
-                    .query_row(&format!("SELECT count(*) FROM {t}"), [], |r| {
-                        r.get::<_, i64>(0)
-                    })
-                    .map(|n| n as usize)
-                    .map_err(db)
-            };
-            Ok((count("dedupe")?, count("dedupe_log")?))
-        })
+        .call(move |w| w.conn.query_row(&sql, [], |r| r.get(0)).map_err(db))
         .await
         .unwrap()
 }
@@ -1075,18 +1067,11 @@ async fn a_merge_deletes_the_expired_keys_it_passes() {
     assert_eq!(store.state_size().await.unwrap(), MERGE_AT as u64);
     merge(t1).await;
     assert_eq!(dedupe_rows(&store).await, (MERGE_AT, 0));
-    let old_left: i64 = store
-        .call(|w| {
-            w.conn
-                .query_row(
-                    "SELECT count(*) FROM dedupe WHERE key LIKE 'old:%'",
-                    [],
-                    |r| r.get(0),
-                )
-                .map_err(db)
-        })
-        .await
-        .unwrap();
+    let old_left = count(
+        &store,
+        "SELECT count(*) FROM dedupe WHERE key LIKE 'old:%'".into(),
+    )
+    .await;
     assert_eq!(old_left, 0);
 }
 
