@@ -105,6 +105,8 @@ pub struct Service {
     stop: tokio::sync::watch::Sender<bool>,
     /// Probes upstream health for `integration_up` and runs the channels' upkeep.
     health: tokio::task::JoinHandle<()>,
+    /// Routes the webhooks appended under load ([`server::route_appended`]).
+    router: tokio::task::JoinHandle<()>,
 }
 
 impl Service {
@@ -161,7 +163,9 @@ impl Service {
             config_path,
             draining: Default::default(),
             reach: Default::default(),
+            inbox: Default::default(),
         });
+        let router = tokio::spawn(server::route_appended(app.clone()));
         // The callbacks' keys from the configuration in force (again on every reload), and
         // the engine as the sink of their events.
         app.reach
@@ -176,6 +180,7 @@ impl Service {
             workers,
             stop,
             health,
+            router,
         })
     }
 
@@ -194,6 +199,7 @@ impl Service {
             workers,
             stop,
             health,
+            router,
         } = self;
         let draining = app.clone();
         let drained = async move {
@@ -212,6 +218,7 @@ impl Service {
         // The listener stays open while draining, so probes and scrapes see the state.
         server::run(listener, app.clone(), drained, grace).await?;
         health.abort();
+        router.abort();
         drop(app);
         Ok(())
     }

@@ -11,6 +11,7 @@ use super::Queue;
 use crate::config::WebConfig;
 use crate::store::history::{Change, Delivery, DeliveryState, Retention, Update, http_url};
 use crate::store::{Admission, Admitted, Job, NewJob, Store, StoreError};
+use crate::store::inbox::Inboxed;
 use crate::webhook::Notification;
 
 /// The history's bounds, from `web.history_retention` and `web.history_max`.
@@ -129,6 +130,30 @@ pub async fn admit(
     if let Some(e) = failed {
         debug!(error = %e, "cannot record accepted deliveries in the history");
     }
+    Ok(admitted)
+}
+
+/// [`admit`] for admissions made from appended webhooks (`taken`), which are consumed in the
+/// same transaction ([`Store::admit_inboxed`]).
+pub async fn admit_inboxed(
+    queue: &Queue,
+    web: &WebConfig,
+    taken: &[Inboxed],
+    admissions: Vec<Admission>,
+    now: DateTime<Utc>,
+) -> Result<Vec<Admitted>, StoreError> {
+    let seen: Vec<Delivery> = admissions
+        .iter()
+        .map(|a| of_new(&a.job, DeliveryState::Queued))
+        .collect();
+    let (admitted, failed) = queue
+        .store
+        .admit_inboxed(taken, admissions, seen, retention(web), now)
+        .await?;
+    if let Some(e) = failed {
+        debug!(error = %e, "cannot record accepted deliveries in the history");
+    }
+    queue.wake.notify_one();
     Ok(admitted)
 }
 

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+mod accept;
 pub mod api;
 pub mod auth;
 pub mod console;
@@ -36,13 +37,10 @@ use tracing::{Instrument, debug, info, warn};
 
 use crate::chatops::callback::Callbacks;
 use crate::config::{Config, ConfigErrors};
-use crate::dedupe;
 use crate::delivery::Queue;
-use crate::delivery::fanout::{Origin, fan_out};
-use crate::metrics::{Metrics, ReasonLabels, StatusLabels, WebhookLabels};
+use crate::metrics::{Metrics, WebhookLabels};
 use crate::runtime::{Runtime, Shared};
-use crate::store::StoreError;
-use crate::webhook::{Notification, Source};
+use crate::webhook::Source;
 
 /// Everything the endpoints share.
 pub struct App {
@@ -55,7 +53,11 @@ pub struct App {
     pub draining: AtomicBool,
     /// The on-call callbacks' keys and the sink their events go to.
     pub reach: Arc<crate::channels::reach::Endpoints>,
+    /// Webhooks appended under load, shared with [`route_appended`].
+    pub inbox: accept::Inbox,
 }
+
+pub use accept::route_appended;
 
 impl App {
     /// Re-reads the configuration file and swaps it in if it is valid; the running one stays
@@ -408,7 +410,7 @@ async fn handle(
         group_key = tracing::field::Empty,
     );
     async move {
-        let (source, status, message) = accept(&app, receiver.as_deref(), &headers, body).await;
+        let (source, status, message) = accept::accept(&app, receiver.as_deref(), &headers, body).await;
         app.metrics
             .webhooks_received
             .get_or_create(&WebhookLabels {
@@ -441,144 +443,3 @@ fn status_label(s: StatusCode) -> &'static str {
     }
 }
 
-async fn accept(
-    app: &App,
-    receiver: Option<&str>,
-    headers: &HeaderMap,
-    body: Body,
-) -> (Option<Source>, StatusCode, String) {
-    let rt = app.runtime.load_full();
-    if app.draining.load(Ordering::SeqCst) {
-        return (
-            None,
-            StatusCode::SERVICE_UNAVAILABLE,
-            "shutting down, retry later\n".into(),
-        );
-    }
-    // Refused from the head alone, before a byte of the body is read: nothing is buffered
-    // for an unauthenticated client, and it gets no `100 Continue`.
-    if let Err(r) = auth::check_head(&rt.config.auth, headers) {
-        return (None, StatusCode::UNAUTHORIZED, r.to_string());
-    }
-    let bytes = match read_body(body, headers, rt.config.web.max_body_bytes).await {
-        Ok(b) => b,
-        Err((status, message)) => return (None, status, message),
-    };
-    if let Err(r) = auth::check_webhook(&rt.config.auth, headers, &bytes) {
-        return (None, StatusCode::UNAUTHORIZED, r.to_string());
-    }
-    let n = match Notification::parse(&bytes) {
-        Ok(n) => n,
-        Err(e) => return (None, StatusCode::BAD_REQUEST, format!("{e}\n")),
-    };
-    let source = Some(n.source);
-    tracing::Span::current()
-        .record("source", n.source.as_str())
-        .record("group_key", n.group_key.as_str());
-    let alerts: Vec<&'static str> = n.alerts.iter().map(|a| a.status.as_str()).collect();
-    let Some(routed) = rt.route(n, receiver) else {
-        return (
-            source,
-            StatusCode::NOT_FOUND,
-            format!("unknown receiver {:?}\n", receiver.unwrap_or("")),
-        );
-    };
-    let now = Utc::now();
-    let mut jobs = Vec::new();
-    // The incidents' share: one job per routed receiver with an escalation policy, in the
-    // same batch, never held back by dedupe (a duplicate still counts for the incident).
-    let mut incidents = Vec::new();
-    for r in routed {
-        let integrations = rt.receivers.get(&r.receiver).map_or(&[][..], Vec::as_slice);
-        let notification = std::sync::Arc::new(r.notification);
-        // Rule 6: when the policy pages this receiver itself, its message goes with the
-        // incident's job, which sends it or replaces it by the page.
-        let own = r.policy.as_deref().is_some_and(|p| {
-            crate::incident::page_replaces_message(&rt, &r.receiver, p, &notification)
-        });
-        if !own {
-            jobs.extend(fan_out(
-                &r.receiver,
-                integrations,
-                &notification,
-                now,
-                Origin::Accepted,
-            ));
-        }
-        if let Some(policy) = &r.policy {
-            incidents.push(crate::incident::notify_job(
-                &r.receiver,
-                policy,
-                own,
-                &notification,
-                now,
-            ));
-        }
-    }
-    // Answered 200 only once the jobs are committed to the store; duplicates are checked in
-    // the same transaction.
-    let mut admissions = dedupe::admissions(&dedupe::Policy::new(&rt.config.dedupe), jobs, now);
-    admissions.extend(incidents.into_iter().map(crate::store::Admission::of));
-    let outcome =
-        match crate::delivery::history::admit(&app.queue, &rt.config.web, admissions, now).await {
-            Ok(admitted) => dedupe::Outcome::of(&admitted),
-            Err(StoreError::Full) => {
-                return (
-                    source,
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "delivery queue full, retry later\n".into(),
-                );
-            }
-            Err(e) => {
-                warn!(error = %e, "cannot store an accepted notification");
-                return (
-                    source,
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "cannot store the notification, retry later\n".into(),
-                );
-            }
-        };
-    count_suppressed(&app.metrics, &outcome);
-    for status in alerts {
-        app.metrics
-            .alerts_received
-            .get_or_create(&StatusLabels { status })
-            .inc();
-    }
-    (source, StatusCode::OK, accepted_message(&outcome))
-}
-
-fn count_suppressed(metrics: &Metrics, o: &dedupe::Outcome) {
-    for (reason, n) in [
-        (dedupe::Suppressed::Duplicate, o.duplicates),
-        (dedupe::Suppressed::ResolvedAgain, o.resolved_again),
-    ] {
-        if n > 0 {
-            metrics
-                .dedupe_suppressed
-                .get_or_create(&ReasonLabels {
-                    reason: reason.as_str(),
-                })
-                .inc_by(n as u64);
-        }
-    }
-}
-
-/// The 200 body: a duplicate is answered 200 too (it was accepted the first time), and says so.
-fn accepted_message(o: &dedupe::Outcome) -> String {
-    if o.queued == 0 && o.duplicates > 0 && o.empty == 0 {
-        return "duplicate: the same notification was accepted within dedupe.window, not sent again\n"
-            .into();
-    }
-    let mut s = format!("accepted {} deliveries", o.queued);
-    if o.duplicates > 0 {
-        s += &format!(", {} duplicates not sent again", o.duplicates);
-    }
-    if o.resolved_again > 0 {
-        s += &format!(
-            ", {} resolved alerts already announced left out",
-            o.resolved_again
-        );
-    }
-    s + "\n"
-}

@@ -10,6 +10,7 @@
 
 pub mod chatops;
 pub mod history;
+pub mod inbox;
 pub mod incident;
 pub mod oncall;
 pub mod progress;
@@ -620,6 +621,13 @@ pub struct StorageConfig {
     /// what a storm leaves once coalescing has folded it, not the back-pressure itself.
     #[serde(default = "default_queue_capacity")]
     pub queue_capacity: usize,
+    /// Webhooks accepted at once up to which each is routed, deduplicated and queued before
+    /// its answer (which then says what became of it). Past it, or while webhooks appended
+    /// earlier wait, a webhook is appended as received, answered, and routed right after: a
+    /// burst is taken at the rate the disk appends. `0`: always appended first. The embedded
+    /// store only (with Redis every webhook is routed before its answer).
+    #[serde(default = "default_accept_inline")]
+    pub accept_inline: usize,
     /// How many bytes the store may use before new notifications are refused with 503.
     /// SQLite: the database's pages in use (a full disk refuses earlier, also with 503).
     /// Redis: the stored jobs, dead letters included, as counted by the scripts (each job's
@@ -655,6 +663,7 @@ impl Default for StorageConfig {
         StorageConfig {
             path: default_storage_path(),
             queue_capacity: default_queue_capacity(),
+            accept_inline: default_accept_inline(),
             max_bytes: default_max_bytes(),
             redis_url: None,
             redis_url_file: None,
@@ -681,6 +690,10 @@ fn default_redis_visibility_timeout() -> Duration {
 
 fn default_storage_path() -> PathBuf {
     PathBuf::from("./data")
+}
+
+fn default_accept_inline() -> usize {
+    8
 }
 
 fn default_queue_capacity() -> usize {

@@ -23,7 +23,9 @@ impl SqliteStore {
         now: DateTime<Utc>,
     ) -> Result<Vec<Admitted>, StoreError> {
         let admissions = encode_admissions(admissions)?;
-        let r = self.call(move |w| admit_in(w, admissions, now)).await;
+        let r = self
+            .call(move |w| admit_in(w, admissions, now, Written::default()))
+            .await;
         self.wrote(r).map(|(admitted, _bodies, _spent)| admitted)
     }
 
@@ -40,24 +42,35 @@ impl SqliteStore {
         let admissions = encode_admissions(admissions)?;
         let records = history::Encoded::all(records)?;
         let r = self
-            .call(move |w| {
-                let (admitted, bodies, spent) = admit_in(w, admissions, now)?;
-                // A queued delivery's record reads its job's body.
-                let records = records
-                    .into_iter()
-                    .zip(admitted.iter().zip(&bodies))
-                    .filter_map(|(e, (a, body))| e.of_admission(a, *body))
-                    .collect::<Vec<_>>();
-                if records.is_empty() {
-                    return Ok((admitted, None, spent));
-                }
-                let failed = aside(w, |w| history::add(w, records, keep, now))?.err();
-                Ok((admitted, failed, spent))
-            })
+            .call(move |w| admit_recorded_in(w, admissions, records, keep, now, Written::default()))
             .await;
         self.wrote(r)
             .map(|(admitted, failed, _spent)| (admitted, failed))
     }
+}
+
+/// [`SqliteStore::admit_recorded`] on the writer thread, the bodies already `written` reused.
+#[allow(clippy::type_complexity)]
+pub(super) fn admit_recorded_in(
+    w: &mut Writer,
+    admissions: EncodedAdmissions,
+    records: Vec<history::Encoded>,
+    keep: Retention,
+    now: DateTime<Utc>,
+    written: Written,
+) -> Result<(Vec<Admitted>, Option<StoreError>, EncodedAdmissions), StoreError> {
+    let (admitted, bodies, spent) = admit_in(w, admissions, now, written)?;
+    // A queued delivery's record reads its job's body.
+    let records = records
+        .into_iter()
+        .zip(admitted.iter().zip(&bodies))
+        .filter_map(|(e, (a, body))| e.of_admission(a, *body))
+        .collect::<Vec<_>>();
+    if records.is_empty() {
+        return Ok((admitted, None, spent));
+    }
+    let failed = aside(w, |w| history::add(w, records, keep, now))?.err();
+    Ok((admitted, failed, spent))
 }
 
 /// Notifications ready for [`admit_in`]: each job's notification already JSON, encoded once
@@ -82,12 +95,12 @@ pub(super) fn admit_in(
     w: &mut Writer,
     admissions: EncodedAdmissions,
     now: DateTime<Utc>,
+    mut written: Written,
 ) -> Result<(Vec<Admitted>, Vec<Option<i64>>, EncodedAdmissions), StoreError> {
     at(w, now);
     let mut out = Vec::with_capacity(admissions.len());
     let mut bodies = Vec::with_capacity(admissions.len());
     let mut spent = Vec::with_capacity(admissions.len());
-    let mut written = Written::default();
     let mut queued = 0u64;
     for (mut json, mut a) in admissions {
         if let Some(identity) = &a.identity

@@ -22,9 +22,50 @@ pub(super) const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS bodies (
     body INTEGER PRIMARY KEY,
     json TEXT    NOT NULL,                   -- the Notification as JSON (a BLOB: LZ4-compressed)
-    refs INTEGER NOT NULL                    -- jobs and history records that read it
+    refs INTEGER NOT NULL                    -- older stores' count, moved to body_refs (0)
 );
 "#;
+
+/// The readers of each body: jobs, history records and appended webhooks.
+const REFS: &str = r#"
+CREATE TABLE body_refs (
+    body INTEGER PRIMARY KEY,                -- bodies.body
+    refs INTEGER NOT NULL
+);
+"#;
+
+/// Creates the counts' table; a store whose bodies counted their readers themselves has the
+/// counts moved, once, when the table is created.
+pub(super) fn create(conn: &Connection) -> Result<(), rusqlite::Error> {
+    conn.execute_batch(SCHEMA)?;
+    let has: bool = conn.query_row(
+        "SELECT count(*) > 0 FROM sqlite_master WHERE type = 'table' AND name = 'body_refs'",
+        [],
+        |r| r.get(0),
+    )?;
+    if has {
+        return Ok(());
+    }
+    conn.execute_batch(&format!(
+        "BEGIN IMMEDIATE;
+         {REFS}
+         INSERT INTO body_refs (body, refs) SELECT body, refs FROM bodies WHERE refs != 0;
+         UPDATE bodies SET refs = 0 WHERE refs != 0;
+         COMMIT;"
+    ))
+}
+
+/// Stores a body read by `refs` rows; its id.
+pub(super) fn insert(conn: &Connection, packed: &Packed, refs: i64) -> Result<i64, StoreError> {
+    conn.prepare_cached("INSERT INTO bodies (json, refs) VALUES (?1, 0)")
+        .and_then(|mut s| s.execute(params![&**packed]))
+        .map_err(db)?;
+    let body = conn.last_insert_rowid();
+    conn.prepare_cached("INSERT INTO body_refs (body, refs) VALUES (?1, ?2)")
+        .and_then(|mut s| s.execute(params![body, refs]))
+        .map_err(db)?;
+    Ok(body)
+}
 
 /// A body as stored: the notification's JSON, compressed ([`pack`]).
 pub(super) type Packed = Arc<[u8]>;
@@ -84,6 +125,14 @@ pub(super) struct Written {
 }
 
 impl Written {
+    /// Bodies already stored (an appended webhook's), to be read by the jobs whose
+    /// notification is the same: `packed` must be the very bytes those jobs carry.
+    pub(super) fn seeded(bodies: &[(Packed, i64)]) -> Written {
+        Written {
+            ids: bodies.iter().map(|(p, b)| (p.as_ptr(), *b)).collect(),
+        }
+    }
+
     /// The body holding `json`, written now if this request has not written it yet, with one
     /// more reader.
     pub(super) fn refer(&mut self, conn: &Connection, packed: &Packed) -> Result<i64, StoreError> {
@@ -92,10 +141,7 @@ impl Written {
             refer(conn, body)?;
             return Ok(body);
         }
-        conn.prepare_cached("INSERT INTO bodies (json, refs) VALUES (?1, 1)")
-            .and_then(|mut s| s.execute(params![&**packed]))
-            .map_err(db)?;
-        let body = conn.last_insert_rowid();
+        let body = insert(conn, packed, 1)?;
         self.ids.insert(key, body);
         Ok(body)
     }
@@ -103,7 +149,7 @@ impl Written {
 
 /// One more reader of `body`.
 pub(super) fn refer(conn: &Connection, body: i64) -> Result<(), StoreError> {
-    conn.prepare_cached("UPDATE bodies SET refs = refs + 1 WHERE body = ?1")
+    conn.prepare_cached("UPDATE body_refs SET refs = refs + 1 WHERE body = ?1")
         .and_then(|mut s| s.execute([body]))
         .map_err(db)?;
     Ok(())
@@ -112,10 +158,13 @@ pub(super) fn refer(conn: &Connection, body: i64) -> Result<(), StoreError> {
 /// One reader fewer of `body`: deleted with its last.
 pub(super) fn release(conn: &Connection, body: i64) -> Result<(), StoreError> {
     let left: Option<i64> = conn
-        .prepare_cached("UPDATE bodies SET refs = refs - 1 WHERE body = ?1 RETURNING refs")
+        .prepare_cached("UPDATE body_refs SET refs = refs - 1 WHERE body = ?1 RETURNING refs")
         .and_then(|mut s| s.query_row([body], |r| r.get(0)).optional())
         .map_err(db)?;
     if left.is_some_and(|n| n <= 0) {
+        conn.prepare_cached("DELETE FROM body_refs WHERE body = ?1")
+            .and_then(|mut s| s.execute([body]))
+            .map_err(db)?;
         conn.prepare_cached("DELETE FROM bodies WHERE body = ?1")
             .and_then(|mut s| s.execute([body]))
             .map_err(db)?;

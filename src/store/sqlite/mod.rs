@@ -30,6 +30,7 @@ mod checkpoint;
 mod counters;
 mod dedupe;
 mod history;
+mod inbox;
 mod incident;
 mod jobs;
 mod oncall;
@@ -40,7 +41,9 @@ mod writer;
 
 use super::StoreError;
 use checkpoint::{WAL_KEEP_BYTES, WAL_PAGES, run_checkpointer};
-use writer::{Op, STATEMENT_CACHE, Writer, keep_statement_journals_in_memory, op_of, run_writer};
+use writer::{
+    Queued, STATEMENT_CACHE, Writer, keep_statement_journals_in_memory, op_of, run_writer,
+};
 
 /// The database file inside `storage.path`.
 pub const FILE: &str = "queue.sqlite3";
@@ -48,7 +51,7 @@ pub const FILE: &str = "queue.sqlite3";
 /// A handle to the writer thread; cheap to clone.
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
-    tx: mpsc::UnboundedSender<Op>,
+    tx: mpsc::UnboundedSender<Queued>,
     closed: Arc<AtomicBool>,
     /// Whether the last write that was tried committed (`/-/ready` reads it).
     writable: Arc<AtomicBool>,
@@ -113,9 +116,10 @@ impl SqliteStore {
         }
         let live: i64 = conn
             .query_row("SELECT count(*) FROM jobs WHERE state != 'dead'", [], |r| {
-                r.get(0)
+                r.get::<_, i64>(0)
             })
-            .map_err(|e| err(e.to_string()))?;
+            .map_err(|e| err(e.to_string()))?
+            + inbox::count(&conn).map_err(|e| err(e.to_string()))?;
         // The WAL is copied back into the database by a thread of its own, with its own
         // connection, so that webhooks waiting for the writer's commits do not wait for that.
         // Under a steady stream of commits that copy never catches up with the end of the WAL,
@@ -194,8 +198,28 @@ impl SqliteStore {
         &self,
         f: impl FnOnce(&mut Writer) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
+        self.queue(f, false).await
+    }
+
+    /// [`SqliteStore::call`] for work that waits while other requests are queued (routing
+    /// what the accept path appended): it runs when the writer has nothing else, and at least
+    /// every [`writer::BACKGROUND_EVERY`].
+    async fn call_background<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Writer) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        self.queue(f, true).await
+    }
+
+    async fn queue<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Writer) -> Result<T, StoreError> + Send + 'static,
+        background: bool,
+    ) -> Result<T, StoreError> {
         let (op, rx) = op_of(f);
-        self.tx.send(op).map_err(|_| StoreError::Closed)?;
+        self.tx
+            .send(Queued { op, background })
+            .map_err(|_| StoreError::Closed)?;
         rx.await.map_err(|_| StoreError::Closed)?
     }
 }

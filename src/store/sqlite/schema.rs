@@ -68,7 +68,8 @@ const DEDUPE_EXPIRY: &str = "DROP INDEX IF EXISTS dedupe_expiry;";
 /// dedupe table with rowids without them; drops the indexes no longer kept.
 pub(super) fn create(conn: &Connection) -> Result<(), rusqlite::Error> {
     conn.execute_batch(SCHEMA)?;
-    conn.execute_batch(super::bodies::SCHEMA)?;
+    super::bodies::create(conn)?;
+    conn.execute_batch(super::inbox::SCHEMA)?;
     conn.execute_batch(super::dedupe::SCHEMA)?;
     conn.execute_batch(super::chatops::SCHEMA)?;
     conn.execute_batch(super::history::SCHEMA)?;

@@ -276,7 +276,11 @@ async fn the_writer_follows_a_transaction_sqlite_rolled_back() {
     type Request = Box<dyn FnOnce(&mut Writer) -> Result<(), StoreError> + Send>;
     let send = |f: Request| {
         let (op, rx) = op_of(f);
-        tx.send(op).unwrap();
+        tx.send(super::writer::Queued {
+            op,
+            background: false,
+        })
+        .unwrap();
         rx
     };
     let completed = send(Box::new(move |w| {
@@ -521,7 +525,7 @@ async fn bodies_of(store: &SqliteStore) -> Vec<i64> {
         .call(|w| {
             let mut s = w
                 .conn
-                .prepare("SELECT refs FROM bodies ORDER BY body")
+                .prepare("SELECT refs FROM body_refs ORDER BY body")
                 .map_err(db)?;
             let refs = s
                 .query_map([], |r| r.get(0))
