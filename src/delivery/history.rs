@@ -10,8 +10,8 @@ use tracing::debug;
 use super::Queue;
 use crate::config::WebConfig;
 use crate::store::history::{Change, Delivery, DeliveryState, Retention, Update, http_url};
-use crate::store::{Admission, Admitted, Job, NewJob, Store, StoreError};
 use crate::store::inbox::Inboxed;
+use crate::store::{Admission, Admitted, Job, NewJob, Store, StoreError};
 use crate::webhook::Notification;
 
 /// The history's bounds, from `web.history_retention` and `web.history_max`.

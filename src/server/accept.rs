@@ -33,11 +33,15 @@ const CHUNK: usize = 64;
 
 /// Appended webhooks routed per store request when none is being accepted: the more per
 /// commit, the fewer times each page of the queue and the history is written.
-const CHUNK_QUIET: usize = 512;
+const CHUNK_QUIET: usize = 64;
 
 /// While webhooks are being accepted, appended ones are routed at least this often (one
 /// [`CHUNK`] each time), and at once whenever none is being accepted.
 const PACE: Duration = Duration::from_millis(100);
+
+/// How long no webhook may arrive before the accept path counts as paused: routing then takes
+/// [`CHUNK_QUIET`] at a time.
+const PAUSE: Duration = Duration::from_millis(20);
 
 /// After a failed routing request (the store full or failing), the wait before trying again.
 const RETRY: Duration = Duration::from_secs(1);
@@ -50,6 +54,8 @@ pub struct Inbox {
     pending: AtomicI64,
     /// Webhooks being accepted now.
     accepting: AtomicUsize,
+    /// Webhooks that began to be accepted, ever.
+    entered: std::sync::atomic::AtomicU64,
     /// A webhook was appended.
     appended: Notify,
     /// None is being accepted any more.
@@ -61,19 +67,35 @@ struct Accepting<'a>(&'a Inbox);
 
 impl Inbox {
     fn enter(&self) -> (Accepting<'_>, usize) {
+        self.entered.fetch_add(1, Ordering::SeqCst);
         let now = self.accepting.fetch_add(1, Ordering::SeqCst) + 1;
         (Accepting(self), now)
     }
 
-    /// Waits until no webhook is being accepted, or [`PACE`]; how many appended webhooks to
-    /// route then.
-    async fn quiet_or_pace(&self) -> usize {
-        if self.accepting.load(Ordering::SeqCst) == 0 {
+    /// Waits for routing's turn; how many appended webhooks to route then. While webhooks
+    /// are being accepted: [`CHUNK`] once none is, or after [`PACE`]. Once none has arrived
+    /// for [`PAUSE`] (`seen`: how many had arrived at the last turn, kept by the caller):
+    /// [`CHUNK_QUIET`].
+    async fn turn(&self, seen: &mut u64) -> usize {
+        let entered = self.entered.load(Ordering::SeqCst);
+        if self.accepting.load(Ordering::SeqCst) == 0 && entered == *seen {
             return CHUNK_QUIET;
         }
-        tokio::select! {
-            () = self.quiet.notified() => CHUNK_QUIET,
-            () = tokio::time::sleep(PACE) => CHUNK,
+        if self.accepting.load(Ordering::SeqCst) > 0 {
+            tokio::select! {
+                () = self.quiet.notified() => {}
+                () = tokio::time::sleep(PACE) => {
+                    *seen = self.entered.load(Ordering::SeqCst);
+                    return CHUNK;
+                }
+            }
+        }
+        *seen = self.entered.load(Ordering::SeqCst);
+        tokio::time::sleep(PAUSE).await;
+        if self.entered.load(Ordering::SeqCst) == *seen {
+            CHUNK_QUIET
+        } else {
+            CHUNK
         }
     }
 }
@@ -157,8 +179,7 @@ pub(super) async fn accept(
         // Answered 200 only once the jobs are committed to the store; duplicates are checked
         // in the same transaction.
         let admissions = admissions_for(&rt, n, receiver, now);
-        match crate::delivery::history::admit(&app.queue, &rt.config.web, admissions, now).await
-        {
+        match crate::delivery::history::admit(&app.queue, &rt.config.web, admissions, now).await {
             Ok(admitted) => {
                 let outcome = dedupe::Outcome::of(&admitted);
                 count_suppressed(&app.metrics, &outcome);
@@ -247,12 +268,13 @@ pub async fn route_appended(app: Arc<App>) {
         }
         Err(e) => warn!(error = %e, "cannot count the webhooks left to route"),
     }
+    let mut seen = 0;
     loop {
         if app.inbox.pending.load(Ordering::SeqCst) <= 0 {
             app.inbox.appended.notified().await;
             continue;
         }
-        let chunk = app.inbox.quiet_or_pace().await;
+        let chunk = app.inbox.turn(&mut seen).await;
         let mut taken = match app.queue.store.inbox_take(chunk).await {
             Ok(t) => t,
             Err(e) => {
@@ -270,12 +292,9 @@ pub async fn route_appended(app: Arc<App>) {
         let mut admissions = Vec::new();
         for t in &mut taken {
             match std::mem::replace(&mut t.notification, Err(String::new())) {
-                Ok(n) => admissions.extend(admissions_for(
-                    &rt,
-                    n,
-                    t.receiver.as_deref(),
-                    t.received_at,
-                )),
+                Ok(n) => {
+                    admissions.extend(admissions_for(&rt, n, t.receiver.as_deref(), t.received_at))
+                }
                 Err(e) => error!(
                     id = t.id,
                     error = %e,

@@ -410,7 +410,8 @@ async fn handle(
         group_key = tracing::field::Empty,
     );
     async move {
-        let (source, status, message) = accept::accept(&app, receiver.as_deref(), &headers, body).await;
+        let (source, status, message) =
+            accept::accept(&app, receiver.as_deref(), &headers, body).await;
         app.metrics
             .webhooks_received
             .get_or_create(&WebhookLabels {
@@ -442,4 +443,3 @@ fn status_label(s: StatusCode) -> &'static str {
         _ => "500",
     }
 }
-

@@ -24,7 +24,7 @@ impl SqliteStore {
     ) -> Result<Vec<Admitted>, StoreError> {
         let admissions = encode_admissions(admissions)?;
         let r = self
-            .call(move |w| admit_in(w, admissions, now, Written::default()))
+            .call(move |w| admit_in(w, admissions, now, &mut Written::default()))
             .await;
         self.wrote(r).map(|(admitted, _bodies, _spent)| admitted)
     }
@@ -42,7 +42,9 @@ impl SqliteStore {
         let admissions = encode_admissions(admissions)?;
         let records = history::Encoded::all(records)?;
         let r = self
-            .call(move |w| admit_recorded_in(w, admissions, records, keep, now, Written::default()))
+            .call(move |w| {
+                admit_recorded_in(w, admissions, records, keep, now, &mut Written::default())
+            })
             .await;
         self.wrote(r)
             .map(|(admitted, failed, _spent)| (admitted, failed))
@@ -57,7 +59,7 @@ pub(super) fn admit_recorded_in(
     records: Vec<history::Encoded>,
     keep: Retention,
     now: DateTime<Utc>,
-    written: Written,
+    written: &mut Written,
 ) -> Result<(Vec<Admitted>, Option<StoreError>, EncodedAdmissions), StoreError> {
     let (admitted, bodies, spent) = admit_in(w, admissions, now, written)?;
     // A queued delivery's record reads its job's body.
@@ -95,7 +97,7 @@ pub(super) fn admit_in(
     w: &mut Writer,
     admissions: EncodedAdmissions,
     now: DateTime<Utc>,
-    mut written: Written,
+    written: &mut Written,
 ) -> Result<(Vec<Admitted>, Vec<Option<i64>>, EncodedAdmissions), StoreError> {
     at(w, now);
     let mut out = Vec::with_capacity(admissions.len());
@@ -141,7 +143,7 @@ pub(super) fn admit_in(
             a.job.notification = Arc::new(n.subset(keep));
             json = pack(&encode(&a.job.notification)?).into();
         }
-        let (id, body) = insert_job(&w.conn, &mut written, &a.job, &json, a.not_before, a.held)?;
+        let (id, body) = insert_job(&w.conn, written, &a.job, &json, a.not_before, a.held)?;
         queued += 1;
         out.push(Admitted::Queued {
             id,

@@ -55,16 +55,32 @@ pub(super) fn create(conn: &Connection) -> Result<(), rusqlite::Error> {
     ))
 }
 
-/// Stores a body read by `refs` rows; its id.
+/// Stores a body read by `refs` rows (none: not counted, held by what wrote it); its id.
 pub(super) fn insert(conn: &Connection, packed: &Packed, refs: i64) -> Result<i64, StoreError> {
     conn.prepare_cached("INSERT INTO bodies (json, refs) VALUES (?1, 0)")
         .and_then(|mut s| s.execute(params![&**packed]))
         .map_err(db)?;
     let body = conn.last_insert_rowid();
+    if refs > 0 {
+        count(conn, body, refs)?;
+    }
+    Ok(body)
+}
+
+/// Starts counting the readers of `body`: `refs` so far.
+fn count(conn: &Connection, body: i64, refs: i64) -> Result<(), StoreError> {
     conn.prepare_cached("INSERT INTO body_refs (body, refs) VALUES (?1, ?2)")
         .and_then(|mut s| s.execute(params![body, refs]))
         .map_err(db)?;
-    Ok(body)
+    Ok(())
+}
+
+/// Deletes a body nothing reads (and no count was made for).
+pub(super) fn delete(conn: &Connection, body: i64) -> Result<(), StoreError> {
+    conn.prepare_cached("DELETE FROM bodies WHERE body = ?1")
+        .and_then(|mut s| s.execute([body]))
+        .map_err(db)?;
+    Ok(())
 }
 
 /// A body as stored: the notification's JSON, compressed ([`pack`]).
@@ -118,19 +134,29 @@ pub(super) fn encode(n: &Notification) -> Result<String, StoreError> {
 }
 
 /// The bodies written by one request, by what they hold (its address: a shared body is one
-/// row), so that the jobs of one notification read one row.
+/// row), so that the jobs of one notification read one row; and the bodies stored before
+/// without readers yet (appended webhooks', [`Written::seeded`]).
 #[derive(Default)]
 pub(super) struct Written {
     ids: HashMap<*const u8, i64>,
+    /// Seeded bodies no job or record reads yet: their count is made by the first.
+    unread: std::collections::HashSet<i64>,
 }
 
 impl Written {
-    /// Bodies already stored (an appended webhook's), to be read by the jobs whose
-    /// notification is the same: `packed` must be the very bytes those jobs carry.
+    /// Bodies already stored without readers (an appended webhook's, which holds its body
+    /// without counting), to be read by the jobs whose notification is the same: `packed`
+    /// must be the very bytes those jobs carry.
     pub(super) fn seeded(bodies: &[(Packed, i64)]) -> Written {
         Written {
             ids: bodies.iter().map(|(p, b)| (p.as_ptr(), *b)).collect(),
+            unread: bodies.iter().map(|(_, b)| *b).collect(),
         }
+    }
+
+    /// Whether a seeded `body` is still read by nothing.
+    pub(super) fn is_unread(&self, body: i64) -> bool {
+        self.unread.contains(&body)
     }
 
     /// The body holding `json`, written now if this request has not written it yet, with one
@@ -138,7 +164,11 @@ impl Written {
     pub(super) fn refer(&mut self, conn: &Connection, packed: &Packed) -> Result<i64, StoreError> {
         let key = packed.as_ptr();
         if let Some(&body) = self.ids.get(&key) {
-            refer(conn, body)?;
+            if self.unread.remove(&body) {
+                count(conn, body, 1)?;
+            } else {
+                refer(conn, body)?;
+            }
             return Ok(body);
         }
         let body = insert(conn, packed, 1)?;

@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use rusqlite::params;
 
 use super::admit::{admit_recorded_in, encode_admissions};
-use super::bodies::{Packed, Written, encode, insert, pack, release, unpack};
+use super::bodies::{Packed, Written, delete, encode, insert, pack, unpack};
 use super::writer::Writer;
 use super::{SqliteStore, db, from_ms, ms};
 use crate::store::history::{Delivery, Retention};
@@ -23,7 +23,7 @@ CREATE TABLE IF NOT EXISTS inbox (
     id          INTEGER PRIMARY KEY,         -- arrival order
     receiver    TEXT,                        -- the receiver the webhook's path named, if any
     received_at INTEGER NOT NULL,            -- unix milliseconds
-    body        INTEGER NOT NULL             -- the notification (bodies.rs): one reference held
+    body        INTEGER NOT NULL             -- the notification (bodies.rs), held without a count
 );
 "#;
 
@@ -145,18 +145,20 @@ impl SqliteStore {
         let r = self
             .call_background(move |w| {
                 w.live = w.live.saturating_sub(ids.len() as u64);
-                let written = Written::seeded(&seeds);
+                let mut written = Written::seeded(&seeds);
                 let (admitted, failed, spent) =
-                    admit_recorded_in(w, admissions, records, keep, now, written)?;
+                    admit_recorded_in(w, admissions, records, keep, now, &mut written)?;
                 for id in &ids {
                     w.conn
                         .prepare_cached("DELETE FROM inbox WHERE id = ?1")
                         .and_then(|mut s| s.execute([id]))
                         .map_err(db)?;
                 }
-                // After the jobs took their references: a body read by none goes now.
+                // A webhook holds its body without counting; a body no job took goes now.
                 for body in &bodies {
-                    release(&w.conn, *body)?;
+                    if !seeds.iter().any(|(_, b)| b == body) || written.is_unread(*body) {
+                        delete(&w.conn, *body)?;
+                    }
                 }
                 Ok((admitted, failed, spent, seeds))
             })
@@ -176,7 +178,7 @@ fn append_in(
     if w.live + 1 > w.capacity || w.over_size()? {
         return Err(StoreError::Full);
     }
-    let body = insert(&w.conn, packed, 1)?;
+    let body = insert(&w.conn, packed, 0)?;
     w.conn
         .prepare_cached("INSERT INTO inbox (receiver, received_at, body) VALUES (?1, ?2, ?3)")
         .and_then(|mut s| s.execute(params![receiver, ms(now), body]))

@@ -211,9 +211,12 @@ impl SqliteStore {
         self.queue(f, true).await
     }
 
-    async fn queue<T: Send + 'static>(
+    async fn queue<
+        T: Send + 'static,
+        F: FnOnce(&mut Writer) -> Result<T, StoreError> + Send + 'static,
+    >(
         &self,
-        f: impl FnOnce(&mut Writer) -> Result<T, StoreError> + Send + 'static,
+        f: F,
         background: bool,
     ) -> Result<T, StoreError> {
         let (op, rx) = op_of(f);
