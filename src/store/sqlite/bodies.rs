@@ -62,13 +62,13 @@ pub(super) fn insert(conn: &Connection, packed: &Packed, refs: i64) -> Result<i6
         .map_err(db)?;
     let body = conn.last_insert_rowid();
     if refs > 0 {
-        count(conn, body, refs)?;
+        start_count(conn, body, refs)?;
     }
     Ok(body)
 }
 
 /// Starts counting the readers of `body`: `refs` so far.
-fn count(conn: &Connection, body: i64, refs: i64) -> Result<(), StoreError> {
+fn start_count(conn: &Connection, body: i64, refs: i64) -> Result<(), StoreError> {
     conn.prepare_cached("INSERT INTO body_refs (body, refs) VALUES (?1, ?2)")
         .and_then(|mut s| s.execute(params![body, refs]))
         .map_err(db)?;
@@ -165,7 +165,7 @@ impl Written {
         let key = packed.as_ptr();
         if let Some(&body) = self.ids.get(&key) {
             if self.unread.remove(&body) {
-                count(conn, body, 1)?;
+                start_count(conn, body, 1)?;
             } else {
                 refer(conn, body)?;
             }
