@@ -487,3 +487,94 @@ async fn clustered_alertmanager_pair_gives_one_message_for_firing_and_one_for_re
     only_then_marker(&srv, &mock, 2).await;
     drop((am1, am2));
 }
+
+fn appending_config(mock: &MockWxPusher, data: &str) -> String {
+    format!(
+        r#"
+global: {{ wxpusher_api_url: "{}", timezone: Asia/Shanghai }}
+storage: {{ path: "{data}", accept_inline: 0 }}
+dedupe: {{ window: 5m, resolved_group_wait: 1s }}
+route: {{ receiver: oncall }}
+receivers:
+  - name: oncall
+    wxpusher_configs: [{{ app_token: AT_test_token, uids: [UID_a] }}]
+"#,
+        mock.url
+    )
+}
+
+/// Past `storage.accept_inline` webhooks at once (here 0: always), a webhook is appended and
+/// answered before it is routed. It is then routed as any other, in arrival order: sent
+/// once, its duplicate suppressed (and counted, as the answer cannot say it), a named
+/// receiver kept, and a named receiver that does not exist still refused with 404.
+#[tokio::test]
+async fn an_appended_webhook_is_answered_then_routed_in_order_with_dedupe() {
+    let mock = MockWxPusher::start().await;
+    let srv = TestServer::start(&appending_config(&mock, "$DATA")).await;
+    let body = payload("HighCPU", &[("a1", "HighCPU", "firing")]);
+    let (code, text) = srv.post("/webhook", body.clone()).await;
+    assert_eq!(
+        (code, text.as_str()),
+        (200, "accepted; routed after this answer\n")
+    );
+    let reqs = mock.wait_for(1, WAIT).await;
+    assert_eq!(summary(&reqs[0]), "🔥【告警】HighCPU");
+    let (code, text) = srv.post("/webhook", body).await;
+    assert_eq!(
+        (code, text.as_str()),
+        (200, "accepted; routed after this answer\n")
+    );
+    let (code, _) = srv
+        .post(
+            "/webhook/oncall",
+            payload("Named", &[("n1", "Named", "firing")]),
+        )
+        .await;
+    assert_eq!(code, 200);
+    let reqs = mock.wait_for(2, WAIT).await;
+    assert_eq!(
+        summary(&reqs[1]),
+        "🔥【告警】Named",
+        "the duplicate was not sent"
+    );
+    let (code, text) = srv
+        .post("/webhook/nobody", payload("X", &[("x1", "X", "firing")]))
+        .await;
+    assert_eq!(
+        (code, text.as_str()),
+        (404, "unknown receiver \"nobody\"\n")
+    );
+    only_then_marker(&srv, &mock, 2).await;
+    let (_, m) = srv.get("/metrics").await;
+    assert_eq!(
+        metric(
+            &m,
+            r#"alertmanager_wechat_dedupe_suppressed_total{reason="duplicate"}"#
+        ),
+        1.0,
+        "{m}"
+    );
+}
+
+/// Webhooks appended and not yet routed when the service stopped (or was killed) are routed
+/// at the next start.
+#[tokio::test]
+async fn webhooks_appended_before_a_stop_are_routed_at_the_next_start() {
+    let mock = MockWxPusher::start().await;
+    let data = tempfile::tempdir().unwrap();
+    {
+        let store = alertmanager_wechat::store::Store::open(data.path(), 100).unwrap();
+        for (group, fp) in [("Left1", "l1"), ("Left2", "l2")] {
+            let n =
+                Notification::parse(payload(group, &[(fp, group, "firing")]).as_bytes()).unwrap();
+            store.append(&n, None, Utc::now()).await.unwrap();
+        }
+        assert_eq!(store.inbox_len().await.unwrap(), 2);
+    }
+    let srv = TestServer::start(&appending_config(&mock, &data.path().display().to_string())).await;
+    let reqs = mock.wait_for(2, WAIT).await;
+    let mut got: Vec<&str> = reqs.iter().map(summary).collect();
+    got.sort();
+    assert_eq!(got, ["🔥【告警】Left1", "🔥【告警】Left2"]);
+    only_then_marker(&srv, &mock, 2).await;
+}

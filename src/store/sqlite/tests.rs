@@ -1286,3 +1286,162 @@ async fn aged_records_go_with_the_first_write_a_second_later() {
         .unwrap();
     assert!(list.iter().all(|d| d.accepted_at > old), "{list:#?}");
 }
+
+/// Webhooks appended and routed later: read back oldest first as appended; routed once, in
+/// the transaction that queues their jobs and records; a job whose notification is the body
+/// as appended reads that body (no second copy), and a body no job took is deleted.
+#[tokio::test]
+async fn appended_webhooks_are_routed_once_and_jobs_read_their_body() {
+    use crate::store::history::Retention;
+    use std::sync::Arc;
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::Sqlite(SqliteStore::open(dir.path(), 100, true).unwrap());
+    let now = Utc::now();
+    let first = crate::webhook::sample_notification();
+    let mut second = crate::webhook::sample_notification();
+    second.group_key = "{}:{alertname=\"Other\"}".into();
+    store.append(&first, None, now).await.unwrap();
+    store
+        .append(&second, Some("named".into()), now)
+        .await
+        .unwrap();
+    assert_eq!(store.inbox_len().await.unwrap(), 2);
+
+    let taken = store.inbox_take(10).await.unwrap();
+    assert_eq!(taken.len(), 2);
+    assert!(taken[0].id < taken[1].id, "oldest first");
+    assert_eq!(taken[0].notification.as_ref().unwrap(), &first);
+    assert_eq!(taken[1].notification.as_ref().unwrap(), &second);
+    assert_eq!(taken[0].receiver, None);
+    assert_eq!(taken[1].receiver.as_deref(), Some("named"));
+    assert_eq!(
+        taken[0].received_at.timestamp_millis(),
+        now.timestamp_millis()
+    );
+
+    // The first makes two jobs of its notification as read back; the second makes none.
+    let n = Arc::new(taken[0].notification.clone().unwrap());
+    let admissions = vec![
+        Admission::of(job_of("i-1", &n)),
+        Admission::of(job_of("i-2", &n)),
+    ];
+    let records = vec![queued_record("i-1", &n, now), queued_record("i-2", &n, now)];
+    let keep = Retention {
+        max_age: std::time::Duration::from_secs(3600),
+        max: 100,
+    };
+    let (admitted, failed) = store
+        .admit_inboxed(&taken, admissions, records, keep, now)
+        .await
+        .unwrap();
+    assert!(failed.is_none());
+    assert_eq!(admitted.len(), 2);
+    assert_eq!(
+        store.inbox_len().await.unwrap(),
+        0,
+        "consumed with the admission"
+    );
+    assert!(store.inbox_take(10).await.unwrap().is_empty());
+    let Store::Sqlite(s) = &store else {
+        unreachable!()
+    };
+    // One body: the first webhook's, read by two jobs and two records; the second's is gone.
+    assert_eq!(bodies_of(s).await, [4]);
+    let claimed = store.claim(Utc::now(), 10).await.unwrap();
+    assert_eq!(claimed.len(), 2);
+    assert_eq!(*claimed[0].notification, first);
+}
+
+/// An appended webhook counts as a waiting job: past `queue_capacity` the next is refused
+/// (503), across a restart too, and a routing that cannot be stored leaves it appended.
+#[tokio::test]
+async fn appended_webhooks_count_against_capacity_and_survive_a_failed_routing() {
+    use crate::store::history::Retention;
+    use std::sync::Arc;
+    let dir = tempfile::tempdir().unwrap();
+    let n = crate::webhook::sample_notification();
+    let now = Utc::now();
+    {
+        let store = Store::Sqlite(SqliteStore::open(dir.path(), 2, true).unwrap());
+        store.append(&n, None, now).await.unwrap();
+        store.append(&n, None, now).await.unwrap();
+        assert!(matches!(
+            store.append(&n, None, now).await,
+            Err(StoreError::Full)
+        ));
+    }
+    let store = Store::Sqlite(SqliteStore::open(dir.path(), 2, true).unwrap());
+    assert_eq!(store.inbox_len().await.unwrap(), 2, "kept across a restart");
+    assert!(matches!(
+        store.append(&n, None, now).await,
+        Err(StoreError::Full)
+    ));
+    // Routing the first into three jobs does not fit (2 − 1 consumed + 3 > 2): nothing moves.
+    let taken = store.inbox_take(1).await.unwrap();
+    let shared = Arc::new(taken[0].notification.clone().unwrap());
+    let three = (0..3)
+        .map(|i| Admission::of(job_of(&format!("i-{i}"), &shared)))
+        .collect();
+    let keep = Retention {
+        max_age: std::time::Duration::from_secs(3600),
+        max: 100,
+    };
+    assert!(matches!(
+        store
+            .admit_inboxed(&taken, three, Vec::new(), keep, now)
+            .await,
+        Err(StoreError::Full)
+    ));
+    assert_eq!(store.inbox_len().await.unwrap(), 2, "left appended");
+    let again = store.inbox_take(1).await.unwrap();
+    assert_eq!(again[0].id, taken[0].id);
+    assert_eq!(again[0].notification.as_ref().unwrap(), &n);
+    // One job fits: routed, and the room it leaves takes a new webhook.
+    let one = vec![Admission::of(job_of("i-0", &shared))];
+    store
+        .admit_inboxed(&again, one, Vec::new(), keep, now)
+        .await
+        .unwrap();
+    assert_eq!(store.inbox_len().await.unwrap(), 1);
+    assert!(matches!(
+        store.append(&n, None, now).await,
+        Err(StoreError::Full)
+    ));
+}
+
+/// A store whose bodies counted their readers in their own rows has the counts moved to
+/// `body_refs` when it is opened, and they keep working.
+#[tokio::test]
+async fn body_counts_move_out_of_the_bodies_of_an_older_store() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let conn = rusqlite::Connection::open(dir.path().join(FILE)).unwrap();
+        conn.execute_batch(
+            "CREATE TABLE bodies (body INTEGER PRIMARY KEY, json TEXT NOT NULL, refs INTEGER NOT NULL);
+             INSERT INTO bodies (body, json, refs) VALUES (7, '{}', 2), (8, '{}', 1);",
+        )
+        .unwrap();
+    }
+    let store = SqliteStore::open(dir.path(), 100, true).unwrap();
+    assert_eq!(bodies_of(&store).await, [2, 1]);
+    store
+        .call(|w| {
+            super::bodies::release(&w.conn, 8)?;
+            super::bodies::release(&w.conn, 7)?;
+            let old: i64 = w
+                .conn
+                .query_row("SELECT count(*) FROM bodies WHERE refs != 0", [], |r| {
+                    r.get(0)
+                })
+                .map_err(db)?;
+            assert_eq!(old, 0, "no count left in the bodies");
+            Ok(())
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        bodies_of(&store).await,
+        [1],
+        "8 deleted with its last reader"
+    );
+}
