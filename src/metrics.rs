@@ -117,6 +117,8 @@ pub struct Metrics {
     /// Template fields sent with a placeholder because what rendered could not fit the field.
     pub template_fields_degraded: Family<IntegrationLabels, Counter>,
     pub queue_depth: Family<IntegrationLabels, Gauge>,
+    /// Webhooks accepted under load (appended as received) and not routed yet.
+    pub webhooks_pending: Gauge,
     /// Notifications given up and kept in the store (`deadletters list`).
     pub dead_letters: Gauge,
     pub dedupe_suppressed: Family<ReasonLabels, Counter>,
@@ -172,6 +174,7 @@ impl Metrics {
             deliveries_retried: Family::default(),
             template_fields_degraded: Family::default(),
             queue_depth: Family::default(),
+            webhooks_pending: Gauge::default(),
             dead_letters: Gauge::default(),
             dedupe_suppressed: Family::default(),
             integration_up: Family::default(),
@@ -251,6 +254,11 @@ impl Metrics {
             "queue_depth",
             "Notifications waiting for delivery",
             m.queue_depth.clone(),
+        );
+        registry.register(
+            "webhooks_pending",
+            "Webhooks accepted under load and not routed yet (their deliveries are not queued yet)",
+            m.webhooks_pending.clone(),
         );
         registry.register(
             "dead_letters",

@@ -66,6 +66,13 @@ pub struct Inbox {
 struct Accepting<'a>(&'a Inbox);
 
 impl Inbox {
+    /// Sets `alertmanager_wechat_webhooks_pending`.
+    fn show(&self, metrics: &Metrics) {
+        metrics
+            .webhooks_pending
+            .set(self.pending.load(Ordering::SeqCst).max(0));
+    }
+
     fn enter(&self) -> (Accepting<'_>, usize) {
         self.entered.fetch_add(1, Ordering::SeqCst);
         let now = self.accepting.fetch_add(1, Ordering::SeqCst) + 1;
@@ -167,11 +174,13 @@ pub(super) async fn accept(
             .await
         {
             Ok(_) => {
+                app.inbox.show(&app.metrics);
                 app.inbox.appended.notify_one();
                 "accepted; routed after this answer\n".to_string()
             }
             Err(e) => {
                 app.inbox.pending.fetch_sub(1, Ordering::SeqCst);
+                app.inbox.show(&app.metrics);
                 return (source, StatusCode::SERVICE_UNAVAILABLE, refusal(&e));
             }
         }
@@ -265,6 +274,7 @@ pub async fn route_appended(app: Arc<App>) {
     match app.queue.store.inbox_len().await {
         Ok(n) => {
             app.inbox.pending.fetch_add(n as i64, Ordering::SeqCst);
+            app.inbox.show(&app.metrics);
         }
         Err(e) => warn!(error = %e, "cannot count the webhooks left to route"),
     }
@@ -306,6 +316,7 @@ pub async fn route_appended(app: Arc<App>) {
             app.inbox
                 .pending
                 .fetch_sub(taken.len() as i64, Ordering::SeqCst);
+            app.inbox.show(&app.metrics);
         } else {
             tokio::time::sleep(RETRY).await;
         }
