@@ -554,6 +554,11 @@ async fn an_appended_webhook_is_answered_then_routed_in_order_with_dedupe() {
         1.0,
         "{m}"
     );
+    assert_eq!(
+        metric(&m, "alertmanager_wechat_webhooks_pending"),
+        0.0,
+        "all routed: {m}"
+    );
 }
 
 /// Webhooks appended and not yet routed when the service stopped (or was killed) are routed
