@@ -120,17 +120,27 @@ pub async fn admit(
     admissions: Vec<Admission>,
     now: DateTime<Utc>,
 ) -> Result<Vec<Admitted>, StoreError> {
-    let seen: Vec<Delivery> = admissions
-        .iter()
-        .map(|a| of_new(&a.job, DeliveryState::Queued))
-        .collect();
+    let seen = queued(&admissions);
     let (admitted, failed) = queue
         .admit_recorded(admissions, seen, retention(web), now)
         .await?;
+    unrecorded(failed);
+    Ok(admitted)
+}
+
+/// The history records of admissions, as if each were queued.
+fn queued(admissions: &[Admission]) -> Vec<Delivery> {
+    admissions
+        .iter()
+        .map(|a| of_new(&a.job, DeliveryState::Queued))
+        .collect()
+}
+
+/// Says (at debug) that the history could not record what was admitted, which stands.
+fn unrecorded(failed: Option<StoreError>) {
     if let Some(e) = failed {
         debug!(error = %e, "cannot record accepted deliveries in the history");
     }
-    Ok(admitted)
 }
 
 /// [`admit`] for admissions made from appended webhooks (`taken`), which are consumed in the
@@ -142,17 +152,12 @@ pub async fn admit_inboxed(
     admissions: Vec<Admission>,
     now: DateTime<Utc>,
 ) -> Result<Vec<Admitted>, StoreError> {
-    let seen: Vec<Delivery> = admissions
-        .iter()
-        .map(|a| of_new(&a.job, DeliveryState::Queued))
-        .collect();
+    let seen = queued(&admissions);
     let (admitted, failed) = queue
         .store
         .admit_inboxed(taken, admissions, seen, retention(web), now)
         .await?;
-    if let Some(e) = failed {
-        debug!(error = %e, "cannot record accepted deliveries in the history");
-    }
+    unrecorded(failed);
     queue.wake.notify_one();
     Ok(admitted)
 }

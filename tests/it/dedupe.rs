@@ -489,17 +489,12 @@ async fn clustered_alertmanager_pair_gives_one_message_for_firing_and_one_for_re
 }
 
 fn appending_config(mock: &MockWxPusher, data: &str) -> String {
-    format!(
-        r#"
-global: {{ wxpusher_api_url: "{}", timezone: Asia/Shanghai }}
-storage: {{ path: "{data}", accept_inline: 0 }}
-dedupe: {{ window: 5m, resolved_group_wait: 1s }}
-route: {{ receiver: oncall }}
-receivers:
-  - name: oncall
-    wxpusher_configs: [{{ app_token: AT_test_token, uids: [UID_a] }}]
-"#,
-        mock.url
+    crate::support::one_receiver(
+        mock,
+        &format!(
+            "storage: {{ path: \"{data}\", accept_inline: 0 }}\n\
+             dedupe: {{ window: 5m, resolved_group_wait: 1s }}"
+        ),
     )
 }
 
