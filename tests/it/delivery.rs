@@ -125,6 +125,17 @@ async fn start_binary(config: &std::path::Path) -> Binary {
 
 #[tokio::test]
 async fn kill_9_loses_nothing_that_was_answered_200() {
+    kill_9_case("").await;
+}
+
+/// The same with every webhook appended before its answer and routed after it: the kill lands
+/// with some routed and delivering, others maybe still appended; all are sent after the start.
+#[tokio::test]
+async fn kill_9_loses_no_appended_webhook_that_was_answered_200() {
+    kill_9_case(", accept_inline: 0").await;
+}
+
+async fn kill_9_case(storage: &str) {
     let mock = MockWxPusher::start().await;
     // Every send hangs long enough for the kill to land while requests are in flight.
     mock.set_default(Reply::Slow(Duration::from_secs(30)));
@@ -135,7 +146,7 @@ async fn kill_9_loses_nothing_that_was_answered_200() {
         format!(
             r#"
 global: {{ wxpusher_api_url: "{}" }}
-storage: {{ path: "{}" }}
+storage: {{ path: "{}"{storage} }}
 route: {{ receiver: oncall }}
 receivers:
   - name: oncall
@@ -159,6 +170,10 @@ receivers:
             .await
             .unwrap();
         if r.status() == 200 {
+            let text = r.text().await.unwrap();
+            if !storage.is_empty() {
+                assert_eq!(text, "accepted; routed after this answer\n", "appended");
+            }
             accepted.insert(fp);
         }
     }
