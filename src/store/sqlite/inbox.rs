@@ -56,11 +56,10 @@ impl SqliteStore {
         .await
     }
 
-    /// The `limit` oldest appended webhooks, their notifications still packed. A request
-    /// that waits while others are queued: the accept path goes first.
+    /// The `limit` oldest appended webhooks, their notifications still packed.
     pub async fn inbox_take(&self, limit: usize) -> Result<Vec<Inboxed>, StoreError> {
         let rows = self
-            .call_background(move |w| {
+            .call(move |w| {
                 let mut stmt = w
                     .conn
                     .prepare_cached(
@@ -115,7 +114,7 @@ impl SqliteStore {
 
     /// The admissions made from `taken` (appended webhooks), with their history records, and
     /// `taken` consumed, in one transaction. An admission whose notification is a webhook's
-    /// body as appended reads that body. A background request, as [`SqliteStore::inbox_take`].
+    /// body as appended reads that body.
     pub(crate) async fn admit_inboxed(
         &self,
         taken: Vec<(i64, Stored)>,
@@ -143,7 +142,7 @@ impl SqliteStore {
         }
         let (ids, bodies): (Vec<i64>, Vec<i64>) = taken.iter().map(|(id, s)| (*id, s.body)).unzip();
         let r = self
-            .call_background(move |w| {
+            .call(move |w| {
                 w.live = w.live.saturating_sub(ids.len() as u64);
                 let mut written = Written::seeded(&seeds);
                 let (admitted, failed, spent) =

@@ -41,9 +41,7 @@ mod writer;
 
 use super::StoreError;
 use checkpoint::{WAL_KEEP_BYTES, WAL_PAGES, run_checkpointer};
-use writer::{
-    Queued, STATEMENT_CACHE, Writer, keep_statement_journals_in_memory, op_of, run_writer,
-};
+use writer::{Op, STATEMENT_CACHE, Writer, keep_statement_journals_in_memory, op_of, run_writer};
 
 /// The database file inside `storage.path`.
 pub const FILE: &str = "queue.sqlite3";
@@ -51,7 +49,7 @@ pub const FILE: &str = "queue.sqlite3";
 /// A handle to the writer thread; cheap to clone.
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
-    tx: mpsc::UnboundedSender<Queued>,
+    tx: mpsc::UnboundedSender<Op>,
     closed: Arc<AtomicBool>,
     /// Whether the last write that was tried committed (`/-/ready` reads it).
     writable: Arc<AtomicBool>,
@@ -198,31 +196,8 @@ impl SqliteStore {
         &self,
         f: impl FnOnce(&mut Writer) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
-        self.queue(f, false).await
-    }
-
-    /// [`SqliteStore::call`] for work that waits while other requests are queued (routing
-    /// what the accept path appended): it runs when the writer has nothing else, and at least
-    /// every [`writer::BACKGROUND_EVERY`].
-    async fn call_background<T: Send + 'static>(
-        &self,
-        f: impl FnOnce(&mut Writer) -> Result<T, StoreError> + Send + 'static,
-    ) -> Result<T, StoreError> {
-        self.queue(f, true).await
-    }
-
-    async fn queue<
-        T: Send + 'static,
-        F: FnOnce(&mut Writer) -> Result<T, StoreError> + Send + 'static,
-    >(
-        &self,
-        f: F,
-        background: bool,
-    ) -> Result<T, StoreError> {
         let (op, rx) = op_of(f);
-        self.tx
-            .send(Queued { op, background })
-            .map_err(|_| StoreError::Closed)?;
+        self.tx.send(op).map_err(|_| StoreError::Closed)?;
         rx.await.map_err(|_| StoreError::Closed)?
     }
 }

@@ -276,11 +276,7 @@ async fn the_writer_follows_a_transaction_sqlite_rolled_back() {
     type Request = Box<dyn FnOnce(&mut Writer) -> Result<(), StoreError> + Send>;
     let send = |f: Request| {
         let (op, rx) = op_of(f);
-        tx.send(super::writer::Queued {
-            op,
-            background: false,
-        })
-        .unwrap();
+        tx.send(op).unwrap();
         rx
     };
     let completed = send(Box::new(move |w| {

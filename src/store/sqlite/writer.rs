@@ -99,50 +99,14 @@ pub(super) fn run(conn: &Connection, sql: &str) -> Result<(), StoreError> {
         .map_err(db)
 }
 
-/// A request as queued for the writer: `background` ones (routing what the accept path
-/// appended) wait while other requests are queued ([`run_writer`]).
-pub(super) struct Queued {
-    pub(super) op: Op,
-    pub(super) background: bool,
-}
-
-/// How often a background request is run at the least while other requests keep coming: the
-/// accept path goes first, and what it appended is still routed at a steady pace.
-pub(super) const BACKGROUND_EVERY: std::time::Duration = std::time::Duration::from_millis(100);
-
-pub(super) fn run_writer(mut w: Writer, mut rx: mpsc::UnboundedReceiver<Queued>) {
-    let mut deferred: std::collections::VecDeque<Op> = std::collections::VecDeque::new();
-    let mut background_at = std::time::Instant::now();
-    loop {
-        let first = if deferred.is_empty() {
-            match rx.blocking_recv() {
-                Some(q) => Some(q),
-                None => break,
+pub(super) fn run_writer(mut w: Writer, mut rx: mpsc::UnboundedReceiver<Op>) {
+    while let Some(first) = rx.blocking_recv() {
+        let mut ops = vec![first];
+        while ops.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(op) => ops.push(op),
+                Err(_) => break,
             }
-        } else {
-            rx.try_recv().ok()
-        };
-        let mut ops = Vec::new();
-        let mut next = first;
-        while let Some(q) = next.take() {
-            if q.background {
-                deferred.push_back(q.op);
-            } else {
-                ops.push(q.op);
-            }
-            if ops.len() >= MAX_BATCH {
-                break;
-            }
-            next = rx.try_recv().ok();
-        }
-        if (ops.is_empty() || background_at.elapsed() >= BACKGROUND_EVERY)
-            && let Some(op) = deferred.pop_front()
-        {
-            ops.push(op);
-            background_at = std::time::Instant::now();
-        }
-        if ops.is_empty() {
-            continue;
         }
         merge_if_full(&mut w);
         run_batch(&mut w, ops);
