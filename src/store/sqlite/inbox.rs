@@ -142,7 +142,7 @@ impl SqliteStore {
         }
         let (ids, bodies): (Vec<i64>, Vec<i64>) = taken.iter().map(|(id, s)| (*id, s.body)).unzip();
         let r = self
-            .call(move |w| {
+            .call_first(move |w| {
                 w.live = w.live.saturating_sub(ids.len() as u64);
                 let mut written = Written::seeded(&seeds);
                 let (admitted, failed, spent) =

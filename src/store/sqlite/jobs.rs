@@ -169,7 +169,7 @@ impl SqliteStore {
 
     pub async fn complete(&self, ids: Vec<i64>, then: Vec<NewJob>) -> Result<(), StoreError> {
         let then = encode_jobs(then)?;
-        let r = self.call(move |w| complete_in(w, &ids, &then)).await;
+        let r = self.call_first(move |w| complete_in(w, &ids, &then)).await;
         self.wrote(r)
     }
 

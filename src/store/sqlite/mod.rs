@@ -41,7 +41,9 @@ mod writer;
 
 use super::StoreError;
 use checkpoint::{WAL_KEEP_BYTES, WAL_PAGES, run_checkpointer};
-use writer::{Op, STATEMENT_CACHE, Writer, keep_statement_journals_in_memory, op_of, run_writer};
+use writer::{
+    Op, Place, STATEMENT_CACHE, Writer, keep_statement_journals_in_memory, op_of, run_writer,
+};
 
 /// The database file inside `storage.path`.
 pub const FILE: &str = "queue.sqlite3";
@@ -49,7 +51,7 @@ pub const FILE: &str = "queue.sqlite3";
 /// A handle to the writer thread; cheap to clone.
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
-    tx: mpsc::UnboundedSender<Op>,
+    tx: mpsc::UnboundedSender<(Op, Place)>,
     closed: Arc<AtomicBool>,
     /// Whether the last write that was tried committed (`/-/ready` reads it).
     writable: Arc<AtomicBool>,
@@ -148,6 +150,7 @@ impl SqliteStore {
             released: Vec::new(),
             history_rows: None,
             history_aged_at: None,
+            history_prune: None,
             marks,
             checkpoint,
         };
@@ -196,8 +199,25 @@ impl SqliteStore {
         &self,
         f: impl FnOnce(&mut Writer) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
+        self.call_at(Place::InTurn, f).await
+    }
+
+    /// [`Self::call`] for a request that changes many pages: it goes first in its batch
+    /// ([`Place`]).
+    async fn call_first<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Writer) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        self.call_at(Place::First, f).await
+    }
+
+    async fn call_at<T: Send + 'static>(
+        &self,
+        place: Place,
+        f: impl FnOnce(&mut Writer) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
         let (op, rx) = op_of(f);
-        self.tx.send(op).map_err(|_| StoreError::Closed)?;
+        self.tx.send((op, place)).map_err(|_| StoreError::Closed)?;
         rx.await.map_err(|_| StoreError::Closed)?
     }
 }

@@ -276,7 +276,7 @@ async fn the_writer_follows_a_transaction_sqlite_rolled_back() {
     type Request = Box<dyn FnOnce(&mut Writer) -> Result<(), StoreError> + Send>;
     let send = |f: Request| {
         let (op, rx) = op_of(f);
-        tx.send(op).unwrap();
+        tx.send((op, writer::Place::InTurn)).unwrap();
         rx
     };
     let completed = send(Box::new(move |w| {
@@ -328,6 +328,82 @@ async fn the_writer_follows_a_transaction_sqlite_rolled_back() {
         .collect();
     left.sort();
     assert_eq!(left, ["c", "x"]);
+}
+
+/// A request sent to go first runs first in its batch, without a savepoint (its pages are not
+/// copied to the statement journal); when it fails, the transaction is rolled back and begun
+/// again for the requests after it, which commit.
+#[tokio::test]
+async fn a_request_that_goes_first_runs_without_a_savepoint_and_fails_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path(), 3, true).unwrap();
+    let (hold, held) = std::sync::mpsc::channel::<()>();
+    let (running, started) = oneshot::channel::<()>();
+    let blocker = {
+        let store = store.clone();
+        tokio::spawn(async move {
+            store
+                .call(move |_| {
+                    let _ = running.send(());
+                    let _ = held.recv();
+                    Ok(())
+                })
+                .await
+        })
+    };
+    started.await.unwrap();
+    // Each request in the order run, and whether it ran inside a savepoint of its own.
+    let order = std::sync::Arc::new(std::sync::Mutex::new(Vec::<(&str, bool)>::new()));
+    let tx = store.tx.clone();
+    type Request = Box<dyn FnOnce(&mut Writer) -> Result<(), StoreError> + Send>;
+    let send = |place: writer::Place, name: &'static str, fail: bool| {
+        let order = order.clone();
+        let f: Request = Box::new(move |w| {
+            let jobs = encode_jobs(vec![job(name)])?;
+            w.live += insert_jobs(&w.conn, &jobs)?.len() as u64;
+            // Inside a savepoint of its own, releasing it succeeds.
+            let in_savepoint = w.conn.execute_batch("RELEASE op").is_ok();
+            if in_savepoint {
+                w.conn.execute_batch("SAVEPOINT op").map_err(db)?;
+            }
+            order.lock().unwrap().push((name, in_savepoint));
+            if fail {
+                return Err(StoreError::Db(format!("{name} failed")));
+            }
+            Ok(())
+        });
+        let (op, rx) = op_of(f);
+        tx.send((op, place)).unwrap();
+        rx
+    };
+    let a = send(writer::Place::InTurn, "a", false);
+    let first = send(writer::Place::First, "first", true);
+    let c = send(writer::Place::InTurn, "c", false);
+    hold.send(()).unwrap();
+    blocker.await.unwrap().unwrap();
+    assert!(first.await.unwrap().is_err());
+    a.await.unwrap().unwrap();
+    c.await.unwrap().unwrap();
+    // "a" begins the transaction after the one "first" failed in.
+    assert_eq!(
+        *order.lock().unwrap(),
+        [("first", false), ("a", false), ("c", true)]
+    );
+    // "first" left nothing: a and c are queued, and one more job fits the capacity of 3.
+    let mut claimed: Vec<String> = store
+        .claim(Utc::now(), 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|j| j.receiver)
+        .collect();
+    claimed.sort();
+    assert_eq!(claimed, ["a", "c"]);
+    store.enqueue(vec![job("d")]).await.unwrap();
+    assert!(matches!(
+        store.enqueue(vec![job("e")]).await,
+        Err(StoreError::Full)
+    ));
 }
 
 fn admission(key: &str, now: DateTime<Utc>, ttl_ms: i64) -> Admission {
@@ -632,6 +708,47 @@ async fn jobs_of_one_notification_share_one_body() {
     assert_eq!(bodies_of(&store).await, [1], "deleted with its last job");
     store.complete(vec![ids[2]], Vec::new()).await.unwrap();
     assert!(bodies_of(&store).await.is_empty());
+}
+
+/// Past `web.history_max`, the oldest records go a sixteenth of the maximum at a time, before
+/// the next batch: the history holds the newest records, never more than the maximum once a
+/// later request has run, and a run of old pages is freed at once.
+#[tokio::test]
+async fn history_past_its_maximum_is_pruned_in_runs_before_the_next_batch() {
+    use crate::store::history::{HistoryFilter, Retention};
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path(), 100, true).unwrap();
+    let now = Utc::now();
+    let keep = Retention {
+        max_age: std::time::Duration::from_secs(3600),
+        max: 32,
+    };
+    let n = std::sync::Arc::new(crate::webhook::sample_notification());
+    let mut ids = Vec::new();
+    for i in 0..40 {
+        let added = store
+            .history_add(vec![queued_record(&format!("i-{i}"), &n, now)], keep, now)
+            .await
+            .unwrap();
+        ids.extend(added);
+    }
+    let all = HistoryFilter {
+        receiver: None,
+        state: None,
+        alertname: None,
+        limit: 1000,
+    };
+    let mut kept: Vec<i64> = store
+        .history(all)
+        .await
+        .unwrap()
+        .iter()
+        .map(|d| d.id)
+        .collect();
+    kept.sort();
+    // 33 records: down to 30 (two beyond the one too many), then 33 again three records later.
+    // The 40th record's batch began with 33: 30 were left, and it made 31.
+    assert_eq!(kept, ids[9..]);
 }
 
 /// A queued delivery's history record reads its job's body instead of a copy (the row holds

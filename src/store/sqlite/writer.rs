@@ -24,6 +24,21 @@ pub(super) type Reply = Box<dyn FnOnce(Option<&StoreError>) + Send>;
 /// whether it succeeded, so a failure can be rolled back to its savepoint.
 pub(super) type Op = Box<dyn FnOnce(Result<&mut Writer, &StoreError>) -> (bool, Reply) + Send>;
 
+/// Where a request goes in the batch it is taken into.
+///
+/// The first request of a transaction runs without a savepoint of its own: undoing it is
+/// undoing the transaction. Every other request's savepoint copies each page it changes that
+/// the file already held into the statement journal, a temporary file past
+/// [`STATEMENT_JOURNAL_SPILL`]: routing 64 appended webhooks wrote 300 KB there, a quarter of
+/// all the bytes written over a burst. A request that changes many such pages goes first.
+/// Every request in a batch was sent by a task still waiting for its answer, so none depends
+/// on another's order: any order is one they could have arrived in.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(super) enum Place {
+    InTurn,
+    First,
+}
+
 /// The writer thread's state.
 pub(super) struct Writer {
     pub(super) conn: Connection,
@@ -45,6 +60,12 @@ pub(super) struct Writer {
     /// When (the writes' `now`, unix ms) the history's oldest records were last looked at for
     /// age; forgotten with `history_rows`.
     pub(super) history_aged_at: Option<i64>,
+    /// Records were written since the history was last pruned, with the bounds and time of the
+    /// last write: pruned before the next batch ([`super::history::prune_if_due`]).
+    pub(super) history_prune: Option<(
+        crate::store::history::Retention,
+        chrono::DateTime<chrono::Utc>,
+    )>,
     /// Dedupe keys written to the log and not merged yet ([`super::dedupe`]).
     pub(super) marks: Marks,
     /// Wakes the checkpointer after a commit that wrote (see [`run_checkpointer`]).
@@ -99,7 +120,7 @@ pub(super) fn run(conn: &Connection, sql: &str) -> Result<(), StoreError> {
         .map_err(db)
 }
 
-pub(super) fn run_writer(mut w: Writer, mut rx: mpsc::UnboundedReceiver<Op>) {
+pub(super) fn run_writer(mut w: Writer, mut rx: mpsc::UnboundedReceiver<(Op, Place)>) {
     while let Some(first) = rx.blocking_recv() {
         let mut ops = vec![first];
         while ops.len() < MAX_BATCH {
@@ -108,8 +129,11 @@ pub(super) fn run_writer(mut w: Writer, mut rx: mpsc::UnboundedReceiver<Op>) {
                 Err(_) => break,
             }
         }
+        // Stable: the requests that go first keep their order, and so do the others.
+        ops.sort_by_key(|(_, place)| *place != Place::First);
         merge_if_full(&mut w);
-        run_batch(&mut w, ops);
+        super::history::prune_if_due(&mut w);
+        run_batch(&mut w, ops.into_iter().map(|(op, _)| op).collect());
     }
 }
 
@@ -170,10 +194,11 @@ pub(super) fn run_batch(w: &mut Writer, ops: Vec<Op>) {
     // The state when the open transaction began; `None` when none is open.
     let mut began: Option<Undo> = None;
     for op in ops {
-        let start = match began {
-            Some(start) => start,
+        // Whether this request begins the transaction: it needs no savepoint then.
+        let (start, first) = match began {
+            Some(start) => (start, false),
             None => match run(&w.conn, "BEGIN IMMEDIATE") {
-                Ok(()) => *began.insert(w.undo_point()),
+                Ok(()) => (*began.insert(w.undo_point()), true),
                 Err(e) => {
                     tracing::error!(error = %e, "store: cannot begin a transaction");
                     let (_, reply) = op(Err(&e));
@@ -184,17 +209,32 @@ pub(super) fn run_batch(w: &mut Writer, ops: Vec<Op>) {
         };
         let before = w.undo_point();
         let changes = w.conn.total_changes();
-        let (ok, reply) = match run(&w.conn, "SAVEPOINT op") {
-            Ok(()) => op(Ok(&mut *w)),
-            Err(e) => op(Err(&e)),
+        let (ok, reply) = if first {
+            op(Ok(&mut *w))
+        } else {
+            match run(&w.conn, "SAVEPOINT op") {
+                Ok(()) => op(Ok(&mut *w)),
+                Err(e) => op(Err(&e)),
+            }
         };
         let wrote = w.conn.total_changes() != changes;
         if !ok && !w.conn.is_autocommit() {
             // A failed request undoes its own writes only; it already holds its error.
-            let _ = run(&w.conn, "ROLLBACK TO op");
-            w.undo(before);
+            if first {
+                // Its writes are all the transaction holds.
+                let _ = w.conn.execute_batch("ROLLBACK");
+                w.undo(start);
+                if w.conn.is_autocommit() {
+                    began = None;
+                    reply(None);
+                    continue;
+                }
+            } else {
+                let _ = run(&w.conn, "ROLLBACK TO op");
+                w.undo(before);
+            }
         }
-        if !w.conn.is_autocommit() {
+        if !first && !w.conn.is_autocommit() {
             let _ = run(&w.conn, "RELEASE op");
         }
         if w.conn.is_autocommit() {
