@@ -9,7 +9,7 @@ use tracing::debug;
 
 use super::Queue;
 use crate::config::WebConfig;
-use crate::store::history::{Change, Delivery, DeliveryState, Retention, Update, http_url};
+use crate::store::history::{Change, Delivery, DeliveryState, Derived, Retention, Update};
 use crate::store::inbox::Inboxed;
 use crate::store::{Admission, Admitted, Job, NewJob, Store, StoreError};
 use crate::webhook::Notification;
@@ -34,18 +34,6 @@ pub(crate) fn kept(n: &Notification) -> Notification {
     crate::store::history::kept(n)
 }
 
-/// The first `max` distinct values, sorted.
-fn distinct(values: impl Iterator<Item = String>, max: usize) -> Vec<String> {
-    let mut set = std::collections::BTreeSet::new();
-    for v in values {
-        if set.len() == max {
-            break;
-        }
-        set.insert(v);
-    }
-    set.into_iter().collect()
-}
-
 /// A fresh record of one delivery of `n`.
 pub fn record(
     receiver: &str,
@@ -55,26 +43,23 @@ pub fn record(
     state: DeliveryState,
     accepted_at: DateTime<Utc>,
 ) -> Delivery {
-    let alertnames = distinct(
-        n.alerts
-            .iter()
-            .filter_map(|a| a.labels.get("alertname").cloned()),
-        RECORD_ALERTS,
-    );
-    let generator_urls = distinct(
-        n.alerts.iter().filter_map(|a| http_url(&a.generator_url)),
-        RECORD_ALERTS,
-    );
+    let Derived {
+        group_key,
+        status,
+        alertnames,
+        external_url,
+        generator_urls,
+    } = Derived::of(n);
     Delivery {
         id: 0,
         job: None,
         receiver: receiver.to_string(),
         kind: kind.to_string(),
         integration: integration.to_string(),
-        group_key: n.group_key.clone(),
-        status: n.status.as_str().to_string(),
+        group_key,
+        status,
         alertnames,
-        external_url: http_url(&n.external_url),
+        external_url,
         generator_urls,
         state,
         attempts: 0,

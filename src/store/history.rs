@@ -244,6 +244,70 @@ impl Delivery {
     }
 }
 
+/// What a record shows of its notification: one value each for its columns, so that a
+/// record can be stored without them and read back with them ([`Derived::of`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Derived {
+    pub group_key: String,
+    pub status: String,
+    pub alertnames: Vec<String>,
+    pub external_url: Option<String>,
+    pub generator_urls: Vec<String>,
+}
+
+impl Derived {
+    /// What a fresh record of `n` shows: its group key and status, the first
+    /// [`RECORD_ALERTS`] distinct `alertname`s and http(s) `generatorURL`s (sorted), its
+    /// http(s) `externalURL`.
+    pub fn of(n: &Notification) -> Derived {
+        Derived {
+            group_key: n.group_key.clone(),
+            status: n.status.as_str().to_string(),
+            alertnames: distinct(
+                n.alerts
+                    .iter()
+                    .filter_map(|a| a.labels.get("alertname").cloned()),
+                RECORD_ALERTS,
+            ),
+            external_url: http_url(&n.external_url),
+            generator_urls: distinct(
+                n.alerts.iter().filter_map(|a| http_url(&a.generator_url)),
+                RECORD_ALERTS,
+            ),
+        }
+    }
+
+    /// Whether `d` shows exactly this.
+    pub fn shown_by(&self, d: &Delivery) -> bool {
+        self.group_key == d.group_key
+            && self.status == d.status
+            && self.alertnames == d.alertnames
+            && self.external_url == d.external_url
+            && self.generator_urls == d.generator_urls
+    }
+
+    /// `d` showing this.
+    pub fn show_in(self, d: &mut Delivery) {
+        d.group_key = self.group_key;
+        d.status = self.status;
+        d.alertnames = self.alertnames;
+        d.external_url = self.external_url;
+        d.generator_urls = self.generator_urls;
+    }
+}
+
+/// The first `max` distinct values, sorted.
+fn distinct(values: impl Iterator<Item = String>, max: usize) -> Vec<String> {
+    let mut set = std::collections::BTreeSet::new();
+    for v in values {
+        if set.len() == max {
+            break;
+        }
+        set.insert(v);
+    }
+    set.into_iter().collect()
+}
+
 /// Only http and https links are kept: a page links to them.
 pub fn http_url(u: &str) -> Option<String> {
     let t = u.trim();

@@ -12,7 +12,9 @@ use rusqlite::{Connection, OptionalExtension, params};
 use super::bodies;
 use super::{SqliteStore, Writer, db, ms};
 use crate::store::StoreError;
-use crate::store::history::{Delivery, DeliveryState, HistoryFilter, Retention, Update, kept};
+use crate::store::history::{
+    Delivery, DeliveryState, Derived, HistoryFilter, Retention, Update, kept,
+};
 
 pub(super) const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS history (
@@ -48,10 +50,18 @@ pub(super) struct Encoded {
     notification: Option<String>,
     /// The body the record reads instead of a notification of its own.
     body: Option<i64>,
+    /// Whether what the record shows of its notification is what [`Derived::of`] it gives, so
+    /// that a row reading its body can be stored without it ([`Slim`]).
+    derived: bool,
 }
 
 impl Encoded {
     pub(super) fn new(mut record: Delivery) -> Result<Encoded, StoreError> {
+        // Fewer alerts than a record keeps: the notification is whole, the same as its body.
+        let derived = record.notification.as_ref().is_some_and(|n| {
+            n.alerts.len() < crate::store::history::RECORD_ALERTS
+                && Derived::of(n).shown_by(&record)
+        });
         let notification = record
             .notification
             .take()
@@ -62,6 +72,7 @@ impl Encoded {
             record,
             notification,
             body: None,
+            derived,
         })
     }
 
@@ -81,10 +92,12 @@ impl Encoded {
         } else {
             self.notification
         };
+        let derived = self.derived;
         crate::store::history::of_admission(self.record, a).map(|record| Encoded {
             record,
             notification,
             body,
+            derived,
         })
     }
 }
@@ -92,10 +105,16 @@ impl Encoded {
 /// The record's JSON without its notification, which has a column of its own (written with
 /// the row; an update leaves it as it is), and that notification's JSON when the record held
 /// one (a row written before the column existed, read back whole).
-fn encode(d: &mut Delivery) -> Result<(String, Option<String>), StoreError> {
+/// `slim`: the row reads a body whose notification gives what the record shows of it.
+fn encode(d: &mut Delivery, slim: bool) -> Result<(String, Option<String>), StoreError> {
     let err = |e: serde_json::Error| StoreError::Db(e.to_string());
     let n = d.notification.take();
-    let record = serde_json::to_string(d).map_err(err);
+    let record = if slim {
+        serde_json::to_string(&Slim::of(d))
+    } else {
+        serde_json::to_string(d)
+    }
+    .map_err(err);
     let notification = n
         .as_ref()
         .map(serde_json::to_string)
@@ -110,15 +129,104 @@ fn decode(id: i64, raw: &str, notification: Option<&str>) -> Result<Delivery, St
         id,
         message: e.to_string(),
     };
-    let mut d: Delivery = serde_json::from_str(raw).map_err(corrupt)?;
+    let slim = Slim::is(raw);
+    let mut d: Delivery = if slim {
+        serde_json::from_str::<Slim<'_>>(raw)
+            .map_err(corrupt)?
+            .delivery()
+    } else {
+        serde_json::from_str(raw).map_err(corrupt)?
+    };
     if let Some(n) = notification {
         // A body holds the whole notification: the record keeps a bounded part of it.
         let n: crate::webhook::Notification = serde_json::from_str(n).map_err(corrupt)?;
+        if slim {
+            Derived::of(&n).show_in(&mut d);
+        }
         d.notification = Some(kept(&n));
     }
     // The row's id is the truth: a record is written once with its row, before the row has one.
     d.id = id;
     Ok(d)
+}
+
+/// A record as a row that reads a body holds it: without what that body's notification shows
+/// ([`Derived`]: group key, status, alertnames, links; about 330 of a record's 630 bytes,
+/// written once when the delivery is queued and again at each change), taken from the body
+/// when read. Its first field marks it; older rows and rows with their own notification hold
+/// the whole [`Delivery`].
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Slim<'a> {
+    derived: bool,
+    job: Option<i64>,
+    #[serde(borrow)]
+    receiver: std::borrow::Cow<'a, str>,
+    #[serde(borrow)]
+    kind: std::borrow::Cow<'a, str>,
+    #[serde(borrow)]
+    integration: std::borrow::Cow<'a, str>,
+    state: DeliveryState,
+    attempts: u32,
+    accepted_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+    sent_at: Option<DateTime<Utc>>,
+    next_attempt: Option<DateTime<Utc>>,
+    last_error: Option<String>,
+    digest: Option<i64>,
+    merged: Option<u64>,
+}
+
+impl<'a> Slim<'a> {
+    const MARK: &'static str = r#"{"derived":true"#;
+
+    fn is(raw: &str) -> bool {
+        raw.starts_with(Self::MARK)
+    }
+
+    fn of(d: &'a Delivery) -> Slim<'a> {
+        Slim {
+            derived: true,
+            job: d.job,
+            receiver: d.receiver.as_str().into(),
+            kind: d.kind.as_str().into(),
+            integration: d.integration.as_str().into(),
+            state: d.state,
+            attempts: d.attempts,
+            accepted_at: d.accepted_at,
+            updated_at: d.updated_at,
+            sent_at: d.sent_at,
+            next_attempt: d.next_attempt,
+            last_error: d.last_error.clone(),
+            digest: d.digest,
+            merged: d.merged,
+        }
+    }
+
+    /// The record, without what its notification shows until that is read.
+    fn delivery(self) -> Delivery {
+        Delivery {
+            id: 0,
+            job: self.job,
+            receiver: self.receiver.into_owned(),
+            kind: self.kind.into_owned(),
+            integration: self.integration.into_owned(),
+            group_key: String::new(),
+            status: String::new(),
+            alertnames: Vec::new(),
+            external_url: None,
+            generator_urls: Vec::new(),
+            state: self.state,
+            attempts: self.attempts,
+            accepted_at: self.accepted_at,
+            updated_at: self.updated_at,
+            sent_at: self.sent_at,
+            next_attempt: self.next_attempt,
+            last_error: self.last_error,
+            digest: self.digest,
+            merged: self.merged,
+            notification: None,
+        }
+    }
 }
 
 /// The columns [`decode`] reads, in its order (from `history h LEFT JOIN bodies b`).
@@ -144,7 +252,7 @@ fn adoptable_flag(d: &Delivery) -> i64 {
 /// Inserts a record, JSON and all, in one statement; its id is the row's.
 fn insert(w: &mut Writer, e: &mut Encoded) -> Result<i64, StoreError> {
     let d = &mut e.record;
-    let (record, held) = encode(d)?;
+    let (record, held) = encode(d, e.body.is_some() && e.derived)?;
     w.conn
         .prepare_cached(
             "INSERT INTO history (job, receiver, integration, state, alertnames, adoptable, accepted_at, record, notification, body)
@@ -175,8 +283,9 @@ fn insert(w: &mut Writer, e: &mut Encoded) -> Result<i64, StoreError> {
     Ok(d.id)
 }
 
-fn write(conn: &Connection, d: &mut Delivery) -> Result<(), StoreError> {
-    let (record, notification) = encode(d)?;
+/// `slim`: the row holds a [`Slim`] record (see [`encode`]).
+fn write(conn: &Connection, d: &mut Delivery, slim: bool) -> Result<(), StoreError> {
+    let (record, notification) = encode(d, slim)?;
     conn.prepare_cached(
         "UPDATE history SET job = ?2, state = ?3, adoptable = ?4, record = ?5,
            notification = coalesce(?6, notification) WHERE id = ?1",
@@ -315,8 +424,9 @@ fn delete_returning_bodies(
     Ok(gone.len() as u64)
 }
 
-/// The newest record of a job, without its notification (an update leaves that column alone).
-fn newest_of_job(conn: &Connection, job: i64) -> Result<Option<Delivery>, StoreError> {
+/// The newest record of a job, without its notification (an update leaves that column alone),
+/// and whether its row holds it [`Slim`].
+fn newest_of_job(conn: &Connection, job: i64) -> Result<Option<(Delivery, bool)>, StoreError> {
     let row: Option<(i64, String)> = conn
         .prepare_cached("SELECT id, record FROM history WHERE job = ?1 ORDER BY id DESC LIMIT 1")
         .and_then(|mut s| {
@@ -324,11 +434,13 @@ fn newest_of_job(conn: &Connection, job: i64) -> Result<Option<Delivery>, StoreE
                 .optional()
         })
         .map_err(db)?;
-    row.map(|(id, raw)| decode(id, &raw, None)).transpose()
+    row.map(|(id, raw)| Ok((decode(id, &raw, None)?, Slim::is(&raw))))
+        .transpose()
 }
 
-/// A digest's record waiting for its job, without its notification.
-fn adoptable(conn: &Connection, d: &Delivery) -> Result<Option<Delivery>, StoreError> {
+/// A digest's record waiting for its job, without its notification, and whether its row
+/// holds it [`Slim`].
+fn adoptable(conn: &Connection, d: &Delivery) -> Result<Option<(Delivery, bool)>, StoreError> {
     let row: Option<(i64, String)> = conn
         .prepare_cached(
             "SELECT id, record FROM history WHERE receiver = ?1 AND integration = ?2 AND adoptable = 1
@@ -341,7 +453,8 @@ fn adoptable(conn: &Connection, d: &Delivery) -> Result<Option<Delivery>, StoreE
             .optional()
         })
         .map_err(db)?;
-    row.map(|(id, raw)| decode(id, &raw, None)).transpose()
+    row.map(|(id, raw)| Ok((decode(id, &raw, None)?, Slim::is(&raw))))
+        .transpose()
 }
 
 /// [`SqliteStore::history_add`] inside a transaction already begun (the admission's, or its
@@ -357,7 +470,7 @@ pub(super) fn add(
         // The worker got there first (it delivered before the accept path recorded the job):
         // its record is the newer truth.
         if let Some(job) = e.record.job
-            && let Some(found) = newest_of_job(&w.conn, job)?
+            && let Some((found, _)) = newest_of_job(&w.conn, job)?
         {
             ids.push(found.id);
             continue;
@@ -378,18 +491,18 @@ pub(super) fn update_in(
 ) -> Result<(), StoreError> {
     let mut inserted = false;
     for u in updates {
-        if let Some(mut d) = newest_of_job(&w.conn, u.job)? {
+        if let Some((mut d, slim)) = newest_of_job(&w.conn, u.job)? {
             d.apply(&u.change, now);
-            write(&w.conn, &mut d)?;
+            write(&w.conn, &mut d, slim)?;
             continue;
         }
         let Some(mut fresh) = u.or_insert else {
             continue;
         };
-        if let Some(mut d) = adoptable(&w.conn, &fresh)? {
+        if let Some((mut d, slim)) = adoptable(&w.conn, &fresh)? {
             d.job = Some(u.job);
             d.apply(&u.change, now);
-            write(&w.conn, &mut d)?;
+            write(&w.conn, &mut d, slim)?;
             continue;
         }
         fresh.job = Some(u.job);

@@ -751,6 +751,114 @@ async fn history_past_its_maximum_is_pruned_in_runs_before_the_next_batch() {
     assert_eq!(kept, ids[9..]);
 }
 
+/// A queued delivery's record is stored without what its body shows (group key, status,
+/// alertnames, links) and reads back whole, after a change too; a record whose notification
+/// has as many alerts as a record keeps is stored whole.
+#[tokio::test]
+async fn a_record_reading_a_body_is_stored_without_what_the_body_shows() {
+    use crate::store::history::{Change, DeliveryState, HistoryFilter, Retention, Update};
+    use std::sync::Arc;
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path(), 100, true).unwrap();
+    let now = Utc::now();
+    let keep = Retention {
+        max_age: std::time::Duration::from_secs(3600),
+        max: 100,
+    };
+    let small = Arc::new(crate::webhook::sample_notification());
+    let mut large = crate::webhook::sample_notification();
+    let one = large.alerts[0].clone();
+    large.alerts = (0..crate::store::history::RECORD_ALERTS)
+        .map(|i| {
+            let mut a = one.clone();
+            a.labels.insert("alertname".into(), format!("A{i}"));
+            a.generator_url = format!("http://prometheus/graph?g{i}");
+            a
+        })
+        .collect();
+    let large = Arc::new(large);
+    let made = |integration: &str, n: &crate::webhook::Notification| {
+        crate::delivery::history::record("a", "console", integration, n, DeliveryState::Queued, now)
+    };
+    assert!(!made("i-1", &small).generator_urls.is_empty());
+    assert!(made("i-1", &small).external_url.is_some());
+    let (admitted, failed) = store
+        .admit_recorded(
+            vec![
+                Admission::of(job_of("i-1", &small)),
+                Admission::of(job_of("i-2", &large)),
+            ],
+            vec![made("i-1", &small), made("i-2", &large)],
+            keep,
+            now,
+        )
+        .await
+        .unwrap();
+    assert!(failed.is_none());
+    let Admitted::Queued { id: first, .. } = admitted[0] else {
+        panic!("queued: {admitted:?}")
+    };
+    let raw = || async {
+        store
+            .call(|w| {
+                let mut s = w
+                    .conn
+                    .prepare("SELECT record FROM history ORDER BY id")
+                    .map_err(db)?;
+                let rows = s
+                    .query_map([], |r| r.get::<_, String>(0))
+                    .map_err(db)?
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(db)?;
+                Ok(rows)
+            })
+            .await
+            .unwrap()
+    };
+    let rows = raw().await;
+    assert!(rows[0].starts_with(r#"{"derived":true"#), "{}", rows[0]);
+    assert!(!rows[0].contains("generator_urls"));
+    assert!(
+        !rows[1].starts_with(r#"{"derived""#),
+        "kept whole: {}",
+        rows[1]
+    );
+    assert!(rows[1].contains("generator_urls"));
+    let all = HistoryFilter {
+        receiver: None,
+        state: None,
+        alertname: None,
+        limit: 10,
+    };
+    let shown = |d: &Delivery| {
+        (
+            d.group_key.clone(),
+            d.status.clone(),
+            d.alertnames.clone(),
+            d.external_url.clone(),
+            d.generator_urls.clone(),
+        )
+    };
+    let expect = |n: &crate::webhook::Notification| shown(&made("x", n));
+    let read = store.history(all.clone()).await.unwrap();
+    let by = |i: &str| read.iter().find(|d| d.integration == i).unwrap().clone();
+    assert_eq!(shown(&by("i-1")), expect(&small));
+    assert_eq!(shown(&by("i-2")), expect(&large));
+    assert_eq!(by("i-1").job, Some(first));
+    // A change rewrites the record, still without what the body shows.
+    let sent = Update {
+        job: first,
+        change: Change::Sent { attempts: 1 },
+        or_insert: None,
+    };
+    store.history_update(vec![sent], keep, now).await.unwrap();
+    assert!(raw().await[0].starts_with(r#"{"derived":true"#));
+    let read = store.history(all).await.unwrap();
+    let d = read.iter().find(|d| d.integration == "i-1").unwrap();
+    assert_eq!(d.state, DeliveryState::Sent);
+    assert_eq!(shown(d), expect(&small));
+}
+
 /// A queued delivery's history record reads its job's body instead of a copy (the row holds
 /// no notification of its own) and shows it; a suppressed duplicate's record holds its own.
 /// The body outlives the job while its record is kept, and goes when the record is pruned.
