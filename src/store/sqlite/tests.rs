@@ -10,6 +10,14 @@ use super::*;
 use crate::store::history::Delivery;
 use crate::store::{Admission, Admitted, Mark, NewJob, Store};
 
+/// History bounds: an hour, and at most `max` records.
+fn kept_an_hour(max: usize) -> crate::store::history::Retention {
+    crate::store::history::Retention {
+        max_age: std::time::Duration::from_secs(3600),
+        max,
+    }
+}
+
 fn job(receiver: &str) -> NewJob {
     NewJob {
         receiver: receiver.into(),
@@ -183,13 +191,10 @@ async fn jobs_round_trip_capacity_holds_and_inflight_is_reclaimed_on_reopen() {
 /// back the whole batch: the webhooks committed with it were refused.
 #[tokio::test]
 async fn marking_hundreds_of_merged_deliveries_commits_with_its_batch() {
-    use crate::store::history::{Change, Delivery, DeliveryState, Retention, Update};
+    use crate::store::history::{Change, Delivery, DeliveryState, Update};
     let dir = tempfile::tempdir().unwrap();
     let store = SqliteStore::open(dir.path(), 100_000, true).unwrap();
-    let keep = Retention {
-        max_age: std::time::Duration::from_secs(3600),
-        max: 10_000,
-    };
+    let keep = kept_an_hour(10_000);
     let now = Utc::now();
     let base = crate::webhook::sample_notification();
     let mut n = base.without_alerts();
@@ -246,17 +251,27 @@ async fn marking_hundreds_of_merged_deliveries_commits_with_its_batch() {
     assert_eq!(store.history(merged).await.unwrap().len(), 400);
 }
 
-/// When SQLite rolls a batch's transaction back in the middle (an I/O error, a full disk
-/// inside a statement), the requests before lose their writes and are told so, the
-/// requests after are committed in a transaction of their own, and the writer's counts
-/// and claims follow what the file holds.
-#[tokio::test]
-async fn the_writer_follows_a_transaction_sqlite_rolled_back() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = SqliteStore::open(dir.path(), 2, true).unwrap();
-    let x = store.enqueue(vec![job("x")]).await.unwrap()[0];
-    assert_eq!(store.claim(Utc::now(), 10).await.unwrap()[0].id, x);
-    // The writer held while the batch is queued, so that it takes the four at once.
+/// The receivers of every job claimed now, sorted.
+async fn claimed_receivers(store: &SqliteStore) -> Vec<String> {
+    let mut claimed: Vec<String> = store
+        .claim(Utc::now(), 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|j| j.receiver)
+        .collect();
+    claimed.sort();
+    claimed
+}
+
+/// Holds the writer in a request of its own until the sender is used (or dropped), so that
+/// the requests sent meanwhile are taken in one batch; the handle ends with that request.
+async fn hold_writer(
+    store: &SqliteStore,
+) -> (
+    std::sync::mpsc::Sender<()>,
+    tokio::task::JoinHandle<Result<(), StoreError>>,
+) {
     let (hold, held) = std::sync::mpsc::channel::<()>();
     let (running, started) = oneshot::channel::<()>();
     let blocker = {
@@ -272,6 +287,21 @@ async fn the_writer_follows_a_transaction_sqlite_rolled_back() {
         })
     };
     started.await.unwrap();
+    (hold, blocker)
+}
+
+/// When SQLite rolls a batch's transaction back in the middle (an I/O error, a full disk
+/// inside a statement), the requests before lose their writes and are told so, the
+/// requests after are committed in a transaction of their own, and the writer's counts
+/// and claims follow what the file holds.
+#[tokio::test]
+async fn the_writer_follows_a_transaction_sqlite_rolled_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path(), 2, true).unwrap();
+    let x = store.enqueue(vec![job("x")]).await.unwrap()[0];
+    assert_eq!(store.claim(Utc::now(), 10).await.unwrap()[0].id, x);
+    // The writer held while the batch is queued, so that it takes the four at once.
+    let (hold, blocker) = hold_writer(&store).await;
     let tx = store.tx.clone();
     type Request = Box<dyn FnOnce(&mut Writer) -> Result<(), StoreError> + Send>;
     let send = |f: Request| {
@@ -319,15 +349,7 @@ async fn the_writer_follows_a_transaction_sqlite_rolled_back() {
     ));
     drop(store);
     let store = SqliteStore::open(dir.path(), 10, true).unwrap();
-    let mut left: Vec<String> = store
-        .claim(Utc::now(), 10)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|j| j.receiver)
-        .collect();
-    left.sort();
-    assert_eq!(left, ["c", "x"]);
+    assert_eq!(claimed_receivers(&store).await, ["c", "x"]);
 }
 
 /// A request sent to go first runs first in its batch, without a savepoint (its pages are not
@@ -337,21 +359,7 @@ async fn the_writer_follows_a_transaction_sqlite_rolled_back() {
 async fn a_request_that_goes_first_runs_without_a_savepoint_and_fails_alone() {
     let dir = tempfile::tempdir().unwrap();
     let store = SqliteStore::open(dir.path(), 3, true).unwrap();
-    let (hold, held) = std::sync::mpsc::channel::<()>();
-    let (running, started) = oneshot::channel::<()>();
-    let blocker = {
-        let store = store.clone();
-        tokio::spawn(async move {
-            store
-                .call(move |_| {
-                    let _ = running.send(());
-                    let _ = held.recv();
-                    Ok(())
-                })
-                .await
-        })
-    };
-    started.await.unwrap();
+    let (hold, blocker) = hold_writer(&store).await;
     // Each request in the order run, and whether it ran inside a savepoint of its own.
     let order = std::sync::Arc::new(std::sync::Mutex::new(Vec::<(&str, bool)>::new()));
     let tx = store.tx.clone();
@@ -390,15 +398,7 @@ async fn a_request_that_goes_first_runs_without_a_savepoint_and_fails_alone() {
         [("first", false), ("a", false), ("c", true)]
     );
     // "first" left nothing: a and c are queued, and one more job fits the capacity of 3.
-    let mut claimed: Vec<String> = store
-        .claim(Utc::now(), 10)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|j| j.receiver)
-        .collect();
-    claimed.sort();
-    assert_eq!(claimed, ["a", "c"]);
+    assert_eq!(claimed_receivers(&store).await, ["a", "c"]);
     store.enqueue(vec![job("d")]).await.unwrap();
     assert!(matches!(
         store.enqueue(vec![job("e")]).await,
@@ -518,16 +518,13 @@ async fn a_full_queue_undoes_the_state_taken() {
 /// refused) neither, and the job is not handed out again meanwhile.
 #[tokio::test]
 async fn an_outcome_and_its_history_record_commit_together() {
-    use crate::store::history::{Change, DeliveryState, HistoryFilter, Outcome, Retention, Update};
+    use crate::store::history::{Change, DeliveryState, HistoryFilter, Outcome, Update};
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path(), 100).unwrap();
     let Store::Sqlite(sqlite) = &store else {
         unreachable!()
     };
-    let keep = Retention {
-        max_age: std::time::Duration::from_secs(3600),
-        max: 100,
-    };
+    let keep = kept_an_hour(100);
     let id = store.enqueue(vec![job("a")]).await.unwrap()[0];
     // After the job's `not_before` (its acceptance), so that it is due.
     let now = Utc::now();
@@ -715,14 +712,11 @@ async fn jobs_of_one_notification_share_one_body() {
 /// later request has run, and a run of old pages is freed at once.
 #[tokio::test]
 async fn history_past_its_maximum_is_pruned_in_runs_before_the_next_batch() {
-    use crate::store::history::{HistoryFilter, Retention};
+    use crate::store::history::HistoryFilter;
     let dir = tempfile::tempdir().unwrap();
     let store = SqliteStore::open(dir.path(), 100, true).unwrap();
     let now = Utc::now();
-    let keep = Retention {
-        max_age: std::time::Duration::from_secs(3600),
-        max: 32,
-    };
+    let keep = kept_an_hour(32);
     let n = std::sync::Arc::new(crate::webhook::sample_notification());
     let mut ids = Vec::new();
     for i in 0..40 {
@@ -756,15 +750,12 @@ async fn history_past_its_maximum_is_pruned_in_runs_before_the_next_batch() {
 /// has as many alerts as a record keeps is stored whole.
 #[tokio::test]
 async fn a_record_reading_a_body_is_stored_without_what_the_body_shows() {
-    use crate::store::history::{Change, DeliveryState, HistoryFilter, Retention, Update};
+    use crate::store::history::{Change, DeliveryState, HistoryFilter, Update};
     use std::sync::Arc;
     let dir = tempfile::tempdir().unwrap();
     let store = SqliteStore::open(dir.path(), 100, true).unwrap();
     let now = Utc::now();
-    let keep = Retention {
-        max_age: std::time::Duration::from_secs(3600),
-        max: 100,
-    };
+    let keep = kept_an_hour(100);
     let small = Arc::new(crate::webhook::sample_notification());
     let mut large = crate::webhook::sample_notification();
     let one = large.alerts[0].clone();
@@ -869,10 +860,7 @@ async fn a_queued_deliverys_record_reads_its_jobs_body() {
     let dir = tempfile::tempdir().unwrap();
     let store = SqliteStore::open(dir.path(), 100, true).unwrap();
     let now = Utc::now();
-    let keep = Retention {
-        max_age: std::time::Duration::from_secs(3600),
-        max: 100,
-    };
+    let keep = kept_an_hour(100);
     let n = Arc::new(crate::webhook::sample_notification());
     let record = |integration: &str| queued_record(integration, &n, now);
     let marked = |integration: &str| {
@@ -1460,13 +1448,10 @@ async fn a_limit_bound_anew_does_not_recompile_the_statement() {
 /// second leaves an aged record, the first write a second later takes it away.
 #[tokio::test]
 async fn aged_records_go_with_the_first_write_a_second_later() {
-    use crate::store::history::{HistoryFilter, Retention};
+    use crate::store::history::HistoryFilter;
     let dir = tempfile::tempdir().unwrap();
     let store = SqliteStore::open(dir.path(), 100, true).unwrap();
-    let keep = Retention {
-        max_age: std::time::Duration::from_secs(3600),
-        max: 100,
-    };
+    let keep = kept_an_hour(100);
     let n = crate::webhook::sample_notification();
     let t0 = Utc::now();
     let at = |t: DateTime<Utc>| queued_record("i-1", &n, t);
@@ -1513,7 +1498,6 @@ async fn aged_records_go_with_the_first_write_a_second_later() {
 /// as appended reads that body (no second copy), and a body no job took is deleted.
 #[tokio::test]
 async fn appended_webhooks_are_routed_once_and_jobs_read_their_body() {
-    use crate::store::history::Retention;
     use std::sync::Arc;
     let dir = tempfile::tempdir().unwrap();
     let store = Store::Sqlite(SqliteStore::open(dir.path(), 100, true).unwrap());
@@ -1547,10 +1531,7 @@ async fn appended_webhooks_are_routed_once_and_jobs_read_their_body() {
         Admission::of(job_of("i-2", &n)),
     ];
     let records = vec![queued_record("i-1", &n, now), queued_record("i-2", &n, now)];
-    let keep = Retention {
-        max_age: std::time::Duration::from_secs(3600),
-        max: 100,
-    };
+    let keep = kept_an_hour(100);
     let (admitted, failed) = store
         .admit_inboxed(&taken, admissions, records, keep, now)
         .await
@@ -1577,7 +1558,6 @@ async fn appended_webhooks_are_routed_once_and_jobs_read_their_body() {
 /// (503), across a restart too, and a routing that cannot be stored leaves it appended.
 #[tokio::test]
 async fn appended_webhooks_count_against_capacity_and_survive_a_failed_routing() {
-    use crate::store::history::Retention;
     use std::sync::Arc;
     let dir = tempfile::tempdir().unwrap();
     let n = crate::webhook::sample_notification();
@@ -1603,10 +1583,7 @@ async fn appended_webhooks_count_against_capacity_and_survive_a_failed_routing()
     let three = (0..3)
         .map(|i| Admission::of(job_of(&format!("i-{i}"), &shared)))
         .collect();
-    let keep = Retention {
-        max_age: std::time::Duration::from_secs(3600),
-        max: 100,
-    };
+    let keep = kept_an_hour(100);
     assert!(matches!(
         store
             .admit_inboxed(&taken, three, Vec::new(), keep, now)
