@@ -768,8 +768,11 @@ async fn a_record_reading_a_body_is_stored_without_what_the_body_shows() {
         })
         .collect();
     let large = Arc::new(large);
+    // A fresh record, showing what its notification gives as the accept path's records do.
     let made = |integration: &str, n: &crate::webhook::Notification| {
-        crate::delivery::history::record("a", "console", integration, n, DeliveryState::Queued, now)
+        let mut d = queued_record(integration, n, now);
+        crate::store::history::Derived::of(n).show_in(&mut d);
+        d
     };
     assert!(!made("i-1", &small).generator_urls.is_empty());
     assert!(made("i-1", &small).external_url.is_some());
