@@ -116,14 +116,7 @@ async fn same_payload_posted_twice_at_once_is_sent_once() {
     assert_eq!(summary(&reqs[0]), "🔥【告警】HighCPU");
     only_then_marker(&srv, &mock, 1).await;
     let (_, m) = srv.get("/metrics").await;
-    assert_eq!(
-        metric(
-            &m,
-            r#"alertmanager_wechat_dedupe_suppressed_total{reason="duplicate"}"#
-        ),
-        1.0,
-        "{m}"
-    );
+    assert_eq!(duplicates_suppressed(&m), 1.0, "{m}");
     // Both were received and counted as accepted.
     assert_eq!(
         metric(
@@ -541,14 +534,7 @@ async fn an_appended_webhook_is_answered_then_routed_in_order_with_dedupe() {
     );
     only_then_marker(&srv, &mock, 2).await;
     let (_, m) = srv.get("/metrics").await;
-    assert_eq!(
-        metric(
-            &m,
-            r#"alertmanager_wechat_dedupe_suppressed_total{reason="duplicate"}"#
-        ),
-        1.0,
-        "{m}"
-    );
+    assert_eq!(duplicates_suppressed(&m), 1.0, "{m}");
     assert_eq!(
         metric(&m, "alertmanager_wechat_webhooks_pending"),
         0.0,
@@ -577,4 +563,12 @@ async fn webhooks_appended_before_a_stop_are_routed_at_the_next_start() {
     got.sort();
     assert_eq!(got, ["🔥【告警】Left1", "🔥【告警】Left2"]);
     only_then_marker(&srv, &mock, 2).await;
+}
+
+/// `dedupe_suppressed_total{reason="duplicate"}` in a `/metrics` page.
+fn duplicates_suppressed(m: &str) -> f64 {
+    metric(
+        m,
+        r#"alertmanager_wechat_dedupe_suppressed_total{reason="duplicate"}"#,
+    )
 }
