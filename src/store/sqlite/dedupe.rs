@@ -5,35 +5,32 @@
 //! random place of it, and each commit would write one page per key (six per webhook, most of
 //! the bytes the store wrote). So a key taken is appended to `dedupe_log` (in insertion order:
 //! a group commit writes its last page or two) and held in memory ([`Marks`]) until the log
-//! holds [`MERGE_AT`] keys; then the log is merged into table `dedupe` in key order and
-//! emptied. The merge goes a slice of the key space at a time ([`SLICE`] keys), then empties
-//! the log [`LOG_STEP`] rows at a time, each step in a transaction of its own between two
-//! batches: each page of `dedupe` is still written once for all the keys it takes (the slices
-//! do not overlap), and no batch of webhooks waits for more than one step (the whole merge at
-//! once held every request for ~100 ms, the p99 of a burst).
-//! Each slice also deletes the expired keys of its part of `dedupe` (whose pages it writes
-//! anyway): an index on the expiry would cost each merged key a page write of its own.
+//! holds [`MERGE_AT`] keys; then the log is written out as a new sorted run
+//! ([`super::dedupe_runs`]) and emptied. The run is written a slice of the key space at a time
+//! ([`SLICE`] keys, in key order), then the log is emptied [`LOG_STEP`] rows at a time, each
+//! step in a transaction of its own between two batches: no batch of webhooks waits for more
+//! than one step (the whole merge at once held every request for ~100 ms, the p99 of a burst).
 //! What the memory holds is exactly the log's latest entry per key, and where in the log it is:
 //! it is read back from the log at start (so a kill -9 loses nothing committed, merging or
 //! not), and follows every savepoint and commit that does not stand (see
-//! [`super::writer::Undo`]). Lookups read the memory first, then `dedupe`.
+//! [`super::writer::Undo`]). Lookups read the memory first, then the runs, newest first.
 
 use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{Connection, params};
 
+use super::dedupe_runs::{self, Building, Runs};
 use super::writer::{Writer, run};
 use super::{SqliteStore, db, ms};
 use crate::store::{Mark, StoreError};
 
-/// Keys in the log past which it is merged into `dedupe`: the merge writes each page of
-/// `dedupe` it touches once for all of them, and the memory holds at most about this many
-/// keys (~100 bytes each).
+/// Keys in the log past which it is written out as a run: the memory holds at most about this
+/// many keys (~100 bytes each).
 pub(super) const MERGE_AT: usize = 32 * 1024;
 
-/// Keys merged between two batches at most (about 5 ms of the writer's time): a slice ends at a
-/// key chosen when the merge begins, and keys taken since are merged by the next merge.
+/// Keys written to the run between two batches at most (a few ms of the writer's time): a slice
+/// ends at a key chosen when the merge begins, and keys taken since are merged by the next.
 pub(super) const SLICE: usize = 1024;
 
 /// Rows of the log deleted between two batches once every slice is merged.
@@ -62,11 +59,13 @@ struct Logged {
     seq: i64,
 }
 
-/// A merge under way: the log up to row `upto` goes to `dedupe` a slice at a time, then is
+/// A merge under way: the log up to row `upto` goes to a new run a slice at a time, then is
 /// deleted a step at a time.
 #[derive(Debug)]
 struct Merging {
     upto: i64,
+    /// The run being written (from the first slice on; `None` once sealed).
+    run: Option<Building>,
     /// Where each slice but the first begins, in key order (the first begins before any key,
     /// the last ends after every key).
     starts: Vec<String>,
@@ -83,14 +82,22 @@ pub(super) struct Marks {
     /// What each change since the last commit replaced, oldest first.
     journal: Vec<(String, Option<Logged>)>,
     /// The `now` of the latest admission: entries expired by then are not counted.
-    now: i64,
+    pub(super) now: i64,
     merging: Option<Merging>,
+    /// The state merged out of the log.
+    pub(super) runs: Runs,
 }
 
 impl Marks {
-    /// Reads the log back (at open): the latest entry of each key.
+    /// Reads the runs and the log back (at open): the latest entry of each key the runs do not
+    /// hold yet (rows a sealed run holds are deleted again, should the process have stopped
+    /// before it emptied the log of them).
     pub(super) fn load(conn: &Connection) -> Result<Marks, rusqlite::Error> {
-        let mut marks = Marks::default();
+        let (runs, merged) = Runs::load(conn)?;
+        let mut marks = Marks {
+            runs,
+            ..Marks::default()
+        };
         let mut stmt =
             conn.prepare("SELECT key, value, expires_at, seq FROM dedupe_log ORDER BY seq")?;
         let rows = stmt.query_map([], |r| {
@@ -105,11 +112,25 @@ impl Marks {
                 },
             ))
         })?;
+        let mut emptied = true;
         for row in rows {
             let (key, logged) = row?;
+            if logged.seq <= merged {
+                emptied = false;
+                continue;
+            }
             marks.keys.insert(key, logged);
         }
         drop(stmt);
+        if !emptied {
+            marks.merging = Some(Merging {
+                upto: merged,
+                run: None,
+                starts: Vec::new(),
+                next: 1,
+                deleted: 0,
+            });
+        }
         Ok(marks)
     }
 
@@ -186,49 +207,22 @@ impl SqliteStore {
     pub async fn state_size(&self) -> Result<u64, StoreError> {
         self.call(|w| {
             let now = w.marks.now;
-            let merged = w
-                .conn
-                .query_row(
-                    "SELECT count(*) FROM dedupe WHERE expires_at > ?1",
-                    [now],
-                    |r| r.get::<_, i64>(0),
-                )
-                .map(|n| n.max(0) as u64)
-                .map_err(db)?;
-            // Keys of the log that `dedupe` does not hold live (an older state) too.
-            let mut held = w
-                .conn
-                .prepare_cached("SELECT 1 FROM dedupe WHERE key = ?1 AND expires_at > ?2")
-                .map_err(db)?;
-            let mut unmerged = 0u64;
-            for key in w.marks.live() {
-                if !held.exists(params![key, now]).map_err(db)? {
-                    unmerged += 1;
-                }
+            let mut all = dedupe_runs::all(w)?;
+            for (k, l) in &w.marks.keys {
+                all.insert(k.clone(), l.entry);
             }
-            Ok(merged + unmerged)
+            Ok(all.values().filter(|e| e.expires_at > now).count() as u64)
         })
         .await
     }
 }
 
-/// A key's state: the log's latest entry, else `dedupe`'s (expired or not).
+/// A key's state: the log's latest entry, else the newest run's (expired or not).
 pub(super) fn current(w: &Writer, key: &str) -> Result<Option<Entry>, StoreError> {
     if let Some(l) = w.marks.keys.get(key) {
         return Ok(Some(l.entry));
     }
-    w.conn
-        .prepare_cached("SELECT value, expires_at FROM dedupe WHERE key = ?1")
-        .and_then(|mut s| {
-            s.query_row([key], |r| {
-                Ok(Entry {
-                    value: r.get(0)?,
-                    expires_at: r.get(1)?,
-                })
-            })
-            .optional()
-        })
-        .map_err(db)
+    dedupe_runs::lookup(w, key)
 }
 
 /// Appends a key's new state to the log and holds it.
@@ -289,28 +283,32 @@ pub(super) fn take_or_extend(
     write(w, &m.key, e)
 }
 
-/// Takes the next step of a merge when one is under way or the log holds [`MERGE_AT`] keys, in
-/// a transaction of its own before a batch: a slice of the log merged into `dedupe` (after the
-/// last, the memory forgets what the merge took: `dedupe` holds it), or, once every slice is,
-/// [`LOG_STEP`] rows of what the merge took deleted from the log, oldest first (a restart
-/// meanwhile reads back the rows left, each key's latest among them: what `dedupe` holds). A
-/// step that fails leaves the log, the memory and the merge as they were, to be tried before
-/// the next batch.
-pub(super) fn merge_if_full(w: &mut Writer) {
-    if w.marks.merging.is_none() {
-        if w.marks.keys.len() < MERGE_AT {
-            return;
-        }
+/// Takes the next step of the dedupe state's upkeep, in a transaction of its own before a
+/// batch: when a merge of the log is under way or the log holds [`MERGE_AT`] keys, a slice of
+/// the log written to the new run (after the last, the run is sealed and the memory forgets
+/// what it took), or, once every slice is, [`LOG_STEP`] rows of what it took deleted from the
+/// log, oldest first (a restart meanwhile deletes the rest); otherwise a step of the runs' own
+/// upkeep ([`dedupe_runs::step`]). A step that fails leaves the log and the memory as they
+/// were; a run it was writing is given up (deleted) and the merge begun again.
+pub(super) fn maintain(w: &mut Writer) {
+    if w.marks.merging.is_none() && w.marks.keys.len() >= MERGE_AT {
         w.marks.merging = Some(plan(&w.marks));
     }
     let step = match &w.marks.merging {
         Some(m) if m.next > m.starts.len() => empty_log(w),
-        _ => merge_slice(w),
+        Some(_) => merge_slice(w),
+        None => dedupe_runs::step(w).map(|_| ()),
     };
     if let Err(e) = step {
         tracing::warn!(error = %e, "store: cannot merge the dedupe log; tried again later");
         if !w.conn.is_autocommit() {
             let _ = w.conn.execute_batch("ROLLBACK");
+        }
+        if let Some(m) = &mut w.marks.merging
+            && let Some(run) = m.run.take()
+        {
+            w.marks.runs.gone_run(run);
+            w.marks.merging = None;
         }
     }
 }
@@ -324,6 +322,7 @@ fn plan(marks: &Marks) -> Merging {
     place(&mut keys, 0, &at);
     Merging {
         upto: marks.keys.values().map(|l| l.seq).max().unwrap_or(0),
+        run: None,
         starts: at.iter().map(|&i| keys[i].clone()).collect(),
         next: 0,
         deleted: 0,
@@ -362,13 +361,25 @@ fn empty_log(w: &mut Writer) -> Result<(), StoreError> {
 }
 
 fn merge_slice(w: &mut Writer) -> Result<(), StoreError> {
-    let Some(m) = &w.marks.merging else {
+    let Some(m) = &mut w.marks.merging else {
         return Ok(());
     };
     let (upto, last) = (m.upto, m.next >= m.starts.len());
-    let from = m.next.checked_sub(1).and_then(|i| m.starts.get(i));
-    let to = m.starts.get(m.next);
+    let from = m.next.checked_sub(1).and_then(|i| m.starts.get(i)).cloned();
+    let to = m.starts.get(m.next).cloned();
     let now = w.marks.now;
+    run(&w.conn, "BEGIN IMMEDIATE")?;
+    let mut building = w.marks.merging.as_mut().and_then(|m| m.run.take());
+    let b = match building.as_mut() {
+        Some(b) => b,
+        None => {
+            let keys = w.marks.live().count();
+            match w.marks.runs.begin(&w.conn, upto, keys) {
+                Ok(b) => building.insert(b),
+                Err(e) => return Err(e),
+            }
+        }
+    };
     // The keys of the slice whose latest entry the merge took (a key taken again since has a
     // later one, merged by the next merge), live, in key order.
     let mut keys: Vec<(&String, &Entry)> = w
@@ -378,52 +389,32 @@ fn merge_slice(w: &mut Writer) -> Result<(), StoreError> {
         .filter(|(k, l)| {
             l.seq <= upto
                 && l.entry.expires_at > now
-                && from.is_none_or(|f| *k >= f)
-                && to.is_none_or(|t| *k < t)
+                && from.as_ref().is_none_or(|f| *k >= f)
+                && to.as_ref().is_none_or(|t| *k < t)
         })
         .map(|(k, l)| (k, &l.entry))
         .collect();
     keys.sort_unstable_by(|a, b| a.0.cmp(b.0));
-    run(&w.conn, "BEGIN IMMEDIATE")?;
-    // The slice's expired keys, read along its part of the table's B-tree.
-    let bound = |op: &str, at: usize| format!(" AND key {op} ?{at}");
-    let sql = format!(
-        "DELETE FROM dedupe WHERE expires_at <= ?1{}{}",
-        from.map(|_| bound(">=", 2)).unwrap_or_default(),
-        to.map(|_| bound("<", if from.is_some() { 3 } else { 2 }))
-            .unwrap_or_default()
-    );
-    {
-        let mut expired = w.conn.prepare_cached(&sql).map_err(db)?;
-        let bounds: Vec<&dyn rusqlite::ToSql> = std::iter::once(&now as &dyn rusqlite::ToSql)
-            .chain(from.map(|f| f as &dyn rusqlite::ToSql))
-            .chain(to.map(|t| t as &dyn rusqlite::ToSql))
-            .collect();
-        expired.execute(bounds.as_slice()).map_err(db)?;
-    }
-    {
-        let mut upsert = w
-            .conn
-            .prepare_cached(
-                "INSERT INTO dedupe (key, value, expires_at) VALUES (?1, ?2, ?3)
-                 ON CONFLICT (key) DO UPDATE SET value = excluded.value,
-                   expires_at = excluded.expires_at",
-            )
-            .map_err(db)?;
-        for (key, e) in keys {
-            upsert
-                .execute(params![key, e.value, e.expires_at])
-                .map_err(db)?;
-        }
-    }
-    run(&w.conn, "COMMIT")?;
+    let written = dedupe_runs::append_all(w, b, keys.into_iter())
+        .and_then(|()| if last { b.seal(&w.conn) } else { Ok(()) })
+        .and_then(|()| run(&w.conn, "COMMIT"));
     let _ = w.checkpoint.try_send(());
+    if let Err(e) = written {
+        if let (Some(m), Some(b)) = (&mut w.marks.merging, building) {
+            m.run = Some(b);
+        }
+        return Err(e);
+    }
     if last {
-        // `dedupe` holds what the merge took: the log's rows of it are only deleted from here.
+        // The run holds what the merge took: the log's rows of it are only deleted from here.
+        if let Some(b) = building.take() {
+            w.marks.runs.add_sealed(b);
+        }
         w.marks.keys.retain(|_, l| l.seq > upto);
         w.marks.keys.shrink_to(MERGE_AT);
     }
     if let Some(m) = &mut w.marks.merging {
+        m.run = building;
         m.next += 1;
     }
     Ok(())

@@ -29,6 +29,7 @@ mod chatops;
 mod checkpoint;
 mod counters;
 mod dedupe;
+mod dedupe_runs;
 mod history;
 mod inbox;
 mod incident;

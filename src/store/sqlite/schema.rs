@@ -1,5 +1,5 @@
 //! The tables of the queue, the dedupe state and the counters, and what an older store gets
-//! when it is opened: the columns it lacks, its dedupe table rebuilt without rowids, the
+//! when it is opened: the columns it lacks, its dedupe table moved into a run, the
 //! indexes no longer kept dropped (the history's, chatops' and the bodies' tables are in their
 //! own modules).
 
@@ -27,11 +27,6 @@ CREATE TABLE IF NOT EXISTS jobs (
 );
 CREATE INDEX IF NOT EXISTS jobs_due ON jobs (state, not_before);
 CREATE INDEX IF NOT EXISTS jobs_target ON jobs (receiver, integration, state);
-CREATE TABLE IF NOT EXISTS dedupe (
-    key        TEXT PRIMARY KEY,
-    value      INTEGER NOT NULL,
-    expires_at INTEGER NOT NULL            -- unix milliseconds; absent from then on
-) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS counters (
     key        TEXT PRIMARY KEY,
     value      INTEGER NOT NULL,
@@ -57,20 +52,16 @@ pub(super) fn add_column(
     Ok(())
 }
 
-/// The dedupe state's expiry index, no longer kept: each merged key wrote a page of it besides
-/// the table's own (two fifths of a merge's time); expired keys go as the merge passes their
-/// part of the key space instead ([`super::dedupe`]).
-const DEDUPE_EXPIRY: &str = "DROP INDEX IF EXISTS dedupe_expiry;";
-
 /// Creates what is missing: the tables of every module, and the columns of stores written
 /// before they existed (resolved jobs held for grouping, attempts counted at their start, the
-/// history's notification in a column of its own, the body a job or record reads); rebuilds a
-/// dedupe table with rowids without them; drops the indexes no longer kept.
+/// history's notification in a column of its own, the body a job or record reads); moves an
+/// older dedupe table into a run; drops the indexes no longer kept.
 pub(super) fn create(conn: &Connection) -> Result<(), rusqlite::Error> {
     conn.execute_batch(SCHEMA)?;
     super::bodies::create(conn)?;
     conn.execute_batch(super::inbox::SCHEMA)?;
     conn.execute_batch(super::dedupe::SCHEMA)?;
+    conn.execute_batch(super::dedupe_runs::SCHEMA)?;
     conn.execute_batch(super::chatops::SCHEMA)?;
     conn.execute_batch(super::history::SCHEMA)?;
     for (table, column, decl) in [
@@ -82,8 +73,7 @@ pub(super) fn create(conn: &Connection) -> Result<(), rusqlite::Error> {
     ] {
         add_column(conn, table, column, decl)?;
     }
-    dedupe_without_rowid(conn)?;
-    conn.execute_batch(DEDUPE_EXPIRY)?;
+    dedupe_into_a_run(conn)?;
     conn.execute_batch(super::history::INDEXES)?;
     conn.execute_batch(&control_due())?;
     Ok(())
@@ -100,27 +90,27 @@ fn control_due() -> String {
     )
 }
 
-/// Rebuilds a dedupe table written with rowids (a store from before) as WITHOUT ROWID, its
-/// keys kept, in one transaction.
-fn dedupe_without_rowid(conn: &Connection) -> Result<(), rusqlite::Error> {
-    let sql: String = conn.query_row(
-        "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'dedupe'",
+/// Moves the key-ordered dedupe table of an older store (with rowids or without, and its
+/// expiry index) into a sealed run ([`super::dedupe_runs`]), older than any row of the log,
+/// in one transaction.
+fn dedupe_into_a_run(conn: &Connection) -> Result<(), rusqlite::Error> {
+    let has: bool = conn.query_row(
+        "SELECT count(*) > 0 FROM sqlite_master WHERE type = 'table' AND name = 'dedupe'",
         [],
         |r| r.get(0),
     )?;
-    if sql.to_ascii_uppercase().contains("WITHOUT ROWID") {
+    if !has {
         return Ok(());
     }
     conn.execute_batch(
         "BEGIN IMMEDIATE;
-         CREATE TABLE dedupe_new (
-             key        TEXT PRIMARY KEY,
-             value      INTEGER NOT NULL,
-             expires_at INTEGER NOT NULL
-         ) WITHOUT ROWID;
-         INSERT INTO dedupe_new (key, value, expires_at) SELECT key, value, expires_at FROM dedupe;
+         INSERT INTO dedupe_runs (run, key, value, expires_at)
+             SELECT 1 + (SELECT coalesce(max(run), 0) FROM dedupe_run_list), key, value, expires_at
+             FROM dedupe ORDER BY key;
+         INSERT INTO dedupe_run_list (run, upto, keys, expires_at, state)
+             SELECT run, 0, count(*), max(expires_at), 'sealed' FROM dedupe_runs
+             WHERE run = 1 + (SELECT coalesce(max(run), 0) FROM dedupe_run_list) GROUP BY run;
          DROP TABLE dedupe;
-         ALTER TABLE dedupe_new RENAME TO dedupe;
          COMMIT;",
     )
 }

@@ -929,7 +929,7 @@ async fn a_queued_deliverys_record_reads_its_jobs_body() {
 }
 
 /// A store written by an older version opens: its jobs (their notification in the row), its
-/// history records and its dedupe state read back, the dedupe table is rebuilt without rowids
+/// history records and its dedupe state read back, the dedupe table is moved into a run
 /// (keys kept), the indexes no longer kept are gone, and new jobs go to bodies beside the old.
 #[tokio::test]
 async fn a_store_of_the_older_format_opens_and_moves_forward() {
@@ -1002,7 +1002,9 @@ async fn a_store_of_the_older_format_opens_and_moves_forward() {
             let sql = w
                 .conn
                 .query_row(
-                    "SELECT sql FROM sqlite_master WHERE name = 'dedupe'",
+                    "SELECT (SELECT count(*) FROM sqlite_master WHERE name = 'dedupe')
+                       || ' ' || (SELECT group_concat(key) FROM dedupe_runs)
+                       || ' ' || (SELECT group_concat(state) FROM dedupe_run_list)",
                     [],
                     |r| r.get(0),
                 )
@@ -1020,7 +1022,7 @@ async fn a_store_of_the_older_format_opens_and_moves_forward() {
         })
         .await
         .unwrap();
-    assert!(dedupe.contains("WITHOUT ROWID"), "{dedupe}");
+    assert_eq!(dedupe, "0 dup:old sealed", "the old table is gone, its key in a run");
     assert!(
         !indexes
             .iter()
@@ -1097,7 +1099,7 @@ async fn dedupe_keys_in_the_log_survive_a_reopen_and_follow_a_refused_commit() {
         let merged: i64 = store
             .call(|w| {
                 w.conn
-                    .query_row("SELECT count(*) FROM dedupe", [], |r| r.get(0))
+                    .query_row("SELECT count(*) FROM dedupe_runs", [], |r| r.get(0))
                     .map_err(db)
             })
             .await
@@ -1123,11 +1125,11 @@ async fn dedupe_keys_in_the_log_survive_a_reopen_and_follow_a_refused_commit() {
     assert_eq!(store.state_size().await.unwrap(), 6);
 }
 
-/// Rows of `dedupe` and of `dedupe_log`.
+/// Rows of `dedupe_runs` and of `dedupe_log`.
 async fn dedupe_rows(store: &SqliteStore) -> (usize, usize) {
     let rows = |t: &str| count(store, format!("SELECT count(*) FROM {t}"));
     (
-        rows("dedupe").await as usize,
+        rows("dedupe_runs").await as usize,
         rows("dedupe_log").await as usize,
     )
 }
@@ -1140,7 +1142,7 @@ async fn count(store: &SqliteStore, sql: String) -> i64 {
         .unwrap()
 }
 
-/// Past `MERGE_AT` keys the log is merged into `dedupe` a slice before each batch, and
+/// Past `MERGE_AT` keys the log is written out as a run a slice before each batch, and
 /// emptied of what the merge took by the last slice; every key answers throughout, with the
 /// value it was first taken with; a key taken again during the merge keeps its newer state,
 /// and extending a merged key keeps its value.
@@ -1191,7 +1193,7 @@ async fn the_dedupe_log_is_merged_a_slice_per_batch_once_it_is_full() {
                     .iter()
                     .map(|k| super::dedupe::current(w, k).map(|e| e.map(|e| e.value)))
                     .collect::<Result<Vec<_>, _>>()?;
-                Ok((count("dedupe")?, count("dedupe_log")?, values))
+                Ok((count("dedupe_runs")?, count("dedupe_log")?, values))
             })
             .await
             .unwrap();
@@ -1248,11 +1250,12 @@ fn slice_starts_are_where_a_sort_puts_them() {
     }
 }
 
-/// Expired keys are not counted, and their rows go when a merge passes their part of the
-/// key space: a store written through for a day holds what is live, not every key ever taken.
+/// Expired keys are not counted, and a run whose keys have all expired is deleted: a store
+/// written through for a day holds what is live, not every key ever taken.
 #[tokio::test]
-async fn a_merge_deletes_the_expired_keys_it_passes() {
+async fn a_run_whose_keys_have_all_expired_is_deleted() {
     use super::dedupe::{LOG_STEP, MERGE_AT, SLICE};
+    use super::dedupe_runs::ROWS_STEP;
     let dir = tempfile::tempdir().unwrap();
     let store = SqliteStore::open(dir.path(), usize::MAX, true).unwrap();
     let t0 = Utc::now();
@@ -1268,7 +1271,9 @@ async fn a_merge_deletes_the_expired_keys_it_passes() {
     let merge = |at: DateTime<Utc>| {
         let store = &store;
         async move {
-            for _ in 0..=MERGE_AT / SLICE + MERGE_AT / LOG_STEP as usize {
+            // The log written out and emptied, an expired run marked and deleted.
+            let steps = MERGE_AT / SLICE + MERGE_AT / LOG_STEP as usize + MERGE_AT / ROWS_STEP;
+            for _ in 0..steps + 4 {
                 store.remember(Vec::new(), at).await.unwrap();
             }
         }
@@ -1285,7 +1290,7 @@ async fn a_merge_deletes_the_expired_keys_it_passes() {
     assert_eq!(dedupe_rows(&store).await, (MERGE_AT, 0));
     let old_left = count(
         &store,
-        "SELECT count(*) FROM dedupe WHERE key LIKE 'old:%'".into(),
+        "SELECT count(*) FROM dedupe_runs WHERE key LIKE 'old:%'".into(),
     )
     .await;
     assert_eq!(old_left, 0);

@@ -9,7 +9,7 @@ use rusqlite::Connection;
 use tokio::sync::{mpsc, oneshot};
 
 use super::db;
-use super::dedupe::{Marks, merge_if_full};
+use super::dedupe::{Marks, maintain};
 use crate::store::StoreError;
 
 /// Requests taken into one transaction at most.
@@ -131,7 +131,7 @@ pub(super) fn run_writer(mut w: Writer, mut rx: mpsc::UnboundedReceiver<(Op, Pla
         }
         // Stable: the requests that go first keep their order, and so do the others.
         ops.sort_by_key(|(_, place)| *place != Place::First);
-        merge_if_full(&mut w);
+        maintain(&mut w);
         super::history::prune_if_due(&mut w);
         run_batch(&mut w, ops.into_iter().map(|(op, _)| op).collect());
     }
