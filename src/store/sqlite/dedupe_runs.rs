@@ -90,6 +90,20 @@ impl Bloom {
     }
 }
 
+#[cfg(test)]
+impl Bloom {
+    /// A filter of `keys`, and whether it may hold a key.
+    pub(super) fn of(keys: impl Iterator<Item = String>) -> impl Fn(&str) -> bool {
+        let seed = std::hash::RandomState::new();
+        let keys: Vec<String> = keys.collect();
+        let mut b = Bloom::for_keys(keys.len());
+        for k in &keys {
+            b.insert(seed.hash_one(k));
+        }
+        move |k| b.may_hold(seed.hash_one(k))
+    }
+}
+
 /// A sealed run.
 #[derive(Debug)]
 struct Run {

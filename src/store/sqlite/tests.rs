@@ -1296,6 +1296,128 @@ async fn a_run_whose_keys_have_all_expired_is_deleted() {
     assert_eq!(old_left, 0);
 }
 
+/// The runs' listing: (state, keys) of each, oldest first.
+async fn run_list(store: &SqliteStore) -> Vec<(String, i64)> {
+    store
+        .call(|w| {
+            let mut s = w
+                .conn
+                .prepare("SELECT state, keys FROM dedupe_run_list ORDER BY upto, run")
+                .map_err(db)?;
+            let rows = s
+                .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+                .map_err(db)?
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(db);
+            rows
+        })
+        .await
+        .unwrap()
+}
+
+/// Batches (each after a step of the dedupe state's upkeep) until the runs' listing is `until`.
+async fn settle(
+    store: &SqliteStore,
+    at: DateTime<Utc>,
+    until: impl Fn(&[(String, i64)]) -> bool,
+) {
+    for _ in 0..2_000 {
+        if until(&run_list(store).await) {
+            return;
+        }
+        store.remember(Vec::new(), at).await.unwrap();
+    }
+    panic!("not reached in 2000 batches: {:?}", run_list(store).await);
+}
+
+/// Four runs of one size are merged into one a step per batch: each key keeps its newest
+/// state (a key extended in every run answers until its last expiry), expired keys are left
+/// out, and the runs merged are deleted. A restart in the middle of the merge gives up what
+/// it was writing and loses nothing: the runs' filters are built again from the file, every
+/// key answers, and the merge is done again.
+#[tokio::test]
+async fn four_runs_of_a_size_merge_into_one_keeping_each_keys_newest_state() {
+    use super::dedupe::MERGE_AT;
+    use super::dedupe_runs::FANOUT;
+    let dir = tempfile::tempdir().unwrap();
+    let t0 = Utc::now();
+    let secs = |s: i64| t0 + chrono::Duration::seconds(s);
+    let mark = |key: String, value: i64, expires_at| Mark {
+        key,
+        value,
+        expires_at,
+    };
+    // Each run: its own keys, 8 keys shared by all (extended each time, to a later expiry),
+    // and, in the first, 100 keys that expire within a second.
+    let round = |r: usize| {
+        let mut marks: Vec<Mark> = (0..MERGE_AT - 8 - 100)
+            .map(|i| mark(format!("r{r}:{i:06}"), (r * MERGE_AT + i) as i64, secs(600)))
+            .collect();
+        marks.extend((0..8).map(|j| mark(format!("shared:{j}"), r as i64, secs(100 * (r as i64 + 1)))));
+        marks.extend((0..100).map(|j| mark(format!("short{r}:{j}"), 1, if r == 0 { secs(1) } else { secs(600) })));
+        marks
+    };
+    let probe: Vec<String> = (0..FANOUT)
+        .flat_map(|r| [format!("r{r}:000000"), format!("r{r}:{:06}", MERGE_AT / 2)])
+        .chain((0..8).map(|j| format!("shared:{j}")))
+        .collect();
+    let want: Vec<Option<i64>> = (0..FANOUT)
+        .flat_map(|r| [Some((r * MERGE_AT) as i64), Some((r * MERGE_AT + MERGE_AT / 2) as i64)])
+        .chain((0..8).map(|_| Some(0)))
+        .collect();
+    {
+        let store = SqliteStore::open(dir.path(), usize::MAX, true).unwrap();
+        for r in 0..FANOUT {
+            store.remember(round(r), t0).await.unwrap();
+            // Written out and sealed.
+            settle(&store, t0, |l| {
+                l.len() == r + 1 && l.iter().all(|(s, _)| s == "sealed")
+            })
+            .await;
+        }
+        let later = secs(5);
+        // The four merged: a run being built beside them, part of it written.
+        settle(&store, later, |l| l.iter().any(|(s, _)| s == "building")).await;
+        store.remember(Vec::new(), later).await.unwrap();
+        store.remember(Vec::new(), later).await.unwrap();
+        let l = run_list(&store).await;
+        assert_eq!(l.len(), FANOUT + 1, "{l:?}");
+        let (rows, _) = dedupe_rows(&store).await;
+        assert!(rows > FANOUT * MERGE_AT - 100, "{rows} rows");
+        assert_eq!(store.recall(probe.clone(), later).await.unwrap(), want);
+        // Dropped in the middle of the merge, as a kill would leave it.
+    }
+    let store = SqliteStore::open(dir.path(), usize::MAX, true).unwrap();
+    let later = secs(5);
+    assert_eq!(store.recall(probe.clone(), later).await.unwrap(), want);
+    settle(&store, later, |l| l.len() == 1 && l[0].0 == "sealed").await;
+    let l = run_list(&store).await;
+    // Every key but the 100 expired, once each.
+    let keys = (FANOUT * (MERGE_AT - 8 - 100) + 8 + (FANOUT - 1) * 100) as i64;
+    assert_eq!(l, [("sealed".to_string(), keys)]);
+    assert_eq!(dedupe_rows(&store).await, (keys as usize, 0));
+    assert_eq!(store.recall(probe.clone(), later).await.unwrap(), want);
+    // The shared keys hold the last run's expiry: past the others', they still answer.
+    let shared: Vec<String> = (0..8).map(|j| format!("shared:{j}")).collect();
+    assert_eq!(
+        store.recall(shared.clone(), secs(350)).await.unwrap(),
+        vec![Some(0); 8]
+    );
+    assert_eq!(store.recall(shared, secs(450)).await.unwrap(), vec![None; 8]);
+    assert_eq!(store.state_size().await.unwrap(), keys as u64);
+}
+
+/// A run's filter never misses a key it holds, and lets few absent keys through.
+#[test]
+fn a_runs_filter_holds_its_keys_and_few_others() {
+    let holds = super::dedupe_runs::Bloom::of((0..10_000).map(|i| format!("k:{i}")));
+    assert!((0..10_000).all(|i| holds(&format!("k:{i}"))));
+    let through = (0..10_000)
+        .filter(|i| holds(&format!("absent:{i}")))
+        .count();
+    assert!(through < 300, "{through} of 10000 absent keys let through");
+}
+
 /// A merge cut short by a restart loses nothing: the log is read back whole, the keys merged
 /// already answer the same from either place, and the next merge finishes the work.
 #[tokio::test]
