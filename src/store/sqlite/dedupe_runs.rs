@@ -33,7 +33,7 @@ pub(super) const FANOUT: usize = 4;
 
 /// Rows a step of a merge of runs reads (from all the runs it merges), or deletes of a run
 /// that is gone.
-pub(super) const ROWS_STEP: usize = 4096;
+pub(super) const ROWS_STEP: usize = 2048;
 
 pub(super) const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS dedupe_runs (
@@ -203,7 +203,9 @@ impl Runs {
         )?;
         let mut runs = Runs::default();
         let list: Vec<(i64, i64, i64, i64, String)> = conn
-            .prepare("SELECT run, upto, keys, expires_at, state FROM dedupe_run_list ORDER BY upto, run")?
+            .prepare(
+                "SELECT run, upto, keys, expires_at, state FROM dedupe_run_list ORDER BY upto, run",
+            )?
             .query_map([], |r| {
                 Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
             })?
@@ -415,8 +417,7 @@ pub(super) fn step(w: &mut Writer) -> Result<bool, StoreError> {
         let newest = &w.marks.runs.sealed[n - FANOUT..];
         let t = tier(newest[0].keys);
         if newest.iter().all(|r| tier(r.keys) == t) {
-            let inputs: Vec<(i64, Option<String>)> =
-                newest.iter().map(|r| (r.id, None)).collect();
+            let inputs: Vec<(i64, Option<String>)> = newest.iter().map(|r| (r.id, None)).collect();
             let upto = newest.iter().map(|r| r.upto).max().unwrap_or(0);
             let keys = newest.iter().map(|r| r.keys).sum();
             let out = transaction(w, |w| w.marks.runs.begin(&w.conn, upto, keys))?;
