@@ -7,7 +7,7 @@
 //! the table grew. Here each merge of the log writes a new run instead, its keys in order at
 //! the end of table `dedupe_runs` (each page written once, full), and runs are merged with each
 //! other only when [`FANOUT`] of one size are the newest: a key is rewritten about once per
-//! fourfold growth of the state, not once per merge.
+//! eightfold growth of the state, not once per merge.
 //!
 //! A key's state is the newest run's that holds it (runs are ordered by the log rows they hold,
 //! `upto`). Each run has a Bloom filter in memory (about 10 bits a key, built as the run is
@@ -28,8 +28,9 @@ use super::writer::{Writer, run};
 use super::{db, dedupe::MERGE_AT};
 use crate::store::StoreError;
 
-/// Runs of one size merged into one once this many of them are the newest.
-pub(super) const FANOUT: usize = 4;
+/// Runs of one size merged into one once this many of them are the newest (a key is rewritten
+/// once per eightfold growth of the state).
+pub(super) const FANOUT: usize = 8;
 
 /// Rows a step of a merge of runs reads (from all the runs it merges), or deletes of a run
 /// that is gone.

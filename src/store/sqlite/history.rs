@@ -169,7 +169,6 @@ fn decode(
 /// and rows with their own notification hold the whole [`Delivery`]. Read, no longer written.
 #[derive(serde::Deserialize)]
 struct Slim<'a> {
-    derived: bool,
     job: Option<i64>,
     #[serde(borrow)]
     receiver: std::borrow::Cow<'a, str>,

@@ -1361,13 +1361,13 @@ async fn settle(store: &SqliteStore, at: DateTime<Utc>, until: impl Fn(&[(String
     panic!("not reached in 2000 batches: {:?}", run_list(store).await);
 }
 
-/// Four runs of one size are merged into one a step per batch: each key keeps its newest
+/// `FANOUT` runs of one size are merged into one a step per batch: each key keeps its newest
 /// state (a key extended in every run answers until its last expiry), expired keys are left
 /// out, and the runs merged are deleted. A restart in the middle of the merge gives up what
 /// it was writing and loses nothing: the runs' filters are built again from the file, every
 /// key answers, and the merge is done again.
 #[tokio::test]
-async fn four_runs_of_a_size_merge_into_one_keeping_each_keys_newest_state() {
+async fn runs_of_a_size_merge_into_one_keeping_each_keys_newest_state() {
     use super::dedupe::MERGE_AT;
     use super::dedupe_runs::FANOUT;
     let dir = tempfile::tempdir().unwrap();
@@ -1420,7 +1420,7 @@ async fn four_runs_of_a_size_merge_into_one_keeping_each_keys_newest_state() {
             .await;
         }
         let later = secs(5);
-        // The four merged: a run being built beside them, part of it written.
+        // Merged: a run being built beside them, part of it written.
         settle(&store, later, |l| l.iter().any(|(s, _)| s == "building")).await;
         store.remember(Vec::new(), later).await.unwrap();
         store.remember(Vec::new(), later).await.unwrap();
@@ -1444,11 +1444,17 @@ async fn four_runs_of_a_size_merge_into_one_keeping_each_keys_newest_state() {
     // The shared keys hold the last run's expiry: past the others', they still answer.
     let shared: Vec<String> = (0..8).map(|j| format!("shared:{j}")).collect();
     assert_eq!(
-        store.recall(shared.clone(), secs(350)).await.unwrap(),
+        store
+            .recall(shared.clone(), secs(100 * FANOUT as i64 - 50))
+            .await
+            .unwrap(),
         vec![Some(0); 8]
     );
     assert_eq!(
-        store.recall(shared, secs(450)).await.unwrap(),
+        store
+            .recall(shared, secs(100 * FANOUT as i64 + 50))
+            .await
+            .unwrap(),
         vec![None; 8]
     );
     assert_eq!(store.state_size().await.unwrap(), keys as u64);
