@@ -10,8 +10,9 @@
 //! Layout: this module opens the file and hands requests to the writer; `writer` runs them
 //! (batches, savepoints, the in-memory state that follows the file); `checkpoint` copies the
 //! WAL back; `schema` creates the tables and the columns older stores lack; `jobs` is the
-//! queue; `admit` a webhook's admission; `dedupe` and `counters` their keys; `history` and
-//! `chatops` their tables; `testing` the faults tests inject.
+//! queue; `admit` a webhook's admission; `dedupe` (its log, and `dedupe_runs` what is merged
+//! out of it) and `counters` their keys; `history` and `chatops` their tables; `testing` the
+//! faults tests inject.
 
 use std::collections::HashSet;
 use std::path::Path;

@@ -1343,8 +1343,8 @@ async fn run_list(store: &SqliteStore) -> Vec<(String, i64)> {
                 .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
                 .map_err(db)?
                 .collect::<Result<Vec<_>, _>>()
-                .map_err(db);
-            rows
+                .map_err(db)?;
+            Ok(rows)
         })
         .await
         .unwrap()
@@ -1363,9 +1363,9 @@ async fn settle(store: &SqliteStore, at: DateTime<Utc>, until: impl Fn(&[(String
 
 /// `FANOUT` runs of one size are merged into one a step per batch: each key keeps its newest
 /// state (a key extended in every run answers until its last expiry), expired keys are left
-/// out, and the runs merged are deleted. A restart in the middle of the merge gives up what
-/// it was writing and loses nothing: the runs' filters are built again from the file, every
-/// key answers, and the merge is done again.
+/// out, and the runs merged are deleted. A restart in the middle of the merge, or a step of it
+/// that cannot commit, gives up what it was writing and loses nothing: the runs' filters are
+/// built again from the file, every key answers, and the merge is done again.
 #[tokio::test]
 async fn runs_of_a_size_merge_into_one_keeping_each_keys_newest_state() {
     use super::dedupe::MERGE_AT;
@@ -1434,6 +1434,45 @@ async fn runs_of_a_size_merge_into_one_keeping_each_keys_newest_state() {
     let store = SqliteStore::open(dir.path(), usize::MAX, true).unwrap();
     let later = secs(5);
     assert_eq!(store.recall(probe.clone(), later).await.unwrap(), want);
+    // Begun again; a step that cannot commit gives it up (what it wrote is deleted as gone)
+    // and it is begun once more, the runs it merges answering throughout.
+    settle(&store, later, |l| l.iter().any(|(s, _)| s == "building")).await;
+    store.remember(Vec::new(), later).await.unwrap();
+    let building = |after: i64| {
+        count(
+            &store,
+            format!(
+                "SELECT count(*) FROM dedupe_run_list WHERE state = 'building' AND run > {after}"
+            ),
+        )
+    };
+    let first: i64 = count(
+        &store,
+        "SELECT run FROM dedupe_run_list WHERE state = 'building'".into(),
+    )
+    .await;
+    testing::refuse_writes(&store, true).await.unwrap();
+    store.remember(Vec::new(), later).await.unwrap();
+    testing::refuse_writes(&store, false).await.unwrap();
+    assert_eq!(store.recall(probe.clone(), later).await.unwrap(), want);
+    let mut again = false;
+    for _ in 0..2_000 {
+        if building(first).await == 1 {
+            again = true;
+            break;
+        }
+        store.remember(Vec::new(), later).await.unwrap();
+    }
+    assert!(again, "{:?}", run_list(&store).await);
+    assert_eq!(
+        count(
+            &store,
+            format!("SELECT count(*) FROM dedupe_runs WHERE run = {first}")
+        )
+        .await,
+        0,
+        "what the merge given up wrote is deleted"
+    );
     settle(&store, later, |l| l.len() == 1 && l[0].0 == "sealed").await;
     let l = run_list(&store).await;
     // Every key but the 100 expired, once each.
