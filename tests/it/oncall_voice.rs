@@ -248,37 +248,48 @@ async fn a_call_not_answered_moves_the_incident_on_at_once() {
 async fn a_call_over_the_numbers_limit_is_a_failed_page_at_once() {
     // Step 2 calls zhangsan again within the minute: Aliyun allows one call a minute to a
     // number, so it is not dialled, counts as `limited`, and step 3 (lisi) follows at once.
+    // Its windows are calendar minutes: a run whose two calls fall on either side of the turn
+    // of a minute (a loaded machine) is in two windows, and is run again.
     let vendor = Vendor::Aliyun;
-    let mock = MockVoice::start(vendor, "LTAI-test", "aliyun-secret-1").await;
-    let srv = TestServer::start(&config(&mock, vendor, "zhangsan")).await;
-    let (_, call_id) = page(&srv, &mock, vendor).await;
-    let missed = aliyun_report(&call_id, "200003", None);
-    assert_eq!(report(&srv, "aliyun", CB, missed).await, 200);
-    let calls = wait_calls(&mock, 2).await;
-    assert_eq!(
-        dialled(vendor, &calls[1]),
-        "13800000002",
-        "zhangsan not dialled twice"
-    );
-    let inc = wait_incident(&srv, |i| i.step == 3).await;
-    assert!(
-        inc.timeline.iter().any(|e| e.event == "failed"
-            && e.person.as_deref() == Some("zhangsan")
-            && e.detail
-                .as_deref()
-                .is_some_and(|d| d.contains("not placed (limited)"))),
-        "{:#?}",
-        inc.timeline
-    );
-    let (_, m) = srv.get("/metrics").await;
-    assert_eq!(
-        metric(
-            &m,
-            r#"alertmanager_wechat_oncall_pages_total{contact="voice",result="limited"}"#
-        ),
-        1.0,
-        "{m}"
-    );
+    let minute = || chrono::Utc::now().timestamp().div_euclid(60);
+    for _ in 0..3 {
+        let began = minute();
+        let mock = MockVoice::start(vendor, "LTAI-test", "aliyun-secret-1").await;
+        let srv = TestServer::start(&config(&mock, vendor, "zhangsan")).await;
+        let (_, call_id) = page(&srv, &mock, vendor).await;
+        let missed = aliyun_report(&call_id, "200003", None);
+        assert_eq!(report(&srv, "aliyun", CB, missed).await, 200);
+        let calls = wait_calls(&mock, 2).await;
+        if minute() != began {
+            continue;
+        }
+        assert_eq!(
+            dialled(vendor, &calls[1]),
+            "13800000002",
+            "zhangsan not dialled twice"
+        );
+        let inc = wait_incident(&srv, |i| i.step == 3).await;
+        assert!(
+            inc.timeline.iter().any(|e| e.event == "failed"
+                && e.person.as_deref() == Some("zhangsan")
+                && e.detail
+                    .as_deref()
+                    .is_some_and(|d| d.contains("not placed (limited)"))),
+            "{:#?}",
+            inc.timeline
+        );
+        let (_, m) = srv.get("/metrics").await;
+        assert_eq!(
+            metric(
+                &m,
+                r#"alertmanager_wechat_oncall_pages_total{contact="voice",result="limited"}"#
+            ),
+            1.0,
+            "{m}"
+        );
+        return;
+    }
+    panic!("three runs in a row each crossed the turn of a minute");
 }
 
 #[tokio::test]
