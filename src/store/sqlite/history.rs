@@ -135,18 +135,19 @@ fn decode(
         message: e.to_string(),
     };
     let slim = Slim::is(raw) || Lean::is(raw);
+    let lean = |(lean, cols): (Lean<'_>, &Cols)| {
+        lean.delivery(cols).ok_or_else(|| StoreError::Corrupt {
+            id,
+            message: format!("unknown state {:?}", cols.state),
+        })
+    };
     let mut d: Delivery = if Lean::is(raw) {
-        serde_json::from_str::<Lean<'_>>(raw)
-            .map_err(corrupt)?
-            .delivery(cols)
-            .ok_or_else(|| StoreError::Corrupt {
-                id,
-                message: format!("unknown state {:?}", cols.state),
-            })?
+        lean((serde_json::from_str(raw).map_err(corrupt)?, cols))?
     } else if slim {
-        serde_json::from_str::<Slim<'_>>(raw)
+        let (l, own) = serde_json::from_str::<Slim<'_>>(raw)
             .map_err(corrupt)?
-            .delivery()
+            .lean();
+        lean((l, &own))?
     } else {
         serde_json::from_str(raw).map_err(corrupt)?
     };
@@ -194,20 +195,17 @@ impl<'a> Slim<'a> {
         raw.starts_with(Self::MARK)
     }
 
-    /// The record, without what its notification shows until that is read.
-    fn delivery(self) -> Delivery {
-        Delivery {
-            id: 0,
+    /// The record in the form written now, and what that form leaves to the columns.
+    fn lean(self) -> (Lean<'a>, Cols) {
+        let cols = Cols {
             job: self.job,
             receiver: self.receiver.into_owned(),
-            kind: self.kind.into_owned(),
             integration: self.integration.into_owned(),
-            group_key: String::new(),
-            status: String::new(),
-            alertnames: Vec::new(),
-            external_url: None,
-            generator_urls: Vec::new(),
-            state: self.state,
+            state: self.state.as_str().to_owned(),
+        };
+        let lean = Lean {
+            lean: 1,
+            kind: self.kind,
             attempts: self.attempts,
             accepted_at: self.accepted_at,
             updated_at: self.updated_at,
@@ -216,8 +214,8 @@ impl<'a> Slim<'a> {
             last_error: self.last_error,
             digest: self.digest,
             merged: self.merged,
-            notification: None,
-        }
+        };
+        (lean, cols)
     }
 }
 
