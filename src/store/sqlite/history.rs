@@ -171,21 +171,12 @@ fn decode(
 #[derive(serde::Deserialize)]
 struct Slim<'a> {
     job: Option<i64>,
-    #[serde(borrow)]
-    receiver: std::borrow::Cow<'a, str>,
-    #[serde(borrow)]
-    kind: std::borrow::Cow<'a, str>,
-    #[serde(borrow)]
-    integration: std::borrow::Cow<'a, str>,
+    receiver: String,
+    integration: String,
     state: DeliveryState,
-    attempts: u32,
-    accepted_at: DateTime<Utc>,
-    updated_at: DateTime<Utc>,
-    sent_at: Option<DateTime<Utc>>,
-    next_attempt: Option<DateTime<Utc>>,
-    last_error: Option<String>,
-    digest: Option<i64>,
-    merged: Option<u64>,
+    /// The rest is what a [`Lean`] record holds.
+    #[serde(flatten, borrow)]
+    rest: Lean<'a>,
 }
 
 impl<'a> Slim<'a> {
@@ -199,23 +190,11 @@ impl<'a> Slim<'a> {
     fn lean(self) -> (Lean<'a>, Cols) {
         let cols = Cols {
             job: self.job,
-            receiver: self.receiver.into_owned(),
-            integration: self.integration.into_owned(),
+            receiver: self.receiver,
+            integration: self.integration,
             state: self.state.as_str().to_owned(),
         };
-        let lean = Lean {
-            lean: 1,
-            kind: self.kind,
-            attempts: self.attempts,
-            accepted_at: self.accepted_at,
-            updated_at: self.updated_at,
-            sent_at: self.sent_at,
-            next_attempt: self.next_attempt,
-            last_error: self.last_error,
-            digest: self.digest,
-            merged: self.merged,
-        };
-        (lean, cols)
+        (self.rest, cols)
     }
 }
 
@@ -249,6 +228,8 @@ const COLS: &str = "job, receiver, integration, state";
 /// change (the history was a third of the bytes a burst wrote).
 #[derive(serde::Serialize, serde::Deserialize)]
 struct Lean<'a> {
+    /// Marks the form (absent from a [`Slim`] row).
+    #[serde(default)]
     lean: u8,
     #[serde(borrow)]
     kind: std::borrow::Cow<'a, str>,
