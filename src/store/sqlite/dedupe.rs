@@ -1,13 +1,17 @@
 //! Dedupe state: keys taken once (`SET NX PX`), taken or extended, recalled, and forgotten
 //! once expired.
 //!
+//! The store never gives a key back, so it keeps each as its [`digest`]: 16 bytes, not the
+//! 36–41 characters of its text (a row of the log or of a run went from about 60 bytes to 38,
+//! and a key held in memory from about 100 bytes to 40).
+//!
 //! A key is a hash: kept in a B-tree ordered by key, every key taken would change a page at a
 //! random place of it, and each commit would write one page per key (six per webhook, most of
 //! the bytes the store wrote). So a key taken is appended to `dedupe_log` (in insertion order:
 //! a group commit writes its last page or two) and held in memory ([`Marks`]) until the log
 //! holds [`MERGE_AT`] keys; then the log is written out as a new sorted run
-//! ([`super::dedupe_runs`]) and emptied. The run is written a slice of the key space at a time
-//! ([`SLICE`] keys, in key order), then the log is emptied [`LOG_STEP`] rows at a time, each
+//! ([`super::dedupe_runs`]) and emptied. The keys are sorted once when the merge begins; the run
+//! is written [`SLICE`] of them at a time, then the log is emptied [`LOG_STEP`] rows at a time, each
 //! step in a transaction of its own between two batches: no batch of webhooks waits for more
 //! than one step (the whole merge at once held every request for ~100 ms, the p99 of a burst).
 //! What the memory holds is exactly the log's latest entry per key, and where in the log it is:
@@ -18,7 +22,9 @@
 use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
+use rusqlite::types::{FromSqlError, ValueRef};
 use rusqlite::{Connection, params};
+use sha2::{Digest, Sha256};
 
 use super::dedupe_runs::{self, Building, Runs};
 use super::writer::{Writer, run};
@@ -26,11 +32,11 @@ use super::{SqliteStore, db, ms};
 use crate::store::{Mark, StoreError};
 
 /// Keys in the log past which it is written out as a run: the memory holds at most about this
-/// many keys (~100 bytes each).
+/// many keys (~40 bytes each, twice that while they are merged).
 pub(super) const MERGE_AT: usize = 32 * 1024;
 
-/// Keys written to the run between two batches at most (a few ms of the writer's time): a slice
-/// ends at a key chosen when the merge begins, and keys taken since are merged by the next.
+/// Keys written to the run between two batches at most (a ms or two of the writer's time): the
+/// keys the merge takes are sorted when it begins, and keys taken since are merged by the next.
 pub(super) const SLICE: usize = 1024;
 
 /// Rows of the log deleted between two batches once every slice is merged.
@@ -39,11 +45,38 @@ pub(super) const LOG_STEP: i64 = 4096;
 pub(super) const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS dedupe_log (
     seq        INTEGER PRIMARY KEY,         -- order of writing: the latest entry of a key holds
-    key        TEXT    NOT NULL,
+    key        BLOB    NOT NULL,            -- the key's digest (text in older stores, read as its digest)
     value      INTEGER NOT NULL,
     expires_at INTEGER NOT NULL
 );
 "#;
+
+/// A key as the store keeps it: its digest.
+pub(super) type Key = [u8; 16];
+
+/// The first 16 bytes of the key's SHA-256: two keys share a digest with a chance of about one
+/// in 2^128 (the keys are themselves hashes of labels, which no sender chooses to collide).
+pub(super) fn digest(key: &str) -> Key {
+    let mut k = Key::default();
+    k.copy_from_slice(&Sha256::digest(key.as_bytes())[..16]);
+    k
+}
+
+/// The key in column `i` of a row: its digest, or the text an older store wrote, digested.
+pub(super) fn key_of(row: &rusqlite::Row<'_>, i: usize) -> rusqlite::Result<Key> {
+    let v = row.get_ref(i)?;
+    let bad = |e| rusqlite::Error::FromSqlConversionFailure(i, v.data_type(), Box::new(e));
+    match v {
+        ValueRef::Blob(b) => Key::try_from(b).map_err(|_| {
+            bad(FromSqlError::InvalidBlobSize {
+                expected_size: 16,
+                blob_size: b.len(),
+            })
+        }),
+        ValueRef::Text(t) => Ok(digest(&String::from_utf8_lossy(t))),
+        _ => Err(bad(FromSqlError::InvalidType)),
+    }
+}
 
 /// One key's state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,11 +99,13 @@ struct Merging {
     upto: i64,
     /// The run being written (from the first slice on; `None` once sealed).
     run: Option<Building>,
-    /// Where each slice but the first begins, in key order (the first begins before any key,
-    /// the last ends after every key).
-    starts: Vec<String>,
-    /// The next slice to merge; past the last, the log is being emptied.
-    next: usize,
+    /// What the merge takes, live keys in key order, as they were when it began (a key taken
+    /// again since has a later entry, which the memory answers with and the next merge takes).
+    sorted: Vec<(Key, Entry)>,
+    /// Keys of `sorted` written to the run so far.
+    written: usize,
+    /// The run is sealed: the log is being emptied.
+    emptying: bool,
     /// The log's rows up to this one are deleted (once every slice is merged).
     deleted: i64,
 }
@@ -78,9 +113,9 @@ struct Merging {
 /// The keys of `dedupe_log`, latest state each, and how to go back to an earlier point.
 #[derive(Debug, Default)]
 pub(super) struct Marks {
-    keys: HashMap<String, Logged>,
+    keys: HashMap<Key, Logged>,
     /// What each change since the last commit replaced, oldest first.
-    journal: Vec<(String, Option<Logged>)>,
+    journal: Vec<(Key, Option<Logged>)>,
     /// The `now` of the latest admission: entries expired by then are not counted.
     pub(super) now: i64,
     merging: Option<Merging>,
@@ -102,7 +137,7 @@ impl Marks {
             conn.prepare("SELECT key, value, expires_at, seq FROM dedupe_log ORDER BY seq")?;
         let rows = stmt.query_map([], |r| {
             Ok((
-                r.get::<_, String>(0)?,
+                key_of(r, 0)?,
                 Logged {
                     entry: Entry {
                         value: r.get(1)?,
@@ -126,8 +161,9 @@ impl Marks {
             marks.merging = Some(Merging {
                 upto: merged,
                 run: None,
-                starts: Vec::new(),
-                next: 1,
+                sorted: Vec::new(),
+                written: 0,
+                emptying: true,
                 deleted: 0,
             });
         }
@@ -161,17 +197,9 @@ impl Marks {
         self.journal.clear();
     }
 
-    fn set(&mut self, key: &str, logged: Logged) {
-        let before = self.keys.insert(key.to_owned(), logged);
-        self.journal.push((key.to_owned(), before));
-    }
-
-    /// Keys held, not expired at the latest admission's time.
-    fn live(&self) -> impl Iterator<Item = &String> {
-        self.keys
-            .iter()
-            .filter(|(_, l)| l.entry.expires_at > self.now)
-            .map(|(k, _)| k)
+    fn set(&mut self, key: Key, logged: Logged) {
+        let before = self.keys.insert(key, logged);
+        self.journal.push((key, before));
     }
 }
 
@@ -195,7 +223,7 @@ impl SqliteStore {
         self.call(move |w| {
             keys.iter()
                 .map(|k| {
-                    Ok(current(w, k)?
+                    Ok(current(w, &digest(k))?
                         .filter(|e| e.expires_at > ms(now))
                         .map(|e| e.value))
                 })
@@ -209,7 +237,7 @@ impl SqliteStore {
             let now = w.marks.now;
             let mut all = dedupe_runs::all(w)?;
             for (k, l) in &w.marks.keys {
-                all.insert(k.clone(), l.entry);
+                all.insert(*k, l.entry);
             }
             Ok(all.values().filter(|e| e.expires_at > now).count() as u64)
         })
@@ -218,7 +246,7 @@ impl SqliteStore {
 }
 
 /// A key's state: the log's latest entry, else the newest run's (expired or not).
-pub(super) fn current(w: &Writer, key: &str) -> Result<Option<Entry>, StoreError> {
+pub(super) fn current(w: &Writer, key: &Key) -> Result<Option<Entry>, StoreError> {
     if let Some(l) = w.marks.keys.get(key) {
         return Ok(Some(l.entry));
     }
@@ -226,10 +254,10 @@ pub(super) fn current(w: &Writer, key: &str) -> Result<Option<Entry>, StoreError
 }
 
 /// Appends a key's new state to the log and holds it.
-fn write(w: &mut Writer, key: &str, e: Entry) -> Result<(), StoreError> {
+fn write(w: &mut Writer, key: Key, e: Entry) -> Result<(), StoreError> {
     w.conn
         .prepare_cached("INSERT INTO dedupe_log (key, value, expires_at) VALUES (?1, ?2, ?3)")
-        .and_then(|mut s| s.execute(params![key, e.value, e.expires_at]))
+        .and_then(|mut s| s.execute(params![&key[..], e.value, e.expires_at]))
         .map_err(db)?;
     let seq = w.conn.last_insert_rowid();
     w.marks.set(key, Logged { entry: e, seq });
@@ -244,7 +272,8 @@ pub(super) fn at(w: &mut Writer, now: DateTime<Utc>) {
 
 /// `SET NX PX`: takes the key if it is absent (or expired); whether it did.
 pub(super) fn take(w: &mut Writer, m: &Mark, now: DateTime<Utc>) -> Result<bool, StoreError> {
-    let old = current(w, &m.key)?;
+    let key = digest(&m.key);
+    let old = current(w, &key)?;
     if old.is_some_and(|e| e.expires_at > ms(now)) {
         return Ok(false);
     }
@@ -252,7 +281,7 @@ pub(super) fn take(w: &mut Writer, m: &Mark, now: DateTime<Utc>) -> Result<bool,
         value: m.value,
         expires_at: ms(m.expires_at),
     };
-    write(w, &m.key, e)?;
+    write(w, key, e)?;
     Ok(true)
 }
 
@@ -262,7 +291,8 @@ pub(super) fn take_or_extend(
     m: &Mark,
     now: DateTime<Utc>,
 ) -> Result<(), StoreError> {
-    let old = current(w, &m.key)?;
+    let key = digest(&m.key);
+    let old = current(w, &key)?;
     let e = match old {
         Some(old) => Entry {
             value: if old.expires_at <= ms(now) {
@@ -280,7 +310,7 @@ pub(super) fn take_or_extend(
     if old == Some(e) {
         return Ok(());
     }
-    write(w, &m.key, e)
+    write(w, key, e)
 }
 
 /// Takes the next step of the dedupe state's upkeep, in a transaction of its own before a
@@ -295,7 +325,7 @@ pub(super) fn maintain(w: &mut Writer) {
         w.marks.merging = Some(plan(&w.marks));
     }
     let step = match &w.marks.merging {
-        Some(m) if m.next > m.starts.len() => empty_log(w),
+        Some(m) if m.emptying => empty_log(w),
         Some(_) => merge_slice(w),
         None => dedupe_runs::step(w).map(|_| ()),
     };
@@ -313,31 +343,23 @@ pub(super) fn maintain(w: &mut Writer) {
     }
 }
 
-/// A merge of the whole log as it is: slices of [`SLICE`] keys, in key order. Only the keys
-/// where slices begin are put in their place (a quickselect for each, splitting the keys
-/// around it), not all of them sorted.
+/// A merge of the whole log as it is: its live keys, sorted once, written [`SLICE`] at a time.
 fn plan(marks: &Marks) -> Merging {
-    let mut keys: Vec<&String> = marks.live().collect();
-    let at: Vec<usize> = (SLICE..keys.len()).step_by(SLICE).collect();
-    place(&mut keys, 0, &at);
+    let mut sorted: Vec<(Key, Entry)> = marks
+        .keys
+        .iter()
+        .filter(|(_, l)| l.entry.expires_at > marks.now)
+        .map(|(k, l)| (*k, l.entry))
+        .collect();
+    sorted.sort_unstable_by(|a, b| a.0.cmp(&b.0));
     Merging {
         upto: marks.keys.values().map(|l| l.seq).max().unwrap_or(0),
         run: None,
-        starts: at.iter().map(|&i| keys[i].clone()).collect(),
-        next: 0,
+        sorted,
+        written: 0,
+        emptying: false,
         deleted: 0,
     }
-}
-
-/// Puts in its sorted place each key of `keys` at the positions `at` (ascending, each
-/// counted from `offset`, the position of `keys[0]` in the whole).
-pub(super) fn place(keys: &mut [&String], offset: usize, at: &[usize]) {
-    let Some(&mid) = at.get(at.len() / 2) else {
-        return;
-    };
-    let (below, _, above) = keys.select_nth_unstable(mid - offset);
-    place(below, offset, &at[..at.len() / 2]);
-    place(above, mid + 1, &at[at.len() / 2 + 1..]);
 }
 
 /// Deletes the next [`LOG_STEP`] rows of what the merge took from the log; the last step ends
@@ -364,58 +386,38 @@ fn merge_slice(w: &mut Writer) -> Result<(), StoreError> {
     let Some(m) = &mut w.marks.merging else {
         return Ok(());
     };
-    let (upto, last) = (m.upto, m.next >= m.starts.len());
-    let from = m.next.checked_sub(1).and_then(|i| m.starts.get(i)).cloned();
-    let to = m.starts.get(m.next).cloned();
-    let now = w.marks.now;
+    let upto = m.upto;
+    let (from, to) = (m.written, m.sorted.len().min(m.written + SLICE));
+    let last = to == m.sorted.len();
     run(&w.conn, "BEGIN IMMEDIATE")?;
-    let mut building = w.marks.merging.as_mut().and_then(|m| m.run.take());
+    let mut building = m.run.take();
     let b = match building.as_mut() {
         Some(b) => b,
-        None => {
-            let keys = w.marks.live().count();
-            match w.marks.runs.begin(&w.conn, upto, keys) {
-                Ok(b) => building.insert(b),
-                Err(e) => return Err(e),
-            }
-        }
+        None => match w.marks.runs.begin(&w.conn, upto, m.sorted.len()) {
+            Ok(b) => building.insert(b),
+            Err(e) => return Err(e),
+        },
     };
-    // The keys of the slice whose latest entry the merge took (a key taken again since has a
-    // later one, merged by the next merge), live, in key order.
-    let mut keys: Vec<(&String, &Entry)> = w
-        .marks
-        .keys
-        .iter()
-        .filter(|(k, l)| {
-            l.seq <= upto
-                && l.entry.expires_at > now
-                && from.as_ref().is_none_or(|f| *k >= f)
-                && to.as_ref().is_none_or(|t| *k < t)
-        })
-        .map(|(k, l)| (k, &l.entry))
-        .collect();
-    keys.sort_unstable_by(|a, b| a.0.cmp(b.0));
-    let written = dedupe_runs::append_all(w, b, keys.into_iter())
+    let written = dedupe_runs::append_all(&w.conn, b, &m.sorted[from..to])
         .and_then(|()| if last { b.seal(&w.conn) } else { Ok(()) })
         .and_then(|()| run(&w.conn, "COMMIT"));
     let _ = w.checkpoint.try_send(());
     if let Err(e) = written {
-        if let (Some(m), Some(b)) = (&mut w.marks.merging, building) {
-            m.run = Some(b);
-        }
+        m.run = building;
         return Err(e);
     }
-    if last {
-        // The run holds what the merge took: the log's rows of it are only deleted from here.
-        if let Some(b) = building.take() {
-            w.marks.runs.add_sealed(b);
-        }
-        w.marks.keys.retain(|_, l| l.seq > upto);
-        w.marks.keys.shrink_to(MERGE_AT);
-    }
-    if let Some(m) = &mut w.marks.merging {
+    m.written = to;
+    if !last {
         m.run = building;
-        m.next += 1;
+        return Ok(());
     }
+    // The run holds what the merge took: the log's rows of it are only deleted from here.
+    m.emptying = true;
+    m.sorted = Vec::new();
+    if let Some(b) = building {
+        w.marks.runs.add_sealed(b);
+    }
+    w.marks.keys.retain(|_, l| l.seq > upto);
+    w.marks.keys.shrink_to(MERGE_AT);
     Ok(())
 }

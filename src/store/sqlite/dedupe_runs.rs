@@ -19,11 +19,10 @@
 //! expired keys; a run whose every key has expired is dropped whole.
 
 use std::collections::BTreeMap;
-use std::hash::BuildHasher;
 
 use rusqlite::{Connection, params};
 
-use super::dedupe::Entry;
+use super::dedupe::{Entry, Key, key_of};
 use super::writer::{Writer, run};
 use super::{db, dedupe::MERGE_AT};
 use crate::store::StoreError;
@@ -39,7 +38,7 @@ pub(super) const ROWS_STEP: usize = 2048;
 pub(super) const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS dedupe_runs (
     run        INTEGER NOT NULL,            -- dedupe_run_list.run
-    key        TEXT    NOT NULL,
+    key        BLOB    NOT NULL,            -- the key's digest (see dedupe.rs)
     value      INTEGER NOT NULL,
     expires_at INTEGER NOT NULL,            -- unix milliseconds; absent from then on
     PRIMARY KEY (run, key)
@@ -57,7 +56,7 @@ CREATE TABLE IF NOT EXISTS dedupe_run_list (
 const BLOOM_BITS_PER_KEY: usize = 10;
 const BLOOM_PROBES: u64 = 7;
 
-/// A Bloom filter over keys, hashed with the process's own seed (filters live in memory only).
+/// A Bloom filter over keys. A key is a digest already: its first 8 bytes are its hash.
 #[derive(Debug)]
 pub(super) struct Bloom {
     bits: Vec<u64>,
@@ -91,17 +90,24 @@ impl Bloom {
     }
 }
 
+/// A key's hash for the filters.
+fn hash(key: &Key) -> u64 {
+    let mut h = [0; 8];
+    h.copy_from_slice(&key[..8]);
+    u64::from_le_bytes(h)
+}
+
 #[cfg(test)]
 impl Bloom {
     /// A filter of `keys`, and whether it may hold a key.
     pub(super) fn of(keys: impl Iterator<Item = String>) -> impl Fn(&str) -> bool {
-        let seed = std::hash::RandomState::new();
-        let keys: Vec<String> = keys.collect();
+        use super::dedupe::digest;
+        let keys: Vec<Key> = keys.map(|k| digest(&k)).collect();
         let mut b = Bloom::for_keys(keys.len());
         for k in &keys {
-            b.insert(seed.hash_one(k));
+            b.insert(hash(k));
         }
-        move |k| b.may_hold(seed.hash_one(k))
+        move |k| b.may_hold(hash(&digest(k)))
     }
 }
 
@@ -127,19 +133,13 @@ pub(super) struct Building {
 
 impl Building {
     /// Appends a key (in key order) to the run.
-    fn append(
-        &mut self,
-        conn: &Connection,
-        hash: u64,
-        key: &str,
-        e: &Entry,
-    ) -> Result<(), StoreError> {
+    fn append(&mut self, conn: &Connection, key: &Key, e: &Entry) -> Result<(), StoreError> {
         conn.prepare_cached(
             "INSERT INTO dedupe_runs (run, key, value, expires_at) VALUES (?1, ?2, ?3, ?4)",
         )
-        .and_then(|mut s| s.execute(params![self.id, key, e.value, e.expires_at]))
+        .and_then(|mut s| s.execute(params![self.id, &key[..], e.value, e.expires_at]))
         .map_err(db)?;
-        self.bloom.insert(hash);
+        self.bloom.insert(hash(key));
         self.keys += 1;
         self.expires_at = self.expires_at.max(e.expires_at);
         Ok(())
@@ -179,7 +179,7 @@ impl Building {
 #[derive(Debug)]
 struct Merging {
     out: Building,
-    inputs: Vec<(i64, Option<String>)>,
+    inputs: Vec<(i64, Option<Key>)>,
 }
 
 /// The runs, newest last, and the work on them under way.
@@ -190,7 +190,6 @@ pub(super) struct Runs {
     /// Runs replaced or expired whose rows are still being deleted.
     gone: Vec<i64>,
     next_id: i64,
-    seed: std::hash::RandomState,
 }
 
 impl Runs {
@@ -221,7 +220,9 @@ impl Runs {
             let mut bloom = Bloom::for_keys(n.max(0) as usize);
             let mut rows = keys.query([id])?;
             while let Some(row) = rows.next()? {
-                bloom.insert(runs.seed.hash_one(row.get_ref(0)?.as_str().unwrap_or("")));
+                if let Ok(k) = key_of(row, 0) {
+                    bloom.insert(hash(&k));
+                }
             }
             runs.sealed.push(Run {
                 id,
@@ -233,10 +234,6 @@ impl Runs {
         }
         let upto = runs.sealed.iter().map(|r| r.upto).max().unwrap_or(0);
         Ok((runs, upto))
-    }
-
-    pub(super) fn hash(&self, key: &str) -> u64 {
-        self.seed.hash_one(key)
     }
 
     /// A new run holding the log up to `upto`, for about `keys` keys, listed as `building`
@@ -284,25 +281,24 @@ impl Runs {
 }
 
 /// Appends `keys` (in key order, live) to `b`.
-pub(super) fn append_all<'a>(
-    w: &Writer,
+pub(super) fn append_all(
+    conn: &Connection,
     b: &mut Building,
-    keys: impl Iterator<Item = (&'a String, &'a Entry)>,
+    keys: &[(Key, Entry)],
 ) -> Result<(), StoreError> {
     for (key, e) in keys {
-        let hash = w.marks.runs.hash(key);
-        b.append(&w.conn, hash, key, e)?;
+        b.append(conn, key, e)?;
     }
     Ok(())
 }
 
 /// The newest state a run holds for `key`.
-pub(super) fn lookup(w: &Writer, key: &str) -> Result<Option<Entry>, StoreError> {
+pub(super) fn lookup(w: &Writer, key: &Key) -> Result<Option<Entry>, StoreError> {
     let runs = &w.marks.runs;
     if runs.sealed.is_empty() {
         return Ok(None);
     }
-    let hash = runs.hash(key);
+    let hash = hash(key);
     for r in runs.sealed.iter().rev() {
         if !r.bloom.may_hold(hash) {
             continue;
@@ -311,7 +307,7 @@ pub(super) fn lookup(w: &Writer, key: &str) -> Result<Option<Entry>, StoreError>
             .conn
             .prepare_cached("SELECT value, expires_at FROM dedupe_runs WHERE run = ?1 AND key = ?2")
             .and_then(|mut s| {
-                let mut rows = s.query(params![r.id, key])?;
+                let mut rows = s.query(params![r.id, &key[..]])?;
                 rows.next()?
                     .map(|row| {
                         Ok(Entry {
@@ -330,7 +326,7 @@ pub(super) fn lookup(w: &Writer, key: &str) -> Result<Option<Entry>, StoreError>
 }
 
 /// Every key the runs hold, newest state each (for [`super::SqliteStore::state_size`]).
-pub(super) fn all(w: &Writer) -> Result<std::collections::HashMap<String, Entry>, StoreError> {
+pub(super) fn all(w: &Writer) -> Result<std::collections::HashMap<Key, Entry>, StoreError> {
     let mut out = std::collections::HashMap::new();
     let mut stmt = w
         .conn
@@ -340,7 +336,7 @@ pub(super) fn all(w: &Writer) -> Result<std::collections::HashMap<String, Entry>
         let rows = stmt
             .query_map([r.id], |row| {
                 Ok((
-                    row.get::<_, String>(0)?,
+                    key_of(row, 0)?,
                     Entry {
                         value: row.get(1)?,
                         expires_at: row.get(2)?,
@@ -418,7 +414,7 @@ pub(super) fn step(w: &mut Writer) -> Result<bool, StoreError> {
         let newest = &w.marks.runs.sealed[n - FANOUT..];
         let t = tier(newest[0].keys);
         if newest.iter().all(|r| tier(r.keys) == t) {
-            let inputs: Vec<(i64, Option<String>)> = newest.iter().map(|r| (r.id, None)).collect();
+            let inputs: Vec<(i64, Option<Key>)> = newest.iter().map(|r| (r.id, None)).collect();
             let upto = newest.iter().map(|r| r.upto).max().unwrap_or(0);
             let keys = newest.iter().map(|r| r.keys).sum();
             let out = transaction(w, |w| w.marks.runs.begin(&w.conn, upto, keys))?;
@@ -482,8 +478,8 @@ fn merge_rows(w: &mut Writer, m: &mut Merging) -> Result<bool, StoreError> {
     let now = w.marks.now;
     let per = (ROWS_STEP / m.inputs.len().max(1)).max(1);
     // Newest state of each key read, with the input (by age) it came from.
-    let mut read: BTreeMap<String, (usize, Entry)> = BTreeMap::new();
-    let mut bound: Option<String> = None;
+    let mut read: BTreeMap<Key, (usize, Entry)> = BTreeMap::new();
+    let mut bound: Option<Key> = None;
     {
         let mut stmt = w
             .conn
@@ -495,10 +491,10 @@ fn merge_rows(w: &mut Writer, m: &mut Merging) -> Result<bool, StoreError> {
         for (age, (id, after)) in m.inputs.iter().enumerate() {
             let rows = stmt
                 .query_map(
-                    params![id, after.as_deref().unwrap_or(""), per as i64],
+                    params![id, after.as_ref().map_or(&[][..], |k| &k[..]), per as i64],
                     |r| {
                         Ok((
-                            r.get::<_, String>(0)?,
+                            key_of(r, 0)?,
                             Entry {
                                 value: r.get(1)?,
                                 expires_at: r.get(2)?,
@@ -513,7 +509,7 @@ fn merge_rows(w: &mut Writer, m: &mut Merging) -> Result<bool, StoreError> {
                 && let Some((last, _)) = rows.last()
                 && bound.as_ref().is_none_or(|b| last < b)
             {
-                bound = Some(last.clone());
+                bound = Some(*last);
             }
             for (key, e) in rows {
                 match read.get(&key) {
@@ -526,19 +522,18 @@ fn merge_rows(w: &mut Writer, m: &mut Merging) -> Result<bool, StoreError> {
         }
     }
     // Keys past the bound may have a newer state in an input not read that far yet.
-    let hashes: Vec<u64> = read.keys().map(|k| w.marks.runs.hash(k)).collect();
-    for ((key, (_, e)), hash) in read.iter().zip(hashes) {
+    for (key, (_, e)) in &read {
         if bound.as_ref().is_some_and(|b| key > b) {
             break;
         }
         if e.expires_at > now {
-            m.out.append(&w.conn, hash, key, e)?;
+            m.out.append(&w.conn, key, e)?;
         }
     }
     match bound {
         Some(b) => {
             for (_, after) in &mut m.inputs {
-                *after = Some(b.clone());
+                *after = Some(b);
             }
             Ok(false)
         }

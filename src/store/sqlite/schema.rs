@@ -1,9 +1,14 @@
 //! The tables of the queue, the dedupe state and the counters, and what an older store gets
-//! when it is opened: the columns it lacks, its dedupe table moved into a run, the
+//! when it is opened: the columns it lacks, its dedupe table moved into a run, its runs' keys
+//! kept as digests, the
 //! indexes no longer kept dropped (the history's, chatops' and the bodies' tables are in their
 //! own modules).
 
 use rusqlite::Connection;
+use rusqlite::functions::FunctionFlags;
+use rusqlite::types::ValueRef;
+
+use super::dedupe::digest;
 
 pub(super) const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS jobs (
@@ -55,7 +60,8 @@ pub(super) fn add_column(
 /// Creates what is missing: the tables of every module, and the columns of stores written
 /// before they existed (resolved jobs held for grouping, attempts counted at their start, the
 /// history's notification in a column of its own, the body a job or record reads); moves an
-/// older dedupe table into a run; drops the indexes no longer kept.
+/// older dedupe table into a run and older runs' text keys to digests (SQL function
+/// `dedupe_digest`, registered for the while); drops the indexes no longer kept.
 pub(super) fn create(conn: &Connection) -> Result<(), rusqlite::Error> {
     conn.execute_batch(SCHEMA)?;
     super::bodies::create(conn)?;
@@ -73,7 +79,21 @@ pub(super) fn create(conn: &Connection) -> Result<(), rusqlite::Error> {
     ] {
         add_column(conn, table, column, decl)?;
     }
-    dedupe_into_a_run(conn)?;
+    conn.create_scalar_function(
+        "dedupe_digest",
+        1,
+        FunctionFlags::SQLITE_UTF8 | FunctionFlags::SQLITE_DETERMINISTIC,
+        |ctx| {
+            Ok(match ctx.get_raw(0) {
+                ValueRef::Text(t) => digest(&String::from_utf8_lossy(t)).to_vec(),
+                ValueRef::Blob(b) => b.to_vec(),
+                _ => Vec::new(),
+            })
+        },
+    )?;
+    let moved = dedupe_into_a_run(conn).and_then(|()| run_keys_as_digests(conn));
+    conn.remove_function("dedupe_digest", 1)?;
+    moved?;
     conn.execute_batch(super::history::INDEXES)?;
     conn.execute_batch(&control_due())?;
     Ok(())
@@ -92,7 +112,7 @@ fn control_due() -> String {
 
 /// Moves the key-ordered dedupe table of an older store (with rowids or without, and its
 /// expiry index) into a sealed run ([`super::dedupe_runs`]), older than any row of the log,
-/// in one transaction.
+/// its keys as digests (`dedupe_digest`, see [`create`]), in one transaction.
 fn dedupe_into_a_run(conn: &Connection) -> Result<(), rusqlite::Error> {
     let has: bool = conn.query_row(
         "SELECT count(*) > 0 FROM sqlite_master WHERE type = 'table' AND name = 'dedupe'",
@@ -105,12 +125,45 @@ fn dedupe_into_a_run(conn: &Connection) -> Result<(), rusqlite::Error> {
     conn.execute_batch(
         "BEGIN IMMEDIATE;
          INSERT INTO dedupe_runs (run, key, value, expires_at)
-             SELECT 1 + (SELECT coalesce(max(run), 0) FROM dedupe_run_list), key, value, expires_at
-             FROM dedupe ORDER BY key;
+             SELECT 1 + (SELECT coalesce(max(run), 0) FROM dedupe_run_list), dedupe_digest(key),
+                    value, expires_at
+             FROM dedupe;
          INSERT INTO dedupe_run_list (run, upto, keys, expires_at, state)
              SELECT run, 0, count(*), max(expires_at), 'sealed' FROM dedupe_runs
              WHERE run = 1 + (SELECT coalesce(max(run), 0) FROM dedupe_run_list) GROUP BY run;
          DROP TABLE dedupe;
          COMMIT;",
     )
+}
+
+/// Runs written before keys were kept as digests (`dedupe_runs.key` declared `TEXT`) get each
+/// key replaced by its digest, in a table declared anew, in one transaction. (The log's older
+/// rows need nothing: the log is only read at open, and a text key read is digested.)
+fn run_keys_as_digests(conn: &Connection) -> Result<(), rusqlite::Error> {
+    let text: bool = conn.query_row(
+        "SELECT count(*) > 0 FROM pragma_table_info('dedupe_runs')
+         WHERE name = 'key' AND upper(type) = 'TEXT'",
+        [],
+        |r| r.get(0),
+    )?;
+    if !text {
+        return Ok(());
+    }
+    let moved = conn.execute_batch(&format!(
+        "BEGIN IMMEDIATE;
+         {}
+         INSERT INTO dedupe_runs_digests (run, key, value, expires_at)
+             SELECT run, dedupe_digest(key), value, expires_at FROM dedupe_runs;
+         DROP TABLE dedupe_runs;
+         ALTER TABLE dedupe_runs_digests RENAME TO dedupe_runs;
+         COMMIT;",
+        super::dedupe_runs::SCHEMA.replace(
+            "CREATE TABLE IF NOT EXISTS dedupe_runs (",
+            "CREATE TABLE dedupe_runs_digests ("
+        )
+    ));
+    if moved.is_err() && !conn.is_autocommit() {
+        let _ = conn.execute_batch("ROLLBACK");
+    }
+    moved
 }

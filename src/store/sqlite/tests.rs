@@ -1035,7 +1035,7 @@ async fn a_store_of_the_older_format_opens_and_moves_forward() {
                 .conn
                 .query_row(
                     "SELECT (SELECT count(*) FROM sqlite_master WHERE name = 'dedupe')
-                       || ' ' || (SELECT group_concat(key) FROM dedupe_runs)
+                       || ' ' || (SELECT group_concat(hex(key)) FROM dedupe_runs)
                        || ' ' || (SELECT group_concat(state) FROM dedupe_run_list)",
                     [],
                     |r| r.get(0),
@@ -1055,8 +1055,12 @@ async fn a_store_of_the_older_format_opens_and_moves_forward() {
         .await
         .unwrap();
     assert_eq!(
-        dedupe, "0 dup:old sealed",
-        "the old table is gone, its key in a run"
+        dedupe,
+        format!(
+            "0 {} sealed",
+            hex::encode_upper(super::dedupe::digest("dup:old"))
+        ),
+        "the old table is gone, its key in a run (as its digest)"
     );
     assert!(
         !indexes
@@ -1179,7 +1183,7 @@ async fn count(store: &SqliteStore, sql: String) -> i64 {
 
 /// Past `MERGE_AT` keys the log is written out as a run a slice before each batch, and
 /// emptied of what the merge took by the last slice; every key answers throughout, with the
-/// value it was first taken with; a key taken again during the merge keeps its newer state,
+/// value it was first taken with; a key taken again during the merge answers with its newer state,
 /// and extending a merged key keeps its value.
 #[tokio::test]
 async fn the_dedupe_log_is_merged_a_slice_per_batch_once_it_is_full() {
@@ -1226,7 +1230,10 @@ async fn the_dedupe_log_is_merged_a_slice_per_batch_once_it_is_full() {
                 };
                 let values = probe
                     .iter()
-                    .map(|k| super::dedupe::current(w, k).map(|e| e.map(|e| e.value)))
+                    .map(|k| {
+                        super::dedupe::current(w, &super::dedupe::digest(k))
+                            .map(|e| e.map(|e| e.value))
+                    })
                     .collect::<Result<Vec<_>, _>>()?;
                 Ok((count("dedupe_runs")?, count("dedupe_log")?, values))
             })
@@ -1234,7 +1241,7 @@ async fn the_dedupe_log_is_merged_a_slice_per_batch_once_it_is_full() {
             .unwrap();
         let done = (2 * (k + 1)).min(steps);
         let written = k + 2;
-        assert_eq!(merged, (done.min(slices) * SLICE).min(n - 1), "round {k}");
+        assert_eq!(merged, (done.min(slices) * SLICE).min(n), "round {k}");
         // Once every slice is merged, the log loses LOG_STEP rows of what they took a step;
         // the keys taken since stay, latest state each.
         let deleted = (done.saturating_sub(slices) as i64 * LOG_STEP).min(n as i64) as usize;
@@ -1246,8 +1253,9 @@ async fn the_dedupe_log_is_merged_a_slice_per_batch_once_it_is_full() {
         );
     }
     let merged = dedupe_rows(&store).await.0;
-    // All but the key taken again during the merge: its later state waits in the log.
-    assert_eq!(merged, n - 1);
+    // Every key the merge took, the one taken again during it with the state the merge took:
+    // its later state waits in the log, and answers first.
+    assert_eq!(merged, n);
     assert_eq!(store.state_size().await.unwrap(), (n + rounds) as u64);
     // Extended with a later expiry and another value: the first value stays.
     store.remember(vec![mark(5, 99, later)], t0).await.unwrap();
@@ -1262,27 +1270,6 @@ async fn the_dedupe_log_is_merged_a_slice_per_batch_once_it_is_full() {
         store.recall(keys, after).await.unwrap(),
         [Some(5), Some(n as i64 - 1), None, None]
     );
-}
-
-/// The keys where slices begin are those a full sort puts there, whatever the order given.
-#[test]
-fn slice_starts_are_where_a_sort_puts_them() {
-    use rand::seq::SliceRandom;
-    let mut rng = rand::rng();
-    for n in [0, 1, 7, 100, 1000, 4099] {
-        let owned: Vec<String> = (0..n).map(|i| format!("k{:x}", i * 7919 % 10007)).collect();
-        let mut sorted: Vec<&String> = owned.iter().collect();
-        sorted.sort_unstable();
-        for every in [1, 3, 64, 1024] {
-            let mut keys: Vec<&String> = owned.iter().collect();
-            keys.shuffle(&mut rng);
-            let at: Vec<usize> = (every..n).step_by(every).collect();
-            super::dedupe::place(&mut keys, 0, &at);
-            for &i in &at {
-                assert_eq!(keys[i], sorted[i], "n {n}, every {every}, at {i}");
-            }
-        }
-    }
 }
 
 /// Expired keys are not counted, and a run whose keys have all expired is deleted: a store
@@ -1323,12 +1310,14 @@ async fn a_run_whose_keys_have_all_expired_is_deleted() {
     assert_eq!(store.state_size().await.unwrap(), MERGE_AT as u64);
     merge(t1).await;
     assert_eq!(dedupe_rows(&store).await, (MERGE_AT, 0));
-    let old_left = count(
-        &store,
-        "SELECT count(*) FROM dedupe_runs WHERE key LIKE 'old:%'".into(),
-    )
-    .await;
-    assert_eq!(old_left, 0);
+    let row_of = |key: &str| {
+        format!(
+            "SELECT count(*) FROM dedupe_runs WHERE key = x'{}'",
+            hex::encode(super::dedupe::digest(key))
+        )
+    };
+    assert_eq!(count(&store, row_of("old:00000000")).await, 0);
+    assert_eq!(count(&store, row_of("new:00000000")).await, 1);
 }
 
 /// The runs' listing: (state, keys) of each, oldest first.
@@ -1864,4 +1853,80 @@ async fn body_counts_move_out_of_the_bodies_of_an_older_store() {
         [1],
         "8 deleted with its last reader"
     );
+}
+
+/// A store whose runs and log hold keys as text (before keys were kept as digests) opens: the
+/// runs' keys are moved to their digests (the column declared anew), the log's are digested as
+/// it is read, and every key answers as before; keys taken afterwards are digests.
+#[tokio::test]
+async fn dedupe_keys_kept_as_text_by_an_older_store_answer_as_digests() {
+    let dir = tempfile::tempdir().unwrap();
+    let now = Utc::now();
+    let later = ms(now) + 3_600_000;
+    {
+        let conn = rusqlite::Connection::open(dir.path().join(FILE)).unwrap();
+        conn.execute_batch(
+            "CREATE TABLE dedupe_log (seq INTEGER PRIMARY KEY, key TEXT NOT NULL,
+                 value INTEGER NOT NULL, expires_at INTEGER NOT NULL);
+             CREATE TABLE dedupe_runs (run INTEGER NOT NULL, key TEXT NOT NULL,
+                 value INTEGER NOT NULL, expires_at INTEGER NOT NULL,
+                 PRIMARY KEY (run, key)) WITHOUT ROWID;
+             CREATE TABLE dedupe_run_list (run INTEGER PRIMARY KEY, upto INTEGER NOT NULL,
+                 keys INTEGER NOT NULL, expires_at INTEGER NOT NULL, state TEXT NOT NULL);",
+        )
+        .unwrap();
+        conn.execute(
+            "INSERT INTO dedupe_runs VALUES (1, 'dup:run', 3, ?1), (1, 'firing:run', 4, ?1)",
+            [later],
+        )
+        .unwrap();
+        conn.execute(
+            "INSERT INTO dedupe_run_list VALUES (1, 5, 2, ?1, 'sealed')",
+            [later],
+        )
+        .unwrap();
+        conn.execute(
+            "INSERT INTO dedupe_log VALUES (6, 'dup:log', 8, ?1)",
+            [later],
+        )
+        .unwrap();
+    }
+    let store = SqliteStore::open(dir.path(), 100, true).unwrap();
+    assert_eq!(
+        store
+            .recall(
+                vec![
+                    "dup:run".into(),
+                    "firing:run".into(),
+                    "dup:log".into(),
+                    "dup:no".into()
+                ],
+                now
+            )
+            .await
+            .unwrap(),
+        [Some(3), Some(4), Some(8), None]
+    );
+    let new = Mark {
+        key: "firing:new".into(),
+        value: 9,
+        expires_at: now + chrono::Duration::hours(1),
+    };
+    store.remember(vec![new], now).await.unwrap();
+    let shape = store
+        .call(|w| {
+            w.conn
+                .query_row(
+                    "SELECT (SELECT type FROM pragma_table_info('dedupe_runs') WHERE name = 'key')
+                       || ' ' || (SELECT group_concat(DISTINCT typeof(key)) FROM dedupe_runs)
+                       || ' ' || (SELECT typeof(key) FROM dedupe_log ORDER BY seq DESC LIMIT 1)",
+                    [],
+                    |r| r.get::<_, String>(0),
+                )
+                .map_err(db)
+        })
+        .await
+        .unwrap();
+    assert_eq!(shape, "BLOB blob blob");
+    assert_eq!(store.state_size().await.unwrap(), 4);
 }
