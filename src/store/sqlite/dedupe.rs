@@ -351,7 +351,7 @@ fn plan(marks: &Marks) -> Merging {
         .filter(|(_, l)| l.entry.expires_at > marks.now)
         .map(|(k, l)| (*k, l.entry))
         .collect();
-    sorted.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    sorted.sort_unstable_by_key(|(k, _)| *k);
     Merging {
         upto: marks.keys.values().map(|l| l.seq).max().unwrap_or(0),
         run: None,
