@@ -33,7 +33,7 @@ pub(super) const FANOUT: usize = 8;
 
 /// Rows a step of a merge of runs reads (from all the runs it merges), or deletes of a run
 /// that is gone.
-pub(super) const ROWS_STEP: usize = 2048;
+pub(super) const ROWS_STEP: usize = 1024;
 
 pub(super) const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS dedupe_runs (

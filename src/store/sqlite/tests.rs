@@ -1930,3 +1930,70 @@ async fn dedupe_keys_kept_as_text_by_an_older_store_answer_as_digests() {
     assert_eq!(shape, "BLOB blob blob");
     assert_eq!(store.state_size().await.unwrap(), 4);
 }
+
+/// A history far past its maximum (a burst, or a lower `web.history_max`) is pruned
+/// `PRUNE_STEP` records before each batch, not all at once: no batch waits behind a long
+/// delete, and the pruning goes on until the maximum holds.
+#[tokio::test]
+async fn a_history_far_past_its_maximum_is_pruned_a_step_per_batch() {
+    use super::history::PRUNE_STEP;
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path(), 100, true).unwrap();
+    let now = Utc::now();
+    let keep = kept_an_hour(10);
+    let n = std::sync::Arc::new(crate::webhook::sample_notification());
+    let added = 2 * PRUNE_STEP as usize + 50;
+    let records = (0..added)
+        .map(|i| queued_record(&format!("i-{i}"), &n, now))
+        .collect();
+    store.history_add(records, keep, now).await.unwrap();
+    // Each count is a batch of its own: a step of pruning runs before it.
+    let mut seen = Vec::new();
+    for _ in 0..4 {
+        seen.push(count(&store, "SELECT count(*) FROM history".into()).await as usize);
+    }
+    let step = PRUNE_STEP as usize;
+    assert_eq!(seen, [added - step, added - 2 * step, 10, 10]);
+}
+
+/// A busy writer (more than one request waiting) waits for its batch to hold as many requests
+/// as the previous one, and stops waiting as soon as it does; a quiet one (one request) does
+/// not wait; the wait ends at its window when no more come.
+#[test]
+fn a_busy_writer_gathers_a_batch_as_large_as_the_last_and_a_quiet_one_does_not_wait() {
+    use std::time::{Duration, Instant};
+    use writer::{Op, Place, gather};
+    let op = || -> (Op, Place) {
+        let (op, _rx) = writer::op_of(|_| Ok(()));
+        (op, Place::InTurn)
+    };
+    let long = Duration::from_secs(30);
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    // Quiet: one request, a previous batch of 5: no wait.
+    let mut ops = vec![op()];
+    let t = Instant::now();
+    gather(&mut rx, &mut ops, 5, long);
+    assert_eq!(ops.len(), 1);
+    assert!(t.elapsed() < Duration::from_secs(10), "{:?}", t.elapsed());
+    // Busy: three waiting, two more sent from elsewhere: taken, then no more waiting.
+    tx.send(op()).unwrap();
+    tx.send(op()).unwrap();
+    let late = tx.clone();
+    let sender = std::thread::spawn(move || {
+        late.send(op()).unwrap();
+        late.send(op()).unwrap();
+    });
+    let mut ops = vec![op()];
+    let t = Instant::now();
+    gather(&mut rx, &mut ops, 5, long);
+    sender.join().unwrap();
+    assert_eq!(ops.len(), 5);
+    assert!(t.elapsed() < Duration::from_secs(10), "{:?}", t.elapsed());
+    // Busy, and no more come: the window ends the wait.
+    tx.send(op()).unwrap();
+    let mut ops = vec![op()];
+    let t = Instant::now();
+    gather(&mut rx, &mut ops, 5, Duration::from_millis(20));
+    assert_eq!(ops.len(), 2);
+    assert!(t.elapsed() >= Duration::from_millis(20));
+}
