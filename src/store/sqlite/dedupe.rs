@@ -10,8 +10,11 @@
 //! the bytes the store wrote). So a key taken is appended to `dedupe_log` (in insertion order:
 //! a group commit writes its last page or two) and held in memory ([`Marks`]) until the log
 //! holds [`MERGE_AT`] keys; then the log is written out as a new sorted run
-//! ([`super::dedupe_runs`]) and emptied. The keys are sorted once when the merge begins; the run
-//! is written [`SLICE`] of them at a time, then the log is emptied [`LOG_STEP`] rows at a time, each
+//! ([`super::dedupe_runs`]) and emptied. When the merge begins its keys are put in buckets by
+//! their first bits (one pass, no comparison: keys are digests, evenly spread); the run is written
+//! [`SLICE`] of them at a time in key order, each bucket sorted when the first slice reaches it
+//! (sorting the whole log at once held the writer 6.5 ms at the median); then the log is emptied
+//! [`LOG_STEP`] rows at a time, each
 //! step in a transaction of its own between two batches: no batch of webhooks waits for more
 //! than one step (the whole merge at once held every request for ~100 ms, the p99 of a burst).
 //! What the memory holds is exactly the log's latest entry per key, and where in the log it is:
@@ -99,9 +102,9 @@ struct Merging {
     upto: i64,
     /// The run being written (from the first slice on; `None` once sealed).
     run: Option<Building>,
-    /// What the merge takes, live keys in key order, as they were when it began (a key taken
-    /// again since has a later entry, which the memory answers with and the next merge takes).
-    sorted: Vec<(Key, Entry)>,
+    /// What the merge takes, live keys as they were when it began (a key taken again since
+    /// has a later entry, which the memory answers with and the next merge takes), in buckets.
+    sorted: Buckets,
     /// Keys of `sorted` written to the run so far.
     written: usize,
     /// The run is sealed: the log is being emptied.
@@ -161,7 +164,7 @@ impl Marks {
             marks.merging = Some(Merging {
                 upto: merged,
                 run: None,
-                sorted: Vec::new(),
+                sorted: Buckets::default(),
                 written: 0,
                 emptying: true,
                 deleted: 0,
@@ -343,22 +346,89 @@ pub(super) fn maintain(w: &mut Writer) {
     }
 }
 
-/// A merge of the whole log as it is: its live keys, sorted once, written [`SLICE`] at a time.
+/// A merge of the whole log as it is: its live keys in buckets, written [`SLICE`] at a time.
 fn plan(marks: &Marks) -> Merging {
-    let mut sorted: Vec<(Key, Entry)> = marks
+    let live = marks
         .keys
         .iter()
         .filter(|(_, l)| l.entry.expires_at > marks.now)
-        .map(|(k, l)| (*k, l.entry))
-        .collect();
-    sorted.sort_unstable_by_key(|(k, _)| *k);
+        .map(|(k, l)| (*k, l.entry));
     Merging {
         upto: marks.keys.values().map(|l| l.seq).max().unwrap_or(0),
         run: None,
-        sorted,
+        sorted: Buckets::of(live.collect()),
         written: 0,
         emptying: false,
         deleted: 0,
+    }
+}
+
+/// Keys in buckets by their first bits, the buckets in key order, each sorted when first
+/// needed: a bucket sort whose buckets are sorted one slice at a time.
+#[derive(Debug, Default)]
+pub(super) struct Buckets {
+    keys: Vec<(Key, Entry)>,
+    /// Where each bucket begins in `keys`, and the end.
+    bounds: Vec<usize>,
+    /// Buckets sorted so far.
+    ready: usize,
+}
+
+impl Buckets {
+    /// `keys` in about one bucket per [`SLICE`] keys (a power of two, by the keys' first
+    /// bits, big-endian: the order of their bytes).
+    pub(super) fn of(keys: Vec<(Key, Entry)>) -> Buckets {
+        let n = keys.len();
+        let buckets = n.div_ceil(SLICE).max(1).next_power_of_two();
+        let bits = buckets.trailing_zeros();
+        let bucket = |k: &Key| {
+            let mut top = [0; 8];
+            top.copy_from_slice(&k[..8]);
+            u64::from_be_bytes(top).checked_shr(64 - bits).unwrap_or(0) as usize
+        };
+        let mut bounds = vec![0; buckets + 1];
+        for (k, _) in &keys {
+            bounds[bucket(k) + 1] += 1;
+        }
+        for i in 1..bounds.len() {
+            bounds[i] += bounds[i - 1];
+        }
+        let mut at = bounds.clone();
+        let mut placed = vec![
+            (
+                Key::default(),
+                Entry {
+                    value: 0,
+                    expires_at: 0
+                }
+            );
+            n
+        ];
+        for e in keys {
+            let b = bucket(&e.0);
+            placed[at[b]] = e;
+            at[b] += 1;
+        }
+        Buckets {
+            keys: placed,
+            bounds,
+            ready: 0,
+        }
+    }
+
+    pub(super) fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    /// The keys at positions `from..to` of the sorted whole (the buckets they fall in sorted
+    /// first, if they were not).
+    pub(super) fn sorted(&mut self, from: usize, to: usize) -> &[(Key, Entry)] {
+        while self.ready + 1 < self.bounds.len() && self.bounds[self.ready] < to {
+            let (a, b) = (self.bounds[self.ready], self.bounds[self.ready + 1]);
+            self.keys[a..b].sort_unstable_by_key(|(k, _)| *k);
+            self.ready += 1;
+        }
+        &self.keys[from.min(self.keys.len())..to.min(self.keys.len())]
     }
 }
 
@@ -398,7 +468,7 @@ fn merge_slice(w: &mut Writer) -> Result<(), StoreError> {
             Err(e) => return Err(e),
         },
     };
-    let written = dedupe_runs::append_all(&w.conn, b, &m.sorted[from..to])
+    let written = dedupe_runs::append_all(&w.conn, b, m.sorted.sorted(from, to))
         .and_then(|()| if last { b.seal(&w.conn) } else { Ok(()) })
         .and_then(|()| run(&w.conn, "COMMIT"));
     let _ = w.checkpoint.try_send(());
@@ -413,7 +483,7 @@ fn merge_slice(w: &mut Writer) -> Result<(), StoreError> {
     }
     // The run holds what the merge took: the log's rows of it are only deleted from here.
     m.emptying = true;
-    m.sorted = Vec::new();
+    m.sorted = Buckets::default();
     if let Some(b) = building {
         w.marks.runs.add_sealed(b);
     }

@@ -1997,3 +1997,42 @@ fn a_busy_writer_gathers_a_batch_as_large_as_the_last_and_a_quiet_one_does_not_w
     assert_eq!(ops.len(), 2);
     assert!(t.elapsed() >= Duration::from_millis(20));
 }
+
+/// A merge's keys in buckets come out in key order, slice after slice, each bucket sorted when
+/// a slice first reaches it: the same keys a full sort gives, whatever their number.
+#[test]
+fn a_merges_buckets_give_its_keys_in_key_order_a_slice_at_a_time() {
+    use super::dedupe::{Buckets, Entry, Key, SLICE, digest};
+    for n in [
+        0,
+        1,
+        7,
+        SLICE - 1,
+        SLICE,
+        SLICE + 1,
+        5 * SLICE + 17,
+        40 * SLICE,
+    ] {
+        let keys: Vec<(Key, Entry)> = (0..n)
+            .map(|i| {
+                let e = Entry {
+                    value: i as i64,
+                    expires_at: 1,
+                };
+                (digest(&format!("k:{i}")), e)
+            })
+            .collect();
+        let mut whole = keys.clone();
+        whole.sort_unstable_by_key(|(k, _)| *k);
+        let mut b = Buckets::of(keys);
+        assert_eq!(b.len(), n);
+        let mut got = Vec::new();
+        let mut from = 0;
+        while from < n {
+            let to = (from + SLICE).min(n);
+            got.extend_from_slice(b.sorted(from, to));
+            from = to;
+        }
+        assert_eq!(got, whole, "{n} keys");
+    }
+}
