@@ -59,8 +59,13 @@ pub(super) type Key = [u8; 16];
 /// The first 16 bytes of the key's SHA-256: two keys share a digest with a chance of about one
 /// in 2^128 (the keys are themselves hashes of labels, which no sender chooses to collide).
 pub(super) fn digest(key: &str) -> Key {
+    digest_of(key.as_bytes())
+}
+
+/// [`digest`] of a key's bytes (a text key as SQLite holds it).
+pub(super) fn digest_of(key: &[u8]) -> Key {
     let mut k = Key::default();
-    k.copy_from_slice(&Sha256::digest(key.as_bytes())[..16]);
+    k.copy_from_slice(&Sha256::digest(key)[..16]);
     k
 }
 
@@ -75,7 +80,7 @@ pub(super) fn key_of(row: &rusqlite::Row<'_>, i: usize) -> rusqlite::Result<Key>
                 blob_size: b.len(),
             })
         }),
-        ValueRef::Text(t) => Ok(digest(&String::from_utf8_lossy(t))),
+        ValueRef::Text(t) => Ok(digest_of(t)),
         _ => Err(bad(FromSqlError::InvalidType)),
     }
 }

@@ -1,14 +1,13 @@
 //! The tables of the queue, the dedupe state and the counters, and what an older store gets
 //! when it is opened: the columns it lacks, its dedupe table moved into a run, its runs' keys
-//! kept as digests, the
-//! indexes no longer kept dropped (the history's, chatops' and the bodies' tables are in their
-//! own modules).
+//! kept as digests, the indexes no longer kept dropped (the history's, chatops' and the bodies'
+//! tables are in their own modules).
 
 use rusqlite::Connection;
 use rusqlite::functions::FunctionFlags;
 use rusqlite::types::ValueRef;
 
-use super::dedupe::digest;
+use super::dedupe::digest_of;
 
 pub(super) const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS jobs (
@@ -85,7 +84,7 @@ pub(super) fn create(conn: &Connection) -> Result<(), rusqlite::Error> {
         FunctionFlags::SQLITE_UTF8 | FunctionFlags::SQLITE_DETERMINISTIC,
         |ctx| {
             Ok(match ctx.get_raw(0) {
-                ValueRef::Text(t) => digest(&String::from_utf8_lossy(t)).to_vec(),
+                ValueRef::Text(t) => digest_of(t).to_vec(),
                 ValueRef::Blob(b) => b.to_vec(),
                 _ => Vec::new(),
             })

@@ -150,8 +150,8 @@ const GATHER_POLL: std::time::Duration = std::time::Duration::from_micros(100);
 /// previous one (`last`), as a database's `commit_delay` does. Under a burst of webhooks
 /// from 64 connections, each answer's sender comes back a fraction of a millisecond later;
 /// a writer that never waited committed batches of about five, each commit writing the
-/// same tail pages of every table again (three fifths of the bytes written per accepted
-/// byte), and spent its time on commits. A quiet writer (one request) never waits.
+/// same tail pages of every table again (with it, bytes written per payload byte in a burst
+/// went from 2.7–2.8 to 2.4–2.5). A quiet writer (one request) never waits.
 pub(super) fn gather(
     rx: &mut mpsc::UnboundedReceiver<(Op, Place)>,
     ops: &mut Vec<(Op, Place)>,
