@@ -103,6 +103,19 @@ fn bench(c: &mut Criterion) {
         });
     }
     group.finish();
+    // What the accept path does to a webhook before it is stored: parse and validate, then
+    // encode the notification the store keeps.
+    let body = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/examples/alertmanager-firing-5.json"
+    ))
+    .expect("the example payload");
+    c.bench_function("parse_encode/alertmanager-firing-5", |b| {
+        b.iter(|| {
+            let n = Notification::parse(black_box(&body)).expect("valid payload");
+            serde_json::to_vec(&n).expect("encodes").len()
+        })
+    });
 }
 
 criterion_group!(benches, bench);

@@ -7,6 +7,7 @@
 
 mod alertmanager;
 mod grafana;
+mod wire;
 
 use std::collections::BTreeMap;
 
@@ -52,33 +53,25 @@ impl Status {
     }
 }
 
-/// One alert, as both clients send it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+/// One alert, as both clients send it (its JSON shape: [`wire`]).
+#[derive(Debug, Clone, PartialEq)]
 pub struct Alert {
     pub status: Status,
     pub labels: LabelSet,
-    #[serde(default)]
     pub annotations: LabelSet,
     pub starts_at: DateTime<FixedOffset>,
     /// `0001-01-01T00:00:00Z` while firing.
-    #[serde(default = "zero_time")]
     pub ends_at: DateTime<FixedOffset>,
-    #[serde(default, rename = "generatorURL")]
     pub generator_url: String,
-    #[serde(default)]
     pub fingerprint: String,
     /// Not in the payload: when the first firing notification of this alert was accepted for
     /// the receiver integration delivering it (set on resolved alerts at delivery,
     /// `firstNotifiedAt` in templates; see [`crate::dedupe`]).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub first_notified_at: Option<DateTime<Utc>>,
     /// Not in the payload: when its firing message went out through that integration
     /// (`firingSentAt`; templates also get `firingSent`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub firing_sent_at: Option<DateTime<Utc>>,
     /// Grafana only.
-    #[serde(flatten)]
     pub grafana: GrafanaAlertExtras,
 }
 
@@ -102,58 +95,41 @@ impl Alert {
     }
 }
 
-/// A group of alerts as delivered by one webhook call, whatever sent it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+/// A group of alerts as delivered by one webhook call, whatever sent it (its JSON shape:
+/// [`wire`]).
+#[derive(Debug, Clone, PartialEq)]
 pub struct Notification {
     /// Not in the payload: which client sent it.
-    #[serde(default = "default_source")]
     pub source: Source,
-    #[serde(default)]
     pub version: String,
     /// The sending receiver's name (Alertmanager escapes it with QuoteMeta).
-    #[serde(default)]
     pub receiver: String,
     pub status: Status,
     pub alerts: Vec<Alert>,
-    #[serde(default)]
     pub group_labels: LabelSet,
-    #[serde(default)]
     pub common_labels: LabelSet,
-    #[serde(default)]
     pub common_annotations: LabelSet,
-    #[serde(default, rename = "externalURL")]
     pub external_url: String,
-    #[serde(default)]
     pub group_key: String,
-    #[serde(default)]
     pub truncated_alerts: u64,
     /// Not in the payload: set when this is a fallback receiver's copy of a notification
     /// another integration gave up on (`fallback` in templates).
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub fallback: bool,
     /// Not in the payload: the summary line of a storm digest merging many notifications
     /// (`digest` in templates).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub digest: Option<String>,
     /// Not in the payload: the counts behind a storm digest's `digest` line, kept so a digest
     /// merged again with more notifications adds to them (`digestCounts` in templates).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub digest_counts: Option<DigestCounts>,
     /// Not in the payload: the short reference a WeChat reply names this group by (`ref` in
     /// templates), set at delivery when chatops is on.
-    #[serde(default, rename = "ref", skip_serializing_if = "Option::is_none")]
     pub reference: Option<String>,
     /// Not in the payload: who acknowledged this group from WeChat, and when (`ack`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ack: Option<Ack>,
     /// Not in the payload: the incident this is a page or status update of (`incident` in
     /// templates).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub incident: Option<IncidentContext>,
-    #[serde(flatten)]
     pub alertmanager: AlertmanagerExtras,
-    #[serde(flatten)]
     pub grafana: GrafanaExtras,
 }
 
