@@ -178,6 +178,7 @@ fn append_in(
         return Err(StoreError::Full);
     }
     let body = insert(&w.conn, packed, 0)?;
+    w.grew(packed.len());
     w.conn
         .prepare_cached("INSERT INTO inbox (receiver, received_at, body) VALUES (?1, ?2, ?3)")
         .and_then(|mut s| s.execute(params![receiver, ms(now), body]))

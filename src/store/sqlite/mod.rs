@@ -148,6 +148,7 @@ impl SqliteStore {
             live: live.max(0) as u64,
             capacity: capacity as u64,
             max_bytes,
+            used: None,
             claimed: HashSet::new(),
             released: Vec::new(),
             history_rows: None,

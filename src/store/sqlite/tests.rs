@@ -133,6 +133,48 @@ async fn the_file_size_bound_refuses_new_jobs_with_full() {
 
 /// A backlog is taken chunk by chunk from past the last id taken: the scan starts there, so
 /// jobs at or below it are not looked at (nor taken, claimed or not).
+/// The file's size is read once per batch; the webhooks appended in that batch count their
+/// bodies on top, so a batch of large ones cannot run far past `max_bytes`.
+#[tokio::test]
+async fn appends_in_one_batch_count_their_bodies_towards_the_size_bound() {
+    use std::future::Future;
+    use std::task::{Context, Poll, Waker};
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open_with(dir.path(), 1_000, 1024 * 1024, true).unwrap();
+    // An annotation that does not compress: 300 KB stored per webhook.
+    let mut n = crate::webhook::sample_notification();
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    let noise: String = (0..300_000)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            char::from(b'!' + (x % 90) as u8)
+        })
+        .collect();
+    n.alerts[0].annotations.insert("noise".into(), noise);
+    let (hold, blocker) = hold_writer(&store).await;
+    let mut appends: Vec<_> = (0..8)
+        .map(|_| Box::pin(store.append(&n, None, Utc::now())))
+        .collect();
+    // Each sent to the writer, which takes them in one batch once let go.
+    let mut cx = Context::from_waker(Waker::noop());
+    for a in &mut appends {
+        assert!(matches!(a.as_mut().poll(&mut cx), Poll::Pending));
+    }
+    hold.send(()).unwrap();
+    blocker.await.unwrap().unwrap();
+    let mut stored = 0;
+    for a in appends {
+        match a.await {
+            Ok(_) => stored += 1,
+            Err(StoreError::Full) => {}
+            Err(e) => panic!("{e}"),
+        }
+    }
+    assert!((1..=4).contains(&stored), "{stored} of 8 stored in 1 MiB");
+}
+
 #[tokio::test]
 async fn a_backlog_is_taken_from_past_the_last_id_taken() {
     let dir = tempfile::tempdir().unwrap();
