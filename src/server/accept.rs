@@ -25,7 +25,7 @@ use crate::metrics::{Metrics, ReasonLabels, StatusLabels};
 use crate::runtime::Runtime;
 use crate::store::inbox::Inboxed;
 use crate::store::{Admission, StoreError};
-use crate::webhook::{Notification, Source};
+use crate::webhook::{Notification, Received, Source, Status};
 
 /// Appended webhooks routed per store request: the request holds the store's writer, and
 /// the accept path waits for it. (256 wrote a quarter less once the accept path paused, but
@@ -117,41 +117,31 @@ pub(super) async fn accept(
     if let Err(r) = auth::check_webhook(&rt.config.auth, headers, &bytes) {
         return (None, StatusCode::UNAUTHORIZED, r.to_string());
     }
-    let n = match Notification::parse(&bytes) {
-        Ok(n) => n,
-        Err(e) => return (None, StatusCode::BAD_REQUEST, format!("{e}\n")),
-    };
-    drop(bytes);
-    let source = Some(n.source);
-    tracing::Span::current()
-        .record("source", n.source.as_str())
-        .record("group_key", n.group_key.as_str());
-    if let Some(r) = receiver
-        && !rt.receivers.contains_key(r)
-    {
-        return (
-            source,
-            StatusCode::NOT_FOUND,
-            format!("unknown receiver {r:?}\n"),
-        );
-    }
-    let alerts: Vec<&'static str> = n.alerts.iter().map(|a| a.status.as_str()).collect();
-    let now = Utc::now();
     let append = app.queue.store.keeps_inbox()
         && (at_once > rt.config.storage.accept_inline
             || app.inbox.pending.load(Ordering::SeqCst) > 0);
-    let message = if append {
+    let (source, statuses, message) = if append {
+        // Checked and encoded as stored, without the notification routing builds later.
+        let received = match Received::parse(&bytes) {
+            Ok(r) => r,
+            Err(e) => return (None, StatusCode::BAD_REQUEST, format!("{e}\n")),
+        };
+        drop(bytes);
+        let source = Some(received.source);
+        record_span(received.source, &received.group_key);
+        if let Some(status) = unknown_receiver(&rt, receiver) {
+            return (source, StatusCode::NOT_FOUND, status);
+        }
         app.inbox.pending.fetch_add(1, Ordering::SeqCst);
         match app
             .queue
             .store
-            .append(&n, receiver.map(str::to_string), now)
+            .append_received(&received, receiver.map(str::to_string), Utc::now())
             .await
         {
             Ok(_) => {
                 app.inbox.show(&app.metrics);
                 app.inbox.appended.notify_one();
-                "accepted; routed after this answer\n".to_string()
             }
             Err(e) => {
                 app.inbox.pending.fetch_sub(1, Ordering::SeqCst);
@@ -159,26 +149,59 @@ pub(super) async fn accept(
                 return (source, StatusCode::SERVICE_UNAVAILABLE, refusal(&e));
             }
         }
+        let message = "accepted; routed after this answer\n".to_string();
+        (source, received.statuses, message)
     } else {
+        let n = match Notification::parse(&bytes) {
+            Ok(n) => n,
+            Err(e) => return (None, StatusCode::BAD_REQUEST, format!("{e}\n")),
+        };
+        drop(bytes);
+        let source = Some(n.source);
+        record_span(n.source, &n.group_key);
+        if let Some(status) = unknown_receiver(&rt, receiver) {
+            return (source, StatusCode::NOT_FOUND, status);
+        }
+        let statuses: Vec<Status> = n.alerts.iter().map(|a| a.status).collect();
+        let now = Utc::now();
         // Answered 200 only once the jobs are committed to the store; duplicates are checked
         // in the same transaction.
         let admissions = admissions_for(&rt, n, receiver, now);
-        match crate::delivery::history::admit(&app.queue, &rt.config.web, admissions, now).await {
-            Ok(admitted) => {
-                let outcome = dedupe::Outcome::of(&admitted);
-                count_suppressed(&app.metrics, &outcome);
-                accepted_message(&outcome)
-            }
-            Err(e) => return (source, StatusCode::SERVICE_UNAVAILABLE, refusal(&e)),
-        }
+        let message =
+            match crate::delivery::history::admit(&app.queue, &rt.config.web, admissions, now)
+                .await
+            {
+                Ok(admitted) => {
+                    let outcome = dedupe::Outcome::of(&admitted);
+                    count_suppressed(&app.metrics, &outcome);
+                    accepted_message(&outcome)
+                }
+                Err(e) => return (source, StatusCode::SERVICE_UNAVAILABLE, refusal(&e)),
+            };
+        (source, statuses, message)
     };
-    for status in alerts {
+    for status in statuses {
         app.metrics
             .alerts_received
-            .get_or_create(&StatusLabels { status })
+            .get_or_create(&StatusLabels {
+                status: status.as_str(),
+            })
             .inc();
     }
     (source, StatusCode::OK, message)
+}
+
+fn record_span(source: Source, group_key: &str) {
+    tracing::Span::current()
+        .record("source", source.as_str())
+        .record("group_key", group_key);
+}
+
+/// The 404's body when the webhook's path names a receiver not configured.
+fn unknown_receiver(rt: &Runtime, receiver: Option<&str>) -> Option<String> {
+    receiver
+        .filter(|r| !rt.receivers.contains_key(*r))
+        .map(|r| format!("unknown receiver {r:?}\n"))
 }
 
 /// The 503's body when the store does not take a webhook.

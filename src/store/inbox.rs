@@ -56,6 +56,19 @@ impl Store {
         }
     }
 
+    /// [`Store::append`] of a webhook checked and encoded as received.
+    pub async fn append_received(
+        &self,
+        received: &crate::webhook::Received,
+        receiver: Option<String>,
+        now: DateTime<Utc>,
+    ) -> Result<i64, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.append_json(&received.json, receiver, now).await,
+            Store::Redis(_) => Err(unsupported()),
+        }
+    }
+
     /// Webhooks appended and not routed yet.
     pub async fn inbox_len(&self) -> Result<u64, StoreError> {
         match self {

@@ -7,6 +7,7 @@
 
 mod alertmanager;
 mod grafana;
+mod received;
 mod wire;
 
 use std::collections::BTreeMap;
@@ -16,6 +17,7 @@ use serde::{Deserialize, Serialize};
 
 pub use alertmanager::AlertmanagerExtras;
 pub use grafana::{GrafanaAlertExtras, GrafanaExtras};
+pub use received::Received;
 
 /// Labels or annotations.
 pub type LabelSet = BTreeMap<String, String>;
@@ -259,24 +261,33 @@ impl<'de> Deserialize<'de> for Counted {
 }
 
 impl Notification {
-    /// Parses an Alertmanager or Grafana webhook body.
-    pub fn parse(body: &[u8]) -> Result<Notification, PayloadError> {
-        // A huge array is refused before a single alert is built. Other problems the scan
-        // meets are left to the full parse, which words them.
+    /// A huge array is refused before a single alert is built. Other problems the scan meets
+    /// are left to the full parse, which words them.
+    fn too_many_alerts(body: &[u8]) -> Result<(), PayloadError> {
         if body.len() > MIN_ALERT_BYTES * MAX_ALERTS
             && let Err(e) = serde_json::from_slice::<AlertCount>(body)
             && e.to_string().starts_with(TOO_MANY)
         {
             return Err(PayloadError::TooManyAlerts);
         }
+        Ok(())
+    }
+
+    fn alert_count(n: usize) -> Result<(), PayloadError> {
+        match n {
+            0 => Err(PayloadError::NoAlerts),
+            n if n > MAX_ALERTS => Err(PayloadError::TooManyAlerts),
+            _ => Ok(()),
+        }
+    }
+
+    /// Parses an Alertmanager or Grafana webhook body. (A webhook appended as received is
+    /// checked and encoded without this: [`Received::parse`].)
+    pub fn parse(body: &[u8]) -> Result<Notification, PayloadError> {
+        Notification::too_many_alerts(body)?;
         let mut n: Notification =
             serde_json::from_slice(body).map_err(|e| PayloadError::Json(one_line(&e)))?;
-        if n.alerts.is_empty() {
-            return Err(PayloadError::NoAlerts);
-        }
-        if n.alerts.len() > MAX_ALERTS {
-            return Err(PayloadError::TooManyAlerts);
-        }
+        Notification::alert_count(n.alerts.len())?;
         // Ours to set, never the sender's.
         for a in &mut n.alerts {
             a.first_notified_at = None;

@@ -354,11 +354,11 @@ impl Serialize for Alert {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
     /// Every field of both shapes, and fields neither knows.
-    const FULL: &str = r##"{"version":"4","receiver":"ops\\.wechat","status":"firing","alerts":[
+    pub(in crate::webhook) const FULL: &str = r##"{"version":"4","receiver":"ops\\.wechat","status":"firing","alerts":[
  {"status":"firing","labels":{"alertname":"A","severity":"critical"},"annotations":{"summary":"s \"q\" 中文"},
   "startsAt":"2026-01-02T03:04:05.123+08:00","endsAt":"0001-01-01T00:00:00Z","generatorURL":"http://g/x?a=1&b=2",
   "fingerprint":"fp1","firstNotifiedAt":"2026-01-02T03:04:06Z","firingSentAt":"2026-01-02T03:04:07Z",

@@ -104,8 +104,8 @@ impl Encoder {
 }
 
 /// A notification's JSON as a body is stored: LZ4-compressed, its length first.
-pub(super) fn pack(json: &str) -> Vec<u8> {
-    lz4_flex::compress_prepend_size(json.as_bytes())
+pub(super) fn pack(json: impl AsRef<[u8]>) -> Vec<u8> {
+    lz4_flex::compress_prepend_size(json.as_ref())
 }
 
 /// A stored body's JSON: compressed (a BLOB), or text as older versions wrote it.

@@ -37,7 +37,17 @@ impl SqliteStore {
         receiver: Option<String>,
         now: DateTime<Utc>,
     ) -> Result<i64, StoreError> {
-        let packed: Packed = pack(&encode(n)?).into();
+        self.append_json(encode(n)?.as_bytes(), receiver, now).await
+    }
+
+    /// [`SqliteStore::append`] of a notification already encoded ([`crate::webhook::Received`]).
+    pub async fn append_json(
+        &self,
+        json: &[u8],
+        receiver: Option<String>,
+        now: DateTime<Utc>,
+    ) -> Result<i64, StoreError> {
+        let packed: Packed = pack(json).into();
         let r = self
             .call(move |w| append_in(w, &packed, receiver.as_deref(), now))
             .await;
