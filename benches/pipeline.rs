@@ -116,6 +116,14 @@ fn bench(c: &mut Criterion) {
             serde_json::to_vec(&n).expect("encodes").len()
         })
     });
+    c.bench_function("received_encode/alertmanager-firing-5", |b| {
+        b.iter(|| {
+            alertmanager_wechat::webhook::Received::parse(black_box(&body))
+                .expect("valid payload")
+                .json
+                .len()
+        })
+    });
 }
 
 criterion_group!(benches, bench);
