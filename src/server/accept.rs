@@ -120,66 +120,67 @@ pub(super) async fn accept(
     let append = app.queue.store.keeps_inbox()
         && (at_once > rt.config.storage.accept_inline
             || app.inbox.pending.load(Ordering::SeqCst) > 0);
-    let (source, statuses, message) = if append {
-        // Checked and encoded as stored, without the notification routing builds later.
-        let received = match Received::parse(&bytes) {
-            Ok(r) => r,
-            Err(e) => return (None, StatusCode::BAD_REQUEST, format!("{e}\n")),
-        };
-        drop(bytes);
-        let source = Some(received.source);
-        record_span(received.source, &received.group_key);
-        if let Some(status) = unknown_receiver(&rt, receiver) {
-            return (source, StatusCode::NOT_FOUND, status);
-        }
-        app.inbox.pending.fetch_add(1, Ordering::SeqCst);
-        match app
-            .queue
-            .store
-            .append_received(&received, receiver.map(str::to_string), Utc::now())
-            .await
-        {
-            Ok(_) => {
-                app.inbox.show(&app.metrics);
-                app.inbox.appended.notify_one();
+    let (source, statuses, message) =
+        if append {
+            // Checked and encoded as stored, without the notification routing builds later.
+            let received = match Received::parse(&bytes) {
+                Ok(r) => r,
+                Err(e) => return (None, StatusCode::BAD_REQUEST, format!("{e}\n")),
+            };
+            drop(bytes);
+            let source = Some(received.source);
+            record_span(received.source, &received.group_key);
+            if let Some(status) = unknown_receiver(&rt, receiver) {
+                return (source, StatusCode::NOT_FOUND, status);
             }
-            Err(e) => {
-                app.inbox.pending.fetch_sub(1, Ordering::SeqCst);
-                app.inbox.show(&app.metrics);
-                return (source, StatusCode::SERVICE_UNAVAILABLE, refusal(&e));
-            }
-        }
-        let message = "accepted; routed after this answer\n".to_string();
-        (source, received.statuses, message)
-    } else {
-        let n = match Notification::parse(&bytes) {
-            Ok(n) => n,
-            Err(e) => return (None, StatusCode::BAD_REQUEST, format!("{e}\n")),
-        };
-        drop(bytes);
-        let source = Some(n.source);
-        record_span(n.source, &n.group_key);
-        if let Some(status) = unknown_receiver(&rt, receiver) {
-            return (source, StatusCode::NOT_FOUND, status);
-        }
-        let statuses: Vec<Status> = n.alerts.iter().map(|a| a.status).collect();
-        let now = Utc::now();
-        // Answered 200 only once the jobs are committed to the store; duplicates are checked
-        // in the same transaction.
-        let admissions = admissions_for(&rt, n, receiver, now);
-        let message =
-            match crate::delivery::history::admit(&app.queue, &rt.config.web, admissions, now)
+            app.inbox.pending.fetch_add(1, Ordering::SeqCst);
+            match app
+                .queue
+                .store
+                .append_received(&received, receiver.map(str::to_string), Utc::now())
                 .await
             {
-                Ok(admitted) => {
-                    let outcome = dedupe::Outcome::of(&admitted);
-                    count_suppressed(&app.metrics, &outcome);
-                    accepted_message(&outcome)
+                Ok(_) => {
+                    app.inbox.show(&app.metrics);
+                    app.inbox.appended.notify_one();
                 }
-                Err(e) => return (source, StatusCode::SERVICE_UNAVAILABLE, refusal(&e)),
+                Err(e) => {
+                    app.inbox.pending.fetch_sub(1, Ordering::SeqCst);
+                    app.inbox.show(&app.metrics);
+                    return (source, StatusCode::SERVICE_UNAVAILABLE, refusal(&e));
+                }
+            }
+            let message = "accepted; routed after this answer\n".to_string();
+            (source, received.statuses, message)
+        } else {
+            let n = match Notification::parse(&bytes) {
+                Ok(n) => n,
+                Err(e) => return (None, StatusCode::BAD_REQUEST, format!("{e}\n")),
             };
-        (source, statuses, message)
-    };
+            drop(bytes);
+            let source = Some(n.source);
+            record_span(n.source, &n.group_key);
+            if let Some(status) = unknown_receiver(&rt, receiver) {
+                return (source, StatusCode::NOT_FOUND, status);
+            }
+            let statuses: Vec<Status> = n.alerts.iter().map(|a| a.status).collect();
+            let now = Utc::now();
+            // Answered 200 only once the jobs are committed to the store; duplicates are checked
+            // in the same transaction.
+            let admissions = admissions_for(&rt, n, receiver, now);
+            let message =
+                match crate::delivery::history::admit(&app.queue, &rt.config.web, admissions, now)
+                    .await
+                {
+                    Ok(admitted) => {
+                        let outcome = dedupe::Outcome::of(&admitted);
+                        count_suppressed(&app.metrics, &outcome);
+                        accepted_message(&outcome)
+                    }
+                    Err(e) => return (source, StatusCode::SERVICE_UNAVAILABLE, refusal(&e)),
+                };
+            (source, statuses, message)
+        };
     for status in statuses {
         app.metrics
             .alerts_received

@@ -311,10 +311,9 @@ fn distinct(values: impl Iterator<Item = String>, max: usize) -> Vec<String> {
 /// Only http and https links are kept: a page links to them.
 pub fn http_url(u: &str) -> Option<String> {
     let t = u.trim();
-    let lower = t.to_ascii_lowercase();
-    ((lower.starts_with("http://") || lower.starts_with("https://"))
-        && !t.contains(char::is_whitespace))
-    .then(|| t.to_string())
+    let scheme = |s: &str| t.get(..s.len()).is_some_and(|p| p.eq_ignore_ascii_case(s));
+    ((scheme("http://") || scheme("https://")) && !t.contains(char::is_whitespace))
+        .then(|| t.to_string())
 }
 
 /// The record of an admission, from the one made before it was admitted: queued under its
@@ -436,6 +435,31 @@ impl Store {
         match self {
             Store::Sqlite(s) => s.history(filter).await,
             Store::Redis(s) => s.history(filter).await,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::http_url;
+
+    #[test]
+    fn only_http_links_are_kept_whatever_the_schemes_case() {
+        assert_eq!(
+            http_url(" HTTPS://g/x?q=1 ").as_deref(),
+            Some("HTTPS://g/x?q=1")
+        );
+        assert_eq!(http_url("http://中文").as_deref(), Some("http://中文"));
+        for refused in [
+            "javascript:alert(1)",
+            "ftp://x",
+            "http:/x",
+            "https://a b",
+            "htt",
+            "",
+            "ｈttp://x",
+        ] {
+            assert_eq!(http_url(refused), None, "{refused}");
         }
     }
 }

@@ -15,8 +15,8 @@ use chrono::{DateTime, FixedOffset, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::{
-    Ack, DigestCounts, IncidentContext, Notification, PayloadError, Source, Status,
-    default_source, zero_time,
+    Ack, DigestCounts, IncidentContext, Notification, PayloadError, Source, Status, default_source,
+    zero_time,
 };
 
 /// A validated webhook as the store keeps it, and what the accept path reports of it.
