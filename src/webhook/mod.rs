@@ -220,6 +220,38 @@ pub const MAX_ALERTS: usize = 10_000;
 /// so a body shorter than `MAX_ALERTS` of them cannot hold too many and is not pre-scanned.
 const MIN_ALERT_BYTES: usize = 60;
 
+/// Nesting past which a body is handed to the generic parser to be judged (its limit is
+/// 128 levels).
+const NESTING_SCAN: usize = 100;
+
+/// Whether arrays and objects in `body` nest deeper than `limit`, strings left out.
+fn nests_deeper_than(body: &[u8], limit: usize) -> bool {
+    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
+    for &b in body {
+        if in_string {
+            match b {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > limit {
+                    return true;
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    false
+}
+
 /// The number of elements of the top-level `alerts` array, counted without building them;
 /// counting stops with [`TOO_MANY`] at the first element over [`MAX_ALERTS`].
 #[derive(Deserialize)]
@@ -261,9 +293,17 @@ impl<'de> Deserialize<'de> for Counted {
 }
 
 impl Notification {
-    /// A huge array is refused before a single alert is built. Other problems the scan meets
-    /// are left to the full parse, which words them.
+    /// A huge array is refused before a single alert is built, and JSON nested deeper than
+    /// the parser's limit (128) anywhere, fields nobody reads included. Other problems the
+    /// scans meet are left to the full parse, which words them.
     fn too_many_alerts(body: &[u8]) -> Result<(), PayloadError> {
+        // Fields the parse does not know are skipped without counting their depth: when the
+        // body nests deep at all, the generic parser (which counts) judges it.
+        if nests_deeper_than(body, NESTING_SCAN)
+            && let Err(e) = serde_json::from_slice::<serde_json::Value>(body)
+        {
+            return Err(PayloadError::Json(one_line(&e)));
+        }
         if body.len() > MIN_ALERT_BYTES * MAX_ALERTS
             && let Err(e) = serde_json::from_slice::<AlertCount>(body)
             && e.to_string().starts_with(TOO_MANY)

@@ -289,6 +289,33 @@ mod tests {
     }
 
     #[test]
+    fn nesting_past_the_limit_is_refused_alike_even_in_fields_nobody_reads() {
+        let alert =
+            r#"{"status":"firing","labels":{"a":"[[[[{{{{"},"startsAt":"2026-01-02T03:04:05Z"}"#;
+        for depth in [99, 126, 127, 128, 5000] {
+            let body = format!(
+                r#"{{"x":{}{},"status":"firing","alerts":[{alert}]}}"#,
+                "[".repeat(depth),
+                "]".repeat(depth)
+            );
+            agree(body.as_bytes());
+            let refused = Received::parse(body.as_bytes())
+                .err()
+                .is_some_and(|e| e.to_string().contains("recursion limit exceeded"));
+            assert_eq!(refused, depth >= 127, "{depth}");
+        }
+        // Brackets inside strings are not nesting.
+        let body = format!(
+            r#"{{"status":"firing","alerts":[{}],"x":"{}\"{}"}}"#,
+            alert,
+            "[".repeat(500),
+            "{".repeat(500)
+        );
+        assert!(Received::parse(body.as_bytes()).is_ok());
+        agree(body.as_bytes());
+    }
+
+    #[test]
     fn too_many_alerts_are_refused_alike() {
         let alert = r#"{"status":"firing","labels":{},"startsAt":"2026-01-02T03:04:05Z"}"#;
         let body = format!(
