@@ -29,6 +29,81 @@ fn job(receiver: &str) -> NewJob {
     }
 }
 
+/// A store whose WAL syncs each wait for a go from the test, and say when they begin.
+fn gated_store(
+    dir: &std::path::Path,
+) -> (
+    SqliteStore,
+    tokio::sync::mpsc::UnboundedReceiver<()>,
+    std::sync::mpsc::Sender<Result<(), String>>,
+) {
+    let (syncing, began) = tokio::sync::mpsc::unbounded_channel();
+    let (go, gate) = std::sync::mpsc::channel::<Result<(), String>>();
+    let store = SqliteStore::open_syncing(
+        dir,
+        100,
+        crate::store::DEFAULT_MAX_BYTES,
+        true,
+        move |path| {
+            assert!(path.ends_with(format!("{FILE}-wal")), "{}", path.display());
+            Box::new(move || {
+                let _ = syncing.send(());
+                gate.recv().map_err(|e| e.to_string())?
+            })
+        },
+    )
+    .unwrap();
+    (store, began, go)
+}
+
+/// A request that wrote is answered once the WAL is synced after its commit, not at the
+/// commit; meanwhile the writer runs the next batches (reads answered, other writes committed
+/// and waiting for the next sync).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_is_answered_after_the_sync_and_the_writer_goes_on_meanwhile() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, mut began, go) = gated_store(dir.path());
+    let deadline = std::time::Duration::from_secs(60);
+    let first = tokio::spawn({
+        let store = store.clone();
+        async move { store.enqueue(vec![job("a")]).await }
+    });
+    tokio::time::timeout(deadline, began.recv()).await.unwrap();
+    // The first sync is held: the writer answers a read and commits another write.
+    let second = tokio::spawn({
+        let store = store.clone();
+        async move { store.enqueue(vec![job("b")]).await }
+    });
+    let mut seen = 0;
+    while seen < 2 {
+        let depth = tokio::time::timeout(deadline, store.depth()).await.unwrap().unwrap();
+        seen = depth.iter().map(|d| d.count).sum();
+        tokio::task::yield_now().await;
+    }
+    assert!(!first.is_finished(), "answered before its commit was synced");
+    assert!(!second.is_finished(), "answered before its commit was synced");
+    go.send(Ok(())).unwrap();
+    tokio::time::timeout(deadline, first).await.unwrap().unwrap().unwrap();
+    // The second commit waits for a sync that began after it.
+    tokio::time::timeout(deadline, began.recv()).await.unwrap();
+    assert!(!second.is_finished(), "answered before its commit was synced");
+    go.send(Ok(())).unwrap();
+    tokio::time::timeout(deadline, second).await.unwrap().unwrap().unwrap();
+}
+
+/// A failed sync answers the writes it was for with an error (their senders send again);
+/// the store goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_sync_refuses_the_writes_it_was_for() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _began, go) = gated_store(dir.path());
+    go.send(Err("EIO".into())).unwrap();
+    let e = store.enqueue(vec![job("a")]).await.unwrap_err();
+    assert!(e.to_string().contains("could not be made durable: EIO"), "{e}");
+    go.send(Ok(())).unwrap();
+    store.enqueue(vec![job("b")]).await.unwrap();
+}
+
 #[test]
 fn refuses_a_path_it_cannot_use() {
     let dir = tempfile::tempdir().unwrap();
