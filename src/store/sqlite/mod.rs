@@ -154,7 +154,6 @@ impl SqliteStore {
         conn.execute_batch("PRAGMA synchronous=NORMAL;")
             .map_err(|e| err(e.to_string()))?;
         let (flush, flushes) = std::sync::mpsc::channel();
-        let (flushed_tx, flushed) = std::sync::mpsc::channel();
         let sync = sync(dir.join(format!("{FILE}-wal")));
         let checkpointer = Connection::open(dir.join(FILE)).map_err(|e| err(e.to_string()))?;
         checkpointer
@@ -180,8 +179,6 @@ impl SqliteStore {
             marks,
             checkpoint,
             flush,
-            flushed,
-            flushing: false,
         };
         let flag = closed.clone();
         std::thread::Builder::new()
@@ -190,7 +187,7 @@ impl SqliteStore {
             .map_err(|e| err(e.to_string()))?;
         std::thread::Builder::new()
             .name("store-flush".into())
-            .spawn(move || flush::run_flusher(sync, flushes, flushed_tx))
+            .spawn(move || flush::run_flusher(sync, flushes))
             .map_err(|e| err(e.to_string()))?;
         std::thread::Builder::new()
             .name("store-writer".into())

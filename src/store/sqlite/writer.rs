@@ -76,10 +76,6 @@ pub(super) struct Writer {
     /// The answers of a committed batch's requests that wrote, to be sent once the WAL is
     /// synced ([`super::flush::run_flusher`]).
     pub(super) flush: std::sync::mpsc::Sender<Vec<Reply>>,
-    /// A word from the flusher for each batch answered.
-    pub(super) flushed: std::sync::mpsc::Receiver<()>,
-    /// Whether a batch handed to the flusher has not been answered yet.
-    pub(super) flushing: bool,
 }
 
 impl Writer {
@@ -326,14 +322,6 @@ pub(super) fn run_batch(w: &mut Writer, ops: Vec<Op>) {
     let Some(start) = began else {
         return;
     };
-    // The batch ran while the previous one was being synced; when it wrote, it commits once
-    // that sync is done, so that one sync follows each commit (commits more often than the
-    // disk syncs would each write the tables' last pages again for fewer webhooks). A batch
-    // that only read commits at once.
-    if w.flushing && waiting.iter().any(|(_, wrote)| *wrote) {
-        w.flushing = false;
-        let _ = w.flushed.recv();
-    }
     if let Err(e) = run(&w.conn, "COMMIT") {
         tracing::error!(error = %e, "store: commit failed");
         // A failed COMMIT may leave the transaction open (busy) or rolled back (I/O).
@@ -361,9 +349,7 @@ pub(super) fn run_batch(w: &mut Writer, ops: Vec<Op>) {
     }
     // Full: a wake-up is already waiting.
     let _ = w.checkpoint.try_send(());
-    w.flushing = true;
     if let Err(std::sync::mpsc::SendError(replies)) = w.flush.send(wrote) {
-        w.flushing = false;
         let e = StoreError::Db("the store's flusher is gone: the commit is not durable".into());
         tracing::error!("store: {e}");
         for reply in replies {
