@@ -3,15 +3,13 @@
 //! Every statement runs on one writer thread that owns the connection. The thread takes all
 //! requests waiting for it, runs each inside its own savepoint (so one request's failure does
 //! not undo another's) and commits them in one transaction before answering any: a burst of
-//! webhooks costs one `fsync`, not one each. A request that wrote is answered once the WAL is
-//! synced after its commit, by a thread of its own (`flush`) while the writer runs the next
-//! batch: every answer means durable against an OS crash or power loss as well as a crash of
-//! this process, as with `synchronous=FULL`, without the writer waiting for the disk. The file
-//! can be inspected with the `sqlite3` CLI.
+//! webhooks costs one `fsync`, not one each. `synchronous=FULL` makes a commit durable against
+//! an OS crash or power loss as well as a crash of this process; with group commits it costs
+//! little. The file can be inspected with the `sqlite3` CLI.
 //!
 //! Layout: this module opens the file and hands requests to the writer; `writer` runs them
-//! (batches, savepoints, the in-memory state that follows the file); `flush` syncs its commits
-//! and answers; `checkpoint` copies the WAL back; `schema` creates the tables and the columns older stores lack; `jobs` is the
+//! (batches, savepoints, the in-memory state that follows the file); `checkpoint` copies the
+//! WAL back; `schema` creates the tables and the columns older stores lack; `jobs` is the
 //! queue; `admit` a webhook's admission; `dedupe` (its log, and `dedupe_runs` what is merged
 //! out of it) and `counters` their keys; `history` and `chatops` their tables; `testing` the
 //! faults tests inject.
@@ -33,7 +31,6 @@ mod checkpoint;
 mod counters;
 mod dedupe;
 mod dedupe_runs;
-mod flush;
 mod history;
 mod inbox;
 mod incident;
@@ -86,17 +83,6 @@ impl SqliteStore {
         max_bytes: u64,
         owner: bool,
     ) -> Result<SqliteStore, StoreError> {
-        Self::open_syncing(dir, capacity, max_bytes, owner, flush::sync_wal)
-    }
-
-    /// As [`SqliteStore::open_with`], with `sync(path of the WAL)` making commits durable.
-    fn open_syncing(
-        dir: &Path,
-        capacity: usize,
-        max_bytes: u64,
-        owner: bool,
-        sync: impl FnOnce(std::path::PathBuf) -> flush::Sync,
-    ) -> Result<SqliteStore, StoreError> {
         let err = |message: String| StoreError::Open {
             path: dir.display().to_string(),
             message,
@@ -119,8 +105,6 @@ impl SqliteStore {
             true,
         )
         .map_err(|e| err(e.to_string()))?;
-        // Durable before it is opened to requests: the schema and the recovery below commit
-        // with `FULL`.
         conn.execute_batch("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;")
             .map_err(|e| err(e.to_string()))?;
         schema::create(&conn).map_err(|e| err(e.to_string()))?;
@@ -149,12 +133,6 @@ impl SqliteStore {
         ))
         .map_err(|e| err(e.to_string()))?;
         let marks = dedupe::Marks::load(&conn).map_err(|e| err(e.to_string()))?;
-        // From here the flusher syncs the WAL after each commit ([`flush`]); SQLite still
-        // syncs it before each checkpoint and when it starts the file over.
-        conn.execute_batch("PRAGMA synchronous=NORMAL;")
-            .map_err(|e| err(e.to_string()))?;
-        let (flush, flushes) = std::sync::mpsc::channel();
-        let sync = sync(dir.join(format!("{FILE}-wal")));
         let checkpointer = Connection::open(dir.join(FILE)).map_err(|e| err(e.to_string()))?;
         checkpointer
             .busy_timeout(Duration::from_secs(5))
@@ -178,16 +156,11 @@ impl SqliteStore {
             history_prune: None,
             marks,
             checkpoint,
-            flush,
         };
         let flag = closed.clone();
         std::thread::Builder::new()
             .name("store-checkpoint".into())
             .spawn(move || run_checkpointer(checkpointer, checkpoints))
-            .map_err(|e| err(e.to_string()))?;
-        std::thread::Builder::new()
-            .name("store-flush".into())
-            .spawn(move || flush::run_flusher(sync, flushes))
             .map_err(|e| err(e.to_string()))?;
         std::thread::Builder::new()
             .name("store-writer".into())

@@ -73,9 +73,6 @@ pub(super) struct Writer {
     pub(super) marks: Marks,
     /// Wakes the checkpointer after a commit that wrote (see [`run_checkpointer`]).
     pub(super) checkpoint: std::sync::mpsc::SyncSender<()>,
-    /// The answers of a committed batch's requests that wrote, to be sent once the WAL is
-    /// synced ([`super::flush::run_flusher`]).
-    pub(super) flush: std::sync::mpsc::Sender<Vec<Reply>>,
 }
 
 impl Writer {
@@ -241,8 +238,7 @@ impl Writer {
     }
 }
 
-/// Runs `ops`, each in a savepoint of its own, in one transaction, commits it and answers
-/// (those that wrote once the commit is durable).
+/// Runs `ops`, each in a savepoint of its own, in one transaction, commits it and answers.
 ///
 /// SQLite itself rolls the whole transaction back after some errors inside a statement (a
 /// full disk, an I/O error, no memory: "the transaction may be rolled back automatically"),
@@ -322,40 +318,26 @@ pub(super) fn run_batch(w: &mut Writer, ops: Vec<Op>) {
     let Some(start) = began else {
         return;
     };
-    if let Err(e) = run(&w.conn, "COMMIT") {
-        tracing::error!(error = %e, "store: commit failed");
-        // A failed COMMIT may leave the transaction open (busy) or rolled back (I/O).
-        if !w.conn.is_autocommit() {
-            let _ = w.conn.execute_batch("ROLLBACK");
+    let commit = run(&w.conn, "COMMIT").err();
+    match &commit {
+        None => {
+            w.released.clear();
+            w.marks.commit();
+            if waiting.iter().any(|(_, wrote)| *wrote) {
+                // Full: a wake-up is already waiting.
+                let _ = w.checkpoint.try_send(());
+            }
         }
-        w.undo(start);
-        answer(waiting.into_iter(), Some(&e));
-        return;
-    }
-    w.released.clear();
-    w.marks.commit();
-    // Committed, not yet durable: the requests that wrote are answered by the flusher once
-    // the WAL is synced ([`super::flush`]); the others now.
-    let mut wrote = Vec::with_capacity(waiting.len());
-    for (reply, changed) in waiting {
-        if changed {
-            wrote.push(reply);
-        } else {
-            reply(None);
+        Some(e) => {
+            tracing::error!(error = %e, "store: commit failed");
+            // A failed COMMIT may leave the transaction open (busy) or rolled back (I/O).
+            if !w.conn.is_autocommit() {
+                let _ = w.conn.execute_batch("ROLLBACK");
+            }
+            w.undo(start);
         }
     }
-    if wrote.is_empty() {
-        return;
-    }
-    // Full: a wake-up is already waiting.
-    let _ = w.checkpoint.try_send(());
-    if let Err(std::sync::mpsc::SendError(replies)) = w.flush.send(wrote) {
-        let e = StoreError::Db("the store's flusher is gone: the commit is not durable".into());
-        tracing::error!("store: {e}");
-        for reply in replies {
-            reply(Some(&e));
-        }
-    }
+    answer(waiting.into_iter(), commit.as_ref());
 }
 
 /// Answers requests whose transaction ended with `outcome`; those that changed nothing have
