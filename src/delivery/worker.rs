@@ -46,6 +46,9 @@ struct Ctx {
     /// Jobs claimed by this process and not yet given back: being delivered, or their outcome
     /// waiting to be recorded. Any other claim is stale and is given back.
     held: std::sync::Mutex<HashSet<i64>>,
+    /// The kinds `queue_depth` has shown: each is shown again (0 once empty) after its
+    /// integrations or its jobs are gone, instead of keeping its last count.
+    shown: std::sync::Mutex<std::collections::BTreeSet<&'static str>>,
 }
 
 impl Ctx {
@@ -74,6 +77,7 @@ impl Workers {
             policy,
             steps,
             held: Default::default(),
+            shown: Default::default(),
         });
         tokio::spawn(async move {
             let slots = Arc::new(Semaphore::new(concurrency));
@@ -324,6 +328,13 @@ async fn refresh_gauges(ctx: &Ctx) {
                 None => crate::channels::kind_of(&d.integration),
             };
             *by_kind.entry(kind).or_default() += d.count as i64;
+        }
+        {
+            let mut shown = ctx.shown.lock().unwrap_or_else(|e| e.into_inner());
+            for kind in shown.iter() {
+                by_kind.entry(kind).or_default();
+            }
+            shown.extend(by_kind.keys());
         }
         for (kind, n) in by_kind {
             ctx.metrics

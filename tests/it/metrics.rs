@@ -207,3 +207,42 @@ async fn counters_after_a_scripted_scenario_are_exact() {
     assert!(m.contains("# TYPE process_cpu_seconds counter"), "{m}");
     assert_eq!(mock.requests().len(), 3);
 }
+
+/// A kind's `queue_depth` falls to 0 once its last delivery has left the queue, even when no
+/// integration of that kind is configured any more: the gauge does not keep its last count.
+#[tokio::test]
+async fn queue_depth_of_a_kind_no_longer_configured_falls_to_zero() {
+    let mock = MockWxPusher::start().await;
+    mock.set_default(Reply::Http(500));
+    let srv = TestServer::start(&config(&mock, "")).await;
+    assert_eq!(
+        post_auth(&srv, None, example("alertmanager-firing.json")).await,
+        200
+    );
+    mock.wait_for(1, Duration::from_secs(10)).await;
+    let wxpusher = r#"alertmanager_wechat_queue_depth{integration="wxpusher"}"#;
+    scrape_until(&srv, |m| metric(m, wxpusher) == 1.0).await;
+    // The receiver is replaced by one of another kind: the waiting delivery becomes a dead
+    // letter (receiver_removed) at its next try.
+    std::fs::write(
+        srv.dir.path().join("config.yml"),
+        "route: { receiver: desk }\nreceivers:\n  - name: desk\n    console_configs: [ {} ]\n",
+    )
+    .unwrap();
+    let (status, body) = srv.post("/-/reload", "").await;
+    assert_eq!(status, 200, "{body}");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (_, m) = srv.get("/metrics").await;
+        if metric(&m, "alertmanager_wechat_dead_letters") == 1.0 && metric(&m, wxpusher) == 0.0 {
+            assert!(
+                m.lines().any(|l| l.starts_with(&format!("{wxpusher} "))),
+                "{m}"
+            );
+            break;
+        }
+        assert!(Instant::now() < deadline, "queue_depth never fell:\n{m}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    srv.stop().await;
+}
